@@ -1,0 +1,44 @@
+// Lint enforces the plane boundaries described in ../shared/STYLE.md and ARCHITECTURE.md.
+import tseslint from 'typescript-eslint';
+
+const dbDrivers = ['pg', 'pg-*', '@electric-sql/*'];
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', '.data/**', 'logs/**', 'bin/**'] },
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-explicit-any': 'off',
+    },
+  },
+  {
+    // The execution plane never reaches PostgreSQL or the API.
+    files: ['src/execution-plane/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['**/control-plane/**', '**/control-plane'], message: 'The execution plane must not import the control plane.' },
+          { group: ['**/embedded/**', '**/cli/**'], message: 'The execution plane must not import the embedded stack or CLI.' },
+          { group: dbDrivers, message: 'The execution plane must not use a PostgreSQL driver.' },
+        ],
+      }],
+    },
+  },
+  {
+    // Shared contracts import neither plane.
+    files: ['src/shared/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['**/control-plane/**', '**/execution-plane/**', '**/embedded/**', '**/cli/**'], message: 'Shared contracts import neither plane.' },
+          { group: dbDrivers, message: 'Shared contracts do not use a database driver.' },
+        ],
+      }],
+    },
+  },
+);

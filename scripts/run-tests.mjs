@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// Runs every test file under test/ with node's test runner (files one at a time: Chromium and PGlite each want
+// a core on a 2-core machine). Extra arguments filter files by substring: `npm test -- worker`.
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+function walk(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? walk(p) : p.endsWith('.test.ts') ? [p] : [];
+  });
+}
+const filters = process.argv.slice(2);
+const files = walk('test').sort().filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+const r = spawnSync(process.execPath, [
+  '--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 1}`,
+  '--test-timeout=300000', ...files,
+], { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+process.exit(r.status ?? 1);

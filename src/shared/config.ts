@@ -1,0 +1,60 @@
+/**
+ * Configuration is parsed once per process from one table that maps each setting to its environment variable,
+ * schema and default (docs/configuration.md lists them all). Nothing else reads process.env.
+ */
+import { z } from 'zod';
+import { SriError } from './errors.ts';
+import { MIN_SIGNING_SECRET_LENGTH } from './signing.ts';
+
+export interface Setting<T extends z.ZodType = z.ZodType> {
+  readonly env: string;
+  readonly schema: T;
+  readonly doc: string;
+}
+
+export type SettingsTable = Record<string, Setting>;
+export type ConfigOf<T extends SettingsTable> = { readonly [K in keyof T]: z.output<T[K]['schema']> };
+
+export function setting<T extends z.ZodType>(env: string, schema: T, doc: string): Setting<T> {
+  return { env, schema, doc };
+}
+
+const intFromEnv = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+/** Settings both planes share (ARCHITECTURE.md "Configuration"). */
+export const commonSettings = {
+  redisUrl: setting('REDIS_URL', z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+    'Redis connection URL.'),
+  s3Endpoint: setting('S3_ENDPOINT', z.url().default('http://127.0.0.1:9000'), 'S3-compatible endpoint (path-style).'),
+  s3Region: setting('S3_REGION', z.string().min(1).default('us-east-1'), 'S3 region.'),
+  s3AccessKey: setting('S3_ACCESS_KEY', z.string().min(1).default('minioadmin'), 'S3 access key id.'),
+  s3SecretKey: setting('S3_SECRET_KEY', z.string().min(1).default('minioadmin'), 'S3 secret access key.'),
+  s3ScriptsBucket: setting('S3_SCRIPTS_BUCKET', z.string().min(3).default('sri-scripts'), 'Bucket holding flow scripts.'),
+  s3ResultsBucket: setting('S3_RESULTS_BUCKET', z.string().min(3).default('sri-results'), 'Bucket receiving job evidence.'),
+  scriptSigningSecret: setting('SCRIPT_SIGNING_SECRET',
+    z.string({ error: 'is required' }).min(MIN_SIGNING_SECRET_LENGTH, `must be at least ${MIN_SIGNING_SECRET_LENGTH} characters`),
+    'HMAC key signing scripts; identical in both planes. `sri up` generates one under .data/ when unset.'),
+  logLevel: setting('LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level.'),
+  logDir: setting('LOG_DIR', z.string().default('logs'), 'Directory of the log files.'),
+} as const;
+
+export const intSetting = intFromEnv;
+
+/**
+ * Parses `env` against `table`; throws one CONFIG_INVALID error naming every bad variable.
+ * Empty strings count as unset so `FOO=` in a .env file falls back to the default.
+ */
+export function loadConfig<T extends SettingsTable>(table: T, env: Record<string, string | undefined>): ConfigOf<T> {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, s] of Object.entries(table)) {
+    const raw = env[s.env];
+    const r = s.schema.safeParse(raw === '' ? undefined : raw);
+    if (r.success) out[name] = r.data;
+    else problems.push(`${s.env} ${r.error.issues.map((i) => i.message).join(', ')}`);
+  }
+  if (problems.length) {
+    throw new SriError('CONFIG_INVALID', `Invalid configuration: ${problems.join('; ')}. See docs/configuration.md.`);
+  }
+  return Object.freeze(out) as ConfigOf<T>;
+}

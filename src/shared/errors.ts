@@ -1,0 +1,81 @@
+/**
+ * The one catalogue of error codes a user can meet: job failures (in result messages' `error.code`), API errors
+ * (in `{ error: { code, message } }` bodies) and start-up errors. docs/errors.md lists every code; a test checks it.
+ */
+export interface ErrorSpec {
+  /** HTTP status when the error reaches an API caller. */
+  readonly status: number;
+  /** Whether running the same job again may succeed. */
+  readonly retryable: boolean;
+  /** Default message: says what happened and what to do next. */
+  readonly message: string;
+}
+
+function spec(status: number, retryable: boolean, message: string): ErrorSpec {
+  return { status, retryable, message };
+}
+
+export const ERRORS = {
+  // ── Job failures (execution plane) ────────────────────────────────────────────────────────────────────────────
+  INVALID_JOB: spec(400, false, 'The job message is not valid JSON of the job schema; fix the producer and push it again.'),
+  SCRIPT_INTEGRITY: spec(400, false, 'Script integrity compromised'),
+  SCRIPT_UNAUTHORIZED: spec(401, false, 'Unauthorized script'),
+  SCRIPT_NOT_FOUND: spec(404, false, 'The script named by scriptKey is not in the scripts bucket; re-create the flow or fix scriptKey.'),
+  SESSION_NOT_FOUND: spec(404, false, 'Session not found'),
+  SCRIPT_ERROR: spec(422, false, 'The script threw an error; read execution.log and fix the flow.'),
+  SCRIPT_INVALID: spec(422, false, 'The script is not an ES module whose default export is a function; see docs/scripts.md.'),
+  EXECUTION_TIMEOUT: spec(504, true, 'The job ran longer than EXECUTION_TIMEOUT (or its timeoutMs) and was stopped.'),
+  BROWSER_ERROR: spec(503, true, 'The browser failed while running the job; it will be restarted. Try the job again.'),
+  UPLOAD_FAILED: spec(503, true, 'Uploading the evidence to S3 failed; check S3_ENDPOINT and the results bucket.'),
+  WORKER_SHUTDOWN: spec(503, true, 'The worker stopped before the job could finish; run it again.'),
+  // ── API errors (control plane) ────────────────────────────────────────────────────────────────────────────────
+  VALIDATION_FAILED: spec(400, false, 'The request is not valid; see details for each field.'),
+  MALFORMED_BODY: spec(400, false, 'The request body is not valid JSON; send Content-Type: application/json with a JSON object.'),
+  PAYLOAD_TOO_LARGE: spec(413, false, 'The request body is too large.'),
+  UNSUPPORTED_MEDIA_TYPE: spec(415, false, 'Send the body as application/json.'),
+  UNAUTHENTICATED: spec(401, false, 'Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.'),
+  TOKEN_INVALID: spec(401, false, 'The token is invalid or expired; log in again with POST /api/auth/login.'),
+  INVALID_CREDENTIALS: spec(401, false, 'E-mail or password is wrong.'),
+  EMAIL_TAKEN: spec(409, false, 'An account with this e-mail already exists; log in instead.'),
+  WEAK_PASSWORD: spec(400, false, 'The password is too weak: use at least 10 characters with letters and digits.'),
+  NOT_FOUND: spec(404, false, 'Nothing with this id exists in your organisation.'),
+  ROUTE_NOT_FOUND: spec(404, false, 'No such endpoint; see /docs for the API.'),
+  PROVIDER_NOT_FOUND: spec(404, false, 'No provider with this id; list them with GET /api/providers.'),
+  PROVIDER_NOT_CONNECTED: spec(409, false, 'Connect the provider first: POST /api/providers/{id}/connect with your session cookies.'),
+  NO_ACTIVE_FLOW: spec(409, false, 'No active flow for this provider; create one with POST /api/flows and activate it.'),
+  FLOW_INVALID: spec(400, false, 'The flow cannot be compiled; see details.'),
+  FLOW_VERSION_EXISTS: spec(409, false, 'This provider already has a flow with this version in your organisation; pick a new semver version.'),
+  FLOW_TAMPERED: spec(500, false, 'The stored flow script no longer matches its hash or signature; re-create the flow.'),
+  IDEMPOTENCY_CONFLICT: spec(409, false, 'This Idempotency-Key was used with a different request; use a new key.'),
+  RATE_LIMITED: spec(429, true, 'Too many requests; wait and try again.'),
+  SERVICE_UNAVAILABLE: spec(503, true, 'A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready.'),
+  INTERNAL: spec(500, true, 'Unexpected error; it has been logged with the request id.'),
+  // ── Start-up errors (CLI, embedded stack) ─────────────────────────────────────────────────────────────────────
+  CONFIG_INVALID: spec(1, false, 'The configuration is invalid; the message names the variable to fix.'),
+  PORT_IN_USE: spec(1, false, 'A port the embedded stack needs is taken; the message names the variable that moves it.'),
+  DEPENDENCY_MISSING: spec(1, false, 'A system program is missing; the message gives the install command.'),
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
+
+/** An error with a stable code; `retryable` comes from the catalogue unless given. */
+export class SriError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly status: number;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message?: string, opts: { details?: unknown; cause?: unknown; retryable?: boolean } = {}) {
+    super(message ?? ERRORS[code].message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'SriError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.retryable = opts.retryable ?? ERRORS[code].retryable;
+    this.details = opts.details;
+  }
+}
+
+export function isSriError(e: unknown): e is SriError {
+  return e instanceof SriError;
+}

@@ -1,0 +1,109 @@
+/**
+ * S3 access for both planes. Every S3-compatible endpoint gets `requestChecksumCalculation: 'WHEN_REQUIRED'`:
+ * with the SDK's default, s3rver (and other servers) store streamed uploads with their aws-chunked framing inside
+ * the object — silently corrupted. A test uploads a stream and compares bytes.
+ */
+import { Readable } from 'node:stream';
+import {
+  CreateBucketCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command,
+  PutObjectCommand, S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+
+export interface S3Settings {
+  readonly s3Endpoint: string;
+  readonly s3Region: string;
+  readonly s3AccessKey: string;
+  readonly s3SecretKey: string;
+}
+
+export function createS3Client(cfg: S3Settings): S3Client {
+  return new S3Client({
+    endpoint: cfg.s3Endpoint,
+    region: cfg.s3Region,
+    credentials: { accessKeyId: cfg.s3AccessKey, secretAccessKey: cfg.s3SecretKey },
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 3,
+  });
+}
+
+/** `s3://bucket/key`, the form result messages carry. */
+export const s3Uri = (bucket: string, key: string) => `s3://${bucket}/${key}`;
+
+export function parseS3Uri(uri: string): { bucket: string; key: string } | undefined {
+  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(uri);
+  return m ? { bucket: m[1]!, key: m[2]! } : undefined;
+}
+
+export function isNotFound(e: unknown): boolean {
+  const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return err?.name === 'NotFound' || err?.name === 'NoSuchKey' || err?.$metadata?.httpStatusCode === 404;
+}
+
+/** A small blob-store facade over one S3 client: what the planes need, nothing more. */
+export class BlobStore {
+  constructor(readonly client: S3Client) {}
+
+  async put(bucket: string, key: string, body: Buffer | string | Readable, contentType?: string): Promise<string> {
+    if (body instanceof Readable) {
+      await new Upload({ client: this.client, params: { Bucket: bucket, Key: key, Body: body, ContentType: contentType } }).done();
+    } else {
+      await this.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+    }
+    return s3Uri(bucket, key);
+  }
+
+  /** The object's bytes, or undefined when it does not exist. */
+  async get(bucket: string, key: string): Promise<Buffer | undefined> {
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      return Buffer.from(await r.Body!.transformToByteArray());
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async exists(bucket: string, key: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
+  async list(bucket: string, prefix: string): Promise<{ key: string; size: number }[]> {
+    const out: { key: string; size: number }[] = [];
+    let token: string | undefined;
+    do {
+      const r = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const o of r.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0 });
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  /** A time-limited GET link to one object. */
+  presignGet(bucket: string, key: string, expiresInSeconds: number): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: expiresInSeconds });
+  }
+
+  async ensureBucket(bucket: string): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      await this.client.send(new CreateBucketCommand({ Bucket: bucket }));
+    }
+  }
+
+  /** Reachability probe for /ready. */
+  async ping(bucket: string): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Messages that cross the Redis boundary between the planes (ARCHITECTURE.md "Job message", "Result message",
+ * sessions). Both planes validate with these schemas; the TypeScript types are derived from them.
+ */
+import { z } from 'zod';
+
+/** Ids end up in Redis keys and S3 keys: no separators, no path tricks. */
+export const Id = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 _ . -')
+  .refine((s) => s !== '.' && s !== '..', 'must not be "." or ".."');
+export const ProviderName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'must be lower-case letters, digits, _ or -');
+const Hex64 = z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters');
+export const Hostname = z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}(:\d{1,5})?$/i, 'must be a host name (optionally *.domain or host:port)');
+
+export const JobPriority = z.enum(['normal', 'high']);
+
+export const JobMessage = z.object({
+  jobId: Id,
+  orgId: Id,
+  userId: Id,
+  providerId: Id,
+  providerName: ProviderName,
+  flowId: Id,
+  flowVersion: z.string().min(1).max(64),
+  /** Inline script text; may be omitted when scriptKey names it in the scripts bucket. */
+  scriptContent: z.string().max(1024 * 1024).optional(),
+  scriptHash: Hex64,
+  signature: Hex64,
+  createdAt: z.union([z.string().min(1).max(64), z.number()]),
+  scriptKey: z.string().regex(/^scripts\/[A-Za-z0-9_.\/-]{1,512}$/).refine((k) => !k.includes('..'), 'must not contain ..').optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+  traceId: z.string().max(128).optional(),
+  priority: JobPriority.optional(),
+  attempt: z.number().int().min(1).max(1000).optional(),
+  maxAttempts: z.number().int().min(1).max(100).optional(),
+  timeoutMs: z.number().int().min(1000).max(24 * 3600 * 1000).optional(),
+  allowedHosts: z.array(Hostname).max(100).optional(),
+}).refine((j) => j.scriptContent !== undefined || j.scriptKey !== undefined, {
+  message: 'either scriptContent or scriptKey is required', path: ['scriptContent'],
+});
+export type JobMessage = z.infer<typeof JobMessage>;
+
+export const JobStatus = z.enum(['queued', 'running', 'done', 'failed', 'retrying', 'cancelled', 'dead']);
+export type JobStatus = z.infer<typeof JobStatus>;
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['done', 'failed', 'cancelled', 'dead'];
+
+export const ResultFiles = z.object({
+  log: z.string(),
+  screenshots: z.array(z.string()),
+  download: z.string().optional(),
+  parsedData: z.string().optional(),
+});
+export type ResultFiles = z.infer<typeof ResultFiles>;
+
+export const ResultMessage = z.object({
+  jobId: z.string(),
+  orgId: z.string(),
+  userId: z.string(),
+  providerId: z.string(),
+  success: z.boolean(),
+  status: JobStatus,
+  duration: z.number(),
+  attempt: z.number().int(),
+  workerId: z.string(),
+  finishedAt: z.string(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  files: ResultFiles,
+});
+export type ResultMessage = z.infer<typeof ResultMessage>;
+
+export const Cookie = z.object({
+  name: z.string().min(1).max(4096),
+  value: z.string().max(16384),
+  domain: z.string().max(253).optional(),
+  path: z.string().max(1024).optional(),
+  url: z.string().max(2048).optional(),
+  expires: z.number().optional(),
+  httpOnly: z.boolean().optional(),
+  secure: z.boolean().optional(),
+  sameSite: z.enum(['Strict', 'Lax', 'None']).optional(),
+});
+export type Cookie = z.infer<typeof Cookie>;
+
+export const Session = z.object({
+  cookies: z.array(Cookie).max(500),
+  credentials: z.record(z.string(), z.string()).optional(),
+  connectedAt: z.number().optional(),
+});
+export type Session = z.infer<typeof Session>;
+
+/** Renders a zod error as one line per problem: `path: message`. */
+export function describeZodError(err: z.ZodError): string {
+  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+}

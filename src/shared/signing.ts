@@ -1,0 +1,36 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+
+/** Minimum length of SCRIPT_SIGNING_SECRET, identical in both planes. */
+export const MIN_SIGNING_SECRET_LENGTH = 32;
+
+/** Lowercase hex SHA-256 of the UTF-8 text. */
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/** Lowercase hex HMAC-SHA256 of the UTF-8 text. */
+export function hmacHex(text: string, secret: string): string {
+  return createHmac('sha256', secret).update(text, 'utf8').digest('hex');
+}
+
+export function signScript(script: string, secret: string): { scriptHash: string; signature: string } {
+  return { scriptHash: sha256Hex(script), signature: hmacHex(script, secret) };
+}
+
+/** Constant-time comparison of two hex strings; false for different lengths or non-hex input. */
+export function hexEqual(a: string, b: string): boolean {
+  if (!/^[0-9a-f]*$/i.test(a) || !/^[0-9a-f]*$/i.test(b)) return false;
+  const ab = Buffer.from(a.toLowerCase(), 'hex');
+  const bb = Buffer.from(b.toLowerCase(), 'hex');
+  if (ab.length !== bb.length || ab.length === 0) return false;
+  return timingSafeEqual(ab, bb);
+}
+
+export type ScriptVerdict = 'ok' | 'hash-mismatch' | 'signature-mismatch';
+
+/** Hash first (integrity), then signature (authority) — the order ARCHITECTURE.md fixes. */
+export function verifyScript(script: string, scriptHash: string, signature: string, secret: string): ScriptVerdict {
+  if (!hexEqual(sha256Hex(script), scriptHash)) return 'hash-mismatch';
+  if (!hexEqual(hmacHex(script, secret), signature)) return 'signature-mismatch';
+  return 'ok';
+}
