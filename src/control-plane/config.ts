@@ -1,0 +1,31 @@
+/**
+ * The control plane's settings: the shared table plus the API's own (docs/configuration.md lists every one).
+ * Parsed once at start by loadApiConfig; nothing else in the control plane reads process.env.
+ */
+import { z } from 'zod';
+import { commonSettings, intSetting, loadConfig, setting, type ConfigOf } from '../shared/config.ts';
+
+export const apiSettings = {
+  ...commonSettings,
+  port: setting('PORT', z.coerce.number().int().min(0).max(65535).default(3000), 'Port the HTTP API listens on (0 = any free port).'),
+  host: setting('HOST', z.string().min(1).default('127.0.0.1'), 'Address the HTTP API binds to.'),
+  databaseUrl: setting('DATABASE_URL', z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://').optional(),
+    'PostgreSQL server URL; when unset the embedded PGlite under DATA_DIR is used.'),
+  dataDir: setting('DATA_DIR', z.string().min(1).default('.data'), 'Directory of embedded data (PGlite lives in DATA_DIR/pglite).'),
+  jwtSecret: setting('JWT_SECRET', z.string({ error: 'is required' }).min(32, 'must be at least 32 characters'),
+    'HMAC key of the API tokens (HS256).'),
+  jwtExpiresInSeconds: setting('JWT_EXPIRES_IN_SECONDS', intSetting(3600, 60), 'Lifetime of an API token.'),
+  sessionTtlSeconds: setting('SESSION_TTL_SECONDS', intSetting(604800, 60), 'Lifetime of a connected provider session in Redis.'),
+  artifactUrlTtlSeconds: setting('ARTIFACT_URL_TTL_SECONDS', z.coerce.number().int().min(1).max(7 * 24 * 3600).default(900),
+    'Lifetime of the presigned download links of job artifacts.'),
+  authRateLimitMax: setting('AUTH_RATE_LIMIT_MAX', intSetting(20, 1), 'Requests per window and client IP allowed on /api/auth/*.'),
+  authRateLimitWindowMs: setting('AUTH_RATE_LIMIT_WINDOW_MS', intSetting(60_000, 1000), 'Window of the /api/auth/* rate limit.'),
+  reconcileIntervalMs: setting('RECONCILE_INTERVAL_MS', intSetting(60_000, 1000),
+    'How often the results listener re-reads results of unfinished jobs from Redis (pub/sub loses messages).'),
+} as const;
+
+export type ApiConfig = ConfigOf<typeof apiSettings>;
+
+export function loadApiConfig(env: Record<string, string | undefined> = process.env): ApiConfig {
+  return loadConfig(apiSettings, env);
+}

@@ -1,0 +1,37 @@
+/** The provider catalogue (global, seeded by migration) and the users' provider connections. */
+import type { Tx } from '../types.ts';
+
+export interface Provider { id: string; name: string; displayName: string; allowedHosts: string[] }
+
+interface ProviderRow { id: string; name: string; display_name: string; allowed_hosts: string[] }
+const toProvider = (r: ProviderRow): Provider => ({ id: r.id, name: r.name, displayName: r.display_name, allowedHosts: r.allowed_hosts });
+
+export async function listProviders(tx: Tx): Promise<Provider[]> {
+  return (await tx.query<ProviderRow>('SELECT id, name, display_name, allowed_hosts FROM providers ORDER BY id')).map(toProvider);
+}
+
+export async function findProvider(tx: Tx, id: string): Promise<Provider | undefined> {
+  const r = (await tx.query<ProviderRow>('SELECT id, name, display_name, allowed_hosts FROM providers WHERE id = $1', [id]))[0];
+  return r && toProvider(r);
+}
+
+export interface Connection { providerId: string; providerName: string; connectedAt: Date; expiresAt: Date }
+
+export async function upsertConnection(tx: Tx, c: { orgId: string; userId: string; providerId: string; connectedAt: Date; expiresAt: Date }): Promise<void> {
+  await tx.query(`INSERT INTO provider_connections (org_id, user_id, provider_id, connected_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (org_id, user_id, provider_id) DO UPDATE SET connected_at = EXCLUDED.connected_at, expires_at = EXCLUDED.expires_at`,
+  [c.orgId, c.userId, c.providerId, c.connectedAt.toISOString(), c.expiresAt.toISOString()]);
+}
+
+export async function deleteConnection(tx: Tx, userId: string, providerId: string): Promise<void> {
+  await tx.query('DELETE FROM provider_connections WHERE user_id = $1 AND provider_id = $2', [userId, providerId]);
+}
+
+export async function listConnections(tx: Tx, userId: string): Promise<Connection[]> {
+  const rows = await tx.query<{ provider_id: string; name: string; connected_at: Date; expires_at: Date }>(
+    `SELECT c.provider_id, p.name, c.connected_at, c.expires_at
+       FROM provider_connections c JOIN providers p ON p.id = c.provider_id
+      WHERE c.user_id = $1 AND c.expires_at > now() ORDER BY c.provider_id`, [userId]);
+  return rows.map((r) => ({ providerId: r.provider_id, providerName: r.name, connectedAt: r.connected_at, expiresAt: r.expires_at }));
+}

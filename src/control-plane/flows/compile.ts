@@ -1,0 +1,103 @@
+/**
+ * The step compiler: a pure function from (steps, provider) to the script text of ARCHITECTURE.md "Script shape".
+ * Every user value enters the script as a JSON string literal (`lit`), never by concatenation, so no selector,
+ * URL or value can close a string and add code. Navigation targets must be http(s) URLs on the provider's hosts.
+ */
+import { SriError } from '../../shared/errors.ts';
+import { describeZodError } from '../../shared/schemas.ts';
+import { MAX_STEPS, STEP_SCHEMAS, STEP_TYPES, type Step, type StepType } from './steps.ts';
+
+export interface CompileProvider {
+  readonly id: string;
+  readonly allowedHosts: readonly string[];
+}
+
+/**
+ * JSON.stringify, plus escapes for U+2028/U+2029 (line terminators in older JS parsers) and `<`/`>` (so a
+ * script embedded in HTML cannot end a <script> element). JSON.parse of the literal gives back the exact value.
+ */
+export function lit(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u2028\u2029<>]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Host without port matches an allowed host; `*.x.com` matches every subdomain of x.com (not x.com itself). */
+export function hostAllowed(hostname: string, allowedHosts: readonly string[]): boolean {
+  const host = hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+  return allowedHosts.some((entry) => {
+    const allowed = entry.toLowerCase().replace(/:\d+$/, '');
+    if (allowed.startsWith('*.')) return host.endsWith(allowed.slice(1)) && host.length > allowed.length - 1;
+    return host === allowed;
+  });
+}
+
+function flowInvalid(message: string, details?: unknown): SriError {
+  return new SriError('FLOW_INVALID', message, { details });
+}
+
+function checkUrl(where: string, raw: string, provider: CompileProvider): void {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw flowInvalid(`${where}: "${raw.slice(0, 200)}" is not an absolute URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw flowInvalid(`${where}: only http and https URLs are allowed, got ${url.protocol}`);
+  }
+  if (url.username || url.password) throw flowInvalid(`${where}: URLs must not carry credentials; use a secretRef`);
+  if (!hostAllowed(url.hostname, provider.allowedHosts)) {
+    throw flowInvalid(`${where}: host ${url.hostname} is not in provider ${provider.id}'s allowedHosts (${provider.allowedHosts.join(', ')})`);
+  }
+}
+
+/** Checks every step against its schema and the provider's hosts; the first problem is a FLOW_INVALID naming the step. */
+export function parseSteps(raw: unknown, provider: CompileProvider): Step[] {
+  if (!Array.isArray(raw)) throw flowInvalid('steps must be an array');
+  if (raw.length === 0) throw flowInvalid('steps must not be empty');
+  if (raw.length > MAX_STEPS) throw flowInvalid(`a flow has at most ${MAX_STEPS} steps, got ${raw.length}`);
+  return raw.map((item, i) => {
+    const where = `steps[${i}]`;
+    const type = (item as { type?: unknown } | null)?.type;
+    if (typeof type !== 'string' || !Object.hasOwn(STEP_SCHEMAS, type)) {
+      throw flowInvalid(`${where}: unknown step type ${JSON.stringify(type ?? null)}; known types: ${STEP_TYPES.join(', ')}`);
+    }
+    const r = STEP_SCHEMAS[type as StepType].safeParse(item);
+    if (!r.success) throw flowInvalid(`${where} (${type}): ${describeZodError(r.error)}`, { step: i, issues: r.error.issues });
+    const step = r.data as Step;
+    if (step.type === 'navigate') checkUrl(`${where} (navigate)`, step.url, provider);
+    if (step.type === 'waitFor' && step.url !== undefined) checkUrl(`${where} (waitFor)`, step.url, provider);
+    return step;
+  });
+}
+
+function stepCode(step: Step): string {
+  switch (step.type) {
+    case 'navigate': return `await page.goto(${lit(step.url)});`;
+    case 'click': return `await page.click(${lit(step.selector)});`;
+    case 'fill': return step.secretRef !== undefined
+      ? `await helpers.fillSecret(${lit(step.selector)}, ${lit(step.secretRef)});`
+      : `await page.fill(${lit(step.selector)}, ${lit(step.value)});`;
+    case 'waitFor':
+      if (step.selector !== undefined) return `await page.waitForSelector(${lit(step.selector)});`;
+      if (step.url !== undefined) return `await page.waitForURL(${lit(step.url)});`;
+      return `await page.waitForTimeout(${lit(step.timeoutMs)});`;
+    case 'screenshot': return `await helpers.screenshot({ fullPage: ${lit(step.fullPage ?? false)} });`;
+    case 'download': return `await helpers.download(() => page.click(${lit(step.selector)}));`;
+    // Fields go through JSON.parse so that every key is an own data property, whatever its name.
+    case 'extract': return `helpers.setResult({ [${lit(step.name)}]: await helpers.extract(${lit(step.selector)}, JSON.parse(${lit(JSON.stringify(step.fields))})) });`;
+  }
+}
+
+/** Compiles checked steps into the script text (deterministic: same steps, same text, same hash). */
+export function compileSteps(rawSteps: unknown, provider: CompileProvider): { steps: Step[]; script: string } {
+  const steps = parseSteps(rawSteps, provider);
+  const body = steps.map((s, i) => `  // step ${i + 1}: ${s.type}\n  ${stepCode(s)}`).join('\n');
+  const script = [
+    `// Generated by the SRI step compiler for provider ${lit(provider.id)}; do not edit: the hash and signature cover this text.`,
+    'export default async function run({ page, payload, helpers, context }) {',
+    body,
+    '}',
+    '',
+  ].join('\n');
+  return { steps, script };
+}

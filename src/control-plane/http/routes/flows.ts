@@ -1,0 +1,99 @@
+/**
+ * Flows: compiled from steps, hashed and signed once at creation, uploaded to the scripts bucket and stored with
+ * their script. Exactly one flow per provider per organisation is active (a partial unique index guards it).
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import semver from 'semver';
+import { SriError } from '../../../shared/errors.ts';
+import { signScript } from '../../../shared/signing.ts';
+import type { ApiContext } from '../../context.ts';
+import { isUniqueViolation } from '../../db/index.ts';
+import { activateFlow, findFlow, flowVersionExists, insertFlow, listFlows, type FlowRow } from '../../db/queries/flows.ts';
+import { findProvider } from '../../db/queries/providers.ts';
+import { compileSteps } from '../../flows/compile.ts';
+import { authOf } from '../auth.ts';
+import { doc } from '../openapi.ts';
+import { CreateFlowBody, CreateFlowBodyDoc, IdParams } from '../schemas.ts';
+
+export function flowJson(f: FlowRow, withScript = false) {
+  return {
+    id: f.id, providerId: f.provider_id, version: f.version, name: f.name, description: f.description ?? null,
+    steps: f.steps, scriptHash: f.script_hash, signature: f.signature, scriptKey: f.script_key, active: f.active,
+    createdAt: new Date(f.created_at).toISOString(),
+    ...(withScript ? { script: f.script } : {}),
+  };
+}
+
+/** Semver without build metadata: the version becomes part of an S3 key, whose allowed characters exclude "+". */
+export function checkVersion(version: string): void {
+  if (semver.valid(version) !== version) throw new SriError('FLOW_INVALID', `version "${version}" is not a semantic version such as 1.0.0`);
+  if (version.includes('+')) throw new SriError('FLOW_INVALID', `version "${version}": build metadata (+…) is not supported; use e.g. 1.0.1`);
+}
+
+export function flowRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const preHandler = ctx.tokens.hook();
+
+  app.post('/api/flows', {
+    preHandler, schema: doc({ summary: 'Create a flow from steps (compiled, hashed, signed, uploaded).', tags: ['flows'], body: CreateFlowBodyDoc }),
+  }, async (req, reply) => {
+    const { orgId, userId } = authOf(req);
+    const body = CreateFlowBody.parse(req.body);
+    checkVersion(body.version);
+    const provider = await ctx.db.withOrg(orgId, (tx) => findProvider(tx, body.providerId));
+    if (!provider) throw new SriError('PROVIDER_NOT_FOUND');
+    const { steps, script } = compileSteps(body.steps, provider);
+    const { scriptHash, signature } = signScript(script, ctx.config.scriptSigningSecret);
+
+    if (await ctx.db.withOrg(orgId, (tx) => flowVersionExists(tx, provider.id, body.version))) throw new SriError('FLOW_VERSION_EXISTS');
+    // The contract's key is scripts/{providerId}/{version}.js; another organisation may hold it already, and then
+    // this organisation's script goes under its own folder. Jobs carry the script inline as well, so the key
+    // only matters to producers that send scriptKey alone.
+    const sharedKey = `scripts/${provider.id}/${body.version}.js`;
+    const scriptKey = (await ctx.blobStore.exists(ctx.config.s3ScriptsBucket, sharedKey))
+      ? `scripts/${provider.id}/${orgId}/${body.version}.js` : sharedKey;
+    try {
+      await ctx.blobStore.put(ctx.config.s3ScriptsBucket, scriptKey, script, 'text/javascript');
+    } catch (err) {
+      throw new SriError('SERVICE_UNAVAILABLE', 'Could not upload the script to S3; check GET /ready.', { cause: err });
+    }
+    try {
+      const flow = await ctx.db.withOrg(orgId, (tx) => insertFlow(tx, {
+        id: randomUUID(), org_id: orgId, provider_id: provider.id, version: body.version, name: body.name,
+        description: body.description ?? null, steps, script, script_hash: scriptHash, signature, script_key: scriptKey, created_by: userId,
+      }));
+      return reply.status(201).send({ flow: flowJson(flow) });
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new SriError('FLOW_VERSION_EXISTS');
+      throw e;
+    }
+  });
+
+  app.get('/api/flows', { preHandler, schema: doc({ summary: 'The organisation\'s flows, newest first.', tags: ['flows'] }) }, async (req) => {
+    const { orgId } = authOf(req);
+    return { flows: (await ctx.db.withOrg(orgId, listFlows)).map((f) => flowJson(f)) };
+  });
+
+  app.get('/api/flows/:id', {
+    preHandler, schema: doc({ summary: 'One flow with its generated script.', tags: ['flows'], params: IdParams }),
+  }, async (req) => {
+    const { orgId } = authOf(req);
+    const { id } = IdParams.parse(req.params);
+    const flow = await ctx.db.withOrg(orgId, (tx) => findFlow(tx, id));
+    if (!flow) throw new SriError('NOT_FOUND', `No flow ${id} in your organisation.`);
+    return { flow: flowJson(flow, true) };
+  });
+
+  app.post('/api/flows/:id/activate', {
+    preHandler, schema: doc({ summary: 'Make this flow the active one of its provider (deactivates the others).', tags: ['flows'], params: IdParams }),
+  }, async (req) => {
+    const { orgId } = authOf(req);
+    const { id } = IdParams.parse(req.params);
+    const flow = await ctx.db.withOrg(orgId, async (tx) => {
+      const found = await findFlow(tx, id);
+      return found && activateFlow(tx, found);
+    });
+    if (!flow) throw new SriError('NOT_FOUND', `No flow ${id} in your organisation.`);
+    return { flow: flowJson(flow) };
+  });
+}

@@ -1,0 +1,99 @@
+/** Jobs of the caller's organisation, their status and their evidence (presigned, time-limited links). */
+import { basename } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { SriError } from '../../../shared/errors.ts';
+import { keys } from '../../../shared/keys.ts';
+import { JobStatus, TERMINAL_STATUSES } from '../../../shared/schemas.ts';
+import { parseS3Uri } from '../../../shared/s3.ts';
+import type { ApiContext } from '../../context.ts';
+import { findJob, listJobs, type JobRow } from '../../db/queries/jobs.ts';
+import { syncJobFromRedis } from '../../results/listener.ts';
+import { authOf } from '../auth.ts';
+import { doc } from '../openapi.ts';
+import { IdParams, JobsQuery } from '../schemas.ts';
+
+const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
+
+export function jobJson(j: JobRow) {
+  return {
+    id: j.id, status: j.status, providerId: j.provider_id, flowId: j.flow_id, flowVersion: j.flow_version,
+    attempt: j.attempt, createdAt: iso(j.created_at), finishedAt: iso(j.finished_at), duration: j.duration_ms,
+    error: j.error_code ? { code: j.error_code, message: j.error_message ?? '' } : null, workerId: j.worker_id,
+  };
+}
+
+type ArtifactKind = 'log' | 'screenshot' | 'download' | 'parsedData';
+
+/**
+ * Artifacts named by the job's result. Result messages come from Redis, where anyone with access can publish, so
+ * only objects in the results bucket under this organisation's prefix get a link.
+ */
+export async function artifactsOf(ctx: ApiContext, j: JobRow) {
+  if (!j.files) return [];
+  const named: { kind: ArtifactKind; uri: string }[] = [
+    ...(j.files.log ? [{ kind: 'log' as const, uri: j.files.log }] : []),
+    ...(j.files.screenshots ?? []).map((uri) => ({ kind: 'screenshot' as const, uri })),
+    ...(j.files.download ? [{ kind: 'download' as const, uri: j.files.download }] : []),
+    ...(j.files.parsedData ? [{ kind: 'parsedData' as const, uri: j.files.parsedData }] : []),
+  ];
+  const out = [];
+  for (const a of named) {
+    const loc = parseS3Uri(a.uri);
+    if (!loc || loc.bucket !== ctx.config.s3ResultsBucket || !loc.key.startsWith(`results/${j.org_id}/`) || loc.key.includes('..')) continue;
+    const url = await ctx.blobStore.presignGet(loc.bucket, loc.key, ctx.config.artifactUrlTtlSeconds);
+    out.push({ kind: a.kind, name: basename(loc.key), uri: a.uri, url });
+  }
+  return out;
+}
+
+const isFinal = (status: string) => (TERMINAL_STATUSES as readonly string[]).includes(status);
+
+export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const preHandler = ctx.tokens.hook();
+  const resultsDeps = { db: ctx.db, blobStore: ctx.blobStore, resultsBucket: ctx.config.s3ResultsBucket, logger: ctx.logger };
+
+  /**
+   * The job as recorded; when it is not final yet but a worker already left its result in Redis (the listener has
+   * not caught up, or missed the message), that result is recorded first.
+   */
+  const loadJob = async (orgId: string, id: string): Promise<JobRow> => {
+    let job = await ctx.db.withOrg(orgId, (tx) => findJob(tx, id));
+    if (!job) throw new SriError('NOT_FOUND', `No job ${id} in your organisation.`);
+    if (!isFinal(job.status)) {
+      const synced = await syncJobFromRedis(resultsDeps, ctx.redis, orgId, id).catch(() => 'no-result' as const);
+      if (synced === 'recorded') job = (await ctx.db.withOrg(orgId, (tx) => findJob(tx, id))) ?? job;
+    }
+    return job;
+  };
+
+  app.get('/api/jobs', { preHandler, schema: doc({ summary: 'The organisation\'s jobs, newest first, paged.', tags: ['jobs'], query: JobsQuery }) }, async (req) => {
+    const { orgId } = authOf(req);
+    const { page, pageSize } = JobsQuery.parse(req.query);
+    const { jobs, total } = await ctx.db.withOrg(orgId, (tx) => listJobs(tx, page, pageSize));
+    return { jobs: jobs.map(jobJson), page, pageSize, total };
+  });
+
+  app.get('/api/jobs/:id', {
+    preHandler, schema: doc({ summary: 'One job with its parsed data and artifact links.', tags: ['jobs'], params: IdParams }),
+  }, async (req) => {
+    const { orgId } = authOf(req);
+    const { id } = IdParams.parse(req.params);
+    const job = await loadJob(orgId, id);
+    return { job: { ...jobJson(job), result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
+  });
+
+  app.get('/api/jobs/:id/status', {
+    preHandler, schema: doc({ summary: 'The job\'s status (live from Redis while it runs).', tags: ['jobs'], params: IdParams }),
+  }, async (req) => {
+    const { orgId } = authOf(req);
+    const { id } = IdParams.parse(req.params);
+    const job = await loadJob(orgId, id);
+    let status = job.status;
+    if (!isFinal(status)) {
+      // The results listener records final states; until then the worker's status key is the fresher source.
+      const live = JobStatus.safeParse(await ctx.redis.get(keys.jobStatus(id)).catch(() => null));
+      if (live.success) status = live.data;
+    }
+    return { jobId: job.id, status };
+  });
+}

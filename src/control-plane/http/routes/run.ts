@@ -1,0 +1,96 @@
+/**
+ * POST /api/run: checks, records and enqueues one job. The job row is committed before the message is pushed, so
+ * a worker's result always finds its job; when the push fails the job is marked failed and the caller gets 503.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { SriError } from '../../../shared/errors.ts';
+import { keys } from '../../../shared/keys.ts';
+import { JobMessage } from '../../../shared/schemas.ts';
+import { verifyScript } from '../../../shared/signing.ts';
+import type { ApiContext } from '../../context.ts';
+import { isUniqueViolation } from '../../db/index.ts';
+import { findActiveFlow } from '../../db/queries/flows.ts';
+import { failJob, findJobByIdempotencyKey, insertJob, type JobRow } from '../../db/queries/jobs.ts';
+import { findProvider } from '../../db/queries/providers.ts';
+import { authOf } from '../auth.ts';
+import { doc } from '../openapi.ts';
+import { RunBody, RunHeaders } from '../schemas.ts';
+
+/** Same key + same request → the first job; same key + another request → IDEMPOTENCY_CONFLICT. */
+function replay(existing: JobRow, requestHash: string) {
+  if (existing.request_hash !== requestHash) throw new SriError('IDEMPOTENCY_CONFLICT');
+  return { jobId: existing.id, status: existing.status };
+}
+
+export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.post('/api/run', {
+    preHandler: ctx.tokens.hook(),
+    schema: doc({ summary: 'Run the active flow of a provider with the caller\'s session; returns the queued job.', tags: ['jobs'], body: RunBody, headers: RunHeaders }),
+  }, async (req, reply) => {
+    const { orgId, userId } = authOf(req);
+    const body = RunBody.parse(req.body);
+    const idempotencyKey = RunHeaders.parse(req.headers)['idempotency-key'];
+    const requestHash = createHash('sha256').update(JSON.stringify({ userId, providerId: body.providerId, metadata: body.metadata ?? null })).digest('hex');
+
+    if (idempotencyKey !== undefined) {
+      const existing = await ctx.db.withOrg(orgId, (tx) => findJobByIdempotencyKey(tx, idempotencyKey));
+      if (existing) return reply.status(200).send(replay(existing, requestHash));
+    }
+
+    const provider = await ctx.db.withOrg(orgId, (tx) => findProvider(tx, body.providerId));
+    if (!provider) throw new SriError('PROVIDER_NOT_FOUND');
+    if ((await ctx.redis.exists(keys.session(orgId, userId, provider.name))) !== 1) throw new SriError('PROVIDER_NOT_CONNECTED');
+
+    const jobId = randomUUID();
+    const traceId = randomUUID().replace(/-/g, '');
+    let created: { job: JobRow; flow: NonNullable<Awaited<ReturnType<typeof findActiveFlow>>> };
+    try {
+      created = await ctx.db.withOrg(orgId, async (tx) => {
+        const flow = await findActiveFlow(tx, provider.id);
+        if (!flow) throw new SriError('NO_ACTIVE_FLOW');
+        // The row could have been altered in the database since creation; never enqueue what we did not sign.
+        if (verifyScript(flow.script, flow.script_hash, flow.signature, ctx.config.scriptSigningSecret) !== 'ok') {
+          throw new SriError('FLOW_TAMPERED');
+        }
+        const job = await insertJob(tx, {
+          id: jobId, orgId, userId, providerId: provider.id, flowId: flow.id, flowVersion: flow.version,
+          idempotencyKey, requestHash, metadata: body.metadata, traceId,
+        });
+        return { job, flow };
+      });
+    } catch (e) {
+      if (idempotencyKey !== undefined && isUniqueViolation(e)) {
+        // A concurrent request with the same key won the insert.
+        const existing = await ctx.db.withOrg(orgId, (tx) => findJobByIdempotencyKey(tx, idempotencyKey));
+        if (existing) return reply.status(200).send(replay(existing, requestHash));
+      }
+      throw e;
+    }
+
+    const message = JobMessage.parse({
+      jobId, orgId, userId, providerId: provider.id, providerName: provider.name,
+      flowId: created.flow.id, flowVersion: created.flow.version,
+      scriptContent: created.flow.script, scriptKey: created.flow.script_key,
+      scriptHash: created.flow.script_hash, signature: created.flow.signature,
+      createdAt: new Date(created.job.created_at).toISOString(),
+      metadata: body.metadata, traceId, attempt: 1, allowedHosts: provider.allowedHosts,
+    });
+    try {
+      const results = await ctx.redis.multi()
+        .lpush(keys.orgJobs(orgId), JSON.stringify(message))
+        .set(keys.jobStatus(jobId), 'queued')
+        .sadd(keys.orgs, orgId)
+        .exec();
+      const failed = results?.find(([err]) => err);
+      if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
+    } catch (err) {
+      req.log.error({ err, jobId, orgId }, 'could not enqueue the job');
+      await ctx.db.withOrg(orgId, (tx) => failJob(tx, jobId, 'SERVICE_UNAVAILABLE', 'The job could not be queued: Redis is unreachable.'))
+        .catch((e: unknown) => req.log.error({ err: e, jobId }, 'could not mark the job failed'));
+      throw new SriError('SERVICE_UNAVAILABLE', 'The job could not be queued (Redis unreachable); it is recorded as failed. Try again.');
+    }
+    req.log.info({ jobId, orgId, userId, providerId: provider.id, flowId: created.flow.id, traceId }, 'job queued');
+    return reply.status(202).send({ jobId, status: 'queued' });
+  });
+}

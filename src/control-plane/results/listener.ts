@@ -1,0 +1,158 @@
+/**
+ * The results listener: follows `sri:org:*:done` on a connection of its own and records each result in the job's
+ * row. Pub/sub drops messages while nobody listens, so it also reconciles: on start and then periodically, for every
+ * job not final in PostgreSQL it reads the result message workers keep at `sri:job:{id}:result`.
+ * A result is recorded only for a job of the channel's organisation (RLS scopes the update); a final status is
+ * never overwritten by a later message.
+ */
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import type { Redis } from 'ioredis';
+import { keys, orgIdFromKey } from '../../shared/keys.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { parseS3Uri, type BlobStore } from '../../shared/s3.ts';
+import { JobStatus, ResultMessage } from '../../shared/schemas.ts';
+import type { Database } from '../db/index.ts';
+import { findJob, listUnfinishedJobs, recordProgress, recordResult } from '../db/queries/jobs.ts';
+
+/** parsed-data.json larger than this is not copied into PostgreSQL (the file stays in S3). */
+export const MAX_PARSED_DATA_BYTES = 1024 * 1024;
+const RECONCILE_BATCH = 500;
+
+export interface ResultsDeps {
+  db: Database;
+  blobStore: BlobStore;
+  resultsBucket: string;
+  logger: Logger;
+}
+
+export type RecordOutcome = 'recorded' | 'already-final' | 'unknown-job' | 'invalid';
+
+async function readParsedData(deps: ResultsDeps, orgId: string, uri: string | undefined): Promise<unknown> {
+  if (!uri) return null;
+  const loc = parseS3Uri(uri);
+  if (!loc || loc.bucket !== deps.resultsBucket || !loc.key.startsWith(`results/${orgId}/`)) return null;
+  try {
+    const head = await deps.blobStore.client.send(new HeadObjectCommand({ Bucket: loc.bucket, Key: loc.key }));
+    if ((head.ContentLength ?? 0) > MAX_PARSED_DATA_BYTES) {
+      return { truncated: true, reason: `parsed-data.json is larger than ${MAX_PARSED_DATA_BYTES} bytes; download it from the artifacts` };
+    }
+    const bytes = await deps.blobStore.get(loc.bucket, loc.key);
+    return bytes ? JSON.parse(bytes.toString('utf8')) : null;
+  } catch (err) {
+    deps.logger.warn({ err, orgId, uri }, 'could not read parsed data');
+    return null;
+  }
+}
+
+/** Records one result message (already parsed) for the job in `orgId`. */
+export async function recordResultMessage(deps: ResultsDeps, orgId: string, msg: ResultMessage): Promise<RecordOutcome> {
+  if (msg.orgId !== orgId) {
+    deps.logger.warn({ jobId: msg.jobId, orgId, messageOrgId: msg.orgId }, 'result message names another organisation than its channel; ignored');
+    return 'invalid';
+  }
+  const final = msg.status === 'done' || msg.status === 'failed' || msg.status === 'cancelled' || msg.status === 'dead';
+  const result = final && msg.files.parsedData ? await readParsedData(deps, orgId, msg.files.parsedData) : null;
+  return deps.db.withOrg(orgId, async (tx) => {
+    const changed = await recordResult(tx, {
+      id: msg.jobId, status: msg.status, attempt: msg.attempt, workerId: msg.workerId, durationMs: msg.duration,
+      finishedAt: final ? msg.finishedAt : null, errorCode: msg.error?.code ?? null, errorMessage: msg.error?.message ?? null,
+      files: msg.files, result,
+    });
+    if (changed) return 'recorded';
+    return (await findJob(tx, msg.jobId)) ? 'already-final' : 'unknown-job';
+  });
+}
+
+/**
+ * Records the result a worker left at `sri:job:{id}:result`, if any. Used by the reconciler and by reads of a job
+ * that is not final yet, so that a status read from Redis and the job record never disagree for long.
+ */
+export async function syncJobFromRedis(deps: ResultsDeps, redis: Redis, orgId: string, jobId: string): Promise<RecordOutcome | 'no-result'> {
+  const raw = await redis.get(keys.jobResult(jobId));
+  if (raw === null) return 'no-result';
+  const parsed = ResultMessage.safeParse(safeJson(raw));
+  if (!parsed.success || parsed.data.jobId !== jobId) return 'invalid';
+  return recordResultMessage(deps, orgId, parsed.data);
+}
+
+export interface ResultsListener {
+  /** Reads results of unfinished jobs from Redis and records them; returns how many were recorded. */
+  reconcile(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export async function startResultsListener(deps: ResultsDeps & {
+  /** Connection used only for PSUBSCRIBE (a subscribed connection can do nothing else); owned by the listener. */
+  subscriber: Redis;
+  /** Connection for reading status and result keys. */
+  redis: Redis;
+  reconcileIntervalMs: number;
+}): Promise<ResultsListener> {
+  const { logger } = deps;
+  const pending = new Set<Promise<unknown>>();
+  const track = (p: Promise<unknown>) => { pending.add(p); void p.finally(() => pending.delete(p)); };
+
+  const onMessage = async (channel: string, raw: string) => {
+    const orgId = orgIdFromKey(channel);
+    if (!orgId) return;
+    let msg: ResultMessage;
+    try {
+      msg = ResultMessage.parse(JSON.parse(raw));
+    } catch {
+      logger.warn({ channel }, 'result message is not valid JSON of the result schema; ignored');
+      return;
+    }
+    const outcome = await recordResultMessage(deps, orgId, msg);
+    if (outcome === 'unknown-job') logger.warn({ jobId: msg.jobId, orgId }, 'result for a job the control plane did not create; ignored');
+    else logger.info({ jobId: msg.jobId, orgId, status: msg.status, outcome }, 'job result');
+  };
+
+  deps.subscriber.on('pmessage', (_pattern: string, channel: string, raw: string) => {
+    track(onMessage(channel, raw).catch((err: unknown) => logger.error({ err, channel }, 'could not record a job result')));
+  });
+  await deps.subscriber.psubscribe(keys.orgDonePattern);
+
+  let running: Promise<number> | undefined;
+  const reconcileOnce = async (): Promise<number> => {
+    let recorded = 0;
+    const jobs = await deps.db.asSystem((tx) => listUnfinishedJobs(tx, RECONCILE_BATCH));
+    for (const job of jobs) {
+      const outcome = await syncJobFromRedis(deps, deps.redis, job.org_id, job.id);
+      if (outcome === 'recorded') recorded++;
+      if (outcome !== 'no-result') continue;
+      const status = JobStatus.safeParse(await deps.redis.get(keys.jobStatus(job.id)));
+      if (status.success && status.data === 'running') await deps.db.withOrg(job.org_id, (tx) => recordProgress(tx, job.id, 'running'));
+    }
+    if (recorded > 0) logger.info({ recorded }, 'reconciled job results from Redis');
+    return recorded;
+  };
+  // One reconciliation at a time; a caller arriving during a run waits for that run.
+  const reconcile = () => {
+    running ??= reconcileOnce().finally(() => { running = undefined; });
+    return running;
+  };
+
+  await reconcile().catch((err: unknown) => logger.error({ err }, 'reconciliation failed'));
+  const timer = setInterval(() => {
+    track(reconcile().catch((err: unknown) => logger.error({ err }, 'reconciliation failed')));
+  }, deps.reconcileIntervalMs);
+  timer.unref();
+
+  return {
+    reconcile,
+    stop: async () => {
+      clearInterval(timer);
+      await deps.subscriber.punsubscribe().catch(() => {});
+      await Promise.allSettled([...pending]);
+      deps.subscriber.disconnect();
+    },
+  };
+}
+
+function safeJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+}

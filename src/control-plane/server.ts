@@ -1,0 +1,135 @@
+/**
+ * The control plane's HTTP API: builds the Fastify app from its parts, and `startApi` wires the backing services
+ * (opening what it is not given, and closing only what it opened) plus the results listener.
+ */
+import { join } from 'node:path';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Redis } from 'ioredis';
+import { SriError } from '../shared/errors.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { createRedis } from '../shared/redis.ts';
+import { BlobStore, createS3Client } from '../shared/s3.ts';
+import type { ApiConfig } from './config.ts';
+import type { ApiContext } from './context.ts';
+import { migrate, openDatabase, type Database } from './db/index.ts';
+import { TokenService } from './http/auth.ts';
+import { installErrorHandlers } from './http/errors.ts';
+import { authRoutes } from './http/routes/auth.ts';
+import { flowRoutes } from './http/routes/flows.ts';
+import { healthRoutes } from './http/routes/health.ts';
+import { jobRoutes } from './http/routes/jobs.ts';
+import { providerRoutes } from './http/routes/providers.ts';
+import { runRoutes } from './http/routes/run.ts';
+import { startResultsListener, type ResultsListener } from './results/listener.ts';
+
+/** Request bodies above this are refused with PAYLOAD_TOO_LARGE. */
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.logger as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: false,
+    // Route schemas are generated from zod for the OpenAPI document; zod in the handlers is the one validator.
+    ajv: { customOptions: { strict: false } },
+  });
+  app.setValidatorCompiler(() => () => true);
+  installErrorHandlers(app);
+  // Fastify's JSON parser (it refuses __proto__ / constructor poisoning), except that an empty body is no body:
+  // `curl -H 'Content-Type: application/json' -X POST …/activate` must not fail for want of "{}".
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body.toString();
+    if (text.trim() === '') return done(null, undefined);
+    return jsonParser(req, text, done);
+  });
+
+  await app.register(rateLimit, {
+    global: false,
+    // Thrown, so the one error handler renders it like every other error.
+    errorResponseBuilder: (_req, c) => new SriError('RATE_LIMITED', `Too many requests; try again in ${Math.ceil(c.ttl / 1000)} s.`),
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'SRI automation platform — control plane API', version: '0.1.0' },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  healthRoutes(app, ctx);
+  authRoutes(app, ctx);
+  providerRoutes(app, ctx);
+  flowRoutes(app, ctx);
+  runRoutes(app, ctx);
+  jobRoutes(app, ctx);
+  return app;
+}
+
+export interface ApiDeps {
+  db?: Database;
+  redis?: Redis;
+  blobStore?: BlobStore;
+  logger?: Logger;
+}
+
+export interface ApiHandle {
+  url: string;
+  app: FastifyInstance;
+  listener: ResultsListener;
+  close(): Promise<void>;
+}
+
+export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<ApiHandle> {
+  const logger = deps.logger ?? createLogger({ name: 'api', level: config.logLevel, logDir: config.logDir });
+  const owned: (() => Promise<void> | void)[] = [];
+  const closeOwned = async () => {
+    for (const close of owned.reverse()) await Promise.resolve(close()).catch((err: unknown) => logger.warn({ err }, 'error while closing'));
+  };
+  try {
+    let db = deps.db;
+    if (!db) {
+      db = await openDatabase(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { dataDir: join(config.dataDir, 'pglite') });
+      const opened = db;
+      owned.push(() => opened.close());
+      const applied = await migrate(db);
+      if (applied.length) logger.info({ applied }, 'migrations applied');
+    }
+    let redis = deps.redis;
+    if (!redis) {
+      // Requests must fail fast while Redis is down rather than queue forever (the shared default for workers).
+      const created = createRedis(config.redisUrl, { name: 'sri-api', maxRetriesPerRequest: 2, commandTimeout: 5000 });
+      redis = created;
+      owned.push(() => { created.disconnect(); });
+    }
+    let blobStore = deps.blobStore;
+    if (!blobStore) {
+      const created = new BlobStore(createS3Client(config));
+      blobStore = created;
+      owned.push(() => created.client.destroy());
+    }
+    const ctx: ApiContext = { config, db, redis, blobStore, logger, tokens: new TokenService(config.jwtSecret, config.jwtExpiresInSeconds) };
+    const subscriber = redis.duplicate({ connectionName: 'sri-api-results', maxRetriesPerRequest: null });
+    subscriber.on('error', (err) => logger.warn({ err: err.message }, 'results subscriber connection error'));
+    const listener = await startResultsListener({
+      db, blobStore, resultsBucket: config.s3ResultsBucket, logger, subscriber, redis, reconcileIntervalMs: config.reconcileIntervalMs,
+    });
+    owned.push(() => listener.stop());
+
+    const app = await buildApp(ctx);
+    owned.push(() => app.close());
+    await app.listen({ port: config.port, host: config.host });
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.port;
+    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    let closing: Promise<void> | undefined;
+    return { url, app, listener, close: () => (closing ??= closeOwned()) };
+  } catch (e) {
+    await closeOwned();
+    throw e;
+  }
+}
