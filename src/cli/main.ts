@@ -1,0 +1,120 @@
+/**
+ * The one CLI: `sri up | api | worker | migrate | demo`. Each command imports what it runs only when chosen, so
+ * `sri demo` (an HTTP client) never loads PGlite or Chromium.
+ *
+ * Expected failures (SriError) print one line `error CODE: message` on stderr and exit 1; only unexpected errors
+ * show a stack trace.
+ */
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command } from 'commander';
+import { isSriError } from '../shared/errors.ts';
+import { readStoredSecrets } from '../embedded/secrets.ts';
+
+type Env = Record<string, string | undefined>;
+
+// The AWS SDK warns at every start that its releases after January 2027 need Node 22. It says nothing about this
+// release and buries the start-up summary, so the CLI drops that one warning and prints every other as Node would.
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+  if (w.name === 'NodeVersionSupportWarning' || w.message.startsWith('NodeVersionSupportWarning')) return;
+  process.stderr.write(`(node:${process.pid}) ${w.name}: ${w.message}\n`);
+});
+
+/** Adds the secrets `sri up` stored under DATA_DIR when the environment has none, so processes can join its stack. */
+function withStoredSecrets(env: Env, names: ReadonlyArray<'SCRIPT_SIGNING_SECRET' | 'JWT_SECRET'>): Env {
+  const stored = readStoredSecrets(env['DATA_DIR'] || '.data');
+  if (!stored) return env;
+  const out = { ...env };
+  if (names.includes('SCRIPT_SIGNING_SECRET') && !out['SCRIPT_SIGNING_SECRET']) out['SCRIPT_SIGNING_SECRET'] = stored.scriptSigningSecret;
+  if (names.includes('JWT_SECRET') && !out['JWT_SECRET']) out['JWT_SECRET'] = stored.jwtSecret;
+  return out;
+}
+
+export function buildProgram(env: Env = process.env): Command {
+  const program = new Command('sri')
+    .description('SRI automation platform: runs browser flows against web portals and keeps the evidence.')
+    .showHelpAfterError();
+
+  program.command('up')
+    .description('start the whole platform on this machine: Redis, S3, PostgreSQL (PGlite), API, workers, demo portal')
+    .action(async () => {
+      const { startStack, describeStack } = await import('../embedded/stack.ts');
+      const stack = await startStack({ env, onProgress: (l) => console.log(`[sri] ${l}`) });
+      console.log(`\n${describeStack(stack)}`);
+      let stopping = false;
+      const shutdown = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        console.log(`\n[sri] ${signal}: stopping every process the stack started…`);
+        stack.stop().then(
+          () => { console.log('[sri] stopped'); process.exit(0); },
+          (e: unknown) => { console.error(`[sri] stopped with errors: ${String(e)}`); process.exit(1); },
+        );
+      };
+      process.once('SIGINT', () => shutdown('SIGINT'));
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
+    });
+
+  program.command('api')
+    .description('run the HTTP API alone (needs REDIS_URL, S3_ENDPOINT, JWT_SECRET, SCRIPT_SIGNING_SECRET or a DATA_DIR from sri up)')
+    .action(async () => {
+      const { runApiProcess } = await import('../control-plane/main.ts');
+      await runApiProcess(withStoredSecrets(env, ['SCRIPT_SIGNING_SECRET', 'JWT_SECRET']) as NodeJS.ProcessEnv);
+    });
+
+  program.command('worker')
+    .description('run one execution-plane worker (talks only to Redis and S3)')
+    .action(async () => {
+      const { runWorkerProcess } = await import('../execution-plane/main.ts');
+      await runWorkerProcess(withStoredSecrets(env, ['SCRIPT_SIGNING_SECRET']) as NodeJS.ProcessEnv);
+    });
+
+  program.command('migrate')
+    .description('apply the database migrations (DATABASE_URL, else PGlite under DATA_DIR/pglite)')
+    .action(async () => {
+      const { openDatabase, migrate } = await import('../control-plane/db/index.ts');
+      const databaseUrl = env['DATABASE_URL'] || undefined;
+      const db = await openDatabase(databaseUrl ? { databaseUrl } : { dataDir: join(env['DATA_DIR'] || '.data', 'pglite') });
+      try {
+        const applied = await migrate(db);
+        console.log(applied.length ? `applied ${applied.length} migration(s):\n${applied.map((m) => `  ${m}`).join('\n')}` : 'database is up to date');
+      } finally {
+        await db.close();
+      }
+    });
+
+  program.command('demo')
+    .description('run the integration walkthrough over HTTP against a running stack and print the artifacts')
+    .option('--api <url>', 'API base URL', `http://127.0.0.1:${env['PORT'] || 3000}`)
+    .option('--portal <url>', 'demo portal base URL', `http://127.0.0.1:${env['DEMO_PORT'] || 3100}`)
+    .option('--timeout <ms>', 'how long to wait for the job', '120000')
+    .action(async (opts: { api: string; portal: string; timeout: string }) => {
+      const { runDemo } = await import('./demo.ts');
+      const outcome = await runDemo({ apiUrl: opts.api, portalUrl: opts.portal, jobTimeoutMs: Number(opts.timeout) });
+      if (outcome.job.status !== 'done') {
+        console.error(`error ${outcome.job.error?.code ?? 'JOB_FAILED'}: job ${outcome.jobId} ${outcome.job.status}${outcome.job.error ? `: ${outcome.job.error.message}` : ''}`);
+        process.exitCode = 1;
+      }
+    });
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code for failures it reports itself. */
+export async function main(argv: readonly string[] = process.argv, env: Env = process.env): Promise<void> {
+  try {
+    await buildProgram(env).parseAsync([...argv]);
+  } catch (e) {
+    if (isSriError(e)) {
+      console.error(`error ${e.code}: ${e.message}`);
+    } else {
+      console.error(e);
+    }
+    process.exitCode = 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main();
+}

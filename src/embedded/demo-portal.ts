@@ -1,0 +1,192 @@
+/**
+ * The demo portal: a small local website imitating a supplier portal (login form → session cookie → invoice table →
+ * PDF download), so that `sri demo`, the README walkthrough and the tests run without the internet.
+ *
+ * It is deliberately plain HTML with no external assets: the worker's browser may reach only the job's allowed
+ * hosts, and the demo provider allows 127.0.0.1/localhost alone.
+ */
+import { randomBytes } from 'node:crypto';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import type { AddressInfo } from 'node:net';
+
+export const DEMO_USERNAME = 'demo';
+export const DEMO_PASSWORD = 'demo-password';
+export const DEMO_SESSION_COOKIE = 'demo_session';
+export const DEMO_LOCALE_COOKIE = 'demo_locale';
+
+export interface DemoInvoice {
+  readonly number: string;
+  readonly date: string;
+  readonly amount: string;
+}
+
+/** The rows the invoice table shows; tests compare parsed data against these. */
+export const DEMO_INVOICES: readonly DemoInvoice[] = Object.freeze([
+  { number: 'INV-1001', date: '2026-01-15', amount: '1250.00' },
+  { number: 'INV-1002', date: '2026-02-15', amount: '980.50' },
+  { number: 'INV-1003', date: '2026-03-15', amount: '1432.75' },
+]);
+
+export interface DemoPortal {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface DemoPortalOptions {
+  /** 0 picks a free port. */
+  port: number;
+  /** @default '127.0.0.1' */
+  host?: string;
+}
+
+export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPortal> {
+  const host = opts.host ?? '127.0.0.1';
+  // Session tokens live in memory: a restarted portal logs everyone out, as a real portal's expiry would.
+  const sessions = new Set<string>();
+  const app = Fastify({ logger: false });
+
+  // Browsers post the login form as application/x-www-form-urlencoded; fastify parses only JSON by default.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+
+  const loggedIn = (req: FastifyRequest) => {
+    const token = parseCookies(req.headers.cookie)[DEMO_SESSION_COOKIE];
+    return token !== undefined && sessions.has(token);
+  };
+  const html = (reply: FastifyReply, status: number, title: string, body: string) =>
+    reply.code(status).type('text/html; charset=utf-8').send(page(title, body));
+
+  app.get('/api/health', async () => ({ status: 'ok' }));
+  app.get('/', async (req, reply) => reply.redirect(loggedIn(req) ? '/invoices' : '/login'));
+
+  app.get('/login', async (req, reply) => {
+    const failed = (req.query as Record<string, string | undefined>)['error'] !== undefined;
+    return html(reply, 200, 'Sign in', loginForm(failed));
+  });
+
+  app.post('/login', async (req, reply) => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    if (body['username'] !== DEMO_USERNAME || body['password'] !== DEMO_PASSWORD) {
+      return reply.redirect('/login?error=1');
+    }
+    const token = randomBytes(24).toString('hex');
+    sessions.add(token);
+    reply.header('set-cookie', `${DEMO_SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax`);
+    return reply.redirect('/invoices');
+  });
+
+  app.post('/logout', async (req, reply) => {
+    const token = parseCookies(req.headers.cookie)[DEMO_SESSION_COOKIE];
+    if (token) sessions.delete(token);
+    reply.header('set-cookie', `${DEMO_SESSION_COOKIE}=; Path=/; HttpOnly; Max-Age=0`);
+    return reply.redirect('/login');
+  });
+
+  app.get('/invoices', async (req, reply) => {
+    if (!loggedIn(req)) return reply.redirect('/login');
+    const locale = parseCookies(req.headers.cookie)[DEMO_LOCALE_COOKIE];
+    return html(reply, 200, 'Invoices', invoiceTable(locale));
+  });
+
+  app.get('/invoices/:file', async (req, reply) => {
+    if (!loggedIn(req)) return reply.redirect('/login');
+    const file = (req.params as { file: string }).file;
+    const invoice = DEMO_INVOICES.find((i) => `${i.number}.pdf` === file);
+    if (!invoice) return html(reply, 404, 'Not found', '<p>No such invoice.</p>');
+    return reply.code(200)
+      .header('content-type', 'application/pdf')
+      .header('content-disposition', `attachment; filename="${invoice.number}.pdf"`)
+      .send(invoicePdf(invoice));
+  });
+
+  await app.listen({ port: opts.port, host });
+  const port = (app.server.address() as AddressInfo).port;
+  return { url: `http://${host}:${port}`, port, close: () => app.close() };
+}
+
+/** Cookie header → name/value map (first occurrence wins, as browsers send the most specific first). */
+export function parseCookies(header: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    const name = part.slice(0, eq).trim();
+    if (name && !(name in out)) out[name] = decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return out;
+}
+
+const escapeHtml = (s: string) =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)} · Demo supplier portal</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}h1{font-size:1.4rem}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .8rem;text-align:left}
+form{display:grid;gap:.5rem;max-width:18rem}.error{color:#b00}
+</style></head>
+<body><header><strong>Demo supplier portal</strong></header><main><h1>${escapeHtml(title)}</h1>${body}</main></body></html>`;
+}
+
+function loginForm(failed: boolean): string {
+  return `${failed ? '<p class="error" id="login-error">Wrong user name or password.</p>' : ''}
+<form method="post" action="/login" id="login">
+<label>User name <input id="username" name="username" autocomplete="username"></label>
+<label>Password <input id="password" name="password" type="password" autocomplete="current-password"></label>
+<button id="submit" type="submit">Sign in</button>
+</form>`;
+}
+
+/**
+ * The greeting follows the demo_locale cookie, as real portals localise their pages. It lets a test see that the
+ * cookie arrived even where the cookie's own value is redacted from the results (the worker never lets a cookie
+ * value into evidence).
+ */
+export function greetingFor(locale: string | undefined): string {
+  const language = locale?.split(/[-_]/)[0]?.toLowerCase();
+  return language === 'es' ? 'Bienvenido' : language === 'fr' ? 'Bienvenue' : 'Welcome';
+}
+
+function invoiceTable(locale: string | undefined): string {
+  const rows = DEMO_INVOICES.map((i) => `<tr>
+<td class="number">${escapeHtml(i.number)}</td><td class="date">${escapeHtml(i.date)}</td><td class="amount">${escapeHtml(i.amount)}</td>
+<td><a class="pdf" href="/invoices/${encodeURIComponent(i.number)}.pdf">PDF</a></td></tr>`).join('\n');
+  return `<p id="greeting">${greetingFor(locale)}</p>
+${locale === undefined ? '' : `<p id="locale">${escapeHtml(locale)}</p>`}
+<table id="invoices"><thead><tr><th>Number</th><th>Date</th><th>Amount</th><th>File</th></tr></thead>
+<tbody>
+${rows}
+</tbody></table>
+<form method="post" action="/logout"><button id="logout" type="submit">Sign out</button></form>`;
+}
+
+/**
+ * A one-page PDF written by hand. The cross-reference table needs exact byte offsets, so they are computed from the
+ * objects rather than typed in.
+ */
+export function invoicePdf(invoice: DemoInvoice): Buffer {
+  const text = `Invoice ${invoice.number}  ${invoice.date}  USD ${invoice.amount}`.replace(/[()\\]/g, '');
+  const content = `BT /F1 14 Tf 72 720 Td (${text}) Tj ET`;
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>',
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+    `<< /Length ${Buffer.byteLength(content, 'latin1')} >>\nstream\n${content}\nendstream`,
+  ];
+  let out = '%PDF-1.4\n';
+  const offsets: number[] = [];
+  objects.forEach((body, i) => {
+    offsets.push(Buffer.byteLength(out, 'latin1'));
+    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
+  });
+  const xref = Buffer.byteLength(out, 'latin1');
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const o of offsets) out += `${String(o).padStart(10, '0')} 00000 n \n`;
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
+}

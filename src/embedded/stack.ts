@@ -1,0 +1,373 @@
+/**
+ * The embedded stack behind `sri up`: one command brings the whole platform up on one machine with no external
+ * services (ARCHITECTURE.md "The embedded default"). Each embedded piece is swapped for the real service by its
+ * variable (REDIS_URL, S3_ENDPOINT, DATABASE_URL); the API and workers run the same code either way.
+ *
+ * Whoever calls startStack owns what it starts: `stop()` ends every child by PID and closes every server, and a
+ * start that fails half way stops what it had already started before rethrowing.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SriError } from '../shared/errors.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { keys } from '../shared/keys.ts';
+import { createRedis } from '../shared/redis.ts';
+import { BlobStore, createS3Client } from '../shared/s3.ts';
+import { loadEmbeddedConfig, type EmbeddedConfig } from './config.ts';
+import { startDemoPortal, type DemoPortal } from './demo-portal.ts';
+import { freePort, portInUse } from './ports.ts';
+import { redisServerBinary, startEmbeddedRedis, type EmbeddedRedis } from './redis-server.ts';
+import { startEmbeddedS3, type EmbeddedS3 } from './s3-server.ts';
+import { resolveSecrets, type ResolvedSecrets } from './secrets.ts';
+
+const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const WORKER_MAIN = join(PROJECT_ROOT, 'src', 'execution-plane', 'main.ts');
+
+/** Variables a worker refuses to start with (ARCHITECTURE.md): it must hold no database or API credentials. */
+export function isForbiddenForWorker(name: string): boolean {
+  return name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || /^PG[A-Z]+$/.test(name)
+    || name.startsWith('API_') || name === 'JWT_SECRET';
+}
+
+export interface StackOptions {
+  /** Environment to read settings from. @default process.env */
+  env?: Record<string, string | undefined>;
+  /** Where worker processes' stderr goes. @default process.stderr with a `[worker-N]` prefix */
+  onWorkerOutput?: (workerId: string, line: string) => void;
+  /** Logger of the in-process API. @default JSON to LOG_DIR/api-*.log, not to stdout */
+  logger?: Logger;
+  /** Progress lines while starting. @default none */
+  onProgress?: (line: string) => void;
+}
+
+export interface StackWorker {
+  readonly workerId: string;
+  /** PID of the worker's child process. */
+  readonly pid: number;
+}
+
+export interface StackHandle {
+  readonly config: EmbeddedConfig;
+  readonly apiUrl: string;
+  readonly portalUrl: string;
+  readonly redisUrl: string;
+  readonly s3Endpoint: string;
+  /** `pglite:<dir>` or the DATABASE_URL with its password hidden. */
+  readonly database: string;
+  readonly dataDir: string;
+  readonly logDir: string;
+  readonly secrets: Pick<ResolvedSecrets, 'source' | 'file'>;
+  readonly embedded: { redis: boolean; s3: boolean; database: boolean };
+  readonly migrations: readonly string[];
+  readonly workers: readonly StackWorker[];
+  /** PIDs of the child processes the stack started (redis-server, workers). */
+  readonly childPids: readonly number[];
+  stop(opts?: { graceMs?: number }): Promise<void>;
+}
+
+interface WantedPort {
+  readonly port: number;
+  readonly host: string;
+  readonly variable: string;
+  readonly alternative?: string;
+}
+
+/**
+ * Fails with PORT_IN_USE for the first wanted port something already listens on, naming the variable that moves
+ * it (and the one that swaps in an external service, when there is one).
+ */
+export async function checkPorts(wanted: readonly WantedPort[]): Promise<void> {
+  for (const w of wanted) {
+    if (w.port !== 0 && await portInUse(w.port, w.host)) {
+      throw new SriError('PORT_IN_USE',
+        `port ${w.port} is in use; set ${w.variable} to another port${w.alternative ? `, or ${w.alternative}` : ''}`,
+        { details: { port: w.port, variable: w.variable } });
+    }
+  }
+}
+
+/** Throws DEPENDENCY_MISSING when `binary` is not an executable on PATH (or at its absolute path). */
+export function requireProgram(binary: string, installHint: string, env: Record<string, string | undefined> = process.env): void {
+  const candidates = binary.includes('/') ? [binary] : (env['PATH'] ?? '').split(delimiter).filter(Boolean).map((d) => join(d, binary));
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return;
+    } catch {
+      // try the next PATH entry
+    }
+  }
+  throw new SriError('DEPENDENCY_MISSING', `${binary} is not installed. ${installHint}`);
+}
+
+const REDIS_INSTALL_HINT = process.platform === 'darwin'
+  ? 'Install it with: brew install redis — or set REDIS_URL to an existing Redis.'
+  : 'Install it with: apt-get install -y redis-server (or run npm install as root) — or set REDIS_URL to an existing Redis.';
+
+export async function startStack(options: StackOptions = {}): Promise<StackHandle> {
+  const env = options.env ?? process.env;
+  const config = loadEmbeddedConfig(env);
+  const progress = options.onProgress ?? (() => {});
+  const dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(config.dataDir);
+  const logDir = isAbsolute(config.logDir) ? config.logDir : resolve(config.logDir);
+
+  const embedded = { redis: !config.redisUrl, s3: !config.s3Endpoint, database: !config.databaseUrl };
+  await checkPorts([
+    ...(embedded.redis ? [{ port: config.embeddedRedisPort, host: '127.0.0.1', variable: 'EMBEDDED_REDIS_PORT', alternative: 'REDIS_URL to use an existing Redis' }] : []),
+    ...(embedded.s3 ? [{ port: config.embeddedS3Port, host: '127.0.0.1', variable: 'EMBEDDED_S3_PORT', alternative: 'S3_ENDPOINT to use an existing S3' }] : []),
+    { port: config.port, host: config.host, variable: 'PORT' },
+    { port: config.demoPort, host: '127.0.0.1', variable: 'DEMO_PORT' },
+  ]);
+  if (embedded.redis) requireProgram(redisServerBinary(), REDIS_INSTALL_HINT, env);
+
+  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(logDir, { recursive: true });
+  const secrets = resolveSecrets(dataDir, { scriptSigningSecret: config.scriptSigningSecret, jwtSecret: config.jwtSecret });
+
+  // Everything started so far, in start order; stopped in reverse.
+  const stoppers: Array<{ name: string; stop: (graceMs: number) => Promise<void> }> = [];
+  const childPids: number[] = [];
+  // If this process exits without stop() (an uncaught error, process.exit elsewhere), children must not outlive it.
+  const killChildrenOnExit = () => {
+    for (const pid of childPids) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  };
+  process.once('exit', killChildrenOnExit);
+  const stopAll = async (graceMs: number) => {
+    const errors: unknown[] = [];
+    for (const s of stoppers.splice(0).reverse()) {
+      try {
+        await s.stop(graceMs);
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    process.removeListener('exit', killChildrenOnExit);
+    if (errors.length) throw new AggregateError(errors, `stopping the stack: ${errors.map(String).join('; ')}`);
+  };
+
+  try {
+    // ── Redis ──
+    let redisUrl = config.redisUrl;
+    if (!redisUrl) {
+      const port = config.embeddedRedisPort || await freePort();
+      const redis: EmbeddedRedis = await startEmbeddedRedis({ dir: join(dataDir, 'redis'), port });
+      stoppers.push({ name: 'redis-server', stop: (g) => redis.stop(g) });
+      childPids.push(redis.pid);
+      redisUrl = redis.url;
+      progress(`redis-server started (pid ${redis.pid}) at ${redisUrl}`);
+    }
+
+    // ── S3 ──
+    let s3Endpoint = config.s3Endpoint;
+    if (!s3Endpoint) {
+      const s3: EmbeddedS3 = await startEmbeddedS3({
+        directory: join(dataDir, 's3'), port: config.embeddedS3Port, host: '127.0.0.1',
+        buckets: [config.s3ScriptsBucket, config.s3ResultsBucket], accessKey: config.s3AccessKey, secretKey: config.s3SecretKey,
+      });
+      stoppers.push({ name: 's3', stop: () => s3.close() });
+      s3Endpoint = s3.endpoint;
+      progress(`S3 server started at ${s3Endpoint}`);
+    } else {
+      // An external S3 may be empty; creating the buckets here saves a manual step (a no-op when they exist).
+      const store = new BlobStore(createS3Client({ ...config, s3Endpoint }));
+      try {
+        for (const b of [config.s3ScriptsBucket, config.s3ResultsBucket]) await store.ensureBucket(b);
+      } finally {
+        store.client.destroy();
+      }
+    }
+
+    // The API and workers read their own settings tables from this environment: same variables as an external setup.
+    const apiPort = config.port || await freePort();
+    const sharedEnv: Record<string, string | undefined> = {
+      ...env,
+      REDIS_URL: redisUrl,
+      S3_ENDPOINT: s3Endpoint,
+      SCRIPT_SIGNING_SECRET: secrets.scriptSigningSecret,
+      DATA_DIR: dataDir,
+      LOG_DIR: logDir,
+    };
+
+    // ── Database + migrations ──
+    const dbModule = await import('../control-plane/db/index.ts');
+    const pgliteDir = join(dataDir, 'pglite');
+    const db = await dbModule.openDatabase(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { dataDir: pgliteDir });
+    stoppers.push({ name: 'database', stop: () => db.close() });
+    const migrations = await dbModule.migrate(db);
+    progress(`database ready (${migrations.length} migration(s) applied)`);
+
+    // ── API (in this process) ──
+    const apiEnv = { ...sharedEnv, PORT: String(apiPort), HOST: config.host, JWT_SECRET: secrets.jwtSecret };
+    const { loadApiConfig } = await import('../control-plane/config.ts');
+    const { startApi } = await import('../control-plane/server.ts');
+    const apiLogger = options.logger ?? createLogger({ name: 'api', level: config.logLevel, logDir, stdout: false });
+    const api = await startApi(loadApiConfig(apiEnv), { db, logger: apiLogger });
+    stoppers.push({ name: 'api', stop: () => api.close() });
+    progress(`API listening at ${api.url}`);
+
+    // ── Workers ──
+    const workerEnv: Record<string, string | undefined> = {};
+    for (const [k, v] of Object.entries(sharedEnv)) if (!isForbiddenForWorker(k) && v !== undefined) workerEnv[k] = v;
+    const workers: StackWorker[] = [];
+    const spawned: Array<{ workerId: string; child: SpawnedWorker }> = [];
+    for (let i = 1; i <= config.workers; i++) {
+      const workerId = `${env['WORKER_ID'] || 'embedded-worker'}-${i}`;
+      const thisEnv = { ...workerEnv, WORKER_ID: workerId };
+      // A child process each, as in production: the worker holds no database or API settings and shares nothing
+      // with the API's process.
+      const child = spawnWorker(thisEnv, workerId, options.onWorkerOutput);
+      stoppers.push({ name: workerId, stop: (g) => stopChild(child.process, g) });
+      childPids.push(child.process.pid!);
+      workers.push({ workerId, pid: child.process.pid! });
+      spawned.push({ workerId, child });
+    }
+    for (const w of spawned) {
+      await waitForHeartbeat(redisUrl, w.workerId, w.child, logDir);
+      progress(`worker ${w.workerId} started (pid ${w.child.process.pid})`);
+    }
+
+    // ── Demo portal ──
+    const portal: DemoPortal = await startDemoPortal({ port: config.demoPort, host: '127.0.0.1' });
+    stoppers.push({ name: 'demo portal', stop: () => portal.close() });
+    progress(`demo portal at ${portal.url}`);
+
+    let stopped: Promise<void> | undefined;
+    return {
+      config,
+      apiUrl: api.url,
+      portalUrl: portal.url,
+      redisUrl,
+      s3Endpoint,
+      database: config.databaseUrl ? hidePassword(config.databaseUrl) : `pglite:${pgliteDir}`,
+      dataDir,
+      logDir,
+      secrets: { source: secrets.source, file: secrets.file },
+      embedded,
+      migrations,
+      workers,
+      childPids,
+      stop: (opts) => (stopped ??= stopAll(opts?.graceMs ?? 10_000)),
+    };
+  } catch (e) {
+    await stopAll(2000).catch(() => {});
+    throw e;
+  }
+}
+
+interface SpawnedWorker {
+  readonly process: ChildProcess;
+  /** The last lines the worker wrote to stderr (its start-up errors). */
+  readonly stderrTail: () => string;
+}
+
+/**
+ * A worker counts as started when its heartbeat key appears in Redis — it has parsed its configuration and
+ * connected — not when its process exists. A worker that exits first fails the start with its own message.
+ */
+async function waitForHeartbeat(redisUrl: string, workerId: string, child: SpawnedWorker, logDir: string, timeoutMs = 60_000): Promise<void> {
+  const redis = createRedis(redisUrl, { name: 'sri-up-probe', maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  const exited = new Promise<'exited'>((r) => {
+    if (child.process.exitCode !== null || child.process.signalCode !== null) r('exited');
+    else child.process.once('exit', () => r('exited'));
+  });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const seen = await Promise.race([redis.exists(keys.workerHeartbeat(workerId)).then((n) => n > 0), exited]);
+      if (seen === true) return;
+      if (seen === 'exited') {
+        const tail = child.stderrTail().trim();
+        const configProblem = /Invalid configuration: (.*)/.exec(tail);
+        if (configProblem) throw new SriError('CONFIG_INVALID', `worker ${workerId}: ${configProblem[0]}`);
+        throw new SriError('INTERNAL', `worker ${workerId} exited while starting (code ${child.process.exitCode}): ${tail.split('\n').slice(-3).join(' | ') || 'no output'}; see ${join(logDir, 'worker-error.log')}`);
+      }
+      if (Date.now() > deadline) {
+        throw new SriError('INTERNAL', `worker ${workerId} wrote no heartbeat within ${timeoutMs} ms; see ${join(logDir, 'worker-error.log')}`);
+      }
+      // Polling a condition with a deadline, not a fixed wait: it returns as soon as the key exists.
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function spawnWorker(env: Record<string, string | undefined>, workerId: string, onOutput?: (workerId: string, line: string) => void): SpawnedWorker {
+  let tsx = 'tsx';
+  try {
+    tsx = import.meta.resolve('tsx');
+  } catch {
+    // fall back to resolution from the project root (the child's cwd)
+  }
+  const child = spawn(process.execPath, ['--import', tsx, WORKER_MAIN], {
+    cwd: PROJECT_ROOT, env: { ...env, NODE_NO_WARNINGS: '1' } as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const out = onOutput ?? ((id: string, line: string) => process.stderr.write(`[${id}] ${line}\n`));
+  let buf = '';
+  let tail = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    tail = (tail + d.toString()).slice(-4000);
+    buf += d.toString();
+    const lines = buf.split('\n');
+    buf = lines.pop() ?? '';
+    for (const l of lines) if (l.trim()) out(workerId, l);
+  });
+  child.once('exit', (code, signal) => {
+    if (buf.trim()) out(workerId, buf);
+    if (!child.killed) out(workerId, `exited unexpectedly (code ${code}, signal ${signal}); see the worker logs`);
+  });
+  return { process: child, stderrTail: () => tail };
+}
+
+/** SIGTERM lets the worker drain; SIGKILL after `graceMs` bounds the wait. */
+async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+function hidePassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(DATABASE_URL)';
+  }
+}
+
+/** The summary `sri up` prints: where everything is and what to try next. */
+export function describeStack(s: StackHandle): string {
+  const lines = [
+    'SRI automation platform is up.',
+    '',
+    `  API            ${s.apiUrl}   (OpenAPI UI: ${s.apiUrl}/docs, health: ${s.apiUrl}/health, ready: ${s.apiUrl}/ready)`,
+    `  Demo portal    ${s.portalUrl}   (user demo / password demo-password)`,
+    `  Redis          ${s.redisUrl}${s.embedded.redis ? '   (embedded redis-server, append-only file in ' + join(s.dataDir, 'redis') + ')' : '   (external, REDIS_URL)'}`,
+    `  S3             ${s.s3Endpoint}${s.embedded.s3 ? '   (embedded, objects in ' + join(s.dataDir, 's3') + '; key minioadmin/minioadmin)' : '   (external, S3_ENDPOINT)'}`,
+    `  Database       ${s.database}${s.embedded.database ? '   (embedded PGlite)' : '   (external, DATABASE_URL)'}`,
+    `  Workers        ${s.workers.length ? s.workers.map((w) => `${w.workerId} (pid ${w.pid})`).join(', ') : 'none (WORKERS=0)'}`,
+    `  Data dir       ${s.dataDir}`,
+    `  Log dir        ${s.logDir}   (api-combined.log, worker-combined.log, *-error.log)`,
+    `  Secrets        signing: ${s.secrets.source.scriptSigningSecret === 'env' ? 'SCRIPT_SIGNING_SECRET' : s.secrets.file}, JWT: ${s.secrets.source.jwtSecret === 'env' ? 'JWT_SECRET' : s.secrets.file}`,
+    `  Migrations     ${s.migrations.length ? s.migrations.join(', ') : 'up to date'}`,
+    '',
+    'Next, in another terminal:',
+    `  npm run sri -- demo --api ${s.apiUrl} --portal ${s.portalUrl}`,
+    '',
+    'Ctrl-C stops everything.',
+  ];
+  return lines.join('\n');
+}
