@@ -19,7 +19,7 @@ export const keys = {
   jobStatus: (jobId: string) => `sri:job:${jobId}:status`,
   /** string, TTL — the full result message, kept so a control plane that was down can reconcile. */
   jobResult: (jobId: string) => `sri:job:${jobId}:result`,
-  /** hash — jobs a worker currently holds (jobId → raw message), so later releases can hand them back. */
+  /** hash — jobs a worker currently holds (take token → raw message), so later releases can hand them back. */
   workerActive: (workerId: string) => `sri:worker:${workerId}:active`,
   /** string, TTL 30 s — epoch ms of the worker's last heartbeat. */
   workerHeartbeat: (workerId: string) => `sri:worker:${workerId}:heartbeat`,
@@ -28,6 +28,8 @@ export const keys = {
   /** string, TTL — a provider session: `{"cookies":[…],"credentials"?:{…},"connectedAt":ms}`. */
   session: (orgId: string, userId: string, providerName: string) =>
     `sri:sessions:${orgId}:${userId}:${providerName}`,
+  /** list — dead letters: messages a worker could not run (not JSON, not a job), newest first, never dropped. */
+  dlq: 'sri:dlq',
 } as const;
 
 /** Extracts the organisation id from `sri:org:{orgId}:jobs` or `sri:org:{orgId}:done`. */

@@ -1,0 +1,58 @@
+/**
+ * The worker's configuration: one table (commonSettings plus the worker's own), parsed once at start.
+ * A worker talks only to Redis and S3, so it refuses to start when its environment holds database or API
+ * settings — holding them would already break ARCHITECTURE.md's invariant 2, whether or not the code used them.
+ */
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { commonSettings, intSetting, loadConfig, setting, type ConfigOf } from '../shared/config.ts';
+import { SriError } from '../shared/errors.ts';
+
+/** A worker's heartbeat key lives 30 s; the interval must stay well below that or the worker looks dead. */
+export const HEARTBEAT_TTL_SECONDS = 30;
+
+export const workerSettings = {
+  ...commonSettings,
+  workerId: setting('WORKER_ID',
+    z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 _ . -')
+      .default(() => `worker-${hostname().replace(/[^A-Za-z0-9_.-]/g, '-')}-${process.pid}`),
+    'Worker id used in Redis keys and result messages. @default worker-<hostname>-<pid>'),
+  pollIntervalMs: setting('WORKER_POLL_INTERVAL', intSetting(1000, 10),
+    'Milliseconds the worker sleeps when every organisation queue is empty.'),
+  maxJobs: setting('WORKER_MAX_JOBS', intSetting(2, 1), 'Jobs one worker runs at once.'),
+  playwrightTimeoutMs: setting('PLAYWRIGHT_TIMEOUT', intSetting(30_000, 100),
+    'Default timeout (ms) of each Playwright action and navigation inside a script.'),
+  executionTimeoutMs: setting('EXECUTION_TIMEOUT', intSetting(300_000, 1000),
+    'Longest a job may run (ms) unless the job message sets timeoutMs.'),
+  chromiumPath: setting('CHROMIUM_PATH', z.string().min(1).optional(),
+    'Chromium executable. Unset: /usr/lib/chromium/chromium or /usr/bin/chromium when present, else Playwright\'s own browser.'),
+  heartbeatIntervalMs: setting('WORKER_HEARTBEAT_INTERVAL_MS', intSetting(10_000, 100),
+    `Milliseconds between heartbeats (the heartbeat key lives ${HEARTBEAT_TTL_SECONDS} s).`),
+} as const;
+
+export type WorkerConfig = ConfigOf<typeof workerSettings>;
+
+/** Variables a worker must never hold (ARCHITECTURE.md "Configuration"). */
+function forbiddenSettings(env: Record<string, string | undefined>): string[] {
+  return Object.keys(env)
+    .filter((name) => env[name] !== undefined && env[name] !== '')
+    .filter((name) => name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || name === 'API_URL' || name === 'API_KEY')
+    .sort();
+}
+
+/**
+ * Parses the worker's environment. Throws SriError CONFIG_INVALID whose message names every variable to fix.
+ */
+export function loadWorkerConfig(env: Record<string, string | undefined>): WorkerConfig {
+  const forbidden = forbiddenSettings(env);
+  if (forbidden.length) {
+    throw new SriError('CONFIG_INVALID',
+      `Invalid configuration: ${forbidden.join(', ')} ${forbidden.length === 1 ? 'is' : 'are'} set, but a worker must not hold database or API settings (it talks only to Redis and S3); remove ${forbidden.length === 1 ? 'it' : 'them'} from the worker's environment. See docs/configuration.md.`);
+  }
+  const config = loadConfig(workerSettings, env);
+  if (config.heartbeatIntervalMs >= HEARTBEAT_TTL_SECONDS * 1000) {
+    throw new SriError('CONFIG_INVALID',
+      `Invalid configuration: WORKER_HEARTBEAT_INTERVAL_MS must be below ${HEARTBEAT_TTL_SECONDS * 1000} (the heartbeat key's TTL). See docs/configuration.md.`);
+  }
+  return config;
+}

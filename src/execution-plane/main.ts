@@ -1,0 +1,60 @@
+/**
+ * Worker process entry: `node --import tsx src/execution-plane/main.ts` or `sri worker`.
+ * Configuration errors print one line to stderr and exit 1; SIGTERM/SIGINT drain running jobs, then exit 0.
+ */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { isSriError } from '../shared/errors.ts';
+import { createLogger } from '../shared/logger.ts';
+import { loadWorkerConfig, type WorkerConfig } from './config.ts';
+
+export async function runWorkerProcess(env: Record<string, string | undefined> = process.env): Promise<void> {
+  let config: WorkerConfig;
+  try {
+    config = loadWorkerConfig(env);
+  } catch (e) {
+    if (!isSriError(e)) throw e;
+    process.stderr.write(`sri worker: ${e.message}\n`);
+    process.exit(1);
+  }
+  const logger = createLogger({ name: 'worker', level: config.logLevel, logDir: config.logDir });
+  let handle;
+  try {
+    // Loaded only now, so a configuration error is reported without loading Playwright and the AWS SDK.
+    const { startWorker } = await import('./worker.ts');
+    handle = await startWorker(config, { logger });
+  } catch (e) {
+    const msg = isSriError(e) ? e.message : (e as Error).message;
+    logger.fatal({ err: msg }, 'worker could not start');
+    process.stderr.write(`sri worker: ${msg}\n`);
+    logger.flush(() => process.exit(1));
+    return;
+  }
+  const h = handle;
+  const onSignal = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'signal received; draining');
+    h.stop().then(
+      () => logger.flush(() => process.exit(0)),
+      (e: unknown) => { logger.error({ err: (e as Error).message }, 'stop failed'); logger.flush(() => process.exit(1)); },
+    );
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
+
+function runDirectly(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return pathToFileURL(realpathSync(entry)).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+
+if (runDirectly()) {
+  runWorkerProcess().catch((e: unknown) => {
+    process.stderr.write(`sri worker: ${(e as Error).message}\n`);
+    process.exit(1);
+  });
+}

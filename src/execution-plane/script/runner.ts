@@ -1,0 +1,43 @@
+/**
+ * What a script runner gets and must provide. The node:vm runner (vm-runner.ts) is this issue's; an isolated-vm
+ * runner (issue 4) implements the same interface, so the pipeline does not change when it is swapped.
+ */
+import type { Page } from 'playwright-core';
+import type { ScriptHelpers } from '../job/helpers.ts';
+import type { VerifiedScript } from './verified-script.ts';
+
+/** `context` argument of a script (ARCHITECTURE.md "Script shape"). */
+export interface ScriptContext {
+  readonly jobId: string;
+  readonly orgId: string;
+  readonly userId: string;
+  readonly providerId: string;
+  readonly flowId: string;
+  readonly flowVersion: string;
+  readonly attempt: number;
+}
+
+/** Exactly what the script's default export is called with — nothing more reaches it. */
+export interface ScriptArgs {
+  readonly page: Page;
+  readonly payload: Record<string, unknown>;
+  readonly helpers: ScriptHelpers;
+  readonly context: ScriptContext;
+}
+
+export interface ScriptRunOptions {
+  /** Bound on the script's synchronous parts; the pipeline bounds the whole run (and closes the context). */
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+  /** Names the compiled code in stack traces. */
+  readonly filename: string;
+}
+
+export interface ScriptRunner {
+  readonly name: string;
+  /**
+   * Compiles the verified script and awaits its default export called with `args`. Throws SriError
+   * SCRIPT_INVALID (bad shape), EXECUTION_TIMEOUT (synchronous part too long) or the script's own error as is.
+   */
+  run(script: VerifiedScript, args: ScriptArgs, opts: ScriptRunOptions): Promise<void>;
+}

@@ -1,0 +1,262 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadWorkerConfig } from '../../src/execution-plane/config.ts';
+import { parseJobMessage } from '../../src/execution-plane/job/message.ts';
+import { RoundRobin, takeNextFair } from '../../src/execution-plane/queue/round-robin.ts';
+import { MODULE_HOLDER, rewriteModule } from '../../src/execution-plane/script/module-rewrite.ts';
+import { VmScriptRunner } from '../../src/execution-plane/script/vm-runner.ts';
+import { verifyJobScript } from '../../src/execution-plane/script/verified-script.ts';
+import { hostMatches, urlAllowed } from '../../src/execution-plane/job/host-guard.ts';
+import { sanitizeFileName } from '../../src/execution-plane/job/helpers.ts';
+import { Redactor } from '../../src/execution-plane/job/redactor.ts';
+import { resolveChromiumPath } from '../../src/execution-plane/browser.ts';
+import { isSriError, type SriError } from '../../src/shared/errors.ts';
+import { signScript } from '../../src/shared/signing.ts';
+import type { ScriptArgs } from '../../src/execution-plane/script/runner.ts';
+import { TEST_SIGNING_SECRET } from '../support/services.ts';
+import { signedJob } from './support/jobs.ts';
+
+const baseEnv = { SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET };
+
+function configError(env: Record<string, string>): SriError {
+  try {
+    loadWorkerConfig(env);
+  } catch (e) {
+    assert.ok(isSriError(e));
+    assert.equal(e.code, 'CONFIG_INVALID');
+    return e;
+  }
+  assert.fail('loadWorkerConfig accepted the environment');
+}
+
+describe('worker configuration', () => {
+  it('applies the documented defaults', () => {
+    const c = loadWorkerConfig(baseEnv);
+    assert.equal(c.pollIntervalMs, 1000);
+    assert.equal(c.maxJobs, 2);
+    assert.equal(c.playwrightTimeoutMs, 30_000);
+    assert.equal(c.executionTimeoutMs, 300_000);
+    assert.equal(c.heartbeatIntervalMs, 10_000);
+    assert.equal(c.chromiumPath, undefined);
+    assert.match(c.workerId, new RegExp(`^worker-.+-${process.pid}$`));
+    assert.ok(Object.isFrozen(c));
+  });
+
+  it('refuses a signing secret shorter than 32 characters, naming the variable', () => {
+    assert.match(configError({ SCRIPT_SIGNING_SECRET: 'short' }).message, /SCRIPT_SIGNING_SECRET/);
+    assert.match(configError({}).message, /SCRIPT_SIGNING_SECRET/);
+  });
+
+  for (const name of ['DATABASE_URL', 'POSTGRES_USER', 'POSTGRES_PASSWORD', 'API_URL', 'API_KEY']) {
+    it(`refuses to start when ${name} is set, naming it`, () => {
+      const err = configError({ ...baseEnv, [name]: 'x' });
+      assert.match(err.message, new RegExp(`\\b${name}\\b`));
+      assert.match(err.message, /must not hold database or API settings/);
+    });
+  }
+
+  it('names a bad number and a heartbeat interval that outlives its key', () => {
+    assert.match(configError({ ...baseEnv, WORKER_MAX_JOBS: '0' }).message, /WORKER_MAX_JOBS/);
+    assert.match(configError({ ...baseEnv, WORKER_POLL_INTERVAL: 'soon' }).message, /WORKER_POLL_INTERVAL/);
+    assert.match(configError({ ...baseEnv, WORKER_HEARTBEAT_INTERVAL_MS: '30000' }).message, /WORKER_HEARTBEAT_INTERVAL_MS/);
+  });
+
+  it('prefers CHROMIUM_PATH, then the system binary, then Playwright\'s own', () => {
+    assert.equal(resolveChromiumPath('/opt/c', () => true), '/opt/c');
+    assert.equal(resolveChromiumPath(undefined, (p) => p === '/usr/bin/chromium'), '/usr/bin/chromium');
+    assert.equal(resolveChromiumPath(undefined, () => true), '/usr/lib/chromium/chromium');
+    assert.equal(resolveChromiumPath(undefined, () => false), undefined);
+  });
+});
+
+describe('job message validation', () => {
+  const job = signedJob('org-a', 'export default async function run() {}');
+
+  it('accepts a signed job of the queue\'s organisation', () => {
+    const r = parseJobMessage(JSON.stringify(job), 'org-a');
+    assert.ok(r.ok);
+    assert.equal(r.job.jobId, job.jobId);
+  });
+
+  it('describes invalid JSON and reports nothing (no id can be trusted)', () => {
+    const r = parseJobMessage('{"jobId": "x",', 'org-a');
+    assert.ok(!r.ok);
+    assert.match(r.reason, /not valid JSON/);
+    assert.equal(r.report, undefined);
+  });
+
+  it('lists every schema problem and reports to the organisation when jobId and orgId are readable', () => {
+    const r = parseJobMessage(JSON.stringify({ ...job, scriptHash: 'nothex', userId: 'a/b', flowId: undefined }), 'org-a');
+    assert.ok(!r.ok);
+    assert.match(r.reason, /scriptHash/);
+    assert.match(r.reason, /userId/);
+    assert.match(r.reason, /flowId/);
+    assert.deepEqual(r.report, { jobId: job.jobId, orgId: 'org-a', userId: '', providerId: 'demo', attempt: 1 });
+  });
+
+  it('requires scriptContent or scriptKey', () => {
+    const r = parseJobMessage(JSON.stringify({ ...job, scriptContent: undefined }), 'org-a');
+    assert.ok(!r.ok);
+    assert.match(r.reason, /either scriptContent or scriptKey/);
+  });
+
+  it('refuses a message whose orgId is not the queue\'s organisation and reports it to no one else', () => {
+    const r = parseJobMessage(JSON.stringify(job), 'org-b');
+    assert.ok(!r.ok);
+    assert.match(r.reason, /queue of organisation "org-b"/);
+    assert.equal(r.report, undefined);
+  });
+});
+
+describe('fair polling', () => {
+  it('serves organisations round-robin, one take per organisation per turn', async () => {
+    const queues: Record<string, string[]> = { a: ['a1', 'a2', 'a3'], b: ['b1'], c: ['c1', 'c2'] };
+    const rr = new RoundRobin();
+    rr.setItems(['c', 'a', 'b', 'a']);
+    const order: string[] = [];
+    for (;;) {
+      const next = await takeNextFair(rr, async (org) => queues[org]!.shift());
+      if (!next) break;
+      order.push(next.job);
+    }
+    assert.deepEqual(order, ['a1', 'b1', 'c1', 'a2', 'c2', 'a3']);
+  });
+
+  it('keeps its place when organisations appear or disappear', async () => {
+    const rr = new RoundRobin();
+    rr.setItems(['a', 'c']);
+    rr.markServed('a');
+    rr.setItems(['a', 'b', 'c']);
+    assert.deepEqual(rr.rotation(), ['b', 'c', 'a']);
+    rr.markServed('c');
+    rr.setItems(['a', 'b']);
+    assert.deepEqual(rr.rotation(), ['a', 'b']);
+  });
+});
+
+describe('script module rewrite', () => {
+  it('turns the one export default into an assignment on the module holder', () => {
+    const out = rewriteModule('export default async function run({ page }) {\n  await page.goto("x");\n}\n');
+    assert.equal(out, `${MODULE_HOLDER}.default = async function run({ page }) {\n  await page.goto("x");\n}\n`);
+  });
+
+  for (const [what, src] of [
+    ['a static import', 'import fs from "node:fs";\nexport default async function run() {}'],
+    ['a bare import', 'import "node:fs";\nexport default async function run() {}'],
+    ['a dynamic import', 'export default async function run() { await import("node:fs"); }'],
+    ['import.meta', 'export default async function run() { return import.meta.url; }'],
+  ] as const) {
+    it(`rejects ${what} with SCRIPT_INVALID`, () => {
+      assert.throws(() => rewriteModule(src), (e: unknown) => isSriError(e) && e.code === 'SCRIPT_INVALID' && /import/.test(e.message));
+    });
+  }
+
+  it('rejects a script without export default, and one with two', () => {
+    assert.throws(() => rewriteModule('async function run() {}'), (e: unknown) => isSriError(e) && e.code === 'SCRIPT_INVALID' && /no `export default`/.test(e.message));
+    assert.throws(() => rewriteModule('export default 1;\nexport default 2;'), (e: unknown) => isSriError(e) && e.code === 'SCRIPT_INVALID');
+  });
+
+  it('does not mistake a selector mentioning import for an import', () => {
+    assert.doesNotThrow(() => rewriteModule('export default async function run({ page }) { await page.click("text=import data"); }'));
+  });
+});
+
+describe('node:vm script runner', () => {
+  const runner = new VmScriptRunner();
+  const verified = (src: string) => {
+    const { scriptHash, signature } = signScript(src, TEST_SIGNING_SECRET);
+    return verifyJobScript(src, scriptHash, signature, TEST_SIGNING_SECRET);
+  };
+  const fakeArgs = (sink: Record<string, unknown>): ScriptArgs => ({
+    page: {} as ScriptArgs['page'],
+    payload: { n: 41 },
+    helpers: { setResult: (d: Record<string, unknown>) => Object.assign(sink, d) } as unknown as ScriptArgs['helpers'],
+    context: { jobId: 'j', orgId: 'o', userId: 'u', providerId: 'p', flowId: 'f', flowVersion: '1.0.0', attempt: 1 },
+  });
+  const opts = { timeoutMs: 500, signal: new AbortController().signal, filename: 'test.js' };
+
+  it('calls the default export with exactly page, payload, helpers and context, and nothing of the host', async () => {
+    const raw: Record<string, unknown> = {};
+    await runner.run(verified(`export default async function run(arg) {
+      arg.helpers.setResult({ keys: Object.keys(arg).sort(), n: arg.payload.n + 1, job: arg.context.jobId,
+        process: typeof process, require: typeof require, fetch: typeof fetch, timer: typeof setTimeout,
+        globals: Object.getOwnPropertyNames(globalThis).filter((k) => /^[a-z]/.test(k)) });
+      let evalBlocked = false;
+      try { eval('1'); } catch { evalBlocked = true; }
+      arg.helpers.setResult({ evalBlocked });
+    }`), fakeArgs(raw), opts);
+    // Arrays made in the script's realm have that realm's prototype; compare them as data.
+    const sink = JSON.parse(JSON.stringify(raw)) as Record<string, unknown>;
+    assert.deepEqual(sink['keys'], ['context', 'helpers', 'page', 'payload']);
+    assert.equal(sink['n'], 42);
+    assert.equal(sink['job'], 'j');
+    assert.equal(sink['process'], 'undefined');
+    assert.equal(sink['require'], 'undefined');
+    assert.equal(sink['fetch'], 'undefined');
+    assert.equal(sink['timer'], 'undefined');
+    assert.equal(sink['evalBlocked'], true);
+    assert.deepEqual((sink['globals'] as string[]).filter((g) => !['globalThis', 'isFinite', 'isNaN', 'parseFloat', 'parseInt', 'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'escape', 'unescape', 'eval', 'undefined'].includes(g)), []);
+  });
+
+  it('stops a synchronous endless loop with EXECUTION_TIMEOUT', async () => {
+    await assert.rejects(runner.run(verified('export default async function run() { for (;;) {} }'), fakeArgs({}), { ...opts, timeoutMs: 200 }),
+      (e: unknown) => isSriError(e) && e.code === 'EXECUTION_TIMEOUT');
+  });
+
+  it('rejects a default export that is not a function, and code that does not compile', async () => {
+    await assert.rejects(runner.run(verified('export default 42;'), fakeArgs({}), opts), (e: unknown) => isSriError(e) && e.code === 'SCRIPT_INVALID');
+    await assert.rejects(runner.run(verified('export default async function run( {'), fakeArgs({}), opts), (e: unknown) => isSriError(e) && e.code === 'SCRIPT_INVALID');
+  });
+
+  it('passes the script\'s own error through', async () => {
+    await assert.rejects(runner.run(verified('export default async function run() { throw new Error("portal changed"); }'), fakeArgs({}), opts), /portal changed/);
+  });
+
+  it('verifies before anything compiles: a hash mismatch and a foreign signature are refused', () => {
+    const src = 'export default async function run() {}';
+    const { scriptHash, signature } = signScript(src, TEST_SIGNING_SECRET);
+    assert.throws(() => verifyJobScript(`${src} `, scriptHash, signature, TEST_SIGNING_SECRET), { message: 'Script integrity compromised' });
+    const other = signScript(src, 'another-secret-of-at-least-32-characters!!');
+    assert.throws(() => verifyJobScript(src, other.scriptHash, other.signature, TEST_SIGNING_SECRET), { message: 'Unauthorized script' });
+  });
+});
+
+describe('allowed hosts', () => {
+  it('matches exact hosts on any port, host:port on that port, and *.domain on subdomains only', () => {
+    assert.ok(hostMatches('127.0.0.1', '8080', '127.0.0.1'));
+    assert.ok(hostMatches('LOCALHOST', '80', 'localhost'));
+    assert.ok(!hostMatches('evil.localhost', '80', 'localhost'));
+    assert.ok(hostMatches('127.0.0.1', '9000', '127.0.0.1:9000'));
+    assert.ok(!hostMatches('127.0.0.1', '9001', '127.0.0.1:9000'));
+    assert.ok(hostMatches('a.sri.gob.ec', '443', '*.sri.gob.ec'));
+    assert.ok(hostMatches('x.y.sri.gob.ec', '443', '*.sri.gob.ec'));
+    assert.ok(!hostMatches('sri.gob.ec', '443', '*.sri.gob.ec'));
+    assert.ok(!hostMatches('evilsri.gob.ec', '443', '*.sri.gob.ec'));
+  });
+
+  it('always blocks file: and other local schemes', () => {
+    assert.equal(urlAllowed('file:///etc/passwd', undefined).allowed, false);
+    assert.equal(urlAllowed('chrome://version', undefined).allowed, false);
+    assert.equal(urlAllowed('https://anything.example/', undefined).allowed, true);
+    assert.equal(urlAllowed('https://anything.example/', ['127.0.0.1']).allowed, false);
+    assert.equal(urlAllowed('data:text/plain,hi', ['127.0.0.1']).allowed, true);
+  });
+});
+
+describe('evidence hygiene', () => {
+  it('sanitises download names to a plain file name', () => {
+    assert.equal(sanitizeFileName('Factura 2024/001 (copia).pdf'), '001_copia.pdf');
+    assert.equal(sanitizeFileName('../../etc/passwd'), 'passwd');
+    assert.equal(sanitizeFileName('..'), 'download');
+    assert.equal(sanitizeFileName('execution.log'), 'download-execution.log');
+    assert.equal(sanitizeFileName('año fiscal.csv'), 'ano_fiscal.csv');
+  });
+
+  it('redacts secrets, also JSON-escaped and URL-encoded, and leaves short values alone', () => {
+    const r = new Redactor(['s3cr"et/value', 'en']);
+    assert.equal(r.redact('a s3cr"et/value b'), 'a [redacted] b');
+    assert.equal(r.redact(JSON.stringify({ v: 's3cr"et/value' })), '{"v":"[redacted]"}');
+    assert.equal(r.redact(`q=${encodeURIComponent('s3cr"et/value')}`), 'q=[redacted]');
+    assert.equal(r.redact('when'), 'when');
+  });
+});
