@@ -1,5 +1,6 @@
 /**
- * The one CLI: `sri up | api | worker | migrate | demo`. Each command imports what it runs only when chosen, so
+ * The one CLI: `sri up | api | worker | migrate | demo`, and the
+ * operator commands on the queue (`sri dlq | cancel | quota`, queue-ops.ts). Each command imports what it runs only when chosen, so
  * `sri demo` (an HTTP client) never loads PGlite or Chromium.
  *
  * Expected failures (SriError) print one line `error CODE: message` on stderr and exit 1; only unexpected errors
@@ -10,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { isSriError } from '../shared/errors.ts';
 import { readStoredSecrets } from '../embedded/secrets.ts';
+import { addQueueCommands, type CliIo } from './queue-ops.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -31,7 +33,7 @@ function withStoredSecrets(env: Env, names: ReadonlyArray<'SCRIPT_SIGNING_SECRET
   return out;
 }
 
-export function buildProgram(env: Env = process.env): Command {
+export function buildProgram(env: Env = process.env, io?: CliIo): Command {
   const program = new Command('sri')
     .description('SRI automation platform: runs browser flows against web portals and keeps the evidence.')
     .showHelpAfterError();
@@ -97,6 +99,8 @@ export function buildProgram(env: Env = process.env): Command {
         process.exitCode = 1;
       }
     });
+
+  addQueueCommands(program, env, io);
 
   return program;
 }

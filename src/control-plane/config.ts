@@ -22,6 +22,11 @@ export const apiSettings = {
   authRateLimitWindowMs: setting('AUTH_RATE_LIMIT_WINDOW_MS', intSetting(60_000, 1000), 'Window of the /api/auth/* rate limit.'),
   reconcileIntervalMs: setting('RECONCILE_INTERVAL_MS', intSetting(60_000, 1000),
     'How often the results listener re-reads results of unfinished jobs from Redis (pub/sub loses messages).'),
+  // ── Webhooks (src/control-plane/webhooks/deliver.ts, docs/webhooks.md) ──
+  webhookMaxAttempts: setting('WEBHOOK_MAX_ATTEMPTS', intSetting(5, 1), 'Attempts per webhook delivery, the first included.'),
+  webhookRetryBaseMs: setting('WEBHOOK_RETRY_BASE_MS', intSetting(1000, 0), 'Wait before a delivery\'s 2nd attempt (ms), doubled after each failure.'),
+  webhookRetryMaxMs: setting('WEBHOOK_RETRY_MAX_MS', intSetting(300_000, 0), 'Longest wait between two attempts of a delivery (ms).'),
+  webhookTimeoutMs: setting('WEBHOOK_TIMEOUT_MS', intSetting(10_000, 100), 'Longest one webhook POST may take (ms) before it counts as failed.'),
 } as const;
 
 export type ApiConfig = ConfigOf<typeof apiSettings>;

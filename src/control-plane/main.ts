@@ -5,6 +5,7 @@
 import { pathToFileURL } from 'node:url';
 import { isSriError } from '../shared/errors.ts';
 import { createLogger } from '../shared/logger.ts';
+import { startRedisTls } from '../shared/tls-watch.ts';
 import { loadApiConfig, type ApiConfig } from './config.ts';
 import { startApi } from './server.ts';
 
@@ -21,6 +22,8 @@ export async function runApiProcess(env: NodeJS.ProcessEnv = process.env): Promi
     throw e;
   }
   const logger = createLogger({ name: 'api', level: config.logLevel, logDir: config.logDir });
+  // An expired Redis TLS certificate stops the API here (REDIS_TLS_CERT_EXPIRED); see docs/security.md.
+  startRedisTls(config, { logger });
   const api = await startApi(config, { logger });
   logger.info({ url: api.url, docs: `${api.url}/docs`, database: config.databaseUrl ? 'postgres' : 'pglite' }, 'API listening');
   let stopping = false;

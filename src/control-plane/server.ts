@@ -10,6 +10,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Redis } from 'ioredis';
 import { SriError } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
+import { JobQueue } from '../shared/queue/job-queue.ts';
 import { createRedis } from '../shared/redis.ts';
 import { BlobStore, createS3Client } from '../shared/s3.ts';
 import type { ApiConfig } from './config.ts';
@@ -20,10 +21,14 @@ import { installErrorHandlers } from './http/errors.ts';
 import { authRoutes } from './http/routes/auth.ts';
 import { flowRoutes } from './http/routes/flows.ts';
 import { healthRoutes } from './http/routes/health.ts';
+import { adminRoutes } from './http/routes/admin.ts';
+import { jobControlRoutes } from './http/routes/job-control.ts';
 import { jobRoutes } from './http/routes/jobs.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
+import { webhookRoutes } from './http/routes/webhooks.ts';
 import { startResultsListener, type ResultsListener } from './results/listener.ts';
+import { WebhookDeliverer } from './webhooks/deliver.ts';
 
 /** Request bodies above this are refused with PAYLOAD_TOO_LARGE. */
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -67,6 +72,9 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   flowRoutes(app, ctx);
   runRoutes(app, ctx);
   jobRoutes(app, ctx);
+  jobControlRoutes(app, ctx);
+  adminRoutes(app, ctx);
+  webhookRoutes(app, ctx);
   return app;
 }
 
@@ -103,6 +111,8 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
     if (!redis) {
       // Requests must fail fast while Redis is down rather than queue forever (the shared default for workers).
       const created = createRedis(config.redisUrl, { name: 'sri-api', maxRetriesPerRequest: 2, commandTimeout: 5000 });
+      // Without a listener an 'error' event would crash the process; ioredis reconnects with backoff on its own.
+      created.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error; reconnecting'));
       redis = created;
       owned.push(() => { created.disconnect(); });
     }
@@ -112,11 +122,19 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
       blobStore = created;
       owned.push(() => created.client.destroy());
     }
-    const ctx: ApiContext = { config, db, redis, blobStore, logger, tokens: new TokenService(config.jwtSecret, config.jwtExpiresInSeconds) };
+    const queue = await JobQueue.connect(redis);
+    const ctx: ApiContext = { config, db, redis, queue, blobStore, logger, tokens: new TokenService(config.jwtSecret, config.jwtExpiresInSeconds) };
     const subscriber = redis.duplicate({ connectionName: 'sri-api-results', maxRetriesPerRequest: null });
     subscriber.on('error', (err) => logger.warn({ err: err.message }, 'results subscriber connection error'));
+    // Closed after the listener (owned closes in reverse), so no recorded result is left without its deliveries.
+    const webhooks = new WebhookDeliverer({
+      db, logger, masterSecret: config.jwtSecret, maxAttempts: config.webhookMaxAttempts, retryBaseMs: config.webhookRetryBaseMs,
+      retryMaxMs: config.webhookRetryMaxMs, timeoutMs: config.webhookTimeoutMs,
+    });
+    owned.push(() => webhooks.close());
     const listener = await startResultsListener({
       db, blobStore, resultsBucket: config.s3ResultsBucket, logger, subscriber, redis, reconcileIntervalMs: config.reconcileIntervalMs,
+      onJobFinal: webhooks.onJobFinal,
     });
     owned.push(() => listener.stop());
 

@@ -25,7 +25,9 @@ export function redisServerBinary(): string {
 export async function startEmbeddedRedis(opts: { dir: string; port: number; extraArgs?: string[]; startTimeoutMs?: number }): Promise<EmbeddedRedis> {
   mkdirSync(opts.dir, { recursive: true });
   const args = [
-    '--port', String(opts.port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--dir', opts.dir,
+    // appendfsync always: every acknowledged write is on disk before the reply, so a kill -9 of redis-server
+    // loses no job a producer or the queue was told is stored (docs/queue.md "Durability").
+    '--port', String(opts.port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', opts.dir,
     '--save', '', '--protected-mode', 'yes', ...(opts.extraArgs ?? []),
   ];
   const child = spawn(redisServerBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -6,6 +6,7 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { isSriError } from '../shared/errors.ts';
 import { createLogger } from '../shared/logger.ts';
+import { startRedisTls } from '../shared/tls-watch.ts';
 import { loadWorkerConfig, type WorkerConfig } from './config.ts';
 
 export async function runWorkerProcess(env: Record<string, string | undefined> = process.env): Promise<void> {
@@ -20,6 +21,8 @@ export async function runWorkerProcess(env: Record<string, string | undefined> =
   const logger = createLogger({ name: 'worker', level: config.logLevel, logDir: config.logDir });
   let handle;
   try {
+    // First: an expired Redis TLS certificate stops the worker before it loads anything else (docs/security.md).
+    startRedisTls(config, { logger });
     // Loaded only now, so a configuration error is reported without loading Playwright and the AWS SDK.
     const { startWorker } = await import('./worker.ts');
     handle = await startWorker(config, { logger });

@@ -1,10 +1,13 @@
 /**
- * The worker: fair polling over organisation queues, up to WORKER_MAX_JOBS jobs at once, heartbeat, stats, and a
- * drain on stop. It talks only to Redis and S3 (and the job's allowed hosts through Chromium).
+ * The worker: takes leased jobs from the shared queue (fair across organisations inside the take script), up to
+ * WORKER_MAX_JOBS at once; renews its leases every WORKER_LEASE_MS / 3; on its own timer promotes due retries and
+ * takes back expired leases of dead workers; follows cancels on sri:control; heartbeat, stats; on stop takes no
+ * new job, waits the grace period, then releases what still runs back to the queue untouched.
+ * It talks only to Redis and S3 (and the job's allowed hosts through Chromium).
  */
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { createRedis } from '../shared/redis.ts';
+import { keys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { BlobStore, createS3Client } from '../shared/s3.ts';
 import { SriError } from '../shared/errors.ts';
@@ -13,10 +16,8 @@ import type { WorkerConfig } from './config.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { EgressProxy } from './job/egress-proxy.ts';
 import { boundWait } from './job/deadline.ts';
-import { processJob, type PipelineDeps, type TakenJob } from './job/pipeline.ts';
-import { QueueCommands } from './queue/commands.ts';
-import { discoverOrgs } from './queue/org-discovery.ts';
-import { RoundRobin, takeNextFair } from './queue/round-robin.ts';
+import { LEASE_LOST, processJob, type PipelineDeps } from './job/pipeline.ts';
+import { JobQueue, type ControlMessage, type Taken } from '../shared/queue/job-queue.ts';
 import type { ScriptRunner } from './script/runner.ts';
 import { VmScriptRunner } from './script/vm-runner.ts';
 
@@ -38,7 +39,7 @@ export interface WorkerDeps {
   blobStore?: BlobStore;
   /** @default VmScriptRunner (node:vm) */
   runner?: ScriptRunner;
-  /** How often the organisation list is refreshed (SMEMBERS + SCAN). @default 5000 */
+  /** How often organisations with a producer list are added to the ring (SMEMBERS + SCAN). @default 5000 */
   orgRefreshMs?: number;
 }
 
@@ -77,12 +78,17 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
   const orgRefreshMs = deps.orgRefreshMs ?? 5000;
 
   let state: WorkerState = 'starting';
-  const running = new Map<string, { done: Promise<void>; abort: AbortController }>();
+  const running = new Map<string, { taken: Taken; done: Promise<void>; abort: AbortController }>();
   const waker = new Waker();
-  const rr = new RoundRobin();
   let lastRefresh = 0;
+  // Its own connection: a subscribed connection can run no other command.
+  const control = redis.duplicate({ connectionName: `sri-worker-${workerId}-control` });
+  const timers: NodeJS.Timeout[] = [];
+  // ioredis reconnects on its own (and resubscribes); without a listener it would print every error.
+  control.on('error', (e: Error) => logger.debug({ err: e.message }, 'control channel connection error'));
 
   const closeOwned = async () => {
+    control.disconnect();
     await browsers.close();
     await egress.close();
     if (!deps.redis) {
@@ -99,9 +105,9 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
   };
 
   const heartbeat = new Heartbeat(redis, workerId, config.heartbeatIntervalMs, logger);
-  let queue: QueueCommands;
+  let queue: JobQueue;
   try {
-    queue = new QueueCommands(redis);
+    queue = await JobQueue.connect(redis, { leaseMs: config.leaseMs, maxJobBytes: config.maxJobBytes });
     // ioredis retries forever: a worker started before Redis waits for it, and says so.
     const waiting = setTimeout(() => logger.warn({ redis: config.redisUrl.replace(/\/\/[^@/]*@/, '//***@') }, 'waiting for Redis'), 3000);
     try {
@@ -109,7 +115,8 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
     } finally {
       clearTimeout(waiting);
     }
-    await queue.initStats(workerId, Date.now());
+    await queue.initWorkerStats(workerId, Date.now());
+    await control.subscribe(keys.queueControl);
     await heartbeat.start();
     await egress.start();
     await browsers.get();
@@ -122,17 +129,79 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
 
   const pipelineDeps: PipelineDeps = {
     config, redis, queue, blobStore, browsers, egress, logger, runner: deps.runner ?? new VmScriptRunner(),
+    // A finishing job still counts in `running`, so a full worker's slot takes its own successor and no more.
+    takeNextFor: () => (isRunning() && running.size <= config.maxJobs ? workerId : undefined),
   };
 
   const isRunning = () => state === 'ready' || state === 'busy';
   const updateState = () => { if (isRunning()) state = running.size > 0 ? 'busy' : 'ready'; };
 
-  const launch = (taken: TakenJob) => {
+  // A cancel reaches the job's worker through sri:control within one message; the renewal's check is the backup.
+  control.on('message', (_channel: string, message: string) => {
+    let m: ControlMessage;
+    try {
+      m = JSON.parse(message) as ControlMessage;
+    } catch {
+      return;
+    }
+    if (m.type !== 'cancel') return;
+    for (const r of running.values()) {
+      if (r.taken.jobId === m.jobId) r.abort.abort(new SriError('CANCELLED'));
+    }
+  });
+
+  const renewLeases = async () => {
+    const list = [...running.values()];
+    if (!list.length) return;
+    try {
+      const gone = new Set(await queue.renew(workerId, list.map((r) => r.taken.token)));
+      const cancelled = await queue.cancelledAmong(list.flatMap((r) => (r.taken.jobId ? [r.taken.jobId] : [])));
+      for (const r of list) {
+        if (gone.has(r.taken.token)) {
+          logger.warn({ orgId: r.taken.orgId, jobId: r.taken.jobId }, 'lease lost (another worker may run the job); stopping it');
+          r.abort.abort(new SriError('WORKER_SHUTDOWN', 'The job\'s lease was lost; another worker runs it.', { details: LEASE_LOST }));
+        } else if (r.taken.jobId && cancelled.has(r.taken.jobId)) {
+          r.abort.abort(new SriError('CANCELLED'));
+        }
+      }
+    } catch (e) {
+      logger.warn({ err: (e as Error).message }, 'renewing leases failed; retrying at the next tick');
+    }
+  };
+
+  const sweep = async () => {
+    try {
+      const recovered = await queue.recoverExpired();
+      const promoted = await queue.promoteDue();
+      if (recovered) logger.warn({ recovered }, 'took back jobs of expired leases (dead or cut-off workers)');
+      if (recovered || promoted) waker.wake();
+    } catch (e) {
+      logger.warn({ err: (e as Error).message }, 'recovering leases / promoting retries failed; retrying');
+    }
+  };
+
+  /** Runs `fn` every `ms`, never overlapping itself. */
+  const every = (ms: number, fn: () => Promise<void>) => {
+    let busy = false;
+    const t = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void fn().finally(() => { busy = false; });
+    }, ms);
+    timers.push(t);
+  };
+
+  const launch = (taken: Taken) => {
     const abort = new AbortController();
     const done = processJob(taken, pipelineDeps, abort.signal)
-      .then(() => undefined)
+      .then(async (outcome) => {
+        // The slot's next job came with the completion (one round trip); stopped meanwhile: hand it back.
+        if (!outcome.next) return;
+        if (isRunning()) launch(outcome.next);
+        else await queue.release(outcome.next);
+      })
       .catch((e: unknown) => {
-        // Reached only when Redis or S3 fail while reporting; the job stays in the active hash for recovery.
+        // Reached only when Redis or S3 fail while reporting; the lease then expires and the job runs again.
         logger.error({ orgId: taken.orgId, err: (e as Error).message }, 'job could not be completed');
       })
       .finally(() => {
@@ -140,28 +209,25 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
         updateState();
         waker.wake();
       });
-    running.set(taken.token, { done, abort });
+    running.set(taken.token, { taken, done, abort });
     updateState();
   };
 
   const pollLoop = async () => {
     while (isRunning()) {
       try {
-        if (Date.now() - lastRefresh >= orgRefreshMs || rr.size === 0 && Date.now() - lastRefresh >= config.pollIntervalMs) {
-          rr.setItems(await discoverOrgs(redis));
+        if (Date.now() - lastRefresh >= orgRefreshMs) {
+          await queue.discoverOrgs();
           lastRefresh = Date.now();
         }
         if (running.size >= config.maxJobs) {
           await waker.sleep(config.pollIntervalMs);
           continue;
         }
-        const taken = await takeNextFair(rr, async (orgId) => {
-          if (!isRunning()) return undefined;
-          const token = randomUUID();
-          const raw = await queue.take(orgId, workerId, token);
-          return raw === undefined ? undefined : { orgId, raw, token };
-        });
-        if (taken) launch(taken.job);
+        const taken = await queue.take(workerId);
+        // Stopped while the take was on its way: hand the job straight back.
+        if (taken && !isRunning()) await queue.release(taken);
+        else if (taken) launch(taken);
         else await waker.sleep(config.pollIntervalMs);
       } catch (e) {
         logger.error({ err: (e as Error).message }, 'polling failed; retrying');
@@ -171,7 +237,9 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
   };
 
   state = 'ready';
-  logger.info({ maxJobs: config.maxJobs, pollIntervalMs: config.pollIntervalMs }, 'worker ready');
+  every(Math.max(10, Math.floor(config.leaseMs / 3)), renewLeases);
+  every(config.recoveryIntervalMs, sweep);
+  logger.info({ maxJobs: config.maxJobs, pollIntervalMs: config.pollIntervalMs, leaseMs: config.leaseMs }, 'worker ready');
   const loopDone = pollLoop();
 
   let stopping: Promise<void> | undefined;
@@ -189,10 +257,12 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
       const first = await Promise.race([allDone().then(() => 'done' as const), graceOver]);
       clearTimeout(timer);
       if (first === 'timeout' && running.size) {
-        logger.warn({ running: running.size }, 'grace period over; aborting running jobs');
+        logger.warn({ running: running.size }, 'grace period over; releasing running jobs back to their queues');
         for (const r of running.values()) r.abort.abort(new SriError('WORKER_SHUTDOWN'));
         await Promise.race([allDone(), new Promise((r) => setTimeout(r, ABORT_SETTLE_MS).unref())]);
       }
+      // Leases are renewed until every job has settled: a draining worker must not lose its jobs to others.
+      for (const t of timers) clearInterval(t);
       await heartbeat.stop();
       process.off('unhandledRejection', onUnhandled);
       await closeOwned();

@@ -25,6 +25,12 @@ const intFromEnv = (def: number, min = 0) => z.coerce.number().int().min(min).de
 export const commonSettings = {
   redisUrl: setting('REDIS_URL', z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
     'Redis connection URL.'),
+  redisTlsCa: setting('REDIS_TLS_CA', z.string().min(1).optional(),
+    'PEM file of the CA(s) that signed the Redis server certificate (rediss:// only). Unset: the system CAs.'),
+  redisTlsCert: setting('REDIS_TLS_CERT', z.string().min(1).optional(),
+    'PEM file of this process\'s client certificate for Redis (rediss:// only); re-read when it changes.'),
+  redisTlsKey: setting('REDIS_TLS_KEY', z.string().min(1).optional(),
+    'PEM file of the client certificate\'s private key (with REDIS_TLS_CERT).'),
   s3Endpoint: setting('S3_ENDPOINT', z.url().default('http://127.0.0.1:9000'), 'S3-compatible endpoint (path-style).'),
   s3Region: setting('S3_REGION', z.string().min(1).default('us-east-1'), 'S3 region.'),
   s3AccessKey: setting('S3_ACCESS_KEY', z.string().min(1).default('minioadmin'), 'S3 access key id.'),

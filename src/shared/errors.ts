@@ -28,6 +28,9 @@ export const ERRORS = {
   BROWSER_ERROR: spec(503, true, 'The browser failed while running the job; it will be restarted. Try the job again.'),
   UPLOAD_FAILED: spec(503, true, 'Uploading the evidence to S3 failed; check S3_ENDPOINT and the results bucket.'),
   WORKER_SHUTDOWN: spec(503, true, 'The worker stopped before the job could finish; run it again.'),
+  NAVIGATION_ERROR: spec(503, true, 'A page of the portal could not be loaded (network error or navigation timeout); the job is retried.'),
+  CANCELLED: spec(409, false, 'The job was cancelled (POST /api/jobs/{id}/cancel or sri cancel); it did not finish.'),
+  JOB_POISONED: spec(500, false, 'The job lost its worker on every attempt (the worker died or stopped renewing its lease); it was moved to the dead-letter list. Inspect it with sri dlq show.'),
   // ── API errors (control plane) ────────────────────────────────────────────────────────────────────────────────
   VALIDATION_FAILED: spec(400, false, 'The request is not valid; see details for each field.'),
   MALFORMED_BODY: spec(400, false, 'The request body is not valid JSON; send Content-Type: application/json with a JSON object.'),
@@ -40,6 +43,10 @@ export const ERRORS = {
   WEAK_PASSWORD: spec(400, false, 'The password is too weak: use at least 10 characters with letters and digits.'),
   NOT_FOUND: spec(404, false, 'Nothing with this id exists in your organisation.'),
   ROUTE_NOT_FOUND: spec(404, false, 'No such endpoint; see /docs for the API.'),
+  FORBIDDEN: spec(403, false, 'Only an administrator of your organisation may do this; ask its admin (the user who registered it).'),
+  JOB_FINAL: spec(409, false, 'The job has already finished (done, failed, cancelled or dead); there is nothing to cancel.'),
+  DLQ_ENTRY_TRUNCATED: spec(409, false, 'This dead letter\'s payload was cut because it was too large, so it cannot be requeued; fix the producer and push the job again.'),
+  JOB_NOT_RETRYABLE: spec(409, false, 'Only failed or dead jobs can be retried; this one is still queued, running, retrying, done or cancelled.'),
   PROVIDER_NOT_FOUND: spec(404, false, 'No provider with this id; list them with GET /api/providers.'),
   PROVIDER_NOT_CONNECTED: spec(409, false, 'Connect the provider first: POST /api/providers/{id}/connect with your session cookies.'),
   NO_ACTIVE_FLOW: spec(409, false, 'No active flow for this provider; create one with POST /api/flows and activate it.'),
@@ -54,6 +61,7 @@ export const ERRORS = {
   CONFIG_INVALID: spec(1, false, 'The configuration is invalid; the message names the variable to fix.'),
   PORT_IN_USE: spec(1, false, 'A port the embedded stack needs is taken; the message names the variable that moves it.'),
   DEPENDENCY_MISSING: spec(1, false, 'A system program is missing; the message gives the install command.'),
+  REDIS_TLS_CERT_EXPIRED: spec(1, false, 'The Redis TLS client certificate (or every CA certificate) has expired; install a renewed one and start again.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -15,12 +15,12 @@ export const keys = {
   orgJobsPattern: 'sri:org:*:jobs',
   /** set — organisations known to the control plane (added at registration), polled by workers. */
   orgs: 'sri:orgs',
-  /** string — `queued | running | done | failed`. */
+  /** string — `queued | running | retrying | done | failed | cancelled | dead`. */
   jobStatus: (jobId: string) => `sri:job:${jobId}:status`,
   /** string, TTL — the full result message, kept so a control plane that was down can reconcile. */
   jobResult: (jobId: string) => `sri:job:${jobId}:result`,
-  /** hash — jobs a worker currently holds (take token → raw message), so later releases can hand them back. */
-  workerActive: (workerId: string) => `sri:worker:${workerId}:active`,
+  /** stream, capped (MAXLEN ~), TTL — the job's live log, one entry per batch of lines (src/shared/job-logs.ts). */
+  jobLogs: (jobId: string) => `sri:job:${jobId}:logs`,
   /** string, TTL 30 s — epoch ms of the worker's last heartbeat. */
   workerHeartbeat: (workerId: string) => `sri:worker:${workerId}:heartbeat`,
   /** hash — the worker's counters. */
@@ -28,8 +28,47 @@ export const keys = {
   /** string, TTL — a provider session: `{"cookies":[…],"credentials"?:{…},"connectedAt":ms}`. */
   session: (orgId: string, userId: string, providerName: string) =>
     `sri:sessions:${orgId}:${userId}:${providerName}`,
-  /** list — dead letters: messages a worker could not run (not JSON, not a job), newest first, never dropped. */
-  dlq: 'sri:dlq',
+  // ── Reliable queue (src/shared/queue, docs/queue.md) ─────────────────────────────────────────────────────
+  /** list — high-priority jobs of one organisation moved out of `jobs` by the take script; taken first. */
+  orgReadyHigh: (orgId: string) => `sri:org:${orgId}:ready:high`,
+  /** list — normal jobs moved out of `jobs` by the take script, plus released/recovered/promoted jobs (front). */
+  orgReadyNormal: (orgId: string) => `sri:org:${orgId}:ready:normal`,
+  /** hash — the organisation's quota: `maxConcurrent`, `perMinute` (absent field = unlimited). */
+  orgQuota: (orgId: string) => `sri:org:${orgId}:quota`,
+  /** string, TTL 120 s — jobs of the organisation taken in one clock minute (`minute` = epoch ms / 60000). */
+  orgMinute: (orgId: string, minute: string) => `sri:org:${orgId}:minute:${minute}`,
+  /** list — dead-letter entry ids of one organisation, newest first. */
+  orgDlq: (orgId: string) => `sri:org:${orgId}:dlq`,
+  /** list — the ring of organisation ids the take script rotates (round-robin across all workers). */
+  queueRing: 'sri:queue:ring',
+  /** set — the members of the ring (so registering is idempotent). */
+  queueRingMembers: 'sri:queue:ring:members',
+  /** sorted set — take token → lease deadline (epoch ms). */
+  queueLeases: 'sri:queue:leases',
+  /** hash — organisation id → number of jobs it has leased now (for maxConcurrent). */
+  queueLeasedByOrg: 'sri:queue:leased-by-org',
+  /** sorted set — take token of a job waiting for its retry → due time (epoch ms). */
+  queueDelayed: 'sri:queue:delayed',
+  /** hash — take token → `{"o":orgId,"r":raw}` of a job waiting for its retry. */
+  queueDelayedJobs: 'sri:queue:delayed:jobs',
+  /** string — counter of completions refused because the job already had an outcome or the lease was gone. */
+  queueLateResults: 'sri:queue:late-results',
+  /** pub/sub channel — control messages to all workers, e.g. `{"type":"cancel","jobId":…}`. */
+  queueControl: 'sri:control',
+  /** hash — one lease: `orgId, raw, jobId, attempt, workerId, priority, takenAt`. */
+  lease: (token: string) => `sri:lease:${token}`,
+  /** string — the take token currently leasing the job (index jobId → token). */
+  jobLease: (jobId: string) => `sri:job:${jobId}:lease`,
+  /** string, TTL — the attempt number the job's next take runs as (set when a lease is recovered). */
+  jobAttempt: (jobId: string) => `sri:job:${jobId}:attempt`,
+  /** string, TTL — present when the job was cancelled; takes drop it, its worker stops it. */
+  jobCancel: (jobId: string) => `sri:job:${jobId}:cancel`,
+  /** hash — dead-letter entry id → entry JSON `{id, orgId, jobId?, reason, raw, truncated, at}`. */
+  dlqEntries: 'sri:dlq:entries',
+  /** sorted set — dead-letter entry id → time (epoch ms), all organisations. */
+  dlqIndex: 'sri:dlq:index',
+  /** string — counter behind dead-letter entry ids. */
+  dlqSeq: 'sri:dlq:seq',
 } as const;
 
 /** Extracts the organisation id from `sri:org:{orgId}:jobs` or `sri:org:{orgId}:done`. */

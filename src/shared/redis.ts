@@ -3,12 +3,26 @@
  * restart must never take a process down. Blocking consumers need `maxRetriesPerRequest: null` and a connection of
  * their own.
  */
+import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 
 export type { Redis };
 
+/** TLS material of this process (startRedisTls in tls-watch.ts); a live object, so reconnects see rotations. */
+let processTls: ConnectionOptions | undefined;
+
+/**
+ * Registers the client certificate and CA every `rediss://` connection of this process presents from now on; pass
+ * undefined to unregister (with `ifCurrent`, only when that object is still the registered one).
+ */
+export function useRedisTls(tls: ConnectionOptions | undefined, ifCurrent?: ConnectionOptions): void {
+  if (ifCurrent === undefined || processTls === ifCurrent) processTls = tls;
+}
+
 export function createRedis(url: string, opts: RedisOptions & { name?: string } = {}): Redis {
   return new Redis(url, {
+    // The same object, not a copy: ioredis reads its fields at every (re)connect (docs/security.md).
+    ...(processTls && url.startsWith('rediss://') ? { tls: processTls } : {}),
     maxRetriesPerRequest: null,
     enableReadyCheck: true,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),

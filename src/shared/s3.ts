@@ -67,6 +67,21 @@ export class BlobStore {
     }
   }
 
+  /**
+   * The object as a stream, for objects too large to hold in memory (a long job's execution.log); undefined when it
+   * does not exist. The caller must consume or destroy `body`, or the connection stays taken.
+   */
+  async open(bucket: string, key: string, signal?: AbortSignal): Promise<{ body: Readable; contentLength: number | undefined } | undefined> {
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
+      // In Node the SDK's body is an http.IncomingMessage (a Readable) with transform helpers mixed in.
+      return { body: r.Body as Readable, contentLength: r.ContentLength };
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
   async exists(bucket: string, key: string): Promise<boolean> {
     try {
       await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));

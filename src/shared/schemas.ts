@@ -64,6 +64,8 @@ export const ResultMessage = z.object({
   finishedAt: z.string(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   files: ResultFiles,
+  /** The live log of this attempt: lines streamed, and lines/batches dropped because Redis fell behind. */
+  logs: z.object({ written: z.number().int(), droppedLines: z.number().int(), droppedBatches: z.number().int() }).optional(),
 });
 export type ResultMessage = z.infer<typeof ResultMessage>;
 

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { loadApiConfig, type ApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { listMigrations, migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { recordResultMessage } from '../../src/control-plane/results/listener.ts';
 import { keys } from '../../src/shared/keys.ts';
@@ -71,7 +71,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         startTestRedis(), startTestS3(), backend === 'postgres' ? startTestPostgres() : Promise.resolve(undefined),
       ]);
       db = await openDatabase(pgServer ? { databaseUrl: await pgServer.createDatabase() } : {});
-      assert.deepEqual(await migrate(db), ['0001_schema']);
+      assert.deepEqual(await migrate(db), listMigrations().map((f) => f.replace(/\.sql$/, '')));
       assert.deepEqual(await migrate(db), [], 'a second migrate applies nothing');
       redis = createRedis(redisServer.url);
       config = loadApiConfig({
@@ -106,7 +106,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       b.token = (await http('POST', '/api/auth/login', { body: { email: b.email, password: b.password } })).body.token;
       const me = await http('GET', '/api/me', { token: a.token });
       assert.equal(me.status, 200);
-      assert.deepEqual(me.body, { user: { id: a.userId, email: a.email, name: 'User', orgId: a.orgId }, org: { id: a.orgId, name: 'Org A' } });
+      assert.deepEqual(me.body, { user: { id: a.userId, email: a.email, name: 'User', orgId: a.orgId, role: 'admin' }, org: { id: a.orgId, name: 'Org A' } });
       const stored = await db.asSystem((tx) => tx.query<{ password_hash: string }>('SELECT password_hash FROM users WHERE id = $1', [a.userId]));
       assert.match(stored[0]!.password_hash, /^\$argon2id\$/);
     });

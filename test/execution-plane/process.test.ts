@@ -103,5 +103,64 @@ describe('worker process', () => {
       assert.match(w.output(), /unhandled promise rejection/);
       assert.doesNotMatch(w.output(), new RegExp(portal.sessionId));
     });
+
+    it('keeps a job of 3× the lease on its live worker exactly once; a SIGKILLed worker\'s job runs again as attempt 2', async () => {
+      const org = testOrg('lease');
+      await setSession(redis, org, 'user-1', { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });
+      const env = (id: string) => ({
+        REDIS_URL: redisServer.url, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
+        WORKER_ID: id, WORKER_POLL_INTERVAL: '50', WORKER_MAX_JOBS: '1', LOG_DIR: logs.path, LOG_LEVEL: 'warn',
+        WORKER_LEASE_MS: '1500', WORKER_RECOVERY_INTERVAL_MS: '100',
+      });
+      const status = (jobId: string) => redis.get(keys.jobStatus(jobId));
+      const result = async (jobId: string) => {
+        const raw = await redis.get(keys.jobResult(jobId));
+        return raw ? ResultMessage.parse(JSON.parse(raw)) : undefined;
+      };
+      const slowHits = () => portal.requests.filter((r) => r.path === '/slow').length;
+      const slowJob = (ms: number) => signedJob(org, `export default async function run({ page, payload, helpers, context }) {
+  await page.goto(payload.base + '/slow?ms=${ms}');
+  helpers.setResult({ attempt: context.attempt });
+}`, { metadata: { base: portal.url } });
+
+      // Two live workers; a job of 3× the lease: it keeps its lease and runs once.
+      const idA = `lease-a-${randomUUID().slice(0, 6)}`;
+      const a = spawnWorker(env(idA));
+      const b = spawnWorker(env(`lease-b-${randomUUID().slice(0, 6)}`));
+      worker = a;
+      try {
+        const long = slowJob(4500);
+        const hitsBefore = slowHits();
+        await push(redis, org, long);
+        const r = await waitFor(() => result(long.jobId), { timeoutMs: 60_000, what: `long job result; output: ${a.output().slice(-300)} ${b.output().slice(-300)}` });
+        assert.equal(r.status, 'done', JSON.stringify(r.error));
+        assert.equal(r.attempt, 1);
+        assert.equal(slowHits() - hitsBefore, 1, 'the long job ran exactly once');
+        assert.equal(await redis.get(keys.queueLateResults), null, 'no late outcome');
+
+        // SIGKILL the worker running the next job: the survivor takes it back after the lease and runs attempt 2.
+        const doomed = slowJob(20_000);
+        await push(redis, org, doomed);
+        await waitFor(async () => (await status(doomed.jobId)) === 'running', { timeoutMs: 30_000, what: 'doomed job running' });
+        const token = (await redis.get(keys.jobLease(doomed.jobId)))!;
+        const holder = await redis.hget(keys.lease(token), 'workerId');
+        const [victim, survivor] = holder === idA ? [a, b] : [b, a];
+        victim.child.kill('SIGKILL');
+        await victim.exited;
+        worker = survivor;
+        const again = await waitFor(async () => (await redis.hget(keys.lease((await redis.get(keys.jobLease(doomed.jobId))) ?? 'none'), 'attempt')) === '2',
+          { timeoutMs: 30_000, what: `attempt 2 running; output: ${survivor.output().slice(-300)}` });
+        assert.ok(again);
+        assert.equal(await status(doomed.jobId), 'running');
+        assert.equal(await redis.exists(keys.lease(token)), 0, 'the dead worker\'s lease is gone');
+      } finally {
+        for (const w of [a, b]) {
+          if (w.child.exitCode === null && w.child.signalCode === null) {
+            w.child.kill('SIGKILL');
+            await w.exited;
+          }
+        }
+      }
+    });
   });
 });

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadWorkerConfig } from '../../src/execution-plane/config.ts';
 import { parseJobMessage } from '../../src/execution-plane/job/message.ts';
-import { RoundRobin, takeNextFair } from '../../src/execution-plane/queue/round-robin.ts';
+import { retryDelayMs } from '../../src/execution-plane/job/pipeline.ts';
 import { MODULE_HOLDER, rewriteModule } from '../../src/execution-plane/script/module-rewrite.ts';
 import { VmScriptRunner } from '../../src/execution-plane/script/vm-runner.ts';
 import { verifyJobScript } from '../../src/execution-plane/script/verified-script.ts';
@@ -37,6 +37,8 @@ describe('worker configuration', () => {
     assert.equal(c.playwrightTimeoutMs, 30_000);
     assert.equal(c.executionTimeoutMs, 300_000);
     assert.equal(c.heartbeatIntervalMs, 10_000);
+    assert.deepEqual([c.leaseMs, c.maxJobBytes, c.retryBaseMs, c.retryMaxMs, c.maxAttempts, c.recoveryIntervalMs],
+      [30_000, 1024 * 1024, 1000, 60_000, 3, 1000]);
     assert.equal(c.chromiumPath, undefined);
     assert.match(c.workerId, new RegExp(`^worker-.+-${process.pid}$`));
     assert.ok(Object.isFrozen(c));
@@ -108,29 +110,12 @@ describe('job message validation', () => {
   });
 });
 
-describe('fair polling', () => {
-  it('serves organisations round-robin, one take per organisation per turn', async () => {
-    const queues: Record<string, string[]> = { a: ['a1', 'a2', 'a3'], b: ['b1'], c: ['c1', 'c2'] };
-    const rr = new RoundRobin();
-    rr.setItems(['c', 'a', 'b', 'a']);
-    const order: string[] = [];
-    for (;;) {
-      const next = await takeNextFair(rr, async (org) => queues[org]!.shift());
-      if (!next) break;
-      order.push(next.job);
-    }
-    assert.deepEqual(order, ['a1', 'b1', 'c1', 'a2', 'c2', 'a3']);
-  });
-
-  it('keeps its place when organisations appear or disappear', async () => {
-    const rr = new RoundRobin();
-    rr.setItems(['a', 'c']);
-    rr.markServed('a');
-    rr.setItems(['a', 'b', 'c']);
-    assert.deepEqual(rr.rotation(), ['b', 'c', 'a']);
-    rr.markServed('c');
-    rr.setItems(['a', 'b']);
-    assert.deepEqual(rr.rotation(), ['a', 'b']);
+describe('retry backoff', () => {
+  it('draws a full-jitter delay in [0, min(cap, base × 2^(attempt-1))]', () => {
+    assert.equal(retryDelayMs(1, 1000, 60_000, () => 0.999), 999);
+    assert.equal(retryDelayMs(3, 1000, 60_000, () => 0.5), 2000);
+    assert.equal(retryDelayMs(20, 1000, 60_000, () => 0.5), 30_000, 'capped');
+    assert.equal(retryDelayMs(2, 1000, 60_000, () => 0), 0);
   });
 });
 

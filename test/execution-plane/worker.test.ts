@@ -7,12 +7,15 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
+import { parseLogEntry } from '../../src/shared/job-logs.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { BlobStore, createS3Client, parseS3Uri } from '../../src/shared/s3.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import { isSriError } from '../../src/shared/errors.ts';
 import { ResultMessage, type JobMessage } from '../../src/shared/schemas.ts';
 import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
+import { JobQueue } from '../../src/shared/queue/job-queue.ts';
+import { startEmbeddedRedis } from '../../src/embedded/redis-server.ts';
 import type { WorkerConfig } from '../../src/execution-plane/config.ts';
 import { startTestRedis, startTestS3, tempDir, waitFor } from '../support/services.ts';
 import { startTestPortal, type TestPortal } from './support/portal.ts';
@@ -23,6 +26,7 @@ describe('worker on real Redis, S3 and Chromium', () => {
   let s3: Awaited<ReturnType<typeof startTestS3>>;
   let portal: TestPortal;
   let redis: Redis;
+  let queue: JobQueue;
   let sub: Redis;
   let store: BlobStore;
   let worker: WorkerHandle;
@@ -33,6 +37,7 @@ describe('worker on real Redis, S3 and Chromium', () => {
   before(async () => {
     [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
     redis = createRedis(redisServer.url);
+    queue = await JobQueue.connect(redis);
     sub = createRedis(redisServer.url);
     sub.on('pmessage', (_p: string, _ch: string, m: string) => {
       const r = ResultMessage.parse(JSON.parse(m));
@@ -40,7 +45,11 @@ describe('worker on real Redis, S3 and Chromium', () => {
     });
     await sub.psubscribe(keys.orgDonePattern);
     store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
-    config = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path });
+    config = testWorkerConfig({
+      redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path,
+      // Short leases (renewed every second) and fast retries, so every test also exercises renewal.
+      extra: { WORKER_LEASE_MS: '3000', WORKER_RETRY_BASE_MS: '100', WORKER_RETRY_MAX_MS: '400', WORKER_RECOVERY_INTERVAL_MS: '100' },
+    });
     const logger = createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false });
     worker = await startWorker(config, { logger, orgRefreshMs: 100 });
   });
@@ -133,7 +142,48 @@ describe('worker on real Redis, S3 and Chromium', () => {
     assert.ok(Number(beat) > Date.now() - 60_000);
     const ttl = await redis.ttl(keys.workerHeartbeat(worker.workerId));
     assert.ok(ttl > 0 && ttl <= 30);
-    assert.equal(await redis.hlen(keys.workerActive(worker.workerId)), 0, 'the take is released');
+    assert.equal(await redis.exists(keys.jobLease(job.jobId)), 0, 'the lease is released');
+    assert.equal(await redis.zscore(keys.queueLeases, 'x'), null);
+  });
+
+  it('streams the job\'s script, console and worker lines to its Redis log stream while it runs, redacted', async () => {
+    const org = testOrg('live-log');
+    await setSession(redis, org, 'user-1', session());
+    const script = `export default async function run({ page, payload, helpers }) {
+  await page.goto(payload.base + '/invoices');
+  helpers.log('step one of ' + payload.customer);
+  await page.evaluate(() => console.warn('from the page'));
+  await page.goto(payload.base + '/hold');
+  helpers.log('step two, password ' + payload.leak);
+}`;
+    const job = signedJob(org, script, { metadata: { base: portal.url, customer: 'ACME', leak: portal.password } });
+    await push(redis, org, job);
+    const lines = async () => (await redis.xrange(keys.jobLogs(job.jobId), '-', '+'))
+      .flatMap(([id, fields]) => { const e = parseLogEntry(id, fields); return e && 'lines' in e ? e.lines : []; });
+    // Live: the first line is readable while the job is still running (it waits in the page for a flag).
+    const early = await waitFor(async () => {
+      const l = await lines();
+      return l.some((x) => x.message === 'step one of ACME') && l.some((x) => x.stream === 'console') ? l : undefined;
+    }, { timeoutMs: 20_000, what: 'the first script line and the console line in the stream' });
+    assert.equal(await redis.get(keys.jobStatus(job.jobId)), 'running');
+    assert.ok(early.some((x) => x.stream === 'worker' && /script verified/.test(x.message)), 'worker steps are streamed');
+    const consoleLine = early.find((x) => x.stream === 'console')!;
+    assert.deepEqual([consoleLine.level, consoleLine.message], ['warn', 'from the page']);
+    // The script waits on /hold until the portal answers it: let it go on.
+    await waitFor(() => portal.requests.some((x) => x.path === '/hold') || undefined, { what: 'the script waiting on /hold' });
+    portal.releaseHolds();
+    const r = await waitFor(() => results.get(job.jobId), { timeoutMs: 30_000, what: 'result' });
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    assert.ok(r.logs && r.logs.written >= 4 && r.logs.droppedLines === 0, JSON.stringify(r.logs));
+    const all = await lines();
+    const two = all.find((x) => x.message.startsWith('step two'));
+    assert.ok(two, 'the last script line arrived');
+    assert.doesNotMatch(JSON.stringify(all), new RegExp(portal.password), 'no secret in the stream');
+    const ends = (await redis.xrange(keys.jobLogs(job.jobId), '-', '+')).map(([id, f]) => parseLogEntry(id, f)).filter((e) => e && 'end' in e);
+    assert.equal(ends.length, 1, 'one end entry per attempt');
+    assert.ok((await redis.ttl(keys.jobLogs(job.jobId))) > 0, 'the stream expires');
+    const log = (await object(r.files.log)).toString();
+    assert.match(log, /CONSOLE:warn from the page/);
   });
 
   it('fails a tampered script with "Script integrity compromised" and still serves the next job', async () => {
@@ -174,24 +224,36 @@ describe('worker on real Redis, S3 and Chromium', () => {
   it('dead-letters malformed messages, reports those it can, and still serves the next job', async () => {
     const org = testOrg('malformed');
     await setSession(redis, org, 'user-1', session());
-    const dlqBefore = await redis.llen(keys.dlq);
     await push(redis, org, '{"jobId": "broken", this is not json');
     const invalid = { ...signedJob(org, NORMAL_SCRIPT), scriptHash: 'xyz' };
     const r = await run(org, invalid);
-    assert.equal(r.status, 'failed');
+    assert.equal(r.status, 'dead');
     assert.equal(r.error?.code, 'INVALID_JOB');
     assert.match(r.error!.message, /scriptHash/);
-    assert.equal(await redis.get(keys.jobStatus(invalid.jobId)), 'failed');
-    const records = (await redis.lrange(keys.dlq, 0, await redis.llen(keys.dlq) - dlqBefore - 1))
-      .map((x) => JSON.parse(x) as { reason: string; raw: string; orgId: string; at: string })
-      .filter((x) => x.orgId === org);
-    assert.equal(records.length, 2);
+    assert.equal(await redis.get(keys.jobStatus(invalid.jobId)), 'dead');
+    const oversized = signedJob(org, NORMAL_SCRIPT, { metadata: { pad: 'x'.repeat(config.maxJobBytes) } });
+    const r2 = await run(org, oversized);
+    assert.equal(r2.status, 'dead');
+    assert.match(r2.error!.message, /oversized: \d+ bytes, over WORKER_MAX_JOB_BYTES/);
+    // Valid for Node, too deep for Redis's Lua cjson (1000 levels): leased without a job id, so it must not run.
+    let deep: unknown = 0;
+    for (let i = 0; i < 1100; i++) deep = { d: deep };
+    const nested = signedJob(org, NORMAL_SCRIPT, { metadata: { deep } });
+    const r3 = await run(org, nested);
+    assert.equal(r3.status, 'dead');
+    assert.match(r3.error!.message, /unreadable by the queue/);
+    assert.equal(await redis.get(keys.jobStatus(nested.jobId)), 'dead');
+    const records = await queue.dlqList(org);
+    assert.equal(records.length, 4);
     const notJson = records.find((x) => x.raw.startsWith('{"jobId": "broken"'));
     assert.ok(notJson);
     assert.match(notJson.reason, /not valid JSON/);
-    assert.ok(!Number.isNaN(Date.parse(notJson.at)));
-    assert.ok(records.some((x) => /scriptHash/.test(x.reason) && JSON.parse(x.raw).jobId === invalid.jobId));
+    assert.ok(Math.abs(notJson.at - Date.now()) < 120_000);
+    assert.ok(records.some((x) => /scriptHash/.test(x.reason) && x.jobId === invalid.jobId && JSON.parse(x.raw).jobId === invalid.jobId));
+    const big = records.find((x) => x.jobId === oversized.jobId);
+    assert.ok(big?.truncated, 'the oversized message is kept truncated');
     assert.equal(await redis.get(keys.jobStatus('broken')), null);
+    assert.equal(await redis.zcard(keys.queueLeases), 0);
     await normalJobSucceeds(org);
   });
 
@@ -279,22 +341,105 @@ describe('worker on real Redis, S3 and Chromium', () => {
     assert.doesNotMatch(data.redirected, /localhost:\d+\/pixel\.png\?via=redirect $/, 'the redirect target was never loaded');
   });
 
-  it('stops a job that outlives its timeoutMs with EXECUTION_TIMEOUT', async () => {
+  it('stops a job that outlives its timeoutMs with EXECUTION_TIMEOUT; out of attempts it is dead-lettered and published', async () => {
     const org = testOrg('timeout');
     await setSession(redis, org, 'user-1', session());
-    const script = `export default async function run({ page, payload, helpers }) {
-  helpers.log('before the slow page');
+    const script = `export default async function run({ page, payload, helpers, context }) {
+  helpers.log('before the slow page, attempt ' + context.attempt);
   await page.goto(payload.base + '/slow?ms=8000');
   helpers.log('after the slow page');
 }`;
     const started = Date.now();
-    const r = await run(org, signedJob(org, script, { metadata: { base: portal.url }, timeoutMs: 1000 }));
-    assert.equal(r.status, 'failed');
+    const job = signedJob(org, script, { metadata: { base: portal.url }, timeoutMs: 1000, maxAttempts: 2 });
+    const r = await run(org, job);
+    assert.equal(r.status, 'dead');
+    assert.equal(r.attempt, 2, 'a transient failure was retried once');
     assert.equal(r.error?.code, 'EXECUTION_TIMEOUT');
-    assert.ok(Date.now() - started < 6000, 'stopped near the limit');
+    assert.ok(Date.now() - started < 12_000, 'stopped near the limit, twice');
     const log = (await object(r.files.log)).toString();
-    assert.match(log, /before the slow page/);
+    assert.match(log, /before the slow page, attempt 2/);
     assert.doesNotMatch(log, /after the slow page/);
+    assert.equal(await redis.get(keys.jobStatus(job.jobId)), 'dead');
+    const [entry] = await queue.dlqList(org);
+    assert.equal(entry?.jobId, job.jobId);
+    assert.match(entry!.reason, /^exhausted: 2 of 2 attempts failed; last EXECUTION_TIMEOUT/);
+    await normalJobSucceeds(org);
+  });
+
+  it('retries a transient failure with backoff and succeeds on the next attempt', async () => {
+    const org = testOrg('retry');
+    await setSession(redis, org, 'user-1', session());
+    const script = `export default async function run({ page, payload, helpers, context }) {
+  if (context.attempt === 1) await page.goto('http://127.0.0.1:1/unreachable');
+  await page.goto(payload.base + '/invoices');
+  helpers.setResult({ attempt: context.attempt });
+}`;
+    const job = signedJob(org, script, { metadata: { base: portal.url } });
+    await push(redis, org, job);
+    await waitFor(async () => (await redis.get(keys.jobStatus(job.jobId))) === 'retrying' || results.has(job.jobId), { what: 'retrying' });
+    const r = await waitFor(() => results.get(job.jobId), { timeoutMs: 30_000, what: 'result' });
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    assert.equal(r.attempt, 2);
+    assert.deepEqual(JSON.parse((await object(r.files.parsedData)).toString()), { attempt: 2 });
+  });
+
+  it('cancels a queued job (never runs) and a running one within 2 s (its browser context closed)', async () => {
+    const org = testOrg('cancel');
+    await setSession(redis, org, 'user-1', session());
+    await queue.setQuota(org, { maxConcurrent: 0 });
+    const queued = signedJob(org, NORMAL_SCRIPT, { metadata: { base: portal.url } });
+    await queue.enqueue(org, queued);
+    assert.equal(await queue.cancel(org, queued.jobId), 'cancelled');
+    const rq = await waitFor(() => results.get(queued.jobId), { what: 'cancel result' });
+    assert.equal(rq.status, 'cancelled');
+    assert.equal(rq.error?.code, 'CANCELLED');
+    await queue.setQuota(org, { maxConcurrent: null });
+
+    const slow = signedJob(org, `export default async function run({ page, payload, helpers }) {
+  await page.goto(payload.base + '/slow?ms=15000');
+  helpers.log('after the slow page');
+}`, { metadata: { base: portal.url } });
+    await queue.enqueue(org, slow);
+    await waitFor(async () => (await redis.get(keys.jobStatus(slow.jobId))) === 'running', { what: 'slow job running' });
+    const asked = Date.now();
+    assert.equal(await queue.cancel(org, slow.jobId), 'cancelling');
+    const r = await waitFor(() => results.get(slow.jobId), { what: 'result of the cancelled job' });
+    assert.ok(Date.now() - asked < 2000, `stopped in ${Date.now() - asked} ms`);
+    assert.equal(r.status, 'cancelled');
+    assert.equal(r.error?.code, 'CANCELLED');
+    assert.doesNotMatch((await object(r.files.log)).toString(), /after the slow page/);
+    assert.equal(await redis.get(keys.jobStatus(slow.jobId)), 'cancelled');
+    await normalJobSucceeds(org);
+    assert.equal(await redis.get(keys.jobStatus(queued.jobId)), 'cancelled', 'the queued job never ran');
+  });
+
+  it('loses neither queued nor leased jobs when redis-server is killed and restarted, and carries on', async () => {
+    const org = testOrg('restart');
+    await setSession(redis, org, 'user-1', session());
+    await queue.setQuota(org, { maxConcurrent: 1 });
+    const slowScript = `export default async function run({ page, payload, helpers, context }) {
+  await page.goto(payload.base + '/slow?ms=2500');
+  helpers.setResult({ attempt: context.attempt });
+}`;
+    const leased = signedJob(org, slowScript, { metadata: { base: portal.url } });
+    const waiting = signedJob(org, slowScript, { metadata: { base: portal.url } });
+    await queue.enqueue(org, leased);
+    await queue.enqueue(org, waiting);
+    await waitFor(async () => (await redis.get(keys.jobStatus(leased.jobId))) === 'running', { what: 'first job running' });
+    await redisServer.kill();
+    const restarted = await startEmbeddedRedis({ dir: redisServer.dir, port: redisServer.port });
+    const removeDir = redisServer.stop;
+    redisServer = { ...restarted, dir: redisServer.dir, stop: async (g?: number) => { await restarted.stop(g); await removeDir(g); } };
+    // The stored result, in case it was published before the test's subscriber was back.
+    const outcome = async (jobId: string) => results.get(jobId)
+      ?? (await redis.get(keys.jobResult(jobId)).then((x) => (x ? ResultMessage.parse(JSON.parse(x)) : undefined)));
+    const r1 = await waitFor(() => outcome(leased.jobId), { timeoutMs: 30_000, what: 'leased job result' });
+    const r2 = await waitFor(() => outcome(waiting.jobId), { timeoutMs: 30_000, what: 'queued job result' });
+    assert.equal(r1.status, 'done', JSON.stringify(r1.error));
+    assert.equal(r2.status, 'done', JSON.stringify(r2.error));
+    assert.equal(r1.attempt, 1, 'the leased job kept its lease: it ran once');
+    assert.equal((await queue.stats()).lateResults, 0);
+    await queue.setQuota(org, { maxConcurrent: null });
     await normalJobSucceeds(org);
   });
 
@@ -357,7 +502,7 @@ describe('worker on real Redis, S3 and Chromium', () => {
   });
 
   // Last: it stops the shared worker.
-  it('on stop, waits for running jobs up to the grace period, then fails them with WORKER_SHUTDOWN', async () => {
+  it('on stop, waits for running jobs up to the grace period, then releases them to their queue untouched', async () => {
     const org = testOrg('grace');
     await setSession(redis, org, 'user-1', session());
     const slow = signedJob(org, `export default async function run({ page, payload }) { await page.goto(payload.base + '/slow?ms=10000'); }`, { metadata: { base: portal.url } });
@@ -367,10 +512,11 @@ describe('worker on real Redis, S3 and Chromium', () => {
     assert.equal(worker.state(), 'draining');
     await stopping;
     assert.equal(worker.state(), 'stopped');
-    const r = await waitFor(() => results.get(slow.jobId), { what: 'result of the aborted job' });
-    assert.equal(r.status, 'failed');
-    assert.equal(r.error?.code, 'WORKER_SHUTDOWN');
-    assert.equal(await redis.hlen(keys.workerActive(worker.workerId)), 0);
+    assert.equal(results.get(slow.jobId), undefined, 'no outcome published');
+    assert.equal(await redis.get(keys.jobStatus(slow.jobId)), 'queued');
+    assert.deepEqual(await redis.lrange(keys.orgReadyNormal(org), 0, -1), [JSON.stringify(slow)], 'back at the front, byte for byte');
+    assert.equal(await redis.exists(keys.jobAttempt(slow.jobId)), 0, 'a release is not an attempt');
+    assert.equal(await redis.zcard(keys.queueLeases), 0);
     assert.equal(await redis.exists(keys.workerHeartbeat(worker.workerId)), 0);
   });
 });

@@ -3,10 +3,13 @@
  * the OpenAPI document is generated from the same schemas.
  */
 import { z } from 'zod';
-import { Cookie } from '../../shared/schemas.ts';
+import { Cookie, JobPriority } from '../../shared/schemas.ts';
 import { AnyStep, MAX_STEPS } from '../flows/steps.ts';
 
 const PathId = z.string().min(1).max(128);
+/** Attempts a job may make (the first run included). */
+export const MAX_ATTEMPTS_LIMIT = 10;
+const MaxAttempts = z.number().int().min(1).max(MAX_ATTEMPTS_LIMIT);
 export const IdParams = z.object({ id: PathId });
 
 export const RegisterBody = z.object({
@@ -30,6 +33,8 @@ export const CreateFlowBody = z.object({
   version: z.string().min(1).max(64),
   name: z.string().trim().min(1).max(200),
   description: z.string().max(2000).optional(),
+  /** How many times a job of this flow may run (transient failures are retried); a run's maxAttempts wins. */
+  maxAttempts: MaxAttempts.optional(),
   // Each step is checked by the compiler, which names the failing step's index (FLOW_INVALID).
   steps: z.array(z.unknown()).max(MAX_STEPS),
 });
@@ -39,6 +44,10 @@ export const CreateFlowBodyDoc = CreateFlowBody.extend({ steps: z.array(AnyStep)
 export const RunBody = z.object({
   providerId: PathId,
   metadata: z.record(z.string(), z.unknown()).optional(),
+  /** `high` jobs of an organisation are served before its `normal` ones. @default 'normal' */
+  priority: JobPriority.optional(),
+  /** How many times the job may run; @default the flow's maxAttempts, else the queue's default (3). */
+  maxAttempts: MaxAttempts.optional(),
 });
 export const RunHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200).optional() });
 
@@ -46,3 +55,17 @@ export const JobsQuery = z.object({
   page: z.coerce.number().int().min(1).max(100_000).default(1),
   pageSize: z.coerce.number().int().min(1).max(100).default(20),
 });
+
+/** Paging of the dead-letter list. */
+export const DlqQuery = z.object({
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+});
+export const DlqEntryParams = z.object({ entryId: z.string().min(1).max(200) });
+
+/** A quota field: a whole number sets the limit (0 pauses the organisation), null removes it, absent leaves it. */
+const QuotaLimit = z.number().int().min(0).max(1_000_000).nullable();
+export const QuotaBody = z.object({
+  maxConcurrent: QuotaLimit.optional(),
+  perMinute: QuotaLimit.optional(),
+}).strict();

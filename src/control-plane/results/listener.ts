@@ -3,14 +3,17 @@
  * row. Pub/sub drops messages while nobody listens, so it also reconciles: on start and then periodically, for every
  * job not final in PostgreSQL it reads the result message workers keep at `sri:job:{id}:result`.
  * A result is recorded only for a job of the channel's organisation (RLS scopes the update); a final status is
- * never overwritten by a later message.
+ * never overwritten by a later message, a `retrying` message of an earlier attempt than the recorded one is
+ * ignored, and a final result read back from Redis counts only while the status key agrees that the job is over.
+ * Statuses: `retrying` (an attempt failed and the job waits for its next one) is recorded with its attempt and
+ * error but is not final; `done`, `failed`, `cancelled` and `dead` are final.
  */
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
 import { keys, orgIdFromKey } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { parseS3Uri, type BlobStore } from '../../shared/s3.ts';
-import { JobStatus, ResultMessage } from '../../shared/schemas.ts';
+import { JobStatus, ResultMessage, TERMINAL_STATUSES } from '../../shared/schemas.ts';
 import type { Database } from '../db/index.ts';
 import { findJob, listUnfinishedJobs, recordProgress, recordResult } from '../db/queries/jobs.ts';
 
@@ -23,9 +26,14 @@ export interface ResultsDeps {
   blobStore: BlobStore;
   resultsBucket: string;
   logger: Logger;
+  /** Told after a final status (done, failed, cancelled, dead) is recorded, once per job attempt (webhooks). */
+  onJobFinal?: (orgId: string, result: ResultMessage) => void;
 }
 
-export type RecordOutcome = 'recorded' | 'already-final' | 'unknown-job' | 'invalid';
+/** `stale`: a `retrying` message of an earlier attempt than the one recorded. */
+export type RecordOutcome = 'recorded' | 'already-final' | 'stale' | 'unknown-job' | 'invalid';
+
+const isFinalStatus = (s: string) => (TERMINAL_STATUSES as readonly string[]).includes(s);
 
 async function readParsedData(deps: ResultsDeps, orgId: string, uri: string | undefined): Promise<unknown> {
   if (!uri) return null;
@@ -50,17 +58,22 @@ export async function recordResultMessage(deps: ResultsDeps, orgId: string, msg:
     deps.logger.warn({ jobId: msg.jobId, orgId, messageOrgId: msg.orgId }, 'result message names another organisation than its channel; ignored');
     return 'invalid';
   }
-  const final = msg.status === 'done' || msg.status === 'failed' || msg.status === 'cancelled' || msg.status === 'dead';
+  const final = isFinalStatus(msg.status);
   const result = final && msg.files.parsedData ? await readParsedData(deps, orgId, msg.files.parsedData) : null;
-  return deps.db.withOrg(orgId, async (tx) => {
+  const outcome = await deps.db.withOrg(orgId, async (tx): Promise<RecordOutcome> => {
     const changed = await recordResult(tx, {
       id: msg.jobId, status: msg.status, attempt: msg.attempt, workerId: msg.workerId, durationMs: msg.duration,
       finishedAt: final ? msg.finishedAt : null, errorCode: msg.error?.code ?? null, errorMessage: msg.error?.message ?? null,
       files: msg.files, result,
     });
     if (changed) return 'recorded';
-    return (await findJob(tx, msg.jobId)) ? 'already-final' : 'unknown-job';
+    const job = await findJob(tx, msg.jobId);
+    if (!job) return 'unknown-job';
+    return isFinalStatus(job.status) ? 'already-final' : 'stale';
   });
+  // After the commit, so nothing is announced for a result that was not recorded.
+  if (outcome === 'recorded' && final) deps.onJobFinal?.(orgId, msg);
+  return outcome;
 }
 
 /**
@@ -68,10 +81,14 @@ export async function recordResultMessage(deps: ResultsDeps, orgId: string, msg:
  * that is not final yet, so that a status read from Redis and the job record never disagree for long.
  */
 export async function syncJobFromRedis(deps: ResultsDeps, redis: Redis, orgId: string, jobId: string): Promise<RecordOutcome | 'no-result'> {
-  const raw = await redis.get(keys.jobResult(jobId));
-  if (raw === null) return 'no-result';
+  const [raw, status] = await redis.mget(keys.jobResult(jobId), keys.jobStatus(jobId));
+  if (raw === null || raw === undefined) return 'no-result';
   const parsed = ResultMessage.safeParse(safeJson(raw));
   if (!parsed.success || parsed.data.jobId !== jobId) return 'invalid';
+  // A final result while the status key says the job is queued or running again is the previous attempt's,
+  // left behind by a retry or a dead-letter requeue: the job's new outcome has not come yet.
+  const live = JobStatus.safeParse(status);
+  if (isFinalStatus(parsed.data.status) && live.success && !isFinalStatus(live.data)) return 'no-result';
   return recordResultMessage(deps, orgId, parsed.data);
 }
 
@@ -121,7 +138,9 @@ export async function startResultsListener(deps: ResultsDeps & {
       if (outcome === 'recorded') recorded++;
       if (outcome !== 'no-result') continue;
       const status = JobStatus.safeParse(await deps.redis.get(keys.jobStatus(job.id)));
-      if (status.success && status.data === 'running') await deps.db.withOrg(job.org_id, (tx) => recordProgress(tx, job.id, 'running'));
+      if (status.success && (status.data === 'running' || status.data === 'retrying')) {
+        await deps.db.withOrg(job.org_id, (tx) => recordProgress(tx, job.id, status.data));
+      }
     }
     if (recorded > 0) logger.info({ recorded }, 'reconciled job results from Redis');
     return recorded;

@@ -1,4 +1,4 @@
-import { SriError } from '../../shared/errors.ts';
+import { isSriError, SriError } from '../../shared/errors.ts';
 
 /**
  * Settles with `work`, unless `timeoutMs` passes (EXECUTION_TIMEOUT) or `signal` aborts (WORKER_SHUTDOWN) first;
@@ -22,7 +22,9 @@ export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: Abo
       stop().catch(() => {});
     });
     const timer = setTimeout(() => giveUp(new SriError('EXECUTION_TIMEOUT', `Execution timed out after ${timeoutMs} ms`)), timeoutMs);
-    const onAbort = () => giveUp(new SriError('WORKER_SHUTDOWN', 'The worker stopped before the job could finish; run it again.'));
+    // The abort reason says why (CANCELLED, WORKER_SHUTDOWN); a bare abort() means shutdown.
+    const onAbort = () => giveUp(isSriError(signal.reason) ? signal.reason
+      : new SriError('WORKER_SHUTDOWN', 'The worker stopped before the job could finish; run it again.'));
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
     work.then((v) => finish(() => resolve(v)), (e: unknown) => finish(() => reject(e)));

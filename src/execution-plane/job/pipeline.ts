@@ -1,23 +1,31 @@
 /**
- * One job from raw message to published result:
- * parse → validate → verify hash → verify signature → (script from S3) → session → run in a fresh browser context
- * → upload evidence → completeJob (status, stored result, publish) → stats.
- * Every failure ends as status 'failed' with a published `{ code, message }`; nothing here throws for a bad job.
+ * One leased job from raw message to its outcome:
+ * size → parse → validate → attempts left? → verify hash → verify signature → (script from S3) → session → run in a
+ * fresh browser context → upload evidence → one queue transition:
+ * - success: completeJob 'done'; permanent failure: completeJob 'failed'; cancelled: completeJob 'cancelled';
+ * - transient failure (retryable in ERRORS) with attempts left: retryJob (backoff with full jitter);
+ *   without attempts left: buryJob (dead-letter list, status 'dead', result published);
+ * - malformed, oversized or poisoned (lost its worker maxAttempts times): buryJob;
+ * - worker shutdown after the grace period: releaseJob (back to the front of its queue, untouched).
+ * Nothing here throws for a bad job; a throw means Redis or S3 failed while reporting (the lease then expires
+ * and the job runs again).
  */
 import type { Redis } from 'ioredis';
 import type { Browser, BrowserContext } from 'playwright-core';
 import type { WorkerConfig } from '../config.ts';
 import type { BrowserPool } from '../browser.ts';
-import type { QueueCommands } from '../queue/commands.ts';
+import type { JobQueue, Taken } from '../../shared/queue/job-queue.ts';
 import type { ScriptRunner } from '../script/runner.ts';
 import { verifyJobScript, type VerifiedScript } from '../script/verified-script.ts';
-import { isSriError, SriError, type ErrorCode } from '../../shared/errors.ts';
+import { ERRORS, isSriError, SriError, type ErrorCode } from '../../shared/errors.ts';
 import { keys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { isNotFound, s3Uri, type BlobStore } from '../../shared/s3.ts';
 import { describeZodError, Session, type Cookie, type JobMessage, type ResultFiles, type ResultMessage } from '../../shared/schemas.ts';
 import { boundWait, withDeadline } from './deadline.ts';
-import { ExecutionLog } from './execution-log.ts';
+import { ExecutionLog, MAX_CONSOLE_LINES } from './execution-log.ts';
+import { createJobLogBatcher } from '../logs/redis-sink.ts';
+import type { LogStreamEnd } from '../../shared/job-logs.ts';
 import { createHelpers, JobArtifacts, type Artifact } from './helpers.ts';
 import type { EgressProxy } from './egress-proxy.ts';
 import { installHostGuard } from './host-guard.ts';
@@ -27,77 +35,108 @@ import { Redactor } from './redactor.ts';
 export interface PipelineDeps {
   readonly config: WorkerConfig;
   readonly redis: Redis;
-  readonly queue: QueueCommands;
+  readonly queue: JobQueue;
   readonly blobStore: BlobStore;
   readonly browsers: BrowserPool;
   readonly egress: EgressProxy;
   readonly runner: ScriptRunner;
   readonly logger: Logger;
-}
-
-/** A message as takeJob returned it. */
-export interface TakenJob {
-  readonly orgId: string;
-  readonly raw: string;
-  readonly token: string;
+  /**
+   * Asked when a job is about to be completed: the worker id to lease this slot's next job to in the same
+   * round trip (JobQueue.completeAndTake), or undefined when the slot should not take one (draining).
+   */
+  readonly takeNextFor?: () => string | undefined;
 }
 
 export interface JobOutcome {
   readonly jobId?: string;
-  readonly status: 'done' | 'failed' | 'dead-lettered';
+  readonly status: 'done' | 'failed' | 'cancelled' | 'dead' | 'retrying' | 'released' | 'late';
   readonly durationMs: number;
   readonly errorCode?: string;
+  /** The slot's next job, leased with the completion (takeNextFor): the caller must run or release it. */
+  readonly next?: Taken;
 }
 
-/** Raw messages kept in a dead-letter record are cut here; the reason says what was wrong. */
-export const DLQ_RAW_LIMIT_BYTES = 64 * 1024;
 const UPLOAD_TIMEOUT_MS = 60_000;
 
 type JobError = { code: ErrorCode; message: string };
 
-export async function processJob(taken: TakenJob, deps: PipelineDeps, signal: AbortSignal): Promise<JobOutcome> {
-  const started = Date.now();
-  const parsed = parseJobMessage(taken.raw, taken.orgId);
-  if (!parsed.ok) return deadLetter(taken, parsed.reason, parsed.report, deps, started);
-  return runValidJob(parsed.job, taken, deps, signal, started);
+/** The abort reason the worker uses when a job's lease was lost: the job is someone else's now. */
+export const LEASE_LOST = 'lease-lost';
+
+/** Full jitter: a random delay in [0, min(cap, base × 2^(attempt-1))] (attempt = the attempt that failed). */
+export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30)));
 }
 
-async function deadLetter(
-  taken: TakenJob, reason: string, report: { jobId: string; orgId: string; userId: string; providerId: string; attempt: number } | undefined,
-  deps: PipelineDeps, started: number,
+export async function processJob(taken: Taken, deps: PipelineDeps, signal: AbortSignal): Promise<JobOutcome> {
+  const started = Date.now();
+  const bytes = Buffer.byteLength(taken.raw, 'utf8');
+  const parsed = parseJobMessage(taken.raw, taken.orgId);
+  if (!parsed.ok || bytes > deps.config.maxJobBytes) {
+    const reason = parsed.ok ? `oversized: ${bytes} bytes, over WORKER_MAX_JOB_BYTES (${deps.config.maxJobBytes})` : parsed.reason;
+    const report = parsed.ok
+      ? { jobId: parsed.job.jobId, orgId: parsed.job.orgId, userId: parsed.job.userId, providerId: parsed.job.providerId }
+      : parsed.report;
+    return bury(taken, reason, report && { ...report, attempt: taken.attempt }, { code: 'INVALID_JOB', message: `Invalid job message: ${reason}` }, deps, started);
+  }
+  const job = parsed.job;
+  if (taken.jobId !== job.jobId) {
+    // Valid JSON for Node that Redis's Lua cjson could not read (nesting deeper than 1000, a lone surrogate
+    // escape, …): the queue leased it without a job id, so no status, lease index or outcome could be kept for
+    // it. Run nothing; dead-letter it with the job id read here, so it is visible and can be fixed and requeued.
+    const reason = `unreadable by the queue: Redis could not decode this message (deeply nested or invalid Unicode escapes); simplify the message and push it again`;
+    return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
+      { code: 'INVALID_JOB', message: `Invalid job message: ${reason}` }, deps, started);
+  }
+  const maxAttempts = job.maxAttempts ?? deps.config.maxAttempts;
+  if (taken.recovered && taken.attempt > maxAttempts) {
+    // Retries stop at maxAttempts; a recovery raised the attempt past it: the job lost its worker again and again.
+    // (A job queued again by hand with a higher attempt runs: recovered is false for it.)
+    const reason = `poisoned: attempt ${taken.attempt} of ${maxAttempts}; the job lost its worker on every attempt`;
+    return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
+      { code: 'JOB_POISONED', message: ERRORS.JOB_POISONED.message }, deps, started);
+  }
+  return runValidJob(job, taken, maxAttempts, deps, signal, started);
+}
+
+/** Dead-letters a leased message; with `report`, status 'dead' and the error result published. */
+async function bury(
+  taken: Taken, reason: string, report: { jobId: string; orgId: string; userId: string; providerId: string; attempt: number } | undefined,
+  error: JobError, deps: PipelineDeps, started: number, files: ResultFiles = { log: '', screenshots: [] },
 ): Promise<JobOutcome> {
   const { config, queue, logger } = deps;
-  const record = {
-    reason, raw: Buffer.from(taken.raw, 'utf8').subarray(0, DLQ_RAW_LIMIT_BYTES).toString('utf8'), orgId: taken.orgId,
-    at: new Date().toISOString(), workerId: config.workerId, bytes: Buffer.byteLength(taken.raw, 'utf8'),
-  };
   const durationMs = Date.now() - started;
-  logger.warn({ orgId: taken.orgId, jobId: report?.jobId, reason, bytes: record.bytes }, 'invalid job message moved to the dead-letter list');
-  if (report) {
-    const result: ResultMessage = {
-      jobId: report.jobId, orgId: report.orgId, userId: report.userId, providerId: report.providerId,
-      success: false, status: 'failed', duration: durationMs, attempt: report.attempt, workerId: config.workerId,
-      finishedAt: new Date().toISOString(), error: { code: 'INVALID_JOB', message: `Invalid job message: ${reason}` },
-      files: { log: '', screenshots: [] },
-    };
-    await queue.deadLetterAndFail(record, {
-      jobId: report.jobId, orgId: report.orgId, workerId: config.workerId, token: taken.token, status: 'failed', resultJson: JSON.stringify(result),
-    });
-  } else {
-    await queue.deadLetter(config.workerId, taken.token, record);
-  }
-  await queue.recordJob(config.workerId, false, durationMs, Date.now());
-  return { jobId: report?.jobId, status: 'dead-lettered', durationMs, errorCode: 'INVALID_JOB' };
+  logger.warn({ orgId: taken.orgId, jobId: report?.jobId, reason: reason.slice(0, 500), bytes: taken.raw.length }, 'job moved to the dead-letter list');
+  const result: ResultMessage | undefined = report && {
+    jobId: report.jobId, orgId: report.orgId, userId: report.userId, providerId: report.providerId,
+    success: false, status: 'dead', duration: durationMs, attempt: report.attempt, workerId: config.workerId,
+    finishedAt: new Date().toISOString(), error, files,
+  };
+  const r = await queue.bury(taken, reason, result);
+  if (r === 'late') return { jobId: report?.jobId, status: 'late', durationMs, errorCode: error.code };
+  await queue.recordWorkerJob(config.workerId, false, durationMs, Date.now());
+  return { jobId: report?.jobId, status: 'dead', durationMs, errorCode: error.code };
 }
 
-async function runValidJob(job: JobMessage, taken: TakenJob, deps: PipelineDeps, signal: AbortSignal, started: number): Promise<JobOutcome> {
+async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, deps: PipelineDeps, signal: AbortSignal, started: number): Promise<JobOutcome> {
   const { config } = deps;
   const log = deps.logger.child({ jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId });
   const redactor = new Redactor([config.scriptSigningSecret, config.s3SecretKey]);
-  const exec = new ExecutionLog(redactor);
+  // Live log: every execution.log line (redacted) is also batched into the job's Redis stream; never blocks.
+  const liveLog = createJobLogBatcher(deps.redis, config, job.jobId, {
+    onError: (e) => log.warn({ err: redactor.redact(messageOf(e)) }, 'a live-log batch could not be written (counted as dropped)'),
+  });
+  const exec = new ExecutionLog(redactor, (line) => liveLog.append(line));
+  const closeLiveLog = async (): Promise<LogStreamEnd> => {
+    const s = await liveLog.close();
+    // After close: in execution.log (and the result), no longer streamed.
+    if (s.droppedLines) exec.warn(`live log: ${s.droppedLines} line(s) in ${s.droppedBatches} batch(es) were not streamed (Redis fell behind); this execution.log is complete`);
+    return s;
+  };
   const artifacts = new JobArtifacts();
-  const attempt = job.attempt ?? 1;
-  exec.info(`job ${job.jobId}: flow ${job.flowId}@${job.flowVersion}, provider ${job.providerId} (${job.providerName}), attempt ${attempt}, worker ${config.workerId}`);
+  const attempt = taken.attempt;
+  exec.info(`job ${job.jobId}: flow ${job.flowId}@${job.flowVersion}, provider ${job.providerId} (${job.providerName}), attempt ${attempt} of ${maxAttempts}, worker ${config.workerId}`);
   log.info('job started');
 
   let error: JobError | undefined;
@@ -126,7 +165,7 @@ async function runValidJob(job: JobMessage, taken: TakenJob, deps: PipelineDeps,
         if (isSriError(e)) throw e;
         throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
       }
-      await runInBrowser(job, script, session, context, onBlocked, deps, exec, artifacts, signal, () => { phase = 'script'; });
+      await runInBrowser(job, attempt, script, session, context, onBlocked, deps, exec, artifacts, signal, () => { phase = 'script'; });
     } finally {
       lease?.release();
       if (blocked.size) {
@@ -139,7 +178,20 @@ async function runValidJob(job: JobMessage, taken: TakenJob, deps: PipelineDeps,
     error = toJobError(e, phase, browser, redactor);
     exec.error(`${error.code}: ${error.message}`);
   }
+  // An abort reaches a job that is past its script too (while loading, uploading): its reason decides.
+  const abortReason: unknown = signal.aborted ? signal.reason : undefined;
+  if (isSriError(abortReason) && abortReason.code === 'CANCELLED') error = { code: 'CANCELLED', message: ERRORS.CANCELLED.message };
+  if (isSriError(abortReason) && abortReason.code === 'WORKER_SHUTDOWN' && abortReason.details !== LEASE_LOST && error) {
+    // Shutdown after the grace period: the job goes back untouched; its evidence would be overwritten anyway.
+    exec.info('worker stopping: the job goes back to its queue untouched');
+    await closeLiveLog();
+    await deps.queue.release(taken);
+    log.info({ duration: Date.now() - started }, 'job released back to its queue (worker stopping)');
+    return { jobId: job.jobId, status: 'released', durationMs: Date.now() - started };
+  }
 
+  const logs = await closeLiveLog();
+  if (exec.consoleLinesDropped) exec.warn(`page console: ${exec.consoleLinesDropped} line(s) beyond the first ${MAX_CONSOLE_LINES} were not kept`);
   const { files, uploadError } = await uploadEvidence(job, exec, artifacts, redactor, deps);
   if (uploadError) {
     log.error({ err: redactor.redact(uploadError.message) }, 'uploading the evidence failed');
@@ -148,20 +200,42 @@ async function runValidJob(job: JobMessage, taken: TakenJob, deps: PipelineDeps,
 
   const finishedAt = Date.now();
   const durationMs = finishedAt - started;
-  const status = error ? 'failed' : 'done';
+  const retryable = error !== undefined && error.code !== 'CANCELLED' && ERRORS[error.code].retryable;
+  if (error && retryable && attempt < maxAttempts) {
+    const delayMs = retryDelayMs(attempt, config.retryBaseMs, config.retryMaxMs);
+    // The next attempt is the message as pushed with only `attempt` changed (unknown fields kept).
+    const next = { ...(JSON.parse(taken.raw) as Record<string, unknown>), attempt: attempt + 1 };
+    const outcome = await deps.queue.retry(taken, JSON.stringify(next), finishedAt + delayMs, error);
+    await deps.queue.recordWorkerJob(config.workerId, false, durationMs, finishedAt);
+    log.warn({ duration: durationMs, errorCode: error.code, error: error.message, attempt, maxAttempts, delayMs, outcome }, 'job failed transiently; retry scheduled');
+    return { jobId: job.jobId, status: outcome === 'late' ? 'late' : 'retrying', durationMs, errorCode: error.code };
+  }
+  const status = !error ? 'done' : error.code === 'CANCELLED' ? 'cancelled' : retryable ? 'dead' : 'failed';
   const result: ResultMessage = {
     jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId,
     success: !error, status, duration: durationMs, attempt, workerId: config.workerId,
-    finishedAt: new Date(finishedAt).toISOString(), ...(error ? { error } : {}), files,
+    finishedAt: new Date(finishedAt).toISOString(), ...(error ? { error } : {}), files, logs,
   };
-  await deps.queue.complete({
-    jobId: job.jobId, orgId: job.orgId, workerId: config.workerId, token: taken.token, status,
-    resultJson: redactor.redact(JSON.stringify(result)),
-  });
-  await deps.queue.recordJob(config.workerId, !error, durationMs, finishedAt);
+  const redacted = JSON.parse(redactor.redact(JSON.stringify(result))) as ResultMessage;
+  if (status === 'dead') {
+    const reason = `exhausted: ${attempt} of ${maxAttempts} attempts failed; last ${redacted.error!.code}: ${redacted.error!.message}`;
+    return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt },
+      redacted.error as JobError, deps, started, files);
+  }
+  // The worker's counters are kept in the same step; with takeNextFor the slot's next job comes back with it.
+  const counted = { workerId: config.workerId, durationMs, finishedAt };
+  const nextFor = deps.takeNextFor?.();
+  const { outcome, next } = nextFor === undefined
+    ? { outcome: await deps.queue.complete(taken, redacted, counted), next: undefined }
+    : await deps.queue.completeAndTake(taken, redacted, counted, nextFor);
+  const withNext = next ? { next } : {};
+  if (outcome === 'late') {
+    log.warn({ duration: durationMs, status }, 'job outcome refused: the job already had one, or its lease was lost (counted as late)');
+    return { jobId: job.jobId, status: 'late', durationMs, errorCode: error?.code, ...withNext };
+  }
   if (error) log.warn({ duration: durationMs, status, errorCode: error.code, error: error.message }, 'job failed');
   else log.info({ duration: durationMs, status }, 'job done');
-  return { jobId: job.jobId, status, durationMs, errorCode: error?.code };
+  return { jobId: job.jobId, status, durationMs, errorCode: error?.code, ...withNext };
 }
 
 /** Inline content, else the object scriptKey names; hash and signature verified either way. */
@@ -217,7 +291,7 @@ export function toPlaywrightCookies(cookies: readonly Cookie[], warn: (text: str
 }
 
 async function runInBrowser(
-  job: JobMessage, script: VerifiedScript, session: Session, context: BrowserContext, onBlocked: (host: string) => void, deps: PipelineDeps,
+  job: JobMessage, attempt: number, script: VerifiedScript, session: Session, context: BrowserContext, onBlocked: (host: string) => void, deps: PipelineDeps,
   exec: ExecutionLog, artifacts: JobArtifacts, signal: AbortSignal, scriptStarts: () => void,
 ): Promise<void> {
   const { config } = deps;
@@ -232,6 +306,8 @@ async function runInBrowser(
     } catch (e) {
       throw new SriError('SESSION_NOT_FOUND', `Session not found: the browser refused its cookies (${(e as Error).message.split('\n')[0]}); connect the provider again.`);
     }
+    // The page's console (the portal's own and the script's `evaluate`), every page of the context.
+    context.on('console', (m) => exec.console(m.type(), m.text()));
     const page = await context.newPage();
     const helpers = createHelpers({
       page, credentials: session.credentials ?? {}, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
@@ -239,7 +315,7 @@ async function runInBrowser(
     const timeoutMs = job.timeoutMs ?? config.executionTimeoutMs;
     const jobContext = Object.freeze({
       jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId,
-      flowId: job.flowId, flowVersion: job.flowVersion, attempt: job.attempt ?? 1,
+      flowId: job.flowId, flowVersion: job.flowVersion, attempt,
     });
     exec.info(`running the script (${deps.runner.name}, limit ${timeoutMs} ms)`);
     scriptStarts();
@@ -257,6 +333,15 @@ function messageOf(e: unknown): string {
   return typeof m === 'string' ? m : String(e);
 }
 
+/**
+ * A page the portal did not deliver: Playwright navigation calls failing on the network (`net::ERR_…`) or timing
+ * out. Transient; an error the script throws itself, or a failed click, is not.
+ */
+function isNavigationError(e: unknown): boolean {
+  const m = messageOf(e);
+  return /net::ERR_|NS_ERROR_NET/.test(m) || /^(page|frame)\.(goto|reload|goBack|goForward|waitForNavigation|waitForURL): Timeout/.test(m);
+}
+
 function toJobError(e: unknown, phase: 'prepare' | 'browser' | 'script', browser: Browser | undefined, redactor: Redactor): JobError {
   let code: ErrorCode;
   let message: string;
@@ -266,6 +351,9 @@ function toJobError(e: unknown, phase: 'prepare' | 'browser' | 'script', browser
   } else if (browser && !browser.isConnected()) {
     code = 'BROWSER_ERROR';
     message = `The browser stopped while running the job: ${messageOf(e)}`;
+  } else if (phase === 'script' && isNavigationError(e)) {
+    code = 'NAVIGATION_ERROR';
+    message = messageOf(e);
   } else if (phase === 'script') {
     code = 'SCRIPT_ERROR';
     message = messageOf(e);

@@ -16,6 +16,8 @@ export interface TestPortal {
   /** The bytes /invoice.pdf serves. */
   readonly pdf: Buffer;
   readonly requests: { path: string; host: string }[];
+  /** Answers every request to /hold that is waiting (they wait until this is called). */
+  releaseHolds(): void;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ export async function startTestPortal(): Promise<TestPortal> {
   const pdf = Buffer.concat([Buffer.from('%PDF-1.4\n% test invoice\n'), randomBytes(20_000), Buffer.from('\n%%EOF\n')]);
   const requests: { path: string; host: string }[] = [];
   let port = 0;
+  const holds: (() => void)[] = [];
 
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -46,6 +49,9 @@ export async function startTestPortal(): Promise<TestPortal> {
       res.end(body);
     };
     switch (url.pathname) {
+      case '/hold':
+        holds.push(() => html(200, page('Released', '<p id="released">go on</p>')));
+        return;
       case '/login':
         if (req.method === 'POST') {
           let body = '';
@@ -97,6 +103,7 @@ export async function startTestPortal(): Promise<TestPortal> {
   port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`, port, sessionId, password, pdf, requests,
+    releaseHolds: () => { for (const h of holds.splice(0)) h(); },
     close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
 }

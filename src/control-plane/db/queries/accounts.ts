@@ -7,7 +7,10 @@ export interface UserRow {
   email: string;
   name: string;
   password_hash: string;
+  /** 'admin' for the user who registered the organisation, 'member' otherwise. */
+  role: UserRole;
 }
+export type UserRole = 'admin' | 'member';
 export interface OrgRow { id: string; name: string }
 
 export async function insertOrg(tx: Tx, org: OrgRow): Promise<void> {
@@ -15,18 +18,18 @@ export async function insertOrg(tx: Tx, org: OrgRow): Promise<void> {
 }
 
 export async function insertUser(tx: Tx, u: UserRow): Promise<void> {
-  await tx.query('INSERT INTO users (id, org_id, email, name, password_hash) VALUES ($1, $2, $3, $4, $5)',
-    [u.id, u.org_id, u.email, u.name, u.password_hash]);
+  await tx.query('INSERT INTO users (id, org_id, email, name, password_hash, role) VALUES ($1, $2, $3, $4, $5, $6)',
+    [u.id, u.org_id, u.email, u.name, u.password_hash, u.role]);
 }
 
 export async function findUserByEmail(tx: Tx, email: string): Promise<UserRow | undefined> {
   const rows = await tx.query<UserRow>(
-    'SELECT id, org_id, email, name, password_hash FROM users WHERE lower(email) = lower($1)', [email]);
+    'SELECT id, org_id, email, name, password_hash, role FROM users WHERE lower(email) = lower($1)', [email]);
   return rows[0];
 }
 
 export async function findUser(tx: Tx, id: string): Promise<UserRow | undefined> {
-  return (await tx.query<UserRow>('SELECT id, org_id, email, name, password_hash FROM users WHERE id = $1', [id]))[0];
+  return (await tx.query<UserRow>('SELECT id, org_id, email, name, password_hash, role FROM users WHERE id = $1', [id]))[0];
 }
 
 export async function findOrg(tx: Tx, id: string): Promise<OrgRow | undefined> {

@@ -14,17 +14,19 @@ export interface FlowRow {
   signature: string;
   script_key: string;
   active: boolean;
+  /** How many times a job of this flow may run; NULL = the queue's default. A run's own maxAttempts wins. */
+  max_attempts: number | null;
   created_at: Date;
 }
 
-const COLUMNS = 'id, org_id, provider_id, version, name, description, steps, script, script_hash, signature, script_key, active, created_at';
+const COLUMNS = 'id, org_id, provider_id, version, name, description, steps, script, script_hash, signature, script_key, active, max_attempts, created_at';
 
 export async function insertFlow(tx: Tx, f: Omit<FlowRow, 'created_at' | 'active'> & { created_by: string }): Promise<FlowRow> {
   const rows = await tx.query<FlowRow>(`INSERT INTO flows
-      (id, org_id, provider_id, version, name, description, steps, script, script_hash, signature, script_key, created_by)
-    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12) RETURNING ${COLUMNS}`,
+      (id, org_id, provider_id, version, name, description, steps, script, script_hash, signature, script_key, created_by, max_attempts)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13) RETURNING ${COLUMNS}`,
   [f.id, f.org_id, f.provider_id, f.version, f.name, f.description, JSON.stringify(f.steps), f.script, f.script_hash,
-    f.signature, f.script_key, f.created_by]);
+    f.signature, f.script_key, f.created_by, f.max_attempts]);
   return rows[0]!;
 }
 

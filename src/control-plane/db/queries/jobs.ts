@@ -1,5 +1,11 @@
-/** Jobs: created by POST /api/run, completed by the results listener. */
-import type { ResultFiles } from '../../../shared/schemas.ts';
+/**
+ * Jobs: created by POST /api/run, completed by the results listener, cancelled and retried by their routes.
+ * A final status (done, failed, cancelled, dead) is never overwritten by a result; only an explicit retry or a
+ * dead-letter requeue puts a job back to queued.
+ */
+import type { JobMessage, ResultFiles } from '../../../shared/schemas.ts';
+
+type JobPriority = NonNullable<JobMessage['priority']>;
 import type { Tx } from '../types.ts';
 
 export const FINAL_STATUSES = ['done', 'failed', 'cancelled', 'dead'] as const;
@@ -24,20 +30,28 @@ export interface JobRow {
   error_message: string | null;
   result: unknown;
   files: ResultFiles | null;
+  metadata: Record<string, unknown> | null;
+  trace_id: string | null;
+  priority: JobPriority;
+  max_attempts: number | null;
 }
 
 const COLUMNS = `id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash,
-  created_at, started_at, finished_at, duration_ms, worker_id, error_code, error_message, result, files`;
+  created_at, started_at, finished_at, duration_ms, worker_id, error_code, error_message, result, files, metadata, trace_id,
+  priority, max_attempts`;
+const FINAL_SQL = `('done', 'failed', 'cancelled', 'dead')`;
 
 export async function insertJob(tx: Tx, j: {
   id: string; orgId: string; userId: string; providerId: string; flowId: string; flowVersion: string;
   idempotencyKey?: string; requestHash?: string; metadata?: unknown; traceId: string;
+  priority?: JobPriority; maxAttempts?: number;
 }): Promise<JobRow> {
   return (await tx.query<JobRow>(`INSERT INTO jobs
-      (id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash, metadata, trace_id)
-    VALUES ($1, $2, $3, $4, $5, $6, 'queued', 1, $7, $8, $9::jsonb, $10) RETURNING ${COLUMNS}`,
+      (id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash, metadata, trace_id,
+       priority, max_attempts)
+    VALUES ($1, $2, $3, $4, $5, $6, 'queued', 1, $7, $8, $9::jsonb, $10, $11, $12) RETURNING ${COLUMNS}`,
   [j.id, j.orgId, j.userId, j.providerId, j.flowId, j.flowVersion, j.idempotencyKey ?? null, j.requestHash ?? null,
-    j.metadata === undefined ? null : JSON.stringify(j.metadata), j.traceId]))[0]!;
+    j.metadata === undefined ? null : JSON.stringify(j.metadata), j.traceId, j.priority ?? 'normal', j.maxAttempts ?? null]))[0]!;
 }
 
 export async function findJobByIdempotencyKey(tx: Tx, key: string): Promise<JobRow | undefined> {
@@ -57,30 +71,64 @@ export async function listJobs(tx: Tx, page: number, pageSize: number): Promise<
 
 export async function failJob(tx: Tx, id: string, code: string, message: string): Promise<void> {
   await tx.query(`UPDATE jobs SET status = 'failed', error_code = $2, error_message = $3, finished_at = now()
-    WHERE id = $1 AND status NOT IN ('done', 'failed', 'cancelled', 'dead')`, [id, code, message]);
+    WHERE id = $1 AND status NOT IN ${FINAL_SQL}`, [id, code, message]);
 }
 
-/** Records a result; a job already in a final status is left as it is. Returns false when nothing changed. */
+/**
+ * Records a result. A job already in a final status is left as it is. A `retrying` (not final) message of an
+ * earlier attempt than the recorded one is ignored, so progress never goes backwards; a final message is recorded
+ * whatever its attempt (outcomes the queue itself produces — a cancel before the job ran — may not know it), and
+ * the recorded attempt never decreases. Stale final results of a previous attempt are the reader's concern
+ * (syncJobFromRedis checks the status key). Returns false when nothing changed.
+ */
 export async function recordResult(tx: Tx, r: {
   id: string; status: string; attempt: number; workerId: string; durationMs: number; finishedAt: string | null;
   errorCode: string | null; errorMessage: string | null; files: ResultFiles; result: unknown;
 }): Promise<boolean> {
-  const rows = await tx.query(`UPDATE jobs SET status = $2, attempt = $3, worker_id = $4, duration_ms = $5,
+  const rows = await tx.query(`UPDATE jobs SET status = $2, attempt = GREATEST(attempt, $3), worker_id = $4, duration_ms = $5,
       finished_at = $6::timestamptz, error_code = $7, error_message = $8, files = $9::jsonb, result = $10::jsonb
-    WHERE id = $1 AND status NOT IN ('done', 'failed', 'cancelled', 'dead') RETURNING id`,
+    WHERE id = $1 AND status NOT IN ${FINAL_SQL} AND ($2 IN ${FINAL_SQL} OR attempt <= $3) RETURNING id`,
   [r.id, r.status, r.attempt, r.workerId, Math.round(r.durationMs), r.finishedAt, r.errorCode, r.errorMessage,
     JSON.stringify(r.files), r.result === undefined || r.result === null ? null : JSON.stringify(r.result)]);
+  return rows.length > 0;
+}
+
+/** Records that the queue removed the job before it ran (or no longer knows it). False when it was already final. */
+export async function cancelJob(tx: Tx, id: string, errorCode: string, errorMessage: string): Promise<boolean> {
+  const rows = await tx.query(`UPDATE jobs SET status = 'cancelled', finished_at = now(), error_code = $2, error_message = $3
+    WHERE id = $1 AND status NOT IN ${FINAL_SQL} RETURNING id`, [id, errorCode, errorMessage]);
+  return rows.length > 0;
+}
+
+/**
+ * Puts a failed or dead job back to queued with `attempt`, forgetting the outcome of the previous attempt (its
+ * evidence stays in S3). Undefined when the job is not failed or dead — also when a concurrent retry won.
+ */
+export async function requeueFinishedJob(tx: Tx, id: string, attempt: number): Promise<JobRow | undefined> {
+  return (await tx.query<JobRow>(`UPDATE jobs SET status = 'queued', attempt = $2, started_at = NULL, finished_at = NULL,
+      duration_ms = NULL, worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL
+    WHERE id = $1 AND status IN ('failed', 'dead') RETURNING ${COLUMNS}`, [id, attempt]))[0];
+}
+
+/**
+ * A dead letter of this job went back to the queue: the record leaves its final status and takes the attempt of
+ * the requeued message (results of that attempt or later are recorded). False when the job is not failed or dead.
+ */
+export async function markJobRequeued(tx: Tx, id: string, attempt: number): Promise<boolean> {
+  const rows = await tx.query(`UPDATE jobs SET status = 'queued', attempt = $2, started_at = NULL, finished_at = NULL, duration_ms = NULL,
+      worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL
+    WHERE id = $1 AND status IN ('failed', 'dead') RETURNING id`, [id, attempt]);
   return rows.length > 0;
 }
 
 /** A non-final status seen in Redis (e.g. running) while no result exists yet. */
 export async function recordProgress(tx: Tx, id: string, status: string): Promise<void> {
   await tx.query(`UPDATE jobs SET status = $2, started_at = COALESCE(started_at, now())
-    WHERE id = $1 AND status NOT IN ('done', 'failed', 'cancelled', 'dead') AND status <> $2`, [id, status]);
+    WHERE id = $1 AND status NOT IN ${FINAL_SQL} AND status <> $2`, [id, status]);
 }
 
 /** Jobs not yet final in any organisation, oldest first (for the reconciler; runs asSystem). */
 export async function listUnfinishedJobs(tx: Tx, limit: number): Promise<{ id: string; org_id: string }[]> {
-  return tx.query(`SELECT id, org_id FROM jobs WHERE status NOT IN ('done', 'failed', 'cancelled', 'dead')
+  return tx.query(`SELECT id, org_id FROM jobs WHERE status NOT IN ${FINAL_SQL}
     ORDER BY created_at LIMIT $1`, [limit]);
 }

@@ -1,7 +1,6 @@
 /** Registration, login and the caller's identity. */
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { keys } from '../../../shared/keys.ts';
 import { SriError } from '../../../shared/errors.ts';
 import type { ApiContext } from '../../context.ts';
 import { isUniqueViolation } from '../../db/index.ts';
@@ -10,21 +9,22 @@ import { authOf, checkPasswordStrength, hashPassword, verifyPassword } from '../
 import { doc } from '../openapi.ts';
 import { LoginBody, RegisterBody } from '../schemas.ts';
 
-const userJson = (u: { id: string; email: string; name: string; org_id: string }) => ({ id: u.id, email: u.email, name: u.name, orgId: u.org_id });
+const userJson = (u: { id: string; email: string; name: string; org_id: string; role: string }) => ({ id: u.id, email: u.email, name: u.name, orgId: u.org_id, role: u.role });
 
 export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const rateLimit = { max: ctx.config.authRateLimitMax, timeWindow: ctx.config.authRateLimitWindowMs };
 
   app.post('/api/auth/register', {
     config: { rateLimit },
-    schema: doc({ summary: 'Create an organisation and its first user; returns a token.', tags: ['auth'], body: RegisterBody, auth: false }),
+    schema: doc({ summary: 'Create an organisation and its first user, who becomes its admin; returns a token.', tags: ['auth'], body: RegisterBody, auth: false }),
   }, async (req, reply) => {
     const body = RegisterBody.parse(req.body);
     checkPasswordStrength(body.password);
     const email = body.email.toLowerCase();
     const passwordHash = await hashPassword(body.password);
     const org = { id: randomUUID(), name: body.orgName };
-    const user = { id: randomUUID(), org_id: org.id, email, name: body.name, password_hash: passwordHash };
+    // The user who registers an organisation is its admin (dead letters, quotas); users added later are members.
+    const user = { id: randomUUID(), org_id: org.id, email, name: body.name, password_hash: passwordHash, role: 'admin' as const };
     try {
       await ctx.db.asSystem(async (tx) => {
         if (await findUserByEmail(tx, email)) throw new SriError('EMAIL_TAKEN');
@@ -35,8 +35,8 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
       if (isUniqueViolation(e)) throw new SriError('EMAIL_TAKEN');
       throw e;
     }
-    // Workers poll the organisations in this set; a run adds it again, so a Redis hiccup here loses nothing.
-    await ctx.redis.sadd(keys.orgs, org.id).catch((err: unknown) => req.log.warn({ err, orgId: org.id }, 'could not add organisation to the workers\' set'));
+    // Into sri:orgs and the queue's round-robin ring; a run registers it again, so a Redis hiccup here loses nothing.
+    await ctx.queue.registerOrg(org.id).catch((err: unknown) => req.log.warn({ err, orgId: org.id }, 'could not register the organisation with the queue'));
     const token = await ctx.tokens.sign({ userId: user.id, orgId: org.id });
     return reply.status(201).send({ token, user: userJson(user), org });
   });

@@ -17,7 +17,7 @@ const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOS
 export function jobJson(j: JobRow) {
   return {
     id: j.id, status: j.status, providerId: j.provider_id, flowId: j.flow_id, flowVersion: j.flow_version,
-    attempt: j.attempt, createdAt: iso(j.created_at), finishedAt: iso(j.finished_at), duration: j.duration_ms,
+    attempt: j.attempt, priority: j.priority, maxAttempts: j.max_attempts, createdAt: iso(j.created_at), finishedAt: iso(j.finished_at), duration: j.duration_ms,
     error: j.error_code ? { code: j.error_code, message: j.error_message ?? '' } : null, workerId: j.worker_id,
   };
 }

@@ -1,18 +1,19 @@
 /**
- * POST /api/run: checks, records and enqueues one job. The job row is committed before the message is pushed, so
- * a worker's result always finds its job; when the push fails the job is marked failed and the caller gets 503.
+ * POST /api/run: checks, records and enqueues one job (JobQueue.enqueue: the push, the status key and the
+ * organisation's registration in one step). The job row is committed before the message is pushed, so a worker's
+ * result always finds its job; when the push fails the job is marked failed and the caller gets 503.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
-import { JobMessage } from '../../../shared/schemas.ts';
-import { verifyScript } from '../../../shared/signing.ts';
+import type { JobMessage } from '../../../shared/schemas.ts';
 import type { ApiContext } from '../../context.ts';
 import { isUniqueViolation } from '../../db/index.ts';
-import { findActiveFlow } from '../../db/queries/flows.ts';
+import { findActiveFlow, type FlowRow } from '../../db/queries/flows.ts';
 import { failJob, findJobByIdempotencyKey, insertJob, type JobRow } from '../../db/queries/jobs.ts';
 import { findProvider } from '../../db/queries/providers.ts';
+import { verifiedJobMessage } from '../../jobs/job-message.ts';
 import { authOf } from '../auth.ts';
 import { doc } from '../openapi.ts';
 import { RunBody, RunHeaders } from '../schemas.ts';
@@ -31,7 +32,12 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const { orgId, userId } = authOf(req);
     const body = RunBody.parse(req.body);
     const idempotencyKey = RunHeaders.parse(req.headers)['idempotency-key'];
-    const requestHash = createHash('sha256').update(JSON.stringify({ userId, providerId: body.providerId, metadata: body.metadata ?? null })).digest('hex');
+    // priority and maxAttempts join the hash only when given, so keys used before they existed still replay.
+    const requestHash = createHash('sha256').update(JSON.stringify({
+      userId, providerId: body.providerId, metadata: body.metadata ?? null,
+      ...(body.priority === undefined ? {} : { priority: body.priority }),
+      ...(body.maxAttempts === undefined ? {} : { maxAttempts: body.maxAttempts }),
+    })).digest('hex');
 
     if (idempotencyKey !== undefined) {
       const existing = await ctx.db.withOrg(orgId, (tx) => findJobByIdempotencyKey(tx, idempotencyKey));
@@ -44,20 +50,18 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
     const jobId = randomUUID();
     const traceId = randomUUID().replace(/-/g, '');
-    let created: { job: JobRow; flow: NonNullable<Awaited<ReturnType<typeof findActiveFlow>>> };
+    let created: { job: JobRow; flow: FlowRow; message: JobMessage };
     try {
       created = await ctx.db.withOrg(orgId, async (tx) => {
         const flow = await findActiveFlow(tx, provider.id);
         if (!flow) throw new SriError('NO_ACTIVE_FLOW');
-        // The row could have been altered in the database since creation; never enqueue what we did not sign.
-        if (verifyScript(flow.script, flow.script_hash, flow.signature, ctx.config.scriptSigningSecret) !== 'ok') {
-          throw new SriError('FLOW_TAMPERED');
-        }
         const job = await insertJob(tx, {
           id: jobId, orgId, userId, providerId: provider.id, flowId: flow.id, flowVersion: flow.version,
-          idempotencyKey, requestHash, metadata: body.metadata, traceId,
+          idempotencyKey, requestHash, metadata: body.metadata, traceId, priority: body.priority, maxAttempts: body.maxAttempts,
         });
-        return { job, flow };
+        // Built (and the flow verified) before the commit: a tampered flow leaves no job behind.
+        const message = verifiedJobMessage({ job, flow, provider, signingSecret: ctx.config.scriptSigningSecret });
+        return { job, flow, message };
       });
     } catch (e) {
       if (idempotencyKey !== undefined && isUniqueViolation(e)) {
@@ -68,29 +72,16 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
       throw e;
     }
 
-    const message = JobMessage.parse({
-      jobId, orgId, userId, providerId: provider.id, providerName: provider.name,
-      flowId: created.flow.id, flowVersion: created.flow.version,
-      scriptContent: created.flow.script, scriptKey: created.flow.script_key,
-      scriptHash: created.flow.script_hash, signature: created.flow.signature,
-      createdAt: new Date(created.job.created_at).toISOString(),
-      metadata: body.metadata, traceId, attempt: 1, allowedHosts: provider.allowedHosts,
-    });
+    const { message } = created;
     try {
-      const results = await ctx.redis.multi()
-        .lpush(keys.orgJobs(orgId), JSON.stringify(message))
-        .set(keys.jobStatus(jobId), 'queued')
-        .sadd(keys.orgs, orgId)
-        .exec();
-      const failed = results?.find(([err]) => err);
-      if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
+      await ctx.queue.enqueue(orgId, message);
     } catch (err) {
       req.log.error({ err, jobId, orgId }, 'could not enqueue the job');
       await ctx.db.withOrg(orgId, (tx) => failJob(tx, jobId, 'SERVICE_UNAVAILABLE', 'The job could not be queued: Redis is unreachable.'))
         .catch((e: unknown) => req.log.error({ err: e, jobId }, 'could not mark the job failed'));
       throw new SriError('SERVICE_UNAVAILABLE', 'The job could not be queued (Redis unreachable); it is recorded as failed. Try again.');
     }
-    req.log.info({ jobId, orgId, userId, providerId: provider.id, flowId: created.flow.id, traceId }, 'job queued');
+    req.log.info({ jobId, orgId, userId, providerId: provider.id, flowId: created.flow.id, traceId, priority: message.priority, maxAttempts: message.maxAttempts }, 'job queued');
     return reply.status(202).send({ jobId, status: 'queued' });
   });
 }

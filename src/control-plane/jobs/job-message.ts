@@ -1,0 +1,38 @@
+/**
+ * The job message of a run or of a retry, built from the job's row, its flow and its provider. POST /api/run and
+ * POST /api/jobs/{id}/retry both go through here, so a retried job is the same job as the original (same id,
+ * script, metadata, trace, priority) with the next attempt number, and neither path can enqueue a script whose
+ * stored hash or signature no longer verifies.
+ */
+import { SriError } from '../../shared/errors.ts';
+import { JobMessage } from '../../shared/schemas.ts';
+import { verifyScript } from '../../shared/signing.ts';
+import type { FlowRow } from '../db/queries/flows.ts';
+import type { JobRow } from '../db/queries/jobs.ts';
+import type { Provider } from '../db/queries/providers.ts';
+
+/** Throws FLOW_TAMPERED when the stored script no longer matches its hash or HMAC signature. */
+export function assertFlowIntact(flow: FlowRow, signingSecret: string): void {
+  // The row could have been altered in the database since creation; never enqueue what we did not sign.
+  if (verifyScript(flow.script, flow.script_hash, flow.signature, signingSecret) !== 'ok') throw new SriError('FLOW_TAMPERED');
+}
+
+/**
+ * The message for `job` at `attempt` (@default the row's attempt). Verifies the flow first; the job's own
+ * maxAttempts wins over the flow's, and with neither the queue applies its default.
+ */
+export function verifiedJobMessage(a: {
+  job: JobRow; flow: FlowRow; provider: Provider; signingSecret: string; attempt?: number;
+}): JobMessage {
+  const { job, flow, provider } = a;
+  assertFlowIntact(flow, a.signingSecret);
+  const maxAttempts = job.max_attempts ?? flow.max_attempts ?? undefined;
+  return JobMessage.parse({
+    jobId: job.id, orgId: job.org_id, userId: job.user_id, providerId: provider.id, providerName: provider.name,
+    flowId: flow.id, flowVersion: flow.version,
+    scriptContent: flow.script, scriptKey: flow.script_key, scriptHash: flow.script_hash, signature: flow.signature,
+    createdAt: new Date(job.created_at).toISOString(),
+    metadata: job.metadata ?? undefined, traceId: job.trace_id ?? undefined, allowedHosts: provider.allowedHosts,
+    priority: job.priority, attempt: a.attempt ?? job.attempt, ...(maxAttempts === undefined ? {} : { maxAttempts }),
+  });
+}

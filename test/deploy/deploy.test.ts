@@ -1,0 +1,369 @@
+/**
+ * The deployment files, validated offline (no container engine or cluster runs here): every YAML parses, the
+ * hardening invariants of docs/deploy.md hold in Compose and Kubernetes, the Dockerfile's instructions pass a small
+ * lint, and the container health check script works against a real Redis and HTTP server.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse, parseAllDocuments } from 'yaml';
+import { apiSettings } from '../../src/control-plane/config.ts';
+import { workerSettings } from '../../src/execution-plane/config.ts';
+import { createRedis } from '../../src/shared/redis.ts';
+import { keys } from '../../src/shared/keys.ts';
+import { startTestRedis } from '../support/services.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
+type Obj = Record<string, any>;
+
+/** Worker environment names that would break invariant 2 (ARCHITECTURE.md): database or API settings. */
+const forbiddenForWorker = (name: string) => name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || name.startsWith('API_')
+  || name === 'JWT_SECRET' || name.startsWith('PG');
+const workerEnvNames = new Set(Object.values(workerSettings).map((s) => s.env));
+const apiEnvNames = new Set(Object.values(apiSettings).map((s) => s.env));
+
+// ── Dockerfile ───────────────────────────────────────────────────────────────────────────────────────────────────
+
+interface Instruction { cmd: string; args: string; line: number }
+interface Stage { name: string; from: string; instructions: Instruction[] }
+
+/** Splits a Dockerfile into instructions (comments dropped, `\` continuations joined) grouped by stage. */
+function parseDockerfile(text: string): { args: Map<string, string>; stages: Stage[]; all: Instruction[] } {
+  const all: Instruction[] = [];
+  let buf = '';
+  let start = 0;
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (!buf && (line === '' || line.startsWith('#'))) return;
+    if (buf && line.startsWith('#')) return;
+    if (!buf) start = i + 1;
+    if (line.endsWith('\\')) { buf += `${line.slice(0, -1)} `; return; }
+    buf += line;
+    const m = /^(\S+)\s*([\s\S]*)$/.exec(buf)!;
+    all.push({ cmd: m[1]!.toUpperCase(), args: m[2]!.trim(), line: start });
+    buf = '';
+  });
+  assert.equal(buf, '', 'the Dockerfile ends inside a continued line');
+  const args = new Map<string, string>();
+  const stages: Stage[] = [];
+  for (const ins of all) {
+    if (ins.cmd === 'FROM') {
+      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.args);
+      assert.ok(m, `FROM at line ${ins.line}`);
+      const from = m[1]!.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => args.get((a ?? b)!) ?? '');
+      stages.push({ name: m[2] ?? String(stages.length), from, instructions: [] });
+    } else if (stages.length === 0) {
+      if (ins.cmd === 'ARG') { const [k, v] = ins.args.split('='); args.set(k!, v ?? ''); }
+    } else {
+      stages.at(-1)!.instructions.push(ins);
+    }
+  }
+  return { args, stages, all };
+}
+
+const dockerfile = parseDockerfile(read('deploy/docker/Dockerfile'));
+const stage = (name: string) => dockerfile.stages.find((s) => s.name === name)!;
+/** A stage's instructions including those of the stages it is built FROM. */
+function chain(name: string): Instruction[] {
+  const s = stage(name);
+  assert.ok(s, `stage ${name}`);
+  const parent = dockerfile.stages.find((p) => p.name === s.from);
+  return [...(parent ? chain(parent.name) : []), ...s.instructions];
+}
+const isUid1001 = (user: string) => /^1001(:1001)?$/.test(user.trim());
+
+describe('deploy/docker/Dockerfile', () => {
+  const targets = ['api', 'worker'];
+
+  it('builds every image on node:20-bookworm-slim, in stages that exist', () => {
+    const names = new Set(dockerfile.stages.map((s) => s.name));
+    for (const s of dockerfile.stages) assert.ok(s.from === 'node:20-bookworm-slim' || names.has(s.from), `stage ${s.name} FROM ${s.from}`);
+    for (const t of targets) assert.ok(names.has(t), `target ${t}`);
+    for (const ins of dockerfile.all.filter((i) => i.cmd === 'COPY')) {
+      const from = /--from=(\S+)/.exec(ins.args)?.[1];
+      if (from) assert.ok(names.has(from), `COPY --from=${from} at line ${ins.line}`);
+    }
+  });
+
+  it('runs each image as UID 1001: USER 1001 is the last USER of each target and of the file', () => {
+    for (const t of targets) {
+      const users = chain(t).filter((i) => i.cmd === 'USER');
+      assert.ok(users.length > 0, `${t} has a USER`);
+      assert.ok(isUid1001(users.at(-1)!.args), `${t} ends as ${users.at(-1)!.args}`);
+    }
+    const last = dockerfile.all.filter((i) => i.cmd === 'USER').at(-1);
+    assert.ok(last && isUid1001(last.args));
+    // Nothing after the last USER of a target may need root (RUN would run as 1001 anyway, but installing then fails).
+    for (const t of targets) {
+      const ins = stage(t).instructions;
+      const u = ins.map((i) => i.cmd).lastIndexOf('USER');
+      assert.deepEqual(ins.slice(u).filter((i) => i.cmd === 'RUN'), [], `${t}: RUN after USER 1001`);
+    }
+  });
+
+  it('fetches nothing by URL: no ADD of a URL or git repository, no curl|sh', () => {
+    for (const ins of dockerfile.all) {
+      if (ins.cmd === 'ADD') assert.doesNotMatch(ins.args, /(https?|ftp):\/\/|git@|\.git\b/, `ADD of a URL at line ${ins.line}`);
+      if (ins.cmd === 'RUN') assert.doesNotMatch(ins.args, /(curl|wget)[^|]*\|\s*(ba)?sh/, `pipe to shell at line ${ins.line}`);
+    }
+  });
+
+  it('has a HEALTHCHECK, an exec-form CMD and tini as PID 1 in every target', () => {
+    for (const t of targets) {
+      const ins = chain(t);
+      const hc = ins.filter((i) => i.cmd === 'HEALTHCHECK').at(-1);
+      assert.ok(hc && /CMD\s+\[/.test(hc.args) && !/^NONE/i.test(hc.args), `${t} HEALTHCHECK`);
+      const cmd = ins.filter((i) => i.cmd === 'CMD').at(-1)!;
+      const argv = JSON.parse(cmd.args) as string[];
+      assert.equal(argv[0], 'node');
+      assert.ok(existsSync(join(ROOT, argv.at(-1)!)), `${t} runs ${argv.at(-1)}`);
+      const entry = JSON.parse(ins.filter((i) => i.cmd === 'ENTRYPOINT').at(-1)!.args) as string[];
+      assert.match(entry[0]!, /tini$/);
+    }
+  });
+
+  it('installs production dependencies only, skips the postinstall apt-get, cleans apt lists', () => {
+    const deps = chain('worker').concat(stage('deps').instructions);
+    const npmCi = deps.find((i) => i.cmd === 'RUN' && /npm ci/.test(i.args));
+    assert.ok(npmCi && /--omit=dev/.test(npmCi.args));
+    const envBefore = stage('deps').instructions.slice(0, stage('deps').instructions.indexOf(npmCi)).filter((i) => i.cmd === 'ENV');
+    assert.ok(envBefore.some((e) => /SRI_SKIP_SYSTEM_DEPS=1/.test(e.args)), 'SRI_SKIP_SYSTEM_DEPS=1 before npm ci');
+    for (const ins of dockerfile.all.filter((i) => i.cmd === 'RUN' && /apt-get install/.test(i.args))) {
+      assert.match(ins.args, /--no-install-recommends/);
+      assert.match(ins.args, /rm -rf \/var\/lib\/apt\/lists/);
+    }
+    // tsx runs the sources: it must be a runtime dependency, or --omit=dev would leave the image unable to start.
+    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
+    assert.ok(pkg.dependencies['tsx'], 'tsx in dependencies');
+  });
+
+  it('gives the worker the system Chromium (CHROMIUM_PATH) and no browser to the API', () => {
+    const worker = chain('worker');
+    assert.ok(worker.some((i) => i.cmd === 'RUN' && /apt-get install[^&]*\bchromium\b/.test(i.args)));
+    assert.ok(worker.some((i) => i.cmd === 'ENV' && /CHROMIUM_PATH=\/usr\/lib\/chromium\/chromium/.test(i.args)));
+    assert.ok(!chain('api').some((i) => /chromium/.test(i.args)));
+  });
+
+  it('copies only files that exist and that .dockerignore lets through', () => {
+    const ignore = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    for (const p of ['node_modules', '.git', '.data', '.env']) assert.ok(ignore.includes(p), `.dockerignore has ${p}`);
+    for (const ins of dockerfile.all.filter((i) => i.cmd === 'COPY' && !/--from=/.test(i.args))) {
+      const parts = ins.args.split(/\s+/).filter((p) => !p.startsWith('--'));
+      for (const src of parts.slice(0, -1)) {
+        assert.ok(existsSync(join(ROOT, src)), `COPY ${src} at line ${ins.line}`);
+        assert.ok(!ignore.some((g) => src === g || src.startsWith(`${g}/`)), `COPY ${src} is excluded by .dockerignore`);
+      }
+    }
+  });
+});
+
+// ── docker-compose.yml ───────────────────────────────────────────────────────────────────────────────────────────
+
+describe('deploy/docker/docker-compose.yml', () => {
+  const compose = parse(read('deploy/docker/docker-compose.yml'), { merge: true }) as Obj;
+  const services = compose['services'] as Obj;
+  const nets = (svc: string) => (services[svc]['networks'] as string[]);
+  const envOf = (svc: string) => Object.keys(services[svc]['environment'] ?? {});
+
+  it('has redis (appendonly, appendfsync always), minio, postgres, api and worker', () => {
+    assert.deepEqual(Object.keys(services).sort(), ['api', 'minio', 'postgres', 'redis', 'worker']);
+    const cmd = (services['redis']['command'] as string[]).join(' ');
+    assert.match(cmd, /--appendonly yes/);
+    assert.match(cmd, /--appendfsync always/);
+  });
+
+  for (const svc of ['api', 'worker']) {
+    it(`runs ${svc} as 1001, read-only, tmpfs /tmp, no capabilities, no-new-privileges`, () => {
+      const s = services[svc] as Obj;
+      assert.ok(isUid1001(String(s['user'])));
+      assert.equal(s['read_only'], true);
+      assert.deepEqual(s['cap_drop'], ['ALL']);
+      assert.equal(s['cap_add'], undefined);
+      assert.equal(s['privileged'], undefined);
+      assert.ok((s['security_opt'] as string[]).some((o) => /^no-new-privileges(:true)?$/.test(o)));
+      assert.ok((s['tmpfs'] as string[]).some((t) => t === '/tmp' || t.startsWith('/tmp:')));
+      assert.equal(s['build']['dockerfile'], 'deploy/docker/Dockerfile');
+      assert.ok(dockerfile.stages.some((st) => st.name === s['build']['target']), `target ${s['build']['target']}`);
+    });
+  }
+
+  it('puts workers on an internal network that holds only Redis and MinIO', () => {
+    const workerNets = nets('worker');
+    assert.ok(workerNets.length > 0);
+    for (const n of workerNets) {
+      assert.equal(compose['networks'][n]?.['internal'], true, `${n} is internal (no route off the host)`);
+      const members = Object.keys(services).filter((s) => nets(s).includes(n)).sort();
+      assert.deepEqual(members, ['minio', 'redis', 'worker'], `members of ${n}`);
+    }
+    assert.equal(services['worker']['ports'], undefined, 'a worker publishes nothing');
+  });
+
+  it('puts the API with PostgreSQL on a network no worker is on', () => {
+    const shared = nets('api').filter((n) => nets('postgres').includes(n));
+    assert.ok(shared.length > 0);
+    for (const n of shared) assert.ok(!nets('worker').includes(n));
+    for (const n of nets('postgres')) assert.equal(compose['networks'][n]?.['internal'], true, 'postgres is not reachable from outside');
+  });
+
+  it('gives the worker no database or API settings, and each process only settings its table knows', () => {
+    assert.deepEqual(envOf('worker').filter(forbiddenForWorker), []);
+    assert.deepEqual(envOf('worker').filter((e) => !workerEnvNames.has(e)), [], 'unknown worker variables');
+    assert.deepEqual(envOf('api').filter((e) => !apiEnvNames.has(e)), [], 'unknown API variables');
+    assert.doesNotMatch(JSON.stringify(services['worker']), /postgres/i);
+  });
+});
+
+// ── Kubernetes ───────────────────────────────────────────────────────────────────────────────────────────────────
+
+describe('deploy/k8s', () => {
+  const files = readdirSync(join(ROOT, 'deploy/k8s')).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const docs: Obj[] = files.flatMap((f) => parseAllDocuments(read(`deploy/k8s/${f}`)).map((d) => {
+    assert.deepEqual(d.errors, [], `${f} parses`);
+    return d.toJS() as Obj;
+  })).filter(Boolean);
+  const byKind = (kind: string) => docs.filter((d) => d['kind'] === kind);
+  const deployment = (name: string) => byKind('Deployment').find((d) => d['metadata']['name'] === name)!;
+  const workerLabels = () => deployment('sri-worker')['spec']['template']['metadata']['labels'] as Obj;
+
+  it('parses every file; every object has apiVersion, kind, a name and the sri namespace', () => {
+    assert.ok(files.length >= 4, files.join(', '));
+    for (const d of docs) {
+      assert.ok(d['apiVersion'] && d['kind'] && d['metadata']?.['name'], JSON.stringify(d).slice(0, 80));
+      if (d['kind'] !== 'Namespace') assert.equal(d['metadata']['namespace'], 'sri', `${d['kind']}/${d['metadata']['name']}`);
+    }
+    const ns = byKind('Namespace')[0]!;
+    assert.equal(ns['metadata']['labels']['pod-security.kubernetes.io/enforce'], 'restricted');
+  });
+
+  for (const name of ['sri-api', 'sri-worker']) {
+    it(`${name}: non-root 1001, read-only root, no escalation, drop ALL, RuntimeDefault seccomp, limits, emptyDir /tmp`, () => {
+      const d = deployment(name);
+      assert.ok(d, name);
+      const pod = d['spec']['template']['spec'] as Obj;
+      assert.equal(pod['automountServiceAccountToken'], false);
+      assert.equal(pod['hostNetwork'] ?? false, false);
+      assert.equal(pod['securityContext']['runAsNonRoot'], true);
+      assert.equal(pod['securityContext']['seccompProfile']['type'], 'RuntimeDefault');
+      for (const c of pod['containers'] as Obj[]) {
+        const sc = c['securityContext'] as Obj;
+        assert.equal(sc['runAsUser'] ?? pod['securityContext']['runAsUser'], 1001);
+        assert.equal(sc['runAsNonRoot'] ?? pod['securityContext']['runAsNonRoot'], true);
+        assert.equal(sc['readOnlyRootFilesystem'], true);
+        assert.equal(sc['allowPrivilegeEscalation'], false);
+        assert.equal(sc['privileged'] ?? false, false);
+        assert.deepEqual(sc['capabilities']['drop'], ['ALL']);
+        assert.equal(sc['capabilities']['add'], undefined);
+        assert.equal((sc['seccompProfile'] ?? pod['securityContext']['seccompProfile'])['type'], 'RuntimeDefault');
+        for (const k of ['requests', 'limits']) for (const r of ['cpu', 'memory']) assert.ok(c['resources'][k][r], `${c['name']} ${k}.${r}`);
+        const tmp = (c['volumeMounts'] as Obj[]).find((m) => m['mountPath'] === '/tmp');
+        assert.ok(tmp, `${c['name']} mounts /tmp`);
+        const vol = (pod['volumes'] as Obj[]).find((v) => v['name'] === tmp['name'])!;
+        assert.ok(vol['emptyDir'], '/tmp is an emptyDir');
+      }
+    });
+  }
+
+  it('the worker holds no database or API settings and only variables its table knows', () => {
+    const pod = deployment('sri-worker')['spec']['template']['spec'] as Obj;
+    for (const c of pod['containers'] as Obj[]) {
+      const names = (c['env'] as Obj[]).map((e) => e['name'] as string);
+      assert.deepEqual(names.filter(forbiddenForWorker), []);
+      assert.deepEqual(names.filter((n) => !workerEnvNames.has(n)), [], 'unknown worker variables');
+      for (const from of (c['envFrom'] ?? []) as Obj[]) assert.doesNotMatch(JSON.stringify(from), /api|postgres|database/i);
+    }
+    const secrets = (pod['volumes'] as Obj[]).filter((v) => v['secret']).map((v) => v['secret']['secretName'] as string);
+    assert.deepEqual(secrets.filter((s) => /api|postgres|database/i.test(s)), []);
+  });
+
+  it('the API Service selects the API pods', () => {
+    const svc = byKind('Service').find((s) => s['metadata']['name'] === 'sri-api')!;
+    const labels = deployment('sri-api')['spec']['template']['metadata']['labels'] as Obj;
+    for (const [k, v] of Object.entries(svc['spec']['selector'] as Obj)) assert.equal(labels[k], v);
+  });
+
+  it('NetworkPolicy: worker ingress none, egress only Redis, S3 and DNS', () => {
+    const policies = byKind('NetworkPolicy').filter((p) =>
+      Object.entries(p['spec']['podSelector']['matchLabels'] as Obj).every(([k, v]) => workerLabels()[k] === v));
+    assert.equal(policies.length, 1);
+    const spec = policies[0]!['spec'] as Obj;
+    assert.deepEqual([...spec['policyTypes']].sort(), ['Egress', 'Ingress']);
+    assert.deepEqual(spec['ingress'] ?? [], []);
+    const allowed = new Set<string>();
+    for (const rule of spec['egress'] as Obj[]) {
+      assert.ok(Array.isArray(rule['to']) && rule['to'].length > 0, 'no egress rule open to every destination');
+      assert.ok(Array.isArray(rule['ports']) && rule['ports'].length > 0, 'no egress rule open to every port');
+      for (const to of rule['to'] as Obj[]) {
+        assert.equal(to['ipBlock'], undefined, 'no ipBlock (0.0.0.0/0 would be the internet)');
+        const target = to['podSelector']?.['matchLabels']?.['app.kubernetes.io/name'] ?? to['podSelector']?.['matchLabels']?.['k8s-app'];
+        for (const p of rule['ports'] as Obj[]) allowed.add(`${target}:${p['protocol']}/${p['port']}`);
+      }
+    }
+    assert.deepEqual([...allowed].sort(), ['kube-dns:TCP/53', 'kube-dns:UDP/53', 'minio:TCP/9000', 'redis:TCP/6379']);
+  });
+
+  it('autoscaling: a KEDA ScaledObject scales the worker Deployment on the length of Redis job lists', () => {
+    const so = byKind('ScaledObject')[0]!;
+    assert.equal(so['spec']['scaleTargetRef']['name'], 'sri-worker');
+    assert.ok(so['spec']['minReplicaCount'] >= 1 && so['spec']['maxReplicaCount'] > so['spec']['minReplicaCount']);
+    const triggers = so['spec']['triggers'] as Obj[];
+    assert.ok(triggers.length > 0);
+    for (const t of triggers) {
+      assert.equal(t['type'], 'redis');
+      const list = (t['metadata']['listName'] as string).replace('ORG_ID', 'x');
+      assert.ok([keys.orgJobs('x'), keys.orgReadyNormal('x'), keys.orgReadyHigh('x')].includes(list), `${list} is a job list`);
+      const auth = byKind('TriggerAuthentication').find((a) => a['metadata']['name'] === t['authenticationRef']['name']);
+      assert.ok(auth, 'its TriggerAuthentication exists');
+    }
+  });
+});
+
+// ── healthcheck.mjs ──────────────────────────────────────────────────────────────────────────────────────────────
+
+describe('deploy/docker/healthcheck.mjs', () => {
+  let redis: Awaited<ReturnType<typeof startTestRedis>>;
+  let http: Server;
+  let httpPort = 0;
+  let status = 200;
+
+  before(async () => {
+    redis = await startTestRedis();
+    http = createServer((req, res) => { res.statusCode = req.url === '/health' ? status : 404; res.end(); });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    httpPort = (http.address() as { port: number }).port;
+  });
+  after(async () => {
+    await new Promise((r) => http.close(r));
+    await redis.stop();
+  });
+
+  const check = (args: string[], env: Record<string, string>) => new Promise<number | null>((resolveExit) => {
+    const child = spawn(process.execPath, [join(ROOT, 'deploy/docker/healthcheck.mjs'), ...args],
+      { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: 'ignore', cwd: ROOT });
+    child.once('exit', (code) => resolveExit(code));
+  });
+
+  it('worker: healthy with a fresh heartbeat, unhealthy without one', async () => {
+    const id = `hc-${process.pid}`;
+    const r = createRedis(redis.url);
+    try {
+      assert.equal(await check(['worker'], { REDIS_URL: redis.url, WORKER_ID: id }), 1);
+      await r.set(keys.workerHeartbeat(id), String(Date.now()), 'EX', 30);
+      assert.equal(await check(['worker'], { REDIS_URL: redis.url, WORKER_ID: id }), 0);
+      await r.set(keys.workerHeartbeat(id), String(Date.now() - 60_000), 'EX', 30);
+      assert.equal(await check(['worker'], { REDIS_URL: redis.url, WORKER_ID: id }), 1, 'a stale heartbeat');
+    } finally {
+      r.disconnect();
+    }
+  });
+
+  it('api: healthy when /health answers 2xx', async () => {
+    assert.equal(await check(['api'], { PORT: String(httpPort) }), 0);
+    status = 503;
+    assert.equal(await check(['api'], { PORT: String(httpPort) }), 1);
+  });
+});
