@@ -1,5 +1,5 @@
 /**
- * `npm run bench:queue [-- --jobs N] [-- --long [--long-minutes M]]`
+ * `npm run bench:queue [-- --jobs N] [-- --rounds R] [-- --long [--long-minutes M]]`
  *
  * Empty-job throughput (enqueue → take → complete, no browser) of our JobQueue, BullMQ and a raw LPUSH/RPOP list,
  * each at concurrency 1 and 50, on one redis-server this script starts (random port, temporary directory,
@@ -25,6 +25,7 @@ import { profileHooks, profileOursSplit, type ConsumeHooks } from './profile.ts'
 const { values } = parseArgs({
   options: {
     jobs: { type: 'string', default: '20000' },
+    rounds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '1,50' },
     orgs: { type: 'string', default: '1' },
     only: { type: 'string' },
@@ -41,6 +42,8 @@ async function main(): Promise<void> {
   const jobs = Number(values.jobs);
   const orgs = Number(values.orgs);
   const levels = values.concurrency.split(',').map(Number);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds takes a positive integer');
   if (!Number.isInteger(jobs) || jobs < 1 || !Number.isInteger(orgs) || orgs < 1 || levels.some((c) => !Number.isInteger(c) || c < 1)) {
     throw new Error('--jobs, --orgs and --concurrency take positive integers (--concurrency 1,50)');
   }
@@ -61,19 +64,32 @@ async function main(): Promise<void> {
       ['bullmq', runBullmq],
       ['raw', runRaw],
     ];
-    const results = new Map<string, CaseResult>();
-    console.log(`\n${jobs} empty jobs per case${orgs > 1 ? `, ours over ${orgs} organisations` : ''}; end to end = jobs / (enqueue + consume time)\n`);
-    console.log(`${'case'.padEnd(16)}${'end to end/s'.padStart(14)}${'consume/s'.padStart(12)}${'enqueue/s'.padStart(12)}`);
-    for (const c of levels) {
-      for (const [name, run] of cases) {
-        if (values.only && !values.only.split(',').includes(name)) continue;
-        const flush = new Redis(server.url);
-        await flush.flushall();
-        flush.disconnect();
-        const hooks = values.profile ? profileHooks(server.url, `${name} c=${c}`, jobs) : undefined;
-        const r = await run(server.url, jobs, c, hooks).finally(() => hooks?.close());
-        results.set(`${name}@${c}`, r);
-        console.log(`${`${name} c=${c}`.padEnd(16)}${fmt(endToEnd(r)).padStart(14)}${fmt(consumeRate(r)).padStart(12)}${fmt(enqueueRate(r)).padStart(12)}`);
+    // Each round runs every case once, in the same order; the cases of a round share the machine's load of that
+    // moment, and the reported figure of a case is its median round (the machine is shared: ±30 % between runs).
+    const runs = new Map<string, CaseResult[]>();
+    console.log(`\n${jobs} empty jobs per case${orgs > 1 ? `, ours over ${orgs} organisations` : ''}, ${rounds} round(s); end to end = jobs / (enqueue + consume time)\n`);
+    console.log(`${'case'.padEnd(22)}${'end to end/s'.padStart(14)}${'consume/s'.padStart(12)}${'enqueue/s'.padStart(12)}`);
+    for (let round = 1; round <= rounds; round++) {
+      for (const c of levels) {
+        for (const [name, run] of cases) {
+          if (values.only && !values.only.split(',').includes(name)) continue;
+          const flush = new Redis(server.url);
+          await flush.flushall();
+          flush.disconnect();
+          const hooks = values.profile ? profileHooks(server.url, `${name} c=${c}`, jobs) : undefined;
+          const r = await run(server.url, jobs, c, hooks).finally(() => hooks?.close());
+          runs.set(`${name}@${c}`, [...(runs.get(`${name}@${c}`) ?? []), r]);
+          console.log(`${`${name} c=${c} (round ${round})`.padEnd(22)}${fmt(endToEnd(r)).padStart(14)}${fmt(consumeRate(r)).padStart(12)}${fmt(enqueueRate(r)).padStart(12)}`);
+        }
+      }
+    }
+    const median = (rs: CaseResult[]) => [...rs].sort((a, b) => endToEnd(a) - endToEnd(b))[Math.floor((rs.length - 1) / 2)]!;
+    const results = new Map([...runs].map(([k, rs]) => [k, median(rs)] as const));
+    if (rounds > 1) {
+      console.log(`\nmedian of ${rounds} rounds (by end to end):`);
+      for (const [k, r] of results) {
+        const [name, c] = k.split('@');
+        console.log(`${`${name} c=${c}`.padEnd(22)}${fmt(endToEnd(r)).padStart(14)}${fmt(consumeRate(r)).padStart(12)}${fmt(enqueueRate(r)).padStart(12)}`);
       }
     }
     if (values.profile) {
@@ -91,7 +107,8 @@ async function main(): Promise<void> {
       const raw = results.get(`raw@${c}`);
       if (!ours) continue;
       const ratio = (a: CaseResult, b: CaseResult | undefined) => (b ? (endToEnd(a) / endToEnd(b)).toFixed(2) : 'n/a');
-      console.log(`c=${c}: ours/BullMQ ${ratio(ours, bull)}, ours/raw ${ratio(ours, raw)} (end to end)`);
+      const consumeRatio = (a: CaseResult, b: CaseResult | undefined) => (b ? (consumeRate(a) / consumeRate(b)).toFixed(2) : 'n/a');
+      console.log(`c=${c}: ours/BullMQ ${ratio(ours, bull)}, ours/raw ${ratio(ours, raw)} (end to end); consume alone ours/BullMQ ${consumeRatio(ours, bull)}`);
     }
   } finally {
     await server.stop();

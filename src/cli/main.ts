@@ -1,5 +1,5 @@
 /**
- * The one CLI: `sri up | api | worker | migrate | demo`, and the
+ * The one CLI: `sri up | api | worker | migrate | demo`, `sri logs` (a job's log through the API, logs.ts), and the
  * operator commands on the queue (`sri dlq | cancel | quota`, queue-ops.ts). Each command imports what it runs only when chosen, so
  * `sri demo` (an HTTP client) never loads PGlite or Chromium.
  *
@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { isSriError } from '../shared/errors.ts';
 import { readStoredSecrets } from '../embedded/secrets.ts';
+import { addLogsCommand } from './logs.ts';
 import { addQueueCommands, type CliIo } from './queue-ops.ts';
 
 type Env = Record<string, string | undefined>;
@@ -100,6 +101,7 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
       }
     });
 
+  addLogsCommand(program, env);
   addQueueCommands(program, env, io);
 
   return program;

@@ -22,6 +22,8 @@ export const apiSettings = {
   authRateLimitWindowMs: setting('AUTH_RATE_LIMIT_WINDOW_MS', intSetting(60_000, 1000), 'Window of the /api/auth/* rate limit.'),
   reconcileIntervalMs: setting('RECONCILE_INTERVAL_MS', intSetting(60_000, 1000),
     'How often the results listener re-reads results of unfinished jobs from Redis (pub/sub loses messages).'),
+  logsHeartbeatIntervalMs: setting('LOGS_HEARTBEAT_INTERVAL_MS', intSetting(15_000, 100),
+    'How often GET /api/jobs/{id}/logs sends a heartbeat comment on a live log stream (ms); also how often it checks whether the job finished without an end entry.'),
   // ── Webhooks (src/control-plane/webhooks/deliver.ts, docs/webhooks.md) ──
   webhookMaxAttempts: setting('WEBHOOK_MAX_ATTEMPTS', intSetting(5, 1), 'Attempts per webhook delivery, the first included.'),
   webhookRetryBaseMs: setting('WEBHOOK_RETRY_BASE_MS', intSetting(1000, 0), 'Wait before a delivery\'s 2nd attempt (ms), doubled after each failure.'),

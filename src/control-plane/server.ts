@@ -23,6 +23,7 @@ import { flowRoutes } from './http/routes/flows.ts';
 import { healthRoutes } from './http/routes/health.ts';
 import { adminRoutes } from './http/routes/admin.ts';
 import { jobControlRoutes } from './http/routes/job-control.ts';
+import { jobLogRoutes } from './http/routes/job-logs.ts';
 import { jobRoutes } from './http/routes/jobs.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
@@ -73,6 +74,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   runRoutes(app, ctx);
   jobRoutes(app, ctx);
   jobControlRoutes(app, ctx);
+  jobLogRoutes(app, ctx);
   adminRoutes(app, ctx);
   webhookRoutes(app, ctx);
   return app;

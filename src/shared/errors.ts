@@ -47,6 +47,8 @@ export const ERRORS = {
   JOB_FINAL: spec(409, false, 'The job has already finished (done, failed, cancelled or dead); there is nothing to cancel.'),
   DLQ_ENTRY_TRUNCATED: spec(409, false, 'This dead letter\'s payload was cut because it was too large, so it cannot be requeued; fix the producer and push the job again.'),
   JOB_NOT_RETRYABLE: spec(409, false, 'Only failed or dead jobs can be retried; this one is still queued, running, retrying, done or cancelled.'),
+  LOG_NOT_READY: spec(409, true, 'The job has not finished, so its execution.log is not stored yet; follow it live (GET /api/jobs/{id}/logs without follow=false, or sri logs --follow) or ask again when it has finished.'),
+  LOG_NOT_FOUND: spec(404, false, 'The job finished without a stored execution.log (it never ran, or uploading its evidence failed), and its live log has expired.'),
   PROVIDER_NOT_FOUND: spec(404, false, 'No provider with this id; list them with GET /api/providers.'),
   PROVIDER_NOT_CONNECTED: spec(409, false, 'Connect the provider first: POST /api/providers/{id}/connect with your session cookies.'),
   NO_ACTIVE_FLOW: spec(409, false, 'No active flow for this provider; create one with POST /api/flows and activate it.'),

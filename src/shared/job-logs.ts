@@ -73,7 +73,11 @@ export async function* followJobLogs(redis: Redis, jobId: string, fromId: string
   const key = keys.jobLogs(jobId);
   const blockMs = opts.blockMs ?? 5000;
   const count = opts.count ?? 100;
-  const conn = redis.duplicate({ connectionName: `sri-logs-follow-${jobId}`, maxRetriesPerRequest: null, lazyConnect: false });
+  // The copy must not inherit a command timeout shorter than the block (the API's connection has 5 s): each XREAD
+  // may take blockMs, plus slack for a slow network.
+  const conn = redis.duplicate({
+    connectionName: `sri-logs-follow-${jobId}`, maxRetriesPerRequest: null, lazyConnect: false, commandTimeout: blockMs + 10_000,
+  });
   conn.on('error', () => { /* reconnects by itself; an abort ends the read */ });
   // Aborting drops the connection, which rejects a pending XREAD at once instead of after blockMs.
   const onAbort = () => { conn.disconnect(); };

@@ -1,27 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { freePort } from '../../src/embedded/ports.ts';
 import { tempDir, waitFor } from '../support/services.ts';
+import { runSri, startSri } from '../support/cli.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = join(ROOT, 'bin', 'sri.js');
 
-/** Runs `node bin/sri.js …` to completion (the launcher `npx sri` uses). */
-function sri(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, NODE_NO_WARNINGS: '1', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.once('error', reject);
-    child.once('exit', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
 
 describe('sri CLI', () => {
   const dir = tempDir('sri-cli-');
@@ -34,37 +19,37 @@ describe('sri CLI', () => {
   after(() => { server?.close(); dir.remove(); });
 
   it('lists its commands through the bin launcher', async () => {
-    const r = await sri(['--help']);
+    const r = await runSri(['--help']);
     assert.equal(r.code, 0);
     for (const cmd of ['up', 'api', 'worker', 'migrate', 'demo']) assert.match(r.stdout, new RegExp(`\\n  ${cmd}\\b`));
   });
 
   it('reports a taken port as one line "error PORT_IN_USE: …" on stderr, exit 1, no stack trace', async () => {
-    const r = await sri(['up'], { EMBEDDED_S3_PORT: String(port), EMBEDDED_REDIS_PORT: '0', PORT: '0', DEMO_PORT: '0', DATA_DIR: dir.path });
+    const r = await runSri(['up'], { EMBEDDED_S3_PORT: String(port), EMBEDDED_REDIS_PORT: '0', PORT: '0', DEMO_PORT: '0', DATA_DIR: dir.path });
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trim(), `error PORT_IN_USE: port ${port} is in use; set EMBEDDED_S3_PORT to another port, or S3_ENDPOINT to use an existing S3`);
   });
 
   it('reports an unreachable API in `sri demo` as SERVICE_UNAVAILABLE with what to do', async () => {
     const closed = await freePort();
-    const r = await sri(['demo', '--api', `http://127.0.0.1:${closed}`, '--portal', `http://127.0.0.1:${closed}`]);
+    const r = await runSri(['demo', '--api', `http://127.0.0.1:${closed}`, '--portal', `http://127.0.0.1:${closed}`]);
     assert.equal(r.code, 1);
     assert.match(r.stderr.trim(), /^error SERVICE_UNAVAILABLE: cannot reach the API at http:\/\/127\.0\.0\.1:\d+ .*start it with npm start$/);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });
 
   it('reports an invalid setting as CONFIG_INVALID naming the variable', async () => {
-    const r = await sri(['up'], { EMBEDDED_S3_PORT: 'ninety', DATA_DIR: dir.path });
+    const r = await runSri(['up'], { EMBEDDED_S3_PORT: 'ninety', DATA_DIR: dir.path });
     assert.equal(r.code, 1);
     assert.match(r.stderr.trim(), /^error CONFIG_INVALID: .*EMBEDDED_S3_PORT/);
   });
 
   it('`sri migrate` applies the migrations to PGlite under DATA_DIR once', async () => {
     const env = { DATA_DIR: join(dir.path, 'migrate') };
-    const first = await sri(['migrate'], env);
+    const first = await runSri(['migrate'], env);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /^applied \d+ migration\(s\):\n  0001_schema/);
-    const second = await sri(['migrate'], env);
+    const second = await runSri(['migrate'], env);
     assert.equal(second.code, 0, second.stderr);
     assert.equal(second.stdout.trim(), 'database is up to date');
   });
@@ -74,14 +59,11 @@ describe('sri CLI', () => {
       DATA_DIR: join(dir.path, 'up'), LOG_DIR: join(dir.path, 'up-logs'), LOG_LEVEL: 'warn',
       EMBEDDED_REDIS_PORT: '0', EMBEDDED_S3_PORT: '0', PORT: '0', DEMO_PORT: '0', WORKERS: '1',
     };
-    const child = spawn(process.execPath, [BIN, 'up'], { cwd: ROOT, env: { ...process.env, NODE_NO_WARNINGS: '1', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const up = startSri(['up'], env);
+    const { child, exited } = up;
     try {
-      await waitFor(() => stdout.includes('Ctrl-C stops everything.'), { timeoutMs: 60_000, what: `sri up to start (stderr: ${stderr})` });
+      await waitFor(() => up.stdout().includes('Ctrl-C stops everything.'), { timeoutMs: 60_000, what: `sri up to start (stderr: ${up.stderr()})` });
+      const stdout = up.stdout();
       for (const label of ['API ', 'Demo portal', 'Redis', 'S3', 'Database', 'Workers', 'Data dir', 'Log dir', 'Secrets']) {
         assert.match(stdout, new RegExp(`\\n  ${label}`), label);
       }
@@ -95,7 +77,7 @@ describe('sri CLI', () => {
       assert.equal(await exited, 0);
       const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
       assert.deepEqual(pids.filter(alive), [], 'every child stopped');
-      assert.match(stdout, /\[sri\] stopped/);
+      assert.match(up.stdout(), /\[sri\] stopped/);
     } finally {
       // SIGTERM, not SIGKILL, even when an assertion failed: a killed `sri up` could not stop its children.
       if (child.exitCode === null) {

@@ -5,10 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildProgram } from '../../src/cli/main.ts';
 import { freePort } from '../../src/embedded/ports.ts';
 import { isSriError, type ErrorCode } from '../../src/shared/errors.ts';
@@ -17,22 +14,10 @@ import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { signScript } from '../../src/shared/signing.ts';
 import type { JobMessage } from '../../src/shared/schemas.ts';
 import { startTestRedis, TEST_SIGNING_SECRET } from '../support/services.ts';
+import { runSri } from '../support/cli.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = join(ROOT, 'bin', 'sri.js');
 const WORKER = 'cli-test-worker';
 
-function sriProcess(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((res, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, NODE_NO_WARNINGS: '1', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.once('error', reject);
-    child.once('exit', (code) => res({ code, stdout, stderr }));
-  });
-}
 
 function message(orgId: string): JobMessage {
   const script = 'export default async function run({ helpers }) { helpers.log("hi"); }\n';
@@ -137,11 +122,11 @@ describe('sri dlq / cancel / quota (operator commands on Redis)', () => {
   });
 
   it('through the launcher: prints JSON, and fails with exit 1 and one line "error CODE: message"', async () => {
-    const ok = await sriProcess(['quota', 'get', orgB], env);
+    const ok = await runSri(['quota', 'get', orgB], env);
     assert.equal(ok.code, 0, ok.stderr);
     assert.deepEqual(JSON.parse(ok.stdout), { orgId: orgB, maxConcurrent: 3, perMinute: null });
     const closed = await freePort();
-    const down = await sriProcess(['dlq', 'list'], { REDIS_URL: `redis://:hunter2@127.0.0.1:${closed}` });
+    const down = await runSri(['dlq', 'list'], { REDIS_URL: `redis://:hunter2@127.0.0.1:${closed}` });
     assert.equal(down.code, 1);
     assert.match(down.stderr.trim(), /^error SERVICE_UNAVAILABLE: cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/?; .*REDIS_URL$/);
     assert.doesNotMatch(down.stderr, /hunter2/, 'the password is not printed');

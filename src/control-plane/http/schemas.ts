@@ -3,6 +3,7 @@
  * the OpenAPI document is generated from the same schemas.
  */
 import { z } from 'zod';
+import { STREAM_ENTRY_ID } from '../../shared/log-events.ts';
 import { Cookie, JobPriority } from '../../shared/schemas.ts';
 import { AnyStep, MAX_STEPS } from '../flows/steps.ts';
 
@@ -69,3 +70,13 @@ export const QuotaBody = z.object({
   maxConcurrent: QuotaLimit.optional(),
   perMinute: QuotaLimit.optional(),
 }).strict();
+
+/** GET /api/jobs/{id}/logs: `follow=false` asks for the stored execution.log even while the live log exists. */
+export const LogsQuery = z.object({
+  follow: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+});
+export const LogsHeaders = z.object({
+  accept: z.string().max(1024).optional(),
+  /** Sent back by a reconnecting SSE client: the id of the last event it received (a Redis stream entry id). */
+  'last-event-id': z.string().max(64).regex(STREAM_ENTRY_ID, 'must be an id this endpoint sent (a Redis stream entry id such as 1700000000000-0)').optional(),
+});

@@ -1,13 +1,12 @@
 /** Jobs of the caller's organisation, their status and their evidence (presigned, time-limited links). */
 import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
-import { JobStatus, TERMINAL_STATUSES } from '../../../shared/schemas.ts';
+import { JobStatus } from '../../../shared/schemas.ts';
 import { parseS3Uri } from '../../../shared/s3.ts';
 import type { ApiContext } from '../../context.ts';
-import { findJob, listJobs, type JobRow } from '../../db/queries/jobs.ts';
-import { syncJobFromRedis } from '../../results/listener.ts';
+import { listJobs, type JobRow } from '../../db/queries/jobs.ts';
+import { isFinalStatus, loadJob } from '../../jobs/load.ts';
 import { authOf } from '../auth.ts';
 import { doc } from '../openapi.ts';
 import { IdParams, JobsQuery } from '../schemas.ts';
@@ -46,25 +45,10 @@ export async function artifactsOf(ctx: ApiContext, j: JobRow) {
   return out;
 }
 
-const isFinal = (status: string) => (TERMINAL_STATUSES as readonly string[]).includes(status);
 
 export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const preHandler = ctx.tokens.hook();
-  const resultsDeps = { db: ctx.db, blobStore: ctx.blobStore, resultsBucket: ctx.config.s3ResultsBucket, logger: ctx.logger };
 
-  /**
-   * The job as recorded; when it is not final yet but a worker already left its result in Redis (the listener has
-   * not caught up, or missed the message), that result is recorded first.
-   */
-  const loadJob = async (orgId: string, id: string): Promise<JobRow> => {
-    let job = await ctx.db.withOrg(orgId, (tx) => findJob(tx, id));
-    if (!job) throw new SriError('NOT_FOUND', `No job ${id} in your organisation.`);
-    if (!isFinal(job.status)) {
-      const synced = await syncJobFromRedis(resultsDeps, ctx.redis, orgId, id).catch(() => 'no-result' as const);
-      if (synced === 'recorded') job = (await ctx.db.withOrg(orgId, (tx) => findJob(tx, id))) ?? job;
-    }
-    return job;
-  };
 
   app.get('/api/jobs', { preHandler, schema: doc({ summary: 'The organisation\'s jobs, newest first, paged.', tags: ['jobs'], query: JobsQuery }) }, async (req) => {
     const { orgId } = authOf(req);
@@ -78,7 +62,7 @@ export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => {
     const { orgId } = authOf(req);
     const { id } = IdParams.parse(req.params);
-    const job = await loadJob(orgId, id);
+    const job = await loadJob(ctx, orgId, id);
     return { job: { ...jobJson(job), result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
   });
 
@@ -87,9 +71,9 @@ export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => {
     const { orgId } = authOf(req);
     const { id } = IdParams.parse(req.params);
-    const job = await loadJob(orgId, id);
+    const job = await loadJob(ctx, orgId, id);
     let status = job.status;
-    if (!isFinal(status)) {
+    if (!isFinalStatus(status)) {
       // The results listener records final states; until then the worker's status key is the fresher source.
       const live = JobStatus.safeParse(await ctx.redis.get(keys.jobStatus(id)).catch(() => null));
       if (live.success) status = live.data;

@@ -1,0 +1,154 @@
+/**
+ * A job's log (GET /api/jobs/{id}/logs): live from its Redis log stream as Server-Sent Events while it runs
+ * (src/control-plane/logs/live-log.ts), and its stored execution.log from S3 as text/plain once it has finished.
+ * Another organisation's job ids answer 404 like ids that do not exist (the row is read under the caller's RLS).
+ *
+ * Which one a request gets:
+ *   - job not finished, `follow` not false → SSE, whatever the Accept header (the stream may not exist yet: the
+ *     response waits for the job's first lines);
+ *   - job finished, its stream still in Redis, `Accept: text/event-stream`, `follow` not false → SSE of what the
+ *     stream holds, then `end`;
+ *   - otherwise → execution.log from S3 (LOG_NOT_READY while the job has none yet, LOG_NOT_FOUND when it never will).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { SriError } from '../../../shared/errors.ts';
+import { keys } from '../../../shared/keys.ts';
+import { JobStatus } from '../../../shared/schemas.ts';
+import { parseS3Uri } from '../../../shared/s3.ts';
+import { formatSseComment } from '../../../shared/sse.ts';
+import type { ApiContext } from '../../context.ts';
+import { findJob, type JobRow } from '../../db/queries/jobs.ts';
+import { writeLiveLog } from '../../logs/live-log.ts';
+import { isFinalStatus, loadJob } from '../../jobs/load.ts';
+import { authOf } from '../auth.ts';
+import { doc } from '../openapi.ts';
+import { IdParams, LogsHeaders, LogsQuery } from '../schemas.ts';
+
+const acceptsEventStream = (accept: string | undefined) => /\btext\/event-stream\b/i.test(accept ?? '');
+
+/** How long closing the API waits for open log streams to finish their last write. */
+const CLOSE_STREAMS_TIMEOUT_MS = 2000;
+
+export function jobLogRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const preHandler = ctx.tokens.hook();
+  // followJobLogs blocks in XREAD on a connection it duplicates from this one. The API's connection has a command
+  // timeout that would cut a blocking read; this base has none, and ioredis' blockingTimeout (BLOCK + grace)
+  // stands in for it against a network that fails silently. Never connected itself (lazyConnect).
+  const followBase = ctx.redis.duplicate({
+    connectionName: 'sri-api-logs', lazyConnect: true, commandTimeout: undefined, blockingTimeout: 30_000, blockingTimeoutGrace: 5000,
+  });
+  // Open live responses: closing the API ends them (clients reconnect with Last-Event-ID, to another instance),
+  // since the HTTP server cannot close while they are open.
+  const open = new Map<AbortController, Promise<void>>();
+  app.addHook('preClose', async () => {
+    const streams = [...open];
+    for (const [c] of streams) c.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(streams.map(([, done]) => done)),
+      new Promise<void>((r) => { timer = setTimeout(r, CLOSE_STREAMS_TIMEOUT_MS); }),
+    ]);
+    clearTimeout(timer);
+  });
+  app.addHook('onClose', async () => { followBase.disconnect(); });
+
+
+  /** Final statuses are PostgreSQL's; until then the worker's status key is the fresher source. */
+  const statusOf = async (orgId: string, id: string, recorded?: string): Promise<string | undefined> => {
+    if (recorded !== undefined && isFinalStatus(recorded)) return recorded;
+    const live = JobStatus.safeParse(await ctx.redis.get(keys.jobStatus(id)).catch(() => null));
+    if (live.success) return live.data;
+    return recorded ?? (await ctx.db.withOrg(orgId, (tx) => findJob(tx, id)))?.status;
+  };
+
+  /**
+   * Where the job's execution.log is: the URI its result named when that is in the results bucket under this
+   * organisation's prefix (result messages come from Redis, where anyone with access can publish), else the
+   * layout's own key (ARCHITECTURE.md "S3 layout").
+   */
+  const logLocation = (j: JobRow): { bucket: string; key: string } => {
+    const named = j.files?.log ? parseS3Uri(j.files.log) : undefined;
+    if (named && named.bucket === ctx.config.s3ResultsBucket && named.key.startsWith(`results/${j.org_id}/`) && !named.key.includes('..')) return named;
+    return { bucket: ctx.config.s3ResultsBucket, key: `results/${j.org_id}/${j.user_id}/${j.id}/execution.log` };
+  };
+
+  const streamLive = async (req: FastifyRequest, reply: FastifyReply, job: JobRow, fromId: string, finishedStatus: string | undefined) => {
+    const abort = new AbortController();
+    let finished!: () => void;
+    open.set(abort, new Promise<void>((r) => { finished = r; }));
+    reply.hijack();
+    const res = reply.raw;
+    res.on('error', () => { /* the client went away; 'close' aborts */ });
+    res.on('close', () => abort.abort());
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      // Reverse proxies (nginx) must pass each event on at once instead of buffering the response.
+      'x-accel-buffering': 'no',
+    });
+    // Sends the headers now, so the client knows the job exists before its first line.
+    res.write(formatSseComment(`log of job ${job.id}`));
+    const started = Date.now();
+    try {
+      const outcome = await writeLiveLog({
+        redis: ctx.redis, followBase, jobId: job.id, fromId, finishedStatus,
+        jobStatus: () => statusOf(job.org_id, job.id),
+        heartbeatIntervalMs: ctx.config.logsHeartbeatIntervalMs, out: res, signal: abort.signal,
+      });
+      req.log.debug({ jobId: job.id, outcome, ms: Date.now() - started }, 'live log stream closed');
+    } catch (err) {
+      // Headers are gone: the client sees the stream close and reconnects with its Last-Event-ID.
+      req.log.warn({ err, jobId: job.id }, 'live log stream failed');
+    } finally {
+      if (!res.writableEnded) res.end();
+      open.delete(abort);
+      finished();
+    }
+  };
+
+  app.get('/api/jobs/:id/logs', {
+    preHandler,
+    // A HEAD of a live stream would hold the connection open without ever sending a byte.
+    exposeHeadRoute: false,
+    schema: doc({
+      summary: 'The job\'s log. While the job runs: Server-Sent Events from its live log — `line` events '
+        + '({ts, level, stream, message}; the id is the Redis stream entry id, send it back as Last-Event-ID to resume), '
+        + 'then one `end` event, and the stream closes; a comment heartbeat keeps it open. Once it has finished '
+        + '(or with follow=false): its execution.log as text/plain — or, while its live log is still in Redis and the '
+        + 'client sends Accept: text/event-stream, the same events. 409 LOG_NOT_READY when it has no stored log yet, '
+        + '404 LOG_NOT_FOUND when it never will.',
+      tags: ['jobs'], params: IdParams, query: LogsQuery, headers: LogsHeaders,
+    }),
+  }, async (req, reply) => {
+    const { orgId } = authOf(req);
+    const { id } = IdParams.parse(req.params);
+    const { follow } = LogsQuery.parse(req.query);
+    const headers = LogsHeaders.parse(req.headers);
+    const job = await loadJob(ctx, orgId, id);
+    const status = (await statusOf(orgId, id, job.status)) ?? job.status;
+    const finished = isFinalStatus(status);
+
+    // Read even when the answer does not depend on it: an unreachable Redis answers 503 now, not a silent stream.
+    const liveLog = follow && (await ctx.redis.exists(keys.jobLogs(id))) === 1;
+    if (follow && (!finished || (liveLog && acceptsEventStream(headers.accept)))) {
+      await streamLive(req, reply, job, headers['last-event-id'] ?? '0', finished ? status : undefined);
+      return reply;
+    }
+
+    const loc = logLocation(job);
+    const log = await ctx.blobStore.open(loc.bucket, loc.key);
+    if (!log) {
+      if (!finished) {
+        throw new SriError('LOG_NOT_READY', `Job ${id} is ${status}; its execution.log is stored when it finishes. `
+          + `Follow it live: GET /api/jobs/${id}/logs without follow=false, or sri logs ${id} --follow.`);
+      }
+      const live = (await ctx.redis.exists(keys.jobLogs(id)).catch(() => 0)) === 1;
+      throw new SriError('LOG_NOT_FOUND', live
+        ? `Job ${id} (${status}) has no stored execution.log, but its live log is still in Redis: ask with Accept: text/event-stream.`
+        : `Job ${id} (${status}) has no execution.log: it never ran, or uploading its evidence failed; GET /api/jobs/${id} shows its error.`);
+    }
+    reply.type('text/plain; charset=utf-8').header('cache-control', 'private, no-cache');
+    if (log.contentLength !== undefined) reply.header('content-length', log.contentLength);
+    return reply.send(log.body);
+  });
+}
