@@ -115,6 +115,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
     } finally {
       clearTimeout(waiting);
     }
+    await queue.assertServerSupported();
     await queue.initWorkerStats(workerId, Date.now());
     await control.subscribe(keys.queueControl);
     await heartbeat.start();

@@ -63,6 +63,7 @@ export const ERRORS = {
   CONFIG_INVALID: spec(1, false, 'The configuration is invalid; the message names the variable to fix.'),
   PORT_IN_USE: spec(1, false, 'A port the embedded stack needs is taken; the message names the variable that moves it.'),
   DEPENDENCY_MISSING: spec(1, false, 'A system program is missing; the message gives the install command.'),
+  REDIS_TOO_OLD: spec(1, false, 'The Redis server is older than 6.2, which the queue needs (LMOVE); upgrade Redis or point REDIS_URL at a newer one.'),
   REDIS_TLS_CERT_EXPIRED: spec(1, false, 'The Redis TLS client certificate (or every CA certificate) has expired; install a renewed one and start again.'),
 } as const satisfies Record<string, ErrorSpec>;
 

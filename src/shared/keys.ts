@@ -55,8 +55,10 @@ export const keys = {
   queueLateResults: 'sri:queue:late-results',
   /** pub/sub channel — control messages to all workers, e.g. `{"type":"cancel","jobId":…}`. */
   queueControl: 'sri:control',
-  /** hash — one lease: `orgId, raw, jobId, attempt, workerId, priority, takenAt`. */
+  /** hash — one lease: `orgId, jobId, attempt, workerId, takenAt, recovered` (the message is in leaseMessage). */
   lease: (token: string) => `sri:lease:${token}`,
+  /** list of one element — the leased message itself, moved here with LMOVE (the AOF records key names, not bytes). */
+  leaseMessage: (token: string) => `sri:lease:${token}:message`,
   /** string — the take token currently leasing the job (index jobId → token). */
   jobLease: (jobId: string) => `sri:job:${jobId}:lease`,
   /** string, TTL — the attempt number the job's next take runs as (set when a lease is recovered). */

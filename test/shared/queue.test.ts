@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { keys } from '../../src/shared/keys.ts';
-import { JobQueue, DLQ_RAW_LIMIT_BYTES, type Taken } from '../../src/shared/queue/job-queue.ts';
+import { JobQueue, DLQ_RAW_LIMIT_BYTES, supportsQueue, type Taken } from '../../src/shared/queue/job-queue.ts';
 import { commandName, LUA_VERSION, loadScripts } from '../../src/shared/queue/lua-loader.ts';
 import type { JobMessage, ResultMessage } from '../../src/shared/schemas.ts';
 import { startEmbeddedRedis } from '../../src/embedded/redis-server.ts';
@@ -46,6 +46,11 @@ describe('JobQueue on a real Redis', () => {
     }
     assert.match(loadScripts().find((s) => s.name === 'takeJob')!.lua, /^K\.orgJobs = function\(a1\) return "sri:org:" \.\. a1 \.\. ":jobs" end$/m);
     assert.equal(commandName('takeJob'), 'sri_v3_takeJob');
+  });
+
+  it('accepts the Redis it runs on and names Redis older than 6.2 as too old', async () => {
+    await q.assertServerSupported();
+    assert.deepEqual(['5.0.14', '6.0.16', '6.2.0', '7.0.15', '7.2.4'].map(supportsQueue), [false, false, true, true, true]);
   });
 
   it('takes a raw LPUSHed job, leases it and records the first outcome only', async () => {

@@ -59,6 +59,12 @@ const REFILL_BATCH = 32;
 /** Leases recovered / retries promoted per script call: keeps each call short; the caller loops. */
 const SWEEP_BATCH = 100;
 
+/** Whether a Redis server version can run the queue's scripts (6.2+: LMOVE). */
+export function supportsQueue(redisVersion: string): boolean {
+  const [major = 0, minor = 0] = redisVersion.split('.').map(Number);
+  return major > 6 || (major === 6 && minor >= 2);
+}
+
 export function truncateRaw(raw: string): { raw: string; truncated: boolean } {
   if (raw.length * 3 <= DLQ_RAW_LIMIT_BYTES) return { raw, truncated: false };
   const buf = Buffer.from(raw, 'utf8');
@@ -74,6 +80,15 @@ export class JobQueue {
     const o = { ...DEFAULT_QUEUE_OPTIONS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
     if (!(o.leaseMs >= 30)) throw new Error(`leaseMs must be at least 30 ms, got ${o.leaseMs}`);
     return new JobQueue(redis, Object.freeze(o), registerScripts(redis));
+  }
+
+  /** Throws REDIS_TOO_OLD when the server cannot run the scripts (they need Redis 6.2+ for LMOVE). */
+  async assertServerSupported(): Promise<void> {
+    const version = /^redis_version:(\S+)/m.exec(await this.redis.info('server'))?.[1];
+    if (!version) return; // a proxy or managed service that hides it: the scripts will tell
+    if (!supportsQueue(version)) {
+      throw new SriError('REDIS_TOO_OLD', `Redis ${version} at REDIS_URL is too old: the queue needs Redis 6.2 or newer (LMOVE). Upgrade it or point REDIS_URL at a newer server.`);
+    }
   }
 
   private call(name: string, ...args: (string | number)[]): Promise<unknown> {

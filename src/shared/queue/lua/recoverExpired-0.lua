@@ -21,8 +21,9 @@ local now = tonumber(ARGV[1]) or now_ms()
 local ttl = tonumber(ARGV[4])
 local expired = redis.call('ZRANGEBYSCORE', K.queueLeases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 for _, token in ipairs(expired) do
-  local lease = redis.call('HMGET', K.lease(token), 'orgId', 'jobId', 'raw', 'attempt', 'workerId')
-  local orgId, jobId, raw, attempt = lease[1], lease[2], lease[3], tonumber(lease[4]) or 1
+  local lease = redis.call('HMGET', K.lease(token), 'orgId', 'jobId', 'attempt', 'workerId')
+  local orgId, jobId, attempt = lease[1], lease[2], tonumber(lease[3]) or 1
+  local raw = orgId and lease_raw(token)
   if not orgId then
     redis.call('ZREM', K.queueLeases, token)
   else
@@ -33,12 +34,12 @@ for _, token in ipairs(expired) do
       msg = msg or {}
       record_outcome(jobId, orgId, 'cancelled', result_json({
         jobId = jobId, orgId = orgId, userId = msg['userId'], providerId = msg['providerId'], status = 'cancelled',
-        attempt = attempt, workerId = lease[5], finishedAt = ARGV[3], code = 'CANCELLED',
+        attempt = attempt, workerId = lease[4], finishedAt = ARGV[3], code = 'CANCELLED',
         message = 'The job was cancelled while it ran.',
       }), ttl)
       redis.call('DEL', K.jobCancel(jobId))
     else
-      push_front(orgId, raw)
+      lease_to_front(token, orgId, raw)
       if jobId ~= '' then
         redis.call('SET', K.jobAttempt(jobId), attempt + 1, 'EX', ttl)
         redis.call('SET', K.jobStatus(jobId), 'queued')

@@ -13,10 +13,10 @@
 --@include helpers.lua
 
 local token = ARGV[1]
-local lease = redis.call('HMGET', K.lease(token), 'orgId', 'jobId', 'raw')
-local orgId, jobId, raw = lease[1], lease[2], lease[3]
+local lease = redis.call('HMGET', K.lease(token), 'orgId', 'jobId')
+local orgId, jobId = lease[1], lease[2]
 if not orgId then return 0 end
-push_front(orgId, raw)
+lease_to_front(token, orgId, lease_raw(token))
 if jobId ~= '' and not is_terminal(redis.call('GET', K.jobStatus(jobId))) then
   redis.call('SET', K.jobStatus(jobId), 'queued')
 end

@@ -21,9 +21,10 @@ local function complete(token, status, resultJson, ttl, workerId, durationMs, fi
     if orgId then end_lease(token, orgId, jobId) end
     return 'late'
   end
-  record_outcome(jobId, orgId, status, resultJson, ttl, K.jobCancel(jobId))
-  end_lease(token, orgId, nil)
-  redis.call('DEL', K.jobLease(jobId))
+  record_outcome(jobId, orgId, status, resultJson, ttl, true)
+  -- The lease index is this token's (checked above): it goes with the lease, the attempt counter and the cancel
+  -- flag in one DEL.
+  end_lease(token, orgId, nil, { K.jobLease(jobId), K.jobAttempt(jobId), K.jobCancel(jobId) })
   if workerId ~= '' then count_worker_job(K.workerStats(workerId), status == 'done', durationMs, finishedAt) end
   return 'recorded'
 end

@@ -41,6 +41,25 @@ local function push_front(orgId, raw)
   register_org(orgId)
 end
 
+-- The leased message: the one element of the lease's message list (moved there by the take with LMOVE); leases
+-- made by an older release kept it in the lease record's `raw` field.
+local function lease_raw(token)
+  local raw = redis.call('LINDEX', K.leaseMessage(token), 0)
+  if not raw then raw = redis.call('HGET', K.lease(token), 'raw') end
+  return raw
+end
+
+-- A leased message back to the FRONT of its organisation's queue (release, recovery): moved with LMOVE, so the
+-- append-only file records key names only, not the message again.
+local function lease_to_front(token, orgId, raw)
+  if not raw then return end
+  local dest = is_high(raw) and K.orgReadyHigh(orgId) or K.orgReadyNormal(orgId)
+  if not redis.call('LMOVE', K.leaseMessage(token), dest, 'LEFT', 'RIGHT') then
+    redis.call('RPUSH', dest, raw)
+  end
+  register_org(orgId)
+end
+
 -- Decodes a message and returns (jobId, msg) when its jobId is a plain id and its orgId is the queue's
 -- organisation; (nil, msg-or-nil) otherwise. Messages over maxBytes are not decoded at all.
 local function decode_job(raw, orgId, maxBytes)
@@ -52,8 +71,13 @@ local function decode_job(raw, orgId, maxBytes)
 end
 
 -- Ends a lease everywhere it is recorded (lease hash, deadline set, job index, per-organisation count).
-local function end_lease(token, orgId, jobId)
-  redis.call('DEL', K.lease(token))
+-- `also`: more keys to delete in the same DEL (optional).
+local function end_lease(token, orgId, jobId, also)
+  if also then
+    redis.call('DEL', K.lease(token), K.leaseMessage(token), unpack(also))
+  else
+    redis.call('DEL', K.lease(token), K.leaseMessage(token))
+  end
   redis.call('ZREM', K.queueLeases, token)
   if jobId and jobId ~= '' and redis.call('GET', K.jobLease(jobId)) == token then
     redis.call('DEL', K.jobLease(jobId))
@@ -66,11 +90,11 @@ local function end_lease(token, orgId, jobId)
 end
 
 -- Records a job's terminal outcome: status, stored result (TTL), published result; clears its side keys.
--- `alsoDelete`: one more key to remove in the same DEL (optional).
-local function record_outcome(jobId, orgId, status, resultJson, ttl, alsoDelete)
+-- `keepAttempt`: the caller deletes the attempt counter itself (in a DEL of its own with other keys).
+local function record_outcome(jobId, orgId, status, resultJson, ttl, keepAttempt)
   redis.call('SET', K.jobStatus(jobId), status)
   redis.call('SET', K.jobResult(jobId), resultJson, 'EX', ttl)
-  if alsoDelete then redis.call('DEL', K.jobAttempt(jobId), alsoDelete) else redis.call('DEL', K.jobAttempt(jobId)) end
+  if not keepAttempt then redis.call('DEL', K.jobAttempt(jobId)) end
   redis.call('PUBLISH', K.orgDone(orgId), resultJson)
 end
 

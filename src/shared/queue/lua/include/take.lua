@@ -10,10 +10,10 @@ local function take(token, workerId, leaseMs, maxBytes, batch)
   -- The same take sent again (its reply was lost and the client resent it after reconnecting): the token already
   -- names a lease, so answer with that lease instead of leasing a second job under the same token (which would
   -- orphan the first one: its lease record would be overwritten and it could never be recovered).
-  local prior = redis.call('HMGET', K.lease(token), 'orgId', 'raw', 'jobId', 'attempt', 'recovered')
+  local prior = redis.call('HMGET', K.lease(token), 'orgId', 'jobId', 'attempt', 'recovered')
   if prior[1] then
     local deadline = tonumber(redis.call('ZSCORE', K.queueLeases, token)) or now
-    return { prior[1], prior[2], prior[3], tonumber(prior[4]) or 1, deadline, tonumber(prior[5]) or 0 }
+    return { prior[1], lease_raw(token), prior[2], tonumber(prior[3]) or 1, deadline, tonumber(prior[4]) or 0 }
   end
 
   local minute = tostring(math.floor(now / 60000))
@@ -30,40 +30,36 @@ local function take(token, workerId, leaseMs, maxBytes, batch)
     return true, perMinute
   end
 
-  -- Moves up to `batch` of the oldest producer messages into the ready lists in three commands (RPOP with a
-  -- count, Redis 6.2+, and one LPUSH per list), oldest first. Over MOVE_BYTES, the rest goes back where it was.
+  -- Moves up to `batch` of the oldest producer messages into the ready lists, oldest first: one LRANGE to read
+  -- them (reads are not written to the append-only file), one LMOVE each (written as key names, not bytes).
+  -- At most MOVE_BYTES of messages are scanned per take.
   local function refill(org)
     local src = K.orgJobs(org)
-    local got = redis.call('RPOP', src, batch)
-    if not got then return end
-    local highs, normals, moved = {}, {}, 0
-    for i = 1, #got do
+    local got = redis.call('LRANGE', src, -batch, -1)
+    local high, normal, scanned = K.orgReadyHigh(org), K.orgReadyNormal(org), 0
+    for i = #got, 1, -1 do
       local raw = got[i]
-      if moved >= MOVE_BYTES then
-        -- back to the right end (the oldest end) in their order: newest of the rest first
-        for j = #got, i, -1 do redis.call('RPUSH', src, got[j]) end
-        break
-      end
-      if is_high(raw) then highs[#highs + 1] = raw else normals[#normals + 1] = raw end
-      moved = moved + string.len(raw)
+      redis.call('LMOVE', src, is_high(raw) and high or normal, 'RIGHT', 'LEFT')
+      scanned = scanned + string.len(raw)
+      if scanned >= MOVE_BYTES then return end
     end
-    if #highs > 0 then redis.call('LPUSH', K.orgReadyHigh(org), unpack(highs)) end
-    if #normals > 0 then redis.call('LPUSH', K.orgReadyNormal(org), unpack(normals)) end
   end
 
   -- Pops the next message of the organisation that was not cancelled while queued; nil when none.
   local function pop(org)
     refill(org)
-    local high, normal = K.orgReadyHigh(org), K.orgReadyNormal(org)
+    -- The message moves into the lease's own list (LMOVE: no copy of its bytes in the append-only file).
+    local high, normal, held = K.orgReadyHigh(org), K.orgReadyNormal(org), K.leaseMessage(token)
     while true do
-      local raw = redis.call('RPOP', high)
-      if not raw then raw = redis.call('RPOP', normal) end
+      local raw = redis.call('LMOVE', high, held, 'RIGHT', 'LEFT')
+      if not raw then raw = redis.call('LMOVE', normal, held, 'RIGHT', 'LEFT') end
       if not raw then return nil end
       local jobId, msg = decode_job(raw, org, maxBytes)
       if not jobId then return raw, nil, msg end
       -- cancel flag, status, recorded attempt: one read
       local st = redis.call('MGET', K.jobCancel(jobId), K.jobStatus(jobId), K.jobAttempt(jobId))
       if not st[1] and st[2] ~= 'cancelled' then return raw, jobId, msg, tonumber(st[3]) end
+      redis.call('DEL', held)
     end
   end
 
@@ -79,7 +75,7 @@ local function take(token, workerId, leaseMs, maxBytes, batch)
         if stored and stored > attempt then attempt, recovered = stored, 1 end
         local deadline = now + leaseMs
         redis.call('ZADD', K.queueLeases, deadline, token)
-        redis.call('HSET', K.lease(token), 'orgId', org, 'raw', raw, 'jobId', jobId or '', 'attempt', attempt,
+        redis.call('HSET', K.lease(token), 'orgId', org, 'jobId', jobId or '', 'attempt', attempt,
           'workerId', workerId, 'takenAt', now, 'recovered', recovered)
         if jobId then
           redis.call('SET', K.jobLease(jobId), token)
