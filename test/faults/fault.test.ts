@@ -29,8 +29,12 @@ const WORKER_KILLS = 5;
 const LEASE_MS = 3000;
 /** Room for a job killed more than once: the point is that nothing is lost, not that attempts run out. */
 const MAX_ATTEMPTS = 5;
-/** How long the run may take after the chaos before the test gives up and lists the stuck jobs. */
-const SETTLE_TIMEOUT_MS = 150_000;
+/**
+ * After the chaos, the test waits while jobs keep finishing, and gives up (listing the stuck jobs) when none has
+ * become terminal for SETTLE_STALL_MS, or after SETTLE_CAP_MS in all: a loaded machine is slow, not wrong.
+ */
+const SETTLE_STALL_MS = 60_000;
+const SETTLE_CAP_MS = 480_000;
 const SIGNING_SECRET = `fault-signing-${randomBytes(16).toString('hex')}`;
 const JWT_SECRET = `fault-jwt-${randomBytes(16).toString('hex')}`;
 
@@ -151,7 +155,7 @@ describe('fault test: kill -9 workers and redis-server while 200 jobs run', () =
     if (!keepDir) dir.remove();
   });
 
-  it('loses no job: one terminal status each, PostgreSQL = status key = stored result = S3, re-executions counted', async () => {
+  it('loses no job: one terminal status each, PostgreSQL = status key = stored result = S3, re-executions counted', { timeout: 900_000 }, async () => {
     const started = Date.now();
     // ── submit ──
     const submitted: Array<{ jobId: string; org: Org }> = [];
@@ -217,10 +221,20 @@ describe('fault test: kill -9 workers and redis-server while 200 jobs run', () =
     // ── every job terminal in PostgreSQL, bounded ──
     let pg = new Map<string, JobRecord>();
     try {
-      await waitFor(async () => {
+      const settleStart = Date.now();
+      let lastDone = -1;
+      let lastProgress = Date.now();
+      for (;;) {
         pg = await terminalInPg();
-        return submitted.every((s) => TERMINAL_STATUSES.includes(pg.get(s.jobId)?.status ?? 'queued'));
-      }, { timeoutMs: SETTLE_TIMEOUT_MS, intervalMs: 1000, what: 'every job terminal in PostgreSQL' });
+        const done = submitted.filter((s) => TERMINAL_STATUSES.includes(pg.get(s.jobId)?.status ?? 'queued')).length;
+        if (done === submitted.length) break;
+        if (done > lastDone) { lastDone = done; lastProgress = Date.now(); }
+        if (Date.now() - lastProgress > SETTLE_STALL_MS || Date.now() - settleStart > SETTLE_CAP_MS) {
+          throw new Error(`timed out waiting for every job terminal in PostgreSQL (${done} of ${submitted.length}; ` +
+            `no progress for ${Math.round((Date.now() - lastProgress) / 1000)} s, ${Math.round((Date.now() - settleStart) / 1000)} s in all)`);
+        }
+        await sleep(1000);
+      }
     } catch (e) {
       keepDir = true;
       const stuck = submitted.filter((s) => !TERMINAL_STATUSES.includes(pg.get(s.jobId)?.status ?? 'queued'));
