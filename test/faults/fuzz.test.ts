@@ -23,8 +23,12 @@ const BAD_PAYLOADS = 10_000;
 /** One valid job after every this many bad payloads. */
 const VALID_EVERY = 100;
 const MAX_JOB_BYTES = 1024 * 1024;
-/** Generous: about 30 s on an idle 2-core machine. */
-const RUN_BOUND_MS = 180_000;
+/**
+ * The run fails when nothing was taken or finished for STALL_MS (the worker hangs or loops), or after CAP_MS in all;
+ * a slow machine is not a failure (no timed assertions: throughput is bench/'s business).
+ */
+const STALL_MS = 60_000;
+const CAP_MS = 600_000;
 const SEED = Number(process.env['FUZZ_SEED'] ?? randomInt(2 ** 31));
 
 /** The fuzz payloads' base script: verifies when signed, needs no page, so a well-formed oddity finishes fast. */
@@ -78,13 +82,16 @@ describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () =>
     logs.remove();
   });
 
-  it('serves every valid job, dead-letters every malformed payload with a reason, and never crashes', async () => {
+  it('serves every valid job, dead-letters every malformed payload with a reason, and never crashes', { timeout: 900_000 }, async () => {
     console.log(`fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED})`);
     const gen = new PayloadGenerator(SEED);
     worker = spawnWorker({
       REDIS_URL: redisServer.url, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
       WORKER_MAX_JOBS: '4', WORKER_POLL_INTERVAL: '50', LOG_DIR: logs.path, LOG_LEVEL: 'warn',
       PLAYWRIGHT_TIMEOUT: '10000', EXECUTION_TIMEOUT: '30000',
+      // The payloads are signed by hand, script only (README "Testing the worker by hand"); the envelope check has
+      // its own tests (test/execution-plane/job-envelope.test.ts).
+      REQUIRE_JOB_SIGNATURE: 'false',
     }, `fuzz-worker-${SEED}`);
     const w = worker;
     await waitForHeartbeat(redisServer.url, w);
@@ -139,6 +146,9 @@ describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () =>
     };
     let last: Awaited<ReturnType<typeof progress>> | undefined;
     let drainedChecks = 0;
+    let lastState = '';
+    let lastChange = Date.now();
+    // The progress counters as a string: any change (taken, dead-lettered, finished) counts as progress.
     let lastPrint = Date.now();
     try {
       // Done when nothing is queued, leased or waiting for a retry at two checks in a row; what became of each
@@ -151,8 +161,13 @@ describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () =>
         }
         if (!last.alive) return true;
         drainedChecks = last.queued === 0 && last.leased === 0 && last.delayed === 0 ? drainedChecks + 1 : 0;
+        const state = JSON.stringify({ ...last, leased: 0 });
+        if (state !== lastState) { lastState = state; lastChange = Date.now(); }
+        if (Date.now() - lastChange > STALL_MS) return 'stalled';
         return drainedChecks >= 2;
-      }, { timeoutMs: RUN_BOUND_MS, intervalMs: 500, what: 'every payload taken and finished' });
+      }, { timeoutMs: CAP_MS, intervalMs: 500, what: 'every payload taken and finished' }).then((r) => {
+        if (r === 'stalled') throw new Error(`no payload was taken or finished for ${STALL_MS / 1000} s`);
+      });
     } catch (e) {
       throw new Error(`${(e as Error).message}; last progress ${JSON.stringify(last)}; worker output:\n${w.output().slice(-3000)}`);
     }
@@ -249,7 +264,7 @@ describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () =>
     const problems = [...problemKinds].map(([kind, { count, examples }]) => `${count}× ${kind}\n      e.g. ${examples.join('\n      e.g. ')}`);
     assert.ok(problems.length === 0, `seed ${SEED}: ${problems.length} kind(s) of problem:\n${problems.join('\n')}`);
 
-    assert.ok(elapsed < RUN_BOUND_MS, `took ${elapsed} ms`);
+    console.log(`all payloads settled in ${elapsed} ms`);
     console.log(`dead letters by reason: ${[...reasons].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([r, n]) => `${n}× ${r}`).join(' | ')}`);
     console.log(`late results: ${(await queue.stats()).lateResults}`);
   });
