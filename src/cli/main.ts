@@ -1,6 +1,6 @@
 /**
- * The one CLI: `sri up | api | worker | migrate | demo`, `sri logs` (a job's log through the API, logs.ts), and the
- * operator commands on the queue (`sri dlq | cancel | quota`, queue-ops.ts). Each command imports what it runs only when chosen, so
+ * The one CLI: `sri up | api | worker | migrate | demo`, `sri logs` (a job's log through the API, logs.ts), the
+ * operator commands on the queue (`sri dlq | cancel | quota`, queue-ops.ts) and `sri workers` (workers.ts). Each command imports what it runs only when chosen, so
  * `sri demo` (an HTTP client) never loads PGlite or Chromium.
  *
  * Expected failures (SriError) print one line `error CODE: message` on stderr and exit 1; only unexpected errors
@@ -13,6 +13,8 @@ import { isSriError } from '../shared/errors.ts';
 import { readStoredSecrets } from '../embedded/secrets.ts';
 import { addLogsCommand } from './logs.ts';
 import { addQueueCommands, type CliIo } from './queue-ops.ts';
+import { addSecretsCommand } from './secrets.ts';
+import { addWorkersCommand } from './workers.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -25,12 +27,13 @@ process.on('warning', (w) => {
 });
 
 /** Adds the secrets `sri up` stored under DATA_DIR when the environment has none, so processes can join its stack. */
-function withStoredSecrets(env: Env, names: ReadonlyArray<'SCRIPT_SIGNING_SECRET' | 'JWT_SECRET'>): Env {
+function withStoredSecrets(env: Env, names: ReadonlyArray<'SCRIPT_SIGNING_SECRET' | 'JWT_SECRET' | 'SECRETS_KEYS'>): Env {
   const stored = readStoredSecrets(env['DATA_DIR'] || '.data');
   if (!stored) return env;
   const out = { ...env };
   if (names.includes('SCRIPT_SIGNING_SECRET') && !out['SCRIPT_SIGNING_SECRET']) out['SCRIPT_SIGNING_SECRET'] = stored.scriptSigningSecret;
   if (names.includes('JWT_SECRET') && !out['JWT_SECRET']) out['JWT_SECRET'] = stored.jwtSecret;
+  if (names.includes('SECRETS_KEYS') && !out['SECRETS_KEYS'] && stored.secretsKeys) out['SECRETS_KEYS'] = stored.secretsKeys;
   return out;
 }
 
@@ -63,13 +66,14 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
     .description('run the HTTP API alone (needs REDIS_URL, S3_ENDPOINT, JWT_SECRET, SCRIPT_SIGNING_SECRET or a DATA_DIR from sri up)')
     .action(async () => {
       const { runApiProcess } = await import('../control-plane/main.ts');
-      await runApiProcess(withStoredSecrets(env, ['SCRIPT_SIGNING_SECRET', 'JWT_SECRET']) as NodeJS.ProcessEnv);
+      await runApiProcess(withStoredSecrets(env, ['SCRIPT_SIGNING_SECRET', 'JWT_SECRET', 'SECRETS_KEYS']) as NodeJS.ProcessEnv);
     });
 
   program.command('worker')
     .description('run one execution-plane worker (talks only to Redis and S3)')
     .action(async () => {
       const { runWorkerProcess } = await import('../execution-plane/main.ts');
+      // Never SECRETS_KEYS: a worker gets the secrets of its own jobs only, sealed under TRANSPORT_KEYS.
       await runWorkerProcess(withStoredSecrets(env, ['SCRIPT_SIGNING_SECRET']) as NodeJS.ProcessEnv);
     });
 
@@ -103,6 +107,8 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
 
   addLogsCommand(program, env);
   addQueueCommands(program, env, io);
+  addSecretsCommand(program, withStoredSecrets(env, ['SECRETS_KEYS']), io);
+  addWorkersCommand(program, env, io);
 
   return program;
 }

@@ -32,11 +32,16 @@ function redactUrl(url: string): string {
   }
 }
 
+/** Opens Redis and the queue on it for one command (see withRedis). */
+function withQueue<T>(env: Env, fn: (queue: JobQueue) => Promise<T>): Promise<T> {
+  return withRedis(env, async (redis) => fn(await JobQueue.connect(redis)));
+}
+
 /**
  * Opens Redis for one command and closes it after. Unlike the long-running processes (which retry forever), a
  * command gives up after a few seconds with SERVICE_UNAVAILABLE.
  */
-async function withQueue<T>(env: Env, fn: (queue: JobQueue) => Promise<T>): Promise<T> {
+export async function withRedis<T>(env: Env, fn: (redis: Redis) => Promise<T>): Promise<T> {
   const { redisUrl } = loadConfig(cliSettings, env);
   const redis: Redis = createRedis(redisUrl, {
     name: 'sri-cli', lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3000, commandTimeout: 10_000,
@@ -49,7 +54,7 @@ async function withQueue<T>(env: Env, fn: (queue: JobQueue) => Promise<T>): Prom
     } catch (err) {
       throw new SriError('SERVICE_UNAVAILABLE', `cannot reach Redis at ${redactUrl(redisUrl)}; start it (npm start) or set REDIS_URL`, { cause: err });
     }
-    return await fn(await JobQueue.connect(redis));
+    return await fn(redis);
   } finally {
     redis.disconnect();
   }

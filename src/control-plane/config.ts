@@ -3,7 +3,7 @@
  * Parsed once at start by loadApiConfig; nothing else in the control plane reads process.env.
  */
 import { z } from 'zod';
-import { commonSettings, intSetting, loadConfig, setting, type ConfigOf } from '../shared/config.ts';
+import { commonSettings, intSetting, keyringSchema, loadConfig, setting, type ConfigOf } from '../shared/config.ts';
 
 export const apiSettings = {
   ...commonSettings,
@@ -15,6 +15,8 @@ export const apiSettings = {
   jwtSecret: setting('JWT_SECRET', z.string({ error: 'is required' }).min(32, 'must be at least 32 characters'),
     'HMAC key of the API tokens (HS256).'),
   jwtExpiresInSeconds: setting('JWT_EXPIRES_IN_SECONDS', intSetting(3600, 60), 'Lifetime of an API token.'),
+  secretsKeys: setting('SECRETS_KEYS', keyringSchema().optional(),
+    'Keys (kid:base64 of 32 bytes, comma-separated, the first seals) encrypting tenant secrets at rest in PostgreSQL; API only, never give it to workers. Unset: PUT /api/secrets answers SECRETS_NOT_CONFIGURED. `sri up` generates one under .data/.'),
   sessionTtlSeconds: setting('SESSION_TTL_SECONDS', intSetting(604800, 60), 'Lifetime of a connected provider session in Redis.'),
   artifactUrlTtlSeconds: setting('ARTIFACT_URL_TTL_SECONDS', z.coerce.number().int().min(1).max(7 * 24 * 3600).default(900),
     'Lifetime of the presigned download links of job artifacts.'),
@@ -29,6 +31,9 @@ export const apiSettings = {
   webhookRetryBaseMs: setting('WEBHOOK_RETRY_BASE_MS', intSetting(1000, 0), 'Wait before a delivery\'s 2nd attempt (ms), doubled after each failure.'),
   webhookRetryMaxMs: setting('WEBHOOK_RETRY_MAX_MS', intSetting(300_000, 0), 'Longest wait between two attempts of a delivery (ms).'),
   webhookTimeoutMs: setting('WEBHOOK_TIMEOUT_MS', intSetting(10_000, 100), 'Longest one webhook POST may take (ms) before it counts as failed.'),
+  // ── Observability (docs/observability.md) ──
+  metricsToken: setting('METRICS_TOKEN', z.string().min(16, 'must be at least 16 characters').optional(),
+    'When set, GET /metrics answers only "Authorization: Bearer <METRICS_TOKEN>" and includes the per-organisation queue series. Unset: /metrics is open but has the request and process metrics only (the queue series name organisations).'),
 } as const;
 
 export type ApiConfig = ConfigOf<typeof apiSettings>;

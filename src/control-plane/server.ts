@@ -27,7 +27,11 @@ import { jobLogRoutes } from './http/routes/job-logs.ts';
 import { jobRoutes } from './http/routes/jobs.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
+import { secretRoutes } from './http/routes/secrets.ts';
+import { installSecurityHeaders } from './http/security-headers.ts';
 import { webhookRoutes } from './http/routes/webhooks.ts';
+import { workerRoutes } from './http/routes/workers.ts';
+import { ApiMetrics, installMetrics } from './http/metrics.ts';
 import { startResultsListener, type ResultsListener } from './results/listener.ts';
 import { WebhookDeliverer } from './webhooks/deliver.ts';
 
@@ -44,6 +48,8 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   });
   app.setValidatorCompiler(() => () => true);
   installErrorHandlers(app);
+  installSecurityHeaders(app);
+  installMetrics(app, new ApiMetrics({ redis: ctx.redis, queueMaxOrgs: ctx.config.metricsQueueMaxOrgs }), ctx.config.metricsToken);
   // Fastify's JSON parser (it refuses __proto__ / constructor poisoning), except that an empty body is no body:
   // `curl -H 'Content-Type: application/json' -X POST …/activate` must not fail for want of "{}".
   const jsonParser = app.getDefaultJsonParser('error', 'error');
@@ -65,7 +71,8 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // The UI page needs scripts and styles of its own: it sets its own Content-Security-Policy (security-headers.ts).
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   healthRoutes(app, ctx);
   authRoutes(app, ctx);
@@ -77,6 +84,8 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   jobLogRoutes(app, ctx);
   adminRoutes(app, ctx);
   webhookRoutes(app, ctx);
+  secretRoutes(app, ctx);
+  workerRoutes(app, ctx);
   return app;
 }
 

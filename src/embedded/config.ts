@@ -5,7 +5,7 @@
  * environment the stack hands them.
  */
 import { z } from 'zod';
-import { commonSettings, intSetting, loadConfig, setting, type ConfigOf } from '../shared/config.ts';
+import { commonSettings, intSetting, keyringSchema, loadConfig, setting, type ConfigOf } from '../shared/config.ts';
 import { MIN_SIGNING_SECRET_LENGTH } from '../shared/signing.ts';
 
 const port = (def: number) => z.coerce.number().int().min(0).max(65535).default(def);
@@ -23,6 +23,8 @@ export const embeddedSettings = {
     'HMAC key signing scripts. Unset: `sri up` generates one once and keeps it in DATA_DIR/secrets.json.'),
   jwtSecret: setting('JWT_SECRET', z.string().min(32, 'must be at least 32 characters').optional(),
     'Key signing API tokens. Unset: `sri up` generates one once and keeps it in DATA_DIR/secrets.json.'),
+  secretsKeys: setting('SECRETS_KEYS', keyringSchema().optional(),
+    'Key of the organisations\' stored secrets (API only). Unset: `sri up` generates one once and keeps it in DATA_DIR/secrets.json.'),
   embeddedRedisPort: setting('EMBEDDED_REDIS_PORT', port(6379), 'Port of the embedded redis-server (127.0.0.1). 0 = any free port.'),
   embeddedS3Port: setting('EMBEDDED_S3_PORT', port(9000), 'Port of the embedded S3 server (127.0.0.1). 0 = any free port.'),
   port: setting('PORT', port(3000), 'Port of the API. 0 = any free port.'),
@@ -31,6 +33,8 @@ export const embeddedSettings = {
   dataDir: setting('DATA_DIR', z.string().min(1).default('.data'),
     'Directory of embedded data: redis/ (append-only file), s3/, pglite/, secrets.json.'),
   workers: setting('WORKERS', intSetting(1, 0), 'Number of worker processes `sri up` starts (0: none, run `sri worker` yourself).'),
+  workerHttpPort: setting('WORKER_HTTP_PORT', z.union([z.literal('off'), port(9464)]).default(9464),
+    'First port of the workers\' /metrics, /healthz, /readyz: `sri up` gives worker N the port + N - 1 (0 = any free port, off = none).'),
 } as const;
 
 export type EmbeddedConfig = ConfigOf<typeof embeddedSettings>;

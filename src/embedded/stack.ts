@@ -28,7 +28,7 @@ const WORKER_MAIN = join(PROJECT_ROOT, 'src', 'execution-plane', 'main.ts');
 /** Variables a worker refuses to start with (ARCHITECTURE.md): it must hold no database or API credentials. */
 export function isForbiddenForWorker(name: string): boolean {
   return name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || /^PG[A-Z]+$/.test(name)
-    || name.startsWith('API_') || name === 'JWT_SECRET';
+    || name.startsWith('API_') || name === 'JWT_SECRET' || name === 'SECRETS_KEYS';
 }
 
 export interface StackOptions {
@@ -46,6 +46,8 @@ export interface StackWorker {
   readonly workerId: string;
   /** PID of the worker's child process. */
   readonly pid: number;
+  /** Base URL of the worker's /metrics, /healthz, /readyz (from its registry entry); undefined with WORKER_HTTP_PORT=off. */
+  readonly httpUrl?: string;
 }
 
 export interface StackHandle {
@@ -124,7 +126,11 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
 
   mkdirSync(dataDir, { recursive: true });
   mkdirSync(logDir, { recursive: true });
-  const secrets = resolveSecrets(dataDir, { scriptSigningSecret: config.scriptSigningSecret, jwtSecret: config.jwtSecret });
+  // SECRETS_KEYS from the environment wins (loadEmbeddedConfig checked it, naming it when malformed).
+  const secrets = resolveSecrets(dataDir, {
+    scriptSigningSecret: config.scriptSigningSecret, jwtSecret: config.jwtSecret,
+    secretsKeys: env['SECRETS_KEYS'] || undefined,
+  });
 
   // Everything started so far, in start order; stopped in reverse.
   const stoppers: Array<{ name: string; stop: (graceMs: number) => Promise<void> }> = [];
@@ -205,7 +211,7 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     progress(`database ready (${migrations.length} migration(s) applied)`);
 
     // ── API (in this process) ──
-    const apiEnv = { ...sharedEnv, PORT: String(apiPort), HOST: config.host, JWT_SECRET: secrets.jwtSecret };
+    const apiEnv = { ...sharedEnv, PORT: String(apiPort), HOST: config.host, JWT_SECRET: secrets.jwtSecret, SECRETS_KEYS: secrets.secretsKeys };
     const { loadApiConfig } = await import('../control-plane/config.ts');
     const { startApi } = await import('../control-plane/server.ts');
     const apiLogger = options.logger ?? createLogger({ name: 'api', level: config.logLevel, logDir, stdout: false });
@@ -216,22 +222,28 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     // ── Workers ──
     const workerEnv: Record<string, string | undefined> = {};
     for (const [k, v] of Object.entries(sharedEnv)) if (!isForbiddenForWorker(k) && v !== undefined) workerEnv[k] = v;
+    // The demo stack runs hand-signed jobs (README "Testing the worker by hand"): no envelope signature required
+    // unless the environment asks for it (docs/security.md "Job envelope").
+    workerEnv['REQUIRE_JOB_SIGNATURE'] = env['REQUIRE_JOB_SIGNATURE'] || 'false';
     const workers: StackWorker[] = [];
     const spawned: Array<{ workerId: string; child: SpawnedWorker }> = [];
     for (let i = 1; i <= config.workers; i++) {
       const workerId = `${env['WORKER_ID'] || 'embedded-worker'}-${i}`;
-      const thisEnv = { ...workerEnv, WORKER_ID: workerId };
+      // Worker N listens on WORKER_HTTP_PORT + N - 1, so several workers on one machine do not collide (a taken
+      // port makes the worker pick a free one; the summary shows where each one really listens).
+      const httpPort = config.workerHttpPort === 'off' || config.workerHttpPort === 0 ? config.workerHttpPort : config.workerHttpPort + i - 1;
+      const thisEnv = { ...workerEnv, WORKER_ID: workerId, WORKER_HTTP_PORT: String(httpPort) };
       // A child process each, as in production: the worker holds no database or API settings and shares nothing
       // with the API's process.
       const child = spawnWorker(thisEnv, workerId, options.onWorkerOutput);
       stoppers.push({ name: workerId, stop: (g) => stopChild(child.process, g) });
       childPids.push(child.process.pid!);
-      workers.push({ workerId, pid: child.process.pid! });
       spawned.push({ workerId, child });
     }
     for (const w of spawned) {
-      await waitForHeartbeat(redisUrl, w.workerId, w.child, logDir);
-      progress(`worker ${w.workerId} started (pid ${w.child.process.pid})`);
+      const httpUrl = await waitForHeartbeat(redisUrl, w.workerId, w.child, logDir);
+      workers.push({ workerId: w.workerId, pid: w.child.process.pid!, ...(httpUrl ? { httpUrl } : {}) });
+      progress(`worker ${w.workerId} started (pid ${w.child.process.pid})${httpUrl ? `, metrics at ${httpUrl}/metrics` : ''}`);
     }
 
     // ── Demo portal ──
@@ -271,8 +283,9 @@ interface SpawnedWorker {
 /**
  * A worker counts as started when its heartbeat key appears in Redis — it has parsed its configuration and
  * connected — not when its process exists. A worker that exits first fails the start with its own message.
+ * Returns where its HTTP endpoints listen, from its registry entry.
  */
-async function waitForHeartbeat(redisUrl: string, workerId: string, child: SpawnedWorker, logDir: string, timeoutMs = 60_000): Promise<void> {
+async function waitForHeartbeat(redisUrl: string, workerId: string, child: SpawnedWorker, logDir: string, timeoutMs = 60_000): Promise<string | undefined> {
   const redis = createRedis(redisUrl, { name: 'sri-up-probe', maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
   const exited = new Promise<'exited'>((r) => {
@@ -283,7 +296,7 @@ async function waitForHeartbeat(redisUrl: string, workerId: string, child: Spawn
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const seen = await Promise.race([redis.exists(keys.workerHeartbeat(workerId)).then((n) => n > 0), exited]);
-      if (seen === true) return;
+      if (seen === true) return (await redis.hget(keys.workerInfo(workerId), 'httpUrl')) ?? undefined;
       if (seen === 'exited') {
         const tail = child.stderrTail().trim();
         const configProblem = /Invalid configuration: (.*)/.exec(tail);
@@ -353,15 +366,16 @@ export function describeStack(s: StackHandle): string {
   const lines = [
     'SRI automation platform is up.',
     '',
-    `  API            ${s.apiUrl}   (OpenAPI UI: ${s.apiUrl}/docs, health: ${s.apiUrl}/health, ready: ${s.apiUrl}/ready)`,
+    `  API            ${s.apiUrl}   (OpenAPI UI: ${s.apiUrl}/docs, health: ${s.apiUrl}/health, ready: ${s.apiUrl}/ready, metrics: ${s.apiUrl}/metrics)`,
     `  Demo portal    ${s.portalUrl}   (user demo / password demo-password)`,
     `  Redis          ${s.redisUrl}${s.embedded.redis ? '   (embedded redis-server, append-only file in ' + join(s.dataDir, 'redis') + ')' : '   (external, REDIS_URL)'}`,
     `  S3             ${s.s3Endpoint}${s.embedded.s3 ? '   (embedded, objects in ' + join(s.dataDir, 's3') + '; key minioadmin/minioadmin)' : '   (external, S3_ENDPOINT)'}`,
     `  Database       ${s.database}${s.embedded.database ? '   (embedded PGlite)' : '   (external, DATABASE_URL)'}`,
-    `  Workers        ${s.workers.length ? s.workers.map((w) => `${w.workerId} (pid ${w.pid})`).join(', ') : 'none (WORKERS=0)'}`,
+    `  Workers        ${s.workers.length ? s.workers.map((w) => `${w.workerId} (pid ${w.pid})${w.httpUrl ? ` metrics ${w.httpUrl}/metrics` : ''}`).join(', ') : 'none (WORKERS=0)'}`,
     `  Data dir       ${s.dataDir}`,
     `  Log dir        ${s.logDir}   (api-combined.log, worker-combined.log, *-error.log)`,
-    `  Secrets        signing: ${s.secrets.source.scriptSigningSecret === 'env' ? 'SCRIPT_SIGNING_SECRET' : s.secrets.file}, JWT: ${s.secrets.source.jwtSecret === 'env' ? 'JWT_SECRET' : s.secrets.file}`,
+    `  Secrets        signing: ${s.secrets.source.scriptSigningSecret === 'env' ? 'SCRIPT_SIGNING_SECRET' : s.secrets.file}, JWT: ${s.secrets.source.jwtSecret === 'env' ? 'JWT_SECRET' : s.secrets.file}, `
+      + `tenant secrets key: ${s.secrets.source.secretsKeys === 'env' ? 'SECRETS_KEYS' : s.secrets.file}`,
     `  Migrations     ${s.migrations.length ? s.migrations.join(', ') : 'up to date'}`,
     '',
     'Next, in another terminal:',

@@ -1,6 +1,8 @@
 /**
- * One warm Chromium per worker, launched at start and relaunched on the next job if it disconnects (crash, OOM
- * kill). Jobs never share a context: each gets `newContext()` and closes it (ARCHITECTURE.md invariant 3).
+ * One warm Chromium per worker, launched at start and relaunched at once when it disconnects (crash, OOM kill), so
+ * the worker stays ready (/readyz) and the next job does not pay the launch; a relaunch that fails is tried again
+ * by the next job. Every launch after the first is a restart (`onRestart`, the sri_browser_restarts_total metric).
+ * Jobs never share a context: each gets `newContext()` and closes it (ARCHITECTURE.md invariant 3).
  */
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
@@ -21,14 +23,28 @@ export function chromiumArgs(): string[] {
     '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
 }
 
+/** A browser that disconnects within this long of its launch is relaunched only after RESTART_PAUSE_MS. */
+const RESTART_PAUSE_WITHIN_MS = 30_000;
+const RESTART_PAUSE_MS = 5000;
+
 const runningAsRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
 export class BrowserPool {
   private browser: Browser | undefined;
   private launching: Promise<Browser> | undefined;
   private closed = false;
+  private launches = 0;
 
-  constructor(private readonly opts: { chromiumPath?: string; launchTimeoutMs: number; logger: Logger }) {}
+  constructor(private readonly opts: {
+    chromiumPath?: string; launchTimeoutMs: number; logger: Logger;
+    /** Called for every launch after the first. */
+    onRestart?: () => void;
+  }) {}
+
+  /** True while a launched browser is connected. */
+  isUp(): boolean {
+    return !this.closed && this.browser?.isConnected() === true;
+  }
 
   /** The connected browser, launching (once, however many callers wait) when there is none. */
   async get(): Promise<Browser> {
@@ -76,9 +92,20 @@ export class BrowserPool {
       throw new SriError('BROWSER_ERROR', `Chromium did not start (${executablePath ?? 'Playwright\'s own browser'}): ${(e as Error).message.split('\n')[0]}. Set CHROMIUM_PATH or install chromium.`, { cause: e });
     }
     this.opts.logger.info({ executablePath: executablePath ?? 'playwright', version: browser.version(), duration: Date.now() - started }, 'browser launched');
+    const launchedAt = Date.now();
+    if (this.launches++ > 0) this.opts.onRestart?.();
     browser.on('disconnected', () => {
       if (this.browser === browser) this.browser = undefined;
-      if (!this.closed) this.opts.logger.warn('browser disconnected; it will be relaunched for the next job');
+      if (this.closed) return;
+      // A browser that dies soon after its launch is relaunched after a pause, not in a tight loop.
+      const pauseMs = Date.now() - launchedAt < RESTART_PAUSE_WITHIN_MS ? RESTART_PAUSE_MS : 0;
+      this.opts.logger.warn({ pauseMs }, 'browser disconnected; relaunching');
+      const relaunch = () => {
+        if (this.closed || this.browser) return;
+        this.get().catch((e: unknown) => this.opts.logger.error({ err: (e as Error).message }, 'relaunching the browser failed; the next job tries again'));
+      };
+      if (pauseMs) setTimeout(relaunch, pauseMs).unref();
+      else relaunch();
     });
     if (this.closed) {
       await browser.close().catch(() => {});

@@ -10,6 +10,8 @@ import { SriError } from '../shared/errors.ts';
 
 /** A worker's heartbeat key lives 30 s; the interval must stay well below that or the worker looks dead. */
 export const HEARTBEAT_TTL_SECONDS = 30;
+/** Prometheus' registered default port for Node.js exporters; `sri up` gives its workers 9464, 9465, … */
+export const DEFAULT_WORKER_HTTP_PORT = 9464;
 
 export const workerSettings = {
   ...commonSettings,
@@ -35,6 +37,9 @@ export const workerSettings = {
   retryBaseMs: setting('WORKER_RETRY_BASE_MS', intSetting(1000, 0),
     'Backoff base (ms) of transient failures: attempt n waits a random time in [0, min(WORKER_RETRY_MAX_MS, base × 2^(n-1))] (full jitter).'),
   retryMaxMs: setting('WORKER_RETRY_MAX_MS', intSetting(60_000, 0), 'Backoff cap (ms) of transient failures.'),
+  requireJobSignature: setting('REQUIRE_JOB_SIGNATURE',
+    z.enum(['true', 'false'], { error: 'must be true or false' }).default('true').transform((v) => v === 'true'),
+    'Refuse jobs without a valid envelope signature (JOB_SIGNATURE_INVALID) and job ids that already finished (JOB_REPLAYED). `sri up` sets false for its demo workers, so hand-signed jobs run there. @default true'),
   maxAttempts: setting('WORKER_MAX_ATTEMPTS', intSetting(3, 1),
     'Attempts of a job whose message sets no maxAttempts; then it is dead-lettered.'),
   recoveryIntervalMs: setting('WORKER_RECOVERY_INTERVAL_MS', intSetting(1000, 50),
@@ -52,6 +57,16 @@ export const workerSettings = {
     'Entries (batches) kept in a job\'s live-log stream in Redis (XADD MAXLEN ~); older ones are trimmed.'),
   logTtlSeconds: setting('WORKER_LOG_TTL_SECONDS', intSetting(3600, 1),
     'Lifetime of a job\'s live-log stream in Redis, renewed with every batch (the whole log stays in S3).'),
+  // ── Observability (src/execution-plane/observability/, docs/observability.md) ──
+  httpPort: setting('WORKER_HTTP_PORT',
+    z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(DEFAULT_WORKER_HTTP_PORT),
+    `Port of the worker's /metrics, /healthz and /readyz (0 = any free port, off = none). Taken: the worker says so and uses a free port. @default ${DEFAULT_WORKER_HTTP_PORT}`),
+  httpHost: setting('WORKER_HTTP_HOST', z.string().min(1).default('127.0.0.1'),
+    'Address the worker\'s HTTP endpoints bind to (0.0.0.0 for Prometheus or probes from another host).'),
+  redisMaxOutageMs: setting('WORKER_REDIS_MAX_OUTAGE_MS', intSetting(60_000, 0),
+    'Longest the worker keeps reconnecting to an unreachable Redis (ms) before it exits non-zero for its supervisor to restart it (0 = never).'),
+  maxEventLoopDelayMs: setting('WORKER_MAX_EVENT_LOOP_DELAY_MS', intSetting(5000, 10),
+    '/healthz answers 503 while the event loop was blocked longer than this (ms) in the last 10 s.'),
 } as const;
 
 export type WorkerConfig = ConfigOf<typeof workerSettings>;
@@ -60,7 +75,8 @@ export type WorkerConfig = ConfigOf<typeof workerSettings>;
 function forbiddenSettings(env: Record<string, string | undefined>): string[] {
   return Object.keys(env)
     .filter((name) => env[name] !== undefined && env[name] !== '')
-    .filter((name) => name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || name === 'API_URL' || name === 'API_KEY')
+    // SECRETS_KEYS opens every tenant secret at rest; workers get the secrets of their own jobs only (TRANSPORT_KEYS).
+    .filter((name) => name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || name === 'API_URL' || name === 'API_KEY' || name === 'SECRETS_KEYS')
     .sort();
 }
 

@@ -1,37 +1,63 @@
 import type { Redis } from 'ioredis';
-import { keys } from '../shared/keys.ts';
 import type { Logger } from '../shared/logger.ts';
+import { removeWorker, writeHeartbeat, type WorkerSelfReport } from '../shared/worker-registry.ts';
 import { HEARTBEAT_TTL_SECONDS } from './config.ts';
 import { boundWait } from './job/deadline.ts';
 
 /**
- * Writes `sri:worker:{id}:heartbeat` = epoch ms with a 30 s TTL every `intervalMs`: the key disappears on its own
- * when the worker dies, which is how autoscalers and (later) lease recovery tell a live worker from a dead one.
+ * Every `intervalMs`: `sri:worker:{id}:heartbeat` = epoch ms with a 30 s TTL (the contract: the key disappears on
+ * its own when the worker dies), plus the worker's info hash and registry entry in the same MULTI
+ * (src/shared/worker-registry.ts). `report()` is synchronous and reads only cached values (resource usage comes
+ * from the background sampler), so a heartbeat never waits for anything but Redis.
  */
 export class Heartbeat {
   private timer: NodeJS.Timeout | undefined;
+  private beating = false;
+  private lastOk: number | undefined;
 
-  constructor(private readonly redis: Redis, private readonly workerId: string, private readonly intervalMs: number, private readonly logger: Logger) {}
+  constructor(private readonly opts: {
+    redis: Redis;
+    workerId: string;
+    intervalMs: number;
+    logger: Logger;
+    report: () => WorkerSelfReport;
+    /** Told about every heartbeat Redis did not take (metrics). */
+    onFailure?: () => void;
+  }) {}
 
   async start(): Promise<void> {
     await this.beat();
-    this.timer = setInterval(() => { void this.beat(); }, this.intervalMs);
+    this.timer = setInterval(() => { void this.beat(); }, this.opts.intervalMs);
     this.timer.unref();
   }
 
-  private async beat(): Promise<void> {
+  /** Epoch ms of the last heartbeat Redis acknowledged. */
+  lastAcknowledgedAt(): number | undefined {
+    return this.lastOk;
+  }
+
+  /** Writes one heartbeat now (also used on state changes, so the registry need not wait for the next tick). */
+  async beat(): Promise<void> {
+    // One at a time, and none while Redis is away: ioredis would queue them and replay a pile on reconnect.
+    if (this.beating || (this.lastOk !== undefined && this.opts.redis.status !== 'ready')) return;
+    this.beating = true;
     try {
-      await this.redis.set(keys.workerHeartbeat(this.workerId), String(Date.now()), 'EX', HEARTBEAT_TTL_SECONDS);
+      const now = Date.now();
+      await writeHeartbeat(this.opts.redis, this.opts.report(), HEARTBEAT_TTL_SECONDS, now);
+      this.lastOk = now;
     } catch (e) {
-      this.logger.warn({ err: (e as Error).message }, 'heartbeat failed');
+      this.opts.onFailure?.();
+      this.opts.logger.warn({ err: (e as Error).message }, 'heartbeat failed');
+    } finally {
+      this.beating = false;
     }
   }
 
-  /** Stops beating and removes the key: a cleanly stopped worker is gone at once, not 30 s later. */
+  /** Stops beating and leaves the registry: a cleanly stopped worker is gone at once, not listed as lost. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
     // Bounded: with Redis down, ioredis would queue the command until it returns and the stop would hang.
-    await boundWait(this.redis.del(keys.workerHeartbeat(this.workerId)), 2000, 'removing the heartbeat').catch(() => {});
+    await boundWait(removeWorker(this.opts.redis, this.opts.workerId), 2000, 'removing the heartbeat').catch(() => {});
   }
 }

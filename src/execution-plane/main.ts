@@ -1,6 +1,7 @@
 /**
  * Worker process entry: `node --import tsx src/execution-plane/main.ts` or `sri worker`.
- * Configuration errors print one line to stderr and exit 1; SIGTERM/SIGINT drain running jobs, then exit 0.
+ * Configuration errors print one line to stderr and exit 1; SIGTERM/SIGINT drain running jobs, then exit 0; Redis
+ * unreachable for longer than WORKER_REDIS_MAX_OUTAGE_MS exits 1 (error WORKER_REDIS_LOST) for a supervisor to restart.
  */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -43,6 +44,11 @@ export async function runWorkerProcess(env: Record<string, string | undefined> =
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+  // Redis unreachable for longer than WORKER_REDIS_MAX_OUTAGE_MS: exit non-zero for the supervisor to restart us.
+  void h.fatal.then((e) => {
+    process.stderr.write(`sri worker: error ${e.code}: ${e.message}\n`);
+    logger.flush(() => process.exit(1));
+  });
 }
 
 function runDirectly(): boolean {

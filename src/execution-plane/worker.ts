@@ -4,7 +4,10 @@
  * takes back expired leases of dead workers; follows cancels on sri:control; heartbeat, stats; on stop takes no
  * new job, waits the grace period, then releases what still runs back to the queue untouched.
  * It talks only to Redis and S3 (and the job's allowed hosts through Chromium).
+ * Observed through ./observability/: metrics, /healthz and /readyz, the registry entry its heartbeat keeps; when
+ * Redis goes away it is `reconnecting` until it returns, or gives up after WORKER_REDIS_MAX_OUTAGE_MS (`fatal`).
  */
+import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { createRedis } from '../shared/redis.ts';
 import { keys } from '../shared/keys.ts';
@@ -20,11 +23,21 @@ import { LEASE_LOST, processJob, type PipelineDeps } from './job/pipeline.ts';
 import { JobQueue, type ControlMessage, type Taken } from '../shared/queue/job-queue.ts';
 import type { ScriptRunner } from './script/runner.ts';
 import { VmScriptRunner } from './script/vm-runner.ts';
+import { WorkerObservability } from './observability/worker-observability.ts';
+import type { ResourcePaths } from './observability/resources.ts';
 
-export type WorkerState = 'starting' | 'ready' | 'busy' | 'draining' | 'stopped';
+export type WorkerState = 'starting' | 'ready' | 'busy' | 'reconnecting' | 'draining' | 'stopped';
 
 export interface WorkerHandle {
   readonly workerId: string;
+  /** Base URL of the worker's /metrics, /healthz and /readyz; undefined with WORKER_HTTP_PORT=off. */
+  readonly httpUrl: string | undefined;
+  /**
+   * Settles when the worker gave up by itself — Redis unreachable for longer than WORKER_REDIS_MAX_OUTAGE_MS —
+   * with the reason; it has then stopped (running jobs abandoned: their leases expire and other workers run
+   * them again). The process should exit non-zero so its supervisor restarts it. Never rejects.
+   */
+  readonly fatal: Promise<SriError>;
   state(): WorkerState;
   /** Takes no new job, waits for the running ones up to `graceMs` (@default 60000), then closes everything. */
   stop(opts?: { graceMs?: number }): Promise<void>;
@@ -41,6 +54,8 @@ export interface WorkerDeps {
   runner?: ScriptRunner;
   /** How often organisations with a producer list are added to the ring (SMEMBERS + SCAN). @default 5000 */
   orgRefreshMs?: number;
+  /** Where the resource sampler reads cgroup files. @default /sys/fs/cgroup, /proc/self/cgroup */
+  resourcePaths?: ResourcePaths;
 }
 
 export const DEFAULT_STOP_GRACE_MS = 60_000;
@@ -73,7 +88,9 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
   const logger = (deps.logger ?? createLogger({ name: 'worker', level: config.logLevel, logDir: config.logDir })).child({ workerId });
   const redis = deps.redis ?? createRedis(config.redisUrl, { name: `sri-worker-${workerId}` });
   const blobStore = deps.blobStore ?? new BlobStore(createS3Client(config));
-  const browsers = new BrowserPool({ chromiumPath: config.chromiumPath, launchTimeoutMs: 60_000, logger });
+  const browsers = new BrowserPool({
+    chromiumPath: config.chromiumPath, launchTimeoutMs: 60_000, logger, onRestart: () => observability.metrics.browserRestarted(),
+  });
   const egress = new EgressProxy(logger);
   const orgRefreshMs = deps.orgRefreshMs ?? 5000;
 
@@ -104,14 +121,51 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
     logger.warn({ errName: (reason as Error | undefined)?.name ?? typeof reason }, 'unhandled promise rejection (a job script left a promise unawaited?) ignored');
   };
 
-  const heartbeat = new Heartbeat(redis, workerId, config.heartbeatIntervalMs, logger);
+  const startedAt = Date.now();
+  let redisDown = false;
+  // `reconnecting` keeps running: jobs go on, and the loop's commands wait for Redis to return.
+  const isRunning = () => state === 'ready' || state === 'busy' || state === 'reconnecting';
+  const updateState = () => { if (isRunning()) state = redisDown ? 'reconnecting' : running.size > 0 ? 'busy' : 'ready'; };
+  let giveUp: (e: SriError) => void = () => {};
+  const fatal = new Promise<SriError>((resolve) => { giveUp = resolve; });
+  const observability: WorkerObservability = new WorkerObservability({
+    config, redis, logger, resourcePaths: deps.resourcePaths,
+    state: () => state, jobsInFlight: () => running.size, browserUp: () => browsers.isUp(),
+    lastHeartbeatAt: () => heartbeat.lastAcknowledgedAt(),
+    onRedisChange: (link) => {
+      redisDown = link === 'reconnecting';
+      updateState();
+      if (!redisDown) void heartbeat.beat();
+    },
+    onRedisOutageLimit: (outageMs) => {
+      const e = new SriError('WORKER_REDIS_LOST',
+        `Redis was unreachable for ${Math.round(outageMs / 1000)} s, longer than WORKER_REDIS_MAX_OUTAGE_MS (${config.redisMaxOutageMs} ms); the worker exits so that its supervisor restarts it.`);
+      logger.fatal({ outageMs, maxOutageMs: config.redisMaxOutageMs }, 'Redis unreachable for too long; worker giving up');
+      if (started) void abandon(e);
+      else startFailed(e);
+    },
+  });
+  const heartbeat: Heartbeat = new Heartbeat({
+    redis, workerId, intervalMs: config.heartbeatIntervalMs, logger, onFailure: () => observability.metrics.heartbeatFailed(),
+    report: () => ({
+      workerId, state, host: hostname(), pid: process.pid, startedAt, heartbeatIntervalMs: config.heartbeatIntervalMs,
+      maxJobs: config.maxJobs, jobsInFlight: running.size, httpUrl: observability.httpUrl, resources: observability.resources.current(),
+    }),
+  });
+  // Until the worker is up, an outage over the limit fails the start instead.
+  let started = false;
+  let startFailed: (e: SriError) => void = () => {};
+  const outageDuringStart = new Promise<never>((_, reject) => { startFailed = reject; });
+  outageDuringStart.catch(() => {});
   let queue: JobQueue;
   try {
+    // First: probes answer (healthz ok, readyz not yet) while the worker waits for Redis and Chromium.
+    await observability.start();
     queue = await JobQueue.connect(redis, { leaseMs: config.leaseMs, maxJobBytes: config.maxJobBytes });
-    // ioredis retries forever: a worker started before Redis waits for it, and says so.
+    // ioredis retries forever: a worker started before Redis waits for it (up to WORKER_REDIS_MAX_OUTAGE_MS), and says so.
     const waiting = setTimeout(() => logger.warn({ redis: config.redisUrl.replace(/\/\/[^@/]*@/, '//***@') }, 'waiting for Redis'), 3000);
     try {
-      await redis.ping();
+      await Promise.race([redis.ping(), outageDuringStart]);
     } finally {
       clearTimeout(waiting);
     }
@@ -120,22 +174,23 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
     await control.subscribe(keys.queueControl);
     await heartbeat.start();
     await egress.start();
-    await browsers.get();
+    await Promise.race([browsers.get(), outageDuringStart]);
   } catch (e) {
     await heartbeat.stop();
+    // Before closing Redis: the supervisor must not take our own disconnect for an outage.
+    await observability.stop();
     await closeOwned();
     throw e;
   }
+  started = true;
   process.on('unhandledRejection', onUnhandled);
 
   const pipelineDeps: PipelineDeps = {
     config, redis, queue, blobStore, browsers, egress, logger, runner: deps.runner ?? new VmScriptRunner(),
     // A finishing job still counts in `running`, so a full worker's slot takes its own successor and no more.
     takeNextFor: () => (isRunning() && running.size <= config.maxJobs ? workerId : undefined),
+    onLiveLogClosed: (end) => observability.metrics.liveLogClosed(end),
   };
-
-  const isRunning = () => state === 'ready' || state === 'busy';
-  const updateState = () => { if (isRunning()) state = running.size > 0 ? 'busy' : 'ready'; };
 
   // A cancel reaches the job's worker through sri:control within one message; the renewal's check is the backup.
   control.on('message', (_channel: string, message: string) => {
@@ -194,8 +249,11 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
 
   const launch = (taken: Taken) => {
     const abort = new AbortController();
+    const labels = jobLabels(taken.raw);
+    const takenAt = Date.now();
     const done = processJob(taken, pipelineDeps, abort.signal)
       .then(async (outcome) => {
+        observability.metrics.jobFinished(labels, outcome.status, outcome.durationMs, outcome.errorCode);
         // The slot's next job came with the completion (one round trip); stopped meanwhile: hand it back.
         if (!outcome.next) return;
         if (isRunning()) launch(outcome.next);
@@ -204,6 +262,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
       .catch((e: unknown) => {
         // Reached only when Redis or S3 fail while reporting; the lease then expires and the job runs again.
         logger.error({ orgId: taken.orgId, err: (e as Error).message }, 'job could not be completed');
+        observability.metrics.jobFinished(labels, 'unreported', Date.now() - takenAt);
       })
       .finally(() => {
         running.delete(taken.token);
@@ -238,6 +297,9 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
   };
 
   state = 'ready';
+  updateState();
+  // The registry shows the worker ready now, not at the next tick.
+  void heartbeat.beat();
   every(Math.max(10, Math.floor(config.leaseMs / 3)), renewLeases);
   every(config.recoveryIntervalMs, sweep);
   logger.info({ maxJobs: config.maxJobs, pollIntervalMs: config.pollIntervalMs, leaseMs: config.leaseMs }, 'worker ready');
@@ -249,6 +311,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
       const graceMs = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
       state = 'draining';
       logger.info({ running: running.size, graceMs }, 'worker draining');
+      void heartbeat.beat();
       waker.wake();
       // The loop ends at its next check; bounded, in case it waits on a Redis that is gone.
       await Promise.race([loopDone, new Promise((r) => setTimeout(r, Math.max(graceMs, 1000)).unref())]);
@@ -266,6 +329,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
       for (const t of timers) clearInterval(t);
       await heartbeat.stop();
       process.off('unhandledRejection', onUnhandled);
+      await observability.stop();
       await closeOwned();
       state = 'stopped';
       logger.info('worker stopped');
@@ -273,5 +337,40 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
     return stopping;
   };
 
-  return { workerId, state: () => state, stop };
+  /**
+   * Gives up without Redis: running jobs are aborted and nothing waits on Redis (their leases expire and other
+   * workers run them again, attempt + 1), then `fatal` settles for the process to exit non-zero.
+   */
+  const abandon = (e: SriError) => {
+    stopping ??= (async () => {
+      state = 'draining';
+      waker.wake();
+      for (const t of timers) clearInterval(t);
+      for (const r of running.values()) r.abort.abort(new SriError('WORKER_SHUTDOWN', e.message));
+      process.off('unhandledRejection', onUnhandled);
+      await observability.stop();
+      // Disconnecting fails the commands that wait on Redis, so the jobs' reports settle at once.
+      await closeOwned();
+      await heartbeat.stop();
+      await Promise.race([Promise.all([...running.values()].map((r) => r.done)), new Promise((r) => setTimeout(r, ABORT_SETTLE_MS).unref())]);
+      state = 'stopped';
+    })();
+    void stopping.finally(() => giveUp(e));
+    return stopping;
+  };
+
+  return { workerId, httpUrl: observability.httpUrl, fatal, state: () => state, stop };
+}
+
+/** The provider and flow of a leased message, for metric labels (unknown when it is not a readable job). */
+function jobLabels(raw: string): { providerId?: string; flowId?: string } {
+  try {
+    const m = JSON.parse(raw) as { providerId?: unknown; flowId?: unknown };
+    return {
+      ...(typeof m.providerId === 'string' ? { providerId: m.providerId } : {}),
+      ...(typeof m.flowId === 'string' ? { flowId: m.flowId } : {}),
+    };
+  } catch {
+    return {};
+  }
 }

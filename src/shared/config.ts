@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { SriError } from './errors.ts';
+import { parseKeyring } from './sealed.ts';
 import { MIN_SIGNING_SECRET_LENGTH } from './signing.ts';
 
 export interface Setting<T extends z.ZodType = z.ZodType> {
@@ -20,6 +21,16 @@ export function setting<T extends z.ZodType>(env: string, schema: T, doc: string
 }
 
 const intFromEnv = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+/** A keyring `kid:base64key,…` (src/shared/sealed.ts); a malformed or short key fails the start, naming the entry. */
+export const keyringSchema = () => z.string().transform((text, ctx) => {
+  try {
+    return parseKeyring(text);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
 
 /** Settings both planes share (ARCHITECTURE.md "Configuration"). */
 export const commonSettings = {
@@ -40,8 +51,12 @@ export const commonSettings = {
   scriptSigningSecret: setting('SCRIPT_SIGNING_SECRET',
     z.string({ error: 'is required' }).min(MIN_SIGNING_SECRET_LENGTH, `must be at least ${MIN_SIGNING_SECRET_LENGTH} characters`),
     'HMAC key signing scripts; identical in both planes. `sri up` generates one under .data/ when unset.'),
+  transportKeys: setting('TRANSPORT_KEYS', keyringSchema().optional(),
+    'Keys (kid:base64 of 32 bytes, comma-separated, the first seals) encrypting what crosses Redis: sessions written by the API and the secrets of a job; identical in both planes. Unset: one key derived from SCRIPT_SIGNING_SECRET. `sri up` generates one under .data/.'),
   logLevel: setting('LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level.'),
   logDir: setting('LOG_DIR', z.string().default('logs'), 'Directory of the log files.'),
+  metricsQueueMaxOrgs: setting('METRICS_QUEUE_MAX_ORGS', intFromEnv(50, 0),
+    'Organisations with series of their own in sri_queue_length / sri_queue_oldest_job_age_seconds (the deepest queues); 0 = totals only.'),
 } as const;
 
 export const intSetting = intFromEnv;

@@ -30,6 +30,9 @@ export const ERRORS = {
   WORKER_SHUTDOWN: spec(503, true, 'The worker stopped before the job could finish; run it again.'),
   NAVIGATION_ERROR: spec(503, true, 'A page of the portal could not be loaded (network error or navigation timeout); the job is retried.'),
   CANCELLED: spec(409, false, 'The job was cancelled (POST /api/jobs/{id}/cancel or sri cancel); it did not finish.'),
+  JOB_SIGNATURE_INVALID: spec(401, false, 'The job\'s envelope signature is missing (with REQUIRE_JOB_SIGNATURE=true) or does not match its ids: the job was not made by the control plane, or was altered or replayed under other ids. Run jobs through POST /api/run, or sign the envelope as docs/security.md shows.'),
+  JOB_REPLAYED: spec(409, false, 'A job with this id has already finished, and a finished job is not run again (REQUIRE_JOB_SIGNATURE is on). Retry a failed job with POST /api/jobs/{id}/retry, or push a new job id.'),
+  SECRETS_UNREADABLE: spec(500, false, 'A sealed session or the job\'s secrets could not be decrypted: the API and the workers do not share TRANSPORT_KEYS, or the value was altered. Fix TRANSPORT_KEYS, then connect the provider again or run the job again.'),
   JOB_POISONED: spec(500, false, 'The job lost its worker on every attempt (the worker died or stopped renewing its lease); it was moved to the dead-letter list. Inspect it with sri dlq show.'),
   // ── API errors (control plane) ────────────────────────────────────────────────────────────────────────────────
   VALIDATION_FAILED: spec(400, false, 'The request is not valid; see details for each field.'),
@@ -56,6 +59,7 @@ export const ERRORS = {
   FLOW_VERSION_EXISTS: spec(409, false, 'This provider already has a flow with this version in your organisation; pick a new semver version.'),
   FLOW_TAMPERED: spec(500, false, 'The stored flow script no longer matches its hash or signature; re-create the flow.'),
   IDEMPOTENCY_CONFLICT: spec(409, false, 'This Idempotency-Key was used with a different request; use a new key.'),
+  SECRETS_NOT_CONFIGURED: spec(503, false, 'Tenant secrets need SECRETS_KEYS on the API (kid:base64key of 32 bytes; docs/configuration.md); ask the operator to set it.'),
   RATE_LIMITED: spec(429, true, 'Too many requests; wait and try again.'),
   SERVICE_UNAVAILABLE: spec(503, true, 'A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready.'),
   INTERNAL: spec(500, true, 'Unexpected error; it has been logged with the request id.'),
@@ -65,6 +69,7 @@ export const ERRORS = {
   DEPENDENCY_MISSING: spec(1, false, 'A system program is missing; the message gives the install command.'),
   REDIS_TOO_OLD: spec(1, false, 'The Redis server is older than 6.2, which the queue needs (LMOVE); upgrade Redis or point REDIS_URL at a newer one.'),
   REDIS_TLS_CERT_EXPIRED: spec(1, false, 'The Redis TLS client certificate (or every CA certificate) has expired; install a renewed one and start again.'),
+  WORKER_REDIS_LOST: spec(1, true, 'The worker could not reach Redis for longer than WORKER_REDIS_MAX_OUTAGE_MS and exited so that its supervisor restarts it; check Redis and REDIS_URL.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -25,6 +25,10 @@ export const keys = {
   workerHeartbeat: (workerId: string) => `sri:worker:${workerId}:heartbeat`,
   /** hash — the worker's counters. */
   workerStats: (workerId: string) => `sri:worker:${workerId}:stats`,
+  /** hash, TTL 24 h — what the worker says about itself at each heartbeat: state, resources, jobs (worker-registry.ts). */
+  workerInfo: (workerId: string) => `sri:worker:${workerId}:info`,
+  /** sorted set — worker id → epoch ms of its last heartbeat; the registry `GET /api/workers` and `sri workers` read. */
+  workers: 'sri:workers',
   /** string, TTL — a provider session: `{"cookies":[…],"credentials"?:{…},"connectedAt":ms}`. */
   session: (orgId: string, userId: string, providerName: string) =>
     `sri:sessions:${orgId}:${userId}:${providerName}`,
@@ -65,6 +69,11 @@ export const keys = {
   jobAttempt: (jobId: string) => `sri:job:${jobId}:attempt`,
   /** string, TTL — present when the job was cancelled; takes drop it, its worker stops it. */
   jobCancel: (jobId: string) => `sri:job:${jobId}:cancel`,
+  /**
+   * string, TTL 30 days — the terminal status a worker recorded for the job; with REQUIRE_JOB_SIGNATURE a worker
+   * refuses the job id while it exists (JOB_REPLAYED). POST /api/jobs/{id}/retry deletes it (docs/security.md).
+   */
+  jobFinished: (jobId: string) => `sri:job:${jobId}:finished`,
   /** hash — dead-letter entry id → entry JSON `{id, orgId, jobId?, reason, raw, truncated, at}`. */
   dlqEntries: 'sri:dlq:entries',
   /** sorted set — dead-letter entry id → time (epoch ms), all organisations. */
@@ -78,6 +87,9 @@ export function orgIdFromKey(key: string): string | undefined {
   const m = /^sri:org:([^:]+):(jobs|done)$/.exec(key);
   return m?.[1];
 }
+
+/** How long a worker remembers that a job finished (keys.jobFinished): a replay within this time is refused. */
+export const JOB_FINISHED_TTL_SECONDS = 30 * 24 * 3600;
 
 /** How long a job's result message stays in Redis for reconciliation. */
 export const JOB_RESULT_TTL_SECONDS = 7 * 24 * 3600;

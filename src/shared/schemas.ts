@@ -34,6 +34,10 @@ export const JobMessage = z.object({
   maxAttempts: z.number().int().min(1).max(100).optional(),
   timeoutMs: z.number().int().min(1000).max(24 * 3600 * 1000).optional(),
   allowedHosts: z.array(Hostname).max(100).optional(),
+  /** HMAC of the envelope (src/shared/signing.ts envelopeText); required by workers with REQUIRE_JOB_SIGNATURE. */
+  envelopeSignature: Hex64.optional(),
+  /** Tenant secrets the flow references, sealed under TRANSPORT_KEYS for this job's ids (transport-secrets.ts). */
+  secrets: z.string().startsWith('sri-enc:v1:').max(256 * 1024).optional(),
 }).refine((j) => j.scriptContent !== undefined || j.scriptKey !== undefined, {
   message: 'either scriptContent or scriptKey is required', path: ['scriptContent'],
 });

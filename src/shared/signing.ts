@@ -34,3 +34,37 @@ export function verifyScript(script: string, scriptHash: string, signature: stri
   if (!hexEqual(hmacHex(script, secret), signature)) return 'signature-mismatch';
   return 'ok';
 }
+
+/**
+ * The job envelope (docs/security.md "Job envelope"): the ids a job runs under and the hash of its script. The
+ * script's own signature does not cover them, so anyone able to push to Redis could replay a signed script under
+ * another organisation's ids; the control plane therefore signs them too.
+ */
+export interface JobEnvelope {
+  readonly jobId: string;
+  readonly orgId: string;
+  readonly userId: string;
+  readonly providerId: string;
+  readonly flowId: string;
+  readonly flowVersion: string;
+  readonly scriptHash: string;
+  readonly createdAt: string | number;
+}
+
+/** Domain tag: an envelope signature can never be mistaken for (or made from) a script signature. */
+export const ENVELOPE_TAG = 'sri-job-envelope-v1';
+
+/** The signed text: the tag, a newline, then the fields as one JSON array in a fixed order (scriptHash lowercase). */
+export function envelopeText(e: JobEnvelope): string {
+  return `${ENVELOPE_TAG}\n${JSON.stringify([e.jobId, e.orgId, e.userId, e.providerId, e.flowId, e.flowVersion, e.scriptHash.toLowerCase(), e.createdAt])}`;
+}
+
+/** Lowercase hex HMAC-SHA256 of envelopeText, key SCRIPT_SIGNING_SECRET. */
+export function signEnvelope(e: JobEnvelope, secret: string): string {
+  return hmacHex(envelopeText(e), secret);
+}
+
+/** Constant-time check of an envelope signature. */
+export function verifyEnvelope(e: JobEnvelope, signature: string, secret: string): boolean {
+  return hexEqual(signEnvelope(e, secret), signature);
+}

@@ -15,6 +15,7 @@ import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client, s3Uri } from '../../src/shared/s3.ts';
 import { JobMessage, type ResultMessage } from '../../src/shared/schemas.ts';
 import { verifyScript } from '../../src/shared/signing.ts';
+import { decodeSession, transportKeyring } from '../../src/shared/transport-secrets.ts';
 import { freePort } from '../../src/embedded/ports.ts';
 import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.ts';
@@ -172,7 +173,10 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       assert.equal(r.body.connected, true);
       assert.ok(Date.parse(r.body.expiresAt) > Date.now() + 6 * 24 * 3600 * 1000);
       const key = keys.session(a.orgId, a.userId, 'demo');
-      const session = JSON.parse((await redis.get(key))!);
+      // Sealed in Redis (docs/security.md "Sessions"): neither the cookie nor the credential is there in clear.
+      const raw = (await redis.get(key))!;
+      assert.ok(raw.startsWith('sri-enc:v1:') && !raw.includes('secret-cookie-value') && !raw.includes('pw-123'));
+      const session = decodeSession(transportKeyring(config), key, raw);
       assert.deepEqual(session.cookies, cookies);
       assert.deepEqual(session.credentials, { portalPassword: 'pw-123' });
       const ttl = await redis.ttl(key);

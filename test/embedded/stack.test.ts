@@ -98,24 +98,26 @@ describe('embedded stack secrets', () => {
     assert.match(first.scriptSigningSecret, /^[0-9a-f]{64}$/);
     assert.match(first.jwtSecret, /^[0-9a-f]{64}$/);
     assert.notEqual(first.scriptSigningSecret, first.jwtSecret);
-    assert.deepEqual(first.source, { scriptSigningSecret: 'file', jwtSecret: 'file' });
+    assert.match(first.secretsKeys, /^s1:[A-Za-z0-9+/]{43}=$/, 'a keyring of one 32-byte key for tenant secrets');
+    assert.deepEqual(first.source, { scriptSigningSecret: 'file', jwtSecret: 'file', secretsKeys: 'file' });
     const before = readFileSync(file, 'utf8');
 
     const second = resolveSecrets(dir.path, {});
     assert.equal(second.scriptSigningSecret, first.scriptSigningSecret);
     assert.equal(second.jwtSecret, first.jwtSecret);
     assert.equal(readFileSync(file, 'utf8'), before, 'the file is not rewritten');
-    assert.deepEqual(readStoredSecrets(dir.path), { scriptSigningSecret: first.scriptSigningSecret, jwtSecret: first.jwtSecret });
+    assert.deepEqual(readStoredSecrets(dir.path), { scriptSigningSecret: first.scriptSigningSecret, jwtSecret: first.jwtSecret, secretsKeys: first.secretsKeys });
   });
 
-  it('prefers the environment and writes no file when both secrets come from it', () => {
+  it('prefers the environment and writes no file when every secret comes from it', () => {
     const other = tempDir('sri-secrets-env-');
     try {
-      const env = { scriptSigningSecret: 's'.repeat(40), jwtSecret: 'j'.repeat(40) };
+      const env = { scriptSigningSecret: 's'.repeat(40), jwtSecret: 'j'.repeat(40), secretsKeys: `k1:${Buffer.alloc(32, 7).toString('base64')}` };
       const r = resolveSecrets(other.path, env);
       assert.equal(r.scriptSigningSecret, env.scriptSigningSecret);
       assert.equal(r.jwtSecret, env.jwtSecret);
-      assert.deepEqual(r.source, { scriptSigningSecret: 'env', jwtSecret: 'env' });
+      assert.equal(r.secretsKeys, env.secretsKeys);
+      assert.deepEqual(r.source, { scriptSigningSecret: 'env', jwtSecret: 'env', secretsKeys: 'env' });
       assert.equal(readStoredSecrets(other.path), undefined);
     } finally {
       other.remove();
@@ -127,6 +129,33 @@ describe('embedded stack secrets', () => {
     const r = resolveSecrets(dir.path, { scriptSigningSecret: 'e'.repeat(40) });
     assert.equal(r.scriptSigningSecret, 'e'.repeat(40));
     assert.equal(r.jwtSecret, stored.jwtSecret);
+  });
+
+  it('adds SECRETS_KEYS to a secrets file written before it existed, keeping the secrets already there', () => {
+    const other = tempDir('sri-secrets-old-');
+    try {
+      const old = { scriptSigningSecret: 'o'.repeat(64), jwtSecret: 'p'.repeat(64) };
+      writeFileSync(join(other.path, 'secrets.json'), JSON.stringify(old), { mode: 0o600 });
+      const r = resolveSecrets(other.path, {});
+      assert.equal(r.scriptSigningSecret, old.scriptSigningSecret);
+      assert.equal(r.jwtSecret, old.jwtSecret);
+      assert.match(r.secretsKeys, /^s1:/);
+      assert.deepEqual(readStoredSecrets(other.path), { ...old, secretsKeys: r.secretsKeys });
+      assert.equal(statSync(join(other.path, 'secrets.json')).mode & 0o777, 0o600);
+    } finally {
+      other.remove();
+    }
+  });
+
+  it('keeps SECRETS_KEYS away from workers', () => {
+    assert.ok(isForbiddenForWorker('SECRETS_KEYS'));
+    assert.ok(!isForbiddenForWorker('TRANSPORT_KEYS'));
+  });
+
+  it('refuses a malformed SECRETS_KEYS or TRANSPORT_KEYS before starting anything, naming the variable', () => {
+    for (const [name, value] of [['SECRETS_KEYS', 'k1:short'], ['TRANSPORT_KEYS', 'no-colon']] as const) {
+      assert.throws(() => loadEmbeddedConfig({ [name]: value }), (e: unknown) => isSriError(e) && e.code === 'CONFIG_INVALID' && e.message.includes(`${name} entry 1`));
+    }
   });
 
   it('refuses a corrupt secrets file with CONFIG_INVALID instead of silently replacing it', () => {

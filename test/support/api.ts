@@ -32,8 +32,11 @@ export interface TestApi {
   stop(): Promise<void>;
 }
 
-export async function startTestApi(env: Record<string, string> = {}): Promise<TestApi> {
-  const [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
+/** `opts.databaseUrl`: a PostgreSQL server's database (test/support/postgres.ts) instead of an in-memory PGlite. */
+export async function startTestApi(env: Record<string, string> = {}, opts: { databaseUrl?: string } = {}): Promise<TestApi> {
+  const [redisServer, s3Server, db] = await Promise.all([
+    startTestRedis(), startTestS3(), openDatabase(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+  ]);
   await migrate(db);
   const redis = createRedis(redisServer.url);
   const config = loadApiConfig({

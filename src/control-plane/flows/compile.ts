@@ -101,3 +101,15 @@ export function compileSteps(rawSteps: unknown, provider: CompileProvider): { st
   ].join('\n');
   return { steps, script };
 }
+
+/**
+ * The secret names a compiled script fills (`fill {secretRef}` steps), read back from the script text — which, unlike
+ * the stored steps, is covered by the flow's hash and signature. Every step is one line, every user value a JSON
+ * literal (no raw newline, no unescaped quote), and secret names are plain characters, so a fillSecret line always
+ * ends with its real name whatever its selector holds.
+ */
+export function secretRefsOfScript(script: string): string[] {
+  const names = new Set<string>();
+  for (const m of script.matchAll(/^ {2}await helpers\.fillSecret\(".*", "([A-Za-z0-9_.-]{1,64})"\);$/gm)) names.add(m[1]!);
+  return [...names];
+}

@@ -55,7 +55,12 @@ export class TokenService {
 
   async verify(token: string): Promise<Auth> {
     try {
-      const { payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'], issuer: ISSUER });
+      // Pinned: HS256 only (not "none", not another HMAC size, not an asymmetric algorithm fed our secret as a
+      // public key), our issuer, typ JWT; exp, iat and sub required, and no token older than the configured
+      // lifetime even if its exp says otherwise.
+      const { payload } = await jwtVerify(token, this.key, {
+        algorithms: ['HS256'], issuer: ISSUER, typ: 'JWT', requiredClaims: ['exp', 'iat', 'sub'], maxTokenAge: this.expiresInSeconds,
+      });
       if (typeof payload.sub !== 'string' || typeof payload['org'] !== 'string') throw new Error('claims missing');
       return { userId: payload.sub, orgId: payload['org'] };
     } catch {

@@ -6,7 +6,7 @@
  */
 import { SriError } from '../../shared/errors.ts';
 import { JobMessage } from '../../shared/schemas.ts';
-import { verifyScript } from '../../shared/signing.ts';
+import { signEnvelope, verifyScript } from '../../shared/signing.ts';
 import type { FlowRow } from '../db/queries/flows.ts';
 import type { JobRow } from '../db/queries/jobs.ts';
 import type { Provider } from '../db/queries/providers.ts';
@@ -19,20 +19,25 @@ export function assertFlowIntact(flow: FlowRow, signingSecret: string): void {
 
 /**
  * The message for `job` at `attempt` (@default the row's attempt). Verifies the flow first; the job's own
- * maxAttempts wins over the flow's, and with neither the queue applies its default.
+ * maxAttempts wins over the flow's, and with neither the queue applies its default. The envelope (ids, script
+ * hash, creation time) is signed, so workers with REQUIRE_JOB_SIGNATURE run it under these ids only; `secrets` is
+ * the sealed bundle of the organisation's secrets the flow references (secrets/vault.ts), when there are any.
  */
 export function verifiedJobMessage(a: {
-  job: JobRow; flow: FlowRow; provider: Provider; signingSecret: string; attempt?: number;
+  job: JobRow; flow: FlowRow; provider: Provider; signingSecret: string; attempt?: number; secrets?: string;
 }): JobMessage {
   const { job, flow, provider } = a;
   assertFlowIntact(flow, a.signingSecret);
   const maxAttempts = job.max_attempts ?? flow.max_attempts ?? undefined;
+  const envelope = {
+    jobId: job.id, orgId: job.org_id, userId: job.user_id, providerId: provider.id,
+    flowId: flow.id, flowVersion: flow.version, scriptHash: flow.script_hash, createdAt: new Date(job.created_at).toISOString(),
+  };
   return JobMessage.parse({
-    jobId: job.id, orgId: job.org_id, userId: job.user_id, providerId: provider.id, providerName: provider.name,
-    flowId: flow.id, flowVersion: flow.version,
-    scriptContent: flow.script, scriptKey: flow.script_key, scriptHash: flow.script_hash, signature: flow.signature,
-    createdAt: new Date(job.created_at).toISOString(),
+    ...envelope, providerName: provider.name,
+    scriptContent: flow.script, scriptKey: flow.script_key, signature: flow.signature,
     metadata: job.metadata ?? undefined, traceId: job.trace_id ?? undefined, allowedHosts: provider.allowedHosts,
     priority: job.priority, attempt: a.attempt ?? job.attempt, ...(maxAttempts === undefined ? {} : { maxAttempts }),
+    envelopeSignature: signEnvelope(envelope, a.signingSecret), ...(a.secrets === undefined ? {} : { secrets: a.secrets }),
   });
 }

@@ -1,5 +1,5 @@
 import type { LogLevel, LogStream } from '../../shared/job-logs.ts';
-import type { Redactor } from './redactor.ts';
+import { LineRedactor, redactSequence, render, type Range, type Redactor } from './redactor.ts';
 
 export type ExecLevel = 'info' | 'warn' | 'error' | 'script';
 
@@ -9,22 +9,32 @@ export interface ExecLine { ts: number; level: LogLevel; stream: LogStream; mess
 /** Page console lines kept in execution.log (and streamed) per job; the rest are counted, not kept. */
 export const MAX_CONSOLE_LINES = 2000;
 
+interface Entry { ts: number; tag: string; stream: LogStream; raw: string; live: Range[] }
+
 /**
- * The job's execution.log: one line per event, `ISO-time LEVEL text`, every line redacted before it is kept.
- * `onLine` receives each line as well (the job's live log stream), already redacted.
+ * The job's execution.log: one line per event, `ISO-time LEVEL text`. Each line is redacted as it is added — with
+ * what the lines before it allow (LineRedactor: a value split over several lines) — before `onLine` streams it;
+ * `text()` redacts the whole log again, seeing every line at once (redactSequence), so execution.log also loses the
+ * first pieces of a split value that the live log had to send before the rest arrived.
  */
 export class ExecutionLog {
-  private readonly lines: string[] = [];
+  private readonly entries: Entry[] = [];
+  private readonly lineRedactor: LineRedactor;
   private consoleLines = 0;
 
-  constructor(private readonly redactor: Redactor, private readonly onLine?: (line: ExecLine) => void) {}
+  constructor(private readonly redactor: Redactor, private readonly onLine?: (line: ExecLine) => void) {
+    this.lineRedactor = new LineRedactor(redactor);
+  }
 
   add(level: ExecLevel, text: string, stream: LogStream = level === 'script' ? 'script' : 'worker'): void {
     const ts = Date.now();
-    const message = this.redactor.redact(text);
+    const raw = String(text);
+    const live = this.lineRedactor.ranges(stream, raw);
     const tag = stream === 'console' ? `CONSOLE:${level}` : level.toUpperCase();
-    this.lines.push(`${new Date(ts).toISOString()} ${tag.padEnd(6)} ${message.replace(/\r?\n/g, '\n    ')}`);
-    this.onLine?.({ ts, level: level === 'script' ? 'info' : level, stream, message });
+    this.entries.push({ ts, tag, stream, raw, live });
+    if (this.onLine) {
+      this.onLine({ ts, level: level === 'script' ? 'info' : level, stream, message: render(raw, live) });
+    }
   }
 
   /** A line of the page's console (`console.log` in the portal's page or the script's `evaluate`). */
@@ -44,7 +54,10 @@ export class ExecutionLog {
   warn(text: string): void { this.add('warn', text); }
   error(text: string): void { this.add('error', text); }
 
+  /** The whole log, redacted with every line in view. */
   text(): string {
-    return `${this.lines.join('\n')}\n`;
+    const messages = redactSequence(this.redactor, this.entries.map((e) => ({ stream: e.stream, text: e.raw, extra: e.live })));
+    const lines = this.entries.map((e, i) => `${new Date(e.ts).toISOString()} ${e.tag.padEnd(6)} ${messages[i]!.replace(/\r?\n/g, '\n    ')}`);
+    return `${lines.join('\n')}\n`;
   }
 }

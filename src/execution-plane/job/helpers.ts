@@ -98,6 +98,7 @@ function checkFields(fields: unknown): Record<string, ExtractField> {
 
 export function createHelpers(opts: {
   page: Page;
+  /** The job's secrets over the session's credentials, by name; values never reach the script. */
   credentials: Readonly<Record<string, string>>;
   exec: ExecutionLog;
   artifacts: JobArtifacts;
@@ -129,7 +130,7 @@ export function createHelpers(opts: {
     async fillSecret(selector, name) {
       const value = Object.hasOwn(opts.credentials, name) ? opts.credentials[name] : undefined;
       if (value === undefined) {
-        throw new SriError('SCRIPT_ERROR', `helpers.fillSecret: the session has no credential "${String(name)}"; connect the provider with it.`);
+        throw new SriError('SCRIPT_ERROR', `helpers.fillSecret: no secret "${String(name)}": neither the job's secrets (PUT /api/secrets/{name}, referenced by the flow) nor the session's credentials (POST /api/providers/{id}/connect) have it.`);
       }
       await page.fill(String(selector), value);
       exec.info(`filled secret "${String(name)}" into ${String(selector)}`);

@@ -21,7 +21,9 @@ import { ERRORS, isSriError, SriError, type ErrorCode } from '../../shared/error
 import { keys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { isNotFound, s3Uri, type BlobStore } from '../../shared/s3.ts';
-import { describeZodError, Session, type Cookie, type JobMessage, type ResultFiles, type ResultMessage } from '../../shared/schemas.ts';
+import type { Keyring } from '../../shared/sealed.ts';
+import type { Cookie, JobMessage, ResultFiles, ResultMessage, Session } from '../../shared/schemas.ts';
+import { decodeSession, openJobSecrets, transportKeyring } from '../../shared/transport-secrets.ts';
 import { boundWait, withDeadline } from './deadline.ts';
 import { ExecutionLog, MAX_CONSOLE_LINES } from './execution-log.ts';
 import { createJobLogBatcher } from '../logs/redis-sink.ts';
@@ -29,8 +31,9 @@ import type { LogStreamEnd } from '../../shared/job-logs.ts';
 import { createHelpers, JobArtifacts, type Artifact } from './helpers.ts';
 import type { EgressProxy } from './egress-proxy.ts';
 import { installHostGuard } from './host-guard.ts';
+import { guardJob, rememberFinished } from './job-guard.ts';
 import { parseJobMessage } from './message.ts';
-import { Redactor } from './redactor.ts';
+import { redactTextArtifact, Redactor } from './redactor.ts';
 
 export interface PipelineDeps {
   readonly config: WorkerConfig;
@@ -46,6 +49,8 @@ export interface PipelineDeps {
    * round trip (JobQueue.completeAndTake), or undefined when the slot should not take one (draining).
    */
   readonly takeNextFor?: () => string | undefined;
+  /** Told the live log's totals when a job attempt closes it (the worker's dropped-lines metrics). */
+  readonly onLiveLogClosed?: (end: LogStreamEnd) => void;
 }
 
 export interface JobOutcome {
@@ -97,6 +102,12 @@ export async function processJob(taken: Taken, deps: PipelineDeps, signal: Abort
     return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
       { code: 'JOB_POISONED', message: ERRORS.JOB_POISONED.message }, deps, started);
   }
+  // Envelope and replay checks come before anything is written under the job's ids (job-guard.ts).
+  const refused = await guardJob(job, deps.config, deps.redis);
+  if (refused) {
+    return bury(taken, `${refused.code}: ${refused.message}`, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
+      { code: refused.code, message: refused.message }, deps, started);
+  }
   return runValidJob(job, taken, maxAttempts, deps, signal, started);
 }
 
@@ -130,6 +141,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   const exec = new ExecutionLog(redactor, (line) => liveLog.append(line));
   const closeLiveLog = async (): Promise<LogStreamEnd> => {
     const s = await liveLog.close();
+    deps.onLiveLogClosed?.(s);
     // After close: in execution.log (and the result), no longer streamed.
     if (s.droppedLines) exec.warn(`live log: ${s.droppedLines} line(s) in ${s.droppedBatches} batch(es) were not streamed (Redis fell behind); this execution.log is complete`);
     return s;
@@ -145,10 +157,17 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   try {
     const script = await loadVerifiedScript(job, deps);
     exec.info(`script verified: sha256 ${script.scriptHash}, signature valid`);
-    const session = await loadSession(job, deps.redis);
-    redactor.add(session.cookies.map((c) => c.value));
-    redactor.add(Object.values(session.credentials ?? {}));
-    exec.info(`session loaded: ${session.cookies.length} cookie(s), ${Object.keys(session.credentials ?? {}).length} credential(s)`);
+    const keyring = transportKeyring(config);
+    const stored = await loadSession(job, deps.redis, keyring);
+    redactor.add(stored.cookies.map((c) => c.value));
+    redactor.add(Object.values(stored.credentials ?? {}));
+    exec.info(`session loaded: ${stored.cookies.length} cookie(s), ${Object.keys(stored.credentials ?? {}).length} credential(s)`);
+    // The organisation's secrets the flow references (sealed by the control plane for this job): fillSecret looks
+    // them up before the session's credentials. Only their names are logged.
+    const jobSecrets = job.secrets === undefined ? {} : openJobSecrets(keyring, job, job.secrets);
+    redactor.add(Object.values(jobSecrets));
+    if (job.secrets !== undefined) exec.info(`job secrets: ${Object.keys(jobSecrets).map((n) => JSON.stringify(n)).join(', ') || 'none'}`);
+    const session: Session = { ...stored, credentials: { ...stored.credentials, ...jobSecrets } };
 
     phase = 'browser';
     const blocked = new Map<string, number>();
@@ -229,6 +248,10 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     ? { outcome: await deps.queue.complete(taken, redacted, counted), next: undefined }
     : await deps.queue.completeAndTake(taken, redacted, counted, nextFor);
   const withNext = next ? { next } : {};
+  if (outcome === 'recorded') {
+    // The job id is spent: with REQUIRE_JOB_SIGNATURE a replay of it is refused (job-guard.ts).
+    await rememberFinished(deps.redis, job.jobId, status).catch((e: unknown) => log.warn({ err: messageOf(e) }, 'could not mark the job finished (replays of it are not refused)'));
+  }
   if (outcome === 'late') {
     log.warn({ duration: durationMs, status }, 'job outcome refused: the job already had one, or its lease was lost (counted as late)');
     return { jobId: job.jobId, status: 'late', durationMs, errorCode: error?.code, ...withNext };
@@ -256,18 +279,12 @@ async function loadVerifiedScript(job: JobMessage, deps: PipelineDeps): Promise<
   return verifyJobScript(text, job.scriptHash, job.signature, deps.config.scriptSigningSecret);
 }
 
-async function loadSession(job: JobMessage, redis: Redis): Promise<Session> {
-  const raw = await redis.get(keys.session(job.orgId, job.userId, job.providerName));
+/** The session: sealed by the API under TRANSPORT_KEYS, or plain JSON written by hand (transport-secrets.ts). */
+async function loadSession(job: JobMessage, redis: Redis, keyring: Keyring): Promise<Session> {
+  const key = keys.session(job.orgId, job.userId, job.providerName);
+  const raw = await redis.get(key);
   if (raw === null) throw new SriError('SESSION_NOT_FOUND', 'Session not found');
-  let data: unknown;
-  try {
-    data = JSON.parse(raw);
-  } catch {
-    throw new SriError('SESSION_NOT_FOUND', 'Session not found: the stored session is not valid JSON; connect the provider again.');
-  }
-  const r = Session.safeParse(data);
-  if (!r.success) throw new SriError('SESSION_NOT_FOUND', `Session not found: the stored session is not valid (${describeZodError(r.error)}); connect the provider again.`);
-  return r.data;
+  return decodeSession(keyring, key, raw);
 }
 
 type PlaywrightCookie = Parameters<BrowserContext['addCookies']>[0][number];
@@ -381,7 +398,7 @@ async function uploadEvidence(
   const screenshots = artifacts.screenshots.filter((s) => s.body.length > 0);
   const uploads: Promise<void>[] = [
     ...screenshots.map(async (s, i) => { files.screenshots[i] = await put(s); }),
-    ...artifacts.downloads.map(async (d) => { const uri = await put(d); files.download ??= uri; }),
+    ...artifacts.downloads.map(async (d) => { const uri = await put(redactTextArtifact(d, redactor, (t) => exec.warn(t))); files.download ??= uri; }),
   ];
   if (artifacts.parsedData !== undefined) {
     const body = Buffer.from(redactor.redact(JSON.stringify(artifacts.parsedData, null, 2)), 'utf8');

@@ -51,7 +51,7 @@ const WORKER_MAIN = 'src/execution-plane/main.ts';
 /** Spawns `node --import tsx src/execution-plane/main.ts` with only the given environment (plus PATH and HOME). */
 export function spawnWorker(env: Record<string, string>, workerId: string): WorkerProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NODE_NO_WARNINGS: '1', ...env, WORKER_ID: workerId },
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NODE_NO_WARNINGS: '1', WORKER_HTTP_PORT: '0', ...env, WORKER_ID: workerId },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

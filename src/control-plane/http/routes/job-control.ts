@@ -7,11 +7,14 @@ import type { FastifyInstance } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
 import { TERMINAL_STATUSES } from '../../../shared/schemas.ts';
+import { transportKeyring } from '../../../shared/transport-secrets.ts';
 import type { ApiContext } from '../../context.ts';
 import { findFlow } from '../../db/queries/flows.ts';
 import { cancelJob, findJob, requeueFinishedJob, type JobRow } from '../../db/queries/jobs.ts';
 import { findProvider } from '../../db/queries/providers.ts';
-import { verifiedJobMessage } from '../../jobs/job-message.ts';
+import { secretRefsOfScript } from '../../flows/compile.ts';
+import { assertFlowIntact, verifiedJobMessage } from '../../jobs/job-message.ts';
+import { sealSecretsForJob } from '../../secrets/vault.ts';
 import { syncJobFromRedis } from '../../results/listener.ts';
 import { authOf } from '../auth.ts';
 import { doc } from '../openapi.ts';
@@ -95,7 +98,14 @@ export function jobControlRoutes(app: FastifyInstance, ctx: ApiContext): void {
       if (!row) throw notRetryable((await findJob(tx, id))?.status ?? 'gone');
       const flow = await findFlow(tx, row.flow_id);
       if (!flow) throw new SriError('NOT_FOUND', `The flow ${row.flow_id} of job ${id} no longer exists.`);
-      const msg = verifiedJobMessage({ job: row, flow, provider, signingSecret: ctx.config.scriptSigningSecret, attempt });
+      // The flow verified first, then its secrets sealed afresh for this attempt (the values of now, audited again).
+      assertFlowIntact(flow, ctx.config.scriptSigningSecret);
+      const secrets = await sealSecretsForJob(tx, {
+        secretsKeys: ctx.config.secretsKeys, transport: transportKeyring(ctx.config), job: { jobId: id, orgId, userId: row.user_id }, names: secretRefsOfScript(flow.script),
+      });
+      const msg = verifiedJobMessage({ job: row, flow, provider, signingSecret: ctx.config.scriptSigningSecret, attempt, secrets: secrets.sealed });
+      // A failed job is marked finished for the workers' replay check; this retry is the one way to run it again.
+      await ctx.redis.del(keys.jobFinished(id));
       // A job that failed because it could never be pushed (Redis was down at POST /api/run) is unknown to Redis:
       // it is enqueued like a new one. Otherwise the queue checks that it is failed or dead and holds no lease.
       if ((await ctx.redis.exists(keys.jobStatus(id))) === 0) await ctx.queue.enqueue(orgId, msg);

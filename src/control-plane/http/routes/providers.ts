@@ -1,12 +1,14 @@
 /**
  * The provider catalogue and provider sessions. A session (cookies, optional credentials) goes to Redis under the
  * contract's key with a TTL, where workers read it; PostgreSQL records only that the user is connected and until
- * when. Cookie values and credentials are never logged (the logger redacts them, and no handler logs bodies).
+ * when. Cookie values and credentials are never logged (the logger redacts them, and no handler logs bodies), and
+ * the session is sealed (AES-256-GCM under TRANSPORT_KEYS) before it reaches Redis.
  */
 import type { FastifyInstance } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
 import { Session } from '../../../shared/schemas.ts';
+import { sealSession, transportKeyring } from '../../../shared/transport-secrets.ts';
 import type { ApiContext } from '../../context.ts';
 import { deleteConnection, findProvider, listConnections, listProviders, upsertConnection } from '../../db/queries/providers.ts';
 import { authOf } from '../auth.ts';
@@ -48,7 +50,9 @@ export function providerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const connectedAt = new Date();
     const expiresAt = new Date(connectedAt.getTime() + ctx.config.sessionTtlSeconds * 1000);
     const session = Session.parse({ cookies: body.cookies, credentials: body.credentials, connectedAt: connectedAt.getTime() });
-    await ctx.redis.set(keys.session(orgId, userId, provider.name), JSON.stringify(session), 'EX', ctx.config.sessionTtlSeconds);
+    // Sealed under TRANSPORT_KEYS and bound to its key: Redis never holds the cookies or credentials in clear.
+    const key = keys.session(orgId, userId, provider.name);
+    await ctx.redis.set(key, sealSession(transportKeyring(ctx.config), key, session), 'EX', ctx.config.sessionTtlSeconds);
     await ctx.db.withOrg(orgId, (tx) => upsertConnection(tx, { orgId, userId, providerId: provider.id, connectedAt, expiresAt }));
     return { providerId: provider.id, connected: true, expiresAt: expiresAt.toISOString() };
   });

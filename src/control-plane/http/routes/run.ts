@@ -8,12 +8,15 @@ import type { FastifyInstance } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
 import type { JobMessage } from '../../../shared/schemas.ts';
+import { transportKeyring } from '../../../shared/transport-secrets.ts';
 import type { ApiContext } from '../../context.ts';
 import { isUniqueViolation } from '../../db/index.ts';
 import { findActiveFlow, type FlowRow } from '../../db/queries/flows.ts';
 import { failJob, findJobByIdempotencyKey, insertJob, type JobRow } from '../../db/queries/jobs.ts';
 import { findProvider } from '../../db/queries/providers.ts';
-import { verifiedJobMessage } from '../../jobs/job-message.ts';
+import { secretRefsOfScript } from '../../flows/compile.ts';
+import { assertFlowIntact, verifiedJobMessage } from '../../jobs/job-message.ts';
+import { sealSecretsForJob } from '../../secrets/vault.ts';
 import { authOf } from '../auth.ts';
 import { doc } from '../openapi.ts';
 import { RunBody, RunHeaders } from '../schemas.ts';
@@ -50,7 +53,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
     const jobId = randomUUID();
     const traceId = randomUUID().replace(/-/g, '');
-    let created: { job: JobRow; flow: FlowRow; message: JobMessage };
+    let created: { job: JobRow; flow: FlowRow; message: JobMessage; secretNames: string[] };
     try {
       created = await ctx.db.withOrg(orgId, async (tx) => {
         const flow = await findActiveFlow(tx, provider.id);
@@ -59,9 +62,14 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
           id: jobId, orgId, userId, providerId: provider.id, flowId: flow.id, flowVersion: flow.version,
           idempotencyKey, requestHash, metadata: body.metadata, traceId, priority: body.priority, maxAttempts: body.maxAttempts,
         });
-        // Built (and the flow verified) before the commit: a tampered flow leaves no job behind.
-        const message = verifiedJobMessage({ job, flow, provider, signingSecret: ctx.config.scriptSigningSecret });
-        return { job, flow, message };
+        // Built (and the flow verified) before the commit: a tampered flow leaves no job behind. The secrets the
+        // verified script fills go with the job, sealed for its ids; their names are audited in this transaction.
+        assertFlowIntact(flow, ctx.config.scriptSigningSecret);
+        const secrets = await sealSecretsForJob(tx, {
+          secretsKeys: ctx.config.secretsKeys, transport: transportKeyring(ctx.config), job: { jobId, orgId, userId }, names: secretRefsOfScript(flow.script),
+        });
+        const message = verifiedJobMessage({ job, flow, provider, signingSecret: ctx.config.scriptSigningSecret, secrets: secrets.sealed });
+        return { job, flow, message, secretNames: secrets.names };
       });
     } catch (e) {
       if (idempotencyKey !== undefined && isUniqueViolation(e)) {
@@ -81,7 +89,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
         .catch((e: unknown) => req.log.error({ err: e, jobId }, 'could not mark the job failed'));
       throw new SriError('SERVICE_UNAVAILABLE', 'The job could not be queued (Redis unreachable); it is recorded as failed. Try again.');
     }
-    req.log.info({ jobId, orgId, userId, providerId: provider.id, flowId: created.flow.id, traceId, priority: message.priority, maxAttempts: message.maxAttempts }, 'job queued');
+    req.log.info({ jobId, orgId, userId, providerId: provider.id, flowId: created.flow.id, traceId, priority: message.priority, maxAttempts: message.maxAttempts, secretNames: created.secretNames }, 'job queued');
     return reply.status(202).send({ jobId, status: 'queued' });
   });
 }

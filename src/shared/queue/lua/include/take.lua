@@ -79,6 +79,8 @@ local function take(token, workerId, leaseMs, maxBytes, batch)
           'workerId', workerId, 'takenAt', now, 'recovered', recovered)
         if jobId then
           redis.call('SET', K.jobLease(jobId), token)
+          -- A finished job id pushed again runs again (the README's "change one character and push again"); with
+          -- REQUIRE_JOB_SIGNATURE the worker refuses it as a replay (keys.jobFinished) instead.
           redis.call('SET', K.jobStatus(jobId), 'running')
         end
         redis.call('HINCRBY', K.queueLeasedByOrg, org, 1)

@@ -1,0 +1,58 @@
+/**
+ * Is the event loop stuck? A timer that should fire every `tickMs` measures how late it fires; /healthz fails while
+ * the worst lateness of the last `windowMs` is over the limit. A loop that is blocked right now cannot answer the
+ * probe at all (the probe's timeout fails it); one that was blocked recently answers 503 until the window passes.
+ * (Scripts run in this process under node:vm: a script stuck in synchronous code is what this catches.)
+ */
+export interface EventLoopStatus {
+  /** Worst lateness of the tick timer over the window (ms). */
+  maxDelayMs: number;
+  /** How long ago the tick timer last fired (ms): large while the loop is blocked. */
+  sinceLastTickMs: number;
+  windowMs: number;
+  limitMs: number;
+  stuck: boolean;
+}
+
+export class EventLoopWatch {
+  private timer: NodeJS.Timeout | undefined;
+  private lastTick = 0;
+  /** [when, lateness ms] of recent ticks that were late; pruned to the window. */
+  private late: Array<[number, number]> = [];
+
+  constructor(private readonly opts: { limitMs: number; windowMs?: number; tickMs?: number }) {}
+
+  private get windowMs(): number { return this.opts.windowMs ?? 10_000; }
+  private get tickMs(): number { return this.opts.tickMs ?? 250; }
+
+  start(): void {
+    if (this.timer) return;
+    this.lastTick = performance.now();
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      const lateness = now - this.lastTick - this.tickMs;
+      this.lastTick = now;
+      if (lateness > 1) this.late.push([now, lateness]);
+      this.prune(now);
+    }, this.tickMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private prune(now: number): void {
+    while (this.late.length && now - this.late[0]![0] > this.windowMs) this.late.shift();
+  }
+
+  status(): EventLoopStatus {
+    const now = performance.now();
+    this.prune(now);
+    const sinceLastTickMs = Math.round(now - this.lastTick);
+    // A tick not yet fired counts as late by what it has missed so far.
+    const maxDelayMs = Math.round(Math.max(0, sinceLastTickMs - this.tickMs, ...this.late.map(([, l]) => l)));
+    return { maxDelayMs, sinceLastTickMs, windowMs: this.windowMs, limitMs: this.opts.limitMs, stuck: maxDelayMs > this.opts.limitMs };
+  }
+}
