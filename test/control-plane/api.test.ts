@@ -17,10 +17,10 @@ import { JobMessage, type ResultMessage } from '../../src/shared/schemas.ts';
 import { verifyScript } from '../../src/shared/signing.ts';
 import { decodeSession, transportKeyring } from '../../src/shared/transport-secrets.ts';
 import { freePort } from '../../src/embedded/ports.ts';
-import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.ts';
 
-const JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
+const JWT_SECRET = TEST_JWT_SECRET;
 const logger = createLogger({ name: 'api-test', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 
 interface Res { status: number; body: any; headers: Headers }

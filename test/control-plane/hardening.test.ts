@@ -15,9 +15,9 @@ import { BODY_LIMIT_BYTES, startApi, type ApiHandle } from '../../src/control-pl
 import { createLogger } from '../../src/shared/logger.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
-import { startTestRedis, startTestS3, TEST_SIGNING_SECRET } from '../support/services.ts';
+import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, TEST_JWT_SECRET } from '../support/services.ts';
 
-const JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
+const JWT_SECRET = TEST_JWT_SECRET;
 const KEY = new TextEncoder().encode(JWT_SECRET);
 const AUTH_LIMIT = 4;
 

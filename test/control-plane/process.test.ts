@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { apiSettings, loadApiConfig } from '../../src/control-plane/config.ts';
 import { isSriError } from '../../src/shared/errors.ts';
 import { freePort } from '../../src/embedded/ports.ts';
-import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 
-const JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
+const JWT_SECRET = TEST_JWT_SECRET;
 const MAIN = 'src/control-plane/main.ts';
 
 describe('API configuration', () => {

@@ -23,9 +23,9 @@ import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client, s3Uri } from '../../src/shared/s3.ts';
 import { JobMessage, type ResultMessage } from '../../src/shared/schemas.ts';
 import { verifyScript } from '../../src/shared/signing.ts';
-import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 
-const JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
+const JWT_SECRET = TEST_JWT_SECRET;
 const WORKER = 'reliability-test-worker';
 const logger = createLogger({ name: 'reliability-test', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 

@@ -24,9 +24,9 @@ import { JobMessage } from '../../src/shared/schemas.ts';
 import { parseKeyring, sealedKeyId } from '../../src/shared/sealed.ts';
 import { verifyEnvelope } from '../../src/shared/signing.ts';
 import { decodeSession, openJobSecrets, transportKeyring } from '../../src/shared/transport-secrets.ts';
-import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 
-const JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
+const JWT_SECRET = TEST_JWT_SECRET;
 const KEY_S1 = `s1:${randomBytes(32).toString('base64')}`;
 const KEY_S2 = `s2:${randomBytes(32).toString('base64')}`;
 

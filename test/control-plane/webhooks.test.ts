@@ -17,10 +17,10 @@ import { createLogger } from '../../src/shared/logger.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import type { ResultMessage } from '../../src/shared/schemas.ts';
-import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.ts';
 
-const JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
+const JWT_SECRET = TEST_JWT_SECRET;
 const logger = createLogger({ name: 'webhooks-test', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 
 interface Received { path: string; headers: IncomingHttpHeaders; body: string; answered: number }

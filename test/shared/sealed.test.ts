@@ -13,10 +13,10 @@ import { isSriError } from '../../src/shared/errors.ts';
 import { derivedKeyring, open, parseKeyring, seal, SealError, sealedKeyId } from '../../src/shared/sealed.ts';
 import { envelopeText, signEnvelope, verifyEnvelope, type JobEnvelope } from '../../src/shared/signing.ts';
 import { decodeSession, openJobSecrets, sealJobSecrets, sealSession, transportKeyring } from '../../src/shared/transport-secrets.ts';
-import { TEST_SIGNING_SECRET } from '../support/services.ts';
+import { TEST_SIGNING_SECRET, TEST_JWT_SECRET } from '../support/services.ts';
 
 const key = () => randomBytes(32).toString('base64');
-const JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
+const JWT_SECRET = TEST_JWT_SECRET;
 
 function configError(fn: () => unknown): string {
   try {

@@ -12,9 +12,9 @@ import { createLogger } from '../../src/shared/logger.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { SseParser, type SseEvent } from '../../src/shared/sse.ts';
-import { startTestRedis, startTestS3, TEST_SIGNING_SECRET } from './services.ts';
+import { startTestRedis, startTestS3, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from './services.ts';
 
-export const TEST_JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
+export { TEST_JWT_SECRET };
 
 export interface TestOrg { token: string; userId: string; orgId: string }
 

@@ -42,4 +42,6 @@ export async function waitFor<T>(check: () => Promise<T> | T, opts: { timeoutMs?
   }
 }
 
+/** The JWT secret every test API signs with. */
+export const TEST_JWT_SECRET = 'test-jwt-secret-0123456789-abcdefghijklmnop';
 export const TEST_SIGNING_SECRET = 'test-signing-secret-0123456789-abcdefghij';
