@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Installs the system programs the platform runs (redis-server, chromium, and the PostgreSQL server the tests
-// start) when they are missing. As root on Debian/Ubuntu it uses apt-get; elsewhere it prints the install line.
+// Installs the system programs the platform runs (redis-server, chromium, bubblewrap for the script sandbox, and
+// the PostgreSQL server the tests start) when they are missing. As root on Debian/Ubuntu it uses apt-get; elsewhere it prints the install line.
 // Set SRI_SKIP_SYSTEM_DEPS=1 to skip (for example in a container image that already has them).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -14,6 +14,8 @@ const wanted = [
   { pkg: 'redis-server', ok: () => has('redis-server'), brew: 'redis' },
   { pkg: 'chromium', ok: () => has('chromium') || has('chromium-browser') || !!process.env.CHROMIUM_PATH, brew: '--cask chromium' },
   { pkg: 'postgresql', ok: pgBin, brew: 'postgresql' },
+  // The workers' script sandbox (WORKER_SANDBOX=bwrap); prlimit comes with util-linux, which Debian always has.
+  { pkg: 'bubblewrap', ok: () => has('bwrap') || process.platform !== 'linux', brew: '' },
 ];
 const missing = wanted.filter((w) => !w.ok());
 if (missing.length === 0) process.exit(0);

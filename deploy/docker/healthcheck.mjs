@@ -1,50 +1,32 @@
 #!/usr/bin/env node
-// Container health check (Docker HEALTHCHECK, Kubernetes exec probe). Plain JavaScript, no tsx: it runs every
-// 30 s and must start fast.
-//   node deploy/docker/healthcheck.mjs api     → GET http://127.0.0.1:$PORT/health answers 2xx
-//   node deploy/docker/healthcheck.mjs worker  → the worker's heartbeat key in Redis is younger than 30 s
-// The worker's id is WORKER_ID, else the worker's own default `worker-<hostname>-<pid>` (pid found in /proc).
-// TLS to Redis uses the same REDIS_TLS_* files as the worker. Exit 0 healthy, 1 not.
-import { readFileSync, readdirSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { Redis } from 'ioredis';
-
-const HEARTBEAT_MAX_AGE_MS = 30_000;
+// Container health check (Docker HEALTHCHECK, Compose healthcheck). Plain JavaScript, no tsx: it runs every 30 s and
+// must start fast. Kubernetes does not need it: its probes ask the same endpoints with httpGet.
+//   node deploy/docker/healthcheck.mjs api           → GET http://127.0.0.1:$PORT/health answers 2xx
+//   node deploy/docker/healthcheck.mjs worker        → GET /healthz of the worker's HTTP server answers 2xx (liveness:
+//                                                     the process runs, its event loop is not stuck)
+//   node deploy/docker/healthcheck.mjs worker-ready  → GET /readyz answers 2xx (readiness: Redis answers, Chromium
+//                                                     is up, the worker takes jobs)
+// The worker's server is WORKER_HTTP_HOST:WORKER_HTTP_PORT (9464); a wildcard host is asked on 127.0.0.1. The probes
+// need no Redis credentials, so they work whatever Redis user the worker runs as (an enrolled worker's own user, or
+// the bootstrap user it starts with). Exit 0 healthy, 1 not.
 const mode = process.argv[2] ?? 'worker';
 const fail = (why) => { process.stderr.write(`unhealthy: ${why}\n`); process.exit(1); };
 setTimeout(() => fail('timed out'), 8000).unref();
 
+async function probe(url) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5000) }).catch((e) => fail(`${url}: ${e.message}`));
+  if (!res.ok) fail(`${url} answered ${res.status}: ${(await res.text().catch(() => '')).slice(0, 300)}`);
+}
+
 if (mode === 'api') {
-  const res = await fetch(`http://127.0.0.1:${process.env.PORT || 3000}/health`).catch((e) => fail(e.message));
-  if (!res.ok) fail(`/health answered ${res.status}`);
-  process.exit(0);
-}
-
-function workerId() {
-  if (process.env.WORKER_ID) return process.env.WORKER_ID;
-  const pid = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).find((d) => {
-    try { return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('src/execution-plane/main.ts'); } catch { return false; }
-  });
-  if (!pid) fail('no worker process');
-  return `worker-${hostname().replace(/[^A-Za-z0-9_.-]/g, '-')}-${pid}`;
-}
-
-const id = workerId();
-const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-const file = (name) => (process.env[name] ? readFileSync(process.env[name]) : undefined);
-const tls = url.startsWith('rediss://')
-  ? Object.fromEntries(Object.entries({ ca: file('REDIS_TLS_CA'), cert: file('REDIS_TLS_CERT'), key: file('REDIS_TLS_KEY') }).filter(([, v]) => v))
-  : undefined;
-const redis = new Redis(url, { tls, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectionName: 'sri-healthcheck' });
-redis.on('error', () => {});
-try {
-  await redis.connect();
-  const beat = Number(await redis.get(`sri:worker:${id}:heartbeat`));
-  if (!beat) fail(`no heartbeat for ${id}`);
-  if (Date.now() - beat > HEARTBEAT_MAX_AGE_MS) fail(`heartbeat of ${id} is ${Date.now() - beat} ms old`);
-} catch (e) {
-  fail(e.message);
-} finally {
-  redis.disconnect();
+  await probe(`http://127.0.0.1:${process.env.PORT || 3000}/health`);
+} else if (mode === 'worker' || mode === 'worker-ready') {
+  const port = process.env.WORKER_HTTP_PORT || '9464';
+  if (port === 'off' || port === '0') fail(`WORKER_HTTP_PORT=${port}: the worker has no fixed probe port; set one`);
+  const host = process.env.WORKER_HTTP_HOST || '127.0.0.1';
+  const target = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  await probe(`http://${target}:${port}/${mode === 'worker' ? 'healthz' : 'readyz'}`);
+} else {
+  fail(`unknown mode ${mode}: api, worker or worker-ready`);
 }
 process.exit(0);

@@ -1,6 +1,7 @@
 /**
  * The one CLI: `sri up | api | worker | migrate | demo`, `sri logs` (a job's log through the API, logs.ts), the
- * operator commands on the queue (`sri dlq | cancel | quota`, queue-ops.ts) and `sri workers` (workers.ts). Each command imports what it runs only when chosen, so
+ * operator commands on the queue (`sri dlq | cancel | quota`, queue-ops.ts), `sri workers` (workers.ts) and
+ * `sri enrol` (worker enrolment through the API, enrol.ts). Each command imports what it runs only when chosen, so
  * `sri demo` (an HTTP client) never loads PGlite or Chromium.
  *
  * Expected failures (SriError) print one line `error CODE: message` on stderr and exit 1; only unexpected errors
@@ -11,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { isSriError } from '../shared/errors.ts';
 import { readStoredSecrets } from '../embedded/secrets.ts';
+import { addEnrolCommand } from './enrol.ts';
 import { addLogsCommand } from './logs.ts';
 import { addQueueCommands, type CliIo } from './queue-ops.ts';
 import { addSecretsCommand } from './secrets.ts';
@@ -109,6 +111,7 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
   addQueueCommands(program, env, io);
   addSecretsCommand(program, withStoredSecrets(env, ['SECRETS_KEYS']), io);
   addWorkersCommand(program, env, io);
+  addEnrolCommand(program, env, io);
 
   return program;
 }

@@ -22,6 +22,10 @@ export const apiSettings = {
     'Lifetime of the presigned download links of job artifacts.'),
   authRateLimitMax: setting('AUTH_RATE_LIMIT_MAX', intSetting(20, 1), 'Requests per window and client IP allowed on /api/auth/*.'),
   authRateLimitWindowMs: setting('AUTH_RATE_LIMIT_WINDOW_MS', intSetting(60_000, 1000), 'Window of the /api/auth/* rate limit.'),
+  authLockoutMaxFailures: setting('AUTH_LOCKOUT_MAX_FAILURES', intSetting(10, 0),
+    'Failed logins of one account (whatever the client) within AUTH_LOCKOUT_WINDOW_MS that lock it for AUTH_LOCKOUT_MS (ACCOUNT_LOCKED, even with the right password); 0 = no lockout.'),
+  authLockoutWindowMs: setting('AUTH_LOCKOUT_WINDOW_MS', intSetting(15 * 60_000, 1000), 'Window (ms) in which an account\'s failed logins are counted, from the first one.'),
+  authLockoutMs: setting('AUTH_LOCKOUT_MS', intSetting(15 * 60_000, 1000), 'How long (ms) a locked account refuses every login.'),
   reconcileIntervalMs: setting('RECONCILE_INTERVAL_MS', intSetting(60_000, 1000),
     'How often the results listener re-reads results of unfinished jobs from Redis (pub/sub loses messages).'),
   logsHeartbeatIntervalMs: setting('LOGS_HEARTBEAT_INTERVAL_MS', intSetting(15_000, 100),
@@ -31,6 +35,9 @@ export const apiSettings = {
   webhookRetryBaseMs: setting('WEBHOOK_RETRY_BASE_MS', intSetting(1000, 0), 'Wait before a delivery\'s 2nd attempt (ms), doubled after each failure.'),
   webhookRetryMaxMs: setting('WEBHOOK_RETRY_MAX_MS', intSetting(300_000, 0), 'Longest wait between two attempts of a delivery (ms).'),
   webhookTimeoutMs: setting('WEBHOOK_TIMEOUT_MS', intSetting(10_000, 100), 'Longest one webhook POST may take (ms) before it counts as failed.'),
+  // ── Platform operator (docs/security.md "Worker enrolment") ──
+  operatorToken: setting('OPERATOR_TOKEN', z.string().min(32, 'must be at least 32 characters').optional(),
+    'Bearer token of the platform operator\'s endpoints (/api/operator/*: worker enrolment and revocation). Unset: they answer OPERATOR_ONLY to everyone. API only: a worker refuses to start with it.'),
   // ── Observability (docs/observability.md) ──
   metricsToken: setting('METRICS_TOKEN', z.string().min(16, 'must be at least 16 characters').optional(),
     'When set, GET /metrics answers only "Authorization: Bearer <METRICS_TOKEN>" and includes the per-organisation queue series. Unset: /metrics is open but has the request and process metrics only (the queue series name organisations).'),

@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../shared/logger.ts';
 import { JobQueue } from '../shared/queue/job-queue.ts';
 import { createRedis } from '../shared/redis.ts';
 import { BlobStore, createS3Client } from '../shared/s3.ts';
+import { createTracing, type Tracing } from '../shared/tracing.ts';
 import type { ApiConfig } from './config.ts';
 import type { ApiContext } from './context.ts';
 import { migrate, openDatabase, type Database } from './db/index.ts';
@@ -25,6 +26,7 @@ import { adminRoutes } from './http/routes/admin.ts';
 import { jobControlRoutes } from './http/routes/job-control.ts';
 import { jobLogRoutes } from './http/routes/job-logs.ts';
 import { jobRoutes } from './http/routes/jobs.ts';
+import { operatorRoutes } from './http/routes/operator.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
 import { secretRoutes } from './http/routes/secrets.ts';
@@ -86,6 +88,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   webhookRoutes(app, ctx);
   secretRoutes(app, ctx);
   workerRoutes(app, ctx);
+  operatorRoutes(app, ctx);
   return app;
 }
 
@@ -94,6 +97,8 @@ export interface ApiDeps {
   redis?: Redis;
   blobStore?: BlobStore;
   logger?: Logger;
+  /** Used, not shut down, by the API. @default spans of service `sri-api` to OTEL_EXPORTER_OTLP_ENDPOINT, flushed on close */
+  tracing?: Tracing;
 }
 
 export interface ApiHandle {
@@ -110,6 +115,13 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
     for (const close of owned.reverse()) await Promise.resolve(close()).catch((err: unknown) => logger.warn({ err }, 'error while closing'));
   };
   try {
+    let tracing = deps.tracing;
+    if (!tracing) {
+      const created = createTracing({ serviceName: 'sri-api', otlpEndpoint: config.otlpEndpoint });
+      tracing = created;
+      // First in, so closed last: the spans of the requests and results handled while closing are exported too.
+      owned.push(() => created.shutdown());
+    }
     let db = deps.db;
     if (!db) {
       db = await openDatabase(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { dataDir: join(config.dataDir, 'pglite') });
@@ -134,18 +146,22 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
       owned.push(() => created.client.destroy());
     }
     const queue = await JobQueue.connect(redis);
-    const ctx: ApiContext = { config, db, redis, queue, blobStore, logger, tokens: new TokenService(config.jwtSecret, config.jwtExpiresInSeconds) };
-    const subscriber = redis.duplicate({ connectionName: 'sri-api-results', maxRetriesPerRequest: null });
-    subscriber.on('error', (err) => logger.warn({ err: err.message }, 'results subscriber connection error'));
-    // Closed after the listener (owned closes in reverse), so no recorded result is left without its deliveries.
+    // Closed after the listener and the app (owned closes in reverse), so no recorded result is left without its
+    // deliveries.
     const webhooks = new WebhookDeliverer({
       db, logger, masterSecret: config.jwtSecret, maxAttempts: config.webhookMaxAttempts, retryBaseMs: config.webhookRetryBaseMs,
       retryMaxMs: config.webhookRetryMaxMs, timeoutMs: config.webhookTimeoutMs,
     });
     owned.push(() => webhooks.close());
+    const ctx: ApiContext = {
+      config, db, redis, queue, blobStore, logger, tokens: new TokenService(config.jwtSecret, config.jwtExpiresInSeconds), tracer: tracing.tracer,
+      onJobFinal: webhooks.onJobFinal,
+    };
+    const subscriber = redis.duplicate({ connectionName: 'sri-api-results', maxRetriesPerRequest: null });
+    subscriber.on('error', (err) => logger.warn({ err: err.message }, 'results subscriber connection error'));
     const listener = await startResultsListener({
       db, blobStore, resultsBucket: config.s3ResultsBucket, logger, subscriber, redis, reconcileIntervalMs: config.reconcileIntervalMs,
-      onJobFinal: webhooks.onJobFinal,
+      onJobFinal: webhooks.onJobFinal, tracer: tracing.tracer,
     });
     owned.push(() => listener.stop());
 

@@ -28,7 +28,7 @@ const WORKER_MAIN = join(PROJECT_ROOT, 'src', 'execution-plane', 'main.ts');
 /** Variables a worker refuses to start with (ARCHITECTURE.md): it must hold no database or API credentials. */
 export function isForbiddenForWorker(name: string): boolean {
   return name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || /^PG[A-Z]+$/.test(name)
-    || name.startsWith('API_') || name === 'JWT_SECRET' || name === 'SECRETS_KEYS';
+    || name.startsWith('API_') || name === 'JWT_SECRET' || name === 'SECRETS_KEYS' || name === 'OPERATOR_TOKEN';
 }
 
 export interface StackOptions {
@@ -225,6 +225,8 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     // The demo stack runs hand-signed jobs (README "Testing the worker by hand"): no envelope signature required
     // unless the environment asks for it (docs/security.md "Job envelope").
     workerEnv['REQUIRE_JOB_SIGNATURE'] = env['REQUIRE_JOB_SIGNATURE'] || 'false';
+    // One command on any machine: bubblewrap when it works, else the process sandbox — said by each worker at start.
+    workerEnv['WORKER_SANDBOX'] = env['WORKER_SANDBOX'] || 'auto';
     const workers: StackWorker[] = [];
     const spawned: Array<{ workerId: string; child: SpawnedWorker }> = [];
     for (let i = 1; i <= config.workers; i++) {

@@ -17,10 +17,13 @@ export function resolveChromiumPath(configured: string | undefined, exists: (p: 
   return SYSTEM_CHROMIUM.find((p) => exists(p));
 }
 
-/** Flags for a headless worker browser: no background traffic, no QUIC (so routing sees every request). */
+/**
+ * Flags for a headless worker browser: no background traffic, no QUIC (so routing sees every request), and no
+ * WebRTC over UDP — STUN/TURN packets would go around the egress proxy (TURN over TCP still goes through it).
+ */
 export function chromiumArgs(): string[] {
   return ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
+    '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--webrtc-ip-handling-policy=disable_non_proxied_udp'];
 }
 
 /** A browser that disconnects within this long of its launch is relaunched only after RESTART_PAUSE_MS. */

@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { commonSettings, intSetting, loadConfig, setting, type ConfigOf } from '../shared/config.ts';
+import { isEnrolmentToken } from '../shared/enrolment.ts';
 import { SriError } from '../shared/errors.ts';
 
 /** A worker's heartbeat key lives 30 s; the interval must stay well below that or the worker looks dead. */
@@ -44,6 +45,23 @@ export const workerSettings = {
     'Attempts of a job whose message sets no maxAttempts; then it is dead-lettered.'),
   recoveryIntervalMs: setting('WORKER_RECOVERY_INTERVAL_MS', intSetting(1000, 50),
     'How often every worker moves due retries back to their queue and takes back expired leases (independent of polling).'),
+  // ── Script sandbox and limits (src/execution-plane/script/sandbox/, docs/security.md "Script sandbox") ──
+  sandbox: setting('WORKER_SANDBOX', z.enum(['bwrap', 'auto', 'process'], { error: 'must be bwrap, auto or process' }).default('bwrap'),
+    'How scripts are isolated. bwrap: a process per job in bubblewrap namespaces (no network, no files, own PIDs) under Node\'s permission model; the worker refuses to start when bubblewrap cannot run (SANDBOX_UNAVAILABLE). process: a process per job under Node\'s permission model and limits, without namespaces (weaker: said at start). auto: bwrap when it works, else process with a warning. `sri up` uses auto. @default bwrap'),
+  scriptCpuSeconds: setting('WORKER_SCRIPT_CPU_SECONDS', intSetting(60, 1),
+    'CPU seconds a job\'s script process may use (RLIMIT_CPU); over it the script is stopped with SCRIPT_CPU_LIMIT.'),
+  scriptMemoryMb: setting('WORKER_SCRIPT_MEMORY_MB', intSetting(256, 32),
+    'JavaScript heap (MiB) of a job\'s script process; its address space is capped at 1 GiB more (buffers count too). Over it: SCRIPT_MEMORY_LIMIT.'),
+  scriptMaxCalls: setting('WORKER_SCRIPT_MAX_CALLS', intSetting(100_000, 10),
+    'Page and helper calls one script may make; more stops it with SCRIPT_RESOURCE_LIMIT.'),
+  maxScreenshots: setting('WORKER_MAX_SCREENSHOTS', intSetting(100, 0), 'Screenshots one job may take (SCRIPT_RESOURCE_LIMIT beyond).'),
+  maxDownloads: setting('WORKER_MAX_DOWNLOADS', intSetting(50, 0), 'Files one job may download (SCRIPT_RESOURCE_LIMIT beyond).'),
+  maxDownloadBytes: setting('WORKER_MAX_DOWNLOAD_BYTES', intSetting(100 * 1024 * 1024, 1024),
+    'Largest file a job may keep from a download (bytes); a larger one fails the job with SCRIPT_RESOURCE_LIMIT.'),
+  maxPages: setting('WORKER_MAX_PAGES', intSetting(10, 1),
+    'Pages (tabs, popups) a job\'s browser context may have open at once; further ones are closed at once and counted in the log.'),
+  egressMaxBytes: setting('WORKER_EGRESS_MAX_BYTES', intSetting(256 * 1024 * 1024, 1024),
+    'Bytes a job\'s browser may move through the egress proxy, both directions, all its connections together; over it every connection is cut and the job fails (egress-bytes), so a huge download cannot fill the disk. @default 268435456 (256 MiB)'),
   // ── Live job logs (src/execution-plane/logs/batcher.ts) ──
   logBatchMaxLines: setting('WORKER_LOG_BATCH_MAX_LINES', intSetting(500, 1),
     'Lines per live-log batch; a full batch is sent at once.'),
@@ -67,6 +85,13 @@ export const workerSettings = {
     'Longest the worker keeps reconnecting to an unreachable Redis (ms) before it exits non-zero for its supervisor to restart it (0 = never).'),
   maxEventLoopDelayMs: setting('WORKER_MAX_EVENT_LOOP_DELAY_MS', intSetting(5000, 10),
     '/healthz answers 503 while the event loop was blocked longer than this (ms) in the last 10 s.'),
+  // ── Enrolment and revocation (src/execution-plane/enrolment.ts, docs/security.md "Worker enrolment") ──
+  enrolmentToken: setting('WORKER_ENROLMENT_TOKEN', z.string().refine(isEnrolmentToken, 'must be a token from POST /api/operator/worker-enrolments (sri-enrol.<43 characters>)').optional(),
+    'One-time enrolment token. The worker redeems it at start as REDIS_URL\'s user (the bootstrap user sri-enrol), then connects as its own Redis user with the id the enrolment assigned (WORKER_ID is ignored).'),
+  credentialsFile: setting('WORKER_CREDENTIALS_FILE', z.string().min(1).optional(),
+    'File keeping the credentials an enrolment gave (written once, mode 0600). When it exists the worker uses it and needs no token, so a restarted container keeps its identity; when it does not and no token is given, the worker runs as REDIS_URL says. Unset: the credentials live in memory only and a restart needs a new token.'),
+  revokedAfterMs: setting('WORKER_REVOKED_AFTER_MS', intSetting(10_000, 0),
+    'How long Redis must keep refusing the worker\'s credentials (WRONGPASS) before the worker takes itself for revoked: it abandons its jobs and exits 77 (WORKER_REVOKED).'),
 } as const;
 
 export type WorkerConfig = ConfigOf<typeof workerSettings>;
@@ -76,7 +101,9 @@ function forbiddenSettings(env: Record<string, string | undefined>): string[] {
   return Object.keys(env)
     .filter((name) => env[name] !== undefined && env[name] !== '')
     // SECRETS_KEYS opens every tenant secret at rest; workers get the secrets of their own jobs only (TRANSPORT_KEYS).
-    .filter((name) => name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || name === 'API_URL' || name === 'API_KEY' || name === 'SECRETS_KEYS')
+    // OPERATOR_TOKEN enrols and revokes workers: never on a worker.
+    .filter((name) => name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || name === 'API_URL' || name === 'API_KEY' || name === 'SECRETS_KEYS'
+      || name === 'OPERATOR_TOKEN')
     .sort();
 }
 

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.ts';
-import { removeWorker, writeHeartbeat, type WorkerSelfReport } from '../shared/worker-registry.ts';
+import { isWorkerRevoked, removeWorker, writeHeartbeat, type WorkerSelfReport } from '../shared/worker-registry.ts';
 import { HEARTBEAT_TTL_SECONDS } from './config.ts';
 import { boundWait } from './job/deadline.ts';
 
@@ -23,6 +23,11 @@ export class Heartbeat {
     report: () => WorkerSelfReport;
     /** Told about every heartbeat Redis did not take (metrics). */
     onFailure?: () => void;
+    /**
+     * Called when, after a heartbeat, the worker's field in `sri:workers:revoked` is set: the cooperative revocation
+     * of deployments without a Redis ACL (src/execution-plane/revocation.ts).
+     */
+    onRevoked?: () => void;
   }) {}
 
   async start(): Promise<void> {
@@ -45,6 +50,15 @@ export class Heartbeat {
       const now = Date.now();
       await writeHeartbeat(this.opts.redis, this.opts.report(), HEARTBEAT_TTL_SECONDS, now);
       this.lastOk = now;
+      // Its own command, not part of the heartbeat's MULTI: a Redis user of an older ACL file that may not read
+      // sri:workers:revoked then loses this check (said at debug level), not its heartbeat.
+      if (this.opts.onRevoked) {
+        const revoked = await isWorkerRevoked(this.opts.redis, this.opts.workerId).catch((e: unknown) => {
+          this.opts.logger.debug({ err: (e as Error).message }, 'could not read sri:workers:revoked');
+          return false;
+        });
+        if (revoked) this.opts.onRevoked();
+      }
     } catch (e) {
       this.opts.onFailure?.();
       this.opts.logger.warn({ err: (e as Error).message }, 'heartbeat failed');

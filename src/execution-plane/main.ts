@@ -1,14 +1,19 @@
 /**
  * Worker process entry: `node --import tsx src/execution-plane/main.ts` or `sri worker`.
  * Configuration errors print one line to stderr and exit 1; SIGTERM/SIGINT drain running jobs, then exit 0; Redis
- * unreachable for longer than WORKER_REDIS_MAX_OUTAGE_MS exits 1 (error WORKER_REDIS_LOST) for a supervisor to restart.
+ * unreachable for longer than WORKER_REDIS_MAX_OUTAGE_MS exits 1 (error WORKER_REDIS_LOST) for a supervisor to restart;
+ * a revoked worker (error WORKER_REVOKED, docs/security.md "Worker enrolment") exits 77.
  */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { isSriError } from '../shared/errors.ts';
+import { EXIT_CODE_REVOKED } from '../shared/enrolment.ts';
+import { isSriError, type SriError } from '../shared/errors.ts';
 import { createLogger } from '../shared/logger.ts';
 import { startRedisTls } from '../shared/tls-watch.ts';
 import { loadWorkerConfig, type WorkerConfig } from './config.ts';
+
+/** 77 for a revoked worker (restarting it is pointless), 1 for everything else. */
+const exitCodeOf = (e: unknown) => (isSriError(e) && (e as SriError).code === 'WORKER_REVOKED' ? EXIT_CODE_REVOKED : 1);
 
 export async function runWorkerProcess(env: Record<string, string | undefined> = process.env): Promise<void> {
   let config: WorkerConfig;
@@ -31,7 +36,7 @@ export async function runWorkerProcess(env: Record<string, string | undefined> =
     const msg = isSriError(e) ? e.message : (e as Error).message;
     logger.fatal({ err: msg }, 'worker could not start');
     process.stderr.write(`sri worker: ${msg}\n`);
-    logger.flush(() => process.exit(1));
+    logger.flush(() => process.exit(exitCodeOf(e)));
     return;
   }
   const h = handle;
@@ -47,7 +52,7 @@ export async function runWorkerProcess(env: Record<string, string | undefined> =
   // Redis unreachable for longer than WORKER_REDIS_MAX_OUTAGE_MS: exit non-zero for the supervisor to restart us.
   void h.fatal.then((e) => {
     process.stderr.write(`sri worker: error ${e.code}: ${e.message}\n`);
-    logger.flush(() => process.exit(1));
+    logger.flush(() => process.exit(exitCodeOf(e)));
   });
 }
 

@@ -14,6 +14,7 @@ import { keys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { BlobStore, createS3Client } from '../shared/s3.ts';
 import { SriError } from '../shared/errors.ts';
+import { createTracing, type Tracing } from '../shared/tracing.ts';
 import { BrowserPool } from './browser.ts';
 import type { WorkerConfig } from './config.ts';
 import { Heartbeat } from './heartbeat.ts';
@@ -22,9 +23,11 @@ import { boundWait } from './job/deadline.ts';
 import { LEASE_LOST, processJob, type PipelineDeps } from './job/pipeline.ts';
 import { JobQueue, type ControlMessage, type Taken } from '../shared/queue/job-queue.ts';
 import type { ScriptRunner } from './script/runner.ts';
-import { VmScriptRunner } from './script/vm-runner.ts';
+import { SandboxRunner } from './script/sandbox/sandbox-runner.ts';
 import { WorkerObservability } from './observability/worker-observability.ts';
 import type { ResourcePaths } from './observability/resources.ts';
+import { resolveWorkerIdentity } from './enrolment.ts';
+import { isAuthRefusal, RevocationWatch } from './revocation.ts';
 
 export type WorkerState = 'starting' | 'ready' | 'busy' | 'reconnecting' | 'draining' | 'stopped';
 
@@ -36,6 +39,8 @@ export interface WorkerHandle {
    * Settles when the worker gave up by itself — Redis unreachable for longer than WORKER_REDIS_MAX_OUTAGE_MS —
    * with the reason; it has then stopped (running jobs abandoned: their leases expire and other workers run
    * them again). The process should exit non-zero so its supervisor restarts it. Never rejects.
+   * Also settles, with WORKER_REVOKED, when the worker was revoked (src/execution-plane/revocation.ts): the process
+   * should exit with EXIT_CODE_REVOKED.
    */
   readonly fatal: Promise<SriError>;
   state(): WorkerState;
@@ -50,12 +55,17 @@ export interface WorkerDeps {
   redis?: Redis;
   /** Used, not closed, by the worker. @default a client of S3_ENDPOINT, destroyed on stop */
   blobStore?: BlobStore;
-  /** @default VmScriptRunner (node:vm) */
+  /** @default SandboxRunner: a process per job as WORKER_SANDBOX says (checked before anything else starts) */
   runner?: ScriptRunner;
   /** How often organisations with a producer list are added to the ring (SMEMBERS + SCAN). @default 5000 */
   orgRefreshMs?: number;
   /** Where the resource sampler reads cgroup files. @default /sys/fs/cgroup, /proc/self/cgroup */
   resourcePaths?: ResourcePaths;
+  /**
+   * Used, not shut down, by the worker. @default spans of service `sri-worker` (instance: WORKER_ID) to
+   * OTEL_EXPORTER_OTLP_ENDPOINT, flushed when the worker stops
+   */
+  tracing?: Tracing;
 }
 
 export const DEFAULT_STOP_GRACE_MS = 60_000;
@@ -83,15 +93,28 @@ class Waker {
   }
 }
 
-export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): Promise<WorkerHandle> {
+export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {}): Promise<WorkerHandle> {
+  const baseLogger = deps.logger ?? createLogger({ name: 'worker', level: configured.logLevel, logDir: configured.logDir });
+  // First: a worker that cannot isolate scripts as configured must not connect to anything (SANDBOX_UNAVAILABLE) —
+  // nor spend its enrolment token. The sandbox settings are the same before and after the enrolment.
+  const runner = deps.runner ?? SandboxRunner.create({
+    mode: configured.sandbox, cpuSeconds: configured.scriptCpuSeconds, memoryMb: configured.scriptMemoryMb,
+    maxCalls: configured.scriptMaxCalls, actionTimeoutMs: configured.playwrightTimeoutMs,
+  }, baseLogger.child({ workerId: configured.workerId }));
+  // Then an enrolment token or credentials file decides the worker's id and Redis user (src/execution-plane/enrolment.ts).
+  const identity = deps.redis ? { config: configured, source: 'configured' as const } : await resolveWorkerIdentity(configured, baseLogger);
+  const config = identity.config;
   const workerId = config.workerId;
-  const logger = (deps.logger ?? createLogger({ name: 'worker', level: config.logLevel, logDir: config.logDir })).child({ workerId });
+  const logger = baseLogger.child({ workerId });
   const redis = deps.redis ?? createRedis(config.redisUrl, { name: `sri-worker-${workerId}` });
   const blobStore = deps.blobStore ?? new BlobStore(createS3Client(config));
   const browsers = new BrowserPool({
     chromiumPath: config.chromiumPath, launchTimeoutMs: 60_000, logger, onRestart: () => observability.metrics.browserRestarted(),
   });
   const egress = new EgressProxy(logger);
+  const tracing = deps.tracing ?? createTracing({
+    serviceName: 'sri-worker', otlpEndpoint: config.otlpEndpoint, resource: { 'service.instance.id': workerId },
+  });
   const orgRefreshMs = deps.orgRefreshMs ?? 5000;
 
   let state: WorkerState = 'starting';
@@ -103,6 +126,17 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
   const timers: NodeJS.Timeout[] = [];
   // ioredis reconnects on its own (and resubscribes); without a listener it would print every error.
   control.on('error', (e: Error) => logger.debug({ err: e.message }, 'control channel connection error'));
+  const revocation = new RevocationWatch({
+    confirmMs: config.revokedAfterMs, logger,
+    onRevoked: (reason) => {
+      const e = new SriError('WORKER_REVOKED', `The worker ${workerId} was revoked: ${reason}. It takes no more jobs and exits; its running jobs run again on other workers once their leases expire.`);
+      logger.fatal({ reason }, 'worker revoked');
+      if (started) void abandon(e);
+      else startFailed(e);
+    },
+  });
+  revocation.watch(redis);
+  revocation.watch(control);
 
   const closeOwned = async () => {
     control.disconnect();
@@ -113,12 +147,15 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
       redis.disconnect();
     }
     if (!deps.blobStore) blobStore.client.destroy();
+    // Last: the spans of the jobs that settled while stopping are exported too (bounded by the exporter's timeout).
+    if (!deps.tracing) await tracing.shutdown();
   };
 
-  // node:vm scripts share this process: a promise a script forgot to await must not take the worker down.
+  // Scripts run in processes of their own (script/sandbox/); a promise of the worker's own that nobody awaited (a
+  // Playwright call of a job that has ended, say) must still not take the worker and its other jobs down.
   const onUnhandled = (reason: unknown) => {
     // Only the error's name: its message is not tied to a job, so no job's redactor can clean it of secrets.
-    logger.warn({ errName: (reason as Error | undefined)?.name ?? typeof reason }, 'unhandled promise rejection (a job script left a promise unawaited?) ignored');
+    logger.warn({ errName: (reason as Error | undefined)?.name ?? typeof reason }, 'unhandled promise rejection ignored');
   };
 
   const startedAt = Date.now();
@@ -147,6 +184,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
   });
   const heartbeat: Heartbeat = new Heartbeat({
     redis, workerId, intervalMs: config.heartbeatIntervalMs, logger, onFailure: () => observability.metrics.heartbeatFailed(),
+    onRevoked: () => revocation.markedRevoked(),
     report: () => ({
       workerId, state, host: hostname(), pid: process.pid, startedAt, heartbeatIntervalMs: config.heartbeatIntervalMs,
       maxJobs: config.maxJobs, jobsInFlight: running.size, httpUrl: observability.httpUrl, resources: observability.resources.current(),
@@ -176,17 +214,23 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
     await egress.start();
     await Promise.race([browsers.get(), outageDuringStart]);
   } catch (e) {
+    revocation.stop();
     await heartbeat.stop();
     // Before closing Redis: the supervisor must not take our own disconnect for an outage.
     await observability.stop();
     await closeOwned();
+    // An enrolled worker whose own credentials are refused at start was revoked (or its user is gone): exit 77, not 1.
+    if (identity.source !== 'configured' && e instanceof Error && isAuthRefusal(e)) {
+      logger.fatal({ err: e.message.slice(0, 120) }, 'worker revoked');
+      throw new SriError('WORKER_REVOKED', `Redis refused the enrolled worker ${workerId}'s credentials at start (${e.message.slice(0, 80)}): it was revoked.`);
+    }
     throw e;
   }
   started = true;
   process.on('unhandledRejection', onUnhandled);
 
   const pipelineDeps: PipelineDeps = {
-    config, redis, queue, blobStore, browsers, egress, logger, runner: deps.runner ?? new VmScriptRunner(),
+    config, redis, queue, blobStore, browsers, egress, logger, tracer: tracing.tracer, runner,
     // A finishing job still counts in `running`, so a full worker's slot takes its own successor and no more.
     takeNextFor: () => (isRunning() && running.size <= config.maxJobs ? workerId : undefined),
     onLiveLogClosed: (end) => observability.metrics.liveLogClosed(end),
@@ -327,6 +371,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
       }
       // Leases are renewed until every job has settled: a draining worker must not lose its jobs to others.
       for (const t of timers) clearInterval(t);
+      revocation.stop();
       await heartbeat.stop();
       process.off('unhandledRejection', onUnhandled);
       await observability.stop();
@@ -346,6 +391,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps = {}): 
       state = 'draining';
       waker.wake();
       for (const t of timers) clearInterval(t);
+      revocation.stop();
       for (const r of running.values()) r.abort.abort(new SriError('WORKER_SHUTDOWN', e.message));
       process.off('unhandledRejection', onUnhandled);
       await observability.stop();

@@ -57,6 +57,8 @@ export const commonSettings = {
   logDir: setting('LOG_DIR', z.string().default('logs'), 'Directory of the log files.'),
   metricsQueueMaxOrgs: setting('METRICS_QUEUE_MAX_ORGS', intFromEnv(50, 0),
     'Organisations with series of their own in sri_queue_length / sri_queue_oldest_job_age_seconds (the deepest queues); 0 = totals only.'),
+  otlpEndpoint: setting('OTEL_EXPORTER_OTLP_ENDPOINT', z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+    'OpenTelemetry collector (OTLP/HTTP) base URL; spans are POSTed to {url}/v1/traces in batches. Unset: traces are not exported (src/shared/tracing.ts).'),
 } as const;
 
 export const intSetting = intFromEnv;

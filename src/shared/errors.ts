@@ -25,6 +25,10 @@ export const ERRORS = {
   SCRIPT_ERROR: spec(422, false, 'The script threw an error; read execution.log and fix the flow.'),
   SCRIPT_INVALID: spec(422, false, 'The script is not an ES module whose default export is a function; see docs/scripts.md.'),
   EXECUTION_TIMEOUT: spec(504, true, 'The job ran longer than EXECUTION_TIMEOUT (or its timeoutMs) and was stopped.'),
+  SCRIPT_CPU_LIMIT: spec(422, false, 'The script used more CPU time than WORKER_SCRIPT_CPU_SECONDS allows and was stopped; look for an endless loop, or raise the limit.'),
+  SCRIPT_MEMORY_LIMIT: spec(422, false, 'The script used more memory than WORKER_SCRIPT_MEMORY_MB allows and was stopped; keep less data in the script, or raise the limit.'),
+  SCRIPT_RESOURCE_LIMIT: spec(422, false, 'The script went over a per-job limit (calls, screenshots, downloads, download size, message size or egress bytes; the message names it) and was stopped.'),
+  SANDBOX_UNAVAILABLE: spec(500, false, 'The worker cannot isolate scripts as WORKER_SANDBOX asks (bubblewrap or prlimit missing, or user namespaces not allowed); install bubblewrap, allow unprivileged user namespaces, or set WORKER_SANDBOX=process to run with the weaker process sandbox (see docs/security.md).'),
   BROWSER_ERROR: spec(503, true, 'The browser failed while running the job; it will be restarted. Try the job again.'),
   UPLOAD_FAILED: spec(503, true, 'Uploading the evidence to S3 failed; check S3_ENDPOINT and the results bucket.'),
   WORKER_SHUTDOWN: spec(503, true, 'The worker stopped before the job could finish; run it again.'),
@@ -61,6 +65,10 @@ export const ERRORS = {
   IDEMPOTENCY_CONFLICT: spec(409, false, 'This Idempotency-Key was used with a different request; use a new key.'),
   SECRETS_NOT_CONFIGURED: spec(503, false, 'Tenant secrets need SECRETS_KEYS on the API (kid:base64key of 32 bytes; docs/configuration.md); ask the operator to set it.'),
   RATE_LIMITED: spec(429, true, 'Too many requests; wait and try again.'),
+  ACCOUNT_LOCKED: spec(429, true, 'Too many failed logins for this account; it is locked for a while, even for the right password. Wait for the time Retry-After gives, then log in again.'),
+  OPERATOR_ONLY: spec(403, false, 'This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.'),
+  WORKER_NOT_FOUND: spec(404, false, 'No worker and no enrolment with this id; list enrolments with GET /api/operator/worker-enrolments and workers with sri workers.'),
+  WORKER_ACL_UNAVAILABLE: spec(503, false, 'The API\'s Redis user may not manage Redis ACL users (ACL SETUSER/DELUSER/USERS/SAVE, CLIENT KILL); give it the rules of the sri-api line of deploy/redis/users.acl, or run without enrolled workers.'),
   SERVICE_UNAVAILABLE: spec(503, true, 'A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready.'),
   INTERNAL: spec(500, true, 'Unexpected error; it has been logged with the request id.'),
   // ── Start-up errors (CLI, embedded stack) ─────────────────────────────────────────────────────────────────────
@@ -69,6 +77,8 @@ export const ERRORS = {
   DEPENDENCY_MISSING: spec(1, false, 'A system program is missing; the message gives the install command.'),
   REDIS_TOO_OLD: spec(1, false, 'The Redis server is older than 6.2, which the queue needs (LMOVE); upgrade Redis or point REDIS_URL at a newer one.'),
   REDIS_TLS_CERT_EXPIRED: spec(1, false, 'The Redis TLS client certificate (or every CA certificate) has expired; install a renewed one and start again.'),
+  ENROLMENT_TOKEN_INVALID: spec(1, false, 'The worker\'s enrolment token is unknown, expired or already used (which one is not said); ask the operator for a new one (POST /api/operator/worker-enrolments).'),
+  WORKER_REVOKED: spec(1, false, 'Redis refuses this worker\'s credentials (it was revoked, POST /api/operator/workers/{id}/revoke) or the worker was marked revoked; it exited with code 77 and takes no more jobs. Enrol a new worker if it should run again.'),
   WORKER_REDIS_LOST: spec(1, true, 'The worker could not reach Redis for longer than WORKER_REDIS_MAX_OUTAGE_MS and exited so that its supervisor restarts it; check Redis and REDIS_URL.'),
 } as const satisfies Record<string, ErrorSpec>;
 

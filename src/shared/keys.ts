@@ -80,6 +80,21 @@ export const keys = {
   dlqIndex: 'sri:dlq:index',
   /** string — counter behind dead-letter entry ids. */
   dlqSeq: 'sri:dlq:seq',
+  // ── Worker enrolment and revocation (src/shared/enrolment.ts, docs/security.md "Worker enrolment") ────────────
+  /**
+   * string, TTL = the token's lifetime — one unused enrolment token, named by the SHA-256 of the token: the worker's
+   * credentials sealed under a key derived from the token. The worker redeems it with GETDEL (once).
+   */
+  enrolToken: (tokenSha256: string) => `sri:enrol:${tokenSha256}`,
+  /** hash — worker id → JSON record of its enrolment (API only; outside `sri:enrol:*`, so the bootstrap user cannot touch it). */
+  enrolments: 'sri:enrolments',
+  /** hash — worker id → epoch ms of its revocation; workers read their own field at every heartbeat. */
+  workersRevoked: 'sri:workers:revoked',
+  // ── Login lockout (src/control-plane/auth/lockout.ts) ───────────────────────────────────────────────────────────
+  /** string (counter), TTL = AUTH_LOCKOUT_WINDOW_MS — failed logins of one account (SHA-256 of its e-mail) in the window. */
+  authFailures: (accountSha256: string) => `sri:auth:failures:${accountSha256}`,
+  /** string, TTL = AUTH_LOCKOUT_MS — present while the account is locked (its failures reached AUTH_LOCKOUT_MAX_FAILURES). */
+  authLocked: (accountSha256: string) => `sri:auth:locked:${accountSha256}`,
 } as const;
 
 /** Extracts the organisation id from `sri:org:{orgId}:jobs` or `sri:org:{orgId}:done`. */

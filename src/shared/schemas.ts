@@ -9,6 +9,11 @@ export const Id = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be 1-128 cha
   .refine((s) => s !== '.' && s !== '..', 'must not be "." or ".."');
 export const ProviderName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'must be lower-case letters, digits, _ or -');
 const Hex64 = z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters');
+/**
+ * W3C trace context (src/shared/tracing.ts): the span the message continues. Observability data only — not part of
+ * the signed job envelope; a message without it runs in a trace of its own.
+ */
+export const Traceparent = z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'must be a W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>, lower case');
 export const Hostname = z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}(:\d{1,5})?$/i, 'must be a host name (optionally *.domain or host:port)');
 
 export const JobPriority = z.enum(['normal', 'high']);
@@ -38,6 +43,8 @@ export const JobMessage = z.object({
   envelopeSignature: Hex64.optional(),
   /** Tenant secrets the flow references, sealed under TRANSPORT_KEYS for this job's ids (transport-secrets.ts). */
   secrets: z.string().startsWith('sri-enc:v1:').max(256 * 1024).optional(),
+  /** The enqueue span of the control plane (or of any producer): the worker's spans are its children. Unsigned. */
+  traceparent: Traceparent.optional(),
 }).refine((j) => j.scriptContent !== undefined || j.scriptKey !== undefined, {
   message: 'either scriptContent or scriptKey is required', path: ['scriptContent'],
 });
@@ -70,8 +77,28 @@ export const ResultMessage = z.object({
   files: ResultFiles,
   /** The live log of this attempt: lines streamed, and lines/batches dropped because Redis fell behind. */
   logs: z.object({ written: z.number().int(), droppedLines: z.number().int(), droppedBatches: z.number().int() }).optional(),
+  /**
+   * The job browser's traffic through the worker's egress proxy (docs/security.md "Egress"); absent when no browser
+   * ran. A malformed one is dropped, never the result with it.
+   */
+  egress: z.object({
+    /** Refused requests and connections by host and reason, most frequent first; at most 50 entries. */
+    blocked: z.array(z.object({ host: z.string(), reason: z.string(), count: z.number().int() })),
+    /** Every refusal, those of hosts beyond the entries listed included. */
+    blockedTotal: z.number().int(),
+    /** Bytes moved through the proxy, both directions. */
+    bytes: z.number().int(),
+    /** The limit the job went over (its connections were cut): `egress-bytes`. */
+    limitExceeded: z.string().optional(),
+  }).optional().catch(undefined),
+  /**
+   * The worker's `publish` span: the control plane records the result in a child of it (same trace). A malformed
+   * one is dropped, never the result with it.
+   */
+  traceparent: Traceparent.optional().catch(undefined),
 });
 export type ResultMessage = z.infer<typeof ResultMessage>;
+export type ResultEgress = NonNullable<ResultMessage['egress']>;
 
 export const Cookie = z.object({
   name: z.string().min(1).max(4096),

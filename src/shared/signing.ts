@@ -49,14 +49,22 @@ export interface JobEnvelope {
   readonly flowVersion: string;
   readonly scriptHash: string;
   readonly createdAt: string | number;
+  /**
+   * The hosts the job's browser may reach. Signed, so that whoever can push to Redis cannot widen or lift a job's
+   * egress restriction (ARCHITECTURE.md invariant 5); absent is signed as null (no restriction).
+   */
+  readonly allowedHosts?: readonly string[] | undefined;
 }
 
 /** Domain tag: an envelope signature can never be mistaken for (or made from) a script signature. */
-export const ENVELOPE_TAG = 'sri-job-envelope-v1';
+export const ENVELOPE_TAG = 'sri-job-envelope-v2';
 
-/** The signed text: the tag, a newline, then the fields as one JSON array in a fixed order (scriptHash lowercase). */
+/**
+ * The signed text: the tag, a newline, then the fields as one JSON array in a fixed order (scriptHash lowercase,
+ * allowedHosts as given or null).
+ */
 export function envelopeText(e: JobEnvelope): string {
-  return `${ENVELOPE_TAG}\n${JSON.stringify([e.jobId, e.orgId, e.userId, e.providerId, e.flowId, e.flowVersion, e.scriptHash.toLowerCase(), e.createdAt])}`;
+  return `${ENVELOPE_TAG}\n${JSON.stringify([e.jobId, e.orgId, e.userId, e.providerId, e.flowId, e.flowVersion, e.scriptHash.toLowerCase(), e.createdAt, e.allowedHosts ?? null])}`;
 }
 
 /** Lowercase hex HMAC-SHA256 of envelopeText, key SCRIPT_SIGNING_SECRET. */

@@ -89,6 +89,11 @@ export async function writeHeartbeat(redis: Redis, report: WorkerSelfReport, hea
   if (failed?.[0]) throw failed[0];
 }
 
+/** Whether the worker was revoked (POST /api/operator/workers/{id}/revoke): its field in `sri:workers:revoked`. */
+export async function isWorkerRevoked(redis: Redis, workerId: string): Promise<boolean> {
+  return (await redis.hget(keys.workersRevoked, workerId)) !== null;
+}
+
 /** A cleanly stopped worker leaves the registry at once (heartbeat, info, entry). */
 export async function removeWorker(redis: Redis, workerId: string): Promise<void> {
   await redis.multi().del(keys.workerHeartbeat(workerId)).del(keys.workerInfo(workerId)).zrem(keys.workers, workerId).exec();

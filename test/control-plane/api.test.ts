@@ -201,7 +201,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const flow = r.body.flow;
       flowA1 = flow.id;
       assert.equal(flow.active, false);
-      assert.equal(flow.scriptKey, 'scripts/demo/1.0.0.js');
+      assert.equal(flow.scriptKey, `scripts/${a.orgId}/demo/1.0.0.js`, 'under the organisation\'s own prefix');
       const detail = await http('GET', `/api/flows/${flow.id}`, { token: a.token });
       assert.equal(verifyScript(detail.body.flow.script, flow.scriptHash, flow.signature, TEST_SIGNING_SECRET), 'ok');
       assert.equal((await blobStore.get(config.s3ScriptsBucket, flow.scriptKey))?.toString(), detail.body.flow.script);
@@ -228,12 +228,14 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       assert.equal(flows.length, 2);
       assert.deepEqual(flows.filter((f: { active: boolean }) => f.active).map((f: { id: string }) => f.id), [flowA1], 'exactly one active flow per provider');
 
-      // Another organisation may use the same provider and version: its script gets its own key.
+      // Another organisation may use the same provider and version: its script has a key of its own, under its own
+      // prefix — the same key shape whether or not A used that version first, so B's key tells nothing about A.
       const bFlow = await http('POST', '/api/flows', { token: b.token, body: { providerId: 'demo', version: '1.0.0', name: 'B', steps: demoSteps.slice(0, 1) } });
       assert.equal(bFlow.status, 201);
-      assert.equal(bFlow.body.flow.scriptKey, `scripts/demo/${b.orgId}/1.0.0.js`);
-      assert.notEqual((await blobStore.get(config.s3ScriptsBucket, 'scripts/demo/1.0.0.js'))?.toString().length, 0);
-      assert.equal((await blobStore.get(config.s3ScriptsBucket, 'scripts/demo/1.0.0.js'))?.toString(), detail.body.flow.script, 'A\'s script is not overwritten');
+      assert.equal(bFlow.body.flow.scriptKey, `scripts/${b.orgId}/demo/1.0.0.js`);
+      assert.notEqual(bFlow.body.flow.scriptKey, flow.scriptKey);
+      assert.equal((await blobStore.get(config.s3ScriptsBucket, flow.scriptKey))?.toString(), detail.body.flow.script, 'A\'s script is not overwritten');
+      assert.equal(await blobStore.exists(config.s3ScriptsBucket, 'scripts/demo/1.0.0.js'), false, 'no shared key any more');
     });
 
     it('runs: records the job, pushes a valid signed message, and honours Idempotency-Key', async () => {
@@ -248,7 +250,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       assert.equal(msg.userId, a.userId);
       assert.equal(msg.providerName, 'demo');
       assert.equal(msg.flowId, flowA1);
-      assert.equal(msg.scriptKey, 'scripts/demo/1.0.0.js');
+      assert.equal(msg.scriptKey, `scripts/${a.orgId}/demo/1.0.0.js`);
       assert.equal(msg.attempt, 1);
       assert.ok(msg.traceId);
       assert.deepEqual(msg.allowedHosts, ['127.0.0.1', 'localhost']);

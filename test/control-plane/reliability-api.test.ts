@@ -238,7 +238,10 @@ describe('reliability control API (cancel, retry, dead letters, quotas, admin ro
     assert.equal(m.attempt, 2);
     assert.equal(second.attempt, 2);
     assert.equal(verifyScript(m.scriptContent!, m.scriptHash, m.signature, TEST_SIGNING_SECRET), 'ok');
-    assert.deepEqual({ ...m, attempt: 1 }, original, 'the same message, next attempt');
+    // A retry is a trace of its own (docs/observability.md "Traces"): only its traceparent differs.
+    assert.match(m.traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    assert.notEqual(m.traceparent!.slice(3, 35), original.traceparent!.slice(3, 35), 'a new trace');
+    assert.deepEqual({ ...m, attempt: 1, traceparent: original.traceparent }, original, 'the same message, next attempt');
 
     // The first attempt's failure is still in sri:job:{id}:result: reading it back (reconciler, job reads) does not
     // undo the retry, because the status key says the job runs again.

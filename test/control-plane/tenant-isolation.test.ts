@@ -293,7 +293,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         });
         assert.equal(r.status, 201);
         assert.notEqual(r.body.flow.id, b.flowId);
-        assert.ok(r.body.flow.scriptKey.startsWith('scripts/demo/'), r.body.flow.scriptKey);
+        assert.ok(r.body.flow.scriptKey.startsWith(`scripts/${a.orgId}/demo/`), r.body.flow.scriptKey);
         // The same provider and version as B's flow: a version of A's own, not a conflict with B's.
         const same = await asA('POST', '/api/flows', { body: { providerId: 'demo', version: '1.0.1', name: 'mine', steps: [{ type: 'navigate', url: 'http://127.0.0.1:3100/' }] } });
         assert.equal(same.status, 201);
@@ -427,9 +427,11 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       'GET /api/workers': async () => {
         const r = await asA('GET', '/api/workers');
         assert.equal(r.status, 200);
-        const w = r.body.workers.find((x: { jobsInFlight: number }) => x.jobsInFlight > 0);
+        const w = r.body.workers.find((x: { workerId: string }) => x.workerId.startsWith('shared-worker-'));
         assert.ok(w, 'the fleet worker holding B\'s job is listed');
-        assert.deepEqual(w.jobs, [], 'without B\'s job');
+        // Nothing of B's job, not even that one runs (docs/observability.md "GET /api/workers").
+        assert.deepEqual([w.state, w.jobsInFlight, w.jobs, 'stats' in w], ['ready', 0, [], false]);
+        assert.equal(r.body.counts.busy, 0);
       },
       'GET /metrics': async () => {
         // Operators' endpoint, behind METRICS_TOKEN (its series carry organisation ids): a tenant's token is refused.
@@ -438,6 +440,22 @@ function backendSuite(backend: 'pglite' | 'postgres') {
           assert.equal(r.status, 401);
           assertNoLeak('GET /metrics', r, '');
         }
+      },
+      // The platform operator's endpoints (OPERATOR_TOKEN): an organisation's token, even its admin's, is no operator's.
+      'POST /api/operator/worker-enrolments': async () => {
+        const r = await asA('POST', '/api/operator/worker-enrolments', { body: { name: 'tenant' } });
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+      },
+      'GET /api/operator/worker-enrolments': async () => {
+        const r = await asA('GET', '/api/operator/worker-enrolments');
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+      },
+      'POST /api/operator/workers/:id/revoke': async () => {
+        for (const id of ['shared-worker-1', randomUUID(), ...CRAFTED_IDS.filter((c) => c.length <= 100)]) {
+          const r = await asA('POST', `/api/operator/workers/${encodeURIComponent(id)}/revoke`);
+          assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY'], id);
+        }
+        assert.equal(await t.redis.hlen(keys.workersRevoked), 0, 'nobody was revoked');
       },
     };
 

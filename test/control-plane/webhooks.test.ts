@@ -193,6 +193,19 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       for (const id of [webhook.id, all.body.webhook.id]) assert.equal((await http('DELETE', `/api/webhooks/${id}`, users.a.token)).status, 204);
     });
 
+    it('delivers a result that a GET of the job recorded before the listener did (no message published)', async () => {
+      const created = await http('POST', '/api/webhooks', users.a.token, { url: `${receiverUrl}/read-first`, events: ['*'] });
+      assert.equal(created.status, 201);
+      const jobId = await newJob();
+      // As a worker leaves it when its published message is missed: result and status keys, no message.
+      await redis.mset(keys.jobResult(jobId), JSON.stringify(result(jobId, 'done')), keys.jobStatus(jobId), 'done');
+      const read = await http('GET', `/api/jobs/${jobId}`, users.a.token);
+      assert.equal(read.body.job.status, 'done', JSON.stringify(read.body));
+      const [got] = await waitFor(() => (deliveredTo('/read-first').length ? deliveredTo('/read-first') : undefined), { what: 'the result recorded by the read' });
+      assert.equal(JSON.parse(got!.body).result.jobId, jobId);
+      assert.equal((await http('DELETE', `/api/webhooks/${created.body.webhook.id}`, users.a.token)).status, 204);
+    });
+
     it('retries with backoff: a receiver that fails twice gets the delivery on the 3rd attempt, and the list shows it', async () => {
       const created = await http('POST', '/api/webhooks', users.a.token, { url: `${receiverUrl}/flaky`, events: ['job.done', 'job.failed'] });
       const id = created.body.webhook.id as string;

@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { insertUser } from '../../src/control-plane/db/queries/accounts.ts';
 import { TokenService } from '../../src/control-plane/http/auth.ts';
+import { workersForOrg } from '../../src/control-plane/http/routes/workers.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { JobQueue } from '../../src/shared/queue/job-queue.ts';
 import { ResultMessage } from '../../src/shared/schemas.ts';
-import type { WorkerList, WorkerListing } from '../../src/shared/worker-registry.ts';
+import { listWorkers, type WorkerList, type WorkerListing } from '../../src/shared/worker-registry.ts';
 import { startTestApi, TEST_JWT_SECRET, type TestApi, type TestOrg } from '../support/api.ts';
 import { runSri } from '../support/cli.ts';
 import { metricValue, scrape } from '../support/metrics.ts';
@@ -77,7 +78,7 @@ describe('worker registry through the API and the CLI, with a worker killed by S
     return w;
   }
 
-  it('lists the workers for admins only, each organisation seeing the ids of its own jobs only', async () => {
+  it('lists the workers for admins only; another organisation\'s admin sees nothing of the job', async () => {
     const first = await startWorkerProcess('first');
     await setSession(t.redis, a.orgId, 'user-1', { cookies: [], connectedAt: Date.now() });
     const job = signedJob(a.orgId, RECOVERABLE_SCRIPT);
@@ -94,12 +95,22 @@ describe('worker registry through the API and the CLI, with a worker killed by S
     assert.ok(mine.lastHeartbeat && mine.startedAt);
     assert.equal(mine.heartbeatIntervalMs, 500);
     assert.ok(mine.resources && mine.resources.memory.usedBytes > 0, 'resource usage');
-    assert.ok(mine.stats, 'stats');
-    for (const where of ['host', 'pid', 'httpUrl']) assert.ok(!(where in mine), `where the worker runs (${where}) is for operators (sri workers)`);
+    assert.equal(mine.maxJobs, 1);
+    for (const hidden of ['host', 'pid', 'httpUrl', 'stats']) assert.ok(!(hidden in mine), `${hidden} is for operators (sri workers)`);
 
-    const theirs = find(await listed(b.token), first.workerId)!;
-    assert.equal(theirs.jobsInFlight, 1, 'another organisation sees that the worker is busy');
-    assert.deepEqual(theirs.jobs, [], 'but not the job of another organisation');
+    // b's admin: the worker is alive with its capacity, but neither the job nor that one runs, nor a's totals.
+    const theirList = await listed(b.token);
+    const theirs = find(theirList, first.workerId)!;
+    assert.equal(theirs.state, 'ready', 'busy only with jobs of other organisations: ready to b');
+    assert.equal(theirs.reportedState, 'ready');
+    assert.equal(theirs.jobsInFlight, 0);
+    assert.deepEqual(theirs.jobs, []);
+    assert.equal(theirList.counts.busy, 0);
+    assert.equal(theirs.maxJobs, 1);
+    const text = JSON.stringify(theirList);
+    for (const leak of [job.jobId, a.orgId, '"stats"', '"totalJobs"']) assert.ok(!text.includes(leak), `b's view holds no ${leak}`);
+    // a's view of the same worker is busy, with the job.
+    assert.equal((await listed(a.token)).counts.busy, 1);
 
     const member = await get('/api/workers', memberToken);
     assert.equal(member.status, 403);
@@ -131,11 +142,13 @@ describe('worker registry through the API and the CLI, with a worker killed by S
     const list = await listed(a.token);
     assert.equal(find(list, first.workerId)!.state, 'lost');
     assert.equal(find(list, first.workerId)!.jobsInFlight, 0, 'nothing leased to the dead worker any more');
+    // The worker's totals are every organisation's jobs: operators read them (sri workers), not the API.
     const alive = await waitFor(async () => {
-      const w = find(await listed(a.token), second.workerId);
+      const w = find(await listWorkers(t.redis), second.workerId);
       return w?.state === 'ready' && w.stats?.totalJobs === 1 ? w : undefined;
     }, { what: 'the second worker ready with one job done' });
     assert.equal(alive.stats!.successfulJobs, 1);
+    assert.equal(find(await listed(a.token), second.workerId)!.state, 'ready');
     assert.equal(list.counts.lost, 1);
   });
 
@@ -209,5 +222,36 @@ describe('GET /metrics with METRICS_TOKEN', () => {
     assert.equal(ok.status, 200);
     assert.match(ok.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
     assert.match(await ok.text(), /^# TYPE sri_http_request_duration_seconds histogram$/m);
+  });
+});
+
+describe('GET /api/workers as one organisation sees it (workersForOrg)', () => {
+  const worker = (over: Partial<WorkerListing>): WorkerListing => ({
+    workerId: 'w', state: 'busy', reportedState: 'busy', host: 'h', pid: 1, startedAt: null, lastHeartbeat: null, heartbeatAgeMs: 0,
+    heartbeatIntervalMs: 10_000, maxJobs: 2, jobsInFlight: 0, jobs: [], resources: null, httpUrl: 'http://127.0.0.1:9464',
+    stats: { startedAt: null, totalJobs: 9, successfulJobs: 8, failedJobs: 1, averageDurationMs: 5, lastJobAt: null }, ...over,
+  });
+  const jobOf = (orgId: string, jobId: string) => ({ jobId, orgId, attempt: 1, takenAt: null });
+
+  it('keeps nothing of organisation B\'s jobs in what organisation A\'s admin sees', () => {
+    const list = {
+      workers: [
+        worker({ workerId: 'both', jobsInFlight: 2, jobs: [jobOf('org-a', 'job-a'), jobOf('org-b', 'job-b')] }),
+        worker({ workerId: 'only-b', jobsInFlight: 1, jobs: [jobOf('org-b', 'job-b2')] }),
+        worker({ workerId: 'lost-b', state: 'lost', reportedState: 'busy', jobsInFlight: 1, jobs: [jobOf('org-b', 'job-b3')] }),
+        worker({ workerId: 'draining', state: 'draining', reportedState: 'draining', jobsInFlight: 1, jobs: [jobOf('org-b', 'job-b4')] }),
+      ],
+      counts: { starting: 0, ready: 0, busy: 2, reconnecting: 0, draining: 1, stopped: 0, lost: 1 },
+    };
+    const seen = workersForOrg(list, 'org-a');
+    assert.deepEqual(seen.workers.map((w) => [w.workerId, w.state, w.reportedState, w.jobsInFlight, w.jobs.map((j) => j.jobId)]), [
+      ['both', 'busy', 'busy', 1, ['job-a']],
+      ['only-b', 'ready', 'ready', 0, []],
+      ['lost-b', 'lost', 'ready', 0, []],
+      ['draining', 'draining', 'draining', 0, []],
+    ]);
+    assert.deepEqual(seen.counts, { starting: 0, ready: 1, busy: 1, reconnecting: 0, draining: 1, stopped: 0, lost: 1 });
+    const text = JSON.stringify(seen);
+    for (const leak of ['org-b', 'job-b', 'totalJobs', 'http://', '"host"', '"pid"']) assert.ok(!text.includes(leak), `no ${leak}`);
   });
 });

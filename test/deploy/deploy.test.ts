@@ -1,7 +1,7 @@
 /**
  * The deployment files, validated offline (no container engine or cluster runs here): every YAML parses, the
  * hardening invariants of docs/deploy.md hold in Compose and Kubernetes, the Dockerfile's instructions pass a small
- * lint, and the container health check script works against a real Redis and HTTP server.
+ * lint, and the container health check script works against a real HTTP server.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,9 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { apiSettings } from '../../src/control-plane/config.ts';
 import { workerSettings } from '../../src/execution-plane/config.ts';
-import { createRedis } from '../../src/shared/redis.ts';
 import { keys } from '../../src/shared/keys.ts';
-import { startTestRedis } from '../support/services.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
@@ -23,7 +21,7 @@ type Obj = Record<string, any>;
 
 /** Worker environment names that would break invariant 2 (ARCHITECTURE.md): database or API settings. */
 const forbiddenForWorker = (name: string) => name === 'DATABASE_URL' || name.startsWith('POSTGRES_') || name.startsWith('API_')
-  || name === 'JWT_SECRET' || name.startsWith('PG');
+  || name === 'JWT_SECRET' || name.startsWith('PG') || name === 'SECRETS_KEYS' || name === 'OPERATOR_TOKEN';
 const workerEnvNames = new Set(Object.values(workerSettings).map((s) => s.env));
 const apiEnvNames = new Set(Object.values(apiSettings).map((s) => s.env));
 
@@ -149,6 +147,22 @@ describe('deploy/docker/Dockerfile', () => {
     assert.ok(!chain('api').some((i) => /chromium/.test(i.args)));
   });
 
+  it('gives the worker bubblewrap (script sandbox) and a state directory of UID 1001; the API neither', () => {
+    const install = chain('worker').find((i) => i.cmd === 'RUN' && /apt-get install/.test(i.args) && /\bchromium\b/.test(i.args))!;
+    assert.match(install.args, /apt-get install[^&]*\bbubblewrap\b/);
+    assert.match(install.args, /install -d -o 1001 -g 1001 -m 0700 \/var\/lib\/sri/, 'WORKER_CREDENTIALS_FILE\'s directory, writable by the worker only');
+    assert.ok(!chain('api').some((i) => /bubblewrap|\/var\/lib\/sri/.test(i.args)));
+    // No setuid helper: bubblewrap runs unprivileged (user namespaces), as UID 1001 like Chromium.
+    assert.ok(!dockerfile.all.some((i) => i.cmd === 'RUN' && /chmod\s+[ugo]*\+?[0-7]*s|chmod\s+[2467][0-7]{3}\b/.test(i.args)), 'no setuid/setgid bit set');
+  });
+
+  it('checks the worker\'s health over HTTP (healthcheck.mjs worker: GET /healthz), not through Redis', () => {
+    const hc = chain('worker').filter((i) => i.cmd === 'HEALTHCHECK').at(-1)!;
+    assert.deepEqual(JSON.parse(hc.args.slice(hc.args.indexOf('CMD') + 3).trim()), ['node', 'deploy/docker/healthcheck.mjs', 'worker']);
+    assert.ok(chain('worker').some((i) => i.cmd === 'ENV' && /WORKER_HTTP_PORT=9464/.test(i.args)));
+    assert.doesNotMatch(read('deploy/docker/healthcheck.mjs'), /ioredis|heartbeat/i);
+  });
+
   it('copies only files that exist and that .dockerignore lets through', () => {
     const ignore = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     for (const p of ['node_modules', '.git', '.data', '.env']) assert.ok(ignore.includes(p), `.dockerignore has ${p}`);
@@ -170,14 +184,70 @@ describe('deploy/docker/docker-compose.yml', () => {
   const nets = (svc: string) => (services[svc]['networks'] as string[]);
   const envOf = (svc: string) => Object.keys(services[svc]['environment'] ?? {});
 
-  it('has redis (appendonly, appendfsync always), minio, postgres, api and worker', () => {
-    assert.deepEqual(Object.keys(services).sort(), ['api', 'minio', 'postgres', 'redis', 'worker']);
-    const cmd = (services['redis']['command'] as string[]).join(' ');
+  const workerServices = ['worker', 'worker-enrolled'];
+  const redisUserOf = (svc: string) => /^rediss?:\/\/([^:@/]+):[^@]+@/.exec(String(services[svc]['environment']['REDIS_URL']))?.[1];
+
+  it('has redis (appendonly, appendfsync always), minio, postgres, api, worker and the enrolled worker', () => {
+    assert.deepEqual(Object.keys(services).sort(), ['api', 'minio', 'postgres', 'redis', 'worker', 'worker-enrolled']);
+    const cmd = [services['redis']['command']].flat().join(' ');
     assert.match(cmd, /--appendonly yes/);
     assert.match(cmd, /--appendfsync always/);
   });
 
-  for (const svc of ['api', 'worker']) {
+  it('runs Redis with the ACL file of deploy/redis, rendered from the passwords at start; no requirepass', () => {
+    const redis = services['redis'] as Obj;
+    const cmd = [redis['command']].flat().join(' ');
+    assert.match(cmd, /sh \/etc\/sri\/redis\/render-users-acl\.sh > \/data\/users\.acl\.new && mv \/data\/users\.acl\.new \/data\/users\.acl/);
+    assert.match(cmd, /exec redis-server --aclfile \/data\/users\.acl /);
+    assert.match(cmd, /SRI_ACL_KEEP_FROM=\/data\/users\.acl/, 'enrolled workers\' users (ACL SAVE) survive a restart');
+    assert.doesNotMatch(JSON.stringify(redis), /requirepass|[{$]REDIS_PASSWORD\b/, "no shared password of the default user");
+    assert.ok((redis['volumes'] as string[]).includes('../redis:/etc/sri/redis:ro'), 'deploy/redis mounted read-only');
+    for (const u of ['ADMIN', 'API', 'WORKER', 'ENROL']) {
+      assert.match(String(redis['environment'][`SRI_${u}_REDIS_PASSWORD`]), new RegExp(`^\\$\\{SRI_${u}_REDIS_PASSWORD:\\?`), `SRI_${u}_REDIS_PASSWORD required`);
+    }
+    assert.match(String(redis['healthcheck']['test']), /--user sri-admin/, 'the health check logs in (the default user is off)');
+  });
+
+  it('gives each process its own Redis user: the API sri-api, workers sri-worker, the enrolling worker sri-enrol', () => {
+    assert.equal(redisUserOf('api'), 'sri-api');
+    assert.equal(redisUserOf('worker'), 'sri-worker');
+    assert.equal(redisUserOf('worker-enrolled'), 'sri-enrol');
+    const acl = read('deploy/redis/users.acl');
+    for (const u of ['sri-api', 'sri-worker', 'sri-enrol']) assert.match(acl, new RegExp(`^user ${u} on `, 'm'), `${u} in users.acl`);
+  });
+
+  it('keys: SECRETS_KEYS for the API alone, TRANSPORT_KEYS for the API and every worker; workers require signed jobs', () => {
+    assert.match(String(services['api']['environment']['SECRETS_KEYS']), /^\$\{SECRETS_KEYS:\?/);
+    assert.match(String(services['api']['environment']['TRANSPORT_KEYS']), /^\$\{TRANSPORT_KEYS:\?/);
+    for (const w of workerServices) {
+      const env = services[w]['environment'] as Obj;
+      assert.equal(env['SECRETS_KEYS'], undefined, `${w} holds no SECRETS_KEYS`);
+      assert.equal(env['OPERATOR_TOKEN'], undefined, `${w} holds no OPERATOR_TOKEN`);
+      assert.match(String(env['TRANSPORT_KEYS']), /^\$\{TRANSPORT_KEYS:\?/, `${w} TRANSPORT_KEYS`);
+      assert.equal(env['REQUIRE_JOB_SIGNATURE'], 'true', `${w} REQUIRE_JOB_SIGNATURE`);
+    }
+    for (const svc of ['redis', 'minio', 'postgres']) assert.doesNotMatch(JSON.stringify(services[svc]), /SECRETS_KEYS|TRANSPORT_KEYS/);
+  });
+
+  it('enrols one worker with a one-time token (profile enrolment) and keeps its credentials on a volume of its own', () => {
+    const e = services['worker-enrolled'] as Obj;
+    assert.deepEqual(e['profiles'], ['enrolment'], 'not started by default: the fleet worker needs no token');
+    assert.match(String(e['environment']['WORKER_ENROLMENT_TOKEN']), /^\$\{WORKER_ENROLMENT_TOKEN/);
+    assert.equal(e['environment']['WORKER_CREDENTIALS_FILE'], '/var/lib/sri/worker-credentials.json');
+    assert.deepEqual(e['volumes'], ['worker-enrolled-state:/var/lib/sri']);
+    assert.ok('worker-enrolled-state' in compose['volumes']);
+    assert.equal(services['worker']['environment']['WORKER_ENROLMENT_TOKEN'], undefined, 'one token enrols one worker: not on the scaled service');
+  });
+
+  it('probes workers over HTTP (healthcheck.mjs worker-ready: GET /readyz on WORKER_HTTP_PORT), not through Redis', () => {
+    for (const w of workerServices) {
+      const hc = services[w]['healthcheck'] as Obj;
+      assert.deepEqual(hc['test'], ['CMD', 'node', 'deploy/docker/healthcheck.mjs', 'worker-ready'], w);
+      assert.equal(services[w]['environment']['WORKER_HTTP_PORT'], '9464');
+    }
+  });
+
+  for (const svc of ['api', 'worker', 'worker-enrolled']) {
     it(`runs ${svc} as 1001, read-only, tmpfs /tmp, no capabilities, no-new-privileges`, () => {
       const s = services[svc] as Obj;
       assert.ok(isUid1001(String(s['user'])));
@@ -198,23 +268,28 @@ describe('deploy/docker/docker-compose.yml', () => {
     for (const n of workerNets) {
       assert.equal(compose['networks'][n]?.['internal'], true, `${n} is internal (no route off the host)`);
       const members = Object.keys(services).filter((s) => nets(s).includes(n)).sort();
-      assert.deepEqual(members, ['minio', 'redis', 'worker'], `members of ${n}`);
+      assert.deepEqual(members, ['minio', 'redis', 'worker', 'worker-enrolled'], `members of ${n}`);
     }
-    assert.equal(services['worker']['ports'], undefined, 'a worker publishes nothing');
+    for (const w of workerServices) {
+      assert.deepEqual(nets(w), workerNets, `${w} on the workers' networks only`);
+      assert.equal(services[w]['ports'], undefined, 'a worker publishes nothing');
+    }
   });
 
   it('puts the API with PostgreSQL on a network no worker is on', () => {
     const shared = nets('api').filter((n) => nets('postgres').includes(n));
     assert.ok(shared.length > 0);
-    for (const n of shared) assert.ok(!nets('worker').includes(n));
+    for (const n of shared) for (const w of workerServices) assert.ok(!nets(w).includes(n));
     for (const n of nets('postgres')) assert.equal(compose['networks'][n]?.['internal'], true, 'postgres is not reachable from outside');
   });
 
   it('gives the worker no database or API settings, and each process only settings its table knows', () => {
-    assert.deepEqual(envOf('worker').filter(forbiddenForWorker), []);
-    assert.deepEqual(envOf('worker').filter((e) => !workerEnvNames.has(e)), [], 'unknown worker variables');
+    for (const w of workerServices) {
+      assert.deepEqual(envOf(w).filter(forbiddenForWorker), []);
+      assert.deepEqual(envOf(w).filter((e) => !workerEnvNames.has(e)), [], `unknown ${w} variables`);
+      assert.doesNotMatch(JSON.stringify(services[w]), /postgres/i);
+    }
     assert.deepEqual(envOf('api').filter((e) => !apiEnvNames.has(e)), [], 'unknown API variables');
-    assert.doesNotMatch(JSON.stringify(services['worker']), /postgres/i);
   });
 });
 
@@ -280,6 +355,36 @@ describe('deploy/k8s', () => {
     assert.deepEqual(secrets.filter((s) => /api|postgres|database/i.test(s)), []);
   });
 
+  it('the worker: HTTP probes on WORKER_HTTP_PORT (startup and liveness /healthz, readiness /readyz), bound for the kubelet; no exec probe', () => {
+    const c = (deployment('sri-worker')['spec']['template']['spec']['containers'] as Obj[])[0]!;
+    const env = Object.fromEntries((c['env'] as Obj[]).map((e) => [e['name'], e['value'] ?? e['valueFrom']]));
+    const port = (c['ports'] as Obj[]).find((p) => p['name'] === 'http')!;
+    assert.equal(String(port['containerPort']), env['WORKER_HTTP_PORT']);
+    assert.equal(env['WORKER_HTTP_HOST'], '0.0.0.0', 'the kubelet probes the pod\'s address, not its loopback');
+    const probes = Object.fromEntries(['startupProbe', 'livenessProbe', 'readinessProbe'].map((k) => [k, c[k] as Obj]));
+    assert.deepEqual(Object.values(probes).map((p) => [p['httpGet']?.['path'], p['httpGet']?.['port'], p['exec']]),
+      [['/healthz', 'http', undefined], ['/healthz', 'http', undefined], ['/readyz', 'http', undefined]]);
+    assert.doesNotMatch(JSON.stringify(deployment('sri-worker')), /healthcheck\.mjs/);
+  });
+
+  it('keys and identities: SECRETS_KEYS for the API alone, TRANSPORT_KEYS for both, signed jobs required, an optional enrolment token', () => {
+    const envOfDeployment = (name: string) => Object.fromEntries(((deployment(name)['spec']['template']['spec']['containers'] as Obj[])[0]!['env'] as Obj[])
+      .map((e) => [e['name'], e['value'] ?? e['valueFrom']]));
+    const api = envOfDeployment('sri-api');
+    const worker = envOfDeployment('sri-worker');
+    assert.deepEqual(api['SECRETS_KEYS'], { secretKeyRef: { name: 'sri-secrets-keys', key: 'SECRETS_KEYS' } });
+    assert.equal(worker['SECRETS_KEYS'], undefined);
+    assert.doesNotMatch(JSON.stringify(deployment('sri-worker')), /sri-secrets-keys|sri-operator|OPERATOR_TOKEN/);
+    assert.deepEqual(api['TRANSPORT_KEYS'], worker['TRANSPORT_KEYS']);
+    assert.deepEqual(worker['TRANSPORT_KEYS'], { secretKeyRef: { name: 'sri-transport-keys', key: 'TRANSPORT_KEYS' } });
+    assert.equal(worker['REQUIRE_JOB_SIGNATURE'], 'true');
+    assert.deepEqual(worker['WORKER_ENROLMENT_TOKEN'], { secretKeyRef: { name: 'sri-worker-enrolment', key: 'token', optional: true } });
+    const pod = deployment('sri-worker')['spec']['template']['spec'] as Obj;
+    const mount = ((pod['containers'] as Obj[])[0]!['volumeMounts'] as Obj[]).find((m) => m['mountPath'] === '/var/lib/sri')!;
+    assert.equal(dirname(worker['WORKER_CREDENTIALS_FILE'] as string), '/var/lib/sri');
+    assert.ok((pod['volumes'] as Obj[]).find((v) => v['name'] === mount['name'])!['emptyDir'], 'credentials on an emptyDir: they outlive container restarts, not the pod');
+  });
+
   it('the API Service selects the API pods', () => {
     const svc = byKind('Service').find((s) => s['metadata']['name'] === 'sri-api')!;
     const labels = deployment('sri-api')['spec']['template']['metadata']['labels'] as Obj;
@@ -325,20 +430,17 @@ describe('deploy/k8s', () => {
 // ── healthcheck.mjs ──────────────────────────────────────────────────────────────────────────────────────────────
 
 describe('deploy/docker/healthcheck.mjs', () => {
-  let redis: Awaited<ReturnType<typeof startTestRedis>>;
   let http: Server;
   let httpPort = 0;
-  let status = 200;
+  const status: Record<string, number> = { '/health': 200, '/healthz': 200, '/readyz': 200 };
 
   before(async () => {
-    redis = await startTestRedis();
-    http = createServer((req, res) => { res.statusCode = req.url === '/health' ? status : 404; res.end(); });
+    http = createServer((req, res) => { res.statusCode = status[req.url ?? ''] ?? 404; res.end(); });
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     httpPort = (http.address() as { port: number }).port;
   });
   after(async () => {
     await new Promise((r) => http.close(r));
-    await redis.stop();
   });
 
   const check = (args: string[], env: Record<string, string>) => new Promise<number | null>((resolveExit) => {
@@ -347,23 +449,22 @@ describe('deploy/docker/healthcheck.mjs', () => {
     child.once('exit', (code) => resolveExit(code));
   });
 
-  it('worker: healthy with a fresh heartbeat, unhealthy without one', async () => {
-    const id = `hc-${process.pid}`;
-    const r = createRedis(redis.url);
-    try {
-      assert.equal(await check(['worker'], { REDIS_URL: redis.url, WORKER_ID: id }), 1);
-      await r.set(keys.workerHeartbeat(id), String(Date.now()), 'EX', 30);
-      assert.equal(await check(['worker'], { REDIS_URL: redis.url, WORKER_ID: id }), 0);
-      await r.set(keys.workerHeartbeat(id), String(Date.now() - 60_000), 'EX', 30);
-      assert.equal(await check(['worker'], { REDIS_URL: redis.url, WORKER_ID: id }), 1, 'a stale heartbeat');
-    } finally {
-      r.disconnect();
-    }
+  it('worker: GET /healthz on WORKER_HTTP_PORT; worker-ready: GET /readyz — no Redis, no credentials needed', async () => {
+    const env = { WORKER_HTTP_PORT: String(httpPort), WORKER_HTTP_HOST: '0.0.0.0' };
+    assert.equal(await check(['worker'], env), 0);
+    assert.equal(await check(['worker-ready'], env), 0);
+    status['/readyz'] = 503; // draining, Redis away, Chromium down
+    assert.equal(await check(['worker-ready'], env), 1);
+    assert.equal(await check(['worker'], env), 0, 'alive while not ready');
+    status['/healthz'] = 503; // event loop stuck
+    assert.equal(await check(['worker'], env), 1);
+    assert.equal(await check(['worker'], { WORKER_HTTP_PORT: 'off' }), 1, 'no probe port');
+    assert.equal(await check(['worker'], { WORKER_HTTP_PORT: String(httpPort + 1 === 65536 ? 1 : httpPort + 1) }), 1, 'nothing listening');
   });
 
   it('api: healthy when /health answers 2xx', async () => {
     assert.equal(await check(['api'], { PORT: String(httpPort) }), 0);
-    status = 503;
+    status['/health'] = 503;
     assert.equal(await check(['api'], { PORT: String(httpPort) }), 1);
   });
 });

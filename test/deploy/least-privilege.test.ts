@@ -27,6 +27,7 @@ import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
 import { freePort } from '../../src/embedded/ports.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../../src/embedded/redis-server.ts';
+import { workerAclRules } from '../../src/shared/enrolment.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import { JobQueue } from '../../src/shared/queue/job-queue.ts';
@@ -38,7 +39,7 @@ import { startTestPortal, type TestPortal } from '../execution-plane/support/por
 import { NORMAL_SCRIPT, signedJob, testWorkerConfig } from '../execution-plane/support/jobs.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const USERS = ['admin', 'api', 'worker', 'keda', 'producer'] as const;
+const USERS = ['admin', 'api', 'worker', 'enrol', 'keda', 'producer'] as const;
 type AclUser = (typeof USERS)[number];
 
 /** One entry of ACL LOG, as a field → value map. */
@@ -93,6 +94,7 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
   let orgId = '';
   let userId = '';
   let flowVersion = 0;
+  const email = `acl-${randomUUID()}@example.com`;
   /** S3 keys the jobs' results named (for the S3 policy check). */
   const resultKeys: string[] = [];
 
@@ -158,7 +160,7 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     api = await startApi(config, { db, blobStore, logger });
     const reg = await fetch(`${api.url}/api/auth/register`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: `acl-${randomUUID()}@example.com`, password: 'correct-horse-42', name: 'Acl', orgName: 'Acl' }),
+      body: JSON.stringify({ email, password: 'correct-horse-42', name: 'Acl', orgName: 'Acl' }),
     });
     ({ token, user: { id: userId }, org: { id: orgId } } = (await reg.json()) as { token: string; user: { id: string }; org: { id: string } });
     assert.equal((await http('POST', '/api/providers/demo/connect', { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }] })).status, 200);
@@ -278,6 +280,10 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     assert.equal((await http('GET', '/api/workers')).status, 200);
     assert.equal((await http('PUT', '/api/admin/quota', { maxConcurrent: 3 })).status, 200);
     assert.equal((await fetch(`${api.url}/metrics`)).status, 200);
+    // Logins: a failure counts towards the account's lockout (Lua on sri:auth:*), a success clears it.
+    const login = (password: string) => fetch(`${api.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+    assert.equal((await login('wrong-password-1')).status, 401);
+    assert.equal((await login('correct-horse-42')).status, 200);
     const readyz = await fetch(`${worker!.httpUrl}/readyz`);
     assert.equal(readyz.status, 200, await readyz.text());
     assert.match(await (await fetch(`${worker!.httpUrl}/metrics`)).text(), /sri_queue_metrics_up(\{[^}]*\})? 1/);
@@ -355,6 +361,15 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     assert.ok(logged.length >= 10, 'each refusal is in ACL LOG for the operators');
     assert.equal(await admin.get(session), '{"cookies":[],"connectedAt":0}');
     assert.equal(await admin.dbsize() > 0, true, 'nothing was flushed');
+  });
+
+  it('gives enrolled workers\' own users the rules of sri-worker in users.acl, narrowed to their own worker keys', () => {
+    const line = readFileSync(join(ROOT, 'deploy/redis/users.acl'), 'utf8').split('\n').find((l) => l.startsWith('user sri-worker '))!;
+    const rules = line.split(' ').slice(4); // user sri-worker on #{{…}} <rules>
+    assert.deepEqual(rules, workerAclRules(), 'deploy/redis/users.acl and src/shared/enrolment.ts workerAclRules() agree');
+    const own = workerAclRules('w-1');
+    assert.deepEqual(own.filter((r) => !rules.includes(r)), ['~sri:worker:w-1:*']);
+    assert.deepEqual(rules.filter((r) => !own.includes(r)), ['~sri:worker:*']);
   });
 
   it('refuses the API\'s user server administration and keys outside sri:*; KEDA may only LLEN the queues, a producer only LPUSH them', async () => {

@@ -136,11 +136,18 @@ describe('job envelope and replay checks on a real worker', () => {
         flowVersion: { flowVersion: '9.9.9' },
         scriptHash: swapped,
         createdAt: { createdAt: new Date(Date.now() - 3_600_000).toISOString() },
+        allowedHosts: { allowedHosts: ['evil.example'] },
       };
       for (const [field, change] of Object.entries(changes)) {
         const job = { ...signedJob(org, TRACE_SCRIPT, { metadata: { base: portal.url } }), ...change };
         await assertRefused(org, job, 'JOB_SIGNATURE_INVALID', /signature invalid/, `${field} changed:`);
       }
+      // The egress restriction cannot be lifted or widened by whoever pushes the message.
+      const restricted = signedJob(org, TRACE_SCRIPT, { metadata: { base: portal.url }, allowedHosts: [`127.0.0.1:${portal.port}`] });
+      const { allowedHosts: _lifted, ...lifted } = restricted;
+      await assertRefused(org, lifted, 'JOB_SIGNATURE_INVALID', /signature invalid/, 'allowedHosts removed:');
+      const another = signedJob(org, TRACE_SCRIPT, { metadata: { base: portal.url }, allowedHosts: [`127.0.0.1:${portal.port}`] });
+      await assertRefused(org, { ...another, allowedHosts: [...another.allowedHosts!, 'evil.example'] }, 'JOB_SIGNATURE_INVALID', /signature invalid/, 'allowedHosts widened:');
       await normalJobSucceeds(org);
     });
 

@@ -4,7 +4,6 @@ import { loadWorkerConfig } from '../../src/execution-plane/config.ts';
 import { parseJobMessage } from '../../src/execution-plane/job/message.ts';
 import { retryDelayMs } from '../../src/execution-plane/job/pipeline.ts';
 import { MODULE_HOLDER, rewriteModule } from '../../src/execution-plane/script/module-rewrite.ts';
-import { VmScriptRunner } from '../../src/execution-plane/script/vm-runner.ts';
 import { verifyJobScript } from '../../src/execution-plane/script/verified-script.ts';
 import { hostMatches, urlAllowed } from '../../src/execution-plane/job/host-guard.ts';
 import { sanitizeFileName } from '../../src/execution-plane/job/helpers.ts';
@@ -12,7 +11,6 @@ import { Redactor } from '../../src/execution-plane/job/redactor.ts';
 import { resolveChromiumPath } from '../../src/execution-plane/browser.ts';
 import { isSriError, type SriError } from '../../src/shared/errors.ts';
 import { signScript } from '../../src/shared/signing.ts';
-import type { ScriptArgs } from '../../src/execution-plane/script/runner.ts';
 import { TEST_SIGNING_SECRET } from '../support/services.ts';
 import { signedJob } from './support/jobs.ts';
 
@@ -146,57 +144,7 @@ describe('script module rewrite', () => {
   });
 });
 
-describe('node:vm script runner', () => {
-  const runner = new VmScriptRunner();
-  const verified = (src: string) => {
-    const { scriptHash, signature } = signScript(src, TEST_SIGNING_SECRET);
-    return verifyJobScript(src, scriptHash, signature, TEST_SIGNING_SECRET);
-  };
-  const fakeArgs = (sink: Record<string, unknown>): ScriptArgs => ({
-    page: {} as ScriptArgs['page'],
-    payload: { n: 41 },
-    helpers: { setResult: (d: Record<string, unknown>) => Object.assign(sink, d) } as unknown as ScriptArgs['helpers'],
-    context: { jobId: 'j', orgId: 'o', userId: 'u', providerId: 'p', flowId: 'f', flowVersion: '1.0.0', attempt: 1 },
-  });
-  const opts = { timeoutMs: 500, signal: new AbortController().signal, filename: 'test.js' };
-
-  it('calls the default export with exactly page, payload, helpers and context, and nothing of the host', async () => {
-    const raw: Record<string, unknown> = {};
-    await runner.run(verified(`export default async function run(arg) {
-      arg.helpers.setResult({ keys: Object.keys(arg).sort(), n: arg.payload.n + 1, job: arg.context.jobId,
-        process: typeof process, require: typeof require, fetch: typeof fetch, timer: typeof setTimeout,
-        globals: Object.getOwnPropertyNames(globalThis).filter((k) => /^[a-z]/.test(k)) });
-      let evalBlocked = false;
-      try { eval('1'); } catch { evalBlocked = true; }
-      arg.helpers.setResult({ evalBlocked });
-    }`), fakeArgs(raw), opts);
-    // Arrays made in the script's realm have that realm's prototype; compare them as data.
-    const sink = JSON.parse(JSON.stringify(raw)) as Record<string, unknown>;
-    assert.deepEqual(sink['keys'], ['context', 'helpers', 'page', 'payload']);
-    assert.equal(sink['n'], 42);
-    assert.equal(sink['job'], 'j');
-    assert.equal(sink['process'], 'undefined');
-    assert.equal(sink['require'], 'undefined');
-    assert.equal(sink['fetch'], 'undefined');
-    assert.equal(sink['timer'], 'undefined');
-    assert.equal(sink['evalBlocked'], true);
-    assert.deepEqual((sink['globals'] as string[]).filter((g) => !['globalThis', 'isFinite', 'isNaN', 'parseFloat', 'parseInt', 'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'escape', 'unescape', 'eval', 'undefined'].includes(g)), []);
-  });
-
-  it('stops a synchronous endless loop with EXECUTION_TIMEOUT', async () => {
-    await assert.rejects(runner.run(verified('export default async function run() { for (;;) {} }'), fakeArgs({}), { ...opts, timeoutMs: 200 }),
-      (e: unknown) => isSriError(e) && e.code === 'EXECUTION_TIMEOUT');
-  });
-
-  it('rejects a default export that is not a function, and code that does not compile', async () => {
-    await assert.rejects(runner.run(verified('export default 42;'), fakeArgs({}), opts), (e: unknown) => isSriError(e) && e.code === 'SCRIPT_INVALID');
-    await assert.rejects(runner.run(verified('export default async function run( {'), fakeArgs({}), opts), (e: unknown) => isSriError(e) && e.code === 'SCRIPT_INVALID');
-  });
-
-  it('passes the script\'s own error through', async () => {
-    await assert.rejects(runner.run(verified('export default async function run() { throw new Error("portal changed"); }'), fakeArgs({}), opts), /portal changed/);
-  });
-
+describe('script verification', () => {
   it('verifies before anything compiles: a hash mismatch and a foreign signature are refused', () => {
     const src = 'export default async function run() {}';
     const { scriptHash, signature } = signScript(src, TEST_SIGNING_SECRET);

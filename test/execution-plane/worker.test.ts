@@ -262,14 +262,14 @@ describe('worker on real Redis, S3 and Chromium', () => {
     await setSession(redis, org, 'user-1', session());
     const setter = `export default async function run({ page, payload, helpers }) {
   await page.goto(payload.base + '/set-cookie?name=leak&value=from-job-one');
-  helpers.setResult({ cookies: (await page.context().cookies()).map((c) => c.name) });
+  helpers.setResult({ cookies: (await page.cookies()).map((c) => c.name) });
 }`;
     const r1 = await run(org, signedJob(org, setter, { metadata: { base: portal.url } }));
     assert.equal(r1.status, 'done', JSON.stringify(r1.error));
     assert.deepEqual(JSON.parse((await object(r1.files.parsedData)).toString()).cookies.sort(), ['leak', 'sid']);
     const reader = `export default async function run({ page, payload, helpers }) {
   await page.goto(payload.base + '/cookies');
-  helpers.setResult({ seen: await page.textContent('body'), names: (await page.context().cookies()).map((c) => c.name) });
+  helpers.setResult({ seen: await page.textContent('body'), names: (await page.cookies()).map((c) => c.name) });
 }`;
     const r2 = await run(org, signedJob(org, reader, { metadata: { base: portal.url } }));
     assert.equal(r2.status, 'done', JSON.stringify(r2.error));
@@ -287,7 +287,7 @@ describe('worker on real Redis, S3 and Chromium', () => {
   helpers.log('typed ' + await page.inputValue('#password'));
   await page.click('#submit');
   await page.waitForSelector('#invoices');
-  const cookies = await page.context().cookies();
+  const cookies = await page.cookies();
   helpers.setResult({ typed: await page.evaluate(() => document.title), cookie: cookies[0].value });
   throw new Error('giving up with sid ' + cookies[0].value + ' and password ' + await page.evaluate(() => 'x'));
 }`;

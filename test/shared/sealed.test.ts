@@ -148,14 +148,16 @@ describe('sessions and job secrets in transit', () => {
 describe('job envelope signature', () => {
   const env: JobEnvelope = {
     jobId: 'job-1', orgId: 'org-a', userId: 'user-1', providerId: 'demo', flowId: 'flow-1', flowVersion: '1.0.0',
-    scriptHash: 'AB'.repeat(32), createdAt: '2026-01-01T00:00:00.000Z',
+    scriptHash: 'AB'.repeat(32), createdAt: '2026-01-01T00:00:00.000Z', allowedHosts: ['portal.example'],
   };
 
   it('covers every field, in a fixed order, with the script hash in lower case', () => {
     const sig = signEnvelope(env, TEST_SIGNING_SECRET);
     assert.ok(verifyEnvelope(env, sig, TEST_SIGNING_SECRET));
     assert.ok(verifyEnvelope({ ...env, scriptHash: env.scriptHash.toLowerCase() }, sig, TEST_SIGNING_SECRET));
-    assert.ok(envelopeText(env).startsWith('sri-job-envelope-v1\n["job-1","org-a"'));
+    assert.ok(envelopeText(env).startsWith('sri-job-envelope-v2\n["job-1","org-a"'));
+    assert.ok(!verifyEnvelope({ ...env, allowedHosts: undefined }, sig, TEST_SIGNING_SECRET), 'lifting allowedHosts is caught');
+    assert.ok(!verifyEnvelope({ ...env, allowedHosts: ['portal.example', 'evil.example'] }, sig, TEST_SIGNING_SECRET), 'widening allowedHosts is caught');
     for (const field of Object.keys(env) as (keyof JobEnvelope)[]) {
       const changed = { ...env, [field]: field === 'scriptHash' ? 'cd'.repeat(32) : `${String(env[field])}x` };
       assert.ok(!verifyEnvelope(changed, sig, TEST_SIGNING_SECRET), `${field} is covered`);

@@ -33,11 +33,13 @@ export function verifiedJobMessage(a: {
     jobId: job.id, orgId: job.org_id, userId: job.user_id, providerId: provider.id,
     flowId: flow.id, flowVersion: flow.version, scriptHash: flow.script_hash, createdAt: new Date(job.created_at).toISOString(),
   };
-  return JobMessage.parse({
+  const message = JobMessage.parse({
     ...envelope, providerName: provider.name,
     scriptContent: flow.script, scriptKey: flow.script_key, signature: flow.signature,
     metadata: job.metadata ?? undefined, traceId: job.trace_id ?? undefined, allowedHosts: provider.allowedHosts,
     priority: job.priority, attempt: a.attempt ?? job.attempt, ...(maxAttempts === undefined ? {} : { maxAttempts }),
-    envelopeSignature: signEnvelope(envelope, a.signingSecret), ...(a.secrets === undefined ? {} : { secrets: a.secrets }),
+    ...(a.secrets === undefined ? {} : { secrets: a.secrets }),
   });
+  // Signed as parsed, so the worker verifies exactly the allowedHosts (and ids) it will read.
+  return { ...message, envelopeSignature: signEnvelope(message, a.signingSecret) };
 }

@@ -16,7 +16,10 @@ export async function loadJob(ctx: ApiContext, orgId: string, id: string): Promi
   let job = await ctx.db.withOrg(orgId, (tx) => findJob(tx, id));
   if (!job) throw new SriError('NOT_FOUND', `No job ${id} in your organisation.`);
   if (!isFinalStatus(job.status)) {
-    const deps = { db: ctx.db, blobStore: ctx.blobStore, resultsBucket: ctx.config.s3ResultsBucket, logger: ctx.logger };
+    const deps = {
+      db: ctx.db, blobStore: ctx.blobStore, resultsBucket: ctx.config.s3ResultsBucket, logger: ctx.logger, tracer: ctx.tracer,
+      ...(ctx.onJobFinal ? { onJobFinal: ctx.onJobFinal } : {}),
+    };
     const synced = await syncJobFromRedis(deps, ctx.redis, orgId, id).catch(() => 'no-result' as const);
     if (synced === 'recorded') job = (await ctx.db.withOrg(orgId, (tx) => findJob(tx, id))) ?? job;
   }

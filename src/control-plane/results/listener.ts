@@ -14,6 +14,7 @@ import { keys, orgIdFromKey } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { parseS3Uri, type BlobStore } from '../../shared/s3.ts';
 import { JobStatus, ResultMessage, TERMINAL_STATUSES } from '../../shared/schemas.ts';
+import { contextFromTraceparent, setSpanError, SpanKind, traceIdOf, type Tracer } from '../../shared/tracing.ts';
 import type { Database } from '../db/index.ts';
 import { findJob, listUnfinishedJobs, recordProgress, recordResult } from '../db/queries/jobs.ts';
 
@@ -28,6 +29,8 @@ export interface ResultsDeps {
   logger: Logger;
   /** Told after a final status (done, failed, cancelled, dead) is recorded, once per job attempt (webhooks). */
   onJobFinal?: (orgId: string, result: ResultMessage) => void;
+  /** Each recording is a `result.record` span, a child of the worker's `publish` span the result names. */
+  tracer?: Tracer;
 }
 
 /** `stale`: a `retrying` message of an earlier attempt than the one recorded. */
@@ -54,6 +57,23 @@ async function readParsedData(deps: ResultsDeps, orgId: string, uri: string | un
 
 /** Records one result message (already parsed) for the job in `orgId`. */
 export async function recordResultMessage(deps: ResultsDeps, orgId: string, msg: ResultMessage): Promise<RecordOutcome> {
+  const span = deps.tracer?.startSpan('result.record', {
+    kind: SpanKind.CONSUMER,
+    attributes: { 'sri.job.id': msg.jobId, 'sri.org.id': orgId, 'sri.job.attempt': msg.attempt, 'sri.job.status': msg.status, 'sri.worker.id': msg.workerId },
+  }, contextFromTraceparent(msg.traceparent));
+  try {
+    const outcome = await recordOnce(deps, orgId, msg);
+    span?.setAttribute('sri.result.outcome', outcome);
+    return outcome;
+  } catch (e) {
+    if (span) setSpanError(span, 'INTERNAL', (e as Error).message);
+    throw e;
+  } finally {
+    span?.end();
+  }
+}
+
+async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage): Promise<RecordOutcome> {
   if (msg.orgId !== orgId) {
     deps.logger.warn({ jobId: msg.jobId, orgId, messageOrgId: msg.orgId }, 'result message names another organisation than its channel; ignored');
     return 'invalid';
@@ -121,7 +141,7 @@ export async function startResultsListener(deps: ResultsDeps & {
     }
     const outcome = await recordResultMessage(deps, orgId, msg);
     if (outcome === 'unknown-job') logger.warn({ jobId: msg.jobId, orgId }, 'result for a job the control plane did not create; ignored');
-    else logger.info({ jobId: msg.jobId, orgId, status: msg.status, outcome }, 'job result');
+    else logger.info({ jobId: msg.jobId, orgId, status: msg.status, outcome, ...traceIdOf(msg.traceparent) }, 'job result');
   };
 
   deps.subscriber.on('pmessage', (_pattern: string, channel: string, raw: string) => {

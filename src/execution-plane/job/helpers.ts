@@ -3,9 +3,9 @@
  * Everything they produce is kept in JobArtifacts and uploaded once by the pipeline, also when the script fails,
  * so the evidence up to the failure is never lost.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { Page } from 'playwright-core';
+import type { Download, Page } from 'playwright-core';
 import { SriError } from '../../shared/errors.ts';
 import type { ExecutionLog } from './execution-log.ts';
 
@@ -18,6 +18,16 @@ export interface ScriptHelpers {
   download(trigger: () => Promise<unknown>): Promise<{ name: string; size: number }>;
   extract(selector: string, fields: Record<string, ExtractField>): Promise<Array<Record<string, string | null>>>;
   setResult(data: Record<string, unknown>): void;
+  /** For the sandbox host (script/sandbox/host.ts), which splits download() around the script's trigger. */
+  waitForDownload(timeoutMs: number): Promise<Download>;
+  saveDownload(download: Download): Promise<{ name: string; size: number }>;
+}
+
+/** What one job may produce (WORKER_MAX_SCREENSHOTS, WORKER_MAX_DOWNLOADS, WORKER_MAX_DOWNLOAD_BYTES). */
+export interface EvidenceLimits {
+  readonly maxScreenshots: number;
+  readonly maxDownloads: number;
+  readonly maxDownloadBytes: number;
 }
 
 export interface Artifact { name: string; body: Buffer; contentType: string }
@@ -103,6 +113,7 @@ export function createHelpers(opts: {
   exec: ExecutionLog;
   artifacts: JobArtifacts;
   timeoutMs: number;
+  limits: EvidenceLimits;
 }): ScriptHelpers {
   const { page, exec, artifacts } = opts;
   const usedNames = new Set<string>();
@@ -113,6 +124,9 @@ export function createHelpers(opts: {
     },
 
     async screenshot(o) {
+      if (artifacts.screenshots.length >= opts.limits.maxScreenshots) {
+        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.screenshot: the job already has ${opts.limits.maxScreenshots} screenshots (WORKER_MAX_SCREENSHOTS); it was stopped.`);
+      }
       const name = `screenshot-${artifacts.screenshots.length}.png`;
       // Reserve the slot before the await, so two concurrent calls never get the same number.
       const slot: Artifact = { name, body: Buffer.alloc(0), contentType: 'image/png' };
@@ -138,11 +152,29 @@ export function createHelpers(opts: {
 
     async download(trigger) {
       if (typeof trigger !== 'function') throw new SriError('SCRIPT_ERROR', 'helpers.download: pass a function that starts the download, e.g. () => page.click(sel)');
-      const [download] = await Promise.all([page.waitForEvent('download', { timeout: opts.timeoutMs }), trigger()]);
+      const [download] = await Promise.all([helpers.waitForDownload(opts.timeoutMs), trigger()]);
+      return helpers.saveDownload(download);
+    },
+
+    waitForDownload(timeoutMs) {
+      return page.waitForEvent('download', { timeout: timeoutMs });
+    },
+
+    async saveDownload(download) {
+      if (artifacts.downloads.length >= opts.limits.maxDownloads) {
+        await download.cancel().catch(() => {});
+        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.download: the job already has ${opts.limits.maxDownloads} downloads (WORKER_MAX_DOWNLOADS); it was stopped.`);
+      }
       const failure = await download.failure();
       if (failure) throw new SriError('SCRIPT_ERROR', `helpers.download: the download failed: ${failure}`);
       const path = await download.path();
+      const size = (await stat(path)).size;
+      if (size > opts.limits.maxDownloadBytes) {
+        await download.delete().catch(() => {});
+        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.download: the file is ${size} bytes, over WORKER_MAX_DOWNLOAD_BYTES (${opts.limits.maxDownloadBytes}); it was not kept.`);
+      }
       const body = await readFile(path);
+      await download.delete().catch(() => {});
       const base = sanitizeFileName(download.suggestedFilename());
       let name = base;
       for (let i = 1; usedNames.has(name); i++) name = base.replace(/(\.[^.]*)?$/, `-${i}$1`);

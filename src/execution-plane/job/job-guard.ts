@@ -27,7 +27,7 @@ export async function guardJob(job: JobMessage, config: GuardConfig, redis: Redi
       return new SriError('JOB_SIGNATURE_INVALID', 'Job signature missing: this worker runs only jobs whose envelope the control plane signed (REQUIRE_JOB_SIGNATURE=true); see docs/security.md.');
     }
   } else if (!verifyEnvelope(job, job.envelopeSignature, config.scriptSigningSecret)) {
-    return new SriError('JOB_SIGNATURE_INVALID', 'Job signature invalid: the envelope signature does not match the job\'s ids, script hash and creation time (altered, or replayed under other ids).');
+    return new SriError('JOB_SIGNATURE_INVALID', 'Job signature invalid: the envelope signature does not match the job\'s ids, script hash, creation time and allowed hosts (altered, or replayed under other ids).');
   }
   if (config.requireJobSignature) {
     const finished = await redis.get(keys.jobFinished(job.jobId));

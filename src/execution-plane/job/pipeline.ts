@@ -16,6 +16,7 @@ import type { WorkerConfig } from '../config.ts';
 import type { BrowserPool } from '../browser.ts';
 import type { JobQueue, Taken } from '../../shared/queue/job-queue.ts';
 import type { ScriptRunner } from '../script/runner.ts';
+import type { Tracer } from '../../shared/tracing.ts';
 import { verifyJobScript, type VerifiedScript } from '../script/verified-script.ts';
 import { ERRORS, isSriError, SriError, type ErrorCode } from '../../shared/errors.ts';
 import { keys } from '../../shared/keys.ts';
@@ -30,8 +31,10 @@ import { createJobLogBatcher } from '../logs/redis-sink.ts';
 import type { LogStreamEnd } from '../../shared/job-logs.ts';
 import { createHelpers, JobArtifacts, type Artifact } from './helpers.ts';
 import type { EgressProxy } from './egress-proxy.ts';
+import { egressLimitError, EgressTally, type ResultEgress } from './egress-report.ts';
 import { installHostGuard } from './host-guard.ts';
 import { guardJob, rememberFinished } from './job-guard.ts';
+import { JobTrace } from './job-trace.ts';
 import { parseJobMessage } from './message.ts';
 import { redactTextArtifact, Redactor } from './redactor.ts';
 
@@ -44,6 +47,8 @@ export interface PipelineDeps {
   readonly egress: EgressProxy;
   readonly runner: ScriptRunner;
   readonly logger: Logger;
+  /** The worker's tracer: each attempt's spans (job-trace.ts). */
+  readonly tracer: Tracer;
   /**
    * Asked when a job is about to be completed: the worker id to lease this slot's next job to in the same
    * round trip (JobQueue.completeAndTake), or undefined when the slot should not take one (draining).
@@ -75,15 +80,28 @@ export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, ran
 }
 
 export async function processJob(taken: Taken, deps: PipelineDeps, signal: AbortSignal): Promise<JobOutcome> {
+  const trace = new JobTrace(deps.tracer, taken, { workerId: deps.config.workerId, leaseMs: deps.config.leaseMs });
+  try {
+    const outcome = await processLeased(taken, deps, signal, trace);
+    trace.end(outcome);
+    return outcome;
+  } catch (e) {
+    trace.abort(e);
+    throw e;
+  }
+}
+
+async function processLeased(taken: Taken, deps: PipelineDeps, signal: AbortSignal, trace: JobTrace): Promise<JobOutcome> {
   const started = Date.now();
   const bytes = Buffer.byteLength(taken.raw, 'utf8');
   const parsed = parseJobMessage(taken.raw, taken.orgId);
+  trace.begin(parsed.ok ? parsed.job : undefined);
   if (!parsed.ok || bytes > deps.config.maxJobBytes) {
     const reason = parsed.ok ? `oversized: ${bytes} bytes, over WORKER_MAX_JOB_BYTES (${deps.config.maxJobBytes})` : parsed.reason;
     const report = parsed.ok
       ? { jobId: parsed.job.jobId, orgId: parsed.job.orgId, userId: parsed.job.userId, providerId: parsed.job.providerId }
       : parsed.report;
-    return bury(taken, reason, report && { ...report, attempt: taken.attempt }, { code: 'INVALID_JOB', message: `Invalid job message: ${reason}` }, deps, started);
+    return bury(taken, reason, report && { ...report, attempt: taken.attempt }, { code: 'INVALID_JOB', message: `Invalid job message: ${reason}` }, deps, trace, started);
   }
   const job = parsed.job;
   if (taken.jobId !== job.jobId) {
@@ -92,7 +110,7 @@ export async function processJob(taken: Taken, deps: PipelineDeps, signal: Abort
     // it. Run nothing; dead-letter it with the job id read here, so it is visible and can be fixed and requeued.
     const reason = `unreadable by the queue: Redis could not decode this message (deeply nested or invalid Unicode escapes); simplify the message and push it again`;
     return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
-      { code: 'INVALID_JOB', message: `Invalid job message: ${reason}` }, deps, started);
+      { code: 'INVALID_JOB', message: `Invalid job message: ${reason}` }, deps, trace, started);
   }
   const maxAttempts = job.maxAttempts ?? deps.config.maxAttempts;
   if (taken.recovered && taken.attempt > maxAttempts) {
@@ -100,29 +118,32 @@ export async function processJob(taken: Taken, deps: PipelineDeps, signal: Abort
     // (A job queued again by hand with a higher attempt runs: recovered is false for it.)
     const reason = `poisoned: attempt ${taken.attempt} of ${maxAttempts}; the job lost its worker on every attempt`;
     return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
-      { code: 'JOB_POISONED', message: ERRORS.JOB_POISONED.message }, deps, started);
+      { code: 'JOB_POISONED', message: ERRORS.JOB_POISONED.message }, deps, trace, started);
   }
   // Envelope and replay checks come before anything is written under the job's ids (job-guard.ts).
+  trace.enter('verify');
   const refused = await guardJob(job, deps.config, deps.redis);
   if (refused) {
+    trace.fail(refused.code, refused.message);
     return bury(taken, `${refused.code}: ${refused.message}`, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
-      { code: refused.code, message: refused.message }, deps, started);
+      { code: refused.code, message: refused.message }, deps, trace, started);
   }
-  return runValidJob(job, taken, maxAttempts, deps, signal, started);
+  return runValidJob(job, taken, maxAttempts, deps, signal, started, trace);
 }
 
 /** Dead-letters a leased message; with `report`, status 'dead' and the error result published. */
 async function bury(
   taken: Taken, reason: string, report: { jobId: string; orgId: string; userId: string; providerId: string; attempt: number } | undefined,
-  error: JobError, deps: PipelineDeps, started: number, files: ResultFiles = { log: '', screenshots: [] },
+  error: JobError, deps: PipelineDeps, trace: JobTrace, started: number, files: ResultFiles = { log: '', screenshots: [] },
 ): Promise<JobOutcome> {
   const { config, queue, logger } = deps;
   const durationMs = Date.now() - started;
-  logger.warn({ orgId: taken.orgId, jobId: report?.jobId, reason: reason.slice(0, 500), bytes: taken.raw.length }, 'job moved to the dead-letter list');
+  trace.enter('publish');
+  logger.warn({ orgId: taken.orgId, jobId: report?.jobId, reason: reason.slice(0, 500), bytes: taken.raw.length, ...trace.logFields() }, 'job moved to the dead-letter list');
   const result: ResultMessage | undefined = report && {
     jobId: report.jobId, orgId: report.orgId, userId: report.userId, providerId: report.providerId,
     success: false, status: 'dead', duration: durationMs, attempt: report.attempt, workerId: config.workerId,
-    finishedAt: new Date().toISOString(), error, files,
+    finishedAt: new Date().toISOString(), error, files, ...trace.resultFields(),
   };
   const r = await queue.bury(taken, reason, result);
   if (r === 'late') return { jobId: report?.jobId, status: 'late', durationMs, errorCode: error.code };
@@ -130,9 +151,10 @@ async function bury(
   return { jobId: report?.jobId, status: 'dead', durationMs, errorCode: error.code };
 }
 
-async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, deps: PipelineDeps, signal: AbortSignal, started: number): Promise<JobOutcome> {
+async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, deps: PipelineDeps, signal: AbortSignal, started: number, trace: JobTrace): Promise<JobOutcome> {
   const { config } = deps;
-  const log = deps.logger.child({ jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId });
+  const traceFields = trace.logFields();
+  const log = deps.logger.child({ jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, ...traceFields });
   const redactor = new Redactor([config.scriptSigningSecret, config.s3SecretKey]);
   // Live log: every execution.log line (redacted) is also batched into the job's Redis stream; never blocks.
   const liveLog = createJobLogBatcher(deps.redis, config, job.jobId, {
@@ -148,15 +170,17 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   };
   const artifacts = new JobArtifacts();
   const attempt = taken.attempt;
-  exec.info(`job ${job.jobId}: flow ${job.flowId}@${job.flowVersion}, provider ${job.providerId} (${job.providerName}), attempt ${attempt} of ${maxAttempts}, worker ${config.workerId}`);
+  exec.info(`job ${job.jobId}: flow ${job.flowId}@${job.flowVersion}, provider ${job.providerId} (${job.providerName}), attempt ${attempt} of ${maxAttempts}, worker ${config.workerId}${traceFields.traceId ? `, trace ${traceFields.traceId}` : ''}`);
   log.info('job started');
 
   let error: JobError | undefined;
   let phase: 'prepare' | 'browser' | 'script' = 'prepare';
   let browser: Browser | undefined;
+  let egress: ResultEgress | undefined;
   try {
     const script = await loadVerifiedScript(job, deps);
     exec.info(`script verified: sha256 ${script.scriptHash}, signature valid`);
+    trace.enter('session');
     const keyring = transportKeyring(config);
     const stored = await loadSession(job, deps.redis, keyring);
     redactor.add(stored.cookies.map((c) => c.value));
@@ -170,31 +194,38 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     const session: Session = { ...stored, credentials: { ...stored.credentials, ...jobSecrets } };
 
     phase = 'browser';
-    const blocked = new Map<string, number>();
-    const onBlocked = (host: string) => { blocked.set(host, (blocked.get(host) ?? 0) + 1); };
-    const lease = job.allowedHosts ? deps.egress.lease(job.allowedHosts, onBlocked) : undefined;
+    trace.enter('run');
+    const tally = new EgressTally();
+    const onBlocked = tally.onBlocked;
+    // Every job's context goes through the egress proxy; without allowedHosts it still refuses link-local and
+    // metadata addresses (docs/security.md "Egress").
+    // Over its byte budget the job ends at once: closing the context fails every pending page call.
+    let closeContext: (() => void) | undefined;
+    const lease = deps.egress.lease(job.allowedHosts, onBlocked, { maxBytes: config.egressMaxBytes, onLimitExceeded: () => closeContext?.() });
     try {
       let context: BrowserContext;
       try {
         // A context of its own: no cookie, storage or cache of another job (invariant 3).
         ({ browser, context } = await deps.browsers.newContext({
-          acceptDownloads: true, serviceWorkers: 'block', ...(lease ? { proxy: lease.proxy } : {}),
+          acceptDownloads: true, serviceWorkers: 'block', proxy: lease.proxy,
         }));
       } catch (e) {
         if (isSriError(e)) throw e;
         throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
       }
+      closeContext = () => { void context.close().catch(() => {}); };
       await runInBrowser(job, attempt, script, session, context, onBlocked, deps, exec, artifacts, signal, () => { phase = 'script'; });
+    } catch (e) {
+      throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : e;
     } finally {
-      lease?.release();
-      if (blocked.size) {
-        const total = [...blocked.values()].reduce((a, b) => a + b, 0);
-        exec.warn(`blocked ${total} request(s) to hosts outside allowedHosts: ${[...blocked.entries()].map(([h, n]) => `${h} (${n})`).join(', ')}`);
-      }
+      lease.release();
+      egress = tally.finish(lease, (line) => exec.warn(line));
     }
+    if (lease.limitExceeded()) throw egressLimitError(config.egressMaxBytes);
     exec.info('script finished');
   } catch (e) {
     error = toJobError(e, phase, browser, redactor);
+    trace.fail(error.code, error.message);
     exec.error(`${error.code}: ${error.message}`);
   }
   // An abort reaches a job that is past its script too (while loading, uploading): its reason decides.
@@ -209,13 +240,16 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     return { jobId: job.jobId, status: 'released', durationMs: Date.now() - started };
   }
 
+  trace.enter('upload');
   const logs = await closeLiveLog();
   if (exec.consoleLinesDropped) exec.warn(`page console: ${exec.consoleLinesDropped} line(s) beyond the first ${MAX_CONSOLE_LINES} were not kept`);
   const { files, uploadError } = await uploadEvidence(job, exec, artifacts, redactor, deps);
   if (uploadError) {
     log.error({ err: redactor.redact(uploadError.message) }, 'uploading the evidence failed');
     error ??= { code: 'UPLOAD_FAILED', message: `Uploading the evidence to S3 failed: ${redactor.redact(uploadError.message)}` };
+    trace.fail('UPLOAD_FAILED', redactor.redact(uploadError.message));
   }
+  trace.enter('publish');
 
   const finishedAt = Date.now();
   const durationMs = finishedAt - started;
@@ -233,13 +267,14 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   const result: ResultMessage = {
     jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId,
     success: !error, status, duration: durationMs, attempt, workerId: config.workerId,
-    finishedAt: new Date(finishedAt).toISOString(), ...(error ? { error } : {}), files, logs,
+    finishedAt: new Date(finishedAt).toISOString(), ...(error ? { error } : {}), files, logs, ...(egress ? { egress } : {}),
   };
-  const redacted = JSON.parse(redactor.redact(JSON.stringify(result))) as ResultMessage;
+  // The traceparent after redaction: hex ids are not secrets, and no secret may alter them.
+  const redacted = { ...JSON.parse(redactor.redact(JSON.stringify(result))) as ResultMessage, ...trace.resultFields() };
   if (status === 'dead') {
     const reason = `exhausted: ${attempt} of ${maxAttempts} attempts failed; last ${redacted.error!.code}: ${redacted.error!.message}`;
     return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt },
-      redacted.error as JobError, deps, started, files);
+      redacted.error as JobError, deps, trace, started, files);
   }
   // The worker's counters are kept in the same step; with takeNextFor the slot's next job comes back with it.
   const counted = { workerId: config.workerId, durationMs, finishedAt };
@@ -326,8 +361,16 @@ async function runInBrowser(
     // The page's console (the portal's own and the script's `evaluate`), every page of the context.
     context.on('console', (m) => exec.console(m.type(), m.text()));
     const page = await context.newPage();
+    // Popups and window.open: at most WORKER_MAX_PAGES open at once; the rest are closed as they open.
+    let pagesClosed = 0;
+    context.on('page', (p) => {
+      if (context.pages().length <= config.maxPages) return;
+      if (++pagesClosed === 1) exec.warn(`the job opened more than ${config.maxPages} pages at once (WORKER_MAX_PAGES); further pages are closed as they open`);
+      void p.close().catch(() => {});
+    });
     const helpers = createHelpers({
       page, credentials: session.credentials ?? {}, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
+      limits: { maxScreenshots: config.maxScreenshots, maxDownloads: config.maxDownloads, maxDownloadBytes: config.maxDownloadBytes },
     });
     const timeoutMs = job.timeoutMs ?? config.executionTimeoutMs;
     const jobContext = Object.freeze({

@@ -2,7 +2,8 @@
  * Is the event loop stuck? A timer that should fire every `tickMs` measures how late it fires; /healthz fails while
  * the worst lateness of the last `windowMs` is over the limit. A loop that is blocked right now cannot answer the
  * probe at all (the probe's timeout fails it); one that was blocked recently answers 503 until the window passes.
- * (Scripts run in this process under node:vm: a script stuck in synchronous code is what this catches.)
+ * (Scripts run in processes of their own, so a script stuck in synchronous code blocks only its own process; what
+ * this catches is the worker's own code, or a flood of work handed to it.)
  */
 export interface EventLoopStatus {
   /** Worst lateness of the tick timer over the window (ms). */

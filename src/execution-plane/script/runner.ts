@@ -1,6 +1,6 @@
 /**
- * What a script runner gets and must provide. The node:vm runner (vm-runner.ts) is this issue's; an isolated-vm
- * runner (issue 4) implements the same interface, so the pipeline does not change when it is swapped.
+ * What a script runner gets and must provide: the pipeline hands it the job's real objects; the sandbox runner
+ * (sandbox/sandbox-runner.ts) runs the script in a process of its own and lets it reach them only through messages.
  */
 import type { Page } from 'playwright-core';
 import type { ScriptHelpers } from '../job/helpers.ts';

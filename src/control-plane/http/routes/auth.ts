@@ -1,7 +1,8 @@
 /** Registration, login and the caller's identity. */
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
+import { LoginLockout } from '../../auth/lockout.ts';
 import type { ApiContext } from '../../context.ts';
 import { isUniqueViolation } from '../../db/index.ts';
 import { findOrg, findUser, findUserByEmail, insertOrg, insertUser } from '../../db/queries/accounts.ts';
@@ -19,6 +20,14 @@ const userJson = (u: { id: string; email: string; name: string; org_id: string; 
 
 export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const rateLimit = { max: ctx.config.authRateLimitMax, timeWindow: ctx.config.authRateLimitWindowMs };
+  const lockout = new LoginLockout(ctx.redis, {
+    maxFailures: ctx.config.authLockoutMaxFailures, windowMs: ctx.config.authLockoutWindowMs, lockMs: ctx.config.authLockoutMs,
+  });
+  const locked = (reply: FastifyReply, ms: number) => {
+    const seconds = Math.max(1, Math.ceil(ms / 1000));
+    reply.header('retry-after', String(seconds));
+    return new SriError('ACCOUNT_LOCKED', `Too many failed logins for this account; it is locked, even for the right password. Try again in ${seconds} s.`);
+  };
 
   app.post('/api/auth/register', {
     config: { rateLimit },
@@ -52,10 +61,26 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     config: { rateLimit },
     bodyLimit: AUTH_BODY_LIMIT_BYTES,
     schema: doc({ summary: 'Log in; returns a token.', tags: ['auth'], body: LoginBody, auth: false }),
-  }, async (req) => {
+  }, async (req, reply) => {
     const body = LoginBody.parse(req.body);
+    // Redis unreachable: the login is checked without the lockout (said in the log) rather than refused for everyone.
+    const lockoutDown = (err: unknown) => {
+      req.log.warn({ err: (err as Error).message }, 'login lockout unavailable (Redis); login checked without it');
+      return undefined;
+    };
+    // Before the password is checked: a locked account answers the same, whatever the password.
+    const lockedMs = await lockout.lockedForMs(body.email).catch(lockoutDown);
+    if (lockedMs) throw locked(reply, lockedMs);
     const user = await ctx.db.asSystem((tx) => findUserByEmail(tx, body.email));
-    if (!(await verifyPassword(user?.password_hash, body.password)) || !user) throw new SriError('INVALID_CREDENTIALS');
+    if (!(await verifyPassword(user?.password_hash, body.password)) || !user) {
+      // Unknown e-mails are counted too: locking tells nothing about which accounts exist. Never the password.
+      const failed = await lockout.recordFailure(body.email).catch(lockoutDown);
+      if (failed?.lockedForMs) {
+        req.log.warn({ email: body.email.trim().toLowerCase(), ip: req.ip, failures: failed.failures, lockedForMs: failed.lockedForMs }, 'account locked after failed logins');
+      }
+      throw new SriError('INVALID_CREDENTIALS');
+    }
+    await lockout.recordSuccess(body.email).catch(lockoutDown);
     const org = await ctx.db.withOrg(user.org_id, (tx) => findOrg(tx, user.org_id));
     const token = await ctx.tokens.sign({ userId: user.id, orgId: user.org_id });
     return { token, user: userJson(user), org };

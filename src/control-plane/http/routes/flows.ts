@@ -25,6 +25,9 @@ export function flowJson(f: FlowRow, withScript = false) {
   };
 }
 
+/** S3 key of a flow's compiled script: `scripts/{orgId}/{providerId}/{version}.js` (docs/security.md "Tenant isolation"). */
+export const flowScriptKey = (orgId: string, providerId: string, version: string) => `scripts/${orgId}/${providerId}/${version}.js`;
+
 /** Semver without build metadata: the version becomes part of an S3 key, whose allowed characters exclude "+". */
 export function checkVersion(version: string): void {
   if (semver.valid(version) !== version) throw new SriError('FLOW_INVALID', `version "${version}" is not a semantic version such as 1.0.0`);
@@ -46,12 +49,12 @@ export function flowRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const { scriptHash, signature } = signScript(script, ctx.config.scriptSigningSecret);
 
     if (await ctx.db.withOrg(orgId, (tx) => flowVersionExists(tx, provider.id, body.version))) throw new SriError('FLOW_VERSION_EXISTS');
-    // The contract's key is scripts/{providerId}/{version}.js; another organisation may hold it already, and then
-    // this organisation's script goes under its own folder. Jobs carry the script inline as well, so the key
-    // only matters to producers that send scriptKey alone.
-    const sharedKey = `scripts/${provider.id}/${body.version}.js`;
-    const scriptKey = (await ctx.blobStore.exists(ctx.config.s3ScriptsBucket, sharedKey))
-      ? `scripts/${provider.id}/${orgId}/${body.version}.js` : sharedKey;
+    // Under the organisation's own prefix: a shared scripts/{providerId}/{version}.js told a second organisation that
+    // another one had used that provider and version (it got a key of its own when the shared one was taken), and two
+    // organisations creating the same version at once could overwrite each other's script. Flows created before keep
+    // the key they were stored with (their jobs and the workers read whatever scriptKey says). Jobs carry the script
+    // inline as well, so the key only matters to producers that send scriptKey alone.
+    const scriptKey = flowScriptKey(orgId, provider.id, body.version);
     try {
       await ctx.blobStore.put(ctx.config.s3ScriptsBucket, scriptKey, script, 'text/javascript');
     } catch (err) {

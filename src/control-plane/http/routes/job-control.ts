@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
 import { TERMINAL_STATUSES } from '../../../shared/schemas.ts';
+import { ROOT_CONTEXT, SpanKind, setSpanError, startChildSpan, traceparentOf } from '../../../shared/tracing.ts';
 import { transportKeyring } from '../../../shared/transport-secrets.ts';
 import type { ApiContext } from '../../context.ts';
 import { findFlow } from '../../db/queries/flows.ts';
@@ -17,8 +18,10 @@ import { assertFlowIntact, verifiedJobMessage } from '../../jobs/job-message.ts'
 import { sealSecretsForJob } from '../../secrets/vault.ts';
 import { syncJobFromRedis } from '../../results/listener.ts';
 import { authOf } from '../auth.ts';
+import { toSriError } from '../errors.ts';
 import { doc } from '../openapi.ts';
 import { IdParams } from '../schemas.ts';
+import { spanOf, tracedRoute } from '../tracing.ts';
 
 const isFinal = (status: string) => (TERMINAL_STATUSES as readonly string[]).includes(status);
 const RETRYABLE_STATUSES = ['failed', 'dead'];
@@ -28,7 +31,7 @@ const jobFinal = (id: string, status: string) => new SriError('JOB_FINAL', `Job 
 
 export function jobControlRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const preHandler = ctx.tokens.hook();
-  const resultsDeps = { db: ctx.db, blobStore: ctx.blobStore, resultsBucket: ctx.config.s3ResultsBucket, logger: ctx.logger };
+  const resultsDeps = { db: ctx.db, blobStore: ctx.blobStore, resultsBucket: ctx.config.s3ResultsBucket, logger: ctx.logger, tracer: ctx.tracer };
 
   const loadJob = async (orgId: string, id: string): Promise<JobRow> => {
     const job = await ctx.db.withOrg(orgId, (tx) => findJob(tx, id));
@@ -73,6 +76,7 @@ export function jobControlRoutes(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   app.post('/api/jobs/:id/retry', {
+    ...tracedRoute(ctx.tracer),
     preHandler,
     schema: doc({
       summary: 'Run a failed or dead job again: same job id, next attempt number, the script re-verified; other statuses answer 409.',
@@ -91,6 +95,12 @@ export function jobControlRoutes(app: FastifyInstance, ctx: ApiContext): void {
       throw new SriError('PROVIDER_NOT_CONNECTED', `The session of the job's user on ${provider.name} is gone; connect the provider again, then retry.`);
     }
     const attempt = job.attempt + 1;
+    // A retry is a trace of its own (the job's traceId stays the one of its first run): this request → enqueue → the
+    // worker's spans of this attempt.
+    const enqueue = startChildSpan(ctx.tracer, 'enqueue', spanOf(req) ?? ROOT_CONTEXT, {
+      kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'redis', 'messaging.destination.name': keys.orgJobs(orgId), 'sri.job.id': id, 'sri.job.attempt': attempt },
+    });
+    const traceparent = traceparentOf(enqueue);
     // The row goes back to queued and the message is pushed in one database transaction: when the push fails the
     // row rolls back to failed/dead, and of two concurrent retries only the one whose UPDATE matched pushes.
     const message = await ctx.db.withOrg(orgId, async (tx) => {
@@ -103,7 +113,8 @@ export function jobControlRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const secrets = await sealSecretsForJob(tx, {
         secretsKeys: ctx.config.secretsKeys, transport: transportKeyring(ctx.config), job: { jobId: id, orgId, userId: row.user_id }, names: secretRefsOfScript(flow.script),
       });
-      const msg = verifiedJobMessage({ job: row, flow, provider, signingSecret: ctx.config.scriptSigningSecret, attempt, secrets: secrets.sealed });
+      const signed = verifiedJobMessage({ job: row, flow, provider, signingSecret: ctx.config.scriptSigningSecret, attempt, secrets: secrets.sealed });
+      const msg = traceparent === undefined ? signed : { ...signed, traceparent };
       // A failed job is marked finished for the workers' replay check; this retry is the one way to run it again.
       await ctx.redis.del(keys.jobFinished(id));
       // A job that failed because it could never be pushed (Redis was down at POST /api/run) is unknown to Redis:
@@ -111,7 +122,10 @@ export function jobControlRoutes(app: FastifyInstance, ctx: ApiContext): void {
       if ((await ctx.redis.exists(keys.jobStatus(id))) === 0) await ctx.queue.enqueue(orgId, msg);
       else await ctx.queue.retryFinished(orgId, id, msg);
       return msg;
-    });
+    }).catch((e: unknown) => {
+      setSpanError(enqueue, toSriError(e)?.code ?? 'INTERNAL', (e as Error).message);
+      throw e;
+    }).finally(() => enqueue.end());
     req.log.info({ jobId: id, orgId, attempt, previous: job.status }, 'job retried');
     return reply.status(202).send({ jobId: id, status: 'queued', attempt: message.attempt });
   });

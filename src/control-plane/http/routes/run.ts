@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
 import type { JobMessage } from '../../../shared/schemas.ts';
+import { ROOT_CONTEXT, SpanKind, setSpanError, startChildSpan, traceFields, traceparentOf } from '../../../shared/tracing.ts';
 import { transportKeyring } from '../../../shared/transport-secrets.ts';
 import type { ApiContext } from '../../context.ts';
 import { isUniqueViolation } from '../../db/index.ts';
@@ -20,6 +21,7 @@ import { sealSecretsForJob } from '../../secrets/vault.ts';
 import { authOf } from '../auth.ts';
 import { doc } from '../openapi.ts';
 import { RunBody, RunHeaders } from '../schemas.ts';
+import { spanOf, tracedRoute } from '../tracing.ts';
 
 /** Same key + same request → the first job; same key + another request → IDEMPOTENCY_CONFLICT. */
 function replay(existing: JobRow, requestHash: string) {
@@ -29,6 +31,7 @@ function replay(existing: JobRow, requestHash: string) {
 
 export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/api/run', {
+    ...tracedRoute(ctx.tracer),
     preHandler: ctx.tokens.hook(),
     schema: doc({ summary: 'Run the active flow of a provider with the caller\'s session; returns the queued job.', tags: ['jobs'], body: RunBody, headers: RunHeaders }),
   }, async (req, reply) => {
@@ -52,7 +55,10 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if ((await ctx.redis.exists(keys.session(orgId, userId, provider.name))) !== 1) throw new SriError('PROVIDER_NOT_CONNECTED');
 
     const jobId = randomUUID();
-    const traceId = randomUUID().replace(/-/g, '');
+    // The job's trace id is the request span's: the job row, the messages and every log line of the job share it.
+    const span = spanOf(req);
+    const traceId = (span && traceFields(span).traceId) ?? randomUUID().replace(/-/g, '');
+    span?.setAttributes({ 'sri.job.id': jobId, 'sri.org.id': orgId, 'sri.provider.id': body.providerId });
     let created: { job: JobRow; flow: FlowRow; message: JobMessage; secretNames: string[] };
     try {
       created = await ctx.db.withOrg(orgId, async (tx) => {
@@ -80,16 +86,25 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
       throw e;
     }
 
-    const { message } = created;
+    // The worker's spans are children of this one: its context travels in the message (unsigned, docs/security.md).
+    const enqueue = startChildSpan(ctx.tracer, 'enqueue', span ?? ROOT_CONTEXT, {
+      kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'redis', 'messaging.destination.name': keys.orgJobs(orgId), 'sri.job.id': jobId },
+    });
+    const tp = traceparentOf(enqueue);
+    const message: JobMessage = tp === undefined ? created.message : { ...created.message, traceparent: tp };
     try {
       await ctx.queue.enqueue(orgId, message);
     } catch (err) {
+      setSpanError(enqueue, 'SERVICE_UNAVAILABLE', (err as Error).message);
+      enqueue.end();
       req.log.error({ err, jobId, orgId }, 'could not enqueue the job');
       await ctx.db.withOrg(orgId, (tx) => failJob(tx, jobId, 'SERVICE_UNAVAILABLE', 'The job could not be queued: Redis is unreachable.'))
         .catch((e: unknown) => req.log.error({ err: e, jobId }, 'could not mark the job failed'));
       throw new SriError('SERVICE_UNAVAILABLE', 'The job could not be queued (Redis unreachable); it is recorded as failed. Try again.');
     }
-    req.log.info({ jobId, orgId, userId, providerId: provider.id, flowId: created.flow.id, traceId, priority: message.priority, maxAttempts: message.maxAttempts, secretNames: created.secretNames }, 'job queued');
+    enqueue.end();
+    // traceId and spanId come with req.log (tracedRoute).
+    req.log.info({ jobId, orgId, userId, providerId: provider.id, flowId: created.flow.id, priority: message.priority, maxAttempts: message.maxAttempts, secretNames: created.secretNames }, 'job queued');
     return reply.status(202).send({ jobId, status: 'queued' });
   });
 }

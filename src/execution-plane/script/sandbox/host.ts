@@ -1,0 +1,309 @@
+/**
+ * The worker's side of a sandboxed script: every page, frame, locator or helper call the script makes arrives here
+ * as a message from its child process (child.ts) and is carried out on the job's real Playwright objects — if the
+ * tables in methods.ts allow it. The child is untrusted: a message names a handle of this job only (ids are per job),
+ * a method from the tables, and JSON arguments that are checked here; nothing it sends is compiled or run in the
+ * worker (a function argument is passed to Playwright as source text, which runs it in the page).
+ */
+import type { BrowserContext, Dialog, Download, Frame, Locator, FrameLocator, Page } from 'playwright-core';
+import { isSriError, SriError } from '../../../shared/errors.ts';
+import type { ScriptHelpers } from '../../job/helpers.ts';
+import { BUILDERS, CALLS, FUNCTION_ARG, PAGE_EVENTS, takesFunction, WAITABLE_EVENTS, type Kind } from './methods.ts';
+import type { FromChild, HandleRef, Step, ToChild } from './protocol.ts';
+
+type Root = { kind: 'Page'; obj: Page } | { kind: 'Frame'; obj: Frame } | { kind: 'Dialog'; obj: Dialog } | { kind: 'Download'; obj: Download } | { kind: 'Helpers'; obj: ScriptHelpers };
+type Target = Root | { kind: 'Locator'; obj: Locator } | { kind: 'FrameLocator'; obj: FrameLocator };
+
+export interface HostLimits {
+  /** Calls a script may make in all (a runaway loop of page calls is stopped, not served forever). */
+  readonly maxCalls: number;
+  /** Calls in flight at once. */
+  readonly maxPending: number;
+  /** Default timeout of waits the script starts (waitForEvent, downloads). */
+  readonly timeoutMs: number;
+}
+
+/** Stops the job: the script went over a limit or broke the protocol. */
+export class SandboxViolation extends SriError {}
+
+/** Largest message either side sends: a call with its arguments, or a result. */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const MAX_DEPTH = 32;
+
+/** A function for Playwright whose source is the script's text: Playwright sends `String(fn)` to the page. */
+function pageFunction(source: string): () => void {
+  const fn = () => {};
+  Object.defineProperty(fn, 'toString', { value: () => source });
+  return fn;
+}
+
+export class SandboxHost {
+  private readonly roots = new Map<number, Root>();
+  private readonly ids = new WeakMap<object, number>();
+  private nextHandle = 2;
+  private calls = 0;
+  private inFlight = 0;
+  private readonly downloads = new Map<number, Promise<Download>>();
+  private nextWaiter = 1;
+  private readonly subscribed = new Set<string>();
+  readonly helpersHandle = 0;
+  readonly pageRef: HandleRef;
+
+  constructor(
+    page: Page,
+    private readonly context: BrowserContext,
+    private readonly helpers: ScriptHelpers,
+    private readonly limits: HostLimits,
+    private readonly send: (m: ToChild) => void,
+    /** The same, already serialised (replies are measured before they are sent). */
+    private readonly sendLine: (line: string) => void,
+    /** Told when the script must be stopped (limit or protocol); the runner kills the child. */
+    private readonly stop: (e: SriError) => void,
+  ) {
+    this.roots.set(this.helpersHandle, { kind: 'Helpers', obj: helpers });
+    this.pageRef = this.ref('Page', page);
+  }
+
+  /** One message from the child; answers calls, never throws. */
+  handle(msg: FromChild & { t: 'call' }): void {
+    if (++this.calls > this.limits.maxCalls) {
+      this.stop(new SriError('SCRIPT_RESOURCE_LIMIT', `The script made more than ${this.limits.maxCalls} page/helper calls (WORKER_SCRIPT_MAX_CALLS); it was stopped.`));
+      return;
+    }
+    // helpers.log and setResult are synchronous here and not awaited by the script: answered at once, never counted
+    // as waiting (a script that logs 1,000 lines in a loop is not a flood).
+    if (msg.h === this.helpersHandle && (msg.m === 'log' || msg.m === 'setResult') && msg.c === undefined) {
+      let reply: ToChild & { t: 'res' };
+      try {
+        const a = msg.a.map((x) => this.decode(x, msg.m));
+        if (msg.m === 'log') this.helpers.log(String(a[0]));
+        else this.helpers.setResult(a[0] as Record<string, unknown>);
+        reply = { t: 'res', id: msg.id, ok: true, v: null };
+      } catch (e) {
+        reply = { t: 'res', id: msg.id, ok: false, e: { name: 'Error', message: (e as Error).message } };
+      }
+      this.reply(reply);
+      return;
+    }
+    if (this.inFlight >= this.limits.maxPending) {
+      this.stop(new SriError('SCRIPT_RESOURCE_LIMIT', `The script had more than ${this.limits.maxPending} page/helper calls waiting at once; it was stopped.`));
+      return;
+    }
+    this.inFlight++;
+    void this.dispatch(msg).then(
+      (v) => this.reply({ t: 'res', id: msg.id, ok: true, v }),
+      (e: unknown) => {
+        // Over a limit: the job stops with that code, whether or not the script would catch the error.
+        if (e instanceof SandboxViolation || (isSriError(e) && e.code === 'SCRIPT_RESOURCE_LIMIT')) this.stop(e as SriError);
+        const err = e as { name?: unknown; message?: unknown } | null;
+        this.reply({ t: 'res', id: msg.id, ok: false, e: { name: typeof err?.name === 'string' ? err.name : 'Error', message: typeof err?.message === 'string' ? err.message : String(e) } });
+      },
+    ).finally(() => { this.inFlight--; });
+  }
+
+  private reply(m: ToChild & { t: 'res' }): void {
+    const u: Record<string, string> = {};
+    for (const [id, r] of this.roots) if (r.kind === 'Page' && !r.obj.isClosed()) u[id] = r.obj.url();
+    let line: string;
+    try {
+      line = JSON.stringify({ ...m, u });
+      if (line.length > MAX_MESSAGE_BYTES) throw new Error(`it is over ${MAX_MESSAGE_BYTES} bytes`);
+    } catch (e) {
+      line = JSON.stringify({ t: 'res', id: m.id, ok: false, e: { name: 'Error', message: `The result cannot be passed to the script: ${(e as Error).message}` }, u });
+    }
+    this.sendLine(line);
+  }
+
+  private ref(kind: HandleRef['k'], obj: Page | Frame | Dialog | Download): HandleRef {
+    let id = this.ids.get(obj);
+    if (id === undefined) {
+      id = this.nextHandle++;
+      this.ids.set(obj, id);
+      this.roots.set(id, { kind, obj } as Root);
+    }
+    const d: Record<string, unknown> =
+      kind === 'Page' ? { url: (obj as Page).url() }
+        : kind === 'Frame' ? { name: (obj as Frame).name() }
+          : kind === 'Dialog' ? { type: (obj as Dialog).type(), message: (obj as Dialog).message(), defaultValue: (obj as Dialog).defaultValue() }
+            : { suggestedFilename: (obj as Download).suggestedFilename(), url: (obj as Download).url() };
+    return { $h: id, k: kind, d };
+  }
+
+  private refOrNull(kind: HandleRef['k'], obj: Page | Frame | null): HandleRef | null {
+    return obj ? this.ref(kind, obj) : null;
+  }
+
+  /** Arguments as Playwright takes them: only JSON data, the encodings of protocol.ts, nothing that names a path. */
+  private decode(v: unknown, method: string, depth = 0): unknown {
+    if (depth > MAX_DEPTH) throw new SandboxViolation('SCRIPT_ERROR', 'An argument is nested too deeply.');
+    if (Array.isArray(v)) return v.map((x) => this.decode(x, method, depth + 1));
+    if (v === null || typeof v !== 'object') return v;
+    const o = v as Record<string, unknown>;
+    if (o['$u'] === 1) return undefined;
+    if (Array.isArray(o['$re'])) {
+      const [source, flags] = o['$re'] as unknown[];
+      if (typeof source !== 'string' || typeof flags !== 'string') throw new Error('bad regular expression argument');
+      return new RegExp(source, flags);
+    }
+    if (o['$loc'] && typeof o['$loc'] === 'object') {
+      const loc = o['$loc'] as { h?: unknown; c?: unknown };
+      const t = this.resolve(loc.h, loc.c);
+      if (t.kind !== 'Locator') throw new Error('only a locator can be passed here');
+      return t.obj;
+    }
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(o)) {
+      if (FORBIDDEN_KEYS.has(k)) throw new Error(`"${k}" is not allowed as an option name`);
+      // No allowed call takes a file path; refusing the key keeps a future Playwright option from reading or
+      // writing the worker's files. (Data for the page — evaluate's argument — may use any key.)
+      if (k === 'path' && !Object.hasOwn(FUNCTION_ARG, method)) throw new Error('file paths cannot be passed to the page API');
+      out[k] = this.decode(x, method, depth + 1);
+    }
+    return out;
+  }
+
+  /** The object a call targets: a handle of this job, then the locator steps replayed on it. */
+  private resolve(h: unknown, chain: unknown): Target {
+    const root = typeof h === 'number' ? this.roots.get(h) : undefined;
+    if (!root) throw new SandboxViolation('SCRIPT_ERROR', 'The script used a handle that does not exist (or belongs to no page of this job).');
+    let t: Target = root;
+    if (chain === undefined) return t;
+    if (!Array.isArray(chain) || chain.length > 64) throw new SandboxViolation('SCRIPT_ERROR', 'Bad locator chain.');
+    for (const step of chain as Step[]) {
+      const builders = (BUILDERS as Record<string, Record<string, 'Locator' | 'FrameLocator'>>)[t.kind];
+      const result = step && typeof step.m === 'string' && builders && Object.hasOwn(builders, step.m) ? builders[step.m] : undefined;
+      if (!result || !Array.isArray(step.a) || step.a.length > 4) throw new SandboxViolation('SCRIPT_ERROR', `Locator step ${String(step?.m)} is not available on ${t.kind}.`);
+      const args = step.a.map((x) => this.decode(x, step.m));
+      const obj = (t.obj as unknown as Record<string, (...a: unknown[]) => unknown>)[step.m]!(...args);
+      t = { kind: result, obj } as Target;
+    }
+    return t;
+  }
+
+  private async dispatch(msg: FromChild & { t: 'call' }): Promise<unknown> {
+    const t = this.resolve(msg.h, msg.c);
+    const m = msg.m;
+    if (!CALLS[t.kind as Kind].includes(m) && m !== 'subscribe') {
+      throw new Error(`${t.kind.toLowerCase()}.${m} is not part of the script page API (docs/scripts.md lists what is).`);
+    }
+    if (!Array.isArray(msg.a) || msg.a.length > 8) throw new Error('too many arguments');
+    const args = msg.a.map((x, i) => (takesFunction(m, i) ? this.functionArg(x) : this.decode(x, m)));
+
+    switch (t.kind) {
+      case 'Helpers': return this.helperCall(t.obj, m, args);
+      case 'Dialog': return m === 'accept' ? t.obj.accept(typeof args[0] === 'string' ? args[0] : undefined) : t.obj.dismiss();
+      case 'Download':
+        if (m === 'failure') return t.obj.failure();
+        if (m === 'cancel') return t.obj.cancel();
+        return this.helpers.saveDownload(t.obj);
+      case 'Page': return this.pageCall(t.obj, m, args);
+      case 'Frame': return this.frameCall(t.obj, m, args);
+      default: return this.invoke(t.obj, m, args);
+    }
+  }
+
+  /** evaluate's function (or expression): source text for the page. */
+  private functionArg(x: unknown): unknown {
+    if (typeof x === 'string') return x;
+    const src = (x as { $fn?: unknown } | null)?.$fn;
+    if (typeof src !== 'string') throw new Error('pass a function or an expression string');
+    return pageFunction(src);
+  }
+
+  private async invoke(obj: object, m: string, args: unknown[]): Promise<unknown> {
+    const fn = (obj as Record<string, unknown>)[m];
+    if (typeof fn !== 'function') throw new Error(`${m} is not available here`);
+    return toData(await (fn as (...a: unknown[]) => unknown).apply(obj, args));
+  }
+
+  private async pageCall(page: Page, m: string, args: unknown[]): Promise<unknown> {
+    switch (m) {
+      case 'frames': return page.frames().map((f) => this.ref('Frame', f));
+      case 'mainFrame': return this.ref('Frame', page.mainFrame());
+      case 'frame': return this.refOrNull('Frame', page.frame(args[0] as string | { name?: string; url?: string }));
+      case 'opener': return this.refOrNull('Page', await page.opener());
+      case 'cookies': return this.context.cookies(args[0] as string[] | undefined);
+      case 'subscribe': return this.subscribe(page, args[0]);
+      case 'waitForEvent': return this.waitForEvent(page, args[0], args[1]);
+      default: {
+        const dot = m.indexOf('.');
+        if (dot > 0) return this.invoke(m.startsWith('keyboard.') ? page.keyboard : page.mouse, m.slice(dot + 1), args);
+        return this.invoke(page, m, args);
+      }
+    }
+  }
+
+  private async frameCall(frame: Frame, m: string, args: unknown[]): Promise<unknown> {
+    if (m === 'childFrames') return frame.childFrames().map((f) => this.ref('Frame', f));
+    if (m === 'parentFrame') return this.refOrNull('Frame', frame.parentFrame());
+    return this.invoke(frame, m, args);
+  }
+
+  private async waitForEvent(page: Page, event: unknown, options: unknown): Promise<unknown> {
+    if (typeof event !== 'string' || !Object.hasOwn(WAITABLE_EVENTS, event)) {
+      throw new Error(`page.waitForEvent: one of ${Object.keys(WAITABLE_EVENTS).join(', ')}`);
+    }
+    const timeout = typeof (options as { timeout?: unknown } | undefined)?.timeout === 'number' ? (options as { timeout: number }).timeout : this.limits.timeoutMs;
+    const value = await page.waitForEvent(event as 'load', { timeout });
+    const kind = WAITABLE_EVENTS[event];
+    return kind ? this.ref(kind, value as unknown as Page) : null;
+  }
+
+  private subscribe(page: Page, event: unknown): null {
+    if (typeof event !== 'string' || !Object.hasOwn(PAGE_EVENTS, event)) throw new Error(`page.on: one of ${Object.keys(PAGE_EVENTS).join(', ')}`);
+    const id = this.ids.get(page)!;
+    const key = `${id}:${event}`;
+    if (this.subscribed.has(key)) return null;
+    this.subscribed.add(key);
+    const kind = PAGE_EVENTS[event]!;
+    page.on(event as 'dialog', (value: Dialog) => {
+      this.send({ t: 'event', h: id, e: event, v: this.ref(kind, value) });
+    });
+    return null;
+  }
+
+  private async helperCall(helpers: ScriptHelpers, m: string, args: unknown[]): Promise<unknown> {
+    switch (m) {
+      case 'log': helpers.log(String(args[0])); return null;
+      case 'setResult': helpers.setResult(args[0] as Record<string, unknown>); return null;
+      case 'screenshot': return helpers.screenshot(args[0] as { fullPage?: boolean } | undefined);
+      case 'fillSecret': return helpers.fillSecret(String(args[0]), String(args[1]));
+      case 'extract': return helpers.extract(String(args[0]), args[1] as Record<string, string>);
+      case 'expectDownload': {
+        if (this.downloads.size >= 8) throw new Error('helpers.download: at most 8 downloads can be awaited at once');
+        const id = this.nextWaiter++;
+        const waiting = helpers.waitForDownload(this.limits.timeoutMs);
+        waiting.catch(() => {});
+        this.downloads.set(id, waiting);
+        return id;
+      }
+      case 'saveDownload': {
+        const waiting = this.downloads.get(args[0] as number);
+        if (!waiting) throw new Error('helpers.download: no such download');
+        this.downloads.delete(args[0] as number);
+        return helpers.saveDownload(await waiting);
+      }
+      default: this.downloads.delete(args[0] as number); return null;
+    }
+  }
+}
+
+/**
+ * What a Playwright call returned, as data for the script: JSON values as they are; a navigation's Response as
+ * `{ $resp: { url, status, ok } }` (child.ts gives it url()/status()/ok()); any other object (an element or JS
+ * handle from waitForSelector / waitForFunction) is released and becomes null — handles do not leave the worker.
+ */
+function toData(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(toData);
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto === Object.prototype || proto === null) return v;
+  const r = v as { url?: unknown; status?: unknown; ok?: unknown; dispose?: unknown };
+  if (typeof r.url === 'function' && typeof r.status === 'function' && typeof r.ok === 'function') {
+    return { $resp: { url: (r.url as () => string)(), status: (r.status as () => number)(), ok: (r.ok as () => boolean)() } };
+  }
+  if (typeof r.dispose === 'function') void Promise.resolve((r.dispose as () => unknown).call(v)).catch(() => {});
+  return null;
+}

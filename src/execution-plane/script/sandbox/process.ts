@@ -1,0 +1,93 @@
+/**
+ * How a sandbox child is started (docs/security.md "Script sandbox"):
+ *
+ *   prlimit --cpu=S:S+1 --as=B -- bwrap <namespaces, read-only /usr, no /etc, no network> -- node <flags> --eval <child>
+ *
+ * - prlimit: CPU seconds (SIGXCPU at S) and address space (heap and buffers), inherited by everything below.
+ * - bwrap: new user, PID, network, IPC, UTS and cgroup namespaces; only /usr (read-only), an empty /tmp, /proc and
+ *   a minimal /dev; no environment; all capabilities dropped; dies with the worker. No network interface but a down
+ *   loopback, so no socket reaches anything — the browser's traffic stays the host's (egress proxy).
+ * - node: the permission model with no grants (no file reads or writes, no child processes, no workers, no
+ *   native addons), code generation from strings off, a capped heap; the child's code comes on the command line,
+ *   so it needs to read no file.
+ * In `process` mode the bwrap layer is missing: the worker says so when it starts.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, readlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildSync } from 'esbuild';
+
+export type SandboxKind = 'bwrap' | 'process';
+
+export interface SandboxLimits {
+  readonly cpuSeconds: number;
+  readonly memoryMb: number;
+  /** The bubblewrap executable. @default 'bwrap' (from PATH) */
+  readonly bwrapPath?: string;
+}
+
+/** Address space V8 reserves beyond its heap (measured: Node 20 does not start under ~700 MiB). */
+const ADDRESS_SPACE_OVERHEAD_MB = 1024;
+
+let bundle: string | undefined;
+
+/** child.ts and what it imports, as one ES module (built once per worker process). */
+export function childBundle(): string {
+  if (bundle === undefined) {
+    const out = buildSync({
+      entryPoints: [fileURLToPath(new URL('./child.ts', import.meta.url))],
+      bundle: true, platform: 'node', format: 'esm', target: 'node20', write: false, legalComments: 'none', logLevel: 'silent',
+    });
+    bundle = out.outputFiles[0]!.text;
+  }
+  return bundle;
+}
+
+function permissionFlag(): string {
+  const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+  return major > 22 || (major === 22 && minor >= 13) ? '--permission' : '--experimental-permission';
+}
+
+/** bwrap arguments for the root filesystem: /usr read-only, and /lib, /lib64, /bin as the host has them. */
+function rootFs(): string[] {
+  const args = ['--ro-bind', '/usr', '/usr'];
+  for (const p of ['/lib', '/lib64', '/bin', '/sbin']) {
+    if (!existsSync(p)) continue;
+    const st = lstatSync(p);
+    if (st.isSymbolicLink()) args.push('--symlink', readlinkSync(p), p);
+    else args.push('--ro-bind', p, p);
+  }
+  // Node installed outside /usr (nvm, /opt): its own directory, read-only.
+  const nodeHome = dirname(dirname(process.execPath));
+  if (!process.execPath.startsWith('/usr/') && nodeHome !== '/') args.push('--ro-bind', nodeHome, nodeHome);
+  return args;
+}
+
+export function childCommand(kind: SandboxKind, limits: SandboxLimits, code: string): { file: string; args: string[] } {
+  const node = [
+    process.execPath, permissionFlag(), '--no-warnings', '--disallow-code-generation-from-strings',
+    `--max-old-space-size=${limits.memoryMb}`, '--input-type=module', '--eval', code,
+  ];
+  const bwrap = kind === 'bwrap'
+    ? [limits.bwrapPath ?? 'bwrap', '--unshare-all', '--die-with-parent', '--new-session', '--clearenv', '--cap-drop', 'ALL',
+      '--uid', '65534', '--gid', '65534', '--hostname', 'sandbox',
+      ...rootFs(), '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--chdir', '/tmp', '--']
+    : [];
+  const rlimits = [`--cpu=${limits.cpuSeconds}:${limits.cpuSeconds + 1}`, `--as=${(limits.memoryMb + ADDRESS_SPACE_OVERHEAD_MB) * 1024 * 1024}`];
+  return { file: 'prlimit', args: [...rlimits, '--', ...bwrap, ...node] };
+}
+
+/** Environment of a `process`-mode child (bwrap clears its own): nothing of the worker's. */
+export const CHILD_ENV: NodeJS.ProcessEnv = { PATH: '/usr/bin:/bin' };
+
+/** Runs a trivial child the way jobs will run: undefined when it works, else why not. */
+export function probeSandbox(kind: SandboxKind, limits: SandboxLimits): string | undefined {
+  const { file, args } = childCommand(kind, limits, 'process.stdout.write("ok")');
+  const r = spawnSync(file, args, { env: CHILD_ENV, encoding: 'utf8', timeout: 15_000 });
+  if (r.error) return `${file} could not be run: ${r.error.message}`;
+  if (r.status !== 0 || r.stdout !== 'ok') {
+    return `the sandbox test process failed (exit ${r.status ?? r.signal}): ${(r.stderr || r.stdout || '').trim().split('\n').slice(-3).join(' ').slice(0, 500)}`;
+  }
+  return undefined;
+}
