@@ -371,6 +371,22 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const log = await fetch(job.artifacts[0].url);
       assert.equal(log.status, 200);
       assert.equal(await log.text(), 'line 1\n');
+      // Links are signed, short-lived and for one object: a SigV4 query signature over this object's path and the
+      // host only, living ARTIFACT_URL_TTL_SECONDS (S3 refuses the signature on any other key; s3rver checks expiry but
+      // not SigV4 signatures, so the scope is checked on the link itself), and S3 refuses it once expired.
+      const link = new URL(job.artifacts[0].url);
+      assert.equal(link.searchParams.get('X-Amz-Algorithm'), 'AWS4-HMAC-SHA256');
+      assert.equal(link.searchParams.get('X-Amz-SignedHeaders'), 'host');
+      assert.equal(link.searchParams.get('X-Amz-Expires'), String(config.artifactUrlTtlSeconds));
+      assert.match(link.searchParams.get('X-Amz-Signature') ?? '', /^[0-9a-f]{64}$/);
+      const logKey = decodeURIComponent(link.pathname).split('/').slice(2).join('/');
+      assert.equal(`/${config.s3ResultsBucket}/${logKey}`, decodeURIComponent(link.pathname), 'the path names exactly one object');
+      assert.ok(logKey.endsWith(`/${jobA}/execution.log`), logKey);
+      const otherLink = new URL(job.artifacts[1].url);
+      assert.notEqual(otherLink.searchParams.get('X-Amz-Signature'), link.searchParams.get('X-Amz-Signature'));
+      const shortLived = await blobStore.presignGet(config.s3ResultsBucket, logKey, 1);
+      assert.equal((await fetch(shortLived)).status, 200);
+      await waitFor(async () => (await fetch(shortLived)).status === 403, { timeoutMs: 10_000, what: 'the 1 s link to expire' });
 
       // A later message never overwrites a final status.
       const late: ResultMessage = { ...result, status: 'failed', success: false, error: { code: 'SCRIPT_ERROR', message: 'late' } };
