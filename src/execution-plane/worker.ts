@@ -18,7 +18,7 @@ import { createTracing, type Tracing } from '../shared/tracing.ts';
 import { BrowserPool } from './browser.ts';
 import type { WorkerConfig } from './config.ts';
 import { Heartbeat } from './heartbeat.ts';
-import { EgressProxy } from './job/egress-proxy.ts';
+import { EgressProxy, serviceOf } from './job/egress-proxy.ts';
 import { boundWait } from './job/deadline.ts';
 import { LEASE_LOST, processJob, type PipelineDeps } from './job/pipeline.ts';
 import { JobQueue, type ControlMessage, type Taken } from '../shared/queue/job-queue.ts';
@@ -111,7 +111,12 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
   const browsers = new BrowserPool({
     chromiumPath: config.chromiumPath, launchTimeoutMs: 60_000, logger, onRestart: () => observability.metrics.browserRestarted(),
   });
-  const egress = new EgressProxy(logger);
+  // The platform's own services are never a job's destination, whatever its allowedHosts (docs/security.md "Egress").
+  const egress = new EgressProxy(logger, {
+    platformServices: [serviceOf(config.redisUrl), serviceOf(config.s3Endpoint),
+      typeof config.httpPort === 'number' && config.httpPort > 0 ? { host: config.httpHost, port: config.httpPort } : undefined]
+      .filter((x): x is { host: string; port: number } => x !== undefined),
+  });
   const tracing = deps.tracing ?? createTracing({
     serviceName: 'sri-worker', otlpEndpoint: config.otlpEndpoint, resource: { 'service.instance.id': workerId },
   });

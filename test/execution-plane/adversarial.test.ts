@@ -321,6 +321,21 @@ describe('adversarial suite: hostile signed scripts on a real worker', () => {
     assert.doesNotMatch(log, /victim-session-value/);
   });
 
+  it('cannot reach the platform\'s own S3 and Redis, even with their host in allowedHosts', async () => {
+    // The embedded S3 answers anonymous requests and holds every organisation's evidence: a provider allowed on
+    // 127.0.0.1 (like the demo provider of `sri up`) must still not reach it, nor Redis, from the page.
+    const s3 = new URL(h.config.s3Endpoint);
+    const redisPort = new URL(h.redisUrl).port;
+    const { r } = await attack(`
+      await page.goto(payload.base + '/invoices');
+      const get = (u) => page.evaluate(async (url) => { try { return (await fetch(url)).status; } catch { return 'blocked'; } }, u);
+      helpers.setResult({ s3: await get('http://127.0.0.1:${s3.port}/${h.config.s3ResultsBucket}?list-type=2'), s3ByName: await get('http://localhost:${s3.port}/'), redis: await get('http://127.0.0.1:${redisPort}/') });`,
+    { allowedHosts: ['127.0.0.1', 'localhost'] });
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    assert.deepEqual(await data(r), { s3: 'blocked', s3ByName: 'blocked', redis: 'blocked' });
+    assert.ok(r.egress?.blocked.some((b) => b.reason === 'platform'), JSON.stringify(r.egress));
+  });
+
   it('cannot write outside its own result prefix (download named ../../other-org/...)', async () => {
     const { r, org } = await attack(`await page.goto(payload.evil + '/'); helpers.setResult(await helpers.download(() => page.click('#evil')));`);
     assert.equal(r.status, 'done', JSON.stringify(r.error));

@@ -15,7 +15,7 @@ export type AddressClass =
   | 'public' | 'loopback' | 'private' | 'shared' | 'link-local' | 'metadata' | 'unspecified' | 'multicast' | 'reserved';
 
 /** Why a request or connection was refused: the host is not allowed, its scheme is not, or where it resolves to. */
-export type EgressBlockReason = 'not-allowed' | 'scheme' | 'proxy' | Exclude<AddressClass, 'public'>;
+export type EgressBlockReason = 'not-allowed' | 'scheme' | 'proxy' | 'platform' | Exclude<AddressClass, 'public'>;
 
 /** Cloud metadata endpoints outside 169.254.0.0/16 (which is link-local and always refused anyway). */
 const METADATA = new Set(['fd00:ec2::254', '100.100.100.200']);

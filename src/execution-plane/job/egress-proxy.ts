@@ -23,7 +23,7 @@ import {
 import { connect, isIP, type AddressInfo, type Socket } from 'node:net';
 import { Transform } from 'node:stream';
 import type { Logger } from '../../shared/logger.ts';
-import { canonicalHost, classifyAddress, EgressPolicy, type EgressBlockReason, type HostPattern } from './egress-policy.ts';
+import { canonicalAddress, canonicalHost, classifyAddress, EgressPolicy, type EgressBlockReason, type HostPattern } from './egress-policy.ts';
 
 /** All addresses of a host name, in the order to try them. Injected by tests (no DNS there). */
 export type Resolve = (hostname: string) => Promise<readonly string[]>;
@@ -71,6 +71,25 @@ export interface EgressProxyOptions {
   readonly resolveTimeoutMs?: number;
   /** Longest a connection to one address may take to open. @default 15000 */
   readonly connectTimeoutMs?: number;
+  /**
+   * The platform's own services as the worker reaches them (Redis, S3, the worker's HTTP port): no job's browser
+   * may connect to them, whatever its allowedHosts say — a provider allowed on 127.0.0.1 must not reach the
+   * embedded S3 (which serves every organisation's evidence) or Redis on the same machine. Resolved at start();
+   * a loopback one covers every loopback address on its port.
+   */
+  readonly platformServices?: readonly { readonly host: string; readonly port: number }[];
+}
+
+/** host:port of a service URL (redis://, rediss://, http(s)://), with the scheme's default port. */
+export function serviceOf(url: string): { host: string; port: number } | undefined {
+  try {
+    const u = new URL(url);
+    const defaults: Record<string, number> = { 'redis:': 6379, 'rediss:': 6379, 'http:': 80, 'https:': 443 };
+    const port = u.port ? Number(u.port) : defaults[u.protocol];
+    return port === undefined || !u.hostname ? undefined : { host: u.hostname.replace(/^\[|\]$/g, ''), port };
+  } catch {
+    return undefined;
+  }
 }
 
 interface Destroyable { destroy(): unknown }
@@ -207,11 +226,41 @@ export class EgressProxy {
   private readonly resolve: Resolve;
   private readonly resolveTimeoutMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly platformServices: readonly { readonly host: string; readonly port: number }[];
+  /** `address|port` of the platform's services, and the ports of those on loopback. */
+  private readonly platformAddresses = new Set<string>();
+  private readonly platformLoopbackPorts = new Set<number>();
 
   constructor(private readonly logger: Logger, opts: EgressProxyOptions = {}) {
     this.resolve = opts.resolve ?? systemResolve;
     this.resolveTimeoutMs = opts.resolveTimeoutMs ?? 10_000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 15_000;
+    this.platformServices = opts.platformServices ?? [];
+  }
+
+  private async resolvePlatformServices(): Promise<void> {
+    for (const { host, port } of this.platformServices) {
+      let addresses: readonly string[];
+      try {
+        addresses = isIP(host) ? [host] : await withTimeout(this.resolve(host), this.resolveTimeoutMs, `resolving ${host}`);
+      } catch (e) {
+        this.logger.warn({ host, port, err: (e as Error).message }, 'could not resolve a platform service for the egress deny list; its name is still refused');
+        addresses = [];
+      }
+      for (const a of addresses) {
+        this.platformAddresses.add(`${canonicalAddress(a)}|${port}`);
+        const cls = classifyAddress(a);
+        if (cls === 'loopback' || cls === 'unspecified') this.platformLoopbackPorts.add(port);
+      }
+      if (host === 'localhost') this.platformLoopbackPorts.add(port);
+    }
+  }
+
+  /** Whether address:port is one of the platform's own services. */
+  private isPlatform(address: string, port: number): boolean {
+    const cls = classifyAddress(address);
+    if ((cls === 'loopback' || cls === 'unspecified') && this.platformLoopbackPorts.has(port)) return true;
+    return this.platformAddresses.has(`${canonicalAddress(address)}|${port}`);
   }
 
   async start(): Promise<void> {
@@ -220,6 +269,7 @@ export class EgressProxy {
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('connection', (s: Socket) => this.keep(s));
     server.on('clientError', (_e, socket) => socket.destroy());
+    await this.resolvePlatformServices();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
@@ -323,8 +373,9 @@ export class EgressProxy {
     }
     for (const address of addresses) {
       const cls = classifyAddress(address);
-      const why = (cls === 'loopback' || cls === 'unspecified') && Number(port) === this.port
-        ? 'proxy' : lease.policy.refuseAddress(host, address, matched);
+      const why = (cls === 'loopback' || cls === 'unspecified') && Number(port) === this.port ? 'proxy'
+        : this.isPlatform(address, Number(port)) ? 'platform'
+          : lease.policy.refuseAddress(host, address, matched);
       if (why) {
         lease.onBlocked(host, why);
         return refuse(403, `Blocked: ${host} resolves to an address the job may not reach (${why}).`);
