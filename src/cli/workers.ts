@@ -33,9 +33,10 @@ function cpu(w: WorkerListing): string {
 }
 
 export function workersTable(workers: readonly WorkerListing[]): string {
-  return table(['WORKER', 'STATE', 'HEARTBEAT', 'JOBS', 'CPU', 'MEMORY', 'DONE/FAILED', 'HOST', 'METRICS'], workers.map((w) => [
+  return table(['WORKER', 'STATE', 'HEARTBEAT', 'JOBS', 'CPU', 'MEMORY', 'DONE/FAILED', 'SANDBOX', 'HOST', 'METRICS'], workers.map((w) => [
     w.workerId, w.state, ago(w.heartbeatAgeMs), `${w.jobsInFlight}/${w.maxJobs ?? '?'}`, cpu(w), memory(w),
-    w.stats ? `${w.stats.successfulJobs}/${w.stats.failedJobs}` : '-', w.host ? `${w.host} (pid ${w.pid ?? '?'})` : '-', w.httpUrl ?? '-',
+    w.stats ? `${w.stats.successfulJobs}/${w.stats.failedJobs}` : '-', (w.sandbox ?? '-').replace(/^sandbox-/, ''),
+    w.host ? `${w.host} (pid ${w.pid ?? '?'})` : '-', w.httpUrl ?? '-',
   ]));
 }
 

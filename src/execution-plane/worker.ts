@@ -193,6 +193,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     report: () => ({
       workerId, state, host: hostname(), pid: process.pid, startedAt, heartbeatIntervalMs: config.heartbeatIntervalMs,
       maxJobs: config.maxJobs, jobsInFlight: running.size, httpUrl: observability.httpUrl, resources: observability.resources.current(),
+      sandbox: runner.name,
     }),
   });
   // Until the worker is up, an outage over the limit fails the start instead.

@@ -65,6 +65,8 @@ export interface WorkerSelfReport {
   httpUrl?: string;
   /** Undefined when no fresh reading is cached (the heartbeat never waits for one). */
   resources?: ResourceUsage;
+  /** How the worker isolates scripts (`sandbox-bwrap`, or the weaker `sandbox-process`): WORKER_SANDBOX as it came out. */
+  sandbox?: string;
 }
 
 /** One MULTI: heartbeat key (epoch ms, `heartbeatTtlSeconds`), info hash (replaced whole), registry entry. */
@@ -75,6 +77,7 @@ export async function writeHeartbeat(redis: Redis, report: WorkerSelfReport, hea
     maxJobs: String(report.maxJobs), jobsInFlight: String(report.jobsInFlight),
     ...(report.httpUrl ? { httpUrl: report.httpUrl } : {}),
     ...(report.resources ? { resources: JSON.stringify(report.resources) } : {}),
+    ...(report.sandbox ? { sandbox: report.sandbox } : {}),
   };
   const infoKey = keys.workerInfo(report.workerId);
   const res = await redis.multi()
@@ -130,6 +133,8 @@ export interface WorkerListing {
   /** `sri:worker:{id}:stats`; null when the worker has none (it never started, or the hash was removed). */
   stats: WorkerStatsView | null;
   httpUrl: string | null;
+  /** How the worker isolates scripts (`sandbox-bwrap`, `sandbox-process`); null before its first heartbeat. */
+  sandbox: string | null;
 }
 
 export interface WorkerList {
@@ -212,6 +217,7 @@ export async function listWorkers(redis: Redis, now = Date.now()): Promise<Worke
         failedJobs: num(stats['failedJobs']) ?? 0, averageDurationMs: num(stats['averageDuration']) ?? 0, lastJobAt: iso(num(stats['lastJobAt'])),
       },
       httpUrl: info['httpUrl'] ?? null,
+      sandbox: info['sandbox'] ?? null,
     };
   });
   const unattributedLeases = [...leases.values()].reduce((n, l) => n + l.length, 0);

@@ -96,7 +96,7 @@ describe('worker registry through the API and the CLI, with a worker killed by S
     assert.equal(mine.heartbeatIntervalMs, 500);
     assert.ok(mine.resources && mine.resources.memory.usedBytes > 0, 'resource usage');
     assert.equal(mine.maxJobs, 1);
-    for (const hidden of ['host', 'pid', 'httpUrl', 'stats']) assert.ok(!(hidden in mine), `${hidden} is for operators (sri workers)`);
+    for (const hidden of ['host', 'pid', 'httpUrl', 'stats', 'sandbox']) assert.ok(!(hidden in mine), `${hidden} is for operators (sri workers)`);
 
     // b's admin: the worker is alive with its capacity, but neither the job nor that one runs, nor a's totals.
     const theirList = await listed(b.token);
@@ -158,7 +158,7 @@ describe('worker registry through the API and the CLI, with a worker killed by S
     const plain = await runSri(['workers'], env);
     assert.equal(plain.code, 0, plain.stderr);
     const rows = plain.stdout.split('\n');
-    assert.match(rows[0]!, /^WORKER\s+STATE\s+HEARTBEAT\s+JOBS\s+CPU\s+MEMORY\s+DONE\/FAILED\s+HOST\s+METRICS$/);
+    assert.match(rows[0]!, /^WORKER\s+STATE\s+HEARTBEAT\s+JOBS\s+CPU\s+MEMORY\s+DONE\/FAILED\s+SANDBOX\s+HOST\s+METRICS$/);
     assert.match(rows.find((r) => r.startsWith(first.workerId)) ?? '', /\slost\s/);
     assert.match(rows.find((r) => r.startsWith(second.workerId)) ?? '', /\sready\s.*\s0\/1\s.*\s1\/0\s/);
 
@@ -169,6 +169,7 @@ describe('worker registry through the API and the CLI, with a worker killed by S
     const secondRow = parsed.workers.find((w) => w.workerId === second.workerId)!;
     assert.equal(secondRow.pid, second.child.pid);
     assert.match(secondRow.httpUrl ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(secondRow.sandbox, 'sandbox-bwrap', 'the operator sees how the worker isolates scripts');
     assert.equal(parsed.counts.lost, 1);
 
     const onlyLost = await runSri(['workers', '--lost', '--exit-code'], env);
@@ -228,7 +229,7 @@ describe('GET /metrics with METRICS_TOKEN', () => {
 describe('GET /api/workers as one organisation sees it (workersForOrg)', () => {
   const worker = (over: Partial<WorkerListing>): WorkerListing => ({
     workerId: 'w', state: 'busy', reportedState: 'busy', host: 'h', pid: 1, startedAt: null, lastHeartbeat: null, heartbeatAgeMs: 0,
-    heartbeatIntervalMs: 10_000, maxJobs: 2, jobsInFlight: 0, jobs: [], resources: null, httpUrl: 'http://127.0.0.1:9464',
+    heartbeatIntervalMs: 10_000, maxJobs: 2, jobsInFlight: 0, jobs: [], resources: null, httpUrl: 'http://127.0.0.1:9464', sandbox: 'sandbox-bwrap',
     stats: { startedAt: null, totalJobs: 9, successfulJobs: 8, failedJobs: 1, averageDurationMs: 5, lastJobAt: null }, ...over,
   });
   const jobOf = (orgId: string, jobId: string) => ({ jobId, orgId, attempt: 1, takenAt: null });

@@ -16,7 +16,7 @@ import { authOf } from '../auth.ts';
 import { doc } from '../openapi.ts';
 
 /** A worker as the admins of `orgId` see it. */
-export type OrgWorkerListing = Omit<WorkerListing, 'host' | 'pid' | 'httpUrl' | 'stats'>;
+export type OrgWorkerListing = Omit<WorkerListing, 'host' | 'pid' | 'httpUrl' | 'stats' | 'sandbox'>;
 
 /** `busy` and `ready` as seen by an organisation: busy with its own jobs, or not. */
 function ownState<S extends RegistryWorkerState | ReportedWorkerState | null>(state: S, ownJobs: number): S | 'busy' | 'ready' {
@@ -26,7 +26,7 @@ function ownState<S extends RegistryWorkerState | ReportedWorkerState | null>(st
 /** The registry with nothing of other organisations' jobs in it (see the top of this file). */
 export function workersForOrg(list: Pick<WorkerList, 'workers' | 'counts'>, orgId: string): { workers: OrgWorkerListing[]; counts: WorkerList['counts'] } {
   const counts = Object.fromEntries(Object.keys(list.counts).map((s) => [s, 0])) as WorkerList['counts'];
-  const workers = list.workers.map(({ host: _host, pid: _pid, httpUrl: _httpUrl, stats: _stats, ...w }): OrgWorkerListing => {
+  const workers = list.workers.map(({ host: _host, pid: _pid, httpUrl: _httpUrl, stats: _stats, sandbox: _sandbox, ...w }): OrgWorkerListing => {
     const jobs = w.jobs.filter((j) => j.orgId === orgId);
     const state = ownState(w.state, jobs.length);
     counts[state]++;
