@@ -48,6 +48,8 @@ export interface StackWorker {
   readonly pid: number;
   /** Base URL of the worker's /metrics, /healthz, /readyz (from its registry entry); undefined with WORKER_HTTP_PORT=off. */
   readonly httpUrl?: string;
+  /** How it isolates scripts (its registry entry): `sandbox-bwrap`, or `sandbox-process` when bubblewrap cannot run here. */
+  readonly sandbox?: string;
 }
 
 export interface StackHandle {
@@ -243,9 +245,11 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
       spawned.push({ workerId, child });
     }
     for (const w of spawned) {
-      const httpUrl = await waitForHeartbeat(redisUrl, w.workerId, w.child, logDir);
-      workers.push({ workerId: w.workerId, pid: w.child.process.pid!, ...(httpUrl ? { httpUrl } : {}) });
+      const { httpUrl, sandbox } = await waitForHeartbeat(redisUrl, w.workerId, w.child, logDir);
+      workers.push({ workerId: w.workerId, pid: w.child.process.pid!, ...(httpUrl ? { httpUrl } : {}), ...(sandbox ? { sandbox } : {}) });
       progress(`worker ${w.workerId} started (pid ${w.child.process.pid})${httpUrl ? `, metrics at ${httpUrl}/metrics` : ''}`);
+      // WORKER_SANDBOX=auto fell back: said here too, not only in the worker's log (docs/security.md "Script sandbox").
+      if (sandbox === 'sandbox-process') progress(`WARNING: worker ${w.workerId} runs scripts WITHOUT namespaces (WORKER_SANDBOX=process, or auto where bubblewrap cannot run) — see docs/security.md "Script sandbox"`);
     }
 
     // ── Demo portal ──
@@ -287,7 +291,7 @@ interface SpawnedWorker {
  * connected — not when its process exists. A worker that exits first fails the start with its own message.
  * Returns where its HTTP endpoints listen, from its registry entry.
  */
-async function waitForHeartbeat(redisUrl: string, workerId: string, child: SpawnedWorker, logDir: string, timeoutMs = 60_000): Promise<string | undefined> {
+async function waitForHeartbeat(redisUrl: string, workerId: string, child: SpawnedWorker, logDir: string, timeoutMs = 60_000): Promise<{ httpUrl?: string; sandbox?: string }> {
   const redis = createRedis(redisUrl, { name: 'sri-up-probe', maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
   const exited = new Promise<'exited'>((r) => {
@@ -298,7 +302,10 @@ async function waitForHeartbeat(redisUrl: string, workerId: string, child: Spawn
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const seen = await Promise.race([redis.exists(keys.workerHeartbeat(workerId)).then((n) => n > 0), exited]);
-      if (seen === true) return (await redis.hget(keys.workerInfo(workerId), 'httpUrl')) ?? undefined;
+      if (seen === true) {
+        const [httpUrl, sandbox] = await redis.hmget(keys.workerInfo(workerId), 'httpUrl', 'sandbox');
+        return { ...(httpUrl ? { httpUrl } : {}), ...(sandbox ? { sandbox } : {}) };
+      }
       if (seen === 'exited') {
         const tail = child.stderrTail().trim();
         const configProblem = /Invalid configuration: (.*)/.exec(tail);
@@ -373,7 +380,7 @@ export function describeStack(s: StackHandle): string {
     `  Redis          ${s.redisUrl}${s.embedded.redis ? '   (embedded redis-server, append-only file in ' + join(s.dataDir, 'redis') + ')' : '   (external, REDIS_URL)'}`,
     `  S3             ${s.s3Endpoint}${s.embedded.s3 ? '   (embedded, objects in ' + join(s.dataDir, 's3') + '; key minioadmin/minioadmin)' : '   (external, S3_ENDPOINT)'}`,
     `  Database       ${s.database}${s.embedded.database ? '   (embedded PGlite)' : '   (external, DATABASE_URL)'}`,
-    `  Workers        ${s.workers.length ? s.workers.map((w) => `${w.workerId} (pid ${w.pid})${w.httpUrl ? ` metrics ${w.httpUrl}/metrics` : ''}`).join(', ') : 'none (WORKERS=0)'}`,
+    `  Workers        ${s.workers.length ? s.workers.map((w) => `${w.workerId} (pid ${w.pid}${w.sandbox ? `, ${w.sandbox.replace(/^sandbox-/, 'sandbox ')}` : ''})${w.httpUrl ? ` metrics ${w.httpUrl}/metrics` : ''}`).join(', ') : 'none (WORKERS=0)'}`,
     `  Data dir       ${s.dataDir}`,
     `  Log dir        ${s.logDir}   (api-combined.log, worker-combined.log, *-error.log)`,
     `  Secrets        signing: ${s.secrets.source.scriptSigningSecret === 'env' ? 'SCRIPT_SIGNING_SECRET' : s.secrets.file}, JWT: ${s.secrets.source.jwtSecret === 'env' ? 'JWT_SECRET' : s.secrets.file}, `

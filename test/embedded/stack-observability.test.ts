@@ -52,7 +52,7 @@ describe('sri up: where the metrics are', () => {
     assert.deepEqual(stack.workers.map((w) => w.httpUrl), [`http://127.0.0.1:${httpBase}`, `http://127.0.0.1:${httpBase + 1}`]);
     const summary = describeStack(stack);
     assert.ok(summary.includes(`metrics: ${stack.apiUrl}/metrics`), summary);
-    for (const w of stack.workers) assert.ok(summary.includes(`${w.workerId} (pid ${w.pid}) metrics ${w.httpUrl}/metrics`), summary);
+    for (const w of stack.workers) assert.ok(summary.includes(`${w.workerId} (pid ${w.pid}, sandbox bwrap) metrics ${w.httpUrl}/metrics`), summary);
   });
 
   it('serves each worker\'s own metrics and probes, and the API\'s', async () => {
@@ -67,5 +67,30 @@ describe('sri up: where the metrics are', () => {
     const api = await scrape(`${stack.apiUrl}/metrics`);
     assert.ok(metricValue(api, 'process_cpu_seconds_total')! > 0);
     assert.equal(metricValue(api, 'sri_queue_metrics_up'), undefined);
+  });
+});
+
+describe('sri up: says when its workers run scripts without namespaces', () => {
+  const dir = tempDir('sri-stack-sandbox-');
+  let stack: StackHandle | undefined;
+  const progress: string[] = [];
+
+  after(async () => {
+    await stack?.stop({ graceMs: 5000 });
+    dir.remove();
+  });
+
+  it('prints a warning while starting and names the sandbox in the summary', async () => {
+    stack = await startStack({
+      env: {
+        ...cleanEnv(), DATA_DIR: `${dir.path}/data`, LOG_DIR: `${dir.path}/logs`, LOG_LEVEL: 'warn', WORKER_SANDBOX: 'process',
+        EMBEDDED_REDIS_PORT: '0', EMBEDDED_S3_PORT: '0', PORT: '0', DEMO_PORT: '0', WORKERS: '1', WORKER_HTTP_PORT: 'off',
+      },
+      onWorkerOutput: () => {},
+      onProgress: (line) => progress.push(line),
+    });
+    assert.deepEqual(stack.workers.map((w) => w.sandbox), ['sandbox-process']);
+    assert.ok(progress.some((l) => /^WARNING: worker .* runs scripts WITHOUT namespaces/.test(l)), progress.join('\n'));
+    assert.match(describeStack(stack), /\(pid \d+, sandbox process\)/);
   });
 });
