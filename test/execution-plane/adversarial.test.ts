@@ -218,6 +218,19 @@ describe('adversarial suite: hostile signed scripts on a real worker', () => {
     failsWith(r, 'SCRIPT_RESOURCE_LIMIT', /message over/);
   });
 
+  it('keeps a flood of huge log lines out of the worker\'s memory: lines cut at 16 KiB, the script\'s log capped at 4 Mi characters', async () => {
+    const { r, log } = await attack(`for (let i = 0; i < 300; i++) helpers.log(i + ':' + 'x'.repeat(20 * 1024)); helpers.setResult({ done: true });`);
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    assert.match(log, /more characters not kept/);
+    assert.match(log, /the script logged more than 4194304 characters; further helpers\.log lines are not kept/);
+    assert.ok(log.length < 6 * 1024 * 1024, `execution.log is ${log.length} characters`);
+  });
+
+  it('stops parsed data over 16 MiB with SCRIPT_RESOURCE_LIMIT', async () => {
+    const { r } = await attack(`for (let i = 0; i < 20; i++) helpers.setResult({ ['k' + i]: 'y'.repeat(1024 * 1024) });`);
+    failsWith(r, 'SCRIPT_RESOURCE_LIMIT', /parsed data would be \d+ bytes/);
+  });
+
   it('refuses a page result over 16 MiB instead of passing it to the script', async () => {
     const { r } = await attack(`await page.evaluate(() => 'y'.repeat(20 * 1024 * 1024));`);
     failsWith(r, 'SCRIPT_ERROR', /over 16777216 bytes/);

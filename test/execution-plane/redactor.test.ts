@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ExecutionLog, type ExecLine } from '../../src/execution-plane/job/execution-log.ts';
+import { ExecutionLog, MAX_LINE_CHARS, type ExecLine } from '../../src/execution-plane/job/execution-log.ts';
 import { LineRedactor, Redactor, REDACTED, redactSequence, secretForms } from '../../src/execution-plane/job/redactor.ts';
 
 const SECRET = 'Pa$$ w0rd/ñ"\\<x>&\'é+';
@@ -131,5 +131,17 @@ describe('Redactor: a secret split across log lines', () => {
     for (const form of secretForms(secret)) assert.ok(!scriptText.includes(form), `execution.log keeps ${form}: ${text}`);
     assert.equal(streamed.length, 4);
     assert.match(streamed[3]!.message, /\[redacted\] done$/);
+  });
+
+  it('ExecutionLog: a line over MAX_LINE_CHARS is cut after redaction, so a value across the cut leaves no prefix', () => {
+    const streamed: ExecLine[] = [];
+    const exec = new ExecutionLog(new Redactor([secret]), (l) => streamed.push(l));
+    const line = `${'a'.repeat(MAX_LINE_CHARS - 5)}${secret}${'b'.repeat(5000)}`;
+    exec.add('script', line);
+    const text = exec.text();
+    assert.match(text, /more characters not kept\]/);
+    assert.ok(!text.includes(secret.slice(0, 4)), 'no prefix of the value at the cut');
+    assert.ok(!streamed[0]!.message.includes(secret.slice(0, 4)));
+    assert.ok(streamed[0]!.message.length < MAX_LINE_CHARS + 100);
   });
 });

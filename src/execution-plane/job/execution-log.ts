@@ -8,6 +8,8 @@ export interface ExecLine { ts: number; level: LogLevel; stream: LogStream; mess
 
 /** Page console lines kept in execution.log (and streamed) per job; the rest are counted, not kept. */
 export const MAX_CONSOLE_LINES = 2000;
+/** Longest line kept (characters); the rest of a longer one is cut and the cut said, so no line can fill memory. */
+export const MAX_LINE_CHARS = 16 * 1024;
 
 interface Entry { ts: number; tag: string; stream: LogStream; raw: string; live: Range[] }
 
@@ -28,7 +30,12 @@ export class ExecutionLog {
 
   add(level: ExecLevel, text: string, stream: LogStream = level === 'script' ? 'script' : 'worker'): void {
     const ts = Date.now();
-    const raw = String(text);
+    let raw = String(text);
+    if (raw.length > MAX_LINE_CHARS) {
+      // Redacted whole before the cut, so a value across the cut cannot survive as an unrecognisable prefix.
+      const whole = this.redactor.redact(raw);
+      raw = `${whole.slice(0, MAX_LINE_CHARS)} … [${whole.length - MAX_LINE_CHARS} more characters not kept]`;
+    }
     const live = this.lineRedactor.ranges(stream, raw);
     const tag = stream === 'console' ? `CONSOLE:${level}` : level.toUpperCase();
     this.entries.push({ ts, tag, stream, raw, live });

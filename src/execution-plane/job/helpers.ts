@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Download, Page } from 'playwright-core';
 import { SriError } from '../../shared/errors.ts';
-import type { ExecutionLog } from './execution-log.ts';
+import { MAX_LINE_CHARS, type ExecutionLog } from './execution-log.ts';
 
 export type ExtractField = string | { selector?: string; attribute?: string };
 
@@ -31,6 +31,11 @@ export interface EvidenceLimits {
 }
 
 export interface Artifact { name: string; body: Buffer; contentType: string }
+
+/** What a script may write with helpers.log per job (characters); later lines are counted, not kept. */
+export const MAX_SCRIPT_LOG_CHARS = 4 * 1024 * 1024;
+/** Largest parsed-data.json a job may build with helpers.setResult (bytes of JSON). */
+export const MAX_PARSED_DATA_BYTES = 16 * 1024 * 1024;
 
 /** What a job produced, in the order it was produced. */
 export class JobArtifacts {
@@ -117,10 +122,20 @@ export function createHelpers(opts: {
 }): ScriptHelpers {
   const { page, exec, artifacts } = opts;
   const usedNames = new Set<string>();
+  let scriptLogChars = 0;
+  const parsedSizes = new Map<string, number>();
+  let parsedBytes = 2;
+  let scriptLinesDropped = 0;
 
   const helpers: ScriptHelpers = {
     log(message) {
-      exec.add('script', String(message));
+      const text = String(message);
+      scriptLogChars += Math.min(text.length, MAX_LINE_CHARS);
+      if (scriptLogChars > MAX_SCRIPT_LOG_CHARS) {
+        if (++scriptLinesDropped === 1) exec.warn(`the script logged more than ${MAX_SCRIPT_LOG_CHARS} characters; further helpers.log lines are not kept`);
+        return;
+      }
+      exec.add('script', text);
     },
 
     async screenshot(o) {
@@ -196,7 +211,17 @@ export function createHelpers(opts: {
       }
       // Through JSON, so only data (no functions, no page objects) reaches parsed-data.json.
       const copy = JSON.parse(JSON.stringify(data)) as Record<string, unknown>;
-      artifacts.parsedData = { ...artifacts.parsedData, ...copy };
+      // Size kept per key (its JSON), so each call costs what it adds, not the whole parsed data again.
+      const added = Object.entries(copy).map(([k, v]) => [k, Buffer.byteLength(JSON.stringify(k)) + Buffer.byteLength(JSON.stringify(v)) + 2] as const);
+      const bytes = added.reduce((n, [k, size]) => n - (parsedSizes.get(k) ?? 0) + size, parsedBytes);
+      if (bytes > MAX_PARSED_DATA_BYTES) {
+        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.setResult: the parsed data would be ${bytes} bytes, over ${MAX_PARSED_DATA_BYTES}; it was stopped.`);
+      }
+      for (const [k, size] of added) parsedSizes.set(k, size);
+      parsedBytes = bytes;
+      // Defined, not assigned: a "__proto__" key stays data; and in place, so many calls cost what each adds.
+      const target = (artifacts.parsedData ??= {});
+      for (const [k, v] of Object.entries(copy)) Object.defineProperty(target, k, { value: v, enumerable: true, writable: true, configurable: true });
     },
   };
   return Object.freeze(helpers);

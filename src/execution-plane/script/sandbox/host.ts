@@ -82,6 +82,7 @@ export class SandboxHost {
         else this.helpers.setResult(a[0] as Record<string, unknown>);
         reply = { t: 'res', id: msg.id, ok: true, v: null };
       } catch (e) {
+        if (isSriError(e) && e.code === 'SCRIPT_RESOURCE_LIMIT') this.stop(e);
         reply = { t: 'res', id: msg.id, ok: false, e: { name: 'Error', message: (e as Error).message } };
       }
       this.reply(reply);
