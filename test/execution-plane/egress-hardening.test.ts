@@ -37,6 +37,16 @@ interface JobContext {
   close(): Promise<void>;
 }
 
+
+/**
+ * The refusals of one navigation: its host, refused for `reason` — once, or more when Chromium also asks the refused
+ * origin for /favicon.ico (without the route guard it does, at its own pace).
+ */
+function assertOnlyBlocked(blocked: ReadonlyArray<readonly [string, string]>, host: string, reason: string): void {
+  assert.ok(blocked.length >= 1, 'something was refused');
+  for (const b of blocked) assert.deepEqual([...b], [host, reason], JSON.stringify(blocked));
+}
+
 describe('egress hardening in Chromium', () => {
   let target: EgressTarget;
   let ws: WsServer;
@@ -96,7 +106,7 @@ describe('egress hardening in Chromium', () => {
           const r = await job.page.goto(`${base()}/redirect?to=${encodeURIComponent(to)}`).catch((e: Error) => e);
           assert.ok(r instanceof Error || r?.status() === 403, 'the redirect target was not loaded');
           assert.ok(!reached('evil.test'));
-          assert.deepEqual(job.blocked, [['evil.test', 'not-allowed']]);
+          assertOnlyBlocked(job.blocked, 'evil.test', 'not-allowed');
         } finally {
           await job.close();
         }
@@ -108,7 +118,7 @@ describe('egress hardening in Chromium', () => {
         try {
           const go = (job: JobContext, to: string) => job.page.goto(`${base()}/redirect?to=${encodeURIComponent(to)}`).catch((e: Error) => e);
           await go(restricted, 'http://169.254.169.254/latest/meta-data/');
-          assert.deepEqual(restricted.blocked, [['169.254.169.254', 'not-allowed']]);
+          assertOnlyBlocked(restricted.blocked, '169.254.169.254', 'not-allowed');
           for (const to of ['http://169.254.169.254/latest/meta-data/', 'http://2852039166/latest/meta-data/', 'http://0xa9.0xfe.0xa9.0xfe/', 'http://metadata.test/']) {
             const r = await go(open, to);
             assert.ok(r instanceof Error || r?.status() === 403, `${to} was not loaded`);
@@ -128,7 +138,7 @@ describe('egress hardening in Chromium', () => {
           const r = await job.page.goto(`http://portal.test:${target.port}/html`).catch((e: Error) => e);
           assert.ok(r instanceof Error || r?.status() === 403);
           assert.ok(!reached('portal.test'));
-          assert.deepEqual(job.blocked, [['portal.test', 'loopback']]);
+          assertOnlyBlocked(job.blocked, 'portal.test', 'loopback');
           // The literal address the pattern names is reached.
           assert.equal((await job.page.goto(`${base()}/html`))?.status(), 200);
         } finally {
@@ -201,7 +211,10 @@ describe('egress hardening in Chromium', () => {
             const r = await job.page.goto(u).catch((e: Error) => e);
             assert.ok(r instanceof Error || r?.status() === 403, u);
           }
-          assert.deepEqual(job.blocked, [['127.0.0.1', 'not-allowed'], ['127.0.0.1', 'not-allowed']]);
+          // Each spelling is read as 127.0.0.1 and refused; Chromium may also ask for the error page's favicon (one
+          // more refusal of the same host), so the count is at least the two navigations.
+          assert.ok(job.blocked.length >= 2, JSON.stringify(job.blocked));
+          for (const b of job.blocked) assert.deepEqual(b, ['127.0.0.1', 'not-allowed']);
         } finally {
           await job.close();
         }
