@@ -74,7 +74,7 @@ export class SandboxHost {
     }
     // helpers.log and setResult are synchronous here and not awaited by the script: answered at once, never counted
     // as waiting (a script that logs 1,000 lines in a loop is not a flood).
-    if (msg.h === this.helpersHandle && (msg.m === 'log' || msg.m === 'setResult') && msg.c === undefined) {
+    if (msg.h === this.helpersHandle && (msg.m === 'log' || msg.m === 'setResult')) {
       let reply: ToChild & { t: 'res' };
       try {
         const a = msg.a.map((x) => this.decode(x, msg.m));
@@ -267,8 +267,6 @@ export class SandboxHost {
 
   private async helperCall(helpers: ScriptHelpers, m: string, args: unknown[]): Promise<unknown> {
     switch (m) {
-      case 'log': helpers.log(String(args[0])); return null;
-      case 'setResult': helpers.setResult(args[0] as Record<string, unknown>); return null;
       case 'screenshot': return helpers.screenshot(args[0] as { fullPage?: boolean } | undefined);
       case 'fillSecret': return helpers.fillSecret(String(args[0]), String(args[1]));
       case 'extract': return helpers.extract(String(args[0]), args[1] as Record<string, string>);
