@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 const dbDrivers = ['pg', 'pg-*', '@electric-sql/*'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.data/**', 'logs/**', 'bin/**'] },
+  { ignores: ['node_modules/**', '.data/**', 'logs/**', 'bin/**', 'dist/**'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

@@ -4,14 +4,14 @@
  * - BullMQ: `Queue.addBulk` to enqueue, a `Worker` with a no-op processor to take and complete.
  * Each case enqueues all jobs first (timed), then consumes them (timed); see ./measure.ts.
  */
-import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Queue, Worker, type ConnectionOptions } from 'bullmq';
 import { ENQUEUE_BATCH, type CaseResult } from './measure.ts';
 import type { ConsumeHooks } from './profile.ts';
+import { rawClient, type BenchRedis } from './target.ts';
 
 /** Raw list: producers pipeline LPUSH in batches; `concurrency` RPOP loops share one connection. */
-export async function runRaw(redisUrl: string, jobs: number, concurrency: number, hooks?: ConsumeHooks): Promise<CaseResult> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+export async function runRaw(b: BenchRedis, jobs: number, concurrency: number, hooks?: ConsumeHooks): Promise<CaseResult> {
+  const redis = rawClient(b, { maxRetriesPerRequest: null });
   const key = `bench:raw:${Date.now()}`;
   const payload = JSON.stringify({ empty: true });
   try {
@@ -42,11 +42,14 @@ export async function runRaw(redisUrl: string, jobs: number, concurrency: number
  * BullMQ as its documentation sets it up: one Queue, one Worker with `concurrency`, a no-op processor, completed
  * jobs removed (as in production; keeping them would grow Redis by one hash per job).
  */
-export async function runBullmq(redisUrl: string, jobs: number, concurrency: number, hooks?: ConsumeHooks): Promise<CaseResult> {
-  const url = new URL(redisUrl);
-  const connection = { host: url.hostname, port: Number(url.port), maxRetriesPerRequest: null };
+export async function runBullmq(b: BenchRedis, jobs: number, concurrency: number, hooks?: ConsumeHooks): Promise<CaseResult> {
+  const url = new URL(b.url);
+  // On Cluster BullMQ takes a Cluster instance and a prefix with a hash tag (its guide "Redis Cluster").
+  const cluster = b.kind === 'cluster' ? rawClient(b, { maxRetriesPerRequest: null }) : undefined;
+  const connection = (cluster ?? { host: url.hostname, port: Number(url.port), maxRetriesPerRequest: null }) as ConnectionOptions;
+  const prefix = b.kind === 'cluster' ? '{bench}' : 'bull';
   const name = `bench-${Date.now()}-${concurrency}`;
-  const queue = new Queue(name, { connection });
+  const queue = new Queue(name, { connection, prefix });
   let worker: Worker | undefined;
   try {
     await queue.waitUntilReady();
@@ -62,7 +65,7 @@ export async function runBullmq(redisUrl: string, jobs: number, concurrency: num
     let completed = 0;
     let failed = 0;
     const allDone = new Promise<void>((resolve, reject) => {
-      const w = new Worker(name, async () => {}, { connection, concurrency, autorun: false });
+      const w = new Worker(name, async () => {}, { connection, prefix, concurrency, autorun: false });
       worker = w;
       w.on('completed', () => { if (++completed === jobs) resolve(); });
       w.on('failed', () => { failed++; });
@@ -78,5 +81,6 @@ export async function runBullmq(redisUrl: string, jobs: number, concurrency: num
     await worker?.close();
     await queue.obliterate({ force: true }).catch(() => {});
     await queue.close();
+    cluster?.disconnect();
   }
 }

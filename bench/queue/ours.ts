@@ -5,11 +5,11 @@
  * that stores and publishes the result, counts the job in the worker's stats and takes the slot's next job.
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { JobQueue } from '../../src/shared/queue/job-queue.ts';
 import type { JobMessage, ResultMessage } from '../../src/shared/schemas.ts';
 import { ENQUEUE_BATCH, type CaseResult } from './measure.ts';
 import type { ConsumeHooks } from './profile.ts';
+import { queueClient, type BenchRedis } from './target.ts';
 
 /** The smallest message the contract accepts: an empty script, signed fields filled with placeholders. */
 export function emptyJob(orgId: string): JobMessage {
@@ -26,9 +26,9 @@ export function emptyResult(jobId: string, orgId: string, workerId: string, atte
   };
 }
 
-export async function runOurs(redisUrl: string, jobs: number, concurrency: number, orgCount: number, hooks?: ConsumeHooks): Promise<CaseResult> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: process.env['BENCH_AUTO_PIPELINE'] === '1' });
-  const producer = new Redis(redisUrl, { maxRetriesPerRequest: null });
+export async function runOurs(b: BenchRedis, jobs: number, concurrency: number, orgCount: number, hooks?: ConsumeHooks): Promise<CaseResult> {
+  const redis = queueClient(b, { maxRetriesPerRequest: null, enableAutoPipelining: process.env['BENCH_AUTO_PIPELINE'] === '1' });
+  const producer = queueClient(b, { maxRetriesPerRequest: null });
   try {
     const queue = await JobQueue.connect(redis);
     const enqueuer = await JobQueue.connect(producer);

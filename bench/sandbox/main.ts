@@ -36,7 +36,8 @@ async function sandboxed(runner: SandboxRunner, body: string): Promise<number> {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(HTML);
-  const helpers = createHelpers({ page, credentials: {}, exec: new ExecutionLog(new Redactor()), artifacts: new JobArtifacts(), timeoutMs: 30_000, limits: { maxScreenshots: 1, maxDownloads: 1, maxDownloadBytes: 1 } });
+  const helpers = createHelpers({ page, credentials: {}, exec: new ExecutionLog(new Redactor()), artifacts: new JobArtifacts(), timeoutMs: 30_000, limits: { maxScreenshots: 1, maxDownloads: 1, maxDownloadBytes: 1 },
+    store: { put: () => Promise.reject(new Error('the bench keeps no downloads')) }, charge: () => true, redact: (t) => t });
   const t = performance.now();
   await runner.run(verifyJobScript(src, scriptHash, signature, SECRET), { page, payload: { calls }, helpers, context: { jobId: 'b', orgId: 'o', userId: 'u', providerId: 'p', flowId: 'f', flowVersion: '1', attempt: 1 } },
     { timeoutMs: 600_000, signal: new AbortController().signal, filename: 'bench.js' });

@@ -5,7 +5,10 @@
  * cannot drift apart.
  */
 import { randomBytes } from 'node:crypto';
-import { ERRORS, SriError, type ErrorCode } from '../shared/errors.ts';
+import { SriError } from '../shared/errors.ts';
+import { ApiClient } from './api-client.ts';
+
+export { ApiClient };
 import { TERMINAL_STATUSES, type JobStatus } from '../shared/schemas.ts';
 import { DEMO_LOCALE_COOKIE, DEMO_PASSWORD, DEMO_SESSION_COOKIE, DEMO_USERNAME } from '../embedded/demo-portal.ts';
 
@@ -66,42 +69,6 @@ export function demoFlowSteps(portalUrl: string): Array<Record<string, unknown>>
     },
     { type: 'extract', name: 'portal', selector: 'main', fields: { greeting: '#greeting', locale: '#locale' } },
   ];
-}
-
-/** A small JSON client: API errors become SriErrors with the API's code, so the CLI prints `error CODE: message`. */
-export class ApiClient {
-  token: string | undefined;
-  constructor(readonly baseUrl: string) {}
-
-  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
-    let res: Response;
-    try {
-      res = await fetch(new URL(path, this.baseUrl), {
-        method,
-        headers: {
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-          ...headers,
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (e) {
-      throw new SriError('SERVICE_UNAVAILABLE', `cannot reach the API at ${this.baseUrl} (${(e as Error).cause ?? (e as Error).message}); start it with npm start`);
-    }
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      parsed = text;
-    }
-    if (!res.ok) {
-      const err = (parsed as { error?: { code?: string; message?: string; details?: unknown } } | undefined)?.error;
-      const code = err?.code && err.code in ERRORS ? (err.code as ErrorCode) : 'INTERNAL';
-      throw new SriError(code, `${method} ${path} → ${res.status}: ${err?.message ?? text.slice(0, 300)}`, { details: err?.details });
-    }
-    return { status: res.status, body: parsed as T };
-  }
 }
 
 /** Logs in to the demo portal with a plain form POST and returns the `demo_session` cookie value. */

@@ -20,14 +20,6 @@ import { addWorkersCommand } from './workers.ts';
 
 type Env = Record<string, string | undefined>;
 
-// The AWS SDK warns at every start that its releases after January 2027 need Node 22. It says nothing about this
-// release and buries the start-up summary, so the CLI drops that one warning and prints every other as Node would.
-process.removeAllListeners('warning');
-process.on('warning', (w) => {
-  if (w.name === 'NodeVersionSupportWarning' || w.message.startsWith('NodeVersionSupportWarning')) return;
-  process.stderr.write(`(node:${process.pid}) ${w.name}: ${w.message}\n`);
-});
-
 /** Adds the secrets `sri up` stored under DATA_DIR when the environment has none, so processes can join its stack. */
 function withStoredSecrets(env: Env, names: ReadonlyArray<'SCRIPT_SIGNING_SECRET' | 'JWT_SECRET' | 'SECRETS_KEYS'>): Env {
   const stored = readStoredSecrets(env['DATA_DIR'] || '.data');

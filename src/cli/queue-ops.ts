@@ -19,7 +19,7 @@ export interface CliIo {
   out(text: string): void;
 }
 
-const cliSettings = { redisUrl: commonSettings.redisUrl } as const;
+const cliSettings = { redisUrl: commonSettings.redisUrl, redisClusterNodes: commonSettings.redisClusterNodes } as const;
 
 /** The URL without its password, for messages. */
 function redactUrl(url: string): string {
@@ -42,8 +42,9 @@ function withQueue<T>(env: Env, fn: (queue: JobQueue) => Promise<T>): Promise<T>
  * command gives up after a few seconds with SERVICE_UNAVAILABLE.
  */
 export async function withRedis<T>(env: Env, fn: (redis: Redis) => Promise<T>): Promise<T> {
-  const { redisUrl } = loadConfig(cliSettings, env);
-  const redis: Redis = createRedis(redisUrl, {
+  const config = loadConfig(cliSettings, env);
+  const { redisUrl } = config;
+  const redis: Redis = createRedis(config, {
     name: 'sri-cli', lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3000, commandTimeout: 10_000,
     retryStrategy: (times) => (times > 3 ? null : 200),
   });

@@ -9,6 +9,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Redis } from 'ioredis';
 import { SriError } from '../shared/errors.ts';
+import { keys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { JobQueue } from '../shared/queue/job-queue.ts';
 import { createRedis } from '../shared/redis.ts';
@@ -17,6 +18,7 @@ import { createTracing, type Tracing } from '../shared/tracing.ts';
 import type { ApiConfig } from './config.ts';
 import type { ApiContext } from './context.ts';
 import { migrate, openDatabase, type Database } from './db/index.ts';
+import { findUser } from './db/queries/accounts.ts';
 import { TokenService } from './http/auth.ts';
 import { installErrorHandlers } from './http/errors.ts';
 import { authRoutes } from './http/routes/auth.ts';
@@ -34,8 +36,10 @@ import { installSecurityHeaders } from './http/security-headers.ts';
 import { webhookRoutes } from './http/routes/webhooks.ts';
 import { workerRoutes } from './http/routes/workers.ts';
 import { ApiMetrics, installMetrics } from './http/metrics.ts';
+import { publishProviderCatalogue } from './providers/catalogue.ts';
 import { startResultsListener, type ResultsListener } from './results/listener.ts';
 import { WebhookDeliverer } from './webhooks/deliver.ts';
+import type { Resolve } from './webhooks/target.ts';
 
 /** Request bodies above this are refused with PAYLOAD_TOO_LARGE. */
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -64,6 +68,10 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
 
   await app.register(rateLimit, {
     global: false,
+    // Counted in Redis, so API replicas share one count per client (in memory each replica had its own allowance).
+    // Redis unreachable: requests pass uncounted (logged by ioredis' error listener) rather than all being refused,
+    // as the login lockout does.
+    redis: ctx.redis, nameSpace: keys.authRateLimitPrefix, skipOnError: true,
     // Thrown, so the one error handler renders it like every other error.
     errorResponseBuilder: (_req, c) => new SriError('RATE_LIMITED', `Too many requests; try again in ${Math.ceil(c.ttl / 1000)} s.`),
   });
@@ -99,6 +107,8 @@ export interface ApiDeps {
   logger?: Logger;
   /** Used, not shut down, by the API. @default spans of service `sri-api` to OTEL_EXPORTER_OTLP_ENDPOINT, flushed on close */
   tracing?: Tracing;
+  /** Resolves webhook host names at each delivery attempt (tests: names that point where they say). @default the system resolver */
+  webhookResolve?: Resolve;
 }
 
 export interface ApiHandle {
@@ -133,7 +143,7 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
     let redis = deps.redis;
     if (!redis) {
       // Requests must fail fast while Redis is down rather than queue forever (the shared default for workers).
-      const created = createRedis(config.redisUrl, { name: 'sri-api', maxRetriesPerRequest: 2, commandTimeout: 5000 });
+      const created = createRedis(config, { name: 'sri-api', maxRetriesPerRequest: 2, commandTimeout: 5000 });
       // Without a listener an 'error' event would crash the process; ioredis reconnects with backoff on its own.
       created.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error; reconnecting'));
       redis = created;
@@ -146,15 +156,35 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
       owned.push(() => created.client.destroy());
     }
     const queue = await JobQueue.connect(redis);
+    // Workers take a job's hosts from the catalogue in Redis (docs/security.md "Egress"): published before the API
+    // serves, so no job it enqueues meets a stale or missing entry.
+    const catalogue = await publishProviderCatalogue(db, redis);
+    logger.info({ providers: catalogue.published, ...(catalogue.removed.length ? { removed: catalogue.removed } : {}) }, 'provider catalogue published to Redis');
     // Closed after the listener and the app (owned closes in reverse), so no recorded result is left without its
     // deliveries.
     const webhooks = new WebhookDeliverer({
       db, logger, masterSecret: config.jwtSecret, maxAttempts: config.webhookMaxAttempts, retryBaseMs: config.webhookRetryBaseMs,
-      retryMaxMs: config.webhookRetryMaxMs, timeoutMs: config.webhookTimeoutMs,
+      retryMaxMs: config.webhookRetryMaxMs, timeoutMs: config.webhookTimeoutMs, allowPrivate: config.webhookAllowPrivate,
+      ...(deps.webhookResolve ? { resolve: deps.webhookResolve } : {}),
     });
+    if (config.webhookAllowPrivate) {
+      // Said at every start: with it, any admin of any organisation can make the API POST to this machine and its network.
+      logger.warn({ setting: 'WEBHOOK_ALLOW_PRIVATE' }, 'WEBHOOK_ALLOW_PRIVATE=true: webhooks may be delivered to loopback and private '
+        + 'addresses (this host, its network, the platform\'s own services); link-local and metadata addresses stay refused. '
+        + 'Use it only for on-premise receivers, where every organisation\'s admin is trusted that far.');
+    }
     owned.push(() => webhooks.close());
+    // A token is honoured only while its user exists in its organisation (looked up, cached AUTH_USER_CACHE_MS).
+    const tokenDb = db;
+    const tokens = new TokenService(config.jwtSecret, config.jwtExpiresInSeconds, {
+      cacheMs: config.authUserCacheMs,
+      lookup: async ({ orgId, userId }) => {
+        const user = await tokenDb.withOrg(orgId, (tx) => findUser(tx, userId));
+        return user && user.org_id === orgId ? { role: user.role } : undefined;
+      },
+    });
     const ctx: ApiContext = {
-      config, db, redis, queue, blobStore, logger, tokens: new TokenService(config.jwtSecret, config.jwtExpiresInSeconds), tracer: tracing.tracer,
+      config, db, redis, queue, blobStore, logger, tokens, tracer: tracing.tracer,
       onJobFinal: webhooks.onJobFinal,
     };
     const subscriber = redis.duplicate({ connectionName: 'sri-api-results', maxRetriesPerRequest: null });

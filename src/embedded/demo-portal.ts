@@ -3,7 +3,7 @@
  * PDF download), so that `sri demo`, the README walkthrough and the tests run without the internet.
  *
  * It is deliberately plain HTML with no external assets: the worker's browser may reach only the job's allowed
- * hosts, and the demo provider allows 127.0.0.1/localhost alone.
+ * hosts, and the demo provider allows this portal's port on 127.0.0.1/localhost alone (demoProvider).
  */
 import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
@@ -13,6 +13,15 @@ export const DEMO_USERNAME = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
 export const DEMO_SESSION_COOKIE = 'demo_session';
 export const DEMO_LOCALE_COOKIE = 'demo_locale';
+
+/**
+ * The `demo` provider as `sri up` registers it (src/embedded/stack.ts): only there, and only for the port its demo
+ * portal listens on, so its flows reach that portal and no other loopback port of the machine. No other deployment
+ * has it (migration 0005).
+ */
+export function demoProvider(port: number): { id: string; name: string; displayName: string; allowedHosts: string[] } {
+  return { id: 'demo', name: 'demo', displayName: 'Demo supplier portal', allowedHosts: [`127.0.0.1:${port}`, `localhost:${port}`] };
+}
 
 export interface DemoInvoice {
   readonly number: string;
@@ -143,8 +152,8 @@ function loginForm(failed: boolean): string {
 
 /**
  * The greeting follows the demo_locale cookie, as real portals localise their pages. It lets a test see that the
- * cookie arrived even where the cookie's own value is redacted from the results (the worker never lets a cookie
- * value into evidence).
+ * cookie arrived from the page's language alone (the log redacts cookie values; parsed data keeps the locale the
+ * page prints — session metadata, not a secret).
  */
 export function greetingFor(locale: string | undefined): string {
   const language = locale?.split(/[-_]/)[0]?.toLowerCase();

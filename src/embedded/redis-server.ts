@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { SriError } from '../shared/errors.ts';
+import { boundToParent } from './bound-child.ts';
 
 export interface EmbeddedRedis {
   readonly url: string;
@@ -30,7 +31,8 @@ export async function startEmbeddedRedis(opts: { dir: string; port: number; extr
     '--port', String(opts.port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', opts.dir,
     '--save', '', '--protected-mode', 'yes', ...(opts.extraArgs ?? []),
   ];
-  const child = spawn(redisServerBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Bound to this process: a `sri up` or test killed with SIGKILL does not leave redis-server running.
+  const child = spawn(...boundToParent(redisServerBinary(), args), { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
   child.stderr?.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });

@@ -16,14 +16,20 @@ import { keys } from '../shared/keys.ts';
 import { createRedis } from '../shared/redis.ts';
 import { BlobStore, createS3Client } from '../shared/s3.ts';
 import { loadEmbeddedConfig, type EmbeddedConfig } from './config.ts';
-import { startDemoPortal, type DemoPortal } from './demo-portal.ts';
+import { demoProvider, startDemoPortal, type DemoPortal } from './demo-portal.ts';
 import { freePort, portInUse } from './ports.ts';
 import { redisServerBinary, startEmbeddedRedis, type EmbeddedRedis } from './redis-server.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from './s3-server.ts';
 import { resolveSecrets, type ResolvedSecrets } from './secrets.ts';
+import { boundToParent } from './bound-child.ts';
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const WORKER_MAIN = join(PROJECT_ROOT, 'src', 'execution-plane', 'main.ts');
+/**
+ * Compiled (`npm run build`: this file is dist/src/embedded/stack.js, PROJECT_ROOT is dist/): workers run the built
+ * JavaScript with plain node. From the sources (tsx, `npm start`): they run the TypeScript through tsx.
+ */
+const COMPILED = import.meta.url.endsWith('.js');
+const WORKER_MAIN = join(PROJECT_ROOT, 'src', 'execution-plane', COMPILED ? 'main.js' : 'main.ts');
 
 /** Variables a worker refuses to start with (ARCHITECTURE.md): it must hold no database or API credentials. */
 export function isForbiddenForWorker(name: string): boolean {
@@ -211,6 +217,11 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     stoppers.push({ name: 'database', stop: () => db.close() });
     const migrations = await dbModule.migrate(db);
     progress(`database ready (${migrations.length} migration(s) applied)`);
+    // The demo provider exists only where its portal runs (migration 0005 keeps it out of other catalogues), for this
+    // portal's port alone; the API publishes it to the workers' catalogue in Redis as it starts.
+    const demoPort = config.demoPort || await freePort();
+    const { upsertProvider } = await import('../control-plane/db/queries/providers.ts');
+    await db.asSystem((tx) => upsertProvider(tx, demoProvider(demoPort)));
 
     // ── API (in this process) ──
     const apiEnv = { ...sharedEnv, PORT: String(apiPort), HOST: config.host, JWT_SECRET: secrets.jwtSecret, SECRETS_KEYS: secrets.secretsKeys };
@@ -253,7 +264,7 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     }
 
     // ── Demo portal ──
-    const portal: DemoPortal = await startDemoPortal({ port: config.demoPort, host: '127.0.0.1' });
+    const portal: DemoPortal = await startDemoPortal({ port: demoPort, host: '127.0.0.1' });
     stoppers.push({ name: 'demo portal', stop: () => portal.close() });
     progress(`demo portal at ${portal.url}`);
 
@@ -323,15 +334,23 @@ async function waitForHeartbeat(redisUrl: string, workerId: string, child: Spawn
   }
 }
 
-function spawnWorker(env: Record<string, string | undefined>, workerId: string, onOutput?: (workerId: string, line: string) => void): SpawnedWorker {
+/** `--import tsx` when running from the sources; nothing when compiled (dist/ has no tsx to import). */
+function loaderArgs(): string[] {
+  if (COMPILED) return [];
   let tsx = 'tsx';
   try {
     tsx = import.meta.resolve('tsx');
   } catch {
     // fall back to resolution from the project root (the child's cwd)
   }
-  const child = spawn(process.execPath, ['--import', tsx, WORKER_MAIN], {
-    cwd: PROJECT_ROOT, env: { ...env, NODE_NO_WARNINGS: '1' } as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe'],
+  return ['--import', tsx];
+}
+
+function spawnWorker(env: Record<string, string | undefined>, workerId: string, onOutput?: (workerId: string, line: string) => void): SpawnedWorker {
+  const child = spawn(...boundToParent(process.execPath, [...loaderArgs(), WORKER_MAIN]), {
+    // Node's warnings are not hidden (no NODE_NO_WARNINGS): on Node 24 the dependencies raise none at start, and a
+    // deprecation a worker hits should reach the operator.
+    cwd: PROJECT_ROOT, env: { ...env } as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe'],
   });
   const out = onOutput ?? ((id: string, line: string) => process.stderr.write(`[${id}] ${line}\n`));
   let buf = '';

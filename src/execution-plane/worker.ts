@@ -106,14 +106,15 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
   const config = identity.config;
   const workerId = config.workerId;
   const logger = baseLogger.child({ workerId });
-  const redis = deps.redis ?? createRedis(config.redisUrl, { name: `sri-worker-${workerId}` });
+  const redis = deps.redis ?? createRedis(config, { name: `sri-worker-${workerId}` });
   const blobStore = deps.blobStore ?? new BlobStore(createS3Client(config));
   const browsers = new BrowserPool({
     chromiumPath: config.chromiumPath, launchTimeoutMs: 60_000, logger, onRestart: () => observability.metrics.browserRestarted(),
   });
   // The platform's own services are never a job's destination, whatever its allowedHosts (docs/security.md "Egress").
   const egress = new EgressProxy(logger, {
-    platformServices: [serviceOf(config.redisUrl), serviceOf(config.s3Endpoint),
+    // Every node of a Redis Cluster is one of them (the startup nodes; they name the others in the same network).
+    platformServices: [serviceOf(config.redisUrl), ...(config.redisClusterNodes ?? []), serviceOf(config.s3Endpoint),
       typeof config.httpPort === 'number' && config.httpPort > 0 ? { host: config.httpHost, port: config.httpPort } : undefined]
       .filter((x): x is { host: string; port: number } => x !== undefined),
   });
@@ -205,7 +206,11 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
   try {
     // First: probes answer (healthz ok, readyz not yet) while the worker waits for Redis and Chromium.
     await observability.start();
-    queue = await JobQueue.connect(redis, { leaseMs: config.leaseMs, maxJobBytes: config.maxJobBytes });
+    queue = await JobQueue.connect(redis, {
+      leaseMs: config.leaseMs, maxJobBytes: config.maxJobBytes,
+      // The job runs (its lease is what counts); only its status reads 'queued' until its outcome.
+      onStartError: (err, t) => logger.warn({ orgId: t.orgId, jobId: t.jobId, err: err.message }, 'could not mark the job running'),
+    });
     // ioredis retries forever: a worker started before Redis waits for it (up to WORKER_REDIS_MAX_OUTAGE_MS), and says so.
     const waiting = setTimeout(() => logger.warn({ redis: config.redisUrl.replace(/\/\/[^@/]*@/, '//***@') }, 'waiting for Redis'), 3000);
     try {
@@ -248,6 +253,10 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     try {
       m = JSON.parse(message) as ControlMessage;
     } catch {
+      return;
+    }
+    if (m.type === 'quota') {
+      if (typeof m.orgId === 'string') queue?.forgetQuota(m.orgId);
       return;
     }
     if (m.type !== 'cancel') return;

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { SriError } from './errors.ts';
+import { parseClusterNodes } from './redis.ts';
 import { parseKeyring } from './sealed.ts';
 import { MIN_SIGNING_SECRET_LENGTH } from './signing.ts';
 
@@ -36,6 +37,15 @@ export const keyringSchema = () => z.string().transform((text, ctx) => {
 export const commonSettings = {
   redisUrl: setting('REDIS_URL', z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
     'Redis connection URL.'),
+  redisClusterNodes: setting('REDIS_CLUSTER_NODES', z.string().transform((text, ctx) => {
+    try {
+      return parseClusterNodes(text);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: `must be host:port,host:port,… (${(e as Error).message})` });
+      return z.NEVER;
+    }
+  }).optional(),
+  'Startup nodes of a Redis Cluster, `host:port,host:port,…`. Set: the process uses Redis Cluster (REDIS_URL gives only the scheme, user and password every node shares) and the Cluster key names of docs/redis-keys.md. Unset: one Redis at REDIS_URL.'),
   redisTlsCa: setting('REDIS_TLS_CA', z.string().min(1).optional(),
     'PEM file of the CA(s) that signed the Redis server certificate (rediss:// only). Unset: the system CAs.'),
   redisTlsCert: setting('REDIS_TLS_CERT', z.string().min(1).optional(),

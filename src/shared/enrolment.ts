@@ -72,9 +72,21 @@ export function openCredentials(token: string, sealed: string): WorkerCredential
 const WORKER_COMMANDS = [
   '+ping', '+info', '+quit', '+client|setname', '+evalsha', '+eval', '+multi', '+exec', '+get', '+set', '+mget', '+del', '+exists',
   '+expire', '+pexpire', '+incr', '+time', '+hget', '+hmget', '+hset', '+hdel', '+hincrby', '+lrange', '+lindex', '+llen', '+lmove',
-  '+rpoplpush', '+lpush', '+rpush', '+sadd', '+sismember', '+smembers', '+zadd', '+zrem', '+zscore', '+zrangebyscore',
-  '+zremrangebyscore', '+xadd', '+scan', '+publish', '+subscribe',
+  '+rpoplpush', '+lpush', '+rpush', '+lpop', '+sadd', '+srem', '+sismember', '+smembers', '+sunion', '+zadd', '+zrem', '+zscore',
+  '+zrangebyscore', '+zremrangebyscore', '+xadd', '+scan', '+publish', '+subscribe',
 ];
+
+/**
+ * Each key pattern also under its Redis Cluster name (`sri:…` → `{sri}:…`, docs/redis-keys.md "On Redis Cluster"),
+ * so one set of rules serves both kinds of Redis; a pattern of keys that keep their name on Cluster matches nothing
+ * there and costs nothing.
+ */
+export function withClusterNames(rules: readonly string[]): string[] {
+  return rules.flatMap((r) => {
+    const m = /^(%[RW]+~|~)sri:(.*)$/.exec(r);
+    return m ? [r, `${m[1]}{sri}:${m[2]}`] : [r];
+  });
+}
 
 /**
  * The ACL rules of a worker's Redis user (after `on` and its password): the fleet user's with no `workerId`, an
@@ -83,13 +95,13 @@ const WORKER_COMMANDS = [
  */
 export function workerAclRules(workerId?: string): string[] {
   if (workerId !== undefined && !/^[A-Za-z0-9_.-]{1,128}$/.test(workerId)) throw new Error(`worker id ${JSON.stringify(workerId)} is not [A-Za-z0-9_.-]{1,128}`);
-  return [
+  return withClusterNames([
     'resetkeys', 'resetchannels', '-@all', ...WORKER_COMMANDS,
-    '~sri:org:*:jobs', '~sri:org:*:ready:*', '~sri:org:*:minute:*', '~sri:org:*:dlq', '~sri:queue:*', '~sri:lease:*', '~sri:job:*',
+    '~sri:org:*:jobs', '~sri:org:*:ready:*', '~sri:org:*:dlq', '~sri:queue:*', '~sri:lease:*', '~sri:job:*',
     '~sri:dlq:*', workerId === undefined ? '~sri:worker:*' : `~sri:worker:${workerId}:*`, '~sri:workers',
-    '%R~sri:sessions:*', '%R~sri:orgs', '%R~sri:org:*:quota', '%R~sri:workers:revoked',
+    '%R~sri:sessions:*', '%R~sri:orgs', '%R~sri:org:*:quota', '%R~sri:workers:revoked', '%R~sri:provider:*',
     '&sri:control', '&sri:org:*:done',
-  ];
+  ]);
 }
 
 /** REDIS_URL with its user and password replaced by the worker's own (host, port, database, TLS scheme kept). */

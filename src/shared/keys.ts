@@ -1,10 +1,16 @@
 /**
  * Redis key names shared by both planes (ARCHITECTURE.md "Redis keys"). Every key the platform uses is built here;
- * docs/redis-keys.md lists them.
+ * docs/redis-keys.md lists them. The names below are those of a single Redis; on Redis Cluster (REDIS_CLUSTER_NODES)
+ * `keys` gives every key but the few used alone the deployment's hash tag, `{sri}:` instead of `sri:`, so that the
+ * queue's scripts, MULTIs and pipelines, which touch many keys at once, find them all in one slot
+ * (docs/redis-keys.md "On Redis Cluster").
  */
 export const KEY_PREFIX = 'sri:';
 
-export const keys = {
+/** The deployment's hash tag on Redis Cluster: every tagged key starts with it instead of `sri:`. */
+export const CLUSTER_HASH_TAG = '{sri}';
+
+const singleNodeKeys = {
   /** list — incoming jobs of one organisation; producers LPUSH, workers take the oldest (right end). */
   orgJobs: (orgId: string) => `sri:org:${orgId}:jobs`,
   /** pub/sub channel — one result message per finished job. */
@@ -29,6 +35,13 @@ export const keys = {
   workerInfo: (workerId: string) => `sri:worker:${workerId}:info`,
   /** sorted set — worker id → epoch ms of its last heartbeat; the registry `GET /api/workers` and `sri workers` read. */
   workers: 'sri:workers',
+  /**
+   * hash — one provider of the catalogue as workers need it (`id`, `name`, `displayName`, `allowedHosts` JSON,
+   * `publishedAt`), written by the control plane from PostgreSQL at start and on every change (provider-catalogue.ts).
+   */
+  provider: (providerName: string) => `sri:provider:${providerName}`,
+  /** pattern of every provider entry, for the control plane's removal of providers no longer in the catalogue. */
+  providerPattern: 'sri:provider:*',
   /** string, TTL — a provider session: `{"cookies":[…],"credentials"?:{…},"connectedAt":ms}`. */
   session: (orgId: string, userId: string, providerName: string) =>
     `sri:sessions:${orgId}:${userId}:${providerName}`,
@@ -39,11 +52,12 @@ export const keys = {
   orgReadyNormal: (orgId: string) => `sri:org:${orgId}:ready:normal`,
   /** hash — the organisation's quota: `maxConcurrent`, `perMinute` (absent field = unlimited). */
   orgQuota: (orgId: string) => `sri:org:${orgId}:quota`,
-  /** string, TTL 120 s — jobs of the organisation taken in one clock minute (`minute` = epoch ms / 60000). */
-  orgMinute: (orgId: string, minute: string) => `sri:org:${orgId}:minute:${minute}`,
   /** list — dead-letter entry ids of one organisation, newest first. */
   orgDlq: (orgId: string) => `sri:org:${orgId}:dlq`,
-  /** list — the ring of organisation ids the take script rotates (round-robin across all workers). */
+  /**
+   * list — the ring of the organisations that may have waiting jobs, rotated by the take script (round-robin across
+   * all workers); an organisation found with nothing waiting leaves it, a push through the queue puts it back.
+   */
   queueRing: 'sri:queue:ring',
   /** set — the members of the ring (so registering is idempotent). */
   queueRingMembers: 'sri:queue:ring:members',
@@ -55,6 +69,14 @@ export const keys = {
   queueDelayed: 'sri:queue:delayed',
   /** hash — take token → `{"o":orgId,"r":raw}` of a job waiting for its retry. */
   queueDelayedJobs: 'sri:queue:delayed:jobs',
+  /** hash — organisation id → `<clock minute>:<jobs taken in it>` (minute = epoch ms / 60000), for perMinute quotas. */
+  queueRate: 'sri:queue:rate',
+  /** hash — job id → the take token currently leasing it (an outcome from any other token is late). */
+  queueJobLeases: 'sri:queue:job-leases',
+  /** hash — job id → the attempt its next take runs as (set when its lease was recovered; the take removes it). */
+  queueAttempts: 'sri:queue:attempts',
+  /** set — job ids cancelled while they waited in a ready or producer list; the take drops their message. */
+  queueCancelled: 'sri:queue:cancelled',
   /** string — counter of completions refused because the job already had an outcome or the lease was gone. */
   queueLateResults: 'sri:queue:late-results',
   /** pub/sub channel — control messages to all workers, e.g. `{"type":"cancel","jobId":…}`. */
@@ -63,10 +85,6 @@ export const keys = {
   lease: (token: string) => `sri:lease:${token}`,
   /** list of one element — the leased message itself, moved here with LMOVE (the AOF records key names, not bytes). */
   leaseMessage: (token: string) => `sri:lease:${token}:message`,
-  /** string — the take token currently leasing the job (index jobId → token). */
-  jobLease: (jobId: string) => `sri:job:${jobId}:lease`,
-  /** string, TTL — the attempt number the job's next take runs as (set when a lease is recovered). */
-  jobAttempt: (jobId: string) => `sri:job:${jobId}:attempt`,
   /** string, TTL — present when the job was cancelled; takes drop it, its worker stops it. */
   jobCancel: (jobId: string) => `sri:job:${jobId}:cancel`,
   /**
@@ -80,6 +98,8 @@ export const keys = {
   dlqIndex: 'sri:dlq:index',
   /** string — counter behind dead-letter entry ids. */
   dlqSeq: 'sri:dlq:seq',
+  /** set — organisations that have dead-letter entries (so purging all names every list it deletes). */
+  dlqOrgs: 'sri:dlq:orgs',
   // ── Worker enrolment and revocation (src/shared/enrolment.ts, docs/security.md "Worker enrolment") ────────────
   /**
    * string, TTL = the token's lifetime — one unused enrolment token, named by the SHA-256 of the token: the worker's
@@ -95,11 +115,77 @@ export const keys = {
   authFailures: (accountSha256: string) => `sri:auth:failures:${accountSha256}`,
   /** string, TTL = AUTH_LOCKOUT_MS — present while the account is locked (its failures reached AUTH_LOCKOUT_MAX_FAILURES). */
   authLocked: (accountSha256: string) => `sri:auth:locked:${accountSha256}`,
+  // ── Rate limits (src/control-plane/http/run-limits.ts, @fastify/rate-limit) ─────────────────────────────────────
+  /**
+   * prefix of @fastify/rate-limit's counters of /api/auth/* (string, TTL = AUTH_RATE_LIMIT_WINDOW_MS):
+   * `{prefix}{METHOD}{url}-{client address}`, shared by every API process.
+   */
+  authRateLimitPrefix: 'sri:ratelimit:auth:',
+  /** string (counter), TTL = RUN_RATE_LIMIT_WINDOW_MS — runs the organisation started in the current window. */
+  runRateOrg: (orgId: string) => `sri:ratelimit:run:org:${orgId}`,
+  /** string (counter), TTL = RUN_RATE_LIMIT_WINDOW_MS — runs the user started in the current window. */
+  runRateUser: (userId: string) => `sri:ratelimit:run:user:${userId}`,
 } as const;
 
-/** Extracts the organisation id from `sri:org:{orgId}:jobs` or `sri:org:{orgId}:done`. */
+type SingleNodeKeys = typeof singleNodeKeys;
+type KeyName = keyof SingleNodeKeys;
+
+/**
+ * Keys that keep their single-node name on Cluster and so spread over its nodes: each is only ever read or written
+ * alone (never in a script, MULTI or pipeline with another key), and together they are most of what the platform
+ * stores besides the queue — sessions, live logs, the replay marks of finished jobs — plus the pub/sub channels,
+ * whose names are part of the contract (channels have no slot). Every other key, including any added later, is
+ * tagged: the safe default, as a key that later joins a multi-key step would otherwise fail there with CROSSSLOT.
+ */
+export const UNTAGGED_ON_CLUSTER: ReadonlySet<KeyName> = new Set<KeyName>(['session', 'jobLogs', 'jobFinished', 'orgDone', 'orgDonePattern', 'queueControl']);
+
+let clusterNames = false;
+
+/**
+ * Switches this process between single-node names and Cluster names. createRedis does it when it connects to a
+ * cluster; a process talks to one kind of Redis, so the switch is process-wide (as ioredis' TLS material is).
+ */
+export function useClusterKeyNames(on: boolean): void {
+  clusterNames = on;
+}
+
+export function clusterKeyNamesInUse(): boolean {
+  return clusterNames;
+}
+
+/** `sri:…` → `{sri}:…`: the Cluster name of a tagged key's single-node name. */
+export function withClusterTag(singleNodeName: string): string {
+  return singleNodeName.startsWith(KEY_PREFIX) ? `${CLUSTER_HASH_TAG}:${singleNodeName.slice(KEY_PREFIX.length)}` : singleNodeName;
+}
+
+function nameFor(key: KeyName, singleNodeName: string): string {
+  return clusterNames && !UNTAGGED_ON_CLUSTER.has(key) ? withClusterTag(singleNodeName) : singleNodeName;
+}
+
+type Keys = { readonly [K in KeyName]: SingleNodeKeys[K] extends string ? string : SingleNodeKeys[K] };
+
+/**
+ * Every key name of the platform, for the kind of Redis this process uses: builders keep their parameters (and
+ * their `length`, which docs tests read), string entries are read at each use.
+ */
+export const keys: Keys = (() => {
+  const out = {};
+  for (const [name, value] of Object.entries(singleNodeKeys) as [KeyName, unknown][]) {
+    if (typeof value === 'string') {
+      Object.defineProperty(out, name, { enumerable: true, get: () => nameFor(name, value) });
+    } else {
+      const build = value as (...a: string[]) => string;
+      const tagged = (...a: string[]) => nameFor(name, build(...a));
+      Object.defineProperty(tagged, 'length', { value: build.length });
+      Object.defineProperty(out, name, { enumerable: true, value: tagged });
+    }
+  }
+  return Object.freeze(out) as Keys;
+})();
+
+/** Extracts the organisation id from `sri:org:{orgId}:jobs` or `sri:org:{orgId}:done` (or their Cluster names). */
 export function orgIdFromKey(key: string): string | undefined {
-  const m = /^sri:org:([^:]+):(jobs|done)$/.exec(key);
+  const m = /^(?:sri|\{sri\}):org:([^:]+):(jobs|done)$/.exec(key);
   return m?.[1];
 }
 

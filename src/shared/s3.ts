@@ -30,6 +30,21 @@ export function createS3Client(cfg: S3Settings): S3Client {
   });
 }
 
+/** Part size of streamed uploads: S3's smallest (every part but the last must be 5 MiB or more). */
+export const STREAM_PART_BYTES = 5 * 1024 * 1024;
+/** Parts of one streamed upload in flight at once: a download of any size holds about 10 MiB of the worker's memory. */
+export const STREAM_QUEUE_SIZE = 2;
+
+/**
+ * `attachment` with the file name twice (RFC 6266): `filename` in plain ASCII (anything else, quotes and
+ * backslashes become `_`) for old clients, `filename*` percent-encoded UTF-8 for the rest.
+ */
+export function attachmentDisposition(fileName: string): string {
+  const ascii = fileName.replace(/[^\x20-\x7e]|["\\]/g, '_') || 'download';
+  const encoded = encodeURIComponent(fileName).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
+}
+
 /** `s3://bucket/key`, the form result messages carry. */
 export const s3Uri = (bucket: string, key: string) => `s3://${bucket}/${key}`;
 
@@ -47,11 +62,27 @@ export function isNotFound(e: unknown): boolean {
 export class BlobStore {
   constructor(readonly client: S3Client) {}
 
-  async put(bucket: string, key: string, body: Buffer | string | Readable, contentType?: string): Promise<string> {
+  /**
+   * Stores `body` under `key`. A stream is uploaded as it is read (multipart above one part): at most
+   * STREAM_PART_BYTES × STREAM_QUEUE_SIZE of it is held in memory, whatever its length. `signal` aborts the upload
+   * (a multipart upload left unfinished is aborted with it).
+   */
+  async put(bucket: string, key: string, body: Buffer | string | Readable, contentType?: string, opts: { signal?: AbortSignal } = {}): Promise<string> {
     if (body instanceof Readable) {
-      await new Upload({ client: this.client, params: { Bucket: bucket, Key: key, Body: body, ContentType: contentType } }).done();
+      const upload = new Upload({
+        client: this.client, queueSize: STREAM_QUEUE_SIZE, partSize: STREAM_PART_BYTES,
+        params: { Bucket: bucket, Key: key, Body: body, ContentType: contentType },
+      });
+      const abort = () => { void upload.abort().catch(() => {}); };
+      opts.signal?.throwIfAborted();
+      opts.signal?.addEventListener('abort', abort, { once: true });
+      try {
+        await upload.done();
+      } finally {
+        opts.signal?.removeEventListener('abort', abort);
+      }
     } else {
-      await this.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+      await this.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }), { abortSignal: opts.signal });
     }
     return s3Uri(bucket, key);
   }
@@ -103,9 +134,20 @@ export class BlobStore {
     return out;
   }
 
-  /** A time-limited GET link to one object. */
-  presignGet(bucket: string, key: string, expiresInSeconds: number): Promise<string> {
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: expiresInSeconds });
+  /**
+   * A time-limited GET link to one object, served as a download: `Content-Disposition: attachment` with the file's
+   * name, and the content type it was stored with (`opts.contentType` when the caller knows it, else read with a
+   * HEAD; `application/octet-stream` when there is none). Evidence is the portal's bytes — an HTML page among them —
+   * and every organisation's links share one S3 origin: opened inline, such a page would run its scripts there.
+   */
+  async presignGet(bucket: string, key: string, expiresInSeconds: number, opts: { fileName?: string; contentType?: string } = {}): Promise<string> {
+    const contentType = opts.contentType ?? await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+      .then((h) => h.ContentType, () => undefined);
+    return getSignedUrl(this.client, new GetObjectCommand({
+      Bucket: bucket, Key: key,
+      ResponseContentDisposition: attachmentDisposition(opts.fileName ?? key.slice(key.lastIndexOf('/') + 1)),
+      ResponseContentType: contentType || 'application/octet-stream',
+    }), { expiresIn: expiresInSeconds });
   }
 
   async ensureBucket(bucket: string): Promise<void> {

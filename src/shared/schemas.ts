@@ -62,6 +62,24 @@ export const ResultFiles = z.object({
 });
 export type ResultFiles = z.infer<typeof ResultFiles>;
 
+/** What an evidence file is: the kinds `GET /api/jobs/{id}` lists under `artifacts`. */
+export const ArtifactKind = z.enum(['log', 'screenshot', 'download', 'parsedData']);
+export type ArtifactKind = z.infer<typeof ArtifactKind>;
+
+/**
+ * One evidence file as stored (ARCHITECTURE.md "Result message"): its object, size and the SHA-256 of its bytes as
+ * uploaded — for downloads and screenshots, the bytes the portal served (docs/security.md "Evidence and redaction").
+ */
+export const ResultArtifact = z.object({
+  name: z.string().min(1).max(255),
+  kind: ArtifactKind,
+  uri: z.string().max(2048),
+  bytes: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex characters'),
+  contentType: z.string().max(255),
+});
+export type ResultArtifact = z.infer<typeof ResultArtifact>;
+
 export const ResultMessage = z.object({
   jobId: z.string(),
   orgId: z.string(),
@@ -75,6 +93,11 @@ export const ResultMessage = z.object({
   finishedAt: z.string(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   files: ResultFiles,
+  /**
+   * Every evidence file with its size and hash (`files` stays, naming the same objects, for older readers). A
+   * malformed list is dropped, never the result with it.
+   */
+  artifacts: z.array(ResultArtifact).optional().catch(undefined),
   /** The live log of this attempt: lines streamed, and lines/batches dropped because Redis fell behind. */
   logs: z.object({ written: z.number().int(), droppedLines: z.number().int(), droppedBatches: z.number().int() }).optional(),
   /**
@@ -86,7 +109,7 @@ export const ResultMessage = z.object({
     blocked: z.array(z.object({ host: z.string(), reason: z.string(), count: z.number().int() })),
     /** Every refusal, those of hosts beyond the entries listed included. */
     blockedTotal: z.number().int(),
-    /** Bytes moved through the proxy, both directions. */
+    /** Bytes moved through the proxy, both directions, plus files made in the page (blob:/data: downloads). */
     bytes: z.number().int(),
     /** The limit the job went over (its connections were cut): `egress-bytes`. */
     limitExceeded: z.string().optional(),

@@ -19,6 +19,7 @@ import { decodeSession, transportKeyring } from '../../src/shared/transport-secr
 import { freePort } from '../../src/embedded/ports.ts';
 import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.ts';
+import { seedDemoProvider } from '../support/providers.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const logger = createLogger({ name: 'api-test', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -74,6 +75,8 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       db = await openDatabase(pgServer ? { databaseUrl: await pgServer.createDatabase() } : {});
       assert.deepEqual(await migrate(db), listMigrations().map((f) => f.replace(/\.sql$/, '')));
       assert.deepEqual(await migrate(db), [], 'a second migrate applies nothing');
+      // Only `sri up` registers demo (migration 0005); these tests run its flows.
+      await seedDemoProvider(db);
       redis = createRedis(redisServer.url);
       config = loadApiConfig({
         JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: redisServer.url, S3_ENDPOINT: s3Server.endpoint,
@@ -130,7 +133,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const weak = await http('POST', '/api/auth/register', { body: { email: 'w@example.com', password: 'short1', name: 'W', orgName: 'W' } });
       assert.equal(weak.status, 400);
       assert.equal(weak.body.error.code, 'WEAK_PASSWORD');
-      assert.equal((await http('POST', '/api/auth/register', { body: { email: 'w@example.com', password: 'onlyletterslong', name: 'W', orgName: 'W' } })).body.error.code, 'WEAK_PASSWORD');
+      assert.equal((await http('POST', '/api/auth/register', { body: { email: 'w@example.com', password: 'aaaaaaaaaaaa1', name: 'W', orgName: 'W' } })).body.error.code, 'WEAK_PASSWORD');
       const dup = await http('POST', '/api/auth/register', { body: { email: a.email, password: 'another-pass-99', name: 'X', orgName: 'X' } });
       assert.equal(dup.status, 409);
       assert.equal(dup.body.error.code, 'EMAIL_TAKEN');
@@ -466,6 +469,8 @@ describe('control plane API edges', () => {
   before(async () => {
     [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
     await migrate(db);
+    // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
+    await seedDemoProvider(db);
   });
   after(async () => {
     await db?.close();

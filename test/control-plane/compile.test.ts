@@ -67,7 +67,7 @@ describe('step compiler', () => {
       ['helpers.fillSecret', '#password', 'portalPassword'],
       ['page.click', 'button[type=submit]'],
       ['page.waitForSelector', 'table.invoices'],
-      ['page.waitForURL', 'http://localhost:3100/invoices'],
+      ['page.waitForURL', 'fn'],
       ['page.waitForTimeout', 250],
       ['helpers.screenshot', { fullPage: true }],
       ['helpers.screenshot', { fullPage: false }],
@@ -130,7 +130,7 @@ describe('step compiler', () => {
   it('refuses bad step fields with the step index and field', () => {
     const e = flowError(() => compileSteps([{ type: 'fill', selector: '#a' }], demo));
     assert.match(e.message, /steps\[0\] \(fill\).*exactly one of value or secretRef/);
-    assert.match(flowError(() => compileSteps([{ type: 'waitFor', selector: 'a', timeoutMs: 5 }], demo)).message, /exactly one of selector, url or timeoutMs/);
+    assert.match(flowError(() => compileSteps([{ type: 'waitFor', selector: 'a', timeoutMs: 5 }], demo)).message, /exactly one of selector, url, urlPrefix or timeoutMs/);
     assert.match(flowError(() => compileSteps([{ type: 'click', selector: 'a', extra: 1 }], demo)).message, /steps\[0\] \(click\)/);
     assert.match(flowError(() => compileSteps([{ type: 'extract', name: '__proto__', selector: 'tr', fields: { a: 'td' } }], demo)).message, /steps\[0\] \(extract\): name/);
     assert.match(flowError(() => compileSteps([], demo)).message, /must not be empty/);
@@ -144,7 +144,7 @@ describe('step compiler', () => {
     }
   });
 
-  it('refuses hosts outside the provider\'s allowedHosts (navigate and waitFor url), ignoring the port', () => {
+  it('refuses hosts outside the provider\'s allowedHosts (navigate and waitFor url)', () => {
     const e = flowError(() => compileSteps([{ type: 'navigate', url: 'https://evil.example/' }], demo));
     assert.match(e.message, /host evil\.example is not in provider demo's allowedHosts/);
     assert.match(flowError(() => compileSteps([{ type: 'waitFor', url: 'https://sri.gob.ec.evil.com/' }], sri)).message, /steps\[0\] \(waitFor\)/);
@@ -152,12 +152,45 @@ describe('step compiler', () => {
     assert.doesNotThrow(() => compileSteps([{ type: 'navigate', url: 'https://www.sri.gob.ec/x' }, { type: 'navigate', url: 'https://SRIENLINEA.sri.gob.ec/' }], sri));
   });
 
+  it('compiles waitFor {url} to a literal comparison and {urlPrefix} to a prefix one, as predicates (never a glob string)', async () => {
+    const { script } = compileSteps([
+      { type: 'waitFor', url: 'http://LOCALHOST:3100/invoices' },
+      { type: 'waitFor', urlPrefix: 'http://localhost:3100/inv' },
+    ], demo);
+    assertParses(script);
+    assert.doesNotMatch(script, /waitForURL\(["'`]/, 'no string argument, which Playwright would read as a glob');
+    const predicates: Array<(u: URL) => unknown> = [];
+    const mod = await import(`data:text/javascript;base64,${Buffer.from(script).toString('base64')}`) as { default: (a: unknown) => Promise<void> };
+    await mod.default({ page: { waitForURL: async (p: (u: URL) => unknown) => { predicates.push(p); } }, payload: {}, helpers: {}, context: {} });
+    const [exact, prefix] = predicates;
+    assert.ok(exact && prefix);
+    assert.equal(exact(new URL('http://localhost:3100/invoices')), true, 'the normalised URL (lower-case host)');
+    assert.equal(exact(new URL('http://localhost:3100/invoices/2')), false);
+    assert.equal(exact(new URL('http://localhost:3100/invoice')), false);
+    assert.equal(prefix(new URL('http://localhost:3100/invoices/2')), true);
+    assert.equal(prefix(new URL('http://localhost:3100/other')), false);
+  });
+
+  it('refuses glob metacharacters (* ? [ ] { }) in waitFor {url} and {urlPrefix} with FLOW_INVALID naming the step and field', () => {
+    for (const field of ['url', 'urlPrefix']) {
+      for (const url of ['http://localhost:3100/**a**a**a**a**a**a**a**b', 'http://localhost/list?page=2', 'http://localhost/a[1]', 'http://localhost/{a,b}', 'http://localhost/a]', 'http://localhost/a}']) {
+        const e = flowError(() => compileSteps([{ type: 'navigate', url: 'http://localhost/' }, { type: 'waitFor', [field]: url }], demo));
+        assert.equal(e.code, 'FLOW_INVALID', url);
+        assert.match(e.message, new RegExp(`^steps\\[1\\] \\(waitFor\\): ${field}: is compared literally and cannot hold \\* \\? \\[ \\] \\{ \\} \\(no glob patterns\\); to wait for any URL under a path, use urlPrefix`), e.message);
+      }
+    }
+    assert.match(flowError(() => compileSteps([{ type: 'waitFor', urlPrefix: 'https://evil.example/' }], demo)).message, /steps\[0\] \(waitFor\): host evil\.example is not in provider demo's allowedHosts/);
+  });
+
   it('matches *.x.com against subdomains only', () => {
-    assert.equal(hostAllowed('a.cargill.com', ['*.cargill.com']), true);
-    assert.equal(hostAllowed('a.b.cargill.com', ['*.cargill.com']), true);
-    assert.equal(hostAllowed('cargill.com', ['*.cargill.com']), false);
-    assert.equal(hostAllowed('evilcargill.com', ['*.cargill.com']), false);
-    assert.equal(hostAllowed('localhost', ['localhost:3100']), true);
+    const allowed = (url: string, hosts: string[]) => hostAllowed(new URL(url), hosts);
+    assert.equal(allowed('https://a.cargill.com/', ['*.cargill.com']), true);
+    assert.equal(allowed('https://a.b.cargill.com/', ['*.cargill.com']), true);
+    assert.equal(allowed('https://cargill.com/', ['*.cargill.com']), false);
+    assert.equal(allowed('https://evilcargill.com/', ['*.cargill.com']), false);
+    // host:port entries admit that port only, as the worker's egress policy does (test/shared/host-match.test.ts).
+    assert.equal(allowed('http://localhost:3100/', ['localhost:3100']), true);
+    assert.equal(allowed('http://localhost/', ['localhost:3100']), false);
   });
 
   it('accepts only plain semver versions', () => {

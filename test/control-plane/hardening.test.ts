@@ -12,10 +12,12 @@ import { migrate, openDatabase, type Database } from '../../src/control-plane/db
 import { AUTH_BODY_LIMIT_BYTES } from '../../src/control-plane/http/routes/auth.ts';
 import { SECURITY_HEADERS } from '../../src/control-plane/http/security-headers.ts';
 import { BODY_LIMIT_BYTES, startApi, type ApiHandle } from '../../src/control-plane/server.ts';
+import { keys } from '../../src/shared/keys.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, TEST_JWT_SECRET } from '../support/services.ts';
+import { seedDemoProvider } from '../support/providers.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const KEY = new TextEncoder().encode(JWT_SECRET);
@@ -53,6 +55,8 @@ describe('API hardening', () => {
   before(async () => {
     [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
     await migrate(db);
+    // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
+    await seedDemoProvider(db);
     redis = createRedis(redisServer.url);
     const config = loadApiConfig({
       JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: redisServer.url, S3_ENDPOINT: s3Server.endpoint,
@@ -246,9 +250,10 @@ describe('API hardening', () => {
   });
 
   describe('rate limits', () => {
-    // The tests above used the auth routes; a fresh API process starts with fresh counters (they are per process).
+    // The tests above used the auth routes: their counts are in Redis (shared by every API process), cleared here.
     before(async () => {
       await api.close();
+      for (const k of await redis.keys(`${keys.authRateLimitPrefix}*`)) await redis.del(k);
       api = await startInstance();
     });
 

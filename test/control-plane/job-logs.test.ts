@@ -118,15 +118,27 @@ describe('GET /api/jobs/{id}/logs', () => {
     assert.deepEqual(late.events.map((e) => e.event), ['end']);
   });
 
-  it('stops reading Redis as soon as the client disconnects', async () => {
-    const jobId = await t.runJob(a);
-    const name = `sri-logs-follow-${jobId}`;
-    const followers = async () => (await t.redis.call('CLIENT', 'LIST') as string).split('\n').filter((l) => l.includes(`name=${name} `)).length;
-    const c = await open(jobId, a.token);
-    await waitFor(async () => (await followers()) === 1, { what: 'the follower\'s blocking connection' });
-    c.abort();
-    // Well under the 5 s an XREAD blocks: the abort drops the connection instead of waiting for the read.
-    await waitFor(async () => (await followers()) === 0, { timeoutMs: 2500, what: 'the follower connection to close' });
+  it('stops reading Redis as soon as the client disconnects: the shared reader drops the stream at its next read', async () => {
+    // An API of its own, so that no other test's stream keeps its shared reader busy.
+    const redis = createRedis(t.redisUrl);
+    const other = await startApi(t.config, { db: t.db, redis, blobStore: t.blobStore, logger: createLogger({ name: 'api-3', level: 'silent' }) });
+    try {
+      const jobId = await t.runJob(a);
+      const clients = async () => (await t.redis.call('CLIENT', 'LIST') as string).split('\n');
+      /** Shared readers by client id (the other API's connects at its first stream). */
+      const readers = async () => new Map((await clients()).filter((l) => / name=sri-api-logs /.test(l)).map((l) => [/^id=(\d+)/.exec(l)?.[1], l]));
+      const before = await readers();
+      const c = await openLogs(other.url, jobId, a.token);
+      const mine = await waitFor(async () => [...(await readers())].find(([id, l]) => !before.has(id) && / flags=b /.test(l))?.[0],
+        { what: 'the other API\'s shared reader blocking on the stream' });
+      assert.equal((await clients()).filter((l) => l.includes('name=sri-logs-follow-')).length, 0, 'no connection of its own');
+      c.abort();
+      // Within one blocking read (1 s): with nothing left to watch the reader stops reading.
+      await waitFor(async () => !/ flags=b /.test((await readers()).get(mine) ?? ''), { timeoutMs: 2500, what: 'the shared reader to stop blocking' });
+    } finally {
+      await other.close();
+      redis.disconnect();
+    }
   });
 
   it('sends a heartbeat comment while the job is quiet', async () => {

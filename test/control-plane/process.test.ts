@@ -8,6 +8,7 @@ import { apiSettings, loadApiConfig } from '../../src/control-plane/config.ts';
 import { isSriError } from '../../src/shared/errors.ts';
 import { freePort } from '../../src/embedded/ports.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
+import { boundToParent } from '../../src/embedded/bound-child.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const MAIN = 'src/control-plane/main.ts';
@@ -57,7 +58,7 @@ describe('API process', () => {
 
   it('starts on embedded PGlite under DATA_DIR, answers /ready and exits 0 on SIGTERM', async () => {
     const port = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    const child = spawn(...boundToParent(process.execPath, ['--import', 'tsx', MAIN]), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         PATH: process.env['PATH'], NODE_NO_WARNINGS: '1', JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,

@@ -24,6 +24,7 @@ import { BlobStore, createS3Client, s3Uri } from '../../src/shared/s3.ts';
 import { JobMessage, type ResultMessage } from '../../src/shared/schemas.ts';
 import { verifyScript } from '../../src/shared/signing.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
+import { seedDemoProvider } from '../support/providers.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const WORKER = 'reliability-test-worker';
@@ -76,6 +77,8 @@ describe('reliability control API (cancel, retry, dead letters, quotas, admin ro
     [redisServer, s3Server] = await Promise.all([startTestRedis(), startTestS3()]);
     db = await openDatabase({});
     await migrate(db);
+    // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
+    await seedDemoProvider(db);
     redis = createRedis(redisServer.url);
     queue = await JobQueue.connect(redis);
     config = loadApiConfig({

@@ -25,6 +25,7 @@ import { parseKeyring, sealedKeyId } from '../../src/shared/sealed.ts';
 import { verifyEnvelope } from '../../src/shared/signing.ts';
 import { decodeSession, openJobSecrets, transportKeyring } from '../../src/shared/transport-secrets.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
+import { seedDemoProvider } from '../support/providers.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const KEY_S1 = `s1:${randomBytes(32).toString('base64')}`;
@@ -69,6 +70,8 @@ describe('tenant secrets through the API', () => {
   before(async () => {
     [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
     await migrate(db);
+    // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
+    await seedDemoProvider(db);
     redis = createRedis(redisServer.url);
     blobStore = new BlobStore(createS3Client(loadApiConfig(env())));
     api = await start();

@@ -130,7 +130,8 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       };
       diagnostics.subscribe('fastify.initialization', onInit);
       try {
-        t = await startTestApi({ METRICS_TOKEN, SECRETS_KEYS }, pg ? { databaseUrl: await pg.createDatabase() } : {});
+        // Webhooks here point at 127.0.0.1:9 (nothing listens): allowed only with WEBHOOK_ALLOW_PRIVATE.
+        t = await startTestApi({ METRICS_TOKEN, SECRETS_KEYS, WEBHOOK_ALLOW_PRIVATE: 'true' }, pg ? { databaseUrl: await pg.createDatabase() } : {});
       } finally {
         diagnostics.unsubscribe('fastify.initialization', onInit);
       }

@@ -78,9 +78,11 @@ const isUid1001 = (user: string) => /^1001(:1001)?$/.test(user.trim());
 describe('deploy/docker/Dockerfile', () => {
   const targets = ['api', 'worker'];
 
-  it('builds every image on node:20-bookworm-slim, in stages that exist', () => {
+  it('builds every image on node:24-bookworm-slim (Node 24 LTS, as package.json\'s engines says), in stages that exist', () => {
     const names = new Set(dockerfile.stages.map((s) => s.name));
-    for (const s of dockerfile.stages) assert.ok(s.from === 'node:20-bookworm-slim' || names.has(s.from), `stage ${s.name} FROM ${s.from}`);
+    for (const s of dockerfile.stages) assert.ok(s.from === 'node:24-bookworm-slim' || names.has(s.from), `stage ${s.name} FROM ${s.from}`);
+    const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
+    assert.match(engines, /^>=24(\.|$)/, `engines.node ${engines}`);
     for (const t of targets) assert.ok(names.has(t), `target ${t}`);
     for (const ins of dockerfile.all.filter((i) => i.cmd === 'COPY')) {
       const from = /--from=(\S+)/.exec(ins.args)?.[1];
@@ -118,8 +120,11 @@ describe('deploy/docker/Dockerfile', () => {
       assert.ok(hc && /CMD\s+\[/.test(hc.args) && !/^NONE/i.test(hc.args), `${t} HEALTHCHECK`);
       const cmd = ins.filter((i) => i.cmd === 'CMD').at(-1)!;
       const argv = JSON.parse(cmd.args) as string[];
+      // Plain node on the build's JavaScript: no loader (tsx is not in the image), a file the build emits from src/.
+      assert.equal(argv.length, 2, `${t} CMD ${cmd.args}`);
       assert.equal(argv[0], 'node');
-      assert.ok(existsSync(join(ROOT, argv.at(-1)!)), `${t} runs ${argv.at(-1)}`);
+      assert.match(argv[1]!, /^dist\/src\/.+\.js$/, `${t} runs ${argv[1]}`);
+      assert.ok(existsSync(join(ROOT, argv[1]!.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), `${t} runs ${argv[1]}, built from a source that exists`);
       const entry = JSON.parse(ins.filter((i) => i.cmd === 'ENTRYPOINT').at(-1)!.args) as string[];
       assert.match(entry[0]!, /tini$/);
     }
@@ -129,15 +134,34 @@ describe('deploy/docker/Dockerfile', () => {
     const deps = chain('worker').concat(stage('deps').instructions);
     const npmCi = deps.find((i) => i.cmd === 'RUN' && /npm ci/.test(i.args));
     assert.ok(npmCi && /--omit=dev/.test(npmCi.args));
-    const envBefore = stage('deps').instructions.slice(0, stage('deps').instructions.indexOf(npmCi)).filter((i) => i.cmd === 'ENV');
-    assert.ok(envBefore.some((e) => /SRI_SKIP_SYSTEM_DEPS=1/.test(e.args)), 'SRI_SKIP_SYSTEM_DEPS=1 before npm ci');
+    for (const s of ['deps', 'build']) {
+      const ins = stage(s).instructions;
+      const ci = ins.findIndex((i) => i.cmd === 'RUN' && /npm ci/.test(i.args));
+      assert.ok(ci >= 0, `${s} runs npm ci`);
+      assert.ok(ins.slice(0, ci).some((e) => e.cmd === 'ENV' && /SRI_SKIP_SYSTEM_DEPS=1/.test(e.args)), `${s}: SRI_SKIP_SYSTEM_DEPS=1 before npm ci`);
+    }
     for (const ins of dockerfile.all.filter((i) => i.cmd === 'RUN' && /apt-get install/.test(i.args))) {
       assert.match(ins.args, /--no-install-recommends/);
       assert.match(ins.args, /rm -rf \/var\/lib\/apt\/lists/);
     }
-    // tsx runs the sources: it must be a runtime dependency, or --omit=dev would leave the image unable to start.
-    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
-    assert.ok(pkg.dependencies['tsx'], 'tsx in dependencies');
+    // The images run dist/: what only builds or runs the sources is a dev dependency, so --omit=dev leaves it out.
+    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    for (const dev of ['tsx', 'esbuild', 'typescript', 'node']) {
+      assert.ok(!pkg.dependencies[dev] && pkg.devDependencies[dev], `${dev} in devDependencies only`);
+    }
+  });
+
+  it('compiles in a build stage and copies only dist/ from it: no sources, tsx or esbuild in the runtime images', () => {
+    const build = stage('build').instructions;
+    assert.ok(build.some((i) => i.cmd === 'RUN' && /^npm run build$/.test(i.args.trim())), 'the build stage runs npm run build');
+    for (const t of targets) {
+      const copies = chain(t).filter((i) => i.cmd === 'COPY');
+      const fromBuild = copies.filter((i) => /--from=build\b/.test(i.args));
+      assert.deepEqual(fromBuild.map((i) => i.args.replace(/--from=build\s+/, '')), ['/build/dist ./dist'], `${t} takes dist/ alone from the build stage`);
+      for (const c of copies.filter((i) => !/--from=/.test(i.args))) {
+        assert.doesNotMatch(c.args, /^(src|scripts|migrations|tsconfig)/, `${t} copies ${c.args}: sources do not enter the image`);
+      }
+    }
   });
 
   it('gives the worker the system Chromium (CHROMIUM_PATH) and no browser to the API', () => {

@@ -31,6 +31,8 @@ import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { TEST_JWT_SECRET } from '../support/api.ts';
 import { startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { startTestPortal, type TestPortal } from '../execution-plane/support/portal.ts';
+import { boundToParent } from '../../src/embedded/bound-child.ts';
+import { seedDemoProvider } from '../support/providers.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const USERS = ['admin', 'api', 'worker', 'enrol'] as const;
@@ -38,7 +40,7 @@ type AclUser = (typeof USERS)[number];
 const OPERATOR_TOKEN = `operator-${randomBytes(24).toString('hex')}`;
 
 function spawnWorker(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/execution-plane/main.ts'], {
+  const child = spawn(...boundToParent(process.execPath, ['--import', 'tsx', 'src/execution-plane/main.ts']), {
     cwd: ROOT, env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NODE_NO_WARNINGS: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -123,6 +125,8 @@ describe('worker enrolment and revocation (Redis ACL of deploy/redis/users.acl)'
       startTestS3(), startTestPortal(), openDatabase({}),
     ]);
     await migrate(db);
+    // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
+    await seedDemoProvider(db);
     admin = connect(urlOf('admin'));
     const config = loadApiConfig({
       JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: urlOf('api'), S3_ENDPOINT: s3.endpoint,

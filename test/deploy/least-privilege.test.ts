@@ -37,6 +37,7 @@ import { TEST_JWT_SECRET } from '../support/api.ts';
 import { startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { startTestPortal, type TestPortal } from '../execution-plane/support/portal.ts';
 import { NORMAL_SCRIPT, signedJob, testWorkerConfig } from '../execution-plane/support/jobs.ts';
+import { seedDemoProvider } from '../support/providers.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const USERS = ['admin', 'api', 'worker', 'enrol', 'keda', 'producer'] as const;
@@ -149,6 +150,8 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
       startTestS3(), startTestPortal(), startFlakyServer(), openDatabase({}),
     ]);
     await migrate(db);
+    // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
+    await seedDemoProvider(db);
     admin = connect('admin');
     const config = loadApiConfig({
       JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: urlOf('api'), S3_ENDPOINT: s3.endpoint,
@@ -344,6 +347,10 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     await assert.rejects(w.del(session), refusedKey, 'deleting a session');
     await assert.rejects(w.hset(keys.orgQuota('org-x'), 'maxConcurrent', '1000'), refusedKey, 'raising a quota');
     await assert.rejects(w.sadd(keys.orgs, 'org-y'), refusedKey, 'adding an organisation');
+    // The provider catalogue: a worker reads a provider's hosts; widening them is the API's alone.
+    assert.match(String(await w.hget(keys.provider('demo'), 'allowedHosts')), /127\.0\.0\.1/, 'reading the catalogue is what a job needs');
+    await assert.rejects(w.hset(keys.provider('demo'), 'allowedHosts', '["*.evil.example"]'), refusedKey, 'widening a provider\'s hosts');
+    await assert.rejects(w.del(keys.provider('demo')), refusedKey, 'deleting a provider\'s entry');
     for (const key of ['other-app:data', 'sri:secrets:x', 'sri:enrolment:x', 'sri:sessionsx', 'sri:org:x:other']) {
       await assert.rejects(w.get(key), refusedKey, `GET ${key}`);
       await assert.rejects(w.set(key, '1'), refusedKey, `SET ${key}`);
@@ -368,8 +375,8 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     const rules = line.split(' ').slice(4); // user sri-worker on #{{…}} <rules>
     assert.deepEqual(rules, workerAclRules(), 'deploy/redis/users.acl and src/shared/enrolment.ts workerAclRules() agree');
     const own = workerAclRules('w-1');
-    assert.deepEqual(own.filter((r) => !rules.includes(r)), ['~sri:worker:w-1:*']);
-    assert.deepEqual(rules.filter((r) => !own.includes(r)), ['~sri:worker:*']);
+    assert.deepEqual(own.filter((r) => !rules.includes(r)), ['~sri:worker:w-1:*', '~{sri}:worker:w-1:*']);
+    assert.deepEqual(rules.filter((r) => !own.includes(r)), ['~sri:worker:*', '~{sri}:worker:*']);
   });
 
   it('refuses the API\'s user server administration and keys outside sri:*; KEDA may only LLEN the queues, a producer only LPUSH them', async () => {

@@ -29,6 +29,7 @@ function exported(): Map<string, Set<string>> {
     sources: {
       state: () => 'ready', jobsInFlight: () => 0, maxJobs: () => 1, redisState: () => 'connected', redisOutageMs: () => 0,
       redisReconnects: () => 0, lastHeartbeatAt: () => undefined, browserUp: () => true, resources: () => undefined,
+      eventLoop: () => ({ maxDelayMs: 0, sinceLastTickMs: 0, windowMs: 10_000, limitMs: 5000, stuck: false, blocks: 0 }),
     },
   });
   const api = new ApiMetrics({ redis: idle, queueMaxOrgs: 10 });

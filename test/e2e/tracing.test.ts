@@ -34,6 +34,7 @@ import { createTracing, type Tracing } from '../../src/shared/tracing.ts';
 import { startTestPortal, type TestPortal } from '../execution-plane/support/portal.ts';
 import { testWorkerConfig } from '../execution-plane/support/jobs.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { seedDemoProvider } from '../support/providers.ts';
 
 type LogLine = Record<string, unknown> & { msg?: string };
 
@@ -65,6 +66,8 @@ describe('traces: one trace from POST /api/run to the recorded result', () => {
   before(async () => {
     [redisServer, s3, portal, db] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal(), openDatabase({})]);
     await migrate(db);
+    // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
+    await seedDemoProvider(db);
     redis = createRedis(redisServer.url);
     blobStore = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
   });

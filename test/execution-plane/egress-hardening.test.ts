@@ -15,6 +15,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { BrowserPool } from '../../src/execution-plane/browser.ts';
 import { EgressProxy, type LeaseOptions, type ProxyLease } from '../../src/execution-plane/job/egress-proxy.ts';
 import { EgressTally } from '../../src/execution-plane/job/egress-report.ts';
+import { EgressPolicy } from '../../src/execution-plane/job/egress-policy.ts';
 import { installHostGuard } from '../../src/execution-plane/job/host-guard.ts';
 import { waitFor } from '../support/services.ts';
 import { startEgressTarget, startWsServer, type EgressTarget, type WsServer } from './support/egress.ts';
@@ -70,18 +71,20 @@ describe('egress hardening in Chromium', () => {
   });
 
   /** A context as the pipeline makes one (pipeline.ts runValidJob / runInBrowser), with or without the route guard. */
-  async function jobContext(allowedHosts: readonly string[] | undefined, guard: boolean, opts: LeaseOptions = {}): Promise<JobContext> {
+  async function jobContext(allowedHosts: readonly string[], guard: boolean, opts: LeaseOptions = {}): Promise<JobContext> {
+    // One policy for the proxy and the guard, as the pipeline makes it (egress-hosts.ts egressPolicyOf).
+    const policy = new EgressPolicy(allowedHosts);
     const tally = new EgressTally();
     const blocked: [string, string][] = [];
     const onBlocked = (host: string, reason: Parameters<EgressTally['onBlocked']>[1] = 'not-allowed') => {
       blocked.push([host, reason]);
       tally.onBlocked(host, reason);
     };
-    const lease = proxy.lease(allowedHosts, onBlocked, opts);
+    const lease = proxy.lease(policy, onBlocked, opts);
     const { context } = await browsers.newContext({ acceptDownloads: true, serviceWorkers: 'block', proxy: lease.proxy });
     context.setDefaultTimeout(15_000);
     context.setDefaultNavigationTimeout(15_000);
-    if (guard) await installHostGuard(context, allowedHosts, onBlocked);
+    if (guard) await installHostGuard(context, policy, onBlocked);
     const page = await context.newPage();
     return {
       context, page, lease, tally, blocked,
@@ -112,9 +115,10 @@ describe('egress hardening in Chromium', () => {
         }
       });
 
-      it('refuses a 302 to the metadata address, in any spelling, with or without allowedHosts', async () => {
+      it('refuses a 302 to the metadata address, in any spelling, whether allowedHosts names it or not', async () => {
         const restricted = await jobContext(['127.0.0.1'], guard);
-        const open = await jobContext(undefined, guard);
+        // Every spelling below passes the host check: the address check alone refuses them.
+        const open = await jobContext(['127.0.0.1', '169.254.169.254', 'metadata.test'], guard);
         try {
           const go = (job: JobContext, to: string) => job.page.goto(`${base()}/redirect?to=${encodeURIComponent(to)}`).catch((e: Error) => e);
           await go(restricted, 'http://169.254.169.254/latest/meta-data/');
@@ -228,15 +232,21 @@ describe('egress hardening in Chromium', () => {
     });
   }
 
-  it('lets a job without allowedHosts reach loopback (the demo portal), never link-local', async () => {
-    const job = await jobContext(undefined, true);
-    try {
-      assert.equal((await job.page.goto(`${base()}/html`))?.status(), 200);
-      const r = await job.page.evaluate(() => fetch('http://169.254.169.254/latest/meta-data/').then((x) => `status ${x.status}`, () => 'error'));
-      assert.ok(r === 'error' || r === 'status 403', r);
-      assert.deepEqual(job.blocked, [['169.254.169.254', 'link-local']]);
-    } finally {
-      await job.close();
+  it('refuses every request of a job without hosts (no allowedHosts, no catalogue entry): loopback, names, metadata', async () => {
+    for (const guard of [true, false]) {
+      const job = await jobContext([], guard);
+      const before = target.hosts.length;
+      try {
+        for (const url of [`${base()}/html`, `http://localhost:${target.port}/html`, 'http://example.com/', 'http://169.254.169.254/latest/meta-data/']) {
+          const r = await job.page.goto(url).catch((e: Error) => e);
+          assert.ok(r instanceof Error || r?.status() === 403, `${url} was not loaded (guard ${guard})`);
+        }
+        assert.equal(target.hosts.length, before, 'nothing reached the server');
+        assert.deepEqual(new Set(job.blocked.map(([h, r]) => `${h} ${r}`)),
+          new Set(['127.0.0.1 not-allowed', 'localhost not-allowed', 'example.com not-allowed', '169.254.169.254 not-allowed']), `guard ${guard}`);
+      } finally {
+        await job.close();
+      }
     }
   });
 

@@ -22,7 +22,7 @@ describe('egress proxy', () => {
     await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
     port = (target.address() as AddressInfo).port;
     await proxy.start();
-    lease = proxy.lease(['127.0.0.1'], (h) => blocked.push(h));
+    lease = proxy.lease(new EgressPolicy(['127.0.0.1']), (h) => blocked.push(h));
   });
   after(async () => {
     await proxy.close();
@@ -82,7 +82,7 @@ describe('egress proxy', () => {
   });
 
   it('forgets a released lease', async () => {
-    const l = proxy.lease(['127.0.0.1'], () => {});
+    const l = proxy.lease(new EgressPolicy(['127.0.0.1']), () => {});
     l.release();
     assert.equal((await viaProxy(`http://127.0.0.1:${port}/x`, auth(l.proxy.username, l.proxy.password))).status, 407);
   });
@@ -142,13 +142,18 @@ describe('egress policy', () => {
     assert.equal(refuse('portal.test', '93.184.215.14'), undefined);
     assert.equal(refuse('10.0.0.5', '10.0.0.5'), undefined);
     assert.equal(refuse('169.254.169.254', '169.254.169.254'), 'link-local');
-    const open = new EgressPolicy(undefined);
-    const refuseOpen = (host: string, address: string) => open.refuseAddress(host, address, open.match(host, '80'));
-    assert.equal(refuseOpen('127.0.0.1', '127.0.0.1'), undefined, 'jobs without allowedHosts keep loopback (hand-pushed jobs reach the demo portal)');
-    assert.equal(refuseOpen('db.internal', '10.0.0.3'), undefined);
-    assert.equal(refuseOpen('169.254.169.254', '169.254.169.254'), 'link-local');
-    assert.equal(refuseOpen('fd00:ec2::254', 'fd00:ec2::254'), 'metadata');
-    assert.equal(refuseOpen('0.0.0.0', '0.0.0.0'), 'unspecified');
+    // A job's list within its provider's: a host must match both, and a non-public address be named by both.
+    const narrowed = new EgressPolicy(['127.0.0.1', 'localhost', 'portal.test', 'a.corp.test'], ['127.0.0.1:80', 'portal.test', '*.corp.test']);
+    const refuseNarrowed = (host: string, address: string) => narrowed.refuseAddress(host, address, narrowed.match(host, '80'));
+    assert.equal(refuseNarrowed('127.0.0.1', '127.0.0.1'), undefined);
+    assert.equal(narrowed.match('127.0.0.1', '8080').length, 0, 'the provider allows port 80 only');
+    assert.equal(narrowed.match('localhost', '80').length, 0, 'the provider does not allow localhost');
+    assert.equal(narrowed.match('b.corp.test', '80').length, 0, 'the job does not allow b.corp.test');
+    assert.ok(narrowed.match('a.corp.test', '80').length > 0);
+    assert.equal(refuseNarrowed('a.corp.test', '10.0.0.3'), 'private', 'named by neither list');
+    // No hosts at all: nothing matches, so nothing is even looked up.
+    const none = new EgressPolicy([]);
+    for (const host of ['127.0.0.1', 'localhost', 'example.com', '169.254.169.254']) assert.equal(none.match(host, '80').length, 0, host);
   });
 });
 
@@ -172,7 +177,8 @@ describe('egress proxy: names, addresses and DNS', () => {
     answers.set('portal.test', ['127.0.0.1']);
     answers.set('localhost', ['::1', '127.0.0.1']);
     answers.set('lan.test', ['10.0.0.7']);
-    answers.set('mixed.test', ['127.0.0.1', '169.254.169.254']);
+    // A public address first, the metadata address second: the name is refused for the second, and nothing connects.
+    answers.set('mixed.test', ['93.184.215.14', '169.254.169.254']);
     answers.set('metadata.test', ['169.254.169.254']);
   });
   after(async () => {
@@ -180,9 +186,10 @@ describe('egress proxy: names, addresses and DNS', () => {
     await target.close();
   });
 
-  function leased(allowedHosts: readonly string[] | undefined, opts: LeaseOptions = {}) {
+  function leased(allowedHosts: readonly string[] | EgressPolicy, opts: LeaseOptions = {}) {
     const blocked: [string, string][] = [];
-    const lease = proxy.lease(allowedHosts, (h, r) => blocked.push([h, r]), opts);
+    const policy = allowedHosts instanceof EgressPolicy ? allowedHosts : new EgressPolicy(allowedHosts);
+    const lease = proxy.lease(policy, (h, r) => blocked.push([h, r]), opts);
     return { lease, blocked, auth: basic(lease) };
   }
 
@@ -200,8 +207,8 @@ describe('egress proxy: names, addresses and DNS', () => {
     lease.release();
   });
 
-  it('refuses when any address of a name is refused, and link-local even without allowedHosts', async () => {
-    const { auth, blocked, lease } = leased(undefined);
+  it('refuses when any address of a name is refused, and link-local even when allowedHosts names it', async () => {
+    const { auth, blocked, lease } = leased(['127.0.0.1', 'mixed.test', 'metadata.test', '169.254.169.254', '::ffff:169.254.169.254', 'fd00:ec2::254', '0.0.0.0']);
     assert.equal((await viaProxy(lease, `http://mixed.test:${target.port}/`, auth)).status, 403);
     assert.equal((await viaProxy(lease, `http://metadata.test/latest/meta-data/`, auth)).status, 403);
     assert.equal((await viaProxy(lease, `http://169.254.169.254/latest/meta-data/`, auth)).status, 403);
@@ -213,13 +220,20 @@ describe('egress proxy: names, addresses and DNS', () => {
       ['mixed.test', 'link-local'], ['metadata.test', 'link-local'], ['169.254.169.254', 'link-local'], ['169.254.169.254', 'link-local'],
       ['::ffff:a9fe:a9fe', 'link-local'], ['fd00:ec2::254', 'metadata'], ['0.0.0.0', 'unspecified'],
     ]);
-    // Loopback and private addresses stay reachable for jobs without allowedHosts.
+    // A loopback address allowedHosts names stays reachable.
     assert.equal((await viaProxy(lease, `http://127.0.0.1:${target.port}/`, auth)).status, 200);
     lease.release();
   });
 
   it('connects to the address it checked: a rebinding DNS gets no second lookup', async () => {
-    const { auth, blocked, lease } = leased(undefined);
+    // The pinning under test is the proxy's, not the policy's: this policy lets an allowed name reach loopback (where
+    // the test server listens), so that the first answer is connected to and the second one is judged on its own.
+    class LoopbackByName extends EgressPolicy {
+      override refuseAddress(host: string, address: string, matched: Parameters<EgressPolicy['refuseAddress']>[2]) {
+        return classifyAddress(address) === 'loopback' ? undefined : super.refuseAddress(host, address, matched);
+      }
+    }
+    const { auth, blocked, lease } = leased(new LoopbackByName(['rebind.test']));
     const before = lookups.filter((h) => h === 'rebind.test').length;
     assert.equal(before, 0);
     const r = await viaProxy(lease, `http://rebind.test:${target.port}/pinned`, auth);
@@ -259,7 +273,7 @@ describe('egress proxy: names, addresses and DNS', () => {
   });
 
   it('never tunnels to the proxy itself', async () => {
-    const { auth, blocked, lease } = leased(undefined);
+    const { auth, blocked, lease } = leased(['127.0.0.1']);
     assert.match(await tunnel(lease, `127.0.0.1:${proxyPortOf(lease)}`, auth), /^HTTP\/1\.1 403/);
     assert.deepEqual(blocked, [['127.0.0.1', 'proxy']]);
     lease.release();
@@ -293,7 +307,7 @@ describe('egress proxy: byte budget and connection cap', () => {
 
   it('cuts every connection of a lease over its byte budget, refuses new ones, and says why', async () => {
     let told: string | undefined;
-    const lease = proxy.lease(['127.0.0.1'], () => {}, { maxBytes: 1024 * 1024, onLimitExceeded: (l) => { told = l; } });
+    const lease = proxy.lease(new EgressPolicy(['127.0.0.1']), () => {}, { maxBytes: 1024 * 1024, onLimitExceeded: (l) => { told = l; } });
     const auth = basic(lease);
     const held = await openTunnel(lease, `127.0.0.1:${target.port}`, auth);
     assert.match(held.status, /^HTTP\/1\.1 200/);
@@ -310,14 +324,14 @@ describe('egress proxy: byte budget and connection cap', () => {
     assert.equal(again.status, 403);
     assert.match(again.body, /budget/);
     // Another lease is untouched.
-    const other = proxy.lease(['127.0.0.1'], () => {});
+    const other = proxy.lease(new EgressPolicy(['127.0.0.1']), () => {});
     assert.equal((await viaProxy(other, `http://127.0.0.1:${target.port}/x`, basic(other))).status, 200);
     lease.release();
     other.release();
   });
 
   it('counts both directions: an upload over the budget is cut as well', async () => {
-    const lease = proxy.lease(['127.0.0.1'], () => {}, { maxBytes: 256 * 1024 });
+    const lease = proxy.lease(new EgressPolicy(['127.0.0.1']), () => {}, { maxBytes: 256 * 1024 });
     const t = await openTunnel(lease, `127.0.0.1:${target.port}`, basic(lease));
     const closed = new Promise<void>((r) => t.socket.on('close', () => r()));
     const body = Buffer.alloc(1024 * 1024, 97);
@@ -329,7 +343,7 @@ describe('egress proxy: byte budget and connection cap', () => {
   });
 
   it('holds at most maxConnections open at once per lease; a freed slot is reused', async () => {
-    const lease = proxy.lease(['127.0.0.1'], () => {}, { maxConnections: 3 });
+    const lease = proxy.lease(new EgressPolicy(['127.0.0.1']), () => {}, { maxConnections: 3 });
     const auth = basic(lease);
     const open = await Promise.all([1, 2, 3].map(() => openTunnel(lease, `127.0.0.1:${target.port}`, auth)));
     for (const t of open) assert.match(t.status, /^HTTP\/1\.1 200/);
@@ -349,7 +363,7 @@ describe('egress proxy: byte budget and connection cap', () => {
   });
 
   it('cuts the tunnels of a released lease', async () => {
-    const lease = proxy.lease(['127.0.0.1'], () => {});
+    const lease = proxy.lease(new EgressPolicy(['127.0.0.1']), () => {});
     const t = await openTunnel(lease, `127.0.0.1:${target.port}`, basic(lease));
     const closed = new Promise<void>((r) => t.socket.on('close', () => r()));
     lease.release();

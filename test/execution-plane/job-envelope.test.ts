@@ -23,6 +23,7 @@ import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker
 import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { startTestPortal, type TestPortal } from './support/portal.ts';
 import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
+import { publishDemoProvider } from '../support/providers.ts';
 
 /** A script that leaves a trace at the portal, so a refused job can be shown to have run nothing. */
 const TRACE_SCRIPT = `export default async function run({ page, payload, helpers }) {
@@ -45,6 +46,9 @@ describe('job envelope and replay checks on a real worker', () => {
   before(async () => {
     [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
     redis = createRedis(redisServer.url);
+    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
+    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
+    await publishDemoProvider(redis);
     queue = await JobQueue.connect(redis);
     sub = createRedis(redisServer.url);
     sub.on('pmessage', (_p: string, _c: string, m: string) => {
@@ -137,6 +141,11 @@ describe('job envelope and replay checks on a real worker', () => {
         scriptHash: swapped,
         createdAt: { createdAt: new Date(Date.now() - 3_600_000).toISOString() },
         allowedHosts: { allowedHosts: ['evil.example'] },
+        // Signed since envelope v3: which session is loaded, how long and how often it may run, and its input.
+        providerName: { providerName: 'other-portal' },
+        timeoutMs: { timeoutMs: 24 * 3600 * 1000 },
+        maxAttempts: { maxAttempts: 100 },
+        metadata: { metadata: { base: portal.url, ruc: 'someone-else' } },
       };
       for (const [field, change] of Object.entries(changes)) {
         const job = { ...signedJob(org, TRACE_SCRIPT, { metadata: { base: portal.url } }), ...change };
@@ -177,12 +186,16 @@ describe('job envelope and replay checks on a real worker', () => {
       const evidence = await store.list('sri-results', `results/${org}/user-1/${job.jobId}/`);
       const logBefore = (await store.get('sri-results', `results/${org}/user-1/${job.jobId}/execution.log`))!.toString();
       const requestsBefore = portal.requests.length;
-      for (const replay of [job, { ...job, attempt: 2 }, { ...job, attempt: 50, maxAttempts: 100 }]) {
+      for (const replay of [job, { ...job, attempt: 2 }, { ...job, attempt: 3 }]) {
         const r = await run(org, replay);
         assert.equal(r.status, 'dead');
         assert.equal(r.error?.code, 'JOB_REPLAYED');
         assert.match(r.error!.message, /already finished \(done\)/);
       }
+      // More attempts than it was signed for is not a replay but an altered envelope (maxAttempts is signed, v3).
+      const more = await run(org, { ...job, attempt: 50, maxAttempts: 100 });
+      assert.equal(more.status, 'dead');
+      assert.equal(more.error?.code, 'JOB_SIGNATURE_INVALID');
       assert.equal(portal.requests.length, requestsBefore, 'no replay ran');
       assert.deepEqual(await store.list('sri-results', `results/${org}/user-1/${job.jobId}/`), evidence);
       assert.equal((await store.get('sri-results', `results/${org}/user-1/${job.jobId}/execution.log`))!.toString(), logBefore, 'its execution.log is untouched');

@@ -9,8 +9,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readResourceUsage, ResourceSampler, type RawUsage } from '../../src/execution-plane/observability/resources.ts';
 import { EventLoopWatch } from '../../src/execution-plane/observability/event-loop.ts';
+import { WorkerObservability } from '../../src/execution-plane/observability/worker-observability.ts';
 import { BoundedLabel } from '../../src/shared/metrics/registry.ts';
-import { tempDir, waitFor } from '../support/services.ts';
+import { createLogger } from '../../src/shared/logger.ts';
+import { createRedis } from '../../src/shared/redis.ts';
+import { startTestRedis, tempDir, waitFor } from '../support/services.ts';
+import { metricValue, scrape } from '../support/metrics.ts';
+import { testWorkerConfig } from './support/jobs.ts';
 
 const GiB = 1024 ** 3;
 
@@ -148,6 +153,54 @@ describe('event-loop watch (/healthz)', () => {
       await waitFor(() => !watch.status().stuck, { timeoutMs: 3000, what: 'the window to pass' });
     } finally {
       watch.stop();
+    }
+  });
+});
+
+describe('event-loop watchdog on the worker\'s /healthz, /metrics and log', () => {
+  it('reports a loop blocked by a busy loop — /healthz 503 "stuck", the stuck gauge, the worst delay, the block counter, a warning — and clears after the window', async () => {
+    const redisServer = await startTestRedis();
+    const redis = createRedis(redisServer.url);
+    const logs = tempDir('sri-watchdog-');
+    const warnings: string[] = [];
+    const base = createLogger({ name: 'watchdog-test', level: 'info', stdout: false });
+    const logger = Object.assign(Object.create(base) as typeof base, { warn: (_o: object, msg: string) => { warnings.push(msg); } });
+    const config = testWorkerConfig({
+      redisUrl: redisServer.url, s3Endpoint: 'http://127.0.0.1:1', logDir: logs.path,
+      extra: { WORKER_MAX_EVENT_LOOP_DELAY_MS: '200', WORKER_EVENT_LOOP_WINDOW_MS: '1500' },
+    });
+    const obs = new WorkerObservability({
+      config, redis, logger, state: () => 'ready', jobsInFlight: () => 0, browserUp: () => true, lastHeartbeatAt: () => Date.now(),
+      onRedisChange: () => {}, onRedisOutageLimit: () => {},
+    });
+    await obs.start();
+    try {
+      const url = obs.httpUrl!;
+      const health = async () => { const r = await fetch(`${url}/healthz`); return { status: r.status, body: await r.json() as { checks: { eventLoop: string }; eventLoop: { maxDelayMs: number; blocks: number } } }; };
+      await waitFor(async () => (await health()).status === 200, { timeoutMs: 10_000, what: 'healthy at start' });
+      const before = (await health()).body.eventLoop.blocks;
+
+      const until = performance.now() + 700;
+      while (performance.now() < until) { /* the worker's loop blocked, as Playwright's glob matching once did */ }
+
+      const during = await health();
+      assert.equal(during.status, 503, JSON.stringify(during.body));
+      assert.match(during.body.checks.eventLoop, /^stuck: blocked \d+ ms within the last 1500 ms \(limit 200 ms\)$/);
+      // Lateness is counted from when the tick was due (every 250 ms), so a 700 ms block shows as 450 ms or more.
+      assert.ok(during.body.eventLoop.maxDelayMs >= 400, JSON.stringify(during.body));
+      const m = await scrape(`${url}/metrics`);
+      assert.equal(metricValue(m, 'sri_worker_event_loop_stuck'), 1);
+      assert.ok(metricValue(m, 'sri_worker_event_loop_delay_max_seconds')! >= 0.4, String(metricValue(m, 'sri_worker_event_loop_delay_max_seconds')));
+      await waitFor(async () => metricValue(await scrape(`${url}/metrics`), 'sri_worker_event_loop_blocks_total')! > before, { what: 'the block counted' });
+      await waitFor(() => warnings.some((w) => /^event loop blocked for \d+ ms \(WORKER_MAX_EVENT_LOOP_DELAY_MS 200\)/.test(w)), { what: `the warning; got ${JSON.stringify(warnings)}` });
+
+      await waitFor(async () => (await health()).status === 200, { timeoutMs: 10_000, what: 'healthy once the window passed' });
+      assert.equal(metricValue(await scrape(`${url}/metrics`), 'sri_worker_event_loop_stuck'), 0);
+    } finally {
+      await obs.stop();
+      redis.disconnect();
+      await redisServer.stop();
+      logs.remove();
     }
   });
 });

@@ -12,11 +12,13 @@ import { ResultMessage } from '../../src/shared/schemas.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { startTestPortal, type TestPortal } from './support/portal.ts';
 import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg } from './support/jobs.ts';
+import { boundToParent } from '../../src/embedded/bound-child.ts';
+import { publishDemoProvider } from '../support/providers.ts';
 
 const MAIN = 'src/execution-plane/main.ts';
 
 function spawnWorker(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+  const child = spawn(...boundToParent(process.execPath, ['--import', 'tsx', MAIN]), {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NODE_NO_WARNINGS: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -48,6 +50,9 @@ describe('worker process', () => {
     before(async () => {
       [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
       redis = createRedis(redisServer.url);
+      // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
+      // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
+      await publishDemoProvider(redis);
     });
     after(async () => {
       if (worker && worker.child.exitCode === null) {
@@ -144,13 +149,13 @@ describe('worker process', () => {
         const doomed = slowJob(20_000);
         await push(redis, org, doomed);
         await waitFor(async () => (await status(doomed.jobId)) === 'running', { timeoutMs: 30_000, what: 'doomed job running' });
-        const token = (await redis.get(keys.jobLease(doomed.jobId)))!;
+        const token = (await redis.hget(keys.queueJobLeases, doomed.jobId))!;
         const holder = await redis.hget(keys.lease(token), 'workerId');
         const [victim, survivor] = holder === idA ? [a, b] : [b, a];
         victim.child.kill('SIGKILL');
         await victim.exited;
         worker = survivor;
-        const again = await waitFor(async () => (await redis.hget(keys.lease((await redis.get(keys.jobLease(doomed.jobId))) ?? 'none'), 'attempt')) === '2',
+        const again = await waitFor(async () => (await redis.hget(keys.lease((await redis.hget(keys.queueJobLeases, doomed.jobId)) ?? 'none'), 'attempt')) === '2',
           { timeoutMs: 30_000, what: `attempt 2 running; output: ${survivor.output().slice(-300)}` });
         assert.ok(again);
         assert.equal(await status(doomed.jobId), 'running');

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { ExecutionLog, MAX_LINE_CHARS, type ExecLine } from '../../src/execution-plane/job/execution-log.ts';
-import { LineRedactor, Redactor, REDACTED, redactSequence, secretForms } from '../../src/execution-plane/job/redactor.ts';
+import { LineRedactor, Redactor, REDACTED, redactSequence, SecretValues, secretForms } from '../../src/execution-plane/job/redactor.ts';
 
 const SECRET = 'Pa$$ w0rd/ñ"\\<x>&\'é+';
 
@@ -143,5 +143,31 @@ describe('Redactor: a secret split across log lines', () => {
     assert.ok(!text.includes(secret.slice(0, 4)), 'no prefix of the value at the cut');
     assert.ok(!streamed[0]!.message.includes(secret.slice(0, 4)));
     assert.ok(streamed[0]!.message.length < MAX_LINE_CHARS + 100);
+  });
+});
+
+describe('SecretValues (parsed data, value by value)', () => {
+  const secret = `pw-${randomBytes(8).toString('hex')}/+é`;
+  const v = new SecretValues([secret, 'true', 'line-one-abcd\nline-two-efgh']);
+
+  it('replaces a value or key that is a secret, in any encoding, and leaves values that only contain one', () => {
+    const data = {
+      a: secret, b: ` ${secret} `, c: encodeURIComponent(secret), d: Buffer.from(secret).toString('base64'), e: Buffer.from(secret).toString('hex'),
+      f: `Hola ${secret}`, g: [secret, { [secret]: 1 }], h: true, i: 'true', multi: 'line-one-abcd\r\nline-two-efgh', line: 'line-two-efgh',
+    };
+    assert.deepEqual(JSON.parse(v.stringify(data)), {
+      a: REDACTED, b: REDACTED, c: REDACTED, d: REDACTED, e: REDACTED, f: `Hola ${secret}`, g: [REDACTED, { [REDACTED]: 1 }],
+      // A secret "true" replaces the string "true", never the boolean: the JSON stays valid.
+      h: true, i: REDACTED, multi: REDACTED, line: REDACTED,
+    });
+  });
+
+  it('ignores values shorter than 4 characters, keeps "__proto__" keys as data and handles data as deep as JSON allows', () => {
+    let deep: unknown = secret;
+    for (let i = 0; i < 2000; i++) deep = [deep];
+    const text = v.stringify({ deep, ['__proto__']: { x: secret } });
+    assert.ok(!text.includes(secret));
+    assert.equal(JSON.parse(text)['__proto__'].x, REDACTED);
+    assert.equal(new SecretValues(['abc']).stringify({ k: 'abc' }), '{"k":"abc"}');
   });
 });

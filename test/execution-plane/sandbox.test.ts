@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import { chromiumArgs, resolveChromiumPath } from '../../src/execution-plane/browser.ts';
 import { ExecutionLog } from '../../src/execution-plane/job/execution-log.ts';
-import { createHelpers, JobArtifacts } from '../../src/execution-plane/job/helpers.ts';
+import { createHelpers, JobArtifacts, type EvidenceStore } from '../../src/execution-plane/job/helpers.ts';
 import { Redactor } from '../../src/execution-plane/job/redactor.ts';
 import { SandboxRunner, type SandboxOptions } from '../../src/execution-plane/script/sandbox/sandbox-runner.ts';
 import { childBundle } from '../../src/execution-plane/script/sandbox/process.ts';
@@ -22,6 +22,18 @@ import { signScript } from '../../src/shared/signing.ts';
 import { TEST_SIGNING_SECRET } from '../support/services.ts';
 
 const OPTS: SandboxOptions = { mode: 'bwrap', cpuSeconds: 5, memoryMb: 128, maxCalls: 5000, actionTimeoutMs: 5000 };
+
+/** Downloads as the helpers store them (the pipeline's store streams them to S3; here they are kept by URI). */
+const stored = new Map<string, Buffer>();
+const memoryStore: EvidenceStore = {
+  async put(name, body) {
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    const uri = `mem://${stored.size}/${name}`;
+    stored.set(uri, Buffer.concat(chunks));
+    return uri;
+  },
+};
 
 function captureLogger() {
   const lines: Array<{ level: number; msg: string }> = [];
@@ -67,7 +79,8 @@ describe('script sandbox', () => {
     const page = await context.newPage();
     const exec = new ExecutionLog(new Redactor());
     const artifacts = new JobArtifacts();
-    const helpers = createHelpers({ page, credentials: { pin: '4321' }, exec, artifacts, timeoutMs: 5000, limits: { maxScreenshots: 10, maxDownloads: 5, maxDownloadBytes: 1e6 } });
+    const helpers = createHelpers({ page, credentials: { pin: '4321' }, exec, artifacts, timeoutMs: 5000, limits: { maxScreenshots: 10, maxDownloads: 5, maxDownloadBytes: 1e6 },
+      store: memoryStore, charge: () => true, redact: (t) => t });
     try {
       await (opts.runner ?? runner).run(verifyJobScript(src, scriptHash, signature, TEST_SIGNING_SECRET),
         { page, payload: { base }, helpers, context: { jobId: 'job-1', orgId: 'org-1', userId: 'u', providerId: 'p', flowId: 'f', flowVersion: '1.0.0', attempt: 1 } },
@@ -130,7 +143,7 @@ describe('script sandbox', () => {
     assert.deepEqual(data['saved'], { name: 'report.csv', size: 8 });
     assert.equal(data['suggested'], 'report.csv');
     assert.deepEqual(data['second'], { name: 'report-1.csv', size: 8 });
-    assert.deepEqual(artifacts.downloads.map((d) => d.body.toString()), ['a,b\n1,2\n', 'a,b\n1,2\n']);
+    assert.deepEqual(artifacts.downloads.map((d) => stored.get(d.uri)?.toString()), ['a,b\n1,2\n', 'a,b\n1,2\n']);
   });
 
   it('fills a secret without the value entering the script', async () => {
@@ -150,7 +163,8 @@ describe('script sandbox', () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     const abort = new AbortController();
-    const helpers = createHelpers({ page, credentials: {}, exec: new ExecutionLog(new Redactor()), artifacts: new JobArtifacts(), timeoutMs: 1000, limits: { maxScreenshots: 1, maxDownloads: 1, maxDownloadBytes: 1 } });
+    const helpers = createHelpers({ page, credentials: {}, exec: new ExecutionLog(new Redactor()), artifacts: new JobArtifacts(), timeoutMs: 1000, limits: { maxScreenshots: 1, maxDownloads: 1, maxDownloadBytes: 1 },
+      store: memoryStore, charge: () => true, redact: (t) => t });
     const running = runner.run(verifyJobScript(src, scriptHash, signature, TEST_SIGNING_SECRET),
       { page, payload: {}, helpers, context: { jobId: 'j', orgId: 'o', userId: 'u', providerId: 'p', flowId: 'f', flowVersion: '1', attempt: 1 } },
       { timeoutMs: 60_000, signal: abort.signal, filename: 'x.js' });

@@ -4,8 +4,9 @@
  * back in every form — as they are, URL-encoded, JSON-escaped, base64 at each alignment (base64("user:" + secret)
  * among them), hex, line by line for a multi-line secret, in the console, in its URL, in a text download — while
  * the script logs them whole and split over two lines, puts them in its result and throws them in its error.
- * None of it may reach execution.log, the live log, the result message, parsed-data.json, the stored download,
- * or the worker's own log file.
+ * None of it may reach execution.log, the live log, the result message or the worker's own log file. The portal's
+ * evidence is not rewritten (docs/security.md "Evidence and redaction"): the download is stored as served, and in
+ * parsed-data.json only values that *are* a secret (in any encoding) are replaced.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +26,7 @@ import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker
 import type { WorkerConfig } from '../../src/execution-plane/config.ts';
 import { startTestRedis, startTestS3, tempDir, waitFor } from '../support/services.ts';
 import { push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
+import { publishDemoProvider } from '../support/providers.ts';
 
 const SECRET = `Sk-${randomBytes(10).toString('hex')}/+&"<é%`;
 const NOTE = [`line-one-${randomBytes(6).toString('hex')}`, `line-two-${randomBytes(6).toString('hex')}`, `line-three-${randomBytes(6).toString('hex')}`].join('\n');
@@ -117,6 +119,9 @@ describe('redaction of secrets filled with fillSecret, on a real worker', () => 
   before(async () => {
     [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startEchoPortal()]);
     redis = createRedis(redisServer.url);
+    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
+    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
+    await publishDemoProvider(redis);
     sub = createRedis(redisServer.url);
     sub.on('pmessage', (_p: string, _c: string, m: string) => {
       const r = ResultMessage.parse(JSON.parse(m));
@@ -143,7 +148,7 @@ describe('redaction of secrets filled with fillSecret, on a real worker', () => 
     return (await store.get(loc.bucket, loc.key))!.toString('utf8');
   }
 
-  it('keeps every form of the secrets and the cookie out of the log, live log, result, parsed data, download and worker log', async () => {
+  it('keeps every form of the secrets and the cookie out of the log, live log, result and worker log; keeps the download as served and replaces only secret values in parsed data', async () => {
     const org = testOrg('redact');
     await setSession(redis, org, 'user-1', {
       cookies: [{ name: 'sess', value: COOKIE, url: portal.url }], credentials: { apiKey: SESSION_CREDENTIAL }, connectedAt: Date.now(),
@@ -165,10 +170,21 @@ describe('redaction of secrets filled with fillSecret, on a real worker', () => 
     assert.match(log, /job secrets: "apiKey", "pemNote"/);
     assert.match(log, /echo: \[redacted\]/);
     assert.match(log, /CONSOLE:info console raw \[redacted\]/);
-    assert.match(log, /export\.txt: secret values in this text file were replaced/);
     const parsed = await object(r.files.parsedData);
+    // The download is evidence: stored byte for byte as the portal served it, secret and all.
     const download = await object(r.files.download);
-    assert.match(download, /^token=\[redacted\]\nbasic=dXNlcjp\[redacted\]/, "base64(\"user:\" + secret): only the \"user:\" part is left");
+    assert.equal(download, `token=${SECRET}\nbasic=${b64(`user:${SECRET}`)}\n`);
+    // Parsed data: each value that is a secret, in any of its encodings, is replaced; values that only contain one
+    // (the page's JSON, base64 of "user:" + secret, a URL with it in the query) are the portal's data and stay.
+    const data = JSON.parse(parsed) as { forms: string[]; raw: string; url: string };
+    // The textarea submitted the note's lines with CRLF (the page echoes what it received); HTML shows them as LF.
+    const sentNote = NOTE.replace(/\n/g, '\r\n');
+    const isSecret = new Set([SECRET, sentNote].flatMap((s) => [s, encodeURIComponent(s), b64(s), Buffer.from(s).toString('hex')]));
+    assert.deepEqual(data.forms.slice(0, 16), [...echoedForms(SECRET), ...echoedForms(sentNote)].map((f) => (isSecret.has(f) ? '[redacted]' : f.replace(/\r\n/g, '\n'))));
+    assert.deepEqual(data.forms.slice(16), ['[redacted]', '[redacted]', '[redacted]'], 'each line of a multi-line secret');
+    assert.equal(data.raw, '[redacted]');
+    assert.equal(data.url, `${portal.url}/landing?token=${encodeURIComponent(SECRET)}`);
+    assert.ok(!log.includes('secret values in this text file were replaced'));
     const stored = (await redis.get(keys.jobResult(job.jobId)))!;
     const live = (await redis.xrange(keys.jobLogs(job.jobId), '-', '+'))
       .flatMap(([id, fields]) => { const e = parseLogEntry(id, fields); return e && 'lines' in e ? e.lines : []; });
@@ -181,7 +197,7 @@ describe('redaction of secrets filled with fillSecret, on a real worker', () => 
     const liveMessages = live.map((l) => l.message).join('');
     const texts: Record<string, string> = {
       'execution.log': log, 'execution.log messages joined': logMessages, 'live log': JSON.stringify(live), 'live log messages joined': liveMessages,
-      'result message': JSON.stringify(r), 'stored result': stored, 'parsed-data.json': parsed, 'download': download, 'worker log': workerLog,
+      'result message': JSON.stringify(r), 'stored result': stored, 'worker log': workerLog,
     };
     const forbidden = [...echoedForms(SECRET), ...echoedForms(NOTE), ...NOTE.split('\n'), COOKIE, SESSION_CREDENTIAL,
       // JSON-escaped inside the result / live log JSON:

@@ -6,6 +6,7 @@ import { retryDelayMs } from '../../src/execution-plane/job/pipeline.ts';
 import { MODULE_HOLDER, rewriteModule } from '../../src/execution-plane/script/module-rewrite.ts';
 import { verifyJobScript } from '../../src/execution-plane/script/verified-script.ts';
 import { hostMatches, urlAllowed } from '../../src/execution-plane/job/host-guard.ts';
+import { EgressPolicy } from '../../src/execution-plane/job/egress-policy.ts';
 import { sanitizeFileName } from '../../src/execution-plane/job/helpers.ts';
 import { Redactor } from '../../src/execution-plane/job/redactor.ts';
 import { resolveChromiumPath } from '../../src/execution-plane/browser.ts';
@@ -168,11 +169,14 @@ describe('allowed hosts', () => {
   });
 
   it('always blocks file: and other local schemes', () => {
-    assert.equal(urlAllowed('file:///etc/passwd', undefined).allowed, false);
-    assert.equal(urlAllowed('chrome://version', undefined).allowed, false);
-    assert.equal(urlAllowed('https://anything.example/', undefined).allowed, true);
-    assert.equal(urlAllowed('https://anything.example/', ['127.0.0.1']).allowed, false);
-    assert.equal(urlAllowed('data:text/plain,hi', ['127.0.0.1']).allowed, true);
+    const anyHost = new EgressPolicy(['anything.example', '127.0.0.1']);
+    assert.equal(urlAllowed('file:///etc/passwd', anyHost).allowed, false);
+    assert.equal(urlAllowed('chrome://version', anyHost).allowed, false);
+    assert.equal(urlAllowed('https://anything.example/', anyHost).allowed, true);
+    assert.equal(urlAllowed('https://anything.example/', new EgressPolicy(['127.0.0.1'])).allowed, false);
+    assert.equal(urlAllowed('data:text/plain,hi', new EgressPolicy(['127.0.0.1'])).allowed, true);
+    // No hosts at all (no allowedHosts, no catalogue entry): every host is refused.
+    assert.equal(urlAllowed('https://anything.example/', new EgressPolicy([])).allowed, false);
   });
 });
 

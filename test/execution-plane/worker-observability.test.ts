@@ -16,6 +16,7 @@ import { startTestRedis, startTestS3, tempDir, waitFor } from '../support/servic
 import { metricValue, scrape } from '../support/metrics.ts';
 import { startTestPortal, type TestPortal } from './support/portal.ts';
 import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
+import { publishDemoProvider } from '../support/providers.ts';
 
 /** Chromium processes this test process started (the worker runs in it): their parent is us. */
 function ourChromiumPids(): number[] {
@@ -38,6 +39,9 @@ describe('worker metrics, probes and registry entry on real Redis, S3 and Chromi
   before(async () => {
     [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
     redis = createRedis(redisServer.url);
+    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
+    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
+    await publishDemoProvider(redis);
     sub = createRedis(redisServer.url);
     sub.on('pmessage', (_p: string, _ch: string, m: string) => {
       const r = ResultMessage.parse(JSON.parse(m));

@@ -20,6 +20,7 @@ import type { WorkerConfig } from '../../src/execution-plane/config.ts';
 import { startTestRedis, startTestS3, tempDir, waitFor } from '../support/services.ts';
 import { startTestPortal, type TestPortal } from './support/portal.ts';
 import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
+import { publishDemoProvider } from '../support/providers.ts';
 
 describe('worker on real Redis, S3 and Chromium', () => {
   let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
@@ -37,6 +38,9 @@ describe('worker on real Redis, S3 and Chromium', () => {
   before(async () => {
     [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
     redis = createRedis(redisServer.url);
+    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
+    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
+    await publishDemoProvider(redis);
     queue = await JobQueue.connect(redis);
     sub = createRedis(redisServer.url);
     sub.on('pmessage', (_p: string, _ch: string, m: string) => {
@@ -142,7 +146,7 @@ describe('worker on real Redis, S3 and Chromium', () => {
     assert.ok(Number(beat) > Date.now() - 60_000);
     const ttl = await redis.ttl(keys.workerHeartbeat(worker.workerId));
     assert.ok(ttl > 0 && ttl <= 30);
-    assert.equal(await redis.exists(keys.jobLease(job.jobId)), 0, 'the lease is released');
+    assert.equal(await redis.hexists(keys.queueJobLeases, job.jobId), 0, 'the lease is released');
     assert.equal(await redis.zscore(keys.queueLeases, 'x'), null);
   });
 
@@ -515,7 +519,7 @@ describe('worker on real Redis, S3 and Chromium', () => {
     assert.equal(results.get(slow.jobId), undefined, 'no outcome published');
     assert.equal(await redis.get(keys.jobStatus(slow.jobId)), 'queued');
     assert.deepEqual(await redis.lrange(keys.orgReadyNormal(org), 0, -1), [JSON.stringify(slow)], 'back at the front, byte for byte');
-    assert.equal(await redis.exists(keys.jobAttempt(slow.jobId)), 0, 'a release is not an attempt');
+    assert.equal(await redis.hexists(keys.queueAttempts, slow.jobId), 0, 'a release is not an attempt');
     assert.equal(await redis.zcard(keys.queueLeases), 0);
     assert.equal(await redis.exists(keys.workerHeartbeat(worker.workerId)), 0);
   });

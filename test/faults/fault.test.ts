@@ -241,7 +241,7 @@ describe('fault test: kill -9 workers and redis-server while 200 jobs run', () =
       const lines: string[] = [];
       for (const s of stuck.slice(0, 20)) {
         // Where the queue thinks the job is: its lease (holder, deadline), its queue lists, its retry.
-        const [status, token, attempt] = await redis.mget(keys.jobStatus(s.jobId), keys.jobLease(s.jobId), keys.jobAttempt(s.jobId));
+        const [status, token, attempt] = await Promise.all([redis.get(keys.jobStatus(s.jobId)), redis.hget(keys.queueJobLeases, s.jobId), redis.hget(keys.queueAttempts, s.jobId)]);
         const lease = token ? await redis.hgetall(keys.lease(token)) : {};
         const deadline = token ? await redis.zscore(keys.queueLeases, token) : null;
         const lists = await Promise.all([keys.orgJobs(s.org.id), keys.orgReadyHigh(s.org.id), keys.orgReadyNormal(s.org.id)]

@@ -18,6 +18,7 @@ import { startTestPortal, type TestPortal } from '../execution-plane/support/por
 import { setSession, signedJob, testOrg } from '../execution-plane/support/jobs.ts';
 import { PayloadGenerator, storedText, type Payload, type PayloadContext } from './support/payloads.ts';
 import { isAlive, spawnWorker, stopWorker, waitForHeartbeat, type WorkerProcess } from './support/processes.ts';
+import { publishDemoProvider } from '../support/providers.ts';
 
 const BAD_PAYLOADS = 10_000;
 /** One valid job after every this many bad payloads. */
@@ -69,6 +70,9 @@ describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () =>
   before(async () => {
     [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
     redis = createRedis(redisServer.url);
+    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
+    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
+    await publishDemoProvider(redis);
     queue = await JobQueue.connect(redis, { maxJobBytes: MAX_JOB_BYTES });
     for (const org of orgs) {
       await setSession(redis, org, 'user-1', { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });

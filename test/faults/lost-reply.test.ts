@@ -42,7 +42,10 @@ describe('a queue transition whose reply is lost and which the client sends agai
     const org = testOrg('lost-reply');
     const worker = await JobQueue.connect(viaProxy);
     const producer = await JobQueue.connect(admin);
-    await worker.take('warm-up'); // loads the script on the server first (EVALSHA → NOSCRIPT → EVAL)
+    // Loads the script on the server first (EVALSHA → NOSCRIPT → EVAL), and shows the worker's queue the
+    // organisation in the ring, so that the take below leases in its first call: the call whose reply is lost.
+    await producer.registerOrg(org);
+    assert.equal(await worker.take('warm-up'), undefined);
     await producer.enqueue(org, job(`${org}-a`, org));
     await producer.enqueue(org, job(`${org}-b`, org));
 
@@ -51,7 +54,7 @@ describe('a queue transition whose reply is lost and which the client sends agai
     assert.ok(taken);
 
     const state = async (jobId: string) => {
-      const token = await admin.get(keys.jobLease(jobId));
+      const token = await admin.hget(keys.queueJobLeases, jobId);
       return { status: await admin.get(keys.jobStatus(jobId)), token, leasedJob: token ? await admin.hget(keys.lease(token), 'jobId') : null };
     };
     const a = await state(`${org}-a`);

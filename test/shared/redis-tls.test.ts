@@ -16,6 +16,7 @@ import { createRedis } from '../../src/shared/redis.ts';
 import { isSriError } from '../../src/shared/errors.ts';
 import { startRedisTls, type RedisTlsWatcher, type TlsLogger } from '../../src/shared/tls-watch.ts';
 import { tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { boundToParent } from '../../src/embedded/bound-child.ts';
 
 interface Entry { level: 'info' | 'warn' | 'error'; msg: string; obj: Record<string, unknown> }
 
@@ -230,7 +231,7 @@ describe('TLS to Redis with client certificates', () => {
       REDIS_TLS_CA: caA.cert, REDIS_TLS_CERT: expired.cert, REDIS_TLS_KEY: expired.key, DATA_DIR: join(tmp.path, 'data'),
     };
     const run = (main: string) => new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(...boundToParent(process.execPath, ['--import', 'tsx', main]), { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
       child.stderr.on('data', (d: Buffer) => { out += d.toString(); });

@@ -11,7 +11,7 @@ import { loadApiConfig } from '../../src/control-plane/config.ts';
 import { loadWorkerConfig } from '../../src/execution-plane/config.ts';
 import { isSriError } from '../../src/shared/errors.ts';
 import { derivedKeyring, open, parseKeyring, seal, SealError, sealedKeyId } from '../../src/shared/sealed.ts';
-import { envelopeText, signEnvelope, verifyEnvelope, type JobEnvelope } from '../../src/shared/signing.ts';
+import { canonicalJson, envelopeText, hmacHex, signEnvelope, verifyEnvelope, type JobEnvelope } from '../../src/shared/signing.ts';
 import { decodeSession, openJobSecrets, sealJobSecrets, sealSession, transportKeyring } from '../../src/shared/transport-secrets.ts';
 import { TEST_SIGNING_SECRET, TEST_JWT_SECRET } from '../support/services.ts';
 
@@ -149,13 +149,14 @@ describe('job envelope signature', () => {
   const env: JobEnvelope = {
     jobId: 'job-1', orgId: 'org-a', userId: 'user-1', providerId: 'demo', flowId: 'flow-1', flowVersion: '1.0.0',
     scriptHash: 'AB'.repeat(32), createdAt: '2026-01-01T00:00:00.000Z', allowedHosts: ['portal.example'],
+    providerName: 'demo', timeoutMs: 600_000, maxAttempts: 3, metadata: { period: '2026-01', ruc: ['1790000000001'], nested: { b: 1, a: 2 } },
   };
 
   it('covers every field, in a fixed order, with the script hash in lower case', () => {
     const sig = signEnvelope(env, TEST_SIGNING_SECRET);
     assert.ok(verifyEnvelope(env, sig, TEST_SIGNING_SECRET));
     assert.ok(verifyEnvelope({ ...env, scriptHash: env.scriptHash.toLowerCase() }, sig, TEST_SIGNING_SECRET));
-    assert.ok(envelopeText(env).startsWith('sri-job-envelope-v2\n["job-1","org-a"'));
+    assert.ok(envelopeText(env).startsWith('sri-job-envelope-v3\n["job-1","org-a"'));
     assert.ok(!verifyEnvelope({ ...env, allowedHosts: undefined }, sig, TEST_SIGNING_SECRET), 'lifting allowedHosts is caught');
     assert.ok(!verifyEnvelope({ ...env, allowedHosts: ['portal.example', 'evil.example'] }, sig, TEST_SIGNING_SECRET), 'widening allowedHosts is caught');
     for (const field of Object.keys(env) as (keyof JobEnvelope)[]) {
@@ -163,7 +164,26 @@ describe('job envelope signature', () => {
       assert.ok(!verifyEnvelope(changed, sig, TEST_SIGNING_SECRET), `${field} is covered`);
     }
     assert.ok(!verifyEnvelope({ ...env, createdAt: Date.parse(env.createdAt as string) }, sig, TEST_SIGNING_SECRET), 'the type of createdAt counts');
+    for (const field of ['timeoutMs', 'maxAttempts', 'metadata'] as const) {
+      assert.ok(!verifyEnvelope({ ...env, [field]: undefined }, sig, TEST_SIGNING_SECRET), `dropping ${field} is caught`);
+    }
     assert.ok(!verifyEnvelope(env, sig, 'another-signing-secret-of-32-chars!!'));
     assert.ok(!verifyEnvelope(env, 'zz', TEST_SIGNING_SECRET));
+  });
+
+  it('v3 signs metadata as canonical JSON: key order does not matter, any value does; a v2 signature no longer verifies', () => {
+    const sig = signEnvelope(env, TEST_SIGNING_SECRET);
+    // The same metadata with its keys in another order (as PostgreSQL's jsonb, or another producer, gives them back).
+    const reordered = { nested: { a: 2, b: 1 }, ruc: ['1790000000001'], period: '2026-01' };
+    assert.ok(verifyEnvelope({ ...env, metadata: reordered }, sig, TEST_SIGNING_SECRET));
+    assert.ok(!verifyEnvelope({ ...env, metadata: { ...reordered, period: '2026-02' } }, sig, TEST_SIGNING_SECRET), 'a changed value is caught');
+    assert.ok(!verifyEnvelope({ ...env, metadata: { ...reordered, extra: true } }, sig, TEST_SIGNING_SECRET), 'an added key is caught');
+    assert.ok(!verifyEnvelope({ ...env, metadata: { ...reordered, ruc: ['1790000000001', 'x'] } }, sig, TEST_SIGNING_SECRET), 'a longer array is caught');
+    assert.equal(canonicalJson({ b: [1, { d: null, c: 'é' }], a: 1, 10: true, 9: false }), '{"10":true,"9":false,"a":1,"b":[1,{"c":"é","d":null}]}');
+    // What a v2 signer (an API of the previous release) produced for the same job: refused, since it leaves
+    // providerName, timeoutMs, maxAttempts and metadata open to whoever can push to Redis.
+    const v2 = hmacHex(`sri-job-envelope-v2\n${JSON.stringify([env.jobId, env.orgId, env.userId, env.providerId, env.flowId, env.flowVersion,
+      env.scriptHash.toLowerCase(), env.createdAt, env.allowedHosts])}`, TEST_SIGNING_SECRET);
+    assert.ok(!verifyEnvelope(env, v2, TEST_SIGNING_SECRET));
   });
 });

@@ -13,6 +13,7 @@ import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { SseParser, type SseEvent } from '../../src/shared/sse.ts';
 import { startTestRedis, startTestS3, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from './services.ts';
+import { seedDemoProvider } from './providers.ts';
 
 export { TEST_JWT_SECRET };
 
@@ -32,20 +33,26 @@ export interface TestApi {
   stop(): Promise<void>;
 }
 
-/** `opts.databaseUrl`: a PostgreSQL server's database (test/support/postgres.ts) instead of an in-memory PGlite. */
-export async function startTestApi(env: Record<string, string> = {}, opts: { databaseUrl?: string } = {}): Promise<TestApi> {
+/**
+ * `opts.databaseUrl`: a PostgreSQL server's database (test/support/postgres.ts) instead of an in-memory PGlite.
+ * `opts.apiOwnsRedis`: the API opens its own Redis connection with its production settings (command timeout,
+ * retries) instead of sharing the test's.
+ */
+export async function startTestApi(env: Record<string, string> = {}, opts: { databaseUrl?: string; apiOwnsRedis?: boolean } = {}): Promise<TestApi> {
   const [redisServer, s3Server, db] = await Promise.all([
     startTestRedis(), startTestS3(), openDatabase(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
   ]);
   await migrate(db);
+  // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
+  await seedDemoProvider(db);
   const redis = createRedis(redisServer.url);
   const config = loadApiConfig({
     JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: redisServer.url, S3_ENDPOINT: s3Server.endpoint,
-    PORT: '0', AUTH_RATE_LIMIT_MAX: '1000', LOG_LEVEL: 'silent', ...env,
+    PORT: '0', AUTH_RATE_LIMIT_MAX: '1000', RUN_RATE_LIMIT_PER_USER: '100000', RUN_RATE_LIMIT_PER_ORG: '100000', LOG_LEVEL: 'silent', ...env,
   });
   const blobStore = new BlobStore(createS3Client(config));
   const logger = createLogger({ name: 'api-test', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
-  const api = await startApi(config, { db, redis, blobStore, logger });
+  const api = await startApi(config, { db, blobStore, logger, ...(opts.apiOwnsRedis ? {} : { redis }) });
 
   const post = async (path: string, token: string | undefined, body: unknown) => {
     const r = await fetch(api.url + path, {

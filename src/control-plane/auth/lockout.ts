@@ -7,17 +7,16 @@
  *
  * The account is the SHA-256 of the normalised e-mail (key names are visible to SCAN; e-mails stay out of them), and
  * an unknown e-mail is counted and locked exactly like a known one, so the lockout tells nothing about which exist.
- * One transition per Lua file: ./lua/recordLoginFailure-2.lua, registered under a versioned name.
+ * One transition per Lua file: ./lua/recordLoginFailure-2.lua, registered by the platform's one loader
+ * (src/shared/lua/scripts.ts) under a versioned name when the lockout is created.
  */
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { sha256Hex } from '../../shared/enrolment.ts';
 import { keys } from '../../shared/keys.ts';
+import { registerScripts, type LuaCall, type ScriptArea } from '../../shared/lua/scripts.ts';
 
-/** Bump when the script's behaviour changes: two releases sharing one Redis keep their own command names. */
-const SCRIPT_VERSION = 1;
-const COMMAND = `sri_auth_v${SCRIPT_VERSION}_recordLoginFailure`;
-let scriptText: string | undefined;
+/** The lockout's scripts. Bump `version` when one changes behaviour: two releases sharing one Redis keep their own names. */
+export const AUTH_SCRIPTS: ScriptArea = Object.freeze({ area: 'auth', version: 1, dir: new URL('./lua/', import.meta.url) });
 
 export interface LockoutOptions {
   /** Failures that lock an account; 0 = no lockout. */
@@ -29,7 +28,11 @@ export interface LockoutOptions {
 export const accountOf = (email: string) => sha256Hex(email.trim().toLowerCase());
 
 export class LoginLockout {
-  constructor(private readonly redis: Redis, private readonly opts: LockoutOptions) {}
+  private readonly lua: Readonly<Record<string, LuaCall>>;
+
+  constructor(private readonly redis: Redis, private readonly opts: LockoutOptions) {
+    this.lua = registerScripts(redis, AUTH_SCRIPTS);
+  }
 
   get enabled(): boolean {
     return this.opts.maxFailures > 0;
@@ -44,12 +47,9 @@ export class LoginLockout {
   /** Counts a failed login; returns the failures of the window and how long the account is now locked (0: not). */
   async recordFailure(email: string): Promise<{ failures: number; lockedForMs: number }> {
     if (!this.enabled) return { failures: 0, lockedForMs: 0 };
-    scriptText ??= readFileSync(new URL('./lua/recordLoginFailure-2.lua', import.meta.url), 'utf8');
-    const r = this.redis as unknown as Record<string, ((...a: (string | number)[]) => Promise<unknown>) | undefined>;
-    if (typeof r[COMMAND] !== 'function') this.redis.defineCommand(COMMAND, { lua: scriptText, numberOfKeys: 2 });
     const account = accountOf(email);
-    const [failures, lockedForMs] = await r[COMMAND]!(
-      keys.authFailures(account), keys.authLocked(account), this.opts.maxFailures, this.opts.windowMs, this.opts.lockMs,
+    const [failures, lockedForMs] = await this.lua['recordLoginFailure']!(
+      [keys.authFailures(account), keys.authLocked(account)], [this.opts.maxFailures, this.opts.windowMs, this.opts.lockMs],
     ) as [number, number];
     return { failures: Number(failures), lockedForMs: Number(lockedForMs) };
   }

@@ -4,6 +4,7 @@
  * URL or value can close a string and add code. Navigation targets must be http(s) URLs on the provider's hosts.
  */
 import { SriError } from '../../shared/errors.ts';
+import { urlHostAllowed } from '../../shared/host-match.ts';
 import { describeZodError } from '../../shared/schemas.ts';
 import { MAX_STEPS, STEP_SCHEMAS, STEP_TYPES, type Step, type StepType } from './steps.ts';
 
@@ -20,14 +21,12 @@ export function lit(value: unknown): string {
   return JSON.stringify(value).replace(/[\u2028\u2029<>]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** Host without port matches an allowed host; `*.x.com` matches every subdomain of x.com (not x.com itself). */
-export function hostAllowed(hostname: string, allowedHosts: readonly string[]): boolean {
-  const host = hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
-  return allowedHosts.some((entry) => {
-    const allowed = entry.toLowerCase().replace(/:\d+$/, '');
-    if (allowed.startsWith('*.')) return host.endsWith(allowed.slice(1)) && host.length > allowed.length - 1;
-    return host === allowed;
-  });
+/**
+ * Whether the URL's host and port are on the provider's hosts — by the rule the worker's egress policy applies
+ * (src/shared/host-match.ts), `host:port` entries included, so a flow that compiles is not refused when it runs.
+ */
+export function hostAllowed(url: URL, allowedHosts: readonly string[]): boolean {
+  return urlHostAllowed(url, allowedHosts);
 }
 
 function flowInvalid(message: string, details?: unknown): SriError {
@@ -45,8 +44,8 @@ function checkUrl(where: string, raw: string, provider: CompileProvider): void {
     throw flowInvalid(`${where}: only http and https URLs are allowed, got ${url.protocol}`);
   }
   if (url.username || url.password) throw flowInvalid(`${where}: URLs must not carry credentials; use a secretRef`);
-  if (!hostAllowed(url.hostname, provider.allowedHosts)) {
-    throw flowInvalid(`${where}: host ${url.hostname} is not in provider ${provider.id}'s allowedHosts (${provider.allowedHosts.join(', ')})`);
+  if (!hostAllowed(url, provider.allowedHosts)) {
+    throw flowInvalid(`${where}: host ${url.host} is not in provider ${provider.id}'s allowedHosts (${provider.allowedHosts.join(', ')})`);
   }
 }
 
@@ -66,6 +65,7 @@ export function parseSteps(raw: unknown, provider: CompileProvider): Step[] {
     const step = r.data as Step;
     if (step.type === 'navigate') checkUrl(`${where} (navigate)`, step.url, provider);
     if (step.type === 'waitFor' && step.url !== undefined) checkUrl(`${where} (waitFor)`, step.url, provider);
+    if (step.type === 'waitFor' && step.urlPrefix !== undefined) checkUrl(`${where} (waitFor)`, step.urlPrefix, provider);
     return step;
   });
 }
@@ -79,7 +79,10 @@ function stepCode(step: Step): string {
       : `await page.fill(${lit(step.selector)}, ${lit(step.value)});`;
     case 'waitFor':
       if (step.selector !== undefined) return `await page.waitForSelector(${lit(step.selector)});`;
-      if (step.url !== undefined) return `await page.waitForURL(${lit(step.url)});`;
+      // A predicate, not the URL itself: Playwright would read a string as a glob. The sandbox child runs it (never
+      // the worker), and it compares the normalised URL literally.
+      if (step.url !== undefined) return `await page.waitForURL((url) => url.href === ${lit(new URL(step.url).href)});`;
+      if (step.urlPrefix !== undefined) return `await page.waitForURL((url) => url.href.startsWith(${lit(new URL(step.urlPrefix).href)}));`;
       return `await page.waitForTimeout(${lit(step.timeoutMs)});`;
     case 'screenshot': return `await helpers.screenshot({ fullPage: ${lit(step.fullPage ?? false)} });`;
     case 'download': return `await helpers.download(() => page.click(${lit(step.selector)}));`;

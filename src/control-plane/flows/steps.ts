@@ -19,13 +19,24 @@ export const FillStep = z.strictObject({
   value: z.string().max(10_000).optional(),
   secretRef: SecretName.optional(),
 }).refine((s) => (s.value === undefined) !== (s.secretRef === undefined), 'needs exactly one of value or secretRef');
+/**
+ * The glob metacharacters of Playwright's `waitForURL(string)`. waitFor URLs are compared literally (the compiled
+ * script passes a predicate, never a pattern), so a flow that still means a glob is refused rather than silently
+ * waiting for a URL with a `*` in it; `?` goes too, because older Playwright read it as a wildcard.
+ */
+const GLOB_CHARS = /[*?[\]{}]/;
+const LiteralUrl = UrlText.refine((u) => !GLOB_CHARS.test(u),
+  'is compared literally and cannot hold * ? [ ] { } (no glob patterns); to wait for any URL under a path, use urlPrefix with the part before the first of them');
 export const WaitForStep = z.strictObject({
   type: z.literal('waitFor'),
   selector: Selector.optional(),
-  url: UrlText.optional(),
+  /** The page's URL equals this one (after URL normalisation: lower-case host, `/` path of a bare origin). */
+  url: LiteralUrl.optional(),
+  /** The page's URL starts with this one. */
+  urlPrefix: LiteralUrl.optional(),
   timeoutMs: z.number().int().min(0).max(300_000).optional(),
-}).refine((s) => [s.selector, s.url, s.timeoutMs].filter((v) => v !== undefined).length === 1,
-  'needs exactly one of selector, url or timeoutMs');
+}).refine((s) => [s.selector, s.url, s.urlPrefix, s.timeoutMs].filter((v) => v !== undefined).length === 1,
+  'needs exactly one of selector, url, urlPrefix or timeoutMs');
 export const ScreenshotStep = z.strictObject({ type: z.literal('screenshot'), fullPage: z.boolean().optional() });
 export const DownloadStep = z.strictObject({ type: z.literal('download'), selector: Selector });
 const ExtractField = z.union([

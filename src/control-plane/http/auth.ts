@@ -1,13 +1,21 @@
 /**
- * Passwords (argon2id) and API tokens (JWT, HS256 only: the verifier pins the algorithm, so a token signed with
- * "none" or with an asymmetric algorithm is refused).
+ * Passwords (argon2id, strength estimated with zxcvbn) and API tokens (JWT, HS256 only: the verifier pins the
+ * algorithm, so a token signed with "none" or with an asymmetric algorithm is refused). A valid token is not
+ * enough: its user must still exist in its organisation (looked up per request, cached for AUTH_USER_CACHE_MS).
  */
-import argon2 from 'argon2';
 import { SignJWT, jwtVerify } from 'jose';
+import { ZxcvbnFactory } from '@zxcvbn-ts/core';
+import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
 import type { FastifyRequest } from 'fastify';
 import { SriError } from '../../shared/errors.ts';
+import { hashArgon2, verifyArgon2 } from '../auth/argon2.ts';
 
-export interface Auth { userId: string; orgId: string }
+export interface Auth {
+  userId: string;
+  orgId: string;
+  /** The user's role as last looked up (present once the token hook has checked the user). */
+  role?: string;
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,30 +25,95 @@ declare module 'fastify' {
 
 const ISSUER = 'sri-control-plane';
 
-export function checkPasswordStrength(password: string): void {
-  if (password.length < 10 || !/[A-Za-z]/.test(password) || !/[0-9]/.test(password)) throw new SriError('WEAK_PASSWORD');
+/** Shortest password accepted. */
+export const MIN_PASSWORD_LENGTH = 12;
+/**
+ * Lowest zxcvbn score accepted (0-4): 3 is "safely unguessable" — about 10^8 guesses or more — so common passwords,
+ * keyboard and repeated patterns, dates and dictionary words with a few digits are refused.
+ */
+export const MIN_PASSWORD_SCORE = 3;
+
+// The dictionaries ship with the package (no network); built once, on first use.
+let estimator: ZxcvbnFactory | undefined;
+
+/**
+ * Throws WEAK_PASSWORD for a password shorter than MIN_PASSWORD_LENGTH or that zxcvbn scores below
+ * MIN_PASSWORD_SCORE; `userInputs` (e-mail, names) count as known words, so "ana@acme.example" + digits is weak.
+ */
+export function checkPasswordStrength(password: string, userInputs: readonly string[] = []): void {
+  if (password.length < MIN_PASSWORD_LENGTH) throw new SriError('WEAK_PASSWORD');
+  estimator ??= new ZxcvbnFactory({ dictionary, graphs: adjacencyGraphs });
+  const inputs = userInputs.flatMap((i) => [i, ...i.split(/[@\s._-]+/)]).filter((i) => i.length >= 3);
+  if (estimator.check(password, inputs).score < MIN_PASSWORD_SCORE) throw new SriError('WEAK_PASSWORD');
 }
 
 export function hashPassword(password: string): Promise<string> {
-  return argon2.hash(password, { type: argon2.argon2id });
+  return hashArgon2(password);
 }
 
 let dummyHash: Promise<string> | undefined;
+/**
+ * The hash an unknown e-mail's password is checked against: made with the same argon2 parameters as real ones, so
+ * an unknown e-mail costs what a known one costs. Made at start (warmDummyHash), so that not even the first unknown
+ * e-mail pays a hash on top.
+ */
+export function warmDummyHash(): Promise<string> {
+  dummyHash ??= hashPassword(`dummy-${Math.random()}-password`);
+  return dummyHash;
+}
+
 /** Verifies a password; with no hash (unknown e-mail) it still spends the time of one verification. */
 export async function verifyPassword(hash: string | undefined, password: string): Promise<boolean> {
   if (hash === undefined) {
-    dummyHash ??= hashPassword('dummy-password-0');
-    await argon2.verify(await dummyHash, password).catch(() => false);
+    await verifyArgon2(await warmDummyHash(), password).catch(() => false);
     return false;
   }
-  return argon2.verify(hash, password).catch(() => false);
+  return verifyArgon2(hash, password).catch(() => false);
 }
+
+/** What the token hook needs to know of a token's user: undefined when the user is gone from the organisation. */
+export type PrincipalLookup = (auth: Auth) => Promise<{ role: string } | undefined>;
+
+export interface TokenServiceOptions {
+  /** Checks the user of every verified token; without it a valid token is enough (tests that only sign tokens). */
+  lookup?: PrincipalLookup;
+  /** How long one look-up is trusted (ms). @default 5000 */
+  cacheMs?: number;
+}
+
+/** Look-ups kept at most; beyond it the oldest are dropped (a flood of tokens cannot grow the API's memory). */
+const MAX_CACHED_PRINCIPALS = 10_000;
 
 export class TokenService {
   private readonly key: Uint8Array;
+  private readonly principals = new Map<string, { until: number; role: string | undefined }>();
 
-  constructor(secret: string, private readonly expiresInSeconds: number) {
+  constructor(secret: string, private readonly expiresInSeconds: number, private readonly opts: TokenServiceOptions = {}) {
     this.key = new TextEncoder().encode(secret);
+  }
+
+  /**
+   * The token's user as it is now: TOKEN_INVALID when the user no longer exists or is no longer in the token's
+   * organisation. Answers (also "gone") are kept for `cacheMs`, so a removed member loses access within that bound.
+   */
+  async checkPrincipal(auth: Auth): Promise<Auth> {
+    const lookup = this.opts.lookup;
+    if (!lookup) return auth;
+    const cacheMs = this.opts.cacheMs ?? 5000;
+    const id = `${auth.orgId}\n${auth.userId}`;
+    const now = Date.now();
+    let known = this.principals.get(id);
+    if (!known || known.until <= now) {
+      const found = await lookup(auth);
+      known = { until: now + cacheMs, role: found?.role };
+      if (cacheMs > 0) {
+        this.principals.delete(id);
+        this.principals.set(id, known);
+        while (this.principals.size > MAX_CACHED_PRINCIPALS) this.principals.delete(this.principals.keys().next().value!);
+      }
+    }
+    if (known.role === undefined) throw new SriError('TOKEN_INVALID', 'The token\'s user no longer exists or no longer belongs to its organisation; log in again with POST /api/auth/login.');
+    return { ...auth, role: known.role };
   }
 
   sign(auth: Auth): Promise<string> {
@@ -74,7 +147,7 @@ export class TokenService {
       const header = req.headers.authorization;
       const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
       if (!m) throw new SriError('UNAUTHENTICATED');
-      req.auth = await this.verify(m[1]!);
+      req.auth = await this.checkPrincipal(await this.verify(m[1]!));
     };
   }
 }

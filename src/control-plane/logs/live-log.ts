@@ -11,22 +11,24 @@
  *     in a row find it finished, what the stream holds is sent and `end` follows with `{status}`. Two ticks, so that
  *     an end entry written just after the status changed is not cut off.
  *   - The response never makes Redis reads pile up for a slow client: the next read waits until the socket drains.
- *   - When `signal` aborts (client gone, or the API closing) the blocking read is dropped at once and its Redis
- *     connection closed.
+ *   - No connection of its own: the API process's one SharedLogReader says when the stream moved, and entries are
+ *     read without BLOCK on `redis`. When `signal` aborts (client gone, or the API closing) the wait ends at once and
+ *     the stream stops being watched.
  */
 import type { ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
-import { followJobLogs, parseLogEntry, type LogEntry, type LogLine } from '../../shared/job-logs.ts';
+import { parseLogEntry, type LogEntry, type LogLine } from '../../shared/job-logs.ts';
 import { keys } from '../../shared/keys.ts';
 import { formatSseComment, formatSseEvent } from '../../shared/sse.ts';
 import { LOG_EVENT_END, LOG_EVENT_LINE, type LogEndData } from '../../shared/log-events.ts';
 import { TERMINAL_STATUSES } from '../../shared/schemas.ts';
+import { followSharedJobLogs, type SharedLogReader } from './shared-log-reader.ts';
 
 export interface LiveLogOptions {
   /** Connections for short reads (XREAD without BLOCK). */
   redis: Redis;
-  /** What `followJobLogs` duplicates its blocking connection from (no command timeout: it blocks on purpose). */
-  followBase: Redis;
+  /** The API process's one blocking reader: tells when the stream has new entries. */
+  reader: SharedLogReader;
   jobId: string;
   /** Send the entries after this id (`0` = from the start). */
   fromId: string;
@@ -35,8 +37,8 @@ export interface LiveLogOptions {
   /** The job's status now (Redis status key, else PostgreSQL); undefined when unknown. */
   jobStatus: () => Promise<string | undefined>;
   heartbeatIntervalMs: number;
-  /** Longest one XREAD blocks (ms). @default 5000 */
-  blockMs?: number;
+  /** Longest the response waits for the reader before it reads the stream again anyway (ms). @default 5000 */
+  maxWaitMs?: number;
   out: ServerResponse;
   signal: AbortSignal;
 }
@@ -106,7 +108,7 @@ export async function writeLiveLog(o: LiveLogOptions): Promise<LiveLogOutcome> {
 
   try {
     if (finishedStatus === undefined) {
-      for await (const entry of followJobLogs(o.followBase, o.jobId, lastId, follow.signal, { blockMs: o.blockMs })) {
+      for await (const entry of followSharedJobLogs(o.reader, o.redis, o.jobId, lastId, follow.signal, { maxWaitMs: o.maxWaitMs })) {
         if (await send(entry)) return 'end';
         if (signal.aborted) return 'aborted';
       }

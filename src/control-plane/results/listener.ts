@@ -17,6 +17,7 @@ import { JobStatus, ResultMessage, TERMINAL_STATUSES } from '../../shared/schema
 import { contextFromTraceparent, setSpanError, SpanKind, traceIdOf, type Tracer } from '../../shared/tracing.ts';
 import type { Database } from '../db/index.ts';
 import { findJob, listUnfinishedJobs, recordProgress, recordResult } from '../db/queries/jobs.ts';
+import { ReconcileOrder } from './reconcile-order.ts';
 
 /** parsed-data.json larger than this is not copied into PostgreSQL (the file stays in S3). */
 export const MAX_PARSED_DATA_BYTES = 1024 * 1024;
@@ -84,7 +85,7 @@ async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage):
     const changed = await recordResult(tx, {
       id: msg.jobId, status: msg.status, attempt: msg.attempt, workerId: msg.workerId, durationMs: msg.duration,
       finishedAt: final ? msg.finishedAt : null, errorCode: msg.error?.code ?? null, errorMessage: msg.error?.message ?? null,
-      files: msg.files, result,
+      files: msg.files, result, ...(msg.artifacts ? { artifacts: msg.artifacts } : {}),
     });
     if (changed) return 'recorded';
     const job = await findJob(tx, msg.jobId);
@@ -150,9 +151,13 @@ export async function startResultsListener(deps: ResultsDeps & {
   await deps.subscriber.psubscribe(keys.orgDonePattern);
 
   let running: Promise<number> | undefined;
+  // Fair across organisations, and each pass goes on where the last stopped (reconcile-order.ts).
+  const order = new ReconcileOrder(RECONCILE_BATCH);
   const reconcileOnce = async (): Promise<number> => {
     let recorded = 0;
-    const jobs = await deps.db.asSystem((tx) => listUnfinishedJobs(tx, RECONCILE_BATCH));
+    const { cursors, orgAfter } = order.next();
+    const jobs = await deps.db.asSystem((tx) => listUnfinishedJobs(tx, RECONCILE_BATCH, cursors, orgAfter));
+    order.advance(jobs);
     for (const job of jobs) {
       const outcome = await syncJobFromRedis(deps, deps.redis, job.org_id, job.id);
       if (outcome === 'recorded') recorded++;

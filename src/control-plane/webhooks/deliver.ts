@@ -12,6 +12,9 @@
  *   - A webhook gets one delivery per job attempt (unique row), whoever calls twice.
  *   - A deleted webhook stops receiving, even mid-retry; `close()` abandons waiting retries (their rows stay
  *     `retrying`).
+ *   - Every attempt resolves the URL's host again and connects only to addresses the target policy allows, pinned,
+ *     following no redirect, reading at most 4 KiB of the answer (target.ts); a delivery records the answer's
+ *     status and an error class, never what the receiver said.
  * Limits (docs/webhooks.md): deliveries live in this process; those still open when it stops are not resumed.
  */
 import { randomUUID } from 'node:crypto';
@@ -21,6 +24,7 @@ import type { JobStatus, ResultMessage } from '../../shared/schemas.ts';
 import type { Database } from '../db/index.ts';
 import { findWebhook, insertDelivery, updateDelivery, webhooksFor, type DeliveryRow } from '../db/queries/webhooks.ts';
 import { decryptSecret, signWebhook } from './secrets.ts';
+import { checkedAddresses, DeliveryError, postOnce, storedError, systemResolve, type Resolve } from './target.ts';
 
 export const WEBHOOK_EVENTS = ['job.done', 'job.failed', 'job.dead', 'job.cancelled'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
@@ -34,8 +38,8 @@ export function eventOf(status: JobStatus): WebhookEvent | undefined {
   return EVENT_OF[status];
 }
 
-/** Characters of a receiver's error kept in last_error. */
-const MAX_ERROR_CHARS = 500;
+/** Bytes of a receiver's answer read before its socket is destroyed (none of them is kept). */
+export const MAX_RESPONSE_BYTES = 4096;
 
 export interface WebhookDelivererOptions {
   db: Database;
@@ -48,8 +52,14 @@ export interface WebhookDelivererOptions {
   retryBaseMs?: number;
   /** Longest wait between two attempts (ms). @default 300000 */
   retryMaxMs?: number;
-  /** Longest one POST may take (ms). @default 10000 */
+  /** Longest one attempt may take (ms), resolving the host included. @default 10000 */
   timeoutMs?: number;
+  /** Deliver to loopback and private addresses too (WEBHOOK_ALLOW_PRIVATE); link-local and metadata never. @default false */
+  allowPrivate?: boolean;
+  /** Resolves webhook host names at each attempt. @default the system resolver (dns.lookup, all addresses) */
+  resolve?: Resolve;
+  /** Bytes of an answer read before the socket is destroyed. @default 4096 */
+  maxResponseBytes?: number;
 }
 
 export class WebhookDeliverer {
@@ -60,6 +70,9 @@ export class WebhookDeliverer {
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
   private readonly timeoutMs: number;
+  private readonly allowPrivate: boolean;
+  private readonly resolve: Resolve;
+  private readonly maxResponseBytes: number;
   /** Per organisation: accepting results (listing webhooks, inserting rows) in call order. */
   private readonly intake = new Map<string, Promise<void>>();
   /** Per webhook: its deliveries, one at a time. */
@@ -74,6 +87,9 @@ export class WebhookDeliverer {
     this.retryBaseMs = Math.max(0, opts.retryBaseMs ?? 1000);
     this.retryMaxMs = Math.max(this.retryBaseMs, opts.retryMaxMs ?? 300_000);
     this.timeoutMs = Math.max(1, opts.timeoutMs ?? 10_000);
+    this.allowPrivate = opts.allowPrivate ?? false;
+    this.resolve = opts.resolve ?? systemResolve;
+    this.maxResponseBytes = Math.max(1, opts.maxResponseBytes ?? MAX_RESPONSE_BYTES);
   }
 
   /** For the results listener: call after a job's final status is recorded. Never throws, never waits. */
@@ -139,54 +155,60 @@ export class WebhookDeliverer {
       try {
         secret = decryptSecret(this.masterSecret, hook.secret_enc);
       } catch {
-        await record({ status: 'failed', attempts, lastError: 'the webhook\'s secret cannot be decrypted (JWT_SECRET changed?); create the webhook again', responseStatus: null, nextAttemptAt: null });
-        this.logger.error(log, 'webhook secret unreadable; delivery failed');
+        await record({ status: 'failed', attempts, lastError: storedError('secret-unreadable'), responseStatus: null, nextAttemptAt: null });
+        this.logger.error(log, 'webhook secret unreadable (JWT_SECRET changed?); delivery failed');
         return;
       }
       attempts++;
-      const timestamp = String(Math.floor(Date.now() / 1000));
-      let responseStatus: number | null = null;
-      let error: string | null = null;
-      try {
-        const res = await fetch(hook.url, {
-          method: 'POST',
-          redirect: 'manual',
-          signal: AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.stopping.signal]),
-          headers: {
-            'content-type': 'application/json',
-            'user-agent': 'sri-webhooks/1',
-            'x-sri-event': row.event,
-            'x-sri-delivery': row.id,
-            'x-sri-timestamp': timestamp,
-            'x-sri-signature': signWebhook(secret, timestamp, row.payload),
-          },
-          body: row.payload,
-        });
-        responseStatus = res.status;
-        const text = await res.text().catch(() => '');
-        if (res.status < 200 || res.status > 299) error = `HTTP ${res.status}${text ? `: ${text.slice(0, MAX_ERROR_CHARS)}` : ''}`;
-      } catch (err) {
-        error = (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : String((err as Error).cause ?? (err as Error).message);
-      }
+      const { status: responseStatus, error } = await this.attempt(hook.url, row, secret);
       if (error === null) {
         await record({ status: 'delivered', attempts, lastError: null, responseStatus, nextAttemptAt: null });
-        this.logger.info({ ...log, attempts }, 'webhook delivered');
+        this.logger.info({ ...log, attempts, responseStatus }, 'webhook delivered');
         return;
       }
-      error = error.slice(0, MAX_ERROR_CHARS);
       if (attempts >= this.maxAttempts) {
         await record({ status: 'failed', attempts, lastError: error, responseStatus, nextAttemptAt: null });
-        this.logger.warn({ ...log, attempts, error }, 'webhook delivery failed; no attempts left');
+        this.logger.warn({ ...log, attempts, error, responseStatus }, 'webhook delivery failed; no attempts left');
         return;
       }
       const waitMs = this.backoffMs(attempts);
       await record({ status: 'retrying', attempts, lastError: error, responseStatus, nextAttemptAt: new Date(Date.now() + waitMs) });
-      this.logger.info({ ...log, attempts, error, waitMs }, 'webhook delivery failed; retrying');
+      this.logger.info({ ...log, attempts, error, responseStatus, waitMs }, 'webhook delivery failed; retrying');
       try {
         await sleep(waitMs, undefined, { signal: this.stopping.signal });
       } catch {
         return; // closing: the row stays `retrying`
       }
+    }
+  }
+
+  /**
+   * One attempt: resolve and check the host, POST to the checked addresses. `error` (the stored form, storedError)
+   * is null for a 2xx answer. A refused target is retried like any other failure: its DNS may be fixed meanwhile.
+   */
+  private async attempt(url: string, row: DeliveryRow, secret: string): Promise<{ status: number | null; error: string | null }> {
+    const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.stopping.signal]);
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    try {
+      const target = new URL(url);
+      const addresses = await checkedAddresses(target, { resolve: this.resolve, allowPrivate: this.allowPrivate, signal });
+      const status = await postOnce({
+        url: target, addresses, signal, maxResponseBytes: this.maxResponseBytes, body: row.payload,
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'sri-webhooks/1',
+          'x-sri-event': row.event,
+          'x-sri-delivery': row.id,
+          'x-sri-timestamp': timestamp,
+          'x-sri-signature': signWebhook(secret, timestamp, row.payload),
+        },
+      });
+      if (status >= 200 && status <= 299) return { status, error: null };
+      return { status, error: storedError(status >= 300 && status <= 399 ? 'redirect' : 'http-status') };
+    } catch (err) {
+      if (err instanceof DeliveryError) return { status: null, error: storedError(err.errorClass, err.refused) };
+      // Aborted while resolving (deadline or close), or an unexpected failure: no text of it is kept.
+      return { status: null, error: storedError(signal.aborted && (signal.reason as Error | undefined)?.name === 'TimeoutError' ? 'timeout' : 'network') };
     }
   }
 }

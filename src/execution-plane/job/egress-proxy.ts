@@ -5,7 +5,8 @@
  * `302 Location: http://elsewhere/` would reach elsewhere. Through the proxy every connection — first request,
  * redirect, subresource, fetch, WebSocket (Chromium tunnels ws:// and wss:// with CONNECT), popup, worker — names
  * its host here, and here it is checked:
- * 1. the host (in its canonical URL form, egress-policy.ts) must match the job's allowedHosts;
+ * 1. the host (in its canonical URL form, egress-policy.ts) must match the job's hosts (its allowedHosts, or its
+ *    provider's from the catalogue; a job with neither reaches nothing);
  * 2. the proxy resolves the host itself and refuses when any address is one the job may not reach (loopback,
  *    private, link-local/metadata…, unless allowedHosts names it: EgressPolicy.refuseAddress);
  * 3. it connects to the addresses it checked — no second lookup — so a DNS answer that changes between the check
@@ -23,7 +24,7 @@ import {
 import { connect, isIP, type AddressInfo, type Socket } from 'node:net';
 import { Transform } from 'node:stream';
 import type { Logger } from '../../shared/logger.ts';
-import { canonicalAddress, canonicalHost, classifyAddress, EgressPolicy, type EgressBlockReason, type HostPattern } from './egress-policy.ts';
+import { canonicalAddress, canonicalHost, classifyAddress, type EgressBlockReason, type EgressPolicy, type HostPattern } from './egress-policy.ts';
 
 /** All addresses of a host name, in the order to try them. Injected by tests (no DNS there). */
 export type Resolve = (hostname: string) => Promise<readonly string[]>;
@@ -56,8 +57,13 @@ export interface ProxyLease {
   readonly proxy: { server: string; username: string; password: string };
   /** The limit the lease went over, or undefined. Stays set after release. */
   limitExceeded(): EgressLimit | undefined;
-  /** Bytes moved so far (see LeaseOptions.maxBytes). */
+  /** Bytes moved so far (see LeaseOptions.maxBytes), charged bytes included. */
   bytes(): number;
+  /**
+   * Counts `n` bytes that entered the job without crossing the proxy — a file the page made itself (a `blob:` or
+   * `data:` download) — against the same budget; false, and every connection cut, once it is spent.
+   */
+  charge(n: number): boolean;
   /** Connections refused because maxConnections were open. */
   connectionsRefused(): number;
   /** Forgets the credentials and cuts every connection still open. */
@@ -276,20 +282,21 @@ export class EgressProxy {
   }
 
   /**
-   * Credentials under which a context may reach `allowedHosts` and nothing else — or, with `undefined` (jobs
-   * without allowedHosts), any host that does not resolve to a link-local or metadata address.
+   * Credentials under which a context may reach what `policy` allows and nothing else (the job's hosts: its
+   * allowedHosts or its provider's; none at all reaches nothing).
    */
-  lease(allowedHosts: readonly string[] | undefined, onBlocked: OnBlocked, opts: LeaseOptions = {}): ProxyLease {
+  lease(policy: EgressPolicy, onBlocked: OnBlocked, opts: LeaseOptions = {}): ProxyLease {
     if (!this.server) throw new Error('egress proxy not started');
     const username = `job-${randomUUID()}`;
     const password = randomBytes(18).toString('base64url');
-    const lease = new Lease(Buffer.from(password), new EgressPolicy(allowedHosts), onBlocked,
+    const lease = new Lease(Buffer.from(password), policy, onBlocked,
       opts.maxBytes ?? DEFAULT_EGRESS_MAX_BYTES, opts.maxConnections ?? DEFAULT_EGRESS_MAX_CONNECTIONS, opts.onLimitExceeded);
     this.leases.set(username, lease);
     return {
       proxy: { server: `http://127.0.0.1:${this.port}`, username, password },
       limitExceeded: () => lease.exceeded,
       bytes: () => lease.bytes,
+      charge: (n) => lease.account(n),
       connectionsRefused: () => lease.refused,
       release: () => {
         this.leases.delete(username);

@@ -33,6 +33,11 @@ export class EgressTally {
     this.entries.set(key, entry);
   };
 
+  /** Refusals so far, of every host and reason. */
+  get blockedTotal(): number {
+    return this.total;
+  }
+
   /** Writes what was refused and any limit to `warn` (execution.log), and gives the result's `egress` field. */
   finish(lease: ProxyLease, warn: (line: string) => void): ResultEgress {
     const all = [...this.entries.values()];
@@ -65,6 +70,6 @@ export class EgressTally {
  */
 export function egressLimitError(maxBytes: number, cause?: unknown): SriError {
   return new SriError('SCRIPT_RESOURCE_LIMIT',
-    `Egress budget spent (egress-bytes): the job's browser moved more than WORKER_EGRESS_MAX_BYTES (${maxBytes} bytes), so its connections were cut. Download less per job, or raise WORKER_EGRESS_MAX_BYTES.`,
+    `Egress budget spent (egress-bytes): the job's browser moved more than WORKER_EGRESS_MAX_BYTES (${maxBytes} bytes), so its connections were cut; files the page makes itself (blob: and data: downloads) count against the same budget. Download less per job, or raise WORKER_EGRESS_MAX_BYTES.`,
     { cause });
 }

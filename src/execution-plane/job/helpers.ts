@@ -1,12 +1,17 @@
 /**
  * The `helpers` object scripts receive (docs/scripts.md; the step compiler emits calls to exactly these).
- * Everything they produce is kept in JobArtifacts and uploaded once by the pipeline, also when the script fails,
- * so the evidence up to the failure is never lost.
+ * Downloads are streamed to the job's evidence store as each one finishes — byte for byte as the portal served them,
+ * hashed on the way — so a job holds no download in memory; screenshots and parsed data are kept in JobArtifacts
+ * and uploaded once by the pipeline, also when the script fails, so the evidence up to the failure is never lost.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Download, Page } from 'playwright-core';
-import { SriError } from '../../shared/errors.ts';
+import { isSriError, SriError } from '../../shared/errors.ts';
+import type { ResultArtifact } from '../../shared/schemas.ts';
 import { MAX_LINE_CHARS, type ExecutionLog } from './execution-log.ts';
 
 export type ExtractField = string | { selector?: string; attribute?: string };
@@ -32,6 +37,15 @@ export interface EvidenceLimits {
 
 export interface Artifact { name: string; body: Buffer; contentType: string }
 
+/** Where evidence goes as it is produced: the job's prefix in the results bucket (pipeline.ts). */
+export interface EvidenceStore {
+  /** Stores `body` (read as it arrives) under `name`; resolves with its `s3://` URI. `signal` aborts the upload. */
+  put(name: string, body: Readable, contentType: string, signal: AbortSignal): Promise<string>;
+}
+
+/** Longest a download may take to store: a base, plus a second per MiB (a slow S3 still takes a large file). */
+export const DOWNLOAD_STORE_BASE_MS = 60_000;
+
 /** What a script may write with helpers.log per job (characters); later lines are counted, not kept. */
 export const MAX_SCRIPT_LOG_CHARS = 4 * 1024 * 1024;
 /** Largest parsed-data.json a job may build with helpers.setResult (bytes of JSON). */
@@ -39,9 +53,15 @@ export const MAX_PARSED_DATA_BYTES = 16 * 1024 * 1024;
 
 /** What a job produced, in the order it was produced. */
 export class JobArtifacts {
+  /** In memory until the job ends (at most WORKER_MAX_SCREENSHOTS of them). */
   readonly screenshots: Artifact[] = [];
-  readonly downloads: Artifact[] = [];
+  /** Already stored, as they finished. */
+  readonly downloads: ResultArtifact[] = [];
   parsedData: Record<string, unknown> | undefined;
+  /** Downloads being stored: the pipeline waits for them before it reports the job. */
+  readonly storing = new Set<Promise<unknown>>();
+  /** The first download that could not be stored: the job fails with UPLOAD_FAILED, even if the script caught it. */
+  storeError: Error | undefined;
 }
 
 /** Names the pipeline writes itself; a download never takes one of them. */
@@ -111,6 +131,9 @@ function checkFields(fields: unknown): Record<string, ExtractField> {
   return out;
 }
 
+/** A download's URL whose bytes did not cross the egress proxy: the page made the file itself (blob:, data:). */
+export const isMadeInPage = (url: string) => !/^https?:/i.test(url);
+
 export function createHelpers(opts: {
   page: Page;
   /** The job's secrets over the session's credentials, by name; values never reach the script. */
@@ -119,13 +142,85 @@ export function createHelpers(opts: {
   artifacts: JobArtifacts;
   timeoutMs: number;
   limits: EvidenceLimits;
+  /** Where downloads are stored as they finish. */
+  store: EvidenceStore;
+  /**
+   * Counts bytes that entered the job without crossing the egress proxy (a blob: or data: download) against the
+   * job's byte budget (ProxyLease.charge); false once it is spent.
+   */
+  charge: (bytes: number) => boolean;
+  /** Redacts text the platform writes from portal input: a download's object name (execution.log redacts itself). */
+  redact: (text: string) => string;
 }): ScriptHelpers {
   const { page, exec, artifacts } = opts;
   const usedNames = new Set<string>();
+  /** Selectors fillSecret filled: every screenshot of the job masks what they match (docs/security.md). */
+  const secretFields = new Set<string>();
+  let downloadsTaken = 0;
   let scriptLogChars = 0;
   const parsedSizes = new Map<string, number>();
   let parsedBytes = 2;
   let scriptLinesDropped = 0;
+
+  /** Waits for the download to finish, checks its size, and streams it to the store as it was served. */
+  async function storeDownload(download: Download): Promise<{ name: string; size: number }> {
+    const failure = await download.failure();
+    if (failure) throw new SriError('SCRIPT_ERROR', `helpers.download: the download failed: ${failure}`);
+    try {
+      // The finished file in the browser's download folder: its size is known before a byte is stored.
+      const size = (await stat(await download.path())).size;
+      if (size > opts.limits.maxDownloadBytes) {
+        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.download: the file is ${size} bytes, over WORKER_MAX_DOWNLOAD_BYTES (${opts.limits.maxDownloadBytes}); it was not kept.`);
+      }
+      // Network downloads were counted by the egress proxy as they arrived; a file the page made (blob:, data:)
+      // crossed no proxy and is counted here, against the same budget.
+      if (isMadeInPage(download.url()) && !opts.charge(size)) {
+        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.download: the file the page made (${size} bytes) is over the job's byte budget (WORKER_EGRESS_MAX_BYTES); it was not kept.`);
+      }
+      const base = sanitizeFileName(opts.redact(download.suggestedFilename()));
+      let name = base;
+      for (let i = 1; usedNames.has(name); i++) name = base.replace(/(\.[^.]*)?$/, `-${i}$1`);
+      usedNames.add(name);
+      const contentType = contentTypeOf(name);
+      const hash = createHash('sha256');
+      let bytes = 0;
+      const measure = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          hash.update(chunk);
+          bytes += chunk.length;
+          callback(null, chunk);
+        },
+      });
+      const signal = AbortSignal.timeout(DOWNLOAD_STORE_BASE_MS + Math.ceil(size / (1024 * 1024)) * 1000);
+      let uri: string;
+      try {
+        const source = await download.createReadStream();
+        const piping = pipeline(source, measure, { signal });
+        piping.catch(() => {}); // its failure reaches the upload, which reads `measure`
+        try {
+          uri = await opts.store.put(name, measure, contentType, signal);
+        } catch (e) {
+          source.destroy();
+          measure.destroy();
+          throw e;
+        }
+        await piping;
+      } catch (e) {
+        const err = new SriError('UPLOAD_FAILED', `helpers.download: storing ${name} failed: ${(e as Error).message}`, { cause: e });
+        artifacts.storeError ??= err;
+        throw err;
+      }
+      const sha256 = hash.digest('hex');
+      artifacts.downloads.push({ name, kind: 'download', uri, bytes, sha256, contentType });
+      exec.info(`download ${name} (${bytes} bytes, sha256 ${sha256})`);
+      return { name, size: bytes };
+    } catch (e) {
+      if (isSriError(e)) throw e;
+      throw new SriError('SCRIPT_ERROR', `helpers.download: ${(e as Error).message.split('\n')[0]}`, { cause: e });
+    } finally {
+      await download.delete().catch(() => {});
+    }
+  }
 
   const helpers: ScriptHelpers = {
     log(message) {
@@ -147,12 +242,15 @@ export function createHelpers(opts: {
       const slot: Artifact = { name, body: Buffer.alloc(0), contentType: 'image/png' };
       artifacts.screenshots.push(slot);
       try {
-        slot.body = await page.screenshot({ fullPage: o?.fullPage === true, timeout: opts.timeoutMs });
+        // Fields that received a secret are painted over (Playwright's mask, #FF00FF) wherever they are on the
+        // page now: a secret typed into a field that is not type=password would otherwise show in the pixels.
+        const mask = [...secretFields].map((sel) => page.locator(sel));
+        slot.body = await page.screenshot({ fullPage: o?.fullPage === true, timeout: opts.timeoutMs, ...(mask.length ? { mask } : {}) });
       } catch (e) {
         artifacts.screenshots.splice(artifacts.screenshots.indexOf(slot), 1);
         throw e;
       }
-      exec.info(`screenshot ${name} (${slot.body.length} bytes)`);
+      exec.info(`screenshot ${name} (${slot.body.length} bytes${secretFields.size ? `, ${secretFields.size} secret field(s) masked` : ''})`);
       return name;
     },
 
@@ -161,6 +259,8 @@ export function createHelpers(opts: {
       if (value === undefined) {
         throw new SriError('SCRIPT_ERROR', `helpers.fillSecret: no secret "${String(name)}": neither the job's secrets (PUT /api/secrets/{name}, referenced by the flow) nor the session's credentials (POST /api/providers/{id}/connect) have it.`);
       }
+      // Remembered before the fill: a fill that fails half-way may still have typed part of the value.
+      secretFields.add(String(selector));
       await page.fill(String(selector), value);
       exec.info(`filled secret "${String(name)}" into ${String(selector)}`);
     },
@@ -176,27 +276,18 @@ export function createHelpers(opts: {
     },
 
     async saveDownload(download) {
-      if (artifacts.downloads.length >= opts.limits.maxDownloads) {
+      // Counted before any await, so downloads saved at once cannot all pass the limit.
+      if (++downloadsTaken > opts.limits.maxDownloads) {
         await download.cancel().catch(() => {});
         throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.download: the job already has ${opts.limits.maxDownloads} downloads (WORKER_MAX_DOWNLOADS); it was stopped.`);
       }
-      const failure = await download.failure();
-      if (failure) throw new SriError('SCRIPT_ERROR', `helpers.download: the download failed: ${failure}`);
-      const path = await download.path();
-      const size = (await stat(path)).size;
-      if (size > opts.limits.maxDownloadBytes) {
-        await download.delete().catch(() => {});
-        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.download: the file is ${size} bytes, over WORKER_MAX_DOWNLOAD_BYTES (${opts.limits.maxDownloadBytes}); it was not kept.`);
+      const storing = storeDownload(download);
+      artifacts.storing.add(storing);
+      try {
+        return await storing;
+      } finally {
+        artifacts.storing.delete(storing);
       }
-      const body = await readFile(path);
-      await download.delete().catch(() => {});
-      const base = sanitizeFileName(download.suggestedFilename());
-      let name = base;
-      for (let i = 1; usedNames.has(name); i++) name = base.replace(/(\.[^.]*)?$/, `-${i}$1`);
-      usedNames.add(name);
-      artifacts.downloads.push({ name, body, contentType: contentTypeOf(name) });
-      exec.info(`download ${name} (${body.length} bytes)`);
-      return { name, size: body.length };
     },
 
     async extract(selector, fields) {

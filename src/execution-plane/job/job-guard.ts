@@ -1,9 +1,10 @@
 /**
  * What a worker checks of a job before it touches anything of the job (its live log, its evidence prefix, its
  * session), and what it remembers afterwards (docs/security.md "Job envelope"):
- * - the envelope signature (ids + scriptHash, HMAC with SCRIPT_SIGNING_SECRET): a signature that is present must
- *   verify; with REQUIRE_JOB_SIGNATURE one must be present — so a signed script cannot be replayed under another
- *   organisation's, user's or provider's ids;
+ * - the envelope signature (v3: ids, scriptHash, allowedHosts, providerName, timeoutMs, maxAttempts, metadata; HMAC
+ *   with SCRIPT_SIGNING_SECRET): a signature that is present must verify; with REQUIRE_JOB_SIGNATURE one must be
+ *   present — so a signed script cannot be replayed under another organisation's, user's or provider's ids, with
+ *   another session, for longer or more often, or with other input. A v2 signature (an older API) does not verify;
  * - with REQUIRE_JOB_SIGNATURE, a job id the worker fleet has already finished (keys.jobFinished) is not run again.
  *   Retries of a job that has not finished (attempt > 1 after a transient failure or a lost worker) run as usual;
  *   POST /api/jobs/{id}/retry deletes the mark before it queues a failed job again.
@@ -27,7 +28,7 @@ export async function guardJob(job: JobMessage, config: GuardConfig, redis: Redi
       return new SriError('JOB_SIGNATURE_INVALID', 'Job signature missing: this worker runs only jobs whose envelope the control plane signed (REQUIRE_JOB_SIGNATURE=true); see docs/security.md.');
     }
   } else if (!verifyEnvelope(job, job.envelopeSignature, config.scriptSigningSecret)) {
-    return new SriError('JOB_SIGNATURE_INVALID', 'Job signature invalid: the envelope signature does not match the job\'s ids, script hash, creation time and allowed hosts (altered, or replayed under other ids).');
+    return new SriError('JOB_SIGNATURE_INVALID', 'Job signature invalid: the envelope signature (v3) does not match the job\'s ids, script hash, creation time, allowed hosts, provider name, timeout, attempts or metadata (altered, replayed under other ids, or signed by an older release as v2: retry it with POST /api/jobs/{id}/retry).');
   }
   if (config.requireJobSignature) {
     const finished = await redis.get(keys.jobFinished(job.jobId));

@@ -10,6 +10,7 @@
  * Nothing here throws for a bad job; a throw means Redis or S3 failed while reporting (the lease then expires
  * and the job runs again).
  */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Browser, BrowserContext } from 'playwright-core';
 import type { WorkerConfig } from '../config.ts';
@@ -23,20 +24,21 @@ import { keys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { isNotFound, s3Uri, type BlobStore } from '../../shared/s3.ts';
 import type { Keyring } from '../../shared/sealed.ts';
-import type { Cookie, JobMessage, ResultFiles, ResultMessage, Session } from '../../shared/schemas.ts';
+import type { Cookie, JobMessage, ResultArtifact, ResultFiles, ResultMessage, Session } from '../../shared/schemas.ts';
 import { decodeSession, openJobSecrets, transportKeyring } from '../../shared/transport-secrets.ts';
 import { boundWait, withDeadline } from './deadline.ts';
 import { ExecutionLog, MAX_CONSOLE_LINES } from './execution-log.ts';
 import { createJobLogBatcher } from '../logs/redis-sink.ts';
 import type { LogStreamEnd } from '../../shared/job-logs.ts';
-import { createHelpers, JobArtifacts, type Artifact } from './helpers.ts';
+import { createHelpers, JobArtifacts, type Artifact, type EvidenceStore } from './helpers.ts';
 import type { EgressProxy } from './egress-proxy.ts';
+import { describeJobHosts, egressPolicyMissingError, egressPolicyOf, resolveJobHosts } from './egress-hosts.ts';
 import { egressLimitError, EgressTally, type ResultEgress } from './egress-report.ts';
 import { installHostGuard } from './host-guard.ts';
 import { guardJob, rememberFinished } from './job-guard.ts';
 import { JobTrace } from './job-trace.ts';
 import { parseJobMessage } from './message.ts';
-import { redactTextArtifact, Redactor } from './redactor.ts';
+import { Redactor, SecretValues } from './redactor.ts';
 
 export interface PipelineDeps {
   readonly config: WorkerConfig;
@@ -135,6 +137,7 @@ async function processLeased(taken: Taken, deps: PipelineDeps, signal: AbortSign
 async function bury(
   taken: Taken, reason: string, report: { jobId: string; orgId: string; userId: string; providerId: string; attempt: number } | undefined,
   error: JobError, deps: PipelineDeps, trace: JobTrace, started: number, files: ResultFiles = { log: '', screenshots: [] },
+  artifacts?: ResultArtifact[],
 ): Promise<JobOutcome> {
   const { config, queue, logger } = deps;
   const durationMs = Date.now() - started;
@@ -143,7 +146,7 @@ async function bury(
   const result: ResultMessage | undefined = report && {
     jobId: report.jobId, orgId: report.orgId, userId: report.userId, providerId: report.providerId,
     success: false, status: 'dead', duration: durationMs, attempt: report.attempt, workerId: config.workerId,
-    finishedAt: new Date().toISOString(), error, files, ...trace.resultFields(),
+    finishedAt: new Date().toISOString(), error, files, ...(artifacts ? { artifacts } : {}), ...trace.resultFields(),
   };
   const r = await queue.bury(taken, reason, result);
   if (r === 'late') return { jobId: report?.jobId, status: 'late', durationMs, errorCode: error.code };
@@ -156,6 +159,8 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   const traceFields = trace.logFields();
   const log = deps.logger.child({ jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, ...traceFields });
   const redactor = new Redactor([config.scriptSigningSecret, config.s3SecretKey]);
+  // Parsed data is the portal's data: only values that *are* a secret are replaced there (redactor.ts SecretValues).
+  const secretValues = new SecretValues([config.scriptSigningSecret, config.s3SecretKey]);
   // Live log: every execution.log line (redacted) is also batched into the job's Redis stream; never blocks.
   const liveLog = createJobLogBatcher(deps.redis, config, job.jobId, {
     onError: (e) => log.warn({ err: redactor.redact(messageOf(e)) }, 'a live-log batch could not be written (counted as dropped)'),
@@ -185,23 +190,35 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     const stored = await loadSession(job, deps.redis, keyring);
     redactor.add(stored.cookies.map((c) => c.value));
     redactor.add(Object.values(stored.credentials ?? {}));
+    // HttpOnly cookies are the session's tokens: no page can read them, so no data the page shows can be one. The
+    // others (a locale, a consent flag) are session metadata the page may well show, and stay in parsed data.
+    secretValues.add(stored.cookies.filter((c) => c.httpOnly === true).map((c) => c.value));
+    secretValues.add(Object.values(stored.credentials ?? {}));
     exec.info(`session loaded: ${stored.cookies.length} cookie(s), ${Object.keys(stored.credentials ?? {}).length} credential(s)`);
     // The organisation's secrets the flow references (sealed by the control plane for this job): fillSecret looks
     // them up before the session's credentials. Only their names are logged.
     const jobSecrets = job.secrets === undefined ? {} : openJobSecrets(keyring, job, job.secrets);
     redactor.add(Object.values(jobSecrets));
+    secretValues.add(Object.values(jobSecrets));
     if (job.secrets !== undefined) exec.info(`job secrets: ${Object.keys(jobSecrets).map((n) => JSON.stringify(n)).join(', ') || 'none'}`);
     const session: Session = { ...stored, credentials: { ...stored.credentials, ...jobSecrets } };
+
+    // Deny by default: the job's allowedHosts, else its provider's from the catalogue, else nothing (egress-hosts.ts).
+    const hosts = await resolveJobHosts(job, deps.redis, config.requireJobSignature);
+    if (hosts.source === 'missing') exec.warn(describeJobHosts(hosts, job.providerName));
+    else exec.info(describeJobHosts(hosts, job.providerName));
+    const policy = egressPolicyOf(hosts);
 
     phase = 'browser';
     trace.enter('run');
     const tally = new EgressTally();
     const onBlocked = tally.onBlocked;
-    // Every job's context goes through the egress proxy; without allowedHosts it still refuses link-local and
-    // metadata addresses (docs/security.md "Egress").
+    // Every job's context goes through the egress proxy, under the same policy as the route guard
+    // (docs/security.md "Egress"). Without one, a refusal is the job's failure: EGRESS_POLICY_MISSING.
+    const missing = (cause?: unknown) => egressPolicyMissingError(job.providerName, tally.blockedTotal, cause);
     // Over its byte budget the job ends at once: closing the context fails every pending page call.
     let closeContext: (() => void) | undefined;
-    const lease = deps.egress.lease(job.allowedHosts, onBlocked, { maxBytes: config.egressMaxBytes, onLimitExceeded: () => closeContext?.() });
+    const lease = deps.egress.lease(policy, onBlocked, { maxBytes: config.egressMaxBytes, onLimitExceeded: () => closeContext?.() });
     try {
       let context: BrowserContext;
       try {
@@ -214,14 +231,16 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
         throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
       }
       closeContext = () => { void context.close().catch(() => {}); };
-      await runInBrowser(job, attempt, script, session, context, onBlocked, deps, exec, artifacts, signal, () => { phase = 'script'; });
+      const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), secretValues };
+      await runInBrowser(job, attempt, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; });
     } catch (e) {
-      throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : e;
+      throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : hosts.source === 'missing' && tally.blockedTotal ? missing(e) : e;
     } finally {
       lease.release();
       egress = tally.finish(lease, (line) => exec.warn(line));
     }
     if (lease.limitExceeded()) throw egressLimitError(config.egressMaxBytes);
+    if (hosts.source === 'missing' && tally.blockedTotal) throw missing();
     exec.info('script finished');
   } catch (e) {
     error = toJobError(e, phase, browser, redactor);
@@ -243,10 +262,14 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   trace.enter('upload');
   const logs = await closeLiveLog();
   if (exec.consoleLinesDropped) exec.warn(`page console: ${exec.consoleLinesDropped} line(s) beyond the first ${MAX_CONSOLE_LINES} were not kept`);
-  const { files, uploadError } = await uploadEvidence(job, exec, artifacts, redactor, deps);
+  const { files, list, uploadError } = await uploadEvidence(job, exec, artifacts, secretValues, deps);
   if (uploadError) {
     log.error({ err: redactor.redact(uploadError.message) }, 'uploading the evidence failed');
-    error ??= { code: 'UPLOAD_FAILED', message: `Uploading the evidence to S3 failed: ${redactor.redact(uploadError.message)}` };
+    // A download that could not be stored fails the job as UPLOAD_FAILED (retried), also when the script, handed the
+    // helper's error, threw one of its own with it.
+    if (!error || (artifacts.storeError && error.code === 'SCRIPT_ERROR')) {
+      error = { code: 'UPLOAD_FAILED', message: `Uploading the evidence to S3 failed: ${redactor.redact(uploadError.message)}` };
+    }
     trace.fail('UPLOAD_FAILED', redactor.redact(uploadError.message));
   }
   trace.enter('publish');
@@ -264,17 +287,20 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     return { jobId: job.jobId, status: outcome === 'late' ? 'late' : 'retrying', durationMs, errorCode: error.code };
   }
   const status = !error ? 'done' : error.code === 'CANCELLED' ? 'cancelled' : retryable ? 'dead' : 'failed';
-  const result: ResultMessage = {
+  // Built from parts that are already redacted where they carry text from the job (error messages, object names,
+  // the hosts the browser was refused) — never by redacting the serialised message and parsing it again, which a
+  // secret such as `true` or a job's own id would turn into invalid JSON or another job's result.
+  const redacted: ResultMessage = {
     jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId,
     success: !error, status, duration: durationMs, attempt, workerId: config.workerId,
-    finishedAt: new Date(finishedAt).toISOString(), ...(error ? { error } : {}), files, logs, ...(egress ? { egress } : {}),
+    finishedAt: new Date(finishedAt).toISOString(), ...(error ? { error } : {}), files, artifacts: list, logs,
+    ...(egress ? { egress: { ...egress, blocked: egress.blocked.map((b) => ({ ...b, host: redactor.redact(b.host) })) } } : {}),
+    ...trace.resultFields(),
   };
-  // The traceparent after redaction: hex ids are not secrets, and no secret may alter them.
-  const redacted = { ...JSON.parse(redactor.redact(JSON.stringify(result))) as ResultMessage, ...trace.resultFields() };
   if (status === 'dead') {
     const reason = `exhausted: ${attempt} of ${maxAttempts} attempts failed; last ${redacted.error!.code}: ${redacted.error!.message}`;
     return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt },
-      redacted.error as JobError, deps, trace, started, files);
+      redacted.error as JobError, deps, trace, started, files, list);
   }
   // The worker's counters are kept in the same step; with takeNextFor the slot's next job comes back with it.
   const counted = { workerId: config.workerId, durationMs, finishedAt };
@@ -342,16 +368,32 @@ export function toPlaywrightCookies(cookies: readonly Cookie[], warn: (text: str
   return out;
 }
 
+/** What the helpers need to keep evidence: where downloads go, the job's byte budget, and the job's secrets. */
+interface EvidenceIo {
+  readonly store: EvidenceStore;
+  readonly charge: (bytes: number) => boolean;
+  readonly redact: (text: string) => string;
+  readonly secretValues: SecretValues;
+}
+
+/** The job's prefix in the results bucket, for downloads stored as they finish. */
+function evidenceStore(job: JobMessage, deps: PipelineDeps): EvidenceStore {
+  const bucket = deps.config.s3ResultsBucket;
+  const prefix = `results/${job.orgId}/${job.userId}/${job.jobId}/`;
+  return { put: (name, body, contentType, signal) => deps.blobStore.put(bucket, prefix + name, body, contentType, { signal }) };
+}
+
 async function runInBrowser(
-  job: JobMessage, attempt: number, script: VerifiedScript, session: Session, context: BrowserContext, onBlocked: (host: string) => void, deps: PipelineDeps,
-  exec: ExecutionLog, artifacts: JobArtifacts, signal: AbortSignal, scriptStarts: () => void,
+  job: JobMessage, attempt: number, script: VerifiedScript, session: Session, context: BrowserContext, hostGuard: (context: BrowserContext) => Promise<void>, deps: PipelineDeps,
+  exec: ExecutionLog, artifacts: JobArtifacts, evidence: EvidenceIo, signal: AbortSignal, scriptStarts: () => void,
 ): Promise<void> {
   const { config } = deps;
+  let closing = false;
+  context.once('close', () => { closing = true; });
   try {
     context.setDefaultTimeout(config.playwrightTimeoutMs);
     context.setDefaultNavigationTimeout(config.playwrightTimeoutMs);
-    await installHostGuard(context, job.allowedHosts, onBlocked);
-    if (job.allowedHosts) exec.info(`allowed hosts: ${job.allowedHosts.join(', ')}`);
+    await hostGuard(context);
     const cookies = toPlaywrightCookies(session.cookies, (t) => exec.warn(t));
     try {
       if (cookies.length) await context.addCookies(cookies);
@@ -371,6 +413,7 @@ async function runInBrowser(
     const helpers = createHelpers({
       page, credentials: session.credentials ?? {}, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
       limits: { maxScreenshots: config.maxScreenshots, maxDownloads: config.maxDownloads, maxDownloadBytes: config.maxDownloadBytes },
+      store: evidence.store, charge: evidence.charge, redact: evidence.redact,
     });
     const timeoutMs = job.timeoutMs ?? config.executionTimeoutMs;
     const jobContext = Object.freeze({
@@ -382,8 +425,17 @@ async function runInBrowser(
     await withDeadline(
       deps.runner.run(script, { page, payload: structuredClone(job.metadata ?? {}), helpers, context: jobContext },
         { timeoutMs, signal, filename: `flow-${job.flowId}-${job.flowVersion}.js` }),
-      timeoutMs, signal, () => context.close());
+      timeoutMs, signal, () => { closing = true; return context.close(); });
   } finally {
+    // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
+    // with the context; each is bounded by its own upload deadline.
+    await Promise.allSettled([...artifacts.storing]);
+    // Cookies the portal set during the job (a new session token after a login) count for parsed data too. Not
+    // asked of a context already closing (timeout, cancel, byte budget): the job's end must not wait on it.
+    if (!closing) {
+      const cookies = await context.cookies().catch(() => []);
+      evidence.secretValues.add(cookies.filter((c) => c.httpOnly).map((c) => c.value));
+    }
     await context.close().catch(() => {});
   }
 }
@@ -426,40 +478,52 @@ function toJobError(e: unknown, phase: 'prepare' | 'browser' | 'script', browser
   return { code, message: redactor.redact(message) };
 }
 
+const sha256Of = (body: Buffer) => createHash('sha256').update(body).digest('hex');
+
+/**
+ * Uploads what the job kept in memory (screenshots, parsed data, execution.log) and lists every evidence file with
+ * its hash. Downloads were stored as they finished (helpers.ts); screenshots and downloads are stored as the portal
+ * served them, parsed data with secret values replaced (SecretValues), execution.log redacted line by line.
+ */
 async function uploadEvidence(
-  job: JobMessage, exec: ExecutionLog, artifacts: JobArtifacts, redactor: Redactor, deps: PipelineDeps,
-): Promise<{ files: ResultFiles; uploadError?: Error }> {
+  job: JobMessage, exec: ExecutionLog, artifacts: JobArtifacts, secretValues: SecretValues, deps: PipelineDeps,
+): Promise<{ files: ResultFiles; list: ResultArtifact[]; uploadError?: Error }> {
   const bucket = deps.config.s3ResultsBucket;
   const prefix = `results/${job.orgId}/${job.userId}/${job.jobId}/`;
-  const put = async (a: Artifact) => {
+  const put = async (a: Artifact, kind: ResultArtifact['kind']): Promise<ResultArtifact> => {
     const uri = await boundWait(deps.blobStore.put(bucket, prefix + a.name, a.body, a.contentType), UPLOAD_TIMEOUT_MS, `uploading ${a.name}`);
-    return uri;
+    return { name: a.name, kind, uri, bytes: a.body.length, sha256: sha256Of(a.body), contentType: a.contentType };
   };
   const files: ResultFiles = { log: s3Uri(bucket, `${prefix}execution.log`), screenshots: [] };
-  let uploadError: Error | undefined;
+  let uploadError: Error | undefined = artifacts.storeError;
 
+  // A download the script did not await may still be on its way (runInBrowser waited for it unless the job was cut).
+  await Promise.allSettled([...artifacts.storing]);
   const screenshots = artifacts.screenshots.filter((s) => s.body.length > 0);
-  const uploads: Promise<void>[] = [
-    ...screenshots.map(async (s, i) => { files.screenshots[i] = await put(s); }),
-    ...artifacts.downloads.map(async (d) => { const uri = await put(redactTextArtifact(d, redactor, (t) => exec.warn(t))); files.download ??= uri; }),
-  ];
+  const shots: (ResultArtifact | undefined)[] = [];
+  let parsed: ResultArtifact | undefined;
+  const uploads: Promise<void>[] = screenshots.map(async (s, i) => { shots[i] = await put(s, 'screenshot'); });
   if (artifacts.parsedData !== undefined) {
-    const body = Buffer.from(redactor.redact(JSON.stringify(artifacts.parsedData, null, 2)), 'utf8');
-    uploads.push(put({ name: 'parsed-data.json', body, contentType: 'application/json' }).then((uri) => { files.parsedData = uri; }));
+    const body = Buffer.from(secretValues.stringify(artifacts.parsedData, 2), 'utf8');
+    uploads.push(put({ name: 'parsed-data.json', body, contentType: 'application/json' }, 'parsedData').then((a) => { parsed = a; }));
   }
   for (const r of await Promise.allSettled(uploads)) {
     if (r.status === 'rejected') uploadError ??= r.reason instanceof Error ? r.reason : new Error(String(r.reason));
   }
-  // The first download is the job's document; further ones are uploaded and listed in execution.log.
-  if (artifacts.downloads.length > 1) files.download = s3Uri(bucket, prefix + artifacts.downloads[0]!.name);
-  files.screenshots = files.screenshots.filter((s) => s !== undefined);
+  const downloads = [...artifacts.downloads];
+  // The first download is the job's document; further ones are listed in `artifacts` and in execution.log.
+  if (downloads[0]) files.download = downloads[0].uri;
+  files.screenshots = shots.filter((s) => s !== undefined).map((s) => s.uri);
+  if (parsed) files.parsedData = parsed.uri;
   if (uploadError) exec.error(`upload failed: ${uploadError.message}`);
-  const count = screenshots.length + artifacts.downloads.length + (artifacts.parsedData ? 1 : 0);
+  const count = screenshots.length + downloads.length + (artifacts.parsedData ? 1 : 0);
   exec.info(`evidence: ${count} file(s) under s3://${bucket}/${prefix}`);
+  const list: ResultArtifact[] = [];
   try {
-    await put({ name: 'execution.log', body: Buffer.from(exec.text(), 'utf8'), contentType: 'text/plain; charset=utf-8' });
+    list.push(await put({ name: 'execution.log', body: Buffer.from(exec.text(), 'utf8'), contentType: 'text/plain; charset=utf-8' }, 'log'));
   } catch (e) {
     uploadError ??= e as Error;
   }
-  return { files, uploadError };
+  list.push(...shots.filter((s) => s !== undefined), ...downloads, ...(parsed ? [parsed] : []));
+  return { files, list, uploadError };
 }

@@ -1,6 +1,9 @@
 /**
- * Replaces secret values (cookie values, credentials, tenant secrets, the worker's own keys) by `[redacted]` in any
- * text that leaves the job: log lines, error messages, execution.log, parsed data, text downloads.
+ * Replaces secret values (cookie values, credentials, tenant secrets, the worker's own keys) by `[redacted]` in the
+ * text the platform writes about a job: log lines, the live log, error messages, execution.log. Evidence from the
+ * portal is not rewritten: downloads and screenshots are stored as served, and parsed data is redacted value by value
+ * (`SecretValues`, below) — never by searching its serialised text, where a cookie `true` would turn `"success":true`
+ * into invalid JSON and a locale cookie `es-EC` would cut the locale out of the data the page showed.
  *
  * Each value is searched in the forms it takes when it passes through common encodings (`secretForms`): as it is;
  * JSON-escaped (also ASCII-only, with `\/`, and escaped twice); URL-encoded (encodeURIComponent, lower-case hex,
@@ -228,22 +231,51 @@ export function redactSequence(redactor: Redactor, lines: ReadonlyArray<{ stream
   return lines.map((l, i) => render(l.text, ranges[i]!));
 }
 
-/** Content types whose bytes are text, redacted like the log before they are stored. */
-const TEXT_TYPE = /^(text\/|application\/(json|xml|csv|x-www-form-urlencoded|javascript)\b)/;
-
 /**
- * A download (or other evidence file) as it will be stored: text files redacted, with a warning naming the file;
- * binary files (PDF, images, archives) as received — redacting bytes inside them would corrupt the evidence, so
- * they are not searched (docs/security.md).
+ * Parsed data (what the script read from the portal, `helpers.setResult`) is redacted value by value: a string — a
+ * value or an object key — is replaced by REDACTED only when it *is* one of the values given here (as it is,
+ * trimmed, or in one of the encoded forms of `secretForms`). A string that merely contains a secret, and values equal
+ * to session metadata the page shows (a locale cookie), are left as the portal showed them.
  */
-export function redactTextArtifact<T extends { name: string; body: Buffer; contentType: string }>(a: T, redactor: Redactor, warn: (text: string) => void): T {
-  if (!TEXT_TYPE.test(a.contentType)) return a;
-  // Not UTF-8 (a Latin-1 CSV, say): read byte for byte, so the bytes that are not replaced stay as they were.
-  let encoding: BufferEncoding = 'utf8';
-  let text = a.body.toString(encoding);
-  if (!Buffer.from(text, encoding).equals(a.body)) text = a.body.toString(encoding = 'latin1');
-  const redacted = redactor.redact(text);
-  if (redacted === text) return a;
-  warn(`${a.name}: secret values in this text file were replaced by ${REDACTED} before it was stored`);
-  return { ...a, body: Buffer.from(redacted, encoding) };
+export class SecretValues {
+  private readonly forms = new Set<string>();
+
+  constructor(initial: Iterable<string> = []) {
+    this.add(initial);
+  }
+
+  add(values: Iterable<string>): void {
+    for (const value of values) {
+      if (typeof value !== 'string' || value.length < MIN_SECRET_LENGTH) continue;
+      // A multi-line value also as a form submits it (a textarea sends CRLF) and as HTML shows it (LF).
+      const variants = /[\r\n]/.test(value) ? new Set([value, value.replace(/\r\n?|\n/g, '\r\n'), value.replace(/\r\n?/g, '\n')]) : [value];
+      for (const v of variants) {
+        for (const f of secretForms(v)) this.forms.add(f);
+        // secretForms has base64 cut to the characters that depend on the value alone (for searching inside longer
+        // text); a whole value is the value's own base64, padded or not.
+        const b64 = Buffer.from(v, 'utf8').toString('base64');
+        for (const f of [b64, b64.replace(/=+$/, ''), Buffer.from(v, 'utf8').toString('base64url')]) this.forms.add(f);
+      }
+    }
+  }
+
+  /** Whether `s` is a secret value (not: contains one). */
+  has(s: string): boolean {
+    return this.forms.has(s) || this.forms.has(s.trim());
+  }
+
+  /**
+   * `data` as JSON with every secret value and key replaced. Through JSON.stringify's replacer — one pass, the
+   * engine's own recursion — so the text is never parsed again and data as deep as JSON allows is handled.
+   */
+  stringify(data: unknown, space?: number): string {
+    return JSON.stringify(data, (_key, v: unknown) => {
+      if (typeof v === 'string') return this.has(v) ? REDACTED : v;
+      if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.keys(v).some((k) => this.has(k))) return v;
+      const copy: Record<string, unknown> = {};
+      // Defined, not assigned: a "__proto__" key stays data.
+      for (const [k, x] of Object.entries(v)) Object.defineProperty(copy, this.has(k) ? REDACTED : k, { value: x, enumerable: true, writable: true, configurable: true });
+      return copy;
+    }, space);
+  }
 }

@@ -84,7 +84,8 @@ export async function startWorkerHttpServer(opts: {
     }
     if (path === '/healthz') {
       const eventLoop = probes.eventLoop();
-      return send(res, eventLoop.stuck ? 503 : 200, { status: eventLoop.stuck ? 'unhealthy' : 'ok', eventLoop });
+      const checks = { eventLoop: eventLoop.stuck ? `stuck: blocked ${eventLoop.maxDelayMs} ms within the last ${eventLoop.windowMs} ms (limit ${eventLoop.limitMs} ms)` : 'ok' };
+      return send(res, eventLoop.stuck ? 503 : 200, { status: eventLoop.stuck ? 'unhealthy' : 'ok', checks, eventLoop });
     }
     if (path === '/readyz') {
       const { ready, checks } = await readiness(probes);

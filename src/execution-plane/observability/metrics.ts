@@ -9,6 +9,7 @@ import { BoundedLabel, createMetricsRegistry, type Registry } from '../../shared
 import { registerQueueDepthGauges } from '../../shared/metrics/queue-depth.ts';
 import type { LogStreamEnd } from '../../shared/job-logs.ts';
 import type { ResourceUsage } from '../../shared/worker-registry.ts';
+import type { EventLoopStatus } from './event-loop.ts';
 import type { RedisLinkState } from './redis-supervisor.ts';
 
 /** Distinct provider / flow label values per process before further ones are exported as `other`. */
@@ -32,6 +33,8 @@ export interface WorkerMetricsSources {
   lastHeartbeatAt(): number | undefined;
   browserUp(): boolean;
   resources(): ResourceUsage | undefined;
+  /** The event-loop watch behind /healthz. */
+  eventLoop(): EventLoopStatus;
 }
 
 export interface JobLabels { providerId?: string; flowId?: string }
@@ -88,6 +91,20 @@ export class WorkerMetrics {
       collect() { const at = s.lastHeartbeatAt(); if (at === undefined) this.reset(); else this.set(Math.max(0, (now() - at) / 1000)); },
     });
     new Gauge({ name: 'sri_browser_up', help: '1 while the worker\'s Chromium is connected.', registers, collect() { this.set(s.browserUp() ? 1 : 0); } });
+
+    // The watch /healthz reads: a scrape that got through after a block still shows it.
+    new Gauge({
+      name: 'sri_worker_event_loop_delay_max_seconds', help: 'Worst lateness of the worker\'s event loop within the last WORKER_EVENT_LOOP_WINDOW_MS.', registers,
+      collect() { this.set(s.eventLoop().maxDelayMs / 1000); },
+    });
+    new Gauge({
+      name: 'sri_worker_event_loop_stuck', help: '1 while /healthz fails because the event loop was blocked longer than WORKER_MAX_EVENT_LOOP_DELAY_MS within the window.', registers,
+      collect() { this.set(s.eventLoop().stuck ? 1 : 0); },
+    });
+    new Counter({
+      name: 'sri_worker_event_loop_blocks_total', help: 'Times the worker\'s event loop was blocked longer than WORKER_MAX_EVENT_LOOP_DELAY_MS.', registers,
+      collect() { this.reset(); this.inc(s.eventLoop().blocks); },
+    });
 
     // Resource usage as the heartbeat carries it (cached reading, never read on scrape).
     const resource = (name: string, help: string, pick: (r: ResourceUsage) => number | null) => new Gauge({

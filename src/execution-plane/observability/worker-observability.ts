@@ -40,7 +40,11 @@ export class WorkerObservability {
   constructor(private readonly opts: WorkerObservabilityOptions) {
     const { config, redis, logger } = opts;
     this.resources = new ResourceSampler({ logger, ...(opts.resourcePaths ? { paths: opts.resourcePaths } : {}) });
-    this.eventLoop = new EventLoopWatch({ limitMs: config.maxEventLoopDelayMs });
+    this.eventLoop = new EventLoopWatch({
+      limitMs: config.maxEventLoopDelayMs, windowMs: config.eventLoopWindowMs,
+      // Said once the loop runs again: every job on this worker stalled that long (heartbeats, leases, probes too).
+      onBlocked: (delayMs) => logger.warn({ delayMs, limitMs: config.maxEventLoopDelayMs }, `event loop blocked for ${delayMs} ms (WORKER_MAX_EVENT_LOOP_DELAY_MS ${config.maxEventLoopDelayMs}): every job on this worker stalled meanwhile`),
+    });
     this.redisLink = new RedisSupervisor(redis, {
       maxOutageMs: config.redisMaxOutageMs, logger, onChange: opts.onRedisChange, onOutageLimit: opts.onRedisOutageLimit,
     });
@@ -49,7 +53,7 @@ export class WorkerObservability {
       sources: {
         state: opts.state, jobsInFlight: opts.jobsInFlight, maxJobs: () => config.maxJobs, browserUp: opts.browserUp,
         redisState: () => this.redisLink.state(), redisOutageMs: () => this.redisLink.outageMs(), redisReconnects: () => this.redisLink.reconnects(),
-        lastHeartbeatAt: opts.lastHeartbeatAt, resources: () => this.resources.current(),
+        lastHeartbeatAt: opts.lastHeartbeatAt, resources: () => this.resources.current(), eventLoop: () => this.eventLoop.status(),
       },
     });
   }

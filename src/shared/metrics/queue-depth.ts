@@ -4,15 +4,13 @@
  * `QueueDepthGauges` exports them on scrape, cached for a few seconds so several scrapers (or a scraper plus a
  * dashboard) cost one Redis call, and bounded: at most `maxOrgs` organisations get series of their own.
  */
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { Gauge, type Registry } from 'prom-client';
 import { keys } from '../keys.ts';
+import { registerScripts, type ScriptArea } from '../lua/scripts.ts';
 
-/** Bump when the script's behaviour changes: two releases sharing one Redis keep their own command names. */
-const SCRIPT_VERSION = 1;
-const COMMAND = `sri_metrics_v${SCRIPT_VERSION}_readQueueDepths`;
-let scriptText: string | undefined;
+/** The metrics' scripts (src/shared/lua/scripts.ts). Bump `version` when one changes behaviour. */
+export const METRICS_SCRIPTS: ScriptArea = Object.freeze({ area: 'metrics', version: 2, dir: new URL('./lua/', import.meta.url) });
 
 export interface OrgQueueDepth {
   orgId: string;
@@ -40,21 +38,16 @@ export function parseCreatedAt(raw: string): number | undefined {
   return Number.isFinite(n) && n > 0 ? n : undefined;
 }
 
-/** Splits a key builder's output around its organisation id, so the script builds keys from keys.ts's shapes. */
-function around(build: (orgId: string) => string): [string, string] {
-  const mark = '\u0001';
-  const [prefix, suffix] = build(mark).split(mark);
-  return [prefix!, suffix ?? ''];
-}
-
-/** Reads the depth of every organisation's queue in one call (EVALSHA, EVAL after a Redis restart). */
+/**
+ * Reads the depth of every organisation's queue: the organisations of the ring and of sri:orgs (one SUNION), then
+ * one script call over their lists (EVALSHA, EVAL after a Redis restart).
+ */
 export async function readQueueDepths(redis: Redis, maxOrgs: number): Promise<QueueDepths> {
-  scriptText ??= readFileSync(new URL('./lua/readQueueDepths-0.lua', import.meta.url), 'utf8');
-  const r = redis as unknown as Record<string, ((...a: (string | number)[]) => Promise<unknown>) | undefined>;
-  if (typeof r[COMMAND] !== 'function') redis.defineCommand(COMMAND, { lua: scriptText, numberOfKeys: 0 });
-  const reply = await r[COMMAND]!(
-    maxOrgs, keys.queueRingMembers, ...around(keys.orgJobs), ...around(keys.orgReadyHigh), ...around(keys.orgReadyNormal),
-  ) as [number, number, number, ...[string, number, string, string, string][]];
+  const orgs = await redis.sunion(keys.queueRingMembers, keys.orgs);
+  if (!orgs.length) return { organisations: 0, organisationsWaiting: 0, waiting: 0, orgs: [] };
+  const read = registerScripts(redis, METRICS_SCRIPTS)['readQueueDepths']!;
+  const reply = await read(orgs.flatMap((o) => [keys.orgJobs(o), keys.orgReadyHigh(o), keys.orgReadyNormal(o)]), [maxOrgs, ...orgs]) as
+    [number, number, number, ...[string, number, string, string, string][]];
   const [organisations, organisationsWaiting, waiting, ...rows] = reply;
   return {
     organisations: Number(organisations), organisationsWaiting: Number(organisationsWaiting), waiting: Number(waiting),

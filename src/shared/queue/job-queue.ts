@@ -1,27 +1,59 @@
 /**
  * The reliable job queue both planes share (docs/queue.md). Producers keep `LPUSH sri:org:{orgId}:jobs <json>`;
- * everything after the push is one Lua transition per step (./lua/*.lua), registered once per connection under
- * versioned names (`sri_v3_<name>`). Reads that change nothing (lists, stats) are plain commands.
+ * everything after the push is one Lua transition per step (./lua/*.lua), registered once per connection by the
+ * platform's one loader (src/shared/lua/scripts.ts) under versioned names (`sri_queue_v4_takeJob`). Reads that
+ * change nothing (lists, stats) are plain commands.
+ *
+ * Every key a script touches is passed in its KEYS, built here from keys.ts, so the queue runs on Redis Cluster
+ * (where all of them carry the deployment's hash tag and live in one slot) exactly as on one Redis. Where a script
+ * would have to discover a key at run time, this side reads first and the script checks again:
+ * - the take is given the organisations of the ring it is likely to reach (all of them while the ring is short)
+ *   and answers RingMiss, with the ring's next ones, when it reaches another: the call is repeated with those;
+ * - the job a take pops is known only then, so its status becomes 'running' in a second script (startJob), sent
+ *   on the same connection with the queue's next call or at the end of the event loop's turn, whichever is first;
+ * - recovery, promotion, cancel and dead-letter requeue read the lease, retry, token or entry first and pass its
+ *   keys; the script answers Stale when it changed meanwhile, and the step is read and tried again.
+ * Script replies are numeric codes (./codes.ts), translated in one place.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { SriError } from '../errors.ts';
-import { JOB_RESULT_TTL_SECONDS, keys } from '../keys.ts';
-import { scanKeys } from '../redis.ts';
+import { clusterKeyNamesInUse, JOB_RESULT_TTL_SECONDS, keys, orgIdFromKey } from '../keys.ts';
+import { registerScripts, type LuaCall, type ScriptArea } from '../lua/scripts.ts';
+import { isCluster, scanKeys } from '../redis.ts';
+import { isTransientRedisError, retryTransient, type RetryOptions } from '../retry.ts';
 import type { JobMessage, ResultMessage } from '../schemas.ts';
-import { registerScripts, type LuaCall } from './lua-loader.ts';
+import {
+  assertRequeued, luaPrelude, QueueCode, replyCode, toCancelOutcome, toCompleteOutcome, toRequeued,
+  type CancelOutcome, type CompleteOutcome,
+} from './codes.ts';
+
+export type { CancelOutcome, CompleteOutcome } from './codes.ts';
+
+/** The queue's scripts. Bump `version` when any script's behaviour changes; an older release keeps its own names. */
+export const QUEUE_SCRIPTS: ScriptArea = Object.freeze({ area: 'queue', version: 4, dir: new URL('./lua/', import.meta.url), prelude: luaPrelude });
 
 export interface QueueOptions {
   /** How long a take stays leased without renewal; workers renew every leaseMs / 3. @default 30000 */
   leaseMs: number;
   /** Larger messages are dead-lettered unread. @default 1048576 (1 MiB) */
   maxJobBytes: number;
-  /** How long result messages (and the cancel flag, the attempt counter) stay in Redis. @default 7 days */
+  /** How long result messages (and the cancel flag) stay in Redis. @default 7 days */
   resultTtlSeconds: number;
+  /**
+   * How long `enqueue` keeps trying while Redis times out or reconnects, before the caller hears of it: a slow
+   * Redis on a busy machine is not a reason to refuse a run. @default 30000
+   */
+  enqueueDeadlineMs: number;
+  /**
+   * Told when the 'running' status of a taken job could not be written (Redis failed between the take and
+   * startJob): the job runs, leased, and its status reads 'queued' until its outcome. @default none
+   */
+  onStartError?: (err: Error, taken: Taken) => void;
 }
 
 export const DEFAULT_QUEUE_OPTIONS: QueueOptions = Object.freeze({
-  leaseMs: 30_000, maxJobBytes: 1024 * 1024, resultTtlSeconds: JOB_RESULT_TTL_SECONDS,
+  leaseMs: 30_000, maxJobBytes: 1024 * 1024, resultTtlSeconds: JOB_RESULT_TTL_SECONDS, enqueueDeadlineMs: 30_000,
 });
 
 /** A job leased to one worker; `token` names the lease. */
@@ -38,10 +70,8 @@ export interface Taken {
   recovered?: boolean;
 }
 
-export type CompleteOutcome = 'recorded' | 'late';
 /** Counts a completion in the worker's stats hash (sri:worker:{workerId}:stats) in the same step. */
 export interface CountedAs { workerId: string; durationMs: number; finishedAt: number }
-export type CancelOutcome = 'cancelled' | 'cancelling' | 'final' | 'unknown';
 
 export interface DlqEntry { id: string; orgId: string; jobId?: string; reason: string; raw: string; truncated: boolean; at: number }
 
@@ -49,15 +79,33 @@ export interface Quota { maxConcurrent: number | null; perMinute: number | null 
 
 export interface QueueStats { lateResults: number; queued: Record<string, number>; leased: number; delayed: number; dead: number }
 
-/** Message on sri:control; workers subscribe. */
-export interface ControlMessage { type: 'cancel'; jobId: string }
+/**
+ * Message on sri:control; workers subscribe. `cancel`: stop the job if it runs here. `quota`: an organisation's quota
+ * changed (JobQueue.setQuota); read it again before the next take (JobQueue.forgetQuota).
+ */
+export type ControlMessage = { type: 'cancel'; jobId: string } | { type: 'quota'; orgId: string };
 
 /** Raw messages kept in a dead-letter entry are cut to this many bytes (the entry says so). */
 export const DLQ_RAW_LIMIT_BYTES = 64 * 1024;
 /** Messages one take moves from the producer list into the ready lists (also bounded to 4 MiB in the script). */
 const REFILL_BATCH = 32;
-/** Leases recovered / retries promoted per script call: keeps each call short; the caller loops. */
+/** Leases recovered / retries promoted per round of a sweep: keeps each round short; the sweep loops. */
 const SWEEP_BATCH = 100;
+/**
+ * Organisations whose keys one take carries (four each), and how many a RingMiss reply names. A ring of at most
+ * this many organisations with work is passed whole, so its takes never miss.
+ */
+export const TAKE_RING_WINDOW = 32;
+/** RingMiss answers one take may get before it reports nothing to take (the worker polls again). */
+const TAKE_RING_RETRIES = 8;
+/**
+ * How long a queue trusts the quotas it read (sri:org:{orgId}:quota) before it reads them again. The take needs
+ * them as arguments (workers may only read quotas, and a script's keys need write access); a change through
+ * setQuota is announced on sri:control and applies at the next take, one made with redis-cli within this time.
+ */
+export const QUOTA_CACHE_MS = 2000;
+/** Tries of a step whose read went stale (cancel, requeue, purge) before it gives up with SERVICE_UNAVAILABLE. */
+const STALE_RETRIES = 10;
 
 /** Whether a Redis server version can run the queue's scripts (6.2+: LMOVE). */
 export function supportsQueue(redisVersion: string): boolean {
@@ -72,14 +120,38 @@ export function truncateRaw(raw: string): { raw: string; truncated: boolean } {
   return { raw: buf.subarray(0, DLQ_RAW_LIMIT_BYTES).toString('utf8'), truncated: true };
 }
 
+type Reply = ReturnType<typeof replyCode>;
+
+// ── keys of each transition (the order is each script's KEYS, documented in its header) ────────────────────────
+
+const leaseKeys = (token: string) => [keys.lease(token), keys.leaseMessage(token), keys.queueLeases, keys.queueLeasedByOrg, keys.queueJobLeases];
+const ringKeys = () => [keys.queueRing, keys.queueRingMembers];
+const takeFixedKeys = (token: string) => [
+  ...ringKeys(), keys.queueLeases, keys.queueLeasedByOrg, keys.queueJobLeases, keys.queueAttempts, keys.queueCancelled, keys.queueRate,
+  keys.lease(token), keys.leaseMessage(token),
+];
+const orgTakeKeys = (orgIds: readonly string[]) => orgIds.flatMap((o) => [keys.orgJobs(o), keys.orgReadyHigh(o), keys.orgReadyNormal(o)]);
+const dlqKeys = (orgId: string) => [keys.dlqEntries, keys.dlqIndex, keys.dlqSeq, keys.orgDlq(orgId), keys.dlqOrgs];
+
 export class JobQueue {
-  private constructor(readonly redis: Redis, readonly opts: QueueOptions, private readonly lua: Record<string, LuaCall>) {}
+  /** The ring as the last take saw it, in serving order: the organisations the next take passes. */
+  private ring: string[] = [];
+  /** Jobs taken whose startJob is not sent yet (see `start`). */
+  private readonly pendingStarts: Taken[] = [];
+  /** Quotas read, by organisation: maxConcurrent and perMinute as stored ('' = none), and when they were read. */
+  private readonly quotas = new Map<string, { maxConcurrent: string; perMinute: string; readAt: number }>();
+
+  private constructor(readonly redis: Redis, readonly opts: QueueOptions, private readonly lua: Readonly<Record<string, LuaCall>>) {}
 
   /** Registers the scripts on `redis` (used, not closed, by the queue). */
   static async connect(redis: Redis, opts: Partial<QueueOptions> = {}): Promise<JobQueue> {
     const o = { ...DEFAULT_QUEUE_OPTIONS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
     if (!(o.leaseMs >= 30)) throw new Error(`leaseMs must be at least 30 ms, got ${o.leaseMs}`);
-    return new JobQueue(redis, Object.freeze(o), registerScripts(redis));
+    if (isCluster(redis) && !clusterKeyNamesInUse()) {
+      // Without the hash tag the keys of one script spread over slots and every script fails with CROSSSLOT.
+      throw new Error('JobQueue on a Redis Cluster needs the cluster key names: create the client with createRedis and REDIS_CLUSTER_NODES (or call useClusterKeyNames(true))');
+    }
+    return new JobQueue(redis, Object.freeze(o), registerScripts(redis, QUEUE_SCRIPTS));
   }
 
   /** Throws REDIS_TOO_OLD when the server cannot run the scripts (they need Redis 6.2+ for LMOVE). */
@@ -91,52 +163,176 @@ export class JobQueue {
     }
   }
 
-  private call(name: string, ...args: (string | number)[]): Promise<unknown> {
+  private script(name: string): LuaCall {
     const fn = this.lua[name];
     if (!fn) throw new Error(`queue script ${name} is not loaded`);
-    return fn(...args);
+    return fn;
+  }
+
+  /**
+   * Runs one script. The startJob calls still waiting (see `start`) are sent first, so they run before it. One that
+   * `ending` names — the lease this call ends, whose job ended within the event loop's turn it was taken in — is
+   * not sent at all: this call gives the job its next status at once, and nobody could have seen the one between.
+   */
+  private async call(name: string, scriptKeys: readonly string[], args: readonly (string | number)[] = [], ending?: string): Promise<Reply> {
+    const fn = this.script(name);
+    if (this.pendingStarts.length) this.sendStarts(ending);
+    return replyCode(await fn(scriptKeys, args));
+  }
+
+  private sendStarts(except?: string): void {
+    const startJob = this.script('startJob');
+    for (const t of this.pendingStarts.splice(0)) {
+      if (t.token === except) continue;
+      startJob([keys.jobStatus(t.jobId!), keys.queueJobLeases], [t.jobId!, t.token]).catch((e: unknown) => this.startFailed(e, t));
+    }
+  }
+
+  /** Runs `step` until it is not Stale; a read that keeps going stale is a Redis too busy to answer: retryable. */
+  private async untilFresh(what: string, step: () => Promise<Reply>): Promise<Reply> {
+    for (let i = 0; i < STALE_RETRIES; i++) {
+      const r = await step();
+      if (r.code !== QueueCode.Stale) return r;
+    }
+    throw new SriError('SERVICE_UNAVAILABLE', `The queue's ${what} kept changing while it was read (${STALE_RETRIES} tries); try again.`);
   }
 
   // ── producers ───────────────────────────────────────────────────────────────────────────────────────────────
 
   /** LPUSH like any producer, status 'queued', organisation registered — one step. */
-  async enqueue(orgId: string, message: JobMessage): Promise<void> {
-    await this.call('enqueueJob', orgId, message.jobId, JSON.stringify(message));
+  async enqueue(orgId: string, message: JobMessage, opts: { deadlineMs?: number; onRetry?: RetryOptions['onRetry'] } = {}): Promise<void> {
+    // Safe to try again after a timeout whose command did run: the script refuses a job id that has a status.
+    const raw = JSON.stringify(message);
+    const scriptKeys = [keys.jobStatus(message.jobId), keys.orgJobs(orgId), keys.orgs, ...ringKeys()];
+    await retryTransient(() => this.call('enqueueJob', scriptKeys, [orgId, raw]), {
+      isRetryable: isTransientRedisError, deadlineMs: opts.deadlineMs ?? this.opts.enqueueDeadlineMs, onRetry: opts.onRetry,
+    });
   }
 
   async registerOrg(orgId: string): Promise<void> {
-    await this.call('registerOrgs', '1', orgId);
+    await this.call('registerOrgs', [keys.orgs, ...ringKeys()], [orgId]);
   }
 
-  /** Adds organisations found by a worker's SCAN to the ring (not to sri:orgs). Returns how many were new. */
+  /** Adds organisations found by a worker's discovery to the ring (not to sri:orgs). Returns how many were new. */
   async registerDiscovered(orgIds: string[]): Promise<number> {
     if (!orgIds.length) return 0;
-    return Number(await this.call('registerOrgs', '0', ...orgIds));
+    return Number((await this.call('joinRing', ringKeys(), orgIds)).rest[0]);
   }
 
-  /** Organisations with a producer list (SCAN, never KEYS) plus sri:orgs, added to the ring. */
+  /**
+   * Puts in the ring the organisations a client pushed to directly (`LPUSH` without the queue): those of sri:orgs
+   * and of the producer lists a SCAN finds (never KEYS; every master of a cluster), which are not in the ring and
+   * have messages waiting. Returns how many joined.
+   */
   async discoverOrgs(): Promise<number> {
-    const [members, queueKeys] = await Promise.all([this.redis.smembers(keys.orgs), scanKeys(this.redis, keys.orgJobsPattern)]);
-    const found = new Set(members);
+    const [members, known, queueKeys] = await Promise.all([
+      this.redis.smembers(keys.queueRingMembers), this.redis.smembers(keys.orgs), scanKeys(this.redis, keys.orgJobsPattern),
+    ]);
+    const inRing = new Set(members);
+    const candidates = new Set(known.filter((o) => !inRing.has(o)));
     for (const k of queueKeys) {
-      const m = /^sri:org:([^:]+):jobs$/.exec(k);
-      if (m) found.add(m[1]!);
+      const o = orgIdFromKey(k);
+      if (o !== undefined && !inRing.has(o)) candidates.add(o);
     }
-    return this.registerDiscovered([...found]);
+    const list = [...candidates];
+    const lengths = await Promise.all(list.map((o) => this.redis.llen(keys.orgJobs(o))));
+    return this.registerDiscovered(list.filter((_, i) => lengths[i]! > 0));
   }
 
   // ── worker ──────────────────────────────────────────────────────────────────────────────────────────────────
 
+  private async takeCall(token: string, workerId: string): Promise<Reply> {
+    const orgs = this.ring.slice(0, TAKE_RING_WINDOW);
+    const orgArgs = this.orgArgs(orgs) ?? await this.readQuotas(orgs);
+    return this.call('takeJob', [...takeFixedKeys(token), ...orgTakeKeys(orgs)], [...this.takeArgs(token, workerId), ...orgArgs]);
+  }
+
+  /** Per organisation its id, maxConcurrent and perMinute ('' = none); undefined when a quota must be read first. */
+  private orgArgs(orgs: readonly string[]): string[] | undefined {
+    const now = Date.now();
+    const out: string[] = [];
+    for (const o of orgs) {
+      const q = this.quotas.get(o);
+      if (!q || now - q.readAt >= QUOTA_CACHE_MS) return undefined;
+      out.push(o, q.maxConcurrent, q.perMinute);
+    }
+    return out;
+  }
+
+  /** Reads the quotas of `orgs` not read for QUOTA_CACHE_MS (one round trip), then orgArgs. */
+  private async readQuotas(orgs: readonly string[]): Promise<string[]> {
+    const now = Date.now();
+    const stale = orgs.filter((o) => !(now - (this.quotas.get(o)?.readAt ?? -Infinity) < QUOTA_CACHE_MS));
+    const read = await Promise.all(stale.map((o) => this.redis.hmget(keys.orgQuota(o), 'maxConcurrent', 'perMinute')));
+    stale.forEach((o, i) => this.quotas.set(o, { maxConcurrent: read[i]?.[0] ?? '', perMinute: read[i]?.[1] ?? '', readAt: now }));
+    return orgs.flatMap((o) => {
+      const q = this.quotas.get(o)!;
+      return [o, q.maxConcurrent, q.perMinute];
+    });
+  }
+
+  /** The organisation's quota changed (a `quota` message on sri:control): the next take reads it again. */
+  forgetQuota(orgId: string): void {
+    this.quotas.delete(orgId);
+  }
+
+  private takeArgs(token: string, workerId: string): (string | number)[] {
+    return [token, workerId, this.opts.leaseMs, this.opts.maxJobBytes, REFILL_BATCH, TAKE_RING_WINDOW];
+  }
+
+  /** A take's reply as a Taken (after RingMiss answers, the take again with the organisations they name). */
+  private async taken(token: string, workerId: string, first: Reply): Promise<Taken | undefined> {
+    let r = first;
+    for (let misses = 0; ; misses++) {
+      if (r.code === QueueCode.Ok) return this.start(this.served(token, r.rest));
+      if (r.code === QueueCode.Nothing) return undefined;
+      if (r.code !== QueueCode.RingMiss) throw new Error(`queue script takeJob answered ${QueueCode[r.code]}`);
+      this.ring = r.rest.slice(1).map(String);
+      // Only when the ring turns faster than a reply comes back (far more organisations with work than
+      // TAKE_RING_WINDOW, and many takers): the worker takes nothing this time and polls again.
+      if (misses >= TAKE_RING_RETRIES) return undefined;
+      r = await this.takeCall(token, workerId);
+    }
+  }
+
+  /** The ring as this take left it: the served organisation goes behind the others (as the script rotated it). */
+  private served(token: string, rest: unknown[]): Taken {
+    const [orgId, raw, jobId, attempt, deadline, recovered] = rest as [string, string, string, number, number, number];
+    const at = this.ring.indexOf(orgId);
+    if (at >= 0) this.ring = [...this.ring.slice(at + 1), ...this.ring.slice(0, at + 1)];
+    return { token, orgId, raw, ...(jobId ? { jobId } : {}), attempt: Number(attempt), leaseDeadline: Number(deadline), recovered: Number(recovered) === 1 };
+  }
+
+  /**
+   * Marks a job just taken 'running' (startJob) without waiting for it: the call goes out with this queue's next
+   * script call if the caller makes one before the current turn of Node's event loop ends (a worker's slot whose
+   * job ends at once, the benchmark), else on its own at the end of that turn (process.nextTick). Either way it
+   * reaches Redis before any later call of this queue about the job. Waiting for it, or sending it alone every
+   * time, would cost each job a round trip and an fsync of the append-only file. Its failure leaves the status
+   * 'queued' (the lease is what counts) and is reported to onStartError.
+   */
+  private start(t: Taken): Taken {
+    if (!t.jobId) return t;
+    this.pendingStarts.push(t);
+    if (this.pendingStarts.length === 1) process.nextTick(() => this.sendStarts());
+    return t;
+  }
+
+  private startFailed(e: unknown, t: Taken): void {
+    this.opts.onStartError?.(e instanceof Error ? e : new Error(String(e)), t);
+  }
+
   /** The next job, fair across organisations, high priority first, within quotas; leased to `workerId`. */
   async take(workerId: string): Promise<Taken | undefined> {
     const token = randomUUID();
-    return toTaken(token, await this.call('takeJob', token, workerId, this.opts.leaseMs, this.opts.maxJobBytes, REFILL_BATCH));
+    return this.taken(token, workerId, await this.takeCall(token, workerId));
   }
 
   /** Renews every given lease of `workerId`; returns the tokens whose lease is gone (stop those jobs). */
   async renew(workerId: string, tokens: string[]): Promise<string[]> {
     if (!tokens.length) return [];
-    return (await this.call('renewLeases', workerId, this.opts.leaseMs, ...tokens)) as string[];
+    const r = await this.call('renewLeases', [keys.queueLeases, ...tokens.map((t) => keys.lease(t))], [workerId, this.opts.leaseMs, ...tokens]);
+    return r.rest.map(String);
   }
 
   /**
@@ -144,7 +340,8 @@ export class JobQueue {
    * With `counted`, the worker's stats hash counts the job in the same step (only when it is recorded).
    */
   async complete(t: Taken, result: ResultMessage, counted?: CountedAs): Promise<CompleteOutcome> {
-    return (await this.call('completeJob', ...this.completeArgs(t, result, counted))) as CompleteOutcome;
+    const [scriptKeys, args] = this.completeParts(t, result, counted);
+    return toCompleteOutcome((await this.call('completeJob', scriptKeys, args, t.token)).code);
   }
 
   /**
@@ -153,25 +350,43 @@ export class JobQueue {
    */
   async completeAndTake(t: Taken, result: ResultMessage, counted: CountedAs | undefined, nextWorkerId: string): Promise<{ outcome: CompleteOutcome; next?: Taken }> {
     const token = randomUUID();
-    const [outcome, next] = (await this.call('completeAndTakeJob', ...this.completeArgs(t, result, counted),
-      token, nextWorkerId, this.opts.leaseMs, this.opts.maxJobBytes, REFILL_BATCH)) as [CompleteOutcome, unknown];
-    const taken = toTaken(token, next);
-    return taken ? { outcome, next: taken } : { outcome };
+    const [completeKeys, completeArgs] = this.completeParts(t, result, counted);
+    const orgs = this.ring.slice(0, TAKE_RING_WINDOW);
+    const orgArgs = this.orgArgs(orgs) ?? await this.readQuotas(orgs);
+    const r = await this.call('completeAndTakeJob', [...completeKeys, ...takeFixedKeys(token), ...orgTakeKeys(orgs)],
+      [...completeArgs, ...this.takeArgs(token, nextWorkerId), ...orgArgs], t.token);
+    const outcome = toCompleteOutcome(r.code);
+    const next = await this.taken(token, nextWorkerId, replyCode(r.rest[0]));
+    return next ? { outcome, next } : { outcome };
   }
 
-  private completeArgs(t: Taken, result: ResultMessage, counted: CountedAs | undefined): (string | number)[] {
-    return [t.token, result.status, JSON.stringify(result), this.opts.resultTtlSeconds,
-      counted?.workerId ?? '', Math.round(counted?.durationMs ?? 0), counted?.finishedAt ?? 0];
+  private completeParts(t: Taken, result: ResultMessage, counted: CountedAs | undefined): [string[], (string | number)[]] {
+    const jobId = t.jobId ?? '';
+    return [
+      // Without counting, a key the call has anyway stands in for the stats hash (an enrolled worker may touch its own only).
+      [...leaseKeys(t.token), keys.queueLateResults, keys.jobStatus(jobId), keys.jobResult(jobId), keys.jobCancel(jobId),
+        counted ? keys.workerStats(counted.workerId) : keys.queueLateResults],
+      [t.token, jobId, result.status, JSON.stringify(result), this.opts.resultTtlSeconds, keys.orgDone(t.orgId),
+        counted ? '1' : '0', Math.round(counted?.durationMs ?? 0), counted?.finishedAt ?? 0],
+    ];
   }
 
   /** Ends the lease and schedules `nextRaw` (the next attempt's message) for `dueAtMs`; status 'retrying'. */
   async retry(t: Taken, nextRaw: string, dueAtMs: number, error: { code: string; message: string }): Promise<CompleteOutcome> {
-    return (await this.call('retryJob', t.token, nextRaw, Math.round(dueAtMs), JSON.stringify(error))) as CompleteOutcome;
+    const jobId = t.jobId ?? '';
+    const r = await this.call('retryJob',
+      [...leaseKeys(t.token), keys.queueLateResults, keys.jobStatus(jobId), keys.queueDelayed, keys.queueDelayedJobs],
+      [t.token, jobId, nextRaw, Math.round(dueAtMs), JSON.stringify(error)], t.token);
+    return toCompleteOutcome(r.code);
   }
 
   /** Hands the job back untouched to the FRONT of its organisation's queue (same attempt). */
   async release(t: Taken): Promise<void> {
-    await this.call('releaseJob', t.token);
+    const jobId = t.jobId ?? '';
+    const r = await this.call('releaseJob',
+      [...leaseKeys(t.token), keys.jobStatus(jobId), keys.orgReadyHigh(t.orgId), keys.orgReadyNormal(t.orgId), ...ringKeys()],
+      [t.token, t.orgId, jobId], t.token);
+    if (r.code === QueueCode.Stale) throw new Error(`lease ${t.token} is not job ${jobId || '(none)'} of ${t.orgId}: not released`);
   }
 
   /**
@@ -180,8 +395,12 @@ export class JobQueue {
    */
   async bury(t: Taken, reason: string, result?: ResultMessage): Promise<string | 'late'> {
     const { raw, truncated } = truncateRaw(t.raw);
-    return (await this.call('buryJob', t.token, reason, raw, truncated ? '1' : '0', result?.jobId ?? '',
-      result ? JSON.stringify(result) : '', this.opts.resultTtlSeconds, Date.now())) as string;
+    const jobId = result?.jobId ?? '';
+    const r = await this.call('buryJob',
+      [...leaseKeys(t.token), keys.queueLateResults, ...dlqKeys(t.orgId), keys.jobStatus(jobId), keys.jobResult(jobId)],
+      [t.token, t.orgId, reason, raw, truncated ? '1' : '0', Date.now(), jobId, result ? JSON.stringify(result) : '',
+        this.opts.resultTtlSeconds, keys.orgDone(t.orgId)], t.token);
+    return r.code === QueueCode.Late ? 'late' : String(r.rest[0]);
   }
 
   /** Dead-letters a message nobody leases (control plane, tools); with a job id: status 'dead' + error event. */
@@ -191,17 +410,35 @@ export class JobQueue {
       jobId, orgId, userId: '', providerId: '', success: false, status: 'dead', duration: 0, attempt: 1, workerId: '',
       finishedAt: new Date().toISOString(), error: { code: 'INVALID_JOB', message: reason }, files: { log: '', screenshots: [] },
     };
-    return (await this.call('deadLetterJob', orgId, jobId ?? '', reason, cut.raw, cut.truncated ? '1' : '0',
-      result ? JSON.stringify(result) : '', this.opts.resultTtlSeconds, Date.now())) as string;
+    const r = await this.call('deadLetterJob', [...dlqKeys(orgId), keys.jobStatus(jobId ?? ''), keys.jobResult(jobId ?? '')],
+      [orgId, jobId ?? '', reason, cut.raw, cut.truncated ? '1' : '0', Date.now(), result ? JSON.stringify(result) : '',
+        this.opts.resultTtlSeconds, keys.orgDone(orgId)]);
+    return String(r.rest[0]);
+  }
+
+  /** Members of `zset` due at `nowMs` (Redis time when undefined), and that time. */
+  private async due(zset: string, nowMs: number | undefined): Promise<{ now: number; members: string[] }> {
+    const r = await this.call('readDue', [zset], [nowMs ?? '', SWEEP_BATCH]);
+    return { now: Number(r.rest[0]), members: r.rest.slice(1).map(String) };
   }
 
   /** Due retries back to the FRONT of their queue. Returns how many moved. */
   async promoteDue(nowMs?: number): Promise<number> {
     let total = 0;
     for (;;) {
-      const n = Number(await this.call('promoteDue', nowMs ?? '', SWEEP_BATCH));
-      total += n;
-      if (n < SWEEP_BATCH) return total;
+      const { now, members } = await this.due(keys.queueDelayed, nowMs);
+      if (!members.length) return total;
+      const entries = await this.redis.hmget(keys.queueDelayedJobs, ...members);
+      const codes = await Promise.all(members.map(async (token, i) => {
+        const d = parseDelayed(entries[i] ?? null);
+        return (await this.call('promoteRetry', [
+          keys.queueDelayed, keys.queueDelayedJobs, keys.leaseMessage(token), keys.jobStatus(d.j), keys.jobCancel(d.j),
+          keys.orgReadyHigh(d.o), keys.orgReadyNormal(d.o), ...ringKeys(),
+        ], [token, d.o, d.j, now])).code;
+      }));
+      total += codes.filter((c) => c === QueueCode.Ok).length;
+      // Stale ones were handled by another worker meanwhile; a round that moved nothing ends the sweep.
+      if (members.length < SWEEP_BATCH || codes.every((c) => c === QueueCode.Stale)) return total;
     }
   }
 
@@ -209,9 +446,20 @@ export class JobQueue {
   async recoverExpired(nowMs?: number): Promise<number> {
     let total = 0;
     for (;;) {
-      const n = Number(await this.call('recoverExpired', nowMs ?? '', SWEEP_BATCH, new Date().toISOString(), this.opts.resultTtlSeconds));
-      total += n;
-      if (n < SWEEP_BATCH) return total;
+      const { now, members } = await this.due(keys.queueLeases, nowMs);
+      if (!members.length) return total;
+      const finishedAt = new Date().toISOString();
+      const codes = await Promise.all(members.map(async (token) => {
+        const [orgId, jobId] = await this.redis.hmget(keys.lease(token), 'orgId', 'jobId');
+        const o = orgId ?? '';
+        const j = orgId === null ? '' : jobId ?? '';
+        return (await this.call('recoverLease', [
+          keys.queueLeases, keys.lease(token), keys.leaseMessage(token), keys.queueLeasedByOrg, keys.queueJobLeases, keys.queueAttempts,
+          keys.jobStatus(j), keys.jobCancel(j), keys.jobResult(j), keys.orgReadyHigh(o), keys.orgReadyNormal(o), ...ringKeys(),
+        ], [token, o, j, now, finishedAt, this.opts.resultTtlSeconds, keys.orgDone(o)])).code;
+      }));
+      total += codes.filter((c) => c === QueueCode.Ok).length;
+      if (members.length < SWEEP_BATCH || codes.every((c) => c === QueueCode.Stale)) return total;
     }
   }
 
@@ -226,6 +474,11 @@ export class JobQueue {
     return new Set(jobIds.filter((_, i) => flags[i] !== null));
   }
 
+  /** The take token currently leasing `jobId`, if any (sri:queue:job-leases). */
+  async leaseOf(jobId: string): Promise<string | undefined> {
+    return (await this.redis.hget(keys.queueJobLeases, jobId)) ?? undefined;
+  }
+
   // ── control ─────────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
@@ -234,15 +487,21 @@ export class JobQueue {
    * 'unknown': no status (or leased by another organisation).
    */
   async cancel(orgId: string, jobId: string): Promise<CancelOutcome> {
-    return (await this.call('cancelJob', orgId, jobId, new Date().toISOString(), this.opts.resultTtlSeconds)) as CancelOutcome;
+    const r = await this.untilFresh('lease of the job', async () => {
+      const token = (await this.leaseOf(jobId)) ?? '';
+      return this.call('cancelJob', [
+        keys.jobStatus(jobId), keys.queueJobLeases, keys.lease(token), keys.jobCancel(jobId), keys.jobResult(jobId), keys.queueAttempts, keys.queueCancelled,
+      ], [orgId, jobId, token, new Date().toISOString(), this.opts.resultTtlSeconds, keys.queueControl, keys.orgDone(orgId)]);
+    });
+    return toCancelOutcome(r.code);
   }
 
   /** Queues a failed or dead job again; `message.attempt` should be the next attempt. Throws JOB_NOT_RETRYABLE. */
   async retryFinished(orgId: string, jobId: string, message: JobMessage): Promise<void> {
-    const r = (await this.call('requeueJob', orgId, jobId, JSON.stringify(message))) as string;
-    if (r !== 'OK') {
-      throw new SriError('JOB_NOT_RETRYABLE', `Only failed or dead jobs can be retried; job ${jobId} is ${r || 'unknown to Redis'}.`);
-    }
+    const r = await this.call('requeueJob', [
+      keys.jobStatus(jobId), keys.queueJobLeases, keys.orgJobs(orgId), keys.queueAttempts, keys.jobCancel(jobId), keys.queueCancelled, ...ringKeys(),
+    ], [orgId, jobId, JSON.stringify(message)]);
+    assertRequeued(r.code, jobId, r.rest[0]);
   }
 
   /** Newest first. */
@@ -262,14 +521,34 @@ export class JobQueue {
 
   /** Pushes the entry's message back to its organisation's queue; false when missing or truncated. */
   async dlqRequeue(entryId: string): Promise<boolean> {
-    return Number(await this.call('requeueDeadLetter', entryId)) === 1;
+    const r = await this.untilFresh('dead-letter entry', async () => {
+      const entry = await this.dlqGet(entryId);
+      if (!entry) return { code: QueueCode.Missing, rest: [] };
+      const jobId = entry.jobId ?? '';
+      return this.call('requeueDeadLetter', [
+        keys.dlqEntries, keys.dlqIndex, keys.orgDlq(entry.orgId), keys.orgJobs(entry.orgId), keys.jobStatus(jobId), keys.queueAttempts,
+        keys.jobCancel(jobId), keys.queueCancelled, ...ringKeys(),
+      ], [entryId, entry.orgId, jobId]);
+    });
+    return toRequeued(r.code);
   }
 
   async dlqPurge(orgId?: string): Promise<number> {
-    return Number(await this.call('purgeDeadLetters', orgId ?? ''));
+    if (orgId !== undefined) {
+      return Number((await this.call('purgeDeadLetters', [keys.dlqEntries, keys.dlqIndex, keys.dlqOrgs, keys.orgDlq(orgId)], ['org', orgId])).rest[0]);
+    }
+    const r = await this.untilFresh('list of organisations with dead letters', async () => {
+      // Organisations of sri:orgs and the ring too: lists of entries written before sri:dlq:orgs existed.
+      const orgs = await this.redis.sunion(keys.dlqOrgs, keys.orgs, keys.queueRingMembers);
+      return this.call('purgeDeadLetters', [keys.dlqEntries, keys.dlqIndex, keys.dlqOrgs, ...orgs.map((o) => keys.orgDlq(o))], ['all', ...orgs]);
+    });
+    return Number(r.rest[0]);
   }
 
-  /** `null` removes a limit, `undefined` leaves it as it is. The take script reads it on every take. */
+  /**
+   * `null` removes a limit, `undefined` leaves it as it is. Announced on sri:control in the same step, so every
+   * worker's next take applies it.
+   */
   async setQuota(orgId: string, q: { maxConcurrent?: number | null; perMinute?: number | null }): Promise<void> {
     const m = this.redis.multi();
     for (const field of ['maxConcurrent', 'perMinute'] as const) {
@@ -280,7 +559,10 @@ export class JobQueue {
         m.hset(keys.orgQuota(orgId), field, v);
       }
     }
+    const changed: ControlMessage = { type: 'quota', orgId };
+    m.publish(keys.queueControl, JSON.stringify(changed));
     await m.exec();
+    this.forgetQuota(orgId);
   }
 
   async getQuota(orgId: string): Promise<Quota> {
@@ -289,7 +571,8 @@ export class JobQueue {
   }
 
   async stats(): Promise<QueueStats> {
-    const orgs = await this.redis.smembers(keys.queueRingMembers);
+    // The ring holds the organisations with work; sri:orgs those whose jobs a client may have pushed directly.
+    const orgs = await this.redis.sunion(keys.queueRingMembers, keys.orgs);
     const m = this.redis.multi().get(keys.queueLateResults).zcard(keys.queueLeases).zcard(keys.queueDelayed).zcard(keys.dlqIndex);
     for (const o of orgs) m.llen(keys.orgJobs(o)).llen(keys.orgReadyHigh(o)).llen(keys.orgReadyNormal(o));
     const res = ((await m.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v; });
@@ -313,15 +596,19 @@ export class JobQueue {
 
   /** Counts one finished job in the worker's stats hash. */
   async recordWorkerJob(workerId: string, success: boolean, durationMs: number, finishedAt: number): Promise<void> {
-    await this.call('recordJob', keys.workerStats(workerId), success ? '1' : '0', Math.round(durationMs), finishedAt);
+    await this.call('recordJob', [keys.workerStats(workerId)], [success ? '1' : '0', Math.round(durationMs), finishedAt]);
   }
 }
 
-/** A take script's reply as a Taken (undefined for "nothing takeable"). */
-function toTaken(token: string, r: unknown): Taken | undefined {
-  if (!Array.isArray(r)) return undefined;
-  const [orgId, raw, jobId, attempt, deadline, recovered] = r as [string, string, string, number, number, number];
-  return { token, orgId, raw, ...(jobId ? { jobId } : {}), attempt: Number(attempt), leaseDeadline: Number(deadline), recovered: Number(recovered) === 1 };
+/** A waiting retry's organisation and job (`{"o","j","e"}`); empty ids when the entry is gone (promoteRetry drops it). */
+function parseDelayed(json: string | null): { o: string; j: string } {
+  if (json === null) return { o: '', j: '' };
+  try {
+    const d = JSON.parse(json) as { o?: unknown; j?: unknown };
+    return { o: typeof d.o === 'string' ? d.o : '', j: typeof d.j === 'string' ? d.j : '' };
+  } catch {
+    return { o: '', j: '' };
+  }
 }
 
 function parseEntry(json: string): DlqEntry {

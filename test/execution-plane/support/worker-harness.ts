@@ -1,7 +1,8 @@
 /**
  * A worker on real services for a test file: redis-server, s3rver, the test portal and Chromium, with helpers to
  * push a hand-signed job and wait for its published result, read evidence from S3 and check that the worker still
- * serves a normal job. Everything started here is stopped by `stop()`.
+ * serves a normal job. The `demo` provider is in the catalogue (test/support/providers.ts). Everything started here
+ * is stopped by `stop()`.
  */
 import assert from 'node:assert/strict';
 import { createRedis, type Redis } from '../../../src/shared/redis.ts';
@@ -14,6 +15,7 @@ import type { WorkerConfig } from '../../../src/execution-plane/config.ts';
 import { startTestRedis, startTestS3, tempDir, waitFor } from '../../support/services.ts';
 import { startTestPortal, type TestPortal } from './portal.ts';
 import { NORMAL_SCRIPT, push, signedJob, testWorkerConfig } from './jobs.ts';
+import { publishDemoProvider } from '../../support/providers.ts';
 
 export interface WorkerHarness {
   readonly redis: Redis;
@@ -44,6 +46,9 @@ export async function startWorkerHarness(extraEnv: Record<string, string> = {}):
     results.set(r.jobId, r);
   });
   await sub.psubscribe(keys.orgDonePattern);
+  // The catalogue entry the control plane would publish for `demo`: hand-pushed jobs without allowedHosts reach its
+  // hosts (127.0.0.1 and localhost), as they would under `sri up`; without it they would reach nothing.
+  await publishDemoProvider(redis);
   const store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
   const config = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path, extra: extraEnv });
   const logger = createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false });

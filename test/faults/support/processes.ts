@@ -8,6 +8,7 @@ import { startEmbeddedRedis, type EmbeddedRedis } from '../../../src/embedded/re
 import { createRedis } from '../../../src/shared/redis.ts';
 import { keys } from '../../../src/shared/keys.ts';
 import { waitFor } from '../../support/services.ts';
+import { boundToParent } from '../../../src/embedded/bound-child.ts';
 
 /** Durable as the issue asks: every write is fsynced before Redis answers, so a SIGKILL loses nothing acknowledged. */
 const DURABLE_ARGS = ['--appendfsync', 'always'];
@@ -50,7 +51,7 @@ const WORKER_MAIN = 'src/execution-plane/main.ts';
 
 /** Spawns `node --import tsx src/execution-plane/main.ts` with only the given environment (plus PATH and HOME). */
 export function spawnWorker(env: Record<string, string>, workerId: string): WorkerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
+  const child = spawn(...boundToParent(process.execPath, ['--import', 'tsx', WORKER_MAIN]), {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NODE_NO_WARNINGS: '1', WORKER_HTTP_PORT: '0', ...env, WORKER_ID: workerId },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

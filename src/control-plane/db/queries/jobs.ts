@@ -3,7 +3,7 @@
  * A final status (done, failed, cancelled, dead) is never overwritten by a result; only an explicit retry or a
  * dead-letter requeue puts a job back to queued.
  */
-import type { JobMessage, ResultFiles } from '../../../shared/schemas.ts';
+import type { JobMessage, ResultArtifact, ResultFiles } from '../../../shared/schemas.ts';
 
 type JobPriority = NonNullable<JobMessage['priority']>;
 import type { Tx } from '../types.ts';
@@ -30,6 +30,8 @@ export interface JobRow {
   error_message: string | null;
   result: unknown;
   files: ResultFiles | null;
+  /** Every evidence file with size and SHA-256 (0006_result_artifacts.sql); null for results without the list. */
+  artifacts: ResultArtifact[] | null;
   metadata: Record<string, unknown> | null;
   trace_id: string | null;
   priority: JobPriority;
@@ -37,7 +39,7 @@ export interface JobRow {
 }
 
 const COLUMNS = `id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash,
-  created_at, started_at, finished_at, duration_ms, worker_id, error_code, error_message, result, files, metadata, trace_id,
+  created_at, started_at, finished_at, duration_ms, worker_id, error_code, error_message, result, files, artifacts, metadata, trace_id,
   priority, max_attempts`;
 const FINAL_SQL = `('done', 'failed', 'cancelled', 'dead')`;
 
@@ -83,13 +85,14 @@ export async function failJob(tx: Tx, id: string, code: string, message: string)
  */
 export async function recordResult(tx: Tx, r: {
   id: string; status: string; attempt: number; workerId: string; durationMs: number; finishedAt: string | null;
-  errorCode: string | null; errorMessage: string | null; files: ResultFiles; result: unknown;
+  errorCode: string | null; errorMessage: string | null; files: ResultFiles; result: unknown; artifacts?: ResultArtifact[];
 }): Promise<boolean> {
   const rows = await tx.query(`UPDATE jobs SET status = $2, attempt = GREATEST(attempt, $3), worker_id = $4, duration_ms = $5,
-      finished_at = $6::timestamptz, error_code = $7, error_message = $8, files = $9::jsonb, result = $10::jsonb
+      finished_at = $6::timestamptz, error_code = $7, error_message = $8, files = $9::jsonb, result = $10::jsonb, artifacts = $11::jsonb
     WHERE id = $1 AND status NOT IN ${FINAL_SQL} AND ($2 IN ${FINAL_SQL} OR attempt <= $3) RETURNING id`,
   [r.id, r.status, r.attempt, r.workerId, Math.round(r.durationMs), r.finishedAt, r.errorCode, r.errorMessage,
-    JSON.stringify(r.files), r.result === undefined || r.result === null ? null : JSON.stringify(r.result)]);
+    JSON.stringify(r.files), r.result === undefined || r.result === null ? null : JSON.stringify(r.result),
+    r.artifacts === undefined ? null : JSON.stringify(r.artifacts)]);
   return rows.length > 0;
 }
 
@@ -106,7 +109,7 @@ export async function cancelJob(tx: Tx, id: string, errorCode: string, errorMess
  */
 export async function requeueFinishedJob(tx: Tx, id: string, attempt: number): Promise<JobRow | undefined> {
   return (await tx.query<JobRow>(`UPDATE jobs SET status = 'queued', attempt = $2, started_at = NULL, finished_at = NULL,
-      duration_ms = NULL, worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL
+      duration_ms = NULL, worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL, artifacts = NULL
     WHERE id = $1 AND status IN ('failed', 'dead') RETURNING ${COLUMNS}`, [id, attempt]))[0];
 }
 
@@ -116,7 +119,7 @@ export async function requeueFinishedJob(tx: Tx, id: string, attempt: number): P
  */
 export async function markJobRequeued(tx: Tx, id: string, attempt: number): Promise<boolean> {
   const rows = await tx.query(`UPDATE jobs SET status = 'queued', attempt = $2, started_at = NULL, finished_at = NULL, duration_ms = NULL,
-      worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL
+      worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL, artifacts = NULL
     WHERE id = $1 AND status IN ('failed', 'dead') RETURNING id`, [id, attempt]);
   return rows.length > 0;
 }
@@ -127,8 +130,29 @@ export async function recordProgress(tx: Tx, id: string, status: string): Promis
     WHERE id = $1 AND status NOT IN ${FINAL_SQL} AND status <> $2`, [id, status]);
 }
 
-/** Jobs not yet final in any organisation, oldest first (for the reconciler; runs asSystem). */
-export async function listUnfinishedJobs(tx: Tx, limit: number): Promise<{ id: string; org_id: string }[]> {
-  return tx.query(`SELECT id, org_id FROM jobs WHERE status NOT IN ${FINAL_SQL}
-    ORDER BY created_at LIMIT $1`, [limit]);
+/** Where the reconciler stopped in one organisation's unfinished jobs: `at` is `created_at::text` (µs kept). */
+export interface UnfinishedCursor { orgId: string; at: string; id: string }
+
+export interface UnfinishedJob { id: string; org_id: string; at: string; rn: number }
+
+/**
+ * Up to `limit` jobs not yet final, taken fairly (for the reconciler; runs asSystem): round-robin across
+ * organisations — every organisation's first job, then every organisation's second, … — so one organisation with
+ * thousands of unfinished jobs takes its share and no more. Within an organisation the order starts after its
+ * cursor (`cursors`) and wraps around to its oldest, so successive calls walk through all its jobs. Organisations
+ * tie in id order starting after `orgAfter` (wrapping), which rotates them when there are more than `limit`.
+ * `rn` is the job's place in its organisation's turn (1 = its first).
+ */
+export async function listUnfinishedJobs(tx: Tx, limit: number, cursors: readonly UnfinishedCursor[] = [], orgAfter = ''): Promise<UnfinishedJob[]> {
+  return tx.query<UnfinishedJob>(`WITH cursors AS (
+      SELECT * FROM unnest($2::text[], $3::text[], $4::text[]) AS c(org_id, at, id)
+    ), ranked AS (
+      SELECT j.id, j.org_id, j.created_at::text AS at,
+        row_number() OVER (PARTITION BY j.org_id
+          ORDER BY (c.at IS NOT NULL AND (j.created_at, j.id) <= (c.at::timestamptz, c.id)), j.created_at, j.id)::int AS rn
+      FROM jobs j LEFT JOIN cursors c ON c.org_id = j.org_id
+      WHERE j.status NOT IN ${FINAL_SQL}
+    )
+    SELECT id, org_id, at, rn FROM ranked ORDER BY rn, (org_id <= $5), org_id LIMIT $1`,
+  [limit, cursors.map((c) => c.orgId), cursors.map((c) => c.at), cursors.map((c) => c.id), orgAfter]);
 }

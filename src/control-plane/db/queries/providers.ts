@@ -1,4 +1,7 @@
-/** The provider catalogue (global, seeded by migration) and the users' provider connections. */
+/**
+ * The provider catalogue (global, seeded by migration; the embedded stack adds its demo provider) and the users'
+ * provider connections. Whoever changes the catalogue publishes it to Redis afterwards (providers/catalogue.ts).
+ */
 import type { Tx } from '../types.ts';
 
 export interface Provider { id: string; name: string; displayName: string; allowedHosts: string[] }
@@ -13,6 +16,13 @@ export async function listProviders(tx: Tx): Promise<Provider[]> {
 export async function findProvider(tx: Tx, id: string): Promise<Provider | undefined> {
   const r = (await tx.query<ProviderRow>('SELECT id, name, display_name, allowed_hosts FROM providers WHERE id = $1', [id]))[0];
   return r && toProvider(r);
+}
+
+/** Adds `p`, or replaces its name, display name and allowed hosts (run as the migrating role: sri_app may only read). */
+export async function upsertProvider(tx: Tx, p: Provider): Promise<void> {
+  await tx.query(`INSERT INTO providers (id, name, display_name, allowed_hosts) VALUES ($1, $2, $3, $4::jsonb)
+    ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, display_name = EXCLUDED.display_name, allowed_hosts = EXCLUDED.allowed_hosts`,
+  [p.id, p.name, p.displayName, JSON.stringify(p.allowedHosts)]);
 }
 
 export interface Connection { providerId: string; providerName: string; connectedAt: Date; expiresAt: Date }

@@ -23,6 +23,11 @@ export interface DeliveryRow {
   payload: string;
   status: DeliveryStatus;
   attempts: number;
+  /**
+   * An error class (webhooks/target.ts storedError: `http-status`, `target-refused:loopback`, …), never text from the
+   * receiver: the column kept its name so that no migration is needed; rows of earlier versions may hold such text
+   * and are shown as `unknown` (describeStoredError).
+   */
   last_error: string | null;
   response_status: number | null;
   created_at: Date;

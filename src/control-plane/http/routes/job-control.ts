@@ -14,6 +14,7 @@ import { findFlow } from '../../db/queries/flows.ts';
 import { cancelJob, findJob, requeueFinishedJob, type JobRow } from '../../db/queries/jobs.ts';
 import { findProvider } from '../../db/queries/providers.ts';
 import { secretRefsOfScript } from '../../flows/compile.ts';
+import { RunAdmission } from '../../jobs/admission.ts';
 import { assertFlowIntact, verifiedJobMessage } from '../../jobs/job-message.ts';
 import { sealSecretsForJob } from '../../secrets/vault.ts';
 import { syncJobFromRedis } from '../../results/listener.ts';
@@ -31,6 +32,8 @@ const jobFinal = (id: string, status: string) => new SriError('JOB_FINAL', `Job 
 
 export function jobControlRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const preHandler = ctx.tokens.hook();
+  // A retry puts a job back into the shared queue like a run: it counts against the same limits.
+  const admission = new RunAdmission(ctx.redis, ctx.config);
   const resultsDeps = { db: ctx.db, blobStore: ctx.blobStore, resultsBucket: ctx.config.s3ResultsBucket, logger: ctx.logger, tracer: ctx.tracer };
 
   const loadJob = async (orgId: string, id: string): Promise<JobRow> => {
@@ -88,6 +91,8 @@ export function jobControlRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const job = await loadJob(orgId, id);
     const notRetryable = (status: string) => new SriError('JOB_NOT_RETRYABLE', `Job ${id} is ${status}; only failed or dead jobs can be retried.`);
     if (!RETRYABLE_STATUSES.includes(job.status)) throw notRetryable(job.status);
+    await admission.countRun(orgId, authOf(req).userId, reply);
+    await admission.assertQueueRoom(orgId);
 
     const provider = await ctx.db.withOrg(orgId, (tx) => findProvider(tx, job.provider_id));
     if (!provider) throw new SriError('PROVIDER_NOT_FOUND');

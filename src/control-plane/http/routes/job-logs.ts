@@ -9,6 +9,10 @@
  *   - job finished, its stream still in Redis, `Accept: text/event-stream`, `follow` not false → SSE of what the
  *     stream holds, then `end`;
  *   - otherwise → execution.log from S3 (LOG_NOT_READY while the job has none yet, LOG_NOT_FOUND when it never will).
+ *
+ * Live responses share one blocking Redis reader per API process (logs/shared-log-reader.ts), and each API process
+ * serves at most LOGS_MAX_STREAMS_PER_USER of them per user and LOGS_MAX_STREAMS_PER_ORG per organisation at once
+ * (429 TOO_MANY_STREAMS, before anything is streamed).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
@@ -19,6 +23,7 @@ import { formatSseComment } from '../../../shared/sse.ts';
 import type { ApiContext } from '../../context.ts';
 import { findJob, type JobRow } from '../../db/queries/jobs.ts';
 import { writeLiveLog } from '../../logs/live-log.ts';
+import { SharedLogReader } from '../../logs/shared-log-reader.ts';
 import { isFinalStatus, loadJob } from '../../jobs/load.ts';
 import { authOf } from '../auth.ts';
 import { doc } from '../openapi.ts';
@@ -31,12 +36,25 @@ const CLOSE_STREAMS_TIMEOUT_MS = 2000;
 
 export function jobLogRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const preHandler = ctx.tokens.hook();
-  // followJobLogs blocks in XREAD on a connection it duplicates from this one. The API's connection has a command
-  // timeout that would cut a blocking read; this base has none, and ioredis' blockingTimeout (BLOCK + grace)
-  // stands in for it against a network that fails silently. Never connected itself (lazyConnect).
-  const followBase = ctx.redis.duplicate({
-    connectionName: 'sri-api-logs', lazyConnect: true, commandTimeout: undefined, blockingTimeout: 30_000, blockingTimeoutGrace: 5000,
-  });
+  // One blocking connection for every live response of this process, opened at the first one.
+  const reader = new SharedLogReader(ctx.redis, { logger: ctx.logger });
+  /** Live responses open now, per user and per organisation (this process only). */
+  const streamsOf = { user: new Map<string, number>(), org: new Map<string, number>() };
+  const countStream = (map: Map<string, number>, id: string, by: 1 | -1) => {
+    const n = (map.get(id) ?? 0) + by;
+    if (n > 0) map.set(id, n);
+    else map.delete(id);
+  };
+  /** Throws TOO_MANY_STREAMS when the caller or their organisation has its share of live responses open already. */
+  const assertStreamRoom = (orgId: string, userId: string) => {
+    const { logsMaxStreamsPerUser: perUser, logsMaxStreamsPerOrg: perOrg } = ctx.config;
+    const who = (streamsOf.user.get(userId) ?? 0) >= perUser ? `you have ${perUser} (LOGS_MAX_STREAMS_PER_USER)`
+      : (streamsOf.org.get(orgId) ?? 0) >= perOrg ? `your organisation has ${perOrg} (LOGS_MAX_STREAMS_PER_ORG)` : undefined;
+    if (who) {
+      throw new SriError('TOO_MANY_STREAMS', `Too many live log streams: ${who} open on this API instance. Close one (a browser tab, `
+        + 'an sri logs --follow) or wait until a followed job ends, then try again; the stored log (follow=false) is not limited.');
+    }
+  };
   // Open live responses: closing the API ends them (clients reconnect with Last-Event-ID, to another instance),
   // since the HTTP server cannot close while they are open.
   const open = new Map<AbortController, Promise<void>>();
@@ -50,7 +68,7 @@ export function jobLogRoutes(app: FastifyInstance, ctx: ApiContext): void {
     ]);
     clearTimeout(timer);
   });
-  app.addHook('onClose', async () => { followBase.disconnect(); });
+  app.addHook('onClose', async () => { await reader.close(); });
 
 
   /** Final statuses are PostgreSQL's; until then the worker's status key is the fresher source. */
@@ -73,6 +91,8 @@ export function jobLogRoutes(app: FastifyInstance, ctx: ApiContext): void {
   };
 
   const streamLive = async (req: FastifyRequest, reply: FastifyReply, job: JobRow, fromId: string, finishedStatus: string | undefined) => {
+    const { orgId, userId } = authOf(req);
+    assertStreamRoom(orgId, userId);
     const abort = new AbortController();
     let finished!: () => void;
     open.set(abort, new Promise<void>((r) => { finished = r; }));
@@ -89,9 +109,13 @@ export function jobLogRoutes(app: FastifyInstance, ctx: ApiContext): void {
     // Sends the headers now, so the client knows the job exists before its first line.
     res.write(formatSseComment(`log of job ${job.id}`));
     const started = Date.now();
+    // Counted in the same synchronous run as the check above (no await between), so concurrent requests cannot both
+    // take the last place; the finally block gives it back.
+    countStream(streamsOf.user, userId, 1);
+    countStream(streamsOf.org, orgId, 1);
     try {
       const outcome = await writeLiveLog({
-        redis: ctx.redis, followBase, jobId: job.id, fromId, finishedStatus,
+        redis: ctx.redis, reader, jobId: job.id, fromId, finishedStatus,
         jobStatus: () => statusOf(job.org_id, job.id),
         heartbeatIntervalMs: ctx.config.logsHeartbeatIntervalMs, out: res, signal: abort.signal,
       });
@@ -101,6 +125,8 @@ export function jobLogRoutes(app: FastifyInstance, ctx: ApiContext): void {
       req.log.warn({ err, jobId: job.id }, 'live log stream failed');
     } finally {
       if (!res.writableEnded) res.end();
+      countStream(streamsOf.user, userId, -1);
+      countStream(streamsOf.org, orgId, -1);
       open.delete(abort);
       finished();
     }

@@ -2,7 +2,7 @@
 import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { keys } from '../../../shared/keys.ts';
-import { JobStatus } from '../../../shared/schemas.ts';
+import { JobStatus, type ArtifactKind } from '../../../shared/schemas.ts';
 import { parseS3Uri } from '../../../shared/s3.ts';
 import type { ApiContext } from '../../context.ts';
 import { listJobs, type JobRow } from '../../db/queries/jobs.ts';
@@ -21,26 +21,36 @@ export function jobJson(j: JobRow) {
   };
 }
 
-type ArtifactKind = 'log' | 'screenshot' | 'download' | 'parsedData';
+type Named = { kind: ArtifactKind; uri: string; bytes?: number; sha256?: string; contentType?: string };
 
 /**
- * Artifacts named by the job's result. Result messages come from Redis, where anyone with access can publish, so
- * only objects in the results bucket under this organisation's prefix get a link.
+ * Artifacts named by the job's result: its `artifacts` list (every file, with size and SHA-256 of the stored bytes),
+ * else — results of workers that send no list — the URIs of `files`. Result messages come from Redis, where anyone
+ * with access can publish, so only objects in the results bucket under this organisation's prefix get a link.
  */
 export async function artifactsOf(ctx: ApiContext, j: JobRow) {
-  if (!j.files) return [];
-  const named: { kind: ArtifactKind; uri: string }[] = [
-    ...(j.files.log ? [{ kind: 'log' as const, uri: j.files.log }] : []),
-    ...(j.files.screenshots ?? []).map((uri) => ({ kind: 'screenshot' as const, uri })),
-    ...(j.files.download ? [{ kind: 'download' as const, uri: j.files.download }] : []),
-    ...(j.files.parsedData ? [{ kind: 'parsedData' as const, uri: j.files.parsedData }] : []),
-  ];
+  let named: Named[];
+  if (j.artifacts) {
+    named = j.artifacts.map(({ kind, uri, bytes, sha256, contentType }) => ({ kind, uri, bytes, sha256, contentType }));
+  } else if (j.files) {
+    named = [
+      ...(j.files.log ? [{ kind: 'log' as const, uri: j.files.log }] : []),
+      ...(j.files.screenshots ?? []).map((uri) => ({ kind: 'screenshot' as const, uri })),
+      ...(j.files.download ? [{ kind: 'download' as const, uri: j.files.download }] : []),
+      ...(j.files.parsedData ? [{ kind: 'parsedData' as const, uri: j.files.parsedData }] : []),
+    ];
+  } else {
+    return [];
+  }
   const out = [];
   for (const a of named) {
     const loc = parseS3Uri(a.uri);
     if (!loc || loc.bucket !== ctx.config.s3ResultsBucket || !loc.key.startsWith(`results/${j.org_id}/`) || loc.key.includes('..')) continue;
     const url = await ctx.blobStore.presignGet(loc.bucket, loc.key, ctx.config.artifactUrlTtlSeconds);
-    out.push({ kind: a.kind, name: basename(loc.key), uri: a.uri, url });
+    out.push({
+      kind: a.kind, name: basename(loc.key), uri: a.uri, url,
+      ...(a.bytes !== undefined ? { bytes: a.bytes, sha256: a.sha256, contentType: a.contentType } : {}),
+    });
   }
   return out;
 }

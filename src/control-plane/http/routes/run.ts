@@ -1,12 +1,14 @@
 /**
  * POST /api/run: checks, records and enqueues one job (JobQueue.enqueue: the push, the status key and the
  * organisation's registration in one step). The job row is committed before the message is pushed, so a worker's
- * result always finds its job; when the push fails the job is marked failed and the caller gets 503.
+ * result always finds its job. The push is tried again while Redis is only slow; when it still fails the job is
+ * marked failed (nothing was queued, so a new request may be sent) and the caller gets 503.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
+import { isTransientRedisError, retryTransient } from '../../../shared/retry.ts';
 import type { JobMessage } from '../../../shared/schemas.ts';
 import { ROOT_CONTEXT, SpanKind, setSpanError, startChildSpan, traceFields, traceparentOf } from '../../../shared/tracing.ts';
 import { transportKeyring } from '../../../shared/transport-secrets.ts';
@@ -16,6 +18,7 @@ import { findActiveFlow, type FlowRow } from '../../db/queries/flows.ts';
 import { failJob, findJobByIdempotencyKey, insertJob, type JobRow } from '../../db/queries/jobs.ts';
 import { findProvider } from '../../db/queries/providers.ts';
 import { secretRefsOfScript } from '../../flows/compile.ts';
+import { RunAdmission } from '../../jobs/admission.ts';
 import { assertFlowIntact, verifiedJobMessage } from '../../jobs/job-message.ts';
 import { sealSecretsForJob } from '../../secrets/vault.ts';
 import { authOf } from '../auth.ts';
@@ -30,6 +33,7 @@ function replay(existing: JobRow, requestHash: string) {
 }
 
 export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const admission = new RunAdmission(ctx.redis, ctx.config);
   app.post('/api/run', {
     ...tracedRoute(ctx.tracer),
     preHandler: ctx.tokens.hook(),
@@ -37,6 +41,9 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req, reply) => {
     const { orgId, userId } = authOf(req);
     const body = RunBody.parse(req.body);
+    // Tenant limits (jobs/admission.ts): metadata size, runs per organisation and user; the queue's room below.
+    admission.checkMetadata(body.metadata);
+    await admission.countRun(orgId, userId, reply);
     const idempotencyKey = RunHeaders.parse(req.headers)['idempotency-key'];
     // priority and maxAttempts join the hash only when given, so keys used before they existed still replay.
     const requestHash = createHash('sha256').update(JSON.stringify({
@@ -49,10 +56,14 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const existing = await ctx.db.withOrg(orgId, (tx) => findJobByIdempotencyKey(tx, idempotencyKey));
       if (existing) return reply.status(200).send(replay(existing, requestHash));
     }
+    // Before anything is recorded: a refused run leaves no job behind (a replay above is answered even when full).
+    await admission.assertQueueRoom(orgId);
 
     const provider = await ctx.db.withOrg(orgId, (tx) => findProvider(tx, body.providerId));
     if (!provider) throw new SriError('PROVIDER_NOT_FOUND');
-    if ((await ctx.redis.exists(keys.session(orgId, userId, provider.name))) !== 1) throw new SriError('PROVIDER_NOT_CONNECTED');
+    // A read: tried again while Redis is slow (a busy machine), so a run is not refused for a timeout.
+    const connected = await retryTransient(() => ctx.redis.exists(keys.session(orgId, userId, provider.name)), { isRetryable: isTransientRedisError, deadlineMs: 15_000 });
+    if (connected !== 1) throw new SriError('PROVIDER_NOT_CONNECTED');
 
     const jobId = randomUUID();
     // The job's trace id is the request span's: the job row, the messages and every log line of the job share it.
@@ -93,7 +104,9 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const tp = traceparentOf(enqueue);
     const message: JobMessage = tp === undefined ? created.message : { ...created.message, traceparent: tp };
     try {
-      await ctx.queue.enqueue(orgId, message);
+      // JobQueue.enqueue itself keeps trying for a while when Redis is slow or reconnecting: only a Redis that stays
+      // unreachable makes this a 503.
+      await ctx.queue.enqueue(orgId, message, { onRetry: (err, attempt) => req.log.warn({ err: (err as Error).message, jobId, attempt }, 'enqueue timed out or lost its connection; trying again') });
     } catch (err) {
       setSpanError(enqueue, 'SERVICE_UNAVAILABLE', (err as Error).message);
       enqueue.end();

@@ -2,15 +2,23 @@
  * Webhooks of the caller's organisation (docs/webhooks.md): create (the signing secret is in the answer, once),
  * list, delete, and the deliveries of one. Another organisation's webhook ids answer 404 like ids that do not exist
  * (row-level security scopes every query).
+ *
+ * Admins only: a webhook makes the API connect where its creator says, and its deliveries tell how that went, so
+ * it is a setting of the organisation, not of each member. A URL whose host is a non-public IP literal (any
+ * spelling) or localhost is refused here with WEBHOOK_TARGET_REFUSED; names are checked at every delivery, after
+ * resolving them (webhooks/target.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { SriError } from '../../../shared/errors.ts';
+import { NEVER_REACHABLE } from '../../../shared/net/address-class.ts';
 import type { ApiContext } from '../../context.ts';
 import { countWebhooks, deleteWebhook, findWebhook, insertWebhook, listDeliveries, listWebhooks, type DeliveryRow, type WebhookRow } from '../../db/queries/webhooks.ts';
 import { WEBHOOK_EVENTS } from '../../webhooks/deliver.ts';
 import { encryptSecret, generateWebhookSecret } from '../../webhooks/secrets.ts';
+import { describeStoredError, refuseUrl } from '../../webhooks/target.ts';
+import { adminOnly } from '../admin-guard.ts';
 import { authOf } from '../auth.ts';
 import { doc } from '../openapi.ts';
 import { IdParams } from '../schemas.ts';
@@ -43,27 +51,38 @@ export function webhookJson(w: WebhookRow) {
   return { id: w.id, url: w.url, events: w.events, createdAt: iso(w.created_at) };
 }
 
+/** A delivery as the API shows it: its status, the receiver's status code and an error class — never the receiver's text. */
 export function deliveryJson(d: DeliveryRow) {
+  const { errorClass, refusedAddressClass, lastError } = describeStoredError(d.last_error);
   return {
     id: d.id, webhookId: d.webhook_id, jobId: d.job_id, jobAttempt: d.job_attempt, event: d.event, status: d.status,
-    attempts: d.attempts, lastError: d.last_error, responseStatus: d.response_status, createdAt: iso(d.created_at),
+    attempts: d.attempts, errorClass, refusedAddressClass, lastError, responseStatus: d.response_status, createdAt: iso(d.created_at),
     lastAttemptAt: iso(d.last_attempt_at), nextAttemptAt: iso(d.next_attempt_at), deliveredAt: iso(d.delivered_at),
   };
 }
 
 export function webhookRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const preHandler = ctx.tokens.hook();
+  const preHandler = adminOnly(ctx);
 
   app.post('/api/webhooks', {
     preHandler,
     schema: doc({
-      summary: 'Create a webhook: job results of the organisation are POSTed to url for the events chosen (job.done, job.failed, '
-        + 'job.dead, job.cancelled, or * for all), signed with the secret in this answer — shown only now.',
+      summary: 'Create a webhook (admins): job results of the organisation are POSTed to url for the events chosen (job.done, job.failed, '
+        + 'job.dead, job.cancelled, or * for all), signed with the secret in this answer — shown only now. Public addresses only: '
+        + 'a non-public IP address or localhost in url answers WEBHOOK_TARGET_REFUSED; names are checked at every delivery.',
       tags: ['webhooks'], body: WebhookBody,
     }),
   }, async (req, reply) => {
     const { orgId, userId } = authOf(req);
     const body = WebhookBody.parse(req.body ?? {});
+    const refused = refuseUrl(new URL(body.url), ctx.config.webhookAllowPrivate);
+    if (refused) {
+      throw new SriError('WEBHOOK_TARGET_REFUSED', `The webhook URL's host is a ${refused} address; webhooks go only to public addresses. `
+        + (NEVER_REACHABLE.has(refused)
+          ? 'Link-local, metadata, unspecified and multicast addresses are never allowed, whatever WEBHOOK_ALLOW_PRIVATE says.'
+          : 'Use a public host name or address, or set WEBHOOK_ALLOW_PRIVATE=true on the API for receivers on your own network.'),
+      { details: { addressClass: refused } });
+    }
     const secret = generateWebhookSecret();
     const row = await ctx.db.withOrg(orgId, async (tx) => {
       if ((await countWebhooks(tx)) >= MAX_WEBHOOKS_PER_ORG) {
@@ -78,7 +97,7 @@ export function webhookRoutes(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   app.get('/api/webhooks', {
-    preHandler, schema: doc({ summary: 'The organisation\'s webhooks (without their secrets).', tags: ['webhooks'] }),
+    preHandler, schema: doc({ summary: 'The organisation\'s webhooks (admins; without their secrets).', tags: ['webhooks'] }),
   }, async (req) => {
     const { orgId } = authOf(req);
     const rows = await ctx.db.withOrg(orgId, (tx) => listWebhooks(tx));
@@ -86,7 +105,7 @@ export function webhookRoutes(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   app.delete('/api/webhooks/:id', {
-    preHandler, schema: doc({ summary: 'Delete a webhook and its delivery records; a retry in progress stops.', tags: ['webhooks'], params: IdParams }),
+    preHandler, schema: doc({ summary: 'Delete a webhook and its delivery records (admins); a retry in progress stops.', tags: ['webhooks'], params: IdParams }),
   }, async (req, reply) => {
     const { orgId } = authOf(req);
     const { id } = IdParams.parse(req.params);
@@ -98,7 +117,7 @@ export function webhookRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/api/webhooks/:id/deliveries', {
     preHandler,
-    schema: doc({ summary: 'The webhook\'s deliveries, newest first, with status, attempts and the last error.', tags: ['webhooks'], params: IdParams, query: DeliveriesQuery }),
+    schema: doc({ summary: 'The webhook\'s deliveries (admins), newest first: status, attempts, the receiver\'s status code and an error class — never its answer.', tags: ['webhooks'], params: IdParams, query: DeliveriesQuery }),
   }, async (req) => {
     const { orgId } = authOf(req);
     const { id } = IdParams.parse(req.params);

@@ -10,8 +10,9 @@
  */
 import { createInterface } from 'node:readline';
 import vm from 'node:vm';
-import { BUILDERS, CALLS, PAGE_EVENTS, takesFunction, type Kind, type LocatorKind } from './methods.ts';
+import { BUILDERS, CALLS, MATCHED_IN_CHILD, PAGE_EVENTS, takesFunction, type Kind, type LocatorKind } from './methods.ts';
 import type { FromChild, HandleRef, Step, ToChild } from './protocol.ts';
+import { urlMatcher } from './url-match.ts';
 
 const MODULE_HOLDER = '__sriModule';
 
@@ -118,6 +119,12 @@ function facadeOf(ref: HandleRef): object {
   if (ref.k === 'Page' || ref.k === 'Frame') {
     addBuilders(f, ref.k, h, []);
     addCalls(f, ref.k, h);
+    const api = ref.k === 'Page' ? 'page' : 'frame';
+    const local: Record<string, (...a: unknown[]) => Promise<unknown>> = {
+      waitForURL: (match, options) => waitForURL(h, api, match, options),
+      frame: (selector) => frameOf(h, selector),
+    };
+    for (const m of MATCHED_IN_CHILD[ref.k]) f[m] = local[m];
   } else {
     addCalls(f, ref.k, h);
   }
@@ -158,6 +165,52 @@ function facadeOf(ref: HandleRef): object {
 }
 
 const events = new Map<number, Map<string, Set<(x: unknown) => unknown>>>();
+
+// ── URL patterns, matched here (methods.ts MATCHED_IN_CHILD) ─────────────────────────────────────────────────────
+/** Default timeout of the script's waits (PLAYWRIGHT_TIMEOUT), from the start message. */
+let defaultTimeoutMs = 30_000;
+
+class TimeoutError extends Error {
+  override name = 'TimeoutError';
+}
+
+interface Navigations { seq: number; urls: string[] }
+
+/**
+ * Playwright's waitForURL: resolves once the frame's URL — now, or at a navigation it commits later — matches, and
+ * the load state `waitUntil` (default `load`) is reached. The host reports URLs; the match runs here.
+ */
+async function waitForURL(h: number, api: string, match: unknown, options: unknown): Promise<null> {
+  const test = urlMatcher(match, `${api}.waitForURL`);
+  const opts = (options ?? {}) as { timeout?: unknown; waitUntil?: unknown };
+  const timeout = typeof opts.timeout === 'number' && opts.timeout >= 0 ? opts.timeout : defaultTimeoutMs;
+  // timeout 0 means "no timeout" in Playwright; the job's EXECUTION_TIMEOUT still ends it.
+  const deadline = timeout === 0 ? Infinity : Date.now() + timeout;
+  const remaining = () => (deadline === Infinity ? 0 : Math.max(1, deadline - Date.now()));
+  const timedOut = () => new TimeoutError(`${api}.waitForURL: Timeout ${timeout}ms exceeded.`);
+  let nav = await call(h, 'navigations', [-1]) as Navigations;
+  while (!nav.urls.some(test)) {
+    if (Date.now() >= deadline) throw timedOut();
+    try {
+      nav = await call(h, 'navigations', [nav.seq, remaining()]) as Navigations;
+    } catch (e) {
+      throw (e as Error).name === 'TimeoutError' ? timedOut() : e;
+    }
+  }
+  if (opts.waitUntil !== 'commit') await call(h, 'waitForLoadState', [opts.waitUntil ?? 'load', { timeout: remaining() }]);
+  return null;
+}
+
+/** Playwright's page.frame(name | { name } | { url }): a name is compared by the host, a URL matcher here. */
+async function frameOf(h: number, selector: unknown): Promise<unknown> {
+  const sel = (typeof selector === 'string' ? { name: selector } : selector ?? {}) as { name?: unknown; url?: unknown };
+  if (typeof sel.name === 'string' && sel.name) return decode(await call(h, 'frame', [{ name: sel.name }]));
+  if (sel.url === undefined) throw new TypeError('page.frame: pass a frame name, { name } or { url }');
+  const test = urlMatcher(sel.url, 'page.frame');
+  const frames = await call(h, 'frames', []) as HandleRef[];
+  const hit = frames.find((ref) => test(String(ref.d?.['url'] ?? '')));
+  return hit ? facadeOf(hit) : null;
+}
 
 function helpersFacade(h: number): object {
   const fire = (m: string, args: unknown[]) => { void call(h, m, args).catch(() => {}); };
@@ -200,6 +253,7 @@ let HELPERS_HANDLE = 0;
 
 async function start(m: Extract<ToChild, { t: 'start' }>): Promise<void> {
   HELPERS_HANDLE = m.helpers;
+  defaultTimeoutMs = m.timeoutMs;
   const holder = Object.create(null) as { default?: unknown; args?: unknown };
   const sandbox = vm.createContext({ [MODULE_HOLDER]: holder }, { name: m.filename, codeGeneration: { strings: false, wasm: false } });
   vm.runInContext('delete globalThis.console', sandbox);

@@ -3,12 +3,14 @@
  * as a message from its child process (child.ts) and is carried out on the job's real Playwright objects — if the
  * tables in methods.ts allow it. The child is untrusted: a message names a handle of this job only (ids are per job),
  * a method from the tables, and JSON arguments that are checked here; nothing it sends is compiled or run in the
- * worker (a function argument is passed to Playwright as source text, which runs it in the page).
+ * worker (a function argument is passed to Playwright as source text, which runs it in the page; a regular expression
+ * is a stand-in Playwright serialises for the page, see pageRegExp; URL patterns are matched by the child itself,
+ * methods.ts MATCHED_IN_CHILD).
  */
 import type { BrowserContext, Dialog, Download, Frame, Locator, FrameLocator, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../../shared/errors.ts';
 import type { ScriptHelpers } from '../../job/helpers.ts';
-import { BUILDERS, CALLS, FUNCTION_ARG, PAGE_EVENTS, takesFunction, WAITABLE_EVENTS, type Kind } from './methods.ts';
+import { BUILDERS, CALLS, CHILD_ONLY_CALLS, FUNCTION_ARG, PAGE_EVENTS, takesFunction, WAITABLE_EVENTS, type Kind } from './methods.ts';
 import type { FromChild, HandleRef, Step, ToChild } from './protocol.ts';
 
 type Root = { kind: 'Page'; obj: Page } | { kind: 'Frame'; obj: Frame } | { kind: 'Dialog'; obj: Dialog } | { kind: 'Download'; obj: Download } | { kind: 'Helpers'; obj: ScriptHelpers };
@@ -32,6 +34,32 @@ export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const MAX_DEPTH = 32;
 
+/** URLs of one frame's navigations kept for the child's waitForURL between two of its calls. */
+const NAV_LOG_KEEP = 32;
+/** Flags a JS RegExp may carry. */
+const REGEXP_FLAGS = /^[dgimsuvy]*$/;
+
+/**
+ * A regular expression for the page, not for the worker: what Playwright reads to serialise one — `source`, `flags`,
+ * `unicode`/`unicodeSets`, `String(re)`, and `Object.prototype.toString` giving `[object RegExp]` (its `isRegExp`) —
+ * into a selector (`getByText(/…/)`, `filter({ hasText })`) or an evaluate argument, where the page's JS compiles and
+ * runs it. It has no `test`/`exec`: should a Playwright path ever try to run it in the worker, that fails at once
+ * instead of backtracking on the worker's event loop.
+ */
+export function pageRegExp(source: string, flags: string): object {
+  const text = `/${source}/${flags}`;
+  return Object.freeze(Object.create(null, {
+    source: { value: source, enumerable: true },
+    flags: { value: flags, enumerable: true },
+    unicode: { value: flags.includes('u') },
+    unicodeSets: { value: flags.includes('v') },
+    toString: { value: () => text },
+    [Symbol.toStringTag]: { value: 'RegExp' },
+  }) as object);
+}
+
+interface NavLog { seq: number; recent: Array<{ seq: number; url: string }>; wake: Set<() => void> }
+
 /** A function for Playwright whose source is the script's text: Playwright sends `String(fn)` to the page. */
 function pageFunction(source: string): () => void {
   const fn = () => {};
@@ -48,6 +76,9 @@ export class SandboxHost {
   private readonly downloads = new Map<number, Promise<Download>>();
   private nextWaiter = 1;
   private readonly subscribed = new Set<string>();
+  /** Navigation logs per frame, for frames whose URL the child waits on (navigations). */
+  private readonly navLogs = new Map<Frame, NavLog>();
+  private readonly navWatched = new WeakSet<Page>();
   readonly helpersHandle = 0;
   readonly pageRef: HandleRef;
 
@@ -126,7 +157,8 @@ export class SandboxHost {
     }
     const d: Record<string, unknown> =
       kind === 'Page' ? { url: (obj as Page).url() }
-        : kind === 'Frame' ? { name: (obj as Frame).name() }
+        // The URL lets the child match page.frame({ url }) itself (methods.ts MATCHED_IN_CHILD).
+        : kind === 'Frame' ? { name: (obj as Frame).name(), url: (obj as Frame).url() }
           : kind === 'Dialog' ? { type: (obj as Dialog).type(), message: (obj as Dialog).message(), defaultValue: (obj as Dialog).defaultValue() }
             : { suggestedFilename: (obj as Download).suggestedFilename(), url: (obj as Download).url() };
     return { $h: id, k: kind, d };
@@ -145,8 +177,8 @@ export class SandboxHost {
     if (o['$u'] === 1) return undefined;
     if (Array.isArray(o['$re'])) {
       const [source, flags] = o['$re'] as unknown[];
-      if (typeof source !== 'string' || typeof flags !== 'string') throw new Error('bad regular expression argument');
-      return new RegExp(source, flags);
+      if (typeof source !== 'string' || typeof flags !== 'string' || !REGEXP_FLAGS.test(flags)) throw new Error('bad regular expression argument');
+      return pageRegExp(source, flags);
     }
     if (o['$loc'] && typeof o['$loc'] === 'object') {
       const loc = o['$loc'] as { h?: unknown; c?: unknown };
@@ -186,7 +218,7 @@ export class SandboxHost {
   private async dispatch(msg: FromChild & { t: 'call' }): Promise<unknown> {
     const t = this.resolve(msg.h, msg.c);
     const m = msg.m;
-    if (!CALLS[t.kind as Kind].includes(m) && m !== 'subscribe') {
+    if (!CALLS[t.kind as Kind].includes(m) && !CHILD_ONLY_CALLS[t.kind as Kind]?.includes(m) && m !== 'subscribe') {
       throw new Error(`${t.kind.toLowerCase()}.${m} is not part of the script page API (docs/scripts.md lists what is).`);
     }
     if (!Array.isArray(msg.a) || msg.a.length > 8) throw new Error('too many arguments');
@@ -223,7 +255,8 @@ export class SandboxHost {
     switch (m) {
       case 'frames': return page.frames().map((f) => this.ref('Frame', f));
       case 'mainFrame': return this.ref('Frame', page.mainFrame());
-      case 'frame': return this.refOrNull('Frame', page.frame(args[0] as string | { name?: string; url?: string }));
+      case 'frame': return this.refOrNull('Frame', page.frame({ name: frameName(args[0]) }));
+      case 'navigations': return this.navigations(page.mainFrame(), args[0], args[1]);
       case 'opener': return this.refOrNull('Page', await page.opener());
       case 'cookies': return this.context.cookies(args[0] as string[] | undefined);
       case 'subscribe': return this.subscribe(page, args[0]);
@@ -239,7 +272,73 @@ export class SandboxHost {
   private async frameCall(frame: Frame, m: string, args: unknown[]): Promise<unknown> {
     if (m === 'childFrames') return frame.childFrames().map((f) => this.ref('Frame', f));
     if (m === 'parentFrame') return this.refOrNull('Frame', frame.parentFrame());
+    if (m === 'navigations') return this.navigations(frame, args[0], args[1]);
     return this.invoke(frame, m, args);
+  }
+
+  /**
+   * The URLs `frame` committed since the child's `afterSeq` (the child's waitForURL matches them; nothing here looks
+   * at what it waits for): at once when there are any, else at its next navigation, or a TimeoutError after
+   * `timeoutMs` (0: no timeout; the job's own deadline ends the wait). A negative `afterSeq` asks for the URL now.
+   */
+  private async navigations(frame: Frame, afterSeq: unknown, timeoutMs: unknown): Promise<{ seq: number; urls: string[] }> {
+    if (typeof afterSeq !== 'number' || !Number.isSafeInteger(afterSeq)) throw new Error('navigations: bad sequence number');
+    const timeout = typeof timeoutMs === 'number' && timeoutMs >= 0 ? timeoutMs : this.limits.timeoutMs;
+    const log = this.navLog(frame);
+    const since = () => ({ seq: log.seq, urls: log.recent.filter((e) => e.seq > afterSeq).map((e) => e.url) });
+    if (afterSeq < 0) return { seq: log.seq, urls: [frame.url()] };
+    if (log.seq > afterSeq) return since();
+    await new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (e?: Error) => {
+        clearTimeout(timer);
+        log.wake.delete(wake);
+        if (e) reject(e); else resolve();
+      };
+      const wake = () => {
+        if (frame.page().isClosed()) done(new Error('Target page, context or browser has been closed'));
+        else if (frame.isDetached()) done(new Error('Navigating frame was detached!'));
+        else if (log.seq > afterSeq) done();
+      };
+      log.wake.add(wake);
+      if (timeout > 0) {
+        timer = setTimeout(() => {
+          const e = new Error(`Timeout ${timeout}ms exceeded.`);
+          e.name = 'TimeoutError';
+          done(e);
+        }, timeout);
+      }
+      wake();
+    });
+    return since();
+  }
+
+  private navLog(frame: Frame): NavLog {
+    let log = this.navLogs.get(frame);
+    if (log) return log;
+    log = { seq: 0, recent: [], wake: new Set() };
+    this.navLogs.set(frame, log);
+    const page = frame.page();
+    if (!this.navWatched.has(page)) {
+      this.navWatched.add(page);
+      const wakeAll = (f?: Frame) => {
+        for (const [fr, l] of this.navLogs) if (fr.page() === page && (!f || fr === f)) for (const w of [...l.wake]) w();
+      };
+      page.on('framenavigated', (f) => {
+        const l = this.navLogs.get(f);
+        if (!l) return;
+        l.seq++;
+        l.recent.push({ seq: l.seq, url: f.url() });
+        if (l.recent.length > NAV_LOG_KEEP) l.recent.shift();
+        wakeAll(f);
+      });
+      page.on('framedetached', (f) => { wakeAll(f); this.navLogs.delete(f); });
+      page.on('close', () => {
+        wakeAll();
+        for (const fr of [...this.navLogs.keys()]) if (fr.page() === page) this.navLogs.delete(fr);
+      });
+    }
+    return log;
   }
 
   private async waitForEvent(page: Page, event: unknown, options: unknown): Promise<unknown> {
@@ -287,6 +386,16 @@ export class SandboxHost {
       default: this.downloads.delete(args[0] as number); return null;
     }
   }
+}
+
+/**
+ * The frame name of page.frame: a name, or `{ name }`. A `{ url }` matcher is the child's to match (it never reaches
+ * Playwright here, whose `page.frame({ url })` would run the script's glob or RegExp on the worker's event loop).
+ */
+function frameName(selector: unknown): string {
+  const name = typeof selector === 'string' ? selector : (selector as { name?: unknown } | null)?.name;
+  if (typeof name !== 'string' || !name) throw new Error('page.frame: the worker takes a frame name here; a { url } is matched by the script\'s own process');
+  return name;
 }
 
 /**

@@ -27,7 +27,7 @@ const SELECTOR_CALLS = [
   'click', 'dblclick', 'fill', 'type', 'press', 'check', 'uncheck', 'setChecked', 'selectOption', 'hover', 'focus', 'tap', 'dispatchEvent',
   'textContent', 'innerText', 'innerHTML', 'inputValue', 'getAttribute',
   'isVisible', 'isHidden', 'isEnabled', 'isDisabled', 'isChecked', 'isEditable',
-  'waitForSelector', 'waitForFunction', 'waitForLoadState', 'waitForURL', 'waitForTimeout',
+  'waitForSelector', 'waitForFunction', 'waitForLoadState', 'waitForTimeout',
   'goto', 'title', 'content', 'evaluate', '$eval', '$$eval', 'url', 'name',
 ] as const;
 
@@ -51,6 +51,32 @@ export const CALLS: Readonly<Record<Kind, readonly string[]>> = {
   Download: ['failure', 'save', 'cancel'],
   Helpers: ['log', 'screenshot', 'fillSecret', 'extract', 'setResult', 'expectDownload', 'saveDownload', 'forgetDownload'],
 };
+
+/**
+ * Where Playwright itself would evaluate a URL pattern in the process that calls it — a glob string (compiled to a
+ * backtracking JS RegExp by playwright-core's `urlMatches`/`globToRegexPattern`), a RegExp, a URLPattern or a
+ * predicate: on the page API, `waitForURL` (Page, Frame: on the current URL and every navigation) and
+ * `page.frame({ url })` (every frame's URL). Called in the worker, a script's pattern would run on the worker's event
+ * loop — `…/**a**a**a**a**a**a**a**b` against a 60-character URL backtracks for half a minute, and every job on the
+ * worker stalls with it. So the host never serves them with a pattern: the child implements these methods itself
+ * (child.ts, url-match.ts) and matches in its own process, within its own CPU limit, against URLs the host reports
+ * (`navigations` below, frame URLs in `frames()`); the host's `frame` takes a name only. The rest of Playwright's
+ * URL-pattern methods (`route`, `waitForRequest`, `waitForResponse`, `waitForNavigation`, `waitForEvent` predicates,
+ * `clearCookies({ name: RegExp })`, `routeFromHAR`) are not on the page API at all, and `waitForEvent` here takes no
+ * predicate.
+ *
+ * Regular expressions that Playwright serialises instead — `getBy*` text, `filter`/`locator` `{ hasText,
+ * hasNotText }`, evaluate arguments — run in the page (Chromium's renderer), not in the worker: host.ts hands
+ * Playwright a stand-in with the source and flags and no way to run it.
+ */
+export const MATCHED_IN_CHILD: Readonly<Record<'Page' | 'Frame', readonly string[]>> = { Page: ['waitForURL', 'frame'], Frame: ['waitForURL'] };
+
+/**
+ * Calls only the child's own code makes (not methods of the facades): `navigations(afterSeq, timeoutMs?)` reports the
+ * URLs a page's main frame or a frame committed since `afterSeq` (a negative `afterSeq`: its URL now), waiting for
+ * the next one when there is none — the host counts and keeps URLs, the child matches them (waitForURL).
+ */
+export const CHILD_ONLY_CALLS: Readonly<Partial<Record<Kind, readonly string[]>>> = { Page: ['navigations'], Frame: ['navigations'] };
 
 /**
  * Calls that take a function, and its argument's position: the function is sent as its source text and runs in the

@@ -4,19 +4,21 @@
  *   prlimit --cpu=S:S+1 --as=B -- bwrap <namespaces, read-only /usr, no /etc, no network> -- node <flags> --eval <child>
  *
  * - prlimit: CPU seconds (SIGXCPU at S) and address space (heap and buffers), inherited by everything below.
- * - bwrap: new user, PID, network, IPC, UTS and cgroup namespaces; only /usr (read-only), an empty /tmp, /proc and
- *   a minimal /dev; no environment; all capabilities dropped; dies with the worker. No network interface but a down
- *   loopback, so no socket reaches anything — the browser's traffic stays the host's (egress proxy).
+ * - bwrap: new user, PID, network, IPC, UTS and cgroup namespaces; only /usr (read-only), the node binary itself
+ *   when it lives elsewhere (read-only, the file alone), an empty /tmp, /proc and a minimal /dev; no environment; all
+ *   capabilities dropped; dies with the worker. No network interface but a down loopback, so no socket reaches
+ *   anything — the browser's traffic stays the host's (egress proxy).
  * - node: the permission model with no grants (no file reads or writes, no child processes, no workers, no
  *   native addons), code generation from strings off, a capped heap; the child's code comes on the command line,
  *   so it needs to read no file.
  * In `process` mode the bwrap layer is missing: the worker says so when it starts.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, readlinkSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { buildSync } from 'esbuild';
+// Types only: the module itself is required lazily, in the sources alone (it is a dev dependency).
+import type * as Esbuild from 'esbuild';
 
 export type SandboxKind = 'bwrap' | 'process';
 
@@ -27,21 +29,38 @@ export interface SandboxLimits {
   readonly bwrapPath?: string;
 }
 
-/** Address space V8 reserves beyond its heap (measured: Node 20 does not start under ~700 MiB). */
-const ADDRESS_SPACE_OVERHEAD_MB = 1024;
+/**
+ * Address space allowed beyond the heap: what V8 reserves up front plus room for buffers. Measured on Node 24.21
+ * (x64): a child does not start under about heap + 1,150 MiB ("Failed to reserve virtual memory for CodeRange");
+ * Node 20 started at about 700 MiB. 1.5 GiB leaves a few hundred MiB of buffers, as 1 GiB did on Node 20.
+ */
+const ADDRESS_SPACE_OVERHEAD_MB = 1536;
+
+/**
+ * The prebuilt bundle `npm run build` writes next to the compiled module (scripts/build.ts). Compiled code (dist/,
+ * the images) reads it and has no esbuild; the sources (tsx: `sri up`, the tests) bundle child.ts when first asked.
+ */
+export const CHILD_BUNDLE_FILE = 'child.bundle.js';
+const COMPILED = import.meta.url.endsWith('.js');
+/** The node that runs the children: this worker's own, symlinks resolved (bwrap binds a real file). */
+const NODE_BINARY = realpathSync(process.execPath);
 
 let bundle: string | undefined;
 
-/** child.ts and what it imports, as one ES module (built once per worker process). */
+/** child.ts and what it imports, as one ES module (read or built once per worker process). */
 export function childBundle(): string {
-  if (bundle === undefined) {
-    const out = buildSync({
-      entryPoints: [fileURLToPath(new URL('./child.ts', import.meta.url))],
-      bundle: true, platform: 'node', format: 'esm', target: 'node20', write: false, legalComments: 'none', logLevel: 'silent',
-    });
-    bundle = out.outputFiles[0]!.text;
-  }
+  bundle ??= COMPILED ? readFileSync(new URL(`./${CHILD_BUNDLE_FILE}`, import.meta.url), 'utf8') : buildChildBundle();
   return bundle;
+}
+
+/** Bundles child.ts with esbuild (a dev dependency: loaded only here, never by compiled code). */
+export function buildChildBundle(): string {
+  const { buildSync } = createRequire(import.meta.url)('esbuild') as typeof Esbuild;
+  const out = buildSync({
+    entryPoints: [fileURLToPath(new URL('./child.ts', import.meta.url))],
+    bundle: true, platform: 'node', format: 'esm', target: 'node24', write: false, legalComments: 'none', logLevel: 'silent',
+  });
+  return out.outputFiles[0]!.text;
 }
 
 function permissionFlag(): string {
@@ -58,15 +77,17 @@ function rootFs(): string[] {
     if (st.isSymbolicLink()) args.push('--symlink', readlinkSync(p), p);
     else args.push('--ro-bind', p, p);
   }
-  // Node installed outside /usr (nvm, /opt): its own directory, read-only.
-  const nodeHome = dirname(dirname(process.execPath));
-  if (!process.execPath.startsWith('/usr/') && nodeHome !== '/') args.push('--ro-bind', nodeHome, nodeHome);
+  // A node outside /usr — the project's own Node 24 under node_modules/node/bin (npm scripts run that one), nvm,
+  // /opt — is bound as the one file, read-only, at its own path: nothing else of its directory (the project's
+  // node_modules, npm's global packages) enters the sandbox. The official binary needs only libc and libstdc++
+  // from /usr/lib.
+  if (!NODE_BINARY.startsWith('/usr/')) args.push('--ro-bind', NODE_BINARY, NODE_BINARY);
   return args;
 }
 
 export function childCommand(kind: SandboxKind, limits: SandboxLimits, code: string): { file: string; args: string[] } {
   const node = [
-    process.execPath, permissionFlag(), '--no-warnings', '--disallow-code-generation-from-strings',
+    NODE_BINARY, permissionFlag(), '--no-warnings', '--disallow-code-generation-from-strings',
     `--max-old-space-size=${limits.memoryMb}`, '--input-type=module', '--eval', code,
   ];
   const bwrap = kind === 'bwrap'

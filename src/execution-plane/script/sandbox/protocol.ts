@@ -11,7 +11,7 @@ export interface Step { m: string; a: unknown[] }
 export interface HandleRef { $h: number; k: 'Page' | 'Frame' | 'Dialog' | 'Download'; d?: Record<string, unknown> }
 
 export type ToChild =
-  | { t: 'start'; code: string; filename: string; syncTimeoutMs: number; payload: unknown; context: unknown; page: HandleRef; helpers: number }
+  | { t: 'start'; code: string; filename: string; syncTimeoutMs: number; timeoutMs: number; payload: unknown; context: unknown; page: HandleRef; helpers: number }
   | { t: 'res'; id: number; ok: true; v: unknown; u?: Record<string, string> }
   | { t: 'res'; id: number; ok: false; e: { name: string; message: string }; u?: Record<string, string> }
   | { t: 'event'; h: number; e: string; v: unknown };
@@ -21,7 +21,10 @@ export type FromChild =
   | { t: 'done' }
   | { t: 'fail'; kind: 'invalid' | 'timeout' | 'error'; name: string; message: string };
 
-/** Encodings of values JSON cannot carry. Functions only as the first argument of methods.ts FUNCTION_FIRST calls. */
+/**
+ * Encodings of values JSON cannot carry. Functions only as the page function of methods.ts FUNCTION_ARG calls. A
+ * RegExp travels as source and flags; the host never compiles it (host.ts pageRegExp): it is for the page.
+ */
 export interface FnArg { $fn: string }
 export interface RegExpArg { $re: [string, string] }
 export interface LocatorArg { $loc: { h: number; c: Step[] } }

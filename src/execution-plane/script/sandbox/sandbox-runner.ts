@@ -124,7 +124,7 @@ export class SandboxRunner implements ScriptRunner {
       child.on('close', (codeOrNull, signal) => finish(exitError(codeOrNull, signal, stderr)));
 
       send({
-        t: 'start', code, filename: opts.filename, syncTimeoutMs: Math.min(opts.timeoutMs, 60_000),
+        t: 'start', code, filename: opts.filename, syncTimeoutMs: Math.min(opts.timeoutMs, 60_000), timeoutMs: this.opts.actionTimeoutMs,
         payload: args.payload, context: args.context, page: host.pageRef, helpers: host.helpersHandle,
       });
     });

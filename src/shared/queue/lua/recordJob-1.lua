@@ -10,7 +10,7 @@
   ARGV[2]  the job's duration in ms (integer)
   ARGV[3]  when it finished, epoch ms
 
-  Returns the new averageDuration.
+  Returns {Ok, the new averageDuration}.
 ]]
 local total = redis.call('HINCRBY', KEYS[1], 'totalJobs', 1)
 if ARGV[1] == '1' then
@@ -21,4 +21,4 @@ end
 local sum = redis.call('HINCRBY', KEYS[1], 'totalDuration', tonumber(ARGV[2]))
 local avg = math.floor(sum / total)
 redis.call('HSET', KEYS[1], 'averageDuration', avg, 'lastJobAt', ARGV[3])
-return avg
+return { CODE.Ok, avg }

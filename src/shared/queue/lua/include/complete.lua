@@ -1,7 +1,18 @@
 --[[
   complete.lua: the completion transition as a function, shared by completeJob and completeAndTakeJob (see
-  completeJob-0.lua for what it guarantees). Needs helpers.lua included before it.
+  completeJob-10.lua for what it guarantees and for the keys). Needs helpers.lua included before it.
 ]]
+local COMPLETE_KEYS = 10
+
+-- The completion's keys from KEYS[first …]: lease, message, leases, byOrg, jobLeases, late counter, the job's
+-- status, result and cancel flag, the worker's stats hash.
+local function complete_keys(first)
+  return {
+    lease = KEYS[first], message = KEYS[first + 1], leases = KEYS[first + 2], byOrg = KEYS[first + 3],
+    jobLeases = KEYS[first + 4], late = KEYS[first + 5], status = KEYS[first + 6], result = KEYS[first + 7],
+    cancel = KEYS[first + 8], stats = KEYS[first + 9],
+  }
+end
 
 -- One finished job in the worker's counters (sri:worker:{id}:stats; the same arithmetic as recordJob-1.lua).
 local function count_worker_job(statsKey, success, durationMs, finishedAt)
@@ -11,20 +22,21 @@ local function count_worker_job(statsKey, success, durationMs, finishedAt)
   redis.call('HSET', statsKey, 'averageDuration', math.floor(sum / total), 'lastJobAt', finishedAt)
 end
 
--- Returns 'recorded' or 'late'. workerId '' leaves the worker's counters alone.
-local function complete(token, status, resultJson, ttl, workerId, durationMs, finishedAt)
-  local lease = redis.call('HMGET', K.lease(token), 'orgId', 'jobId')
-  local orgId, jobId = lease[1], lease[2]
-  local held = orgId and jobId and jobId ~= '' and redis.call('MGET', K.jobLease(jobId), K.jobStatus(jobId))
-  if not held or held[1] ~= token or is_terminal(held[2]) then
-    redis.call('INCR', K.queueLateResults)
-    if orgId then end_lease(token, orgId, jobId) end
-    return 'late'
+-- Returns CODE.Ok (recorded) or CODE.Late. `count` false leaves the worker's counters alone.
+local function complete(C, token, jobId, status, resultJson, ttl, doneChannel, count, durationMs, finishedAt)
+  local lease = redis.call('HMGET', C.lease, 'orgId', 'jobId')
+  local orgId, leasedJob = lease[1], lease[2]
+  -- The lease must be this job's (the keys of this call are those of `jobId`), held by this token, and the job
+  -- must have no outcome yet.
+  if not orgId or leasedJob ~= jobId or jobId == '' or redis.call('HGET', C.jobLeases, jobId) ~= token
+      or is_terminal(redis.call('GET', C.status)) then
+    redis.call('INCR', C.late)
+    if orgId then end_lease(C, token, orgId, leasedJob) end
+    return CODE.Late
   end
-  record_outcome(jobId, orgId, status, resultJson, ttl, true)
-  -- The lease index is this token's (checked above): it goes with the lease, the attempt counter and the cancel
-  -- flag in one DEL.
-  end_lease(token, orgId, nil, { K.jobLease(jobId), K.jobAttempt(jobId), K.jobCancel(jobId) })
-  if workerId ~= '' then count_worker_job(K.workerStats(workerId), status == 'done', durationMs, finishedAt) end
-  return 'recorded'
+  record_outcome(C.status, C.result, doneChannel, status, resultJson, ttl)
+  -- The cancel flag goes with the lease in one DEL.
+  end_lease(C, token, orgId, jobId, { also = { C.cancel } })
+  if count then count_worker_job(C.stats, status == 'done', durationMs, finishedAt) end
+  return CODE.Ok
 end

@@ -1,8 +1,9 @@
 --[[
   helpers.lua: shared by the queue scripts through `--@include helpers.lua` (the loader pastes it in once per
-  script at connect). Expects the generated table `K` of key builders (from src/shared/keys.ts) above it.
-  Every key these helpers touch is built at run time from ids found in messages and leases, so the queue needs a
-  non-cluster Redis (docs/queue.md "Limits").
+  script). Every key a helper touches is a parameter, taken by the calling script from its KEYS: no key name is
+  built here, so the scripts run on Redis Cluster (all the keys of one deployment's queue carry one hash tag and
+  live in one slot). Channel names (PUBLISH) are not keys and come in ARGV. CODE and TERMINAL are generated from
+  TypeScript (src/shared/queue/codes.ts luaPrelude) and put above.
 ]]
 local function now_ms()
   local t = redis.call('TIME')
@@ -13,7 +14,6 @@ local function valid_id(s)
   return type(s) == 'string' and string.len(s) <= 128 and string.match(s, '^[%w_.%-]+$') ~= nil and s ~= '.' and s ~= '..'
 end
 
-local TERMINAL = { done = true, failed = true, cancelled = true, dead = true }
 local function is_terminal(status)
   return status ~= false and status ~= nil and TERMINAL[status] == true
 end
@@ -24,40 +24,34 @@ local function is_high(raw)
   return string.find(raw, '"priority"%s*:%s*"high"') ~= nil
 end
 
--- Puts a ring member in: idempotent, new organisations join at the head (served after the current rotation).
-local function register_org(orgId)
-  if redis.call('SADD', K.queueRingMembers, orgId) == 1 then
-    redis.call('LPUSH', K.queueRing, orgId)
+-- Puts an organisation in the ring: idempotent, a new member joins at the head (served after the current rotation).
+local function register_org(ringKey, membersKey, orgId)
+  if redis.call('SADD', membersKey, orgId) == 1 then
+    redis.call('LPUSH', ringKey, orgId)
   end
 end
 
--- The FRONT of the organisation's queue: the right end of its ready list (taken next), by priority.
-local function push_front(orgId, raw)
-  if is_high(raw) then
-    redis.call('RPUSH', K.orgReadyHigh(orgId), raw)
-  else
-    redis.call('RPUSH', K.orgReadyNormal(orgId), raw)
-  end
-  register_org(orgId)
+-- The FRONT of an organisation's queue: the right end of its ready list (taken next), by priority.
+local function push_front(highKey, normalKey, raw)
+  redis.call('RPUSH', is_high(raw) and highKey or normalKey, raw)
 end
 
 -- The leased message: the one element of the lease's message list (moved there by the take with LMOVE); leases
--- made by an older release kept it in the lease record's `raw` field.
-local function lease_raw(token)
-  local raw = redis.call('LINDEX', K.leaseMessage(token), 0)
-  if not raw then raw = redis.call('HGET', K.lease(token), 'raw') end
+-- made by a release before v3 kept it in the lease record's `raw` field.
+local function lease_raw(leaseKey, messageKey)
+  local raw = redis.call('LINDEX', messageKey, 0)
+  if not raw then raw = redis.call('HGET', leaseKey, 'raw') end
   return raw
 end
 
--- A leased message back to the FRONT of its organisation's queue (release, recovery): moved with LMOVE, so the
--- append-only file records key names only, not the message again.
-local function lease_to_front(token, orgId, raw)
+-- A held message (a lease's, or a retry's waiting) back to the FRONT of its organisation's queue: moved with
+-- LMOVE, so the append-only file records key names only, not the message again.
+local function message_to_front(messageKey, highKey, normalKey, raw)
   if not raw then return end
-  local dest = is_high(raw) and K.orgReadyHigh(orgId) or K.orgReadyNormal(orgId)
-  if not redis.call('LMOVE', K.leaseMessage(token), dest, 'LEFT', 'RIGHT') then
+  local dest = is_high(raw) and highKey or normalKey
+  if not redis.call('LMOVE', messageKey, dest, 'LEFT', 'RIGHT') then
     redis.call('RPUSH', dest, raw)
   end
-  register_org(orgId)
 end
 
 -- Decodes a message and returns (jobId, msg) when its jobId is a plain id and its orgId is the queue's
@@ -70,32 +64,34 @@ local function decode_job(raw, orgId, maxBytes)
   return nil, msg
 end
 
--- Ends a lease everywhere it is recorded (lease hash, deadline set, job index, per-organisation count).
--- `also`: more keys to delete in the same DEL (optional).
-local function end_lease(token, orgId, jobId, also)
-  if also then
-    redis.call('DEL', K.lease(token), K.leaseMessage(token), unpack(also))
-  else
-    redis.call('DEL', K.lease(token), K.leaseMessage(token))
+--[[
+  Ends a lease everywhere it is recorded. L holds the keys: lease (record), message (held message), leases
+  (deadlines), byOrg (leases per organisation), jobLeases (job id → token). `opts.keepMessage`: the held message
+  stays (a retry parks the next attempt's message there); `opts.also`: more keys deleted in the same DEL.
+]]
+local function end_lease(L, token, orgId, jobId, opts)
+  local dels = { L.lease }
+  if not (opts and opts.keepMessage) then dels[#dels + 1] = L.message end
+  if opts and opts.also then
+    for _, k in ipairs(opts.also) do dels[#dels + 1] = k end
   end
-  redis.call('ZREM', K.queueLeases, token)
-  if jobId and jobId ~= '' and redis.call('GET', K.jobLease(jobId)) == token then
-    redis.call('DEL', K.jobLease(jobId))
+  redis.call('DEL', unpack(dels))
+  redis.call('ZREM', L.leases, token)
+  if jobId and jobId ~= '' and redis.call('HGET', L.jobLeases, jobId) == token then
+    redis.call('HDEL', L.jobLeases, jobId)
   end
   if orgId and orgId ~= '' then
-    if redis.call('HINCRBY', K.queueLeasedByOrg, orgId, -1) <= 0 then
-      redis.call('HDEL', K.queueLeasedByOrg, orgId)
+    if redis.call('HINCRBY', L.byOrg, orgId, -1) <= 0 then
+      redis.call('HDEL', L.byOrg, orgId)
     end
   end
 end
 
--- Records a job's terminal outcome: status, stored result (TTL), published result; clears its side keys.
--- `keepAttempt`: the caller deletes the attempt counter itself (in a DEL of its own with other keys).
-local function record_outcome(jobId, orgId, status, resultJson, ttl, keepAttempt)
-  redis.call('SET', K.jobStatus(jobId), status)
-  redis.call('SET', K.jobResult(jobId), resultJson, 'EX', ttl)
-  if not keepAttempt then redis.call('DEL', K.jobAttempt(jobId)) end
-  redis.call('PUBLISH', K.orgDone(orgId), resultJson)
+-- Records a job's terminal outcome: status, stored result (TTL), result published on the organisation's channel.
+local function record_outcome(statusKey, resultKey, doneChannel, status, resultJson, ttl)
+  redis.call('SET', statusKey, status)
+  redis.call('SET', resultKey, resultJson, 'EX', ttl)
+  redis.call('PUBLISH', doneChannel, resultJson)
 end
 
 -- A result message built here (cancel, recovery of a cancelled job): no evidence files.
@@ -109,13 +105,15 @@ local function result_json(f)
   return string.sub(body, 1, -2) .. ',"files":{"log":"","screenshots":[]}}'
 end
 
--- Adds a dead-letter entry and returns its id (`<epoch ms>-<seq>`).
-local function dlq_add(orgId, jobId, reason, raw, truncated, at)
-  local id = tostring(at) .. '-' .. tostring(redis.call('INCR', K.dlqSeq))
+-- Adds a dead-letter entry and returns its id (`<epoch ms>-<seq>`). D holds the keys: entries, index, seq,
+-- orgDlq (this organisation's list), orgs (organisations with entries).
+local function dlq_add(D, orgId, jobId, reason, raw, truncated, at)
+  local id = tostring(at) .. '-' .. tostring(redis.call('INCR', D.seq))
   local entry = { id = id, orgId = orgId, reason = reason, raw = raw, truncated = truncated, at = at }
   if jobId and jobId ~= '' then entry['jobId'] = jobId end
-  redis.call('HSET', K.dlqEntries, id, cjson.encode(entry))
-  redis.call('ZADD', K.dlqIndex, at, id)
-  redis.call('LPUSH', K.orgDlq(orgId), id)
+  redis.call('HSET', D.entries, id, cjson.encode(entry))
+  redis.call('ZADD', D.index, at, id)
+  redis.call('LPUSH', D.orgDlq, id)
+  redis.call('SADD', D.orgs, orgId)
   return id
 end
