@@ -12,6 +12,7 @@ import type { Redis } from 'ioredis';
 import { SriError } from '../../shared/errors.ts';
 import { keys } from '../../shared/keys.ts';
 import { registerScripts, type ScriptArea } from '../../shared/lua/scripts.ts';
+import { isTransientRedisError, retryTransient } from '../../shared/retry.ts';
 
 /** The run limits' scripts, registered by the platform's one loader. Bump `version` when one changes behaviour. */
 export const API_SCRIPTS: ScriptArea = Object.freeze({ area: 'api', version: 1, dir: new URL('./lua/', import.meta.url) });
@@ -49,7 +50,7 @@ export class RunAdmission {
     const { runRateLimitPerOrg: perOrg, runRateLimitPerUser: perUser, runRateLimitWindowMs: windowMs } = this.limits;
     if (perOrg === 0 && perUser === 0) return;
     const hit = registerScripts(this.redis, API_SCRIPTS)['hitRunLimits']!;
-    const [orgRuns, orgTtl, userRuns, userTtl] = (await hit([keys.runRateOrg(orgId), keys.runRateUser(userId)], [windowMs]) as number[]).map(Number);
+    const [orgRuns, orgTtl, userRuns, userTtl] = (await retryTransient(() => hit([keys.runRateOrg(orgId), keys.runRateUser(userId)], [windowMs]), { isRetryable: isTransientRedisError, deadlineMs: 15_000 }) as number[]).map(Number);
     const refuse = (who: string, limit: number, setting: string, ttlMs: number) => {
       const seconds = Math.max(1, Math.ceil(ttlMs / 1000));
       reply.header('retry-after', String(seconds));
@@ -65,7 +66,7 @@ export class RunAdmission {
    * cancelled job's message counts until a take drops it: what is bounded is the memory the messages hold.
    */
   async queuedJobs(orgId: string): Promise<number> {
-    const lengths = await Promise.all([keys.orgJobs(orgId), keys.orgReadyHigh(orgId), keys.orgReadyNormal(orgId)].map((k) => this.redis.llen(k)));
+    const lengths = await Promise.all([keys.orgJobs(orgId), keys.orgReadyHigh(orgId), keys.orgReadyNormal(orgId)].map((k) => retryTransient(() => this.redis.llen(k), { isRetryable: isTransientRedisError, deadlineMs: 15_000 })));
     return lengths.reduce((a, b) => a + b, 0);
   }
 

@@ -130,14 +130,18 @@ const takeFixedKeys = (token: string) => [
   ...ringKeys(), keys.queueLeases, keys.queueLeasedByOrg, keys.queueJobLeases, keys.queueAttempts, keys.queueCancelled, keys.queueRate,
   keys.lease(token), keys.leaseMessage(token),
 ];
+/** The take's fixed keys other than those a completion has too (completeAndTakeJob-17.lua KEYS[11..17]). */
+const takeOwnKeys = (token: string) => [
+  ...ringKeys(), keys.queueAttempts, keys.queueCancelled, keys.queueRate, keys.lease(token), keys.leaseMessage(token),
+];
 const orgTakeKeys = (orgIds: readonly string[]) => orgIds.flatMap((o) => [keys.orgJobs(o), keys.orgReadyHigh(o), keys.orgReadyNormal(o)]);
 const dlqKeys = (orgId: string) => [keys.dlqEntries, keys.dlqIndex, keys.dlqSeq, keys.orgDlq(orgId), keys.dlqOrgs];
 
 export class JobQueue {
   /** The ring as the last take saw it, in serving order: the organisations the next take passes. */
   private ring: string[] = [];
-  /** Jobs taken whose startJob is not sent yet (see `start`). */
-  private readonly pendingStarts: Taken[] = [];
+  /** Jobs taken whose startJob is not sent yet (see `start`), by take token. */
+  private readonly pendingStarts = new Map<string, Taken>();
   /** Quotas read, by organisation: maxConcurrent and perMinute as stored ('' = none), and when they were read. */
   private readonly quotas = new Map<string, { maxConcurrent: string; perMinute: string; readAt: number }>();
 
@@ -170,22 +174,27 @@ export class JobQueue {
   }
 
   /**
-   * Runs one script. The startJob calls still waiting (see `start`) are sent first, so they run before it. One that
-   * `ending` names — the lease this call ends, whose job ended within the event loop's turn it was taken in — is
-   * not sent at all: this call gives the job its next status at once, and nobody could have seen the one between.
+   * Runs one script about the leases `about` names (none: about no lease). A startJob still waiting for one of them
+   * (see `start`) goes first, so it runs before this call — unless `ending`: this call ends the lease, the job
+   * ended within the event loop's turn it was taken in, and the call gives it its next status at once (nobody could
+   * have seen the one between), so the startJob is not sent at all.
    */
-  private async call(name: string, scriptKeys: readonly string[], args: readonly (string | number)[] = [], ending?: string): Promise<Reply> {
+  private async call(name: string, scriptKeys: readonly string[], args: readonly (string | number)[] = [],
+    about?: { tokens: readonly string[]; ending: boolean }): Promise<Reply> {
     const fn = this.script(name);
-    if (this.pendingStarts.length) this.sendStarts(ending);
+    if (about && this.pendingStarts.size) {
+      for (const token of about.tokens) {
+        const t = this.pendingStarts.get(token);
+        if (!t) continue;
+        this.pendingStarts.delete(token);
+        if (!about.ending) this.sendStart(t);
+      }
+    }
     return replyCode(await fn(scriptKeys, args));
   }
 
-  private sendStarts(except?: string): void {
-    const startJob = this.script('startJob');
-    for (const t of this.pendingStarts.splice(0)) {
-      if (t.token === except) continue;
-      startJob([keys.jobStatus(t.jobId!), keys.queueJobLeases], [t.jobId!, t.token]).catch((e: unknown) => this.startFailed(e, t));
-    }
+  private sendStart(t: Taken): void {
+    this.script('startJob')([keys.jobStatus(t.jobId!), keys.queueJobLeases], [t.jobId!, t.token]).catch((e: unknown) => this.startFailed(e, t));
   }
 
   /** Runs `step` until it is not Stale; a read that keeps going stale is a Redis too busy to answer: retryable. */
@@ -304,17 +313,22 @@ export class JobQueue {
   }
 
   /**
-   * Marks a job just taken 'running' (startJob) without waiting for it: the call goes out with this queue's next
-   * script call if the caller makes one before the current turn of Node's event loop ends (a worker's slot whose
-   * job ends at once, the benchmark), else on its own at the end of that turn (process.nextTick). Either way it
-   * reaches Redis before any later call of this queue about the job. Waiting for it, or sending it alone every
-   * time, would cost each job a round trip and an fsync of the append-only file. Its failure leaves the status
-   * 'queued' (the lease is what counts) and is reported to onStartError.
+   * Marks a job just taken 'running' (startJob) without waiting for it: sent at the end of the current turn of
+   * Node's event loop (process.nextTick), or before this queue's next call about the job if that comes first —
+   * always before it. A call that ends the job's lease within that turn (a job that ended at once: the benchmark's
+   * empty jobs) drops it, as the job's next status is written at once. Waiting for it, or sending it before the
+   * take's caller has had its turn, would cost each job a round trip or an extra fsync of the append-only file.
+   * Its failure leaves the status 'queued' (the lease is what counts) and is reported to onStartError.
    */
   private start(t: Taken): Taken {
     if (!t.jobId) return t;
-    this.pendingStarts.push(t);
-    if (this.pendingStarts.length === 1) process.nextTick(() => this.sendStarts());
+    this.pendingStarts.set(t.token, t);
+    if (this.pendingStarts.size === 1) {
+      process.nextTick(() => {
+        for (const p of this.pendingStarts.values()) this.sendStart(p);
+        this.pendingStarts.clear();
+      });
+    }
     return t;
   }
 
@@ -331,7 +345,8 @@ export class JobQueue {
   /** Renews every given lease of `workerId`; returns the tokens whose lease is gone (stop those jobs). */
   async renew(workerId: string, tokens: string[]): Promise<string[]> {
     if (!tokens.length) return [];
-    const r = await this.call('renewLeases', [keys.queueLeases, ...tokens.map((t) => keys.lease(t))], [workerId, this.opts.leaseMs, ...tokens]);
+    const r = await this.call('renewLeases', [keys.queueLeases, ...tokens.map((t) => keys.lease(t))], [workerId, this.opts.leaseMs, ...tokens],
+      { tokens, ending: false });
     return r.rest.map(String);
   }
 
@@ -341,7 +356,7 @@ export class JobQueue {
    */
   async complete(t: Taken, result: ResultMessage, counted?: CountedAs): Promise<CompleteOutcome> {
     const [scriptKeys, args] = this.completeParts(t, result, counted);
-    return toCompleteOutcome((await this.call('completeJob', scriptKeys, args, t.token)).code);
+    return toCompleteOutcome((await this.call('completeJob', scriptKeys, args, { tokens: [t.token], ending: true })).code);
   }
 
   /**
@@ -353,8 +368,8 @@ export class JobQueue {
     const [completeKeys, completeArgs] = this.completeParts(t, result, counted);
     const orgs = this.ring.slice(0, TAKE_RING_WINDOW);
     const orgArgs = this.orgArgs(orgs) ?? await this.readQuotas(orgs);
-    const r = await this.call('completeAndTakeJob', [...completeKeys, ...takeFixedKeys(token), ...orgTakeKeys(orgs)],
-      [...completeArgs, ...this.takeArgs(token, nextWorkerId), ...orgArgs], t.token);
+    const r = await this.call('completeAndTakeJob', [...completeKeys, ...takeOwnKeys(token), ...orgTakeKeys(orgs)],
+      [...completeArgs, ...this.takeArgs(token, nextWorkerId), ...orgArgs], { tokens: [t.token], ending: true });
     const outcome = toCompleteOutcome(r.code);
     const next = await this.taken(token, nextWorkerId, replyCode(r.rest[0]));
     return next ? { outcome, next } : { outcome };
@@ -376,7 +391,7 @@ export class JobQueue {
     const jobId = t.jobId ?? '';
     const r = await this.call('retryJob',
       [...leaseKeys(t.token), keys.queueLateResults, keys.jobStatus(jobId), keys.queueDelayed, keys.queueDelayedJobs],
-      [t.token, jobId, nextRaw, Math.round(dueAtMs), JSON.stringify(error)], t.token);
+      [t.token, jobId, nextRaw, Math.round(dueAtMs), JSON.stringify(error)], { tokens: [t.token], ending: true });
     return toCompleteOutcome(r.code);
   }
 
@@ -385,7 +400,7 @@ export class JobQueue {
     const jobId = t.jobId ?? '';
     const r = await this.call('releaseJob',
       [...leaseKeys(t.token), keys.jobStatus(jobId), keys.orgReadyHigh(t.orgId), keys.orgReadyNormal(t.orgId), ...ringKeys()],
-      [t.token, t.orgId, jobId], t.token);
+      [t.token, t.orgId, jobId], { tokens: [t.token], ending: true });
     if (r.code === QueueCode.Stale) throw new Error(`lease ${t.token} is not job ${jobId || '(none)'} of ${t.orgId}: not released`);
   }
 
@@ -399,7 +414,7 @@ export class JobQueue {
     const r = await this.call('buryJob',
       [...leaseKeys(t.token), keys.queueLateResults, ...dlqKeys(t.orgId), keys.jobStatus(jobId), keys.jobResult(jobId)],
       [t.token, t.orgId, reason, raw, truncated ? '1' : '0', Date.now(), jobId, result ? JSON.stringify(result) : '',
-        this.opts.resultTtlSeconds, keys.orgDone(t.orgId)], t.token);
+        this.opts.resultTtlSeconds, keys.orgDone(t.orgId)], { tokens: [t.token], ending: true });
     return r.code === QueueCode.Late ? 'late' : String(r.rest[0]);
   }
 

@@ -9,22 +9,35 @@ local ORG_KEYS = 3
 --[[
   The take's keys from KEYS[first …] — ten fixed ones, then three per organisation — and its organisations from
   `orgArgs`: per organisation its id, maxConcurrent and perMinute ('' = no limit), in the order of the keys.
+  With `shared` (completeAndTakeJob), the leases, byOrg and jobLeases keys are the completion's, and KEYS[first …]
+  holds the seven others: ring, members, attempts, cancelled, rate, lease, message.
 ]]
-local function take_keys(first, orgArgs)
+local function take_keys(first, orgArgs, shared)
   if #orgArgs % 3 ~= 0 then error('take: organisation arguments come in threes (id, maxConcurrent, perMinute)') end
   local ids = {}
   for i = 1, #orgArgs, 3 do ids[#ids + 1] = orgArgs[i] end
-  local T = {
-    ring = KEYS[first], members = KEYS[first + 1], leases = KEYS[first + 2], byOrg = KEYS[first + 3],
-    jobLeases = KEYS[first + 4], attempts = KEYS[first + 5], cancelled = KEYS[first + 6], rate = KEYS[first + 7],
-    lease = KEYS[first + 8], message = KEYS[first + 9],
-  }
-  if #KEYS ~= first + TAKE_FIXED_KEYS - 1 + ORG_KEYS * #ids then
+  local T, fixed
+  if shared then
+    T = {
+      ring = KEYS[first], members = KEYS[first + 1], attempts = KEYS[first + 2], cancelled = KEYS[first + 3],
+      rate = KEYS[first + 4], lease = KEYS[first + 5], message = KEYS[first + 6],
+      leases = shared.leases, byOrg = shared.byOrg, jobLeases = shared.jobLeases,
+    }
+    fixed = 7
+  else
+    T = {
+      ring = KEYS[first], members = KEYS[first + 1], leases = KEYS[first + 2], byOrg = KEYS[first + 3],
+      jobLeases = KEYS[first + 4], attempts = KEYS[first + 5], cancelled = KEYS[first + 6], rate = KEYS[first + 7],
+      lease = KEYS[first + 8], message = KEYS[first + 9],
+    }
+    fixed = TAKE_FIXED_KEYS
+  end
+  if #KEYS ~= first + fixed - 1 + ORG_KEYS * #ids then
     error('take: ' .. #KEYS .. ' keys for ' .. #ids .. ' organisations')
   end
   local orgs = {}
   for i, id in ipairs(ids) do
-    local k = first + TAKE_FIXED_KEYS + (i - 1) * ORG_KEYS
+    local k = first + fixed + (i - 1) * ORG_KEYS
     orgs[id] = { jobs = KEYS[k], high = KEYS[k + 1], normal = KEYS[k + 2],
       maxConcurrent = tonumber(orgArgs[3 * i - 1]), perMinute = tonumber(orgArgs[3 * i]) }
   end

@@ -6,13 +6,15 @@
   those of the two scripts. A RingMiss of the take does not undo the completion: the caller completes nothing
   twice, it only takes again (takeJob) with the organisations the reply names.
 
-  KEYS[1..10]   completeJob-10.lua's KEYS[1..10], for the finished job's token and id
-  KEYS[11..20]  takeJob-10.lua's KEYS[1..10], for the next take's token
-  KEYS[21…]     takeJob-10.lua's KEYS[11…]: three keys per organisation of ARGV[16…]
+  KEYS[1..10]   completeJob-10.lua's KEYS[1..10], for the finished job's token and id; the take uses its
+                sri:queue:leases (KEYS[3]), sri:queue:leased-by-org (KEYS[4]) and sri:queue:job-leases (KEYS[5]) too
+  KEYS[11..17]  takeJob-10.lua's other fixed keys, for the next take's token: sri:queue:ring, sri:queue:ring:members,
+                sri:queue:attempts, sri:queue:cancelled, sri:queue:rate, sri:lease:{token}, sri:lease:{token}:message
+  KEYS[18…]     takeJob-10.lua's KEYS[11…]: three keys per organisation of ARGV[16…]
   ARGV[1..9]    completeJob-10.lua's ARGV[1..9]
   ARGV[10..15]  takeJob-10.lua's ARGV[1..6] (next take token, worker id, lease ms, largest decoded message, refill
                 batch, RingMiss window)
-  ARGV[16…]     takeJob-10.lua's ARGV[7…]: id, maxConcurrent, perMinute of each organisation whose keys KEYS[21…] are
+  ARGV[16…]     takeJob-10.lua's ARGV[7…]: id, maxConcurrent, perMinute of each organisation whose keys KEYS[18…] are
 
   Returns {completion code (Ok or Late), the take's reply}.
 ]]
@@ -20,7 +22,8 @@
 --@include complete.lua
 --@include take.lua
 
-local done = complete(complete_keys(1), ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1',
+local C = complete_keys(1)
+local done = complete(C, ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1',
   tonumber(ARGV[8]) or 0, ARGV[9])
-local T, orgs = take_keys(COMPLETE_KEYS + 1, { unpack(ARGV, 16) })
+local T, orgs = take_keys(COMPLETE_KEYS + 1, { unpack(ARGV, 16) }, C)
 return { done, take(T, orgs, ARGV[10], ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])) }
