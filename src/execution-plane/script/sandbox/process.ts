@@ -81,8 +81,15 @@ function rootFs(): string[] {
   // /opt — is bound as the one file, read-only, at its own path: nothing else of its directory (the project's
   // node_modules, npm's global packages) enters the sandbox. The official binary needs only libc and libstdc++
   // from /usr/lib.
-  if (!NODE_BINARY.startsWith('/usr/')) args.push('--ro-bind', NODE_BINARY, NODE_BINARY);
   return args;
+}
+
+/**
+ * The bind of a node outside /usr, after `--tmpfs /tmp` and `--proc`/`--dev`: bwrap mounts in order, so a binary
+ * under /tmp (a checkout in /tmp) bound before the empty /tmp would be hidden by it.
+ */
+function nodeBinaryBind(): string[] {
+  return NODE_BINARY.startsWith('/usr/') ? [] : ['--ro-bind', NODE_BINARY, NODE_BINARY];
 }
 
 export function childCommand(kind: SandboxKind, limits: SandboxLimits, code: string): { file: string; args: string[] } {
@@ -93,7 +100,7 @@ export function childCommand(kind: SandboxKind, limits: SandboxLimits, code: str
   const bwrap = kind === 'bwrap'
     ? [limits.bwrapPath ?? 'bwrap', '--unshare-all', '--die-with-parent', '--new-session', '--clearenv', '--cap-drop', 'ALL',
       '--uid', '65534', '--gid', '65534', '--hostname', 'sandbox',
-      ...rootFs(), '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--chdir', '/tmp', '--']
+      ...rootFs(), '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', ...nodeBinaryBind(), '--chdir', '/tmp', '--']
     : [];
   const rlimits = [`--cpu=${limits.cpuSeconds}:${limits.cpuSeconds + 1}`, `--as=${(limits.memoryMb + ADDRESS_SPACE_OVERHEAD_MB) * 1024 * 1024}`];
   return { file: 'prlimit', args: [...rlimits, '--', ...bwrap, ...node] };
