@@ -187,7 +187,10 @@ export class JobQueue {
         const t = this.pendingStarts.get(token);
         if (!t) continue;
         this.pendingStarts.delete(token);
-        if (!about.ending) this.sendStart(t);
+        // Sent even when this call ends the lease: a job id pushed again after it finished still reads its old
+        // terminal status until startJob runs, and the completion would then be refused as late (no result, seen
+        // with JOB_REPLAYED). The start goes first on the same connection, so it is ordered before this call.
+        this.sendStart(t);
       }
     }
     return replyCode(await fn(scriptKeys, args));
