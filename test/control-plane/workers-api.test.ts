@@ -195,14 +195,15 @@ describe('worker registry through the API and the CLI, with a worker killed by S
     assert.equal(metricValue(m, 'sri_queue_waiting_jobs'), 0);
     assert.ok(metricValue(m, 'process_cpu_seconds_total')! > 0);
 
-    // A job nobody takes yet: the queue depth of its organisation shows it.
-    await queue.enqueue(b.orgId, signedJob(b.orgId, RECOVERABLE_SCRIPT, { createdAt: new Date(Date.now() - 90_000).toISOString() }));
+    // A job nobody takes: the workers stop first (a running worker could take it before it was counted), then the
+    // queue depth of its organisation shows it.
     for (const w of workers) await stopWorker(w);
+    await queue.enqueue(b.orgId, signedJob(b.orgId, RECOVERABLE_SCRIPT, { createdAt: new Date(Date.now() - 90_000).toISOString() }));
     // Readings are cached for 5 s: within that the gauge may still show the reading from before the push.
     const m2 = await waitFor(async () => {
       const s = await scrape(`${t.api.url}/metrics`, auth);
       return metricValue(s, 'sri_queue_length', { org: b.orgId }) === 1 ? s : undefined;
-    }, { timeoutMs: 10_000, what: 'the queue depth of b' });
+    }, { timeoutMs: 60_000, intervalMs: 500, what: 'the queue depth of b (readings are cached for 5 s)' });
     assert.ok(metricValue(m2, 'sri_queue_oldest_job_age_seconds', { org: b.orgId })! >= 90);
     assert.equal(metricValue(m2, 'sri_queue_waiting_jobs'), 1);
   });
