@@ -28,7 +28,9 @@ export async function startTestS3(buckets = ['sri-scripts', 'sri-results']): Pro
 
 /** Polls `check` until it returns a truthy value or the timeout passes (no fixed sleeps in tests). */
 export async function waitFor<T>(check: () => Promise<T> | T, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  // Generous by default: a condition that holds returns at once; a loaded machine (the suite must pass with both
+  // cores busy) only makes it hold later.
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   let last: unknown;
   for (;;) {
     try {
