@@ -7,7 +7,7 @@ export default tseslint.config(
   { ignores: ['node_modules/**', '.data/**', 'logs/**', 'bin/**', 'dist/**'] },
   ...tseslint.configs.recommended,
   {
-    files: ['**/*.ts'],
+    files: ['**/*.ts', '**/*.tsx'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       // node:test's describe/it return promises the runner itself awaits.
@@ -28,6 +28,20 @@ export default tseslint.config(
           { group: ['**/control-plane/**', '**/control-plane'], message: 'The execution plane must not import the control plane.' },
           { group: ['**/embedded/**', '**/cli/**'], message: 'The execution plane must not import the embedded stack or CLI.' },
           { group: dbDrivers, message: 'The execution plane must not use a PostgreSQL driver.' },
+        ],
+      }],
+    },
+  },
+  {
+    // The dashboard runs in the browser and knows the API only through its generated types (src/web/api/schema.d.ts).
+    files: ['src/web/**/*.ts', 'src/web/**/*.tsx'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['**/control-plane/**', '**/control-plane', '**/execution-plane/**', '**/execution-plane', '**/shared/**', '**/shared', '**/embedded/**', '**/cli/**'],
+            message: 'The web app imports nothing from the planes or their shared contracts: only the generated API types (src/web/api/schema.d.ts, npm run generate:api).' },
+          { group: ['node:*', ...dbDrivers, 'ioredis', 'fastify', 'fastify-*', '@fastify/*', '@aws-sdk/*', 'playwright-core'],
+            message: 'The web app runs in the browser: no Node.js module, server library or database driver.' },
         ],
       }],
     },

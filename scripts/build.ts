@@ -11,6 +11,8 @@
  *                          the script sandbox's child, bundled here once by esbuild: compiled workers read it, so
  *                          production needs no esbuild and no worker bundles at start
  *   DIR/package.json       {"type": "module"}: the .js files are ES modules wherever DIR is
+ *   DIR/web/               the dashboard (src/web) built by Vite: index.html and hashed assets/, which the API
+ *                          serves at / (src/control-plane/http/web-app.ts); src/web itself is not copied
  *
  * The layout mirrors the repository's (src/, migrations/ side by side), so every path a module derives from its
  * own URL holds in both. The directory is emptied first: a file deleted from src/ leaves no stale copy behind.
@@ -21,6 +23,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildChildBundle, CHILD_BUNDLE_FILE } from '../src/execution-plane/script/sandbox/process.ts';
+import { buildWeb, type WebBuildResult } from '../src/embedded/web-build.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -47,13 +50,15 @@ function copy(from: string, to: string): void {
   copyFileSync(from, to);
 }
 
-export function build(outDir: string): { js: number; assets: string[]; migrations: number } {
+export async function build(outDir: string): Promise<{ js: number; assets: string[]; migrations: number; web: WebBuildResult }> {
   rmSync(outDir, { recursive: true, force: true });
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', outDir], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error(`tsc failed (exit ${r.status ?? r.signal})`);
 
-  const assets = filesUnder(join(ROOT, 'src')).filter((f) => !f.endsWith('.ts')).map((f) => relative(ROOT, f));
+  // src/web is the dashboard's source: Vite builds it into DIR/web below; none of it is a runtime file of src/.
+  const webSrc = join(ROOT, 'src', 'web') + sep;
+  const assets = filesUnder(join(ROOT, 'src')).filter((f) => !f.endsWith('.ts') && !f.startsWith(webSrc)).map((f) => relative(ROOT, f));
   for (const a of assets) copy(join(ROOT, a), join(outDir, a));
   const migrations = readdirSync(join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql'));
   for (const m of migrations) copy(join(ROOT, 'migrations', m), join(outDir, 'migrations', m));
@@ -61,13 +66,15 @@ export function build(outDir: string): { js: number; assets: string[]; migration
   const js = filesUnder(join(outDir, 'src')).filter((f) => f.endsWith('.js')).length;
   writeFileSync(join(outDir, 'src', 'execution-plane', 'script', 'sandbox', CHILD_BUNDLE_FILE), buildChildBundle());
   writeFileSync(join(outDir, 'package.json'), `${JSON.stringify({ type: 'module', private: true }, null, 2)}\n`);
-  return { js, assets, migrations: migrations.length };
+  const web = await buildWeb(join(outDir, 'web'));
+  return { js, assets, migrations: migrations.length, web };
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const outDir = outDirFrom(process.argv.slice(2));
   const t0 = Date.now();
-  const b = build(outDir);
+  const b = await build(outDir);
   console.log(`built ${relative(process.cwd(), outDir) || '.'}: ${b.js} modules, ${b.assets.length} other files from src/, `
-    + `${b.migrations} migrations, the sandbox child bundle (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    + `${b.migrations} migrations, the sandbox child bundle, the dashboard (web/, first load ${(b.web.entryGzipBytes / 1024).toFixed(0)} KB of JavaScript gzipped) `
+    + `(${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }

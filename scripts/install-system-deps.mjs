@@ -1,9 +1,15 @@
 #!/usr/bin/env node
 // Installs the system programs the platform runs (redis-server, chromium, bubblewrap for the script sandbox, and
-// the PostgreSQL server the tests start) when they are missing. As root on Debian/Ubuntu it uses apt-get; elsewhere it prints the install line.
+// the PostgreSQL server the tests start) and promtool (the tests check the alert rules and /metrics with it) when
+// they are missing. As root on Debian/Ubuntu it uses apt-get; elsewhere it prints the install line.
 // Set SRI_SKIP_SYSTEM_DEPS=1 to skip (for example in a container image that already has them).
+//
+// The packages are wanted for their programs, never as services: the platform starts redis-server and PostgreSQL
+// itself, and promtool's package (prometheus) would run a Prometheus server. So apt-get runs with a policy-rc.d that
+// denies every service start (Debian's own mechanism, honoured by invoke-rc.d and deb-systemd-invoke, with or without
+// systemd), removed after; and the prometheus service this installed is disabled and, on systemd, stopped.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 if (process.env.SRI_SKIP_SYSTEM_DEPS === '1') process.exit(0);
 
@@ -16,14 +22,25 @@ const wanted = [
   { pkg: 'postgresql', ok: pgBin, brew: 'postgresql' },
   // The workers' script sandbox (WORKER_SANDBOX=bwrap); prlimit comes with util-linux, which Debian always has.
   { pkg: 'bubblewrap', ok: () => has('bwrap') || process.platform !== 'linux', brew: '' },
+  // promtool only (test/deploy/promtool.test.ts): the package's Prometheus service is not wanted (below).
+  { pkg: 'prometheus', ok: () => has('promtool'), brew: 'prometheus' },
 ];
 const missing = wanted.filter((w) => !w.ok());
 if (missing.length === 0) process.exit(0);
 
 const names = missing.map((m) => m.pkg).join(' ');
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const POLICY_RC_D = '/usr/sbin/policy-rc.d';
+const POLICY_MARK = '# sri: install-system-deps.mjs, removed when apt-get is done';
+const installed = (pkg) => spawnSync('dpkg-query', ['-W', '--showformat=${Status}', pkg], { encoding: 'utf8' }).stdout?.includes('install ok installed') === true;
+const quietly = (cmd, args) => spawnSync(cmd, args, { stdio: 'ignore' });
+
 if (process.platform === 'linux' && has('apt-get') && isRoot) {
   console.log(`[sri] installing system packages: ${names}`);
+  const prometheusBefore = installed('prometheus');
+  // 101 = "action not allowed": no package starts its service. One the system already has is left as it is.
+  const ownPolicy = !existsSync(POLICY_RC_D);
+  if (ownPolicy) writeFileSync(POLICY_RC_D, `#!/bin/sh\n${POLICY_MARK}\nexit 101\n`, { mode: 0o755 });
   try {
     execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
     execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing.map((m) => m.pkg)], {
@@ -31,8 +48,18 @@ if (process.platform === 'linux' && has('apt-get') && isRoot) {
     });
   } catch {
     console.error(`[sri] apt-get failed; install by hand: apt-get install -y ${names}`);
-    process.exit(1);
+    process.exitCode = 1;
+  } finally {
+    if (ownPolicy && existsSync(POLICY_RC_D) && readFileSync(POLICY_RC_D, 'utf8').includes(POLICY_MARK)) rmSync(POLICY_RC_D);
   }
+  if (!prometheusBefore && installed('prometheus')) {
+    // Installed for promtool alone: no Prometheus server at boot either (the package enables its unit and init script).
+    if (has('deb-systemd-helper')) quietly('deb-systemd-helper', ['disable', 'prometheus.service']);
+    if (has('update-rc.d')) quietly('update-rc.d', ['prometheus', 'disable']);
+    if (existsSync('/run/systemd/system') && has('systemctl')) quietly('systemctl', ['stop', 'prometheus.service']);
+    console.log('[sri] prometheus installed for promtool; its service is disabled');
+  }
+  if (process.exitCode) process.exit(process.exitCode);
 } else {
   const line = process.platform === 'darwin'
     ? missing.map((m) => `brew install ${m.brew}`).join(' && ')

@@ -17,6 +17,12 @@ export interface DemoOptions {
   portalUrl: string;
   /** Progress and results. @default console.log */
   print?: (line: string) => void;
+  /**
+   * What the demo is waiting for, called on every poll with a text that changes only when the wait does (the job's
+   * status, a retry): a spinner's text, or a line each time it changes (src/cli/progress.ts).
+   * @default each new text printed with `print`
+   */
+  waiting?: (text: string) => void;
   /** How long to wait for the job to finish. @default 120000 */
   jobTimeoutMs?: number;
   /**
@@ -93,7 +99,9 @@ export async function loginToDemoPortal(portalUrl: string): Promise<string> {
 
 export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
   const print = opts.print ?? ((l: string) => console.log(l));
-  const api = new ApiClient(opts.apiUrl);
+  let lastWait: string | undefined;
+  const waiting = opts.waiting ?? ((text: string) => { if (text !== lastWait) print(`   ${text}`); lastWait = text; });
+  const api = new ApiClient(opts.apiUrl, { onRetry: (what) => waiting(`${what}; trying again`) });
   const portalHost = new URL(opts.portalUrl).hostname;
   const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 
@@ -132,11 +140,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
 
   const deadline = Date.now() + (opts.jobTimeoutMs ?? 120_000);
   let status: JobStatus = 'queued';
-  let last = '';
   for (;;) {
     status = (await api.request<{ status: JobStatus }>('GET', `/api/jobs/${encodeURIComponent(jobId)}/status`)).body.status;
-    if (status !== last) print(`   status: ${status}`);
-    last = status;
+    waiting(`job ${jobId}: ${status}`);
     if (TERMINAL_STATUSES.includes(status)) break;
     if (Date.now() > deadline) {
       throw new SriError('EXECUTION_TIMEOUT', `job ${jobId} is still ${status} after ${opts.jobTimeoutMs ?? 120_000} ms; is a worker running? (WORKERS, or sri worker)`);
@@ -160,4 +166,20 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
   }
   if (job.result) print(`   parsed data:\n${JSON.stringify(job.result, null, 2).replace(/^/gm, '     ')}`);
   return { token: reg.body.token, portalSession: sessionCookie, user: reg.body.user, org: reg.body.org, flowId, jobId, job };
+}
+
+/**
+ * `sri demo --json`: the outcome as one JSON document — the job, its status and error, its artifacts (with their
+ * presigned links) and the parsed data. The API token and the portal's session cookie are left out: output gets
+ * pasted and logged.
+ */
+export function demoJson(o: DemoOutcome): {
+  jobId: string; status: JobStatus; error: DemoJob['error']; flowId: string;
+  org: DemoOutcome['org']; user: DemoOutcome['user']; artifacts: DemoArtifact[]; data: Record<string, unknown> | null;
+} {
+  return {
+    jobId: o.jobId, status: o.job.status, error: o.job.error, flowId: o.flowId,
+    org: { id: o.org.id, name: o.org.name }, user: { id: o.user.id, email: o.user.email, orgId: o.user.orgId },
+    artifacts: o.job.artifacts, data: o.job.result,
+  };
 }

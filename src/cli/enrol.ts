@@ -5,7 +5,9 @@
  * `TOKEN=$(sri enrol create | head -1)` works.
  */
 import type { Command } from 'commander';
+import { DEFAULT_ENROLMENT_TTL_SECONDS, MAX_ENROLMENT_TTL_SECONDS } from '../shared/enrolment.ts';
 import { ERRORS, SriError, type ErrorCode } from '../shared/errors.ts';
+import { integerOption } from './options.ts';
 import { table, type CliIo } from './queue-ops.ts';
 
 type Env = Record<string, string | undefined>;
@@ -46,10 +48,10 @@ export function addEnrolCommand(program: Command, env: Env, io: CliIo = { out: (
 
   common(enrol.command('create'))
     .description('make a one-time enrolment token (printed once) and the worker\'s own Redis user')
-    .option('--ttl <seconds>', 'how long the token can be redeemed', '3600')
+    .option('--ttl <seconds>', 'how long the token can be redeemed', integerOption(1, MAX_ENROLMENT_TTL_SECONDS), DEFAULT_ENROLMENT_TTL_SECONDS)
     .option('--name <name>', 'prefix of the worker\'s id (lower-case letters, digits, -)')
-    .action(async (o: OperatorOptions & { ttl: string; name?: string }) => {
-      const r = await callApi(env, o, 'POST', '/api/operator/worker-enrolments', { ttlSeconds: Number(o.ttl), ...(o.name ? { name: o.name } : {}) });
+    .action(async (o: OperatorOptions & { ttl: number; name?: string }) => {
+      const r = await callApi(env, o, 'POST', '/api/operator/worker-enrolments', { ttlSeconds: o.ttl, ...(o.name ? { name: o.name } : {}) });
       if (o.json) return io.out(JSON.stringify(r, null, 2));
       io.out(r.token);
       io.out(`worker ${r.enrolment.workerId} (Redis user ${r.enrolment.redisUser}); the token works once, until ${r.enrolment.expiresAt}.`);

@@ -4,11 +4,14 @@
  *   - With --follow: the live log as Server-Sent Events, one line each `ISO-time LEVEL stream message`, until the
  *     `end` event (exit 0). A finished job whose live log has expired answers with execution.log, printed instead.
  *     A connection that drops (or goes silent past 4 heartbeats) is reopened with Last-Event-ID, a few times.
+ * With --json, either way, one JSON object per log line (JSON lines): `{"ts":<epoch ms>,"level","stream","message"}`,
+ * the live log's own shape; execution.log's lines (`ISO-time TAG message`, continuation lines indented) are read back
+ * into it.
  * API errors become SriErrors with the API's code (main.ts prints `error CODE: message`, exit 1).
  */
 import type { Command } from 'commander';
 import { ERRORS, SriError, type ErrorCode } from '../shared/errors.ts';
-import type { LogLine } from '../shared/job-logs.ts';
+import type { LogLevel, LogLine, LogStream } from '../shared/job-logs.ts';
 import { formatLogLine, LOG_EVENT_END, LOG_EVENT_LINE } from '../shared/log-events.ts';
 import { SseParser } from '../shared/sse.ts';
 
@@ -24,6 +27,8 @@ export interface LogsOptions {
   token: string;
   jobId: string;
   follow: boolean;
+  /** One JSON object per log line instead of text. @default false */
+  json?: boolean;
   io?: LogsIo;
   /** Stops following (Ctrl-C). */
   signal?: AbortSignal;
@@ -52,7 +57,7 @@ export async function runLogs(o: LogsOptions): Promise<void> {
     } finally {
       clearTimeout(timer);
     }
-    await copyText(res, io);
+    await copyText(res, io, o.json);
     return;
   }
 
@@ -76,7 +81,7 @@ export async function runLogs(o: LogsOptions): Promise<void> {
       openedAt = Date.now();
       if (!/^text\/event-stream\b/i.test(res.headers.get('content-type') ?? '')) {
         // The job has finished and its live log is gone: this is execution.log.
-        await copyText(res, io);
+        await copyText(res, io, o.json);
         return;
       }
       const decoder = new TextDecoder();
@@ -85,7 +90,7 @@ export async function runLogs(o: LogsOptions): Promise<void> {
         for (const ev of parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }))) {
           // Only progress counts as a working connection (an API that answers and drops at once does not).
           failures = 0;
-          if (ev.event === LOG_EVENT_LINE) io.write(`${lineText(ev.data)}\n`);
+          if (ev.event === LOG_EVENT_LINE) io.write(`${o.json ? lineJson(ev.data) : lineText(ev.data)}\n`);
           else if (ev.event === LOG_EVENT_END) return;
         }
       }
@@ -108,10 +113,18 @@ export async function runLogs(o: LogsOptions): Promise<void> {
   }
 }
 
-async function copyText(res: Response, io: LogsIo): Promise<void> {
+async function copyText(res: Response, io: LogsIo, json = false): Promise<void> {
   const decoder = new TextDecoder();
-  for await (const chunk of res.body ?? []) io.write(decoder.decode(chunk as Uint8Array, { stream: true }));
-  io.write(decoder.decode());
+  if (!json) {
+    for await (const chunk of res.body ?? []) io.write(decoder.decode(chunk as Uint8Array, { stream: true }));
+    io.write(decoder.decode());
+    return;
+  }
+  const reader = new ExecutionLogReader();
+  const emit = (lines: JsonLogLine[]) => { for (const l of lines) io.write(`${JSON.stringify(l)}\n`); };
+  for await (const chunk of res.body ?? []) emit(reader.feed(decoder.decode(chunk as Uint8Array, { stream: true })));
+  emit(reader.feed(decoder.decode()));
+  emit(reader.end());
 }
 
 function lineText(data: string): string {
@@ -119,6 +132,76 @@ function lineText(data: string): string {
     return formatLogLine(JSON.parse(data) as LogLine);
   } catch {
     return data;
+  }
+}
+
+/** `sri logs --json`'s line: the live log's LogLine; `ts` null for a stored line that carries no time. */
+export type JsonLogLine = Omit<LogLine, 'ts'> & { ts: number | null };
+
+/** A live log line as one JSON line, in the event's own field order; data that is not a line is kept as a message. */
+function lineJson(data: string): string {
+  try {
+    const l = JSON.parse(data) as Partial<LogLine>;
+    if (l && typeof l === 'object' && typeof l.message === 'string') {
+      return JSON.stringify({ ts: l.ts ?? null, level: l.level ?? null, stream: l.stream ?? null, message: l.message });
+    }
+  } catch { /* below */ }
+  return JSON.stringify({ ts: null, level: null, stream: null, message: data });
+}
+
+/** `2026-01-05T10:00:00.000Z SCRIPT message`: execution.log's line (src/execution-plane/job/execution-log.ts). */
+const EXEC_LINE = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (\S+) *(.*)$/;
+const LEVELS: readonly string[] = ['debug', 'info', 'warn', 'error'];
+/** What execution.log writes under a multi-line message's first line. */
+const CONTINUATION = '    ';
+
+/** execution.log's tag: SCRIPT (the script's helpers.log), CONSOLE:<level> (the page's console), or the worker's level. */
+function tagFields(tag: string): { level: LogLevel; stream: LogStream } | undefined {
+  if (tag === 'SCRIPT') return { level: 'info', stream: 'script' };
+  const consoleLevel = /^CONSOLE:([a-z]+)$/.exec(tag)?.[1];
+  if (consoleLevel !== undefined) return LEVELS.includes(consoleLevel) ? { level: consoleLevel as LogLevel, stream: 'console' } : undefined;
+  const level = tag.toLowerCase();
+  return LEVELS.includes(level) ? { level: level as LogLevel, stream: 'worker' } : undefined;
+}
+
+/**
+ * Reads execution.log text, fed in chunks as it arrives, back into log lines: a line is complete when the next one
+ * starts (a message's further lines come indented under it) or the text ends. A line that does not have the format
+ * (an older log) is kept whole as the message of a worker `info` line, with the time it starts with if any.
+ */
+export class ExecutionLogReader {
+  private rest = '';
+  private pending: JsonLogLine | undefined;
+
+  feed(text: string): JsonLogLine[] {
+    const parts = (this.rest + text).split('\n');
+    this.rest = parts.pop()!;
+    return parts.flatMap((l) => this.line(l.replace(/\r$/, '')));
+  }
+
+  end(): JsonLogLine[] {
+    const out = this.rest ? this.line(this.rest) : [];
+    this.rest = '';
+    if (this.pending) out.push(this.pending);
+    this.pending = undefined;
+    return out;
+  }
+
+  private line(text: string): JsonLogLine[] {
+    if (this.pending && text.startsWith(CONTINUATION)) {
+      this.pending.message += `\n${text.slice(CONTINUATION.length)}`;
+      return [];
+    }
+    const out = this.pending ? [this.pending] : [];
+    this.pending = undefined;
+    if (text === '') return out;
+    const m = EXEC_LINE.exec(text);
+    const fields = m ? tagFields(m[2]!) : undefined;
+    const ts = m ? Date.parse(m[1]!) : Number.NaN;
+    this.pending = m && fields
+      ? { ts, ...fields, message: m[3]! }
+      : { ts: Number.isNaN(ts) ? null : ts, level: 'info', stream: 'worker', message: m ? `${m[2]} ${m[3]}`.trimEnd() : text };
+    return out;
   }
 }
 
@@ -147,9 +230,10 @@ export function addLogsCommand(program: Command, env: Env): void {
     .description('print a job\'s execution.log, or follow its live log with --follow (through the API)')
     .argument('<jobId>', 'the job id')
     .option('-f, --follow', 'print lines as the job writes them, until it ends')
+    .option('--json', 'one JSON object per log line: {"ts","level","stream","message"}')
     .option('--api <url>', 'API base URL', `http://127.0.0.1:${env['PORT'] || 3000}`)
     .option('--token <token>', 'API token (POST /api/auth/login); default: $SRI_TOKEN')
-    .action(async (jobId: string, opts: { follow?: boolean; api: string; token?: string }) => {
+    .action(async (jobId: string, opts: { follow?: boolean; json?: boolean; api: string; token?: string }) => {
       const token = opts.token ?? env['SRI_TOKEN'];
       if (!token) throw new SriError('UNAUTHENTICATED', 'give an API token with --token or SRI_TOKEN; get one from POST /api/auth/login');
       const ctrl = new AbortController();
@@ -157,7 +241,7 @@ export function addLogsCommand(program: Command, env: Env): void {
       const onSigint = () => { process.exitCode = 130; ctrl.abort(); };
       process.once('SIGINT', onSigint);
       try {
-        await runLogs({ apiUrl: opts.api, token, jobId, follow: opts.follow === true, signal: ctrl.signal });
+        await runLogs({ apiUrl: opts.api, token, jobId, follow: opts.follow === true, json: opts.json === true, signal: ctrl.signal });
       } finally {
         process.off('SIGINT', onSigint);
       }

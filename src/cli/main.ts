@@ -4,16 +4,18 @@
  * `sri enrol` (worker enrolment through the API, enrol.ts). Each command imports what it runs only when chosen, so
  * `sri demo` (an HTTP client) never loads PGlite or Chromium.
  *
- * Expected failures (SriError) print one line `error CODE: message` on stderr and exit 1; only unexpected errors
- * show a stack trace.
+ * Exit codes (src/cli/options.ts): 0 success; 1 a runtime failure — an expected one (SriError) prints one line
+ * `error CODE: message` on stderr, only unexpected errors show a stack trace; 2 a usage error (unknown command or
+ * option, missing argument, invalid option value), reported by commander as `error: …` and a hint.
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { isSriError } from '../shared/errors.ts';
 import { readStoredSecrets } from '../embedded/secrets.ts';
 import { addEnrolCommand } from './enrol.ts';
 import { addLogsCommand } from './logs.ts';
+import { cliVersion, EXIT_USAGE, integerOption } from './options.ts';
 import { addQueueCommands, type CliIo } from './queue-ops.ts';
 import { addSecretsCommand } from './secrets.ts';
 import { addWorkersCommand } from './workers.ts';
@@ -31,10 +33,26 @@ function withStoredSecrets(env: Env, names: ReadonlyArray<'SCRIPT_SIGNING_SECRET
   return out;
 }
 
+/** Longest `sri demo --timeout`: a day. */
+const MAX_DEMO_TIMEOUT_MS = 86_400_000;
+
+/**
+ * The `sri` program. Usage errors throw a CommanderError instead of exiting (main() turns it into exit 2); the
+ * settings below are inherited by every command added after them, so they come first.
+ */
 export function buildProgram(env: Env = process.env, io?: CliIo): Command {
   const program = new Command('sri')
     .description('SRI automation platform: runs browser flows against web portals and keeps the evidence.')
-    .showHelpAfterError();
+    .version(cliVersion(), '-V, --version', 'print the version')
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)');
+  if (io) {
+    // Help, --version and usage errors go where the caller's output goes (tests capture them).
+    program.configureOutput({
+      writeOut: (t) => io.out(t.replace(/\n$/, '')),
+      writeErr: (t) => (io.err ?? ((x: string) => process.stderr.write(`${x}\n`)))(t.replace(/\n$/, '')),
+    });
+  }
 
   program.command('up')
     .description('start the whole platform on this machine: Redis, S3, PostgreSQL (PGlite), API, workers, demo portal')
@@ -89,10 +107,22 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
     .description('run the integration walkthrough over HTTP against a running stack and print the artifacts')
     .option('--api <url>', 'API base URL', `http://127.0.0.1:${env['PORT'] || 3000}`)
     .option('--portal <url>', 'demo portal base URL', `http://127.0.0.1:${env['DEMO_PORT'] || 3100}`)
-    .option('--timeout <ms>', 'how long to wait for the job', '120000')
-    .action(async (opts: { api: string; portal: string; timeout: string }) => {
-      const { runDemo } = await import('./demo.ts');
-      const outcome = await runDemo({ apiUrl: opts.api, portalUrl: opts.portal, jobTimeoutMs: Number(opts.timeout) });
+    .option('--timeout <ms>', 'how long to wait for the job (ms)', integerOption(1, MAX_DEMO_TIMEOUT_MS), 120_000)
+    .option('--json', 'print one JSON document (job, status, artifacts, parsed data) instead of the steps')
+    .action(async (opts: { api: string; portal: string; timeout: number; json?: boolean }) => {
+      const { runDemo, demoJson } = await import('./demo.ts');
+      const { createProgress } = await import('./progress.ts');
+      const progress = createProgress({ json: opts.json === true, env });
+      let outcome;
+      try {
+        outcome = await runDemo({
+          apiUrl: opts.api, portalUrl: opts.portal, jobTimeoutMs: opts.timeout,
+          print: (l) => progress.line(l), waiting: (t) => progress.waiting(t),
+        });
+      } finally {
+        progress.stop();
+      }
+      if (opts.json) (io?.out ?? ((t: string) => console.log(t)))(JSON.stringify(demoJson(outcome), null, 2));
       if (outcome.job.status !== 'done') {
         console.error(`error ${outcome.job.error?.code ?? 'JOB_FAILED'}: job ${outcome.jobId} ${outcome.job.status}${outcome.job.error ? `: ${outcome.job.error.message}` : ''}`);
         process.exitCode = 1;
@@ -108,11 +138,17 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
   return program;
 }
 
-/** Runs the CLI; returns the exit code for failures it reports itself. */
+/** Runs the CLI; sets process.exitCode for the failures it reports itself (1 runtime, 2 usage). */
 export async function main(argv: readonly string[] = process.argv, env: Env = process.env): Promise<void> {
   try {
     await buildProgram(env).parseAsync([...argv]);
   } catch (e) {
+    if (e instanceof CommanderError) {
+      // Commander has printed the help, the version or the usage error already. Help asked for (--help, help) and
+      // --version end here with 0; anything else — `sri` or `sri dlq` alone included — is a usage error.
+      process.exitCode = e.exitCode === 0 ? 0 : EXIT_USAGE;
+      return;
+    }
     if (isSriError(e)) {
       console.error(`error ${e.code}: ${e.message}`);
     } else {

@@ -11,12 +11,15 @@ import { commonSettings, loadConfig } from '../shared/config.ts';
 import { SriError } from '../shared/errors.ts';
 import { JobQueue, type DlqEntry } from '../shared/queue/job-queue.ts';
 import { createRedis, type Redis } from '../shared/redis.ts';
+import { integerOption, integerOrNoneOption } from './options.ts';
 
 type Env = Record<string, string | undefined>;
 
 export interface CliIo {
   /** Writes one line (or block) of normal output. @default console.log */
   out(text: string): void;
+  /** Writes one line (or block) of diagnostics: commander's usage errors. @default process.stderr */
+  err?(text: string): void;
 }
 
 const cliSettings = { redisUrl: commonSettings.redisUrl, redisClusterNodes: commonSettings.redisClusterNodes } as const;
@@ -61,20 +64,8 @@ export async function withRedis<T>(env: Env, fn: (redis: Redis) => Promise<T>): 
   }
 }
 
-function wholeNumber(name: string, raw: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new SriError('VALIDATION_FAILED', `${name} must be a whole number from ${min} to ${max}, not "${raw}"`);
-  }
-  return n;
-}
-
 /** A quota option: a number sets it (0 pauses the organisation), `none` removes it. */
-function quotaValue(name: string, raw: string | undefined): number | null | undefined {
-  if (raw === undefined) return undefined;
-  if (raw === 'none') return null;
-  return wholeNumber(name, raw, 0, 1_000_000);
-}
+const quotaOption = integerOrNoneOption(0, 1_000_000);
 
 export function entryJson(e: DlqEntry) {
   return { id: e.id, orgId: e.orgId, jobId: e.jobId ?? null, reason: e.reason, at: new Date(e.at).toISOString(), truncated: e.truncated, raw: e.raw };
@@ -96,12 +87,11 @@ export function addQueueCommands(program: Command, env: Env, io: CliIo = { out: 
   dlq.command('list')
     .description('list dead letters, newest first (a table; --json for JSON)')
     .option('--org <orgId>', 'only this organisation\'s entries')
-    .option('--limit <n>', 'how many', '20')
-    .option('--offset <n>', 'skip this many', '0')
+    .option('--limit <n>', 'how many', integerOption(1, 1000), 20)
+    .option('--offset <n>', 'skip this many', integerOption(0, 1_000_000), 0)
     .option('--json', 'print JSON instead of a table')
-    .action(async (opts: { org?: string; limit: string; offset: string; json?: boolean }) => {
-      const limit = wholeNumber('--limit', opts.limit, 1, 1000);
-      const offset = wholeNumber('--offset', opts.offset, 0, 1_000_000);
+    .action(async (opts: { org?: string; limit: number; offset: number; json?: boolean }) => {
+      const { limit, offset } = opts;
       const entries = await withQueue(env, (q) => q.dlqList(opts.org, offset, limit));
       if (opts.json) return json({ entries: entries.map(entryJson), offset, limit });
       if (entries.length === 0) return io.out(`no dead letters${opts.org ? ` for organisation ${opts.org}` : ''}`);
@@ -166,10 +156,11 @@ export function addQueueCommands(program: Command, env: Env, io: CliIo = { out: 
   quota.command('set')
     .description('set an organisation\'s quotas; a number sets a limit, "none" removes it, an option left out stays')
     .argument('<orgId>', 'the organisation id')
-    .option('--max-concurrent <n>', 'jobs of the organisation running at once (or none)')
-    .option('--per-minute <n>', 'jobs of the organisation started per minute (or none)')
-    .action(async (orgId: string, opts: { maxConcurrent?: string; perMinute?: string }) => {
-      const q = { maxConcurrent: quotaValue('--max-concurrent', opts.maxConcurrent), perMinute: quotaValue('--per-minute', opts.perMinute) };
+    .option('--max-concurrent <n>', 'jobs of the organisation running at once (or none)', quotaOption)
+    .option('--per-minute <n>', 'jobs of the organisation started per minute (or none)', quotaOption)
+    .action(async (orgId: string, opts: { maxConcurrent?: number | 'none'; perMinute?: number | 'none' }) => {
+      const limit = (v: number | 'none' | undefined) => (v === 'none' ? null : v);
+      const q = { maxConcurrent: limit(opts.maxConcurrent), perMinute: limit(opts.perMinute) };
       if (q.maxConcurrent === undefined && q.perMinute === undefined) {
         throw new SriError('VALIDATION_FAILED', 'give --max-concurrent and/or --per-minute (a number, or none to remove the limit)');
       }

@@ -15,6 +15,8 @@ export const apiSettings = {
   jwtSecret: setting('JWT_SECRET', z.string({ error: 'is required' }).min(32, 'must be at least 32 characters'),
     'HMAC key of the API tokens (HS256).'),
   jwtExpiresInSeconds: setting('JWT_EXPIRES_IN_SECONDS', intSetting(3600, 60), 'Lifetime of an API token.'),
+  sessionCookieSecure: setting('SESSION_COOKIE_SECURE', z.enum(['auto', 'true', 'false'], { error: 'must be auto, true or false' }).default('auto'),
+    'Secure attribute of the dashboard\'s session and CSRF cookies: auto = when the request reached the API over HTTPS; set true behind a TLS-terminating proxy.'),
   secretsKeys: setting('SECRETS_KEYS', keyringSchema().optional(),
     'Keys (kid:base64 of 32 bytes, comma-separated, the first seals) encrypting tenant secrets at rest in PostgreSQL; API only, never give it to workers. Unset: PUT /api/secrets answers SECRETS_NOT_CONFIGURED. `sri up` generates one under .data/.'),
   sessionTtlSeconds: setting('SESSION_TTL_SECONDS', intSetting(604800, 60), 'Lifetime of a connected provider session in Redis.'),

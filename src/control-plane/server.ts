@@ -21,6 +21,7 @@ import { migrate, openDatabase, type Database } from './db/index.ts';
 import { findUser } from './db/queries/accounts.ts';
 import { TokenService } from './http/auth.ts';
 import { installErrorHandlers } from './http/errors.ts';
+import { contractDocument, contractSerializer, contractTransform, contractValidator, documentBase } from './http/openapi.ts';
 import { authRoutes } from './http/routes/auth.ts';
 import { flowRoutes } from './http/routes/flows.ts';
 import { healthRoutes } from './http/routes/health.ts';
@@ -35,6 +36,9 @@ import { secretRoutes } from './http/routes/secrets.ts';
 import { installSecurityHeaders } from './http/security-headers.ts';
 import { webhookRoutes } from './http/routes/webhooks.ts';
 import { workerRoutes } from './http/routes/workers.ts';
+import { sessionRoutes } from './http/routes/session.ts';
+import { redisRevokedSessions } from './http/session-cookie.ts';
+import { installWebApp } from './http/web-app.ts';
 import { ApiMetrics, installMetrics } from './http/metrics.ts';
 import { publishProviderCatalogue } from './providers/catalogue.ts';
 import { startResultsListener, type ResultsListener } from './results/listener.ts';
@@ -49,12 +53,15 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     loggerInstance: ctx.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: false,
-    // Route schemas are generated from zod for the OpenAPI document; zod in the handlers is the one validator.
-    ajv: { customOptions: { strict: false } },
   });
-  app.setValidatorCompiler(() => () => true);
+  // Each route's zod schemas validate its request, type its handler, encode its answers and make the OpenAPI
+  // document (http/openapi.ts).
+  app.setValidatorCompiler(contractValidator);
+  app.setSerializerCompiler(contractSerializer);
   installErrorHandlers(app);
   installSecurityHeaders(app);
+  // Before any route (GET /metrics included): it documents the routes registered after it.
+  await app.register(swagger, { openapi: documentBase(), transform: contractTransform, transformObject: contractDocument });
   installMetrics(app, new ApiMetrics({ redis: ctx.redis, queueMaxOrgs: ctx.config.metricsQueueMaxOrgs }), ctx.config.metricsToken);
   // Fastify's JSON parser (it refuses __proto__ / constructor poisoning), except that an empty body is no body:
   // `curl -H 'Content-Type: application/json' -X POST …/activate` must not fail for want of "{}".
@@ -75,12 +82,6 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     // Thrown, so the one error handler renders it like every other error.
     errorResponseBuilder: (_req, c) => new SriError('RATE_LIMITED', `Too many requests; try again in ${Math.ceil(c.ttl / 1000)} s.`),
   });
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'SRI automation platform — control plane API', version: '0.1.0' },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
-    },
-  });
   // The UI page needs scripts and styles of its own: it sets its own Content-Security-Policy (security-headers.ts).
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
 
@@ -97,6 +98,9 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   secretRoutes(app, ctx);
   workerRoutes(app, ctx);
   operatorRoutes(app, ctx);
+  sessionRoutes(app, ctx);
+  // The dashboard at / (after the API's routes: its catch-all never shadows them); screenshots come from S3 links.
+  await installWebApp(app, { imageOrigins: [new URL(ctx.config.s3Endpoint).origin] });
   return app;
 }
 
@@ -178,6 +182,8 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
     const tokenDb = db;
     const tokens = new TokenService(config.jwtSecret, config.jwtExpiresInSeconds, {
       cacheMs: config.authUserCacheMs,
+      // The dashboard's logged-out sessions (docs/security.md "Browser sessions").
+      revoked: redisRevokedSessions(redis),
       lookup: async ({ orgId, userId }) => {
         const user = await tokenDb.withOrg(orgId, (tx) => findUser(tx, userId));
         return user && user.org_id === orgId ? { role: user.role } : undefined;

@@ -15,7 +15,7 @@ export const embeddedSettings = {
   redisUrl: setting('REDIS_URL', z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
     'External Redis. Unset: `sri up` starts the system redis-server on EMBEDDED_REDIS_PORT.'),
   s3Endpoint: setting('S3_ENDPOINT', z.url().optional(),
-    'External S3-compatible endpoint. Unset: `sri up` starts an embedded S3 server (s3rver) on EMBEDDED_S3_PORT.'),
+    'External S3-compatible endpoint. Unset: `sri up` starts the embedded S3 server (@20minutes/s3rver, a dev dependency) on EMBEDDED_S3_PORT.'),
   databaseUrl: setting('DATABASE_URL', z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://').optional(),
     'External PostgreSQL. Unset: `sri up` uses embedded PostgreSQL (PGlite) under DATA_DIR/pglite.'),
   scriptSigningSecret: setting('SCRIPT_SIGNING_SECRET',

@@ -19,7 +19,7 @@ import { loadEmbeddedConfig, type EmbeddedConfig } from './config.ts';
 import { demoProvider, startDemoPortal, type DemoPortal } from './demo-portal.ts';
 import { freePort, portInUse } from './ports.ts';
 import { redisServerBinary, startEmbeddedRedis, type EmbeddedRedis } from './redis-server.ts';
-import { startEmbeddedS3, type EmbeddedS3 } from './s3-server.ts';
+import { loadEmbeddedS3Server, startEmbeddedS3, type EmbeddedS3 } from './s3-server.ts';
 import { resolveSecrets, type ResolvedSecrets } from './secrets.ts';
 import { boundToParent } from './bound-child.ts';
 
@@ -46,6 +46,11 @@ export interface StackOptions {
   logger?: Logger;
   /** Progress lines while starting. @default none */
   onProgress?: (line: string) => void;
+  /**
+   * The dashboard the API serves at /: built from src/web when its build is missing or older than its sources
+   * (web-build.ts; a build in dist/ has it already), or left as it is. @default 'build-if-stale'
+   */
+  web?: 'build-if-stale' | 'skip';
 }
 
 export interface StackWorker {
@@ -131,6 +136,8 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     { port: config.demoPort, host: '127.0.0.1', variable: 'DEMO_PORT' },
   ]);
   if (embedded.redis) requireProgram(redisServerBinary(), REDIS_INSTALL_HINT, env);
+  // A production install has no embedded S3 server (a dev dependency): say so before starting anything.
+  const S3rver = embedded.s3 ? await loadEmbeddedS3Server() : undefined;
 
   mkdirSync(dataDir, { recursive: true });
   mkdirSync(logDir, { recursive: true });
@@ -185,6 +192,7 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
       const s3: EmbeddedS3 = await startEmbeddedS3({
         directory: join(dataDir, 's3'), port: config.embeddedS3Port, host: '127.0.0.1',
         buckets: [config.s3ScriptsBucket, config.s3ResultsBucket], accessKey: config.s3AccessKey, secretKey: config.s3SecretKey,
+        ...(S3rver ? { S3rver } : {}),
       });
       stoppers.push({ name: 's3', stop: () => s3.close() });
       s3Endpoint = s3.endpoint;
@@ -222,6 +230,12 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     const demoPort = config.demoPort || await freePort();
     const { upsertProvider } = await import('../control-plane/db/queries/providers.ts');
     await db.asSystem((tx) => upsertProvider(tx, demoProvider(demoPort)));
+
+    // ── Dashboard (src/web → dist/web), before the API that serves it ──
+    if (options.web !== 'skip') {
+      const { ensureWebBuilt } = await import('./web-build.ts');
+      await ensureWebBuilt({ onProgress: progress });
+    }
 
     // ── API (in this process) ──
     const apiEnv = { ...sharedEnv, PORT: String(apiPort), HOST: config.host, JWT_SECRET: secrets.jwtSecret, SECRETS_KEYS: secrets.secretsKeys };
@@ -394,6 +408,7 @@ export function describeStack(s: StackHandle): string {
   const lines = [
     'SRI automation platform is up.',
     '',
+    `  Dashboard      ${s.apiUrl}/   (sign up, or log in; docs/dashboard.md)`,
     `  API            ${s.apiUrl}   (OpenAPI UI: ${s.apiUrl}/docs, health: ${s.apiUrl}/health, ready: ${s.apiUrl}/ready, metrics: ${s.apiUrl}/metrics)`,
     `  Demo portal    ${s.portalUrl}   (user demo / password demo-password)`,
     `  Redis          ${s.redisUrl}${s.embedded.redis ? '   (embedded redis-server, append-only file in ' + join(s.dataDir, 'redis') + ')' : '   (external, REDIS_URL)'}`,

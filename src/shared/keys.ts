@@ -115,6 +115,8 @@ const singleNodeKeys = {
   authFailures: (accountSha256: string) => `sri:auth:failures:${accountSha256}`,
   /** string, TTL = AUTH_LOCKOUT_MS — present while the account is locked (its failures reached AUTH_LOCKOUT_MAX_FAILURES). */
   authLocked: (accountSha256: string) => `sri:auth:locked:${accountSha256}`,
+  /** string, TTL = the token's remaining lifetime — a logged-out browser session (its token id): its cookie is refused. */
+  authRevokedSession: (tokenId: string) => `sri:auth:revoked:${tokenId}`,
   // ── Rate limits (src/control-plane/http/run-limits.ts, @fastify/rate-limit) ─────────────────────────────────────
   /**
    * prefix of @fastify/rate-limit's counters of /api/auth/* (string, TTL = AUTH_RATE_LIMIT_WINDOW_MS):

@@ -1,12 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from '../../src/embedded/ports.ts';
+import { cliVersion } from '../../src/cli/options.ts';
 import { tempDir, waitFor } from '../support/services.ts';
-import { runSri, startSri } from '../support/cli.ts';
+import { ROOT, runSri, startSri } from '../support/cli.ts';
 
-
+const ANSI = /\u001b\[/;
 
 describe('sri CLI', () => {
   const dir = tempDir('sri-cli-');
@@ -22,6 +24,67 @@ describe('sri CLI', () => {
     const r = await runSri(['--help']);
     assert.equal(r.code, 0);
     for (const cmd of ['up', 'api', 'worker', 'migrate', 'demo']) assert.match(r.stdout, new RegExp(`\\n  ${cmd}\\b`));
+  });
+
+  it('`sri --version` and `-V` print package.json\'s version and exit 0', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = await runSri([flag]);
+      assert.deepEqual([r.code, r.stdout, r.stderr], [0, `${version}\n`, ''], flag);
+    }
+    assert.equal(cliVersion(join(ROOT, 'dist', 'src', 'cli')), version, 'a build finds it past dist/package.json');
+  });
+
+  it('exits 2 on usage errors — unknown option or command, missing argument, no command — with commander\'s one line and a hint', async () => {
+    const cases: [string[], RegExp][] = [
+      [['demo', '--no-such-option'], /^error: unknown option '--no-such-option'$/m],
+      [['no-such-command'], /^error: unknown command 'no-such-command'$/m],
+      [['logs'], /^error: missing required argument 'jobId'$/m],
+      [['cancel', 'job-1'], /^error: required option '--org <orgId>' not specified$/m],
+      [['logs', 'job-1', 'extra'], /^error: too many arguments for 'logs'/m],
+      [['dlq'], /^Usage: sri dlq /m],
+      [[], /^Usage: sri /m],
+    ];
+    for (const [args, stderr] of cases) {
+      const r = await runSri(args, { SRI_TOKEN: '' });
+      assert.equal(r.code, 2, `sri ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, stderr, `sri ${args.join(' ')}`);
+      assert.equal(r.stdout, '', `sri ${args.join(' ')} prints nothing on stdout`);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    }
+  });
+
+  it('refuses a numeric option that is not a whole number in range, naming the option, exit 2, before doing anything', async () => {
+    const closed = await freePort();
+    const cases: [string[], RegExp][] = [
+      [['demo', '--timeout', 'abc'], /^error: option '--timeout <ms>' argument 'abc' is invalid\. Give a whole number from 1 to 86400000\.$/m],
+      [['demo', '--timeout', '1e3'], /'--timeout <ms>' argument '1e3' is invalid/],
+      [['demo', '--timeout', '0'], /'--timeout <ms>' argument '0' is invalid/],
+      [['demo', '--timeout', ' 5'], /'--timeout <ms>' argument ' 5' is invalid/],
+      [['dlq', 'list', '--limit', '5000'], /'--limit <n>' argument '5000' is invalid\. Give a whole number from 1 to 1000\./],
+      [['enrol', 'create', '--ttl', '-5'], /'--ttl <seconds>' argument '-5' is invalid/],
+      [['quota', 'set', 'org-1', '--per-minute', 'lots'], /'--per-minute <n>' argument 'lots' is invalid\. Give a whole number from 0 to 1000000, or none\./],
+    ];
+    for (const [args, stderr] of cases) {
+      // Nothing answers on these addresses: a command that ran would fail with exit 1 instead.
+      const r = await runSri([...args], { REDIS_URL: `redis://127.0.0.1:${closed}`, OPERATOR_TOKEN: 'x', PORT: String(closed) });
+      assert.equal(r.code, 2, `sri ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, stderr, `sri ${args.join(' ')}`);
+      assert.doesNotMatch(r.stderr, /^error [A-Z_]+:/m, 'not a runtime failure');
+    }
+  });
+
+  it('exits 0 for help it was asked for', async () => {
+    for (const args of [['--help'], ['help', 'demo'], ['demo', '--help']]) {
+      const r = await runSri(args);
+      assert.equal(r.code, 0, `sri ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage: sri /);
+      assert.doesNotMatch(r.stdout, ANSI, 'no colour in piped help');
+    }
+    const demo = await runSri(['demo', '--help']);
+    for (const option of ['--json', '--timeout <ms>']) assert.ok(demo.stdout.includes(option), option);
+    const logs = await runSri(['logs', '--help']);
+    assert.ok(logs.stdout.includes('--json'));
   });
 
   it('reports a taken port as one line "error PORT_IN_USE: …" on stderr, exit 1, no stack trace', async () => {

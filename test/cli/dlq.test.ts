@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { CommanderError } from 'commander';
 import { buildProgram } from '../../src/cli/main.ts';
 import { freePort } from '../../src/embedded/ports.ts';
 import { isSriError, type ErrorCode } from '../../src/shared/errors.ts';
@@ -36,11 +37,24 @@ describe('sri dlq / cancel / quota (operator commands on Redis)', () => {
   const orgA = `cli-a-${randomUUID().slice(0, 8)}`;
   const orgB = `cli-b-${randomUUID().slice(0, 8)}`;
 
-  /** Runs `sri …args` in-process; returns what it printed, or throws its SriError. */
+  /** What the last in-process run wrote as diagnostics (commander's usage errors). */
+  let errLines: string[] = [];
+  /** Runs `sri …args` in-process; returns what it printed, or throws its SriError (or CommanderError: usage). */
   const sri = async (...args: string[]): Promise<string> => {
     const lines: string[] = [];
-    await buildProgram(env, { out: (t) => lines.push(t) }).exitOverride().parseAsync(['node', 'sri', ...args]);
+    errLines = [];
+    await buildProgram(env, { out: (t) => lines.push(t), err: (t) => errLines.push(t) }).parseAsync(['node', 'sri', ...args]);
     return lines.join('\n');
+  };
+  /** A usage error: refused by commander before anything runs, naming the option (exit 2 through main). */
+  const refusedOption = async (args: string[], option: RegExp) => {
+    await assert.rejects(sri(...args), (e: unknown) => {
+      assert.ok(e instanceof CommanderError, String(e));
+      assert.equal(e.code, 'commander.invalidArgument');
+      assert.match(e.message, option);
+      return true;
+    });
+    assert.match(errLines.join('\n'), option);
   };
   const sriJson = async (...args: string[]) => JSON.parse(await sri(...args));
   const rejectsWith = async (code: ErrorCode, args: string[], message?: RegExp) => {
@@ -79,7 +93,8 @@ describe('sri dlq / cancel / quota (operator commands on Redis)', () => {
     assert.deepEqual(onlyB.entries.map((e: { id: string }) => e.id), [b1]);
     assert.equal(onlyB.entries[0].raw, '[]');
     assert.equal((await sriJson('dlq', 'list', '--org', orgA, '--limit', '1', '--json')).entries.length, 1);
-    await rejectsWith('VALIDATION_FAILED', ['dlq', 'list', '--limit', 'lots'], /--limit/);
+    await refusedOption(['dlq', 'list', '--limit', 'lots'], /option '--limit <n>' argument 'lots' is invalid/);
+    await refusedOption(['dlq', 'list', '--offset', '-1'], /--offset/);
 
     const shown = await sriJson('dlq', 'show', a2);
     assert.equal(shown.id, a2);
@@ -116,7 +131,8 @@ describe('sri dlq / cancel / quota (operator commands on Redis)', () => {
     assert.deepEqual(await sriJson('quota', 'set', orgB, '--max-concurrent', '3', '--per-minute', '60'), { orgId: orgB, maxConcurrent: 3, perMinute: 60 });
     assert.deepEqual(await queue.getQuota(orgB), { maxConcurrent: 3, perMinute: 60 });
     assert.deepEqual(await sriJson('quota', 'set', orgB, '--per-minute', 'none'), { orgId: orgB, maxConcurrent: 3, perMinute: null });
-    await rejectsWith('VALIDATION_FAILED', ['quota', 'set', orgB, '--max-concurrent', 'lots'], /whole number/);
+    await refusedOption(['quota', 'set', orgB, '--max-concurrent', 'lots'], /'--max-concurrent <n>' argument 'lots' is invalid\. Give a whole number from 0 to 1000000, or none/);
+    await refusedOption(['quota', 'set', orgB, '--per-minute', '2.5'], /--per-minute/);
     await rejectsWith('VALIDATION_FAILED', ['quota', 'set', orgB], /--max-concurrent/);
     assert.deepEqual(await queue.getQuota(orgB), { maxConcurrent: 3, perMinute: null });
   });

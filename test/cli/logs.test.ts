@@ -5,7 +5,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { ExecutionLogReader } from '../../src/cli/logs.ts';
 import { recordResultMessage } from '../../src/control-plane/results/listener.ts';
+import { ExecutionLog } from '../../src/execution-plane/job/execution-log.ts';
+import { Redactor } from '../../src/execution-plane/job/redactor.ts';
 import { startApi } from '../../src/control-plane/server.ts';
 import { freePort } from '../../src/embedded/ports.ts';
 import { createJobLogBatcher, type LiveLogSettings } from '../../src/execution-plane/logs/redis-sink.ts';
@@ -132,6 +135,86 @@ describe('sri logs', () => {
       assert.equal(await cli.exited, 0, cli.stderr());
       assert.equal(cli.stdout(), stored, args.join(' '));
     }
+  });
+
+  /** Records a finished job whose execution.log in S3 is `text`. */
+  const finishedJob = async (text: string): Promise<string> => {
+    const jobId = await t.runJob(a);
+    const key = `results/${a.orgId}/${a.userId}/${jobId}/execution.log`;
+    await t.blobStore.put(t.config.s3ResultsBucket, key, text, 'text/plain; charset=utf-8');
+    await t.redis.set(keys.jobStatus(jobId), 'done');
+    const deps = { db: t.db, blobStore: t.blobStore, resultsBucket: t.config.s3ResultsBucket, logger: createLogger({ name: 't', level: 'silent' }) };
+    await recordResultMessage(deps, a.orgId, {
+      jobId, orgId: a.orgId, userId: a.userId, providerId: 'demo', success: true, status: 'done', duration: 5, attempt: 1,
+      workerId: 'cli-test', finishedAt: new Date().toISOString(), files: { log: s3Uri(t.config.s3ResultsBucket, key), screenshots: [] },
+    });
+    return jobId;
+  };
+
+  /** An execution.log as a worker writes it: the worker's, the script's and the page console's lines, one of them on three lines. */
+  const workerLog = () => {
+    const exec = new ExecutionLog(new Redactor());
+    exec.info('job started');
+    exec.add('script', 'opening the portal');
+    exec.console('warning', 'a warning from the page');
+    exec.error('extract failed:\n  no row\n  matched');
+    return exec.text();
+  };
+  const EXPECTED = [
+    { level: 'info', stream: 'worker', message: 'job started' },
+    { level: 'info', stream: 'script', message: 'opening the portal' },
+    { level: 'warn', stream: 'console', message: 'a warning from the page' },
+    { level: 'error', stream: 'worker', message: 'extract failed:\n  no row\n  matched' },
+  ];
+
+  it('reads execution.log back into the live log\'s lines, however its text is cut into chunks', () => {
+    const text = workerLog();
+    const whole = new ExecutionLogReader();
+    const lines = [...whole.feed(text), ...whole.end()];
+    assert.deepEqual(lines.map(({ ts: _ts, ...l }) => l), EXPECTED);
+    for (const l of lines) assert.ok(typeof l.ts === 'number' && Math.abs(l.ts - Date.now()) < 60_000, 'the line\'s time');
+    const bytewise = new ExecutionLogReader();
+    assert.deepEqual([...[...text].flatMap((c) => bytewise.feed(c)), ...bytewise.end()], lines);
+    // A line of another shape is kept whole, as a worker's info line.
+    const odd = new ExecutionLogReader();
+    assert.deepEqual([...odd.feed('no time here\n2026-01-05T10:00:00.000Z INFO  [script] stored'), ...odd.end()], [
+      { ts: null, level: 'info', stream: 'worker', message: 'no time here' },
+      { ts: Date.parse('2026-01-05T10:00:00.000Z'), level: 'info', stream: 'worker', message: '[script] stored' },
+    ]);
+  });
+
+  it('`sri logs --json` prints execution.log as JSON lines {ts, level, stream, message}, with --follow too once the live log is gone', async () => {
+    const jobId = await finishedJob(workerLog());
+    for (const args of [['logs', jobId, '--json'], ['logs', jobId, '--follow', '--json']]) {
+      const cli = sri([...args, '--api', t.api.url, '--token', a.token]);
+      assert.equal(await cli.exited, 0, cli.stderr());
+      const lines = cli.stdout().trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(lines.map(({ ts: _ts, ...l }) => l), EXPECTED, args.join(' '));
+      for (const l of lines) assert.deepEqual(Object.keys(l), ['ts', 'level', 'stream', 'message']);
+    }
+  });
+
+  it('`sri logs --follow --json` prints each live line as one JSON object, as the job writes it', async () => {
+    const jobId = await t.runJob(a);
+    await t.redis.set(keys.jobStatus(jobId), 'running');
+    const cli = sri(['logs', jobId, '--follow', '--json', '--api', t.api.url, '--token', a.token]);
+    await waitFor(following, { timeoutMs: 30_000, what: `the CLI to connect (stderr: ${cli.stderr()})` });
+    const batcher = createJobLogBatcher(t.redis, LIVE, jobId);
+    const before = Date.now();
+    await writeBatch(batcher, 'opening the portal', 'a "quoted" line\twith a tab');
+    batcher.log('warn', 'console', 'a warning from the page');
+    await writeBatch(batcher, 'done');
+    await batcher.close();
+    assert.equal(await cli.exited, 0, cli.stderr());
+    assert.equal(cli.stderr(), '');
+    const lines = cli.stdout().trimEnd().split('\n').map((l) => JSON.parse(l) as { ts: number; level: string; stream: string; message: string });
+    assert.deepEqual(lines.map(({ ts: _ts, ...l }) => l), [
+      { level: 'info', stream: 'script', message: 'opening the portal' },
+      { level: 'info', stream: 'script', message: 'a "quoted" line\twith a tab' },
+      { level: 'warn', stream: 'console', message: 'a warning from the page' },
+      { level: 'info', stream: 'script', message: 'done' },
+    ]);
+    for (const l of lines) assert.ok(l.ts >= before - 1000 && l.ts <= Date.now(), 'epoch ms');
   });
 
   it('reports errors as one line `error CODE: message` and exits 1', async () => {

@@ -27,6 +27,7 @@ import { writeHeartbeat } from '../../src/shared/worker-registry.ts';
 import { startTestApi, TEST_JWT_SECRET, type TestApi } from '../support/api.ts';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.ts';
 import { waitFor } from '../support/services.ts';
+import { ensureWebBuilt } from '../../src/embedded/web-build.ts';
 
 const METRICS_TOKEN = `metrics-${randomBytes(12).toString('hex')}`;
 const SECRETS_KEYS = `k1:${randomBytes(32).toString('base64')}`;
@@ -54,6 +55,9 @@ const CRAFTED_IDS = [
 const NO_TENANT_DATA = new Map<string, string>([
   ['GET /health', 'liveness, a constant'],
   ['GET /ready', 'readiness of the backing services'],
+  ['GET /', 'the dashboard\'s static page (src/web, built): the same bytes for everyone'],
+  ['GET /*', 'the dashboard\'s static files and its client-side routes (index.html)'],
+  ['GET /assets/*', 'the dashboard\'s built scripts and styles (immutable, hashed names)'],
 ]);
 /** Everything under /docs is @fastify/swagger-ui: the static API description. /docs/json is leak-checked. */
 const isDocsRoute = (key: string) => / \/docs(\/|$)/.test(key);
@@ -119,6 +123,8 @@ function backendSuite(backend: 'pglite' | 'postgres') {
     }
 
     before(async () => {
+      // The app serves the built dashboard at / (src/web → dist/web): built here when missing, as `sri up` does.
+      await ensureWebBuilt();
       pg = backend === 'postgres' ? await startTestPostgres() : undefined;
       // Every route of the app, as Fastify registers it: the hook is added by the time the instance exists, before
       // buildApp adds a single route (diagnostics channel `fastify.initialization`, published by fastify()).
@@ -252,6 +258,39 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         assert.deepEqual(known.body, unknown.body, 'a wrong password for B\'s e-mail reads like an unknown e-mail');
         const mine = await asA('POST', '/api/auth/login', { body: { email: a.email, password: 'correct-horse-42', orgId: b.orgId } });
         assert.equal(mine.body.org.id, a.orgId, 'an orgId in the body does not pick the organisation');
+      },
+      'POST /api/session': async () => {
+        const known = await asA('POST', '/api/session', { body: { email: b.email, password: 'wrong-password-1' } });
+        const unknown = await asA('POST', '/api/session', { body: { email: `nobody-${randomUUID()}@example.com`, password: 'wrong-password-1' } });
+        assert.equal(known.status, 401);
+        assert.deepEqual(known.body, unknown.body, 'a wrong password for B\'s e-mail reads like an unknown e-mail');
+        assert.equal(known.headers.getSetCookie().length, 0, 'no cookie for a failed login');
+        const mine = await asA('POST', '/api/session', { body: { email: a.email, password: 'correct-horse-42', orgId: b.orgId } });
+        assert.equal(mine.body.org.id, a.orgId, 'an orgId in the body does not pick the organisation');
+        assert.equal(mine.body.token, undefined, 'the cookie login hands the page no token');
+      },
+      'GET /api/session': async () => {
+        const r = await asA('GET', '/api/session');
+        assert.deepEqual([r.body.org.id, r.body.user.id, r.body.csrfToken], [a.orgId, a.userId, undefined]);
+        // A cookie that is not a token this API signed reads as no session.
+        const forged = await call('GET', '/api/session', { headers: { cookie: `sri_session=${a.token.slice(0, -4)}AAAA` } });
+        assert.equal(forged.status, 401);
+        assertNoLeak('GET /api/session (forged cookie)', forged, '');
+      },
+      'DELETE /api/session': async () => {
+        // B logs in on the dashboard; A, holding B's cookie (a cross-site request carries it) and A's own CSRF
+        // token, tries to end B's session: refused, and B's session still stands.
+        const cookieOf = (r: Res) => r.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+        const bLogin = await call('POST', '/api/session', { body: { email: b.email, password: 'correct-horse-42' } });
+        assert.equal(bLogin.status, 200, bLogin.text);
+        const aLogin = await call('POST', '/api/session', { body: { email: a.email, password: 'correct-horse-42' } });
+        for (const csrf of [aLogin.body.csrfToken as string, undefined]) {
+          const r = await call('DELETE', '/api/session', { headers: { cookie: cookieOf(bLogin), ...(csrf ? { 'x-csrf-token': csrf } : {}) } });
+          assert.deepEqual([r.status, r.body.error.code], [403, 'CSRF_TOKEN_INVALID']);
+          assertNoLeak('DELETE /api/session', r, '');
+        }
+        const still = await call('GET', '/api/session', { headers: { cookie: cookieOf(bLogin) } });
+        assert.deepEqual([still.status, still.body.org.id], [200, b.orgId], 'B is still logged in');
       },
       'GET /api/me': async () => {
         const r = await asA('GET', '/api/me');

@@ -1,18 +1,22 @@
 /**
- * Webhooks end to end: the API (redis-server, s3rver, and per suite PGlite in memory or a PostgreSQL server) records
- * results published on Redis, and a local receiver (node http on 127.0.0.1, random port) gets them signed, retried
- * and in order. The receiver is on loopback, so the API runs with WEBHOOK_ALLOW_PRIVATE=true (the on-premise
- * setting); what the default refuses is in webhook-targets.test.ts.
+ * Webhooks end to end: the API (redis-server, the embedded S3 server, and per suite PGlite in memory or a PostgreSQL
+ * server) records results published on Redis, and a local receiver (node http on 127.0.0.1, random port) gets them
+ * signed, retried and in order. The receiver verifies deliveries as a real one would: with the Standard Webhooks
+ * library (`standardwebhooks`) and the secret the API returned. The receiver is on loopback, so the API runs with
+ * WEBHOOK_ALLOW_PRIVATE=true (the on-premise setting); what the default refuses is in webhook-targets.test.ts.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import semver from 'semver';
+import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { loadApiConfig, type ApiConfig } from '../../src/control-plane/config.ts';
 import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
-import { decryptSecret, encryptSecret } from '../../src/control-plane/webhooks/secrets.ts';
+import { decryptSecret, encryptSecret, LEGACY_SIGNATURE_REMOVED_IN, signStandardWebhook } from '../../src/control-plane/webhooks/secrets.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
@@ -27,8 +31,18 @@ const logger = createLogger({ name: 'webhooks-test', level: process.env['TEST_LO
 
 interface Received { path: string; headers: IncomingHttpHeaders; body: string; answered: number }
 
-/** The verification a receiver does (the same as the snippet in docs/webhooks.md). */
-function verify(secret: string, headers: IncomingHttpHeaders, rawBody: string): boolean {
+/** Headers as a receiver's framework hands them to the library: one string per name. */
+function plainHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v ?? '')]));
+}
+
+/** The receiver's check with the Standard Webhooks library, as docs/webhooks.md shows it: the payload, or a throw. */
+function verify(secret: string, headers: IncomingHttpHeaders, rawBody: string): unknown {
+  return new Webhook(secret).verify(rawBody, plainHeaders(headers));
+}
+
+/** The deprecated X-SRI-Signature check (docs/webhooks.md "The X-SRI-Signature header"), still sent until 0.3.0. */
+function verifyLegacy(secret: string, headers: IncomingHttpHeaders, rawBody: string): boolean {
   const timestamp = String(headers['x-sri-timestamp'] ?? '');
   const signature = String(headers['x-sri-signature'] ?? '');
   const expected = `sha256=${createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex')}`;
@@ -157,7 +171,9 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const created = await http('POST', '/api/webhooks', users.a.token, { url: `${receiverUrl}/signed`, events: ['job.done'] });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       const { secret, webhook } = created.body as { secret: string; webhook: { id: string; events: string[] } };
-      assert.match(secret, /^whsec_[0-9a-f]{64}$/);
+      // Standard Webhooks' form: whsec_ and the key in base64 (32 bytes).
+      assert.match(secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+      assert.equal(Buffer.from(secret.slice(6), 'base64').length, 32);
       assert.deepEqual(webhook.events, ['job.done']);
       const all = await http('POST', '/api/webhooks', users.a.token, { url: `${receiverUrl}/all`, events: ['*'] });
       assert.equal(all.status, 201);
@@ -177,9 +193,20 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       await publish(result(doneJob, 'done'));
       const [got] = await waitFor(() => (deliveredTo('/signed').length ? deliveredTo('/signed') : undefined), { what: 'the done result at /signed' });
       assert.equal(deliveredTo('/signed').length, 1, 'job.done only: the failed result did not go there');
-      assert.ok(verify(secret, got!.headers, got!.body), 'the signature verifies');
-      assert.ok(!verify('whsec_wrong', got!.headers, got!.body));
-      assert.ok(!verify(secret, got!.headers, got!.body.replace('"done"', '"failed"')), 'a changed body does not verify');
+      // Standard Webhooks headers, verified by the library with the secret the API returned.
+      assert.equal(got!.headers['webhook-id'], got!.headers['x-sri-delivery']);
+      assert.match(String(got!.headers['webhook-timestamp']), /^\d{10}$/);
+      assert.match(String(got!.headers['webhook-signature']), /^v1,[A-Za-z0-9+/]{43}=$/);
+      assert.deepEqual(verify(secret, got!.headers, got!.body), JSON.parse(got!.body), 'the signature verifies');
+      const tampered = got!.body.replace('"done"', '"failed"');
+      assert.notEqual(tampered, got!.body);
+      assert.throws(() => verify(secret, got!.headers, tampered), WebhookVerificationError, 'a changed body does not verify');
+      assert.throws(() => verify(`whsec_${Buffer.alloc(32, 7).toString('base64')}`, got!.headers, got!.body), WebhookVerificationError, 'another secret');
+      assert.throws(() => verify(secret, { ...got!.headers, 'webhook-id': randomUUID() }, got!.body), WebhookVerificationError, 'another message id');
+      // The deprecated header, kept for one release, still verifies the old way.
+      assert.ok(verifyLegacy(secret, got!.headers, got!.body), 'X-SRI-Signature verifies');
+      assert.ok(!verifyLegacy('whsec_wrong', got!.headers, got!.body));
+      assert.ok(!verifyLegacy(secret, got!.headers, tampered));
       assert.equal(got!.headers['x-sri-event'], 'job.done');
       assert.equal(got!.headers['content-type'], 'application/json');
       const payload = JSON.parse(got!.body);
@@ -229,6 +256,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const tries = received.filter((r) => r.path === '/flaky');
       assert.deepEqual(tries.map((r) => r.answered), [500, 500, 200]);
       assert.equal(new Set(tries.map((r) => r.headers['x-sri-delivery'])).size, 1, 'the same delivery each time');
+      assert.equal(new Set(tries.map((r) => r.headers['webhook-id'])).size, 1, 'the same webhook-id each time: receivers deduplicate on it');
       assert.equal((await http('DELETE', `/api/webhooks/${id}`, users.a.token)).status, 204);
     });
 
@@ -289,6 +317,29 @@ function backendSuite(backend: 'pglite' | 'postgres') {
     });
   });
 }
+
+describe('webhook signatures', () => {
+  it('signs secrets made before base64 (whsec_ + 64 hex characters) so that the library verifies them too', () => {
+    const hexSecret = `whsec_${'0123456789abcdef'.repeat(4)}`;
+    const body = '{"id":"d1","event":"job.done"}';
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const headers = { 'webhook-id': 'd1', 'webhook-timestamp': timestamp, 'webhook-signature': signStandardWebhook(hexSecret, 'd1', timestamp, body) };
+    assert.deepEqual(new Webhook(hexSecret).verify(body, headers), JSON.parse(body));
+    // The library's own signature over the same message is the one sent.
+    assert.equal(new Webhook(hexSecret).sign('d1', new Date(Number(timestamp) * 1000), body), headers['webhook-signature']);
+  });
+
+  it(`stops sending X-SRI-Signature in ${LEGACY_SIGNATURE_REMOVED_IN}, as docs/webhooks.md announces`, () => {
+    const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    const deliver = readFileSync(new URL('../../src/control-plane/webhooks/deliver.ts', import.meta.url), 'utf8');
+    const docs = readFileSync(new URL('../../docs/webhooks.md', import.meta.url), 'utf8');
+    assert.match(docs, new RegExp(`X-SRI-Signature[^\\n]*(deprecated|Deprecated)[\\s\\S]*removed in ${LEGACY_SIGNATURE_REMOVED_IN.replace(/\./g, '\\.')}`));
+    if (/'x-sri-signature'/.test(deliver)) {
+      assert.ok(semver.lt(version, LEGACY_SIGNATURE_REMOVED_IN),
+        `version ${version}: remove the deprecated X-SRI-Signature and X-SRI-Timestamp headers (deliver.ts, secrets.ts, docs/webhooks.md)`);
+    }
+  });
+});
 
 backendSuite('pglite');
 backendSuite('postgres');

@@ -75,12 +75,33 @@ function chain(name: string): Instruction[] {
 }
 const isUid1001 = (user: string) => /^1001(:1001)?$/.test(user.trim());
 
+/**
+ * An image reference pinned to something that does not move by itself: a digest, or a tag other than `latest`.
+ * `redis` and `minio/minio:latest` are not; `redis:7.4.6-bookworm` and `x@sha256:…` are.
+ */
+function isPinned(ref: string): boolean {
+  if (/@sha256:[0-9a-f]{64}$/.test(ref)) return true;
+  const tag = ref.slice(ref.lastIndexOf('/') + 1).split(':')[1];
+  return tag !== undefined && tag !== '' && tag !== 'latest';
+}
+
+/** Every `image:` value anywhere in a parsed YAML document. */
+function imagesIn(value: unknown): string[] {
+  if (Array.isArray(value)) return value.flatMap(imagesIn);
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value as Obj).flatMap(([k, v]) => (k === 'image' && typeof v === 'string' ? [v] : imagesIn(v)));
+}
+
 describe('deploy/docker/Dockerfile', () => {
   const targets = ['api', 'worker'];
 
-  it('builds every image on node:24-bookworm-slim (Node 24 LTS, as package.json\'s engines says), in stages that exist', () => {
+  it('builds every image on node:24.x.y-bookworm-slim — Node 24 LTS as engines says, the release the tests run on — in stages that exist', () => {
     const names = new Set(dockerfile.stages.map((s) => s.name));
-    for (const s of dockerfile.stages) assert.ok(s.from === 'node:24-bookworm-slim' || names.has(s.from), `stage ${s.name} FROM ${s.from}`);
+    // Pinned to the release of the `node` devDependency (the Node npm test runs on), so the image runs what was tested.
+    const lock = JSON.parse(read('package-lock.json')) as { packages: Record<string, { version?: string }> };
+    const tested = lock.packages['node_modules/node']?.version;
+    assert.match(tested ?? '', /^24\.\d+\.\d+$/, 'the node devDependency is a Node 24 release');
+    for (const s of dockerfile.stages) assert.ok(s.from === `node:${tested}-bookworm-slim` || names.has(s.from), `stage ${s.name} FROM ${s.from}`);
     const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
     assert.match(engines, /^>=24(\.|$)/, `engines.node ${engines}`);
     for (const t of targets) assert.ok(names.has(t), `target ${t}`);
@@ -210,6 +231,16 @@ describe('deploy/docker/docker-compose.yml', () => {
 
   const workerServices = ['worker', 'worker-enrolled'];
   const redisUserOf = (svc: string) => /^rediss?:\/\/([^:@/]+):[^@]+@/.exec(String(services[svc]['environment']['REDIS_URL']))?.[1];
+
+  it('pins every image to a tag or digest (no :latest, no tagless image), none from a repository that is gone', () => {
+    const images = Object.entries(services).map(([name, svc]) => [name, String((svc as Obj)['image'] ?? '')] as const);
+    for (const [name, image] of images) assert.ok(isPinned(image), `${name}: image ${image || '(none)'} is not pinned`);
+    // Docker Hub deleted minio/minio (and minio/mc) in September 2026: such a reference no longer pulls anywhere.
+    for (const [name, image] of images) assert.doesNotMatch(image, /^(docker\.io\/)?minio\/(minio|mc)(:|@|$)/, `${name}: ${image}`);
+    assert.ok(isPinned(dockerfile.stages[0]!.from), `the Dockerfile's base ${dockerfile.stages[0]!.from}`);
+    for (const bad of ['redis', 'minio/minio:latest', 'x:', 'localhost:5000/img']) assert.ok(!isPinned(bad), bad);
+    for (const good of ['redis:7.4.6-bookworm', 'localhost:5000/img:1.0', `img@sha256:${'a'.repeat(64)}`]) assert.ok(isPinned(good), good);
+  });
 
   it('has redis (appendonly, appendfsync always), minio, postgres, api, worker and the enrolled worker', () => {
     assert.deepEqual(Object.keys(services).sort(), ['api', 'minio', 'postgres', 'redis', 'worker', 'worker-enrolled']);
@@ -407,6 +438,12 @@ describe('deploy/k8s', () => {
     const mount = ((pod['containers'] as Obj[])[0]!['volumeMounts'] as Obj[]).find((m) => m['mountPath'] === '/var/lib/sri')!;
     assert.equal(dirname(worker['WORKER_CREDENTIALS_FILE'] as string), '/var/lib/sri');
     assert.ok((pod['volumes'] as Obj[]).find((v) => v['name'] === mount['name'])!['emptyDir'], 'credentials on an emptyDir: they outlive container restarts, not the pod');
+  });
+
+  it('pins every container image to a tag or digest (no :latest, no tagless image)', () => {
+    const images = imagesIn(docs);
+    assert.ok(images.length >= 2, images.join(', '));
+    for (const image of images) assert.ok(isPinned(image), `image ${image} is not pinned`);
   });
 
   it('the API Service selects the API pods', () => {

@@ -116,7 +116,11 @@ describe('the production build (npm run build → dist/), run with plain node an
     assert.match(build.output, /built .*: \d+ modules/);
     const built = filesUnder(dist).map((f) => relative(dist, f));
     assert.deepEqual(built.filter((f) => f.endsWith('.ts')), [], 'no TypeScript in dist/');
-    const sources = filesUnder(join(ROOT, 'src')).map((f) => relative(ROOT, f));
+    // src/web is the dashboard's source: built by Vite into dist/web (index.html and hashed assets), not copied.
+    const sources = filesUnder(join(ROOT, 'src')).map((f) => relative(ROOT, f)).filter((f) => !f.startsWith(join('src', 'web') + '/'));
+    assert.ok(built.includes(join('web', 'index.html')), 'the dashboard in dist/web');
+    assert.ok(built.some((f) => f.startsWith(join('web', 'assets') + '/') && f.endsWith('.js')), 'its scripts in dist/web/assets');
+    assert.deepEqual(built.filter((f) => f.startsWith(join('src', 'web'))), [], 'no dashboard source in dist/src');
     for (const s of sources) {
       const want = s.endsWith('.ts') ? s.replace(/\.ts$/, '.js') : s;
       assert.ok(built.includes(want), `${want} in dist/`);
@@ -138,10 +142,10 @@ describe('the production build (npm run build → dist/), run with plain node an
     assert.ok(imports.length > 0 && imports.every((s) => s!.startsWith('node:')), `child bundle imports ${imports.join(', ')}`);
   });
 
-  it('installs like the image: fastify and the AWS SDK load from it, tsx, esbuild, TypeScript and the npm node package do not', () => {
+  it('installs like the image: fastify and the AWS SDK load from it, tsx, esbuild, TypeScript, the npm node package and the embedded S3 server do not', () => {
     const req = createRequire(join(dist, 'src', 'cli', 'main.js'));
     for (const present of ['fastify', 'ioredis', '@aws-sdk/client-s3', 'playwright-core', '@electric-sql/pglite']) assert.ok(req.resolve(present), present);
-    for (const absent of ['tsx', 'esbuild', 'typescript', 'node/package.json']) {
+    for (const absent of ['tsx', 'esbuild', 'typescript', 'node/package.json', '@20minutes/s3rver', 's3rver', 'busboy', 'dicer', 'fast-xml-parser']) {
       assert.throws(() => req.resolve(absent), /Cannot find module/, `${absent} must not be loadable from the image layout`);
     }
   });
@@ -203,6 +207,19 @@ describe('the production build (npm run build → dist/), run with plain node an
       store.client.destroy();
     }
     assert.equal(await stop(worker), 0, worker.output());
+  });
+
+  it('`sri up` from dist without S3_ENDPOINT stops at once with EMBEDDED_S3_MISSING (the embedded S3 server is a dev dependency), no stack trace', async () => {
+    const up = start(app.path, ['bin/sri.js', 'up'], imageEnv({
+      REDIS_URL: redisServer.url, EMBEDDED_S3_PORT: '0', DATA_DIR: join(app.path, 'up-no-s3-data'), LOG_DIR: join(app.path, 'up-no-s3-logs'),
+      LOG_LEVEL: 'warn', PORT: '0', DEMO_PORT: '0', WORKERS: '0',
+    }));
+    assert.equal(await up.exited, 1, up.output());
+    const out = up.output().trim();
+    assert.match(out, /^error EMBEDDED_S3_MISSING: the embedded S3 server \(@20minutes\/s3rver, a development dependency\) is not installed/m);
+    assert.match(out, /Set S3_ENDPOINT/);
+    assert.doesNotMatch(out, /^\s+at /m, 'no stack trace');
+    assert.doesNotMatch(out, /S3 server started|API listening/, 'nothing started');
   });
 
   it('runs `sri up` and `sri demo` from dist (node bin/sri.js, no tsx): the stack\'s worker is the built one, and the demo job is done', async () => {

@@ -22,6 +22,13 @@ describe('import boundaries', () => {
     assert.equal(msgs.length, 2, msgs.join('\n'));
   });
 
+  it('stops the web app from importing either plane, their shared contracts or a Node.js module', async () => {
+    const msgs = await lintAs('src/web/lib/format.ts',
+      "import { keys } from '../../shared/keys.ts';\nimport { SriError } from '../../control-plane/http/errors.ts';\nimport { readFileSync } from 'node:fs';\nexport const x = [keys, SriError, readFileSync];\n");
+    assert.equal(msgs.length, 3, msgs.join('\n'));
+    assert.ok(msgs.some((m) => m.includes('generated API types')), msgs.join('\n'));
+  });
+
   it('stops shared contracts from importing either plane', async () => {
     const msgs = await lintAs('src/shared/keys.ts', "import { startWorker } from '../execution-plane/worker.ts';\nexport const x = startWorker;\n");
     assert.equal(msgs.length, 1, msgs.join('\n'));

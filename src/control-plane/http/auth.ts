@@ -2,19 +2,36 @@
  * Passwords (argon2id, strength estimated with zxcvbn) and API tokens (JWT, HS256 only: the verifier pins the
  * algorithm, so a token signed with "none" or with an asymmetric algorithm is refused). A valid token is not
  * enough: its user must still exist in its organisation (looked up per request, cached for AUTH_USER_CACHE_MS).
+ *
+ * A token arrives either as "Authorization: Bearer" (API callers) or in the dashboard's HttpOnly session cookie
+ * (session-cookie.ts): a cookie-borne token must also not be logged out (Redis denylist of token ids), and a
+ * state-changing request it authenticates must carry the session's CSRF token. The bearer header wins when both come.
  */
+import { randomUUID } from 'node:crypto';
 import { SignJWT, jwtVerify } from 'jose';
 import { ZxcvbnFactory } from '@zxcvbn-ts/core';
 import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
 import type { FastifyRequest } from 'fastify';
 import { SriError } from '../../shared/errors.ts';
 import { hashArgon2, verifyArgon2 } from '../auth/argon2.ts';
+import { CSRF_HEADER, CsrfTokens, SESSION_COOKIE, isSafeMethod, readCookie, type RevokedSessions } from './session-cookie.ts';
 
 export interface Auth {
   userId: string;
   orgId: string;
   /** The user's role as last looked up (present once the token hook has checked the user). */
   role?: string;
+  /** How the token came: the Authorization header, or the dashboard's session cookie. Set by the token hook. */
+  via?: 'bearer' | 'cookie';
+}
+
+/** A verified token's claims. */
+export interface TokenClaims {
+  auth: Auth;
+  /** The token's id; tokens signed before ids existed have none (a session cookie always has one). */
+  jti?: string;
+  /** Expiry, epoch seconds. */
+  exp: number;
 }
 
 declare module 'fastify' {
@@ -79,6 +96,8 @@ export interface TokenServiceOptions {
   lookup?: PrincipalLookup;
   /** How long one look-up is trusted (ms). @default 5000 */
   cacheMs?: number;
+  /** Logged-out sessions; without it a session cookie is honoured until its token expires. */
+  revoked?: RevokedSessions;
 }
 
 /** Look-ups kept at most; beyond it the oldest are dropped (a flood of tokens cannot grow the API's memory). */
@@ -87,9 +106,17 @@ const MAX_CACHED_PRINCIPALS = 10_000;
 export class TokenService {
   private readonly key: Uint8Array;
   private readonly principals = new Map<string, { until: number; role: string | undefined }>();
+  /** CSRF tokens of browser sessions, derived from the same secret. */
+  readonly csrf: CsrfTokens;
 
-  constructor(secret: string, private readonly expiresInSeconds: number, private readonly opts: TokenServiceOptions = {}) {
+  constructor(secret: string, readonly expiresInSeconds: number, private readonly opts: TokenServiceOptions = {}) {
     this.key = new TextEncoder().encode(secret);
+    this.csrf = new CsrfTokens(secret);
+  }
+
+  /** The denylist of logged-out sessions, when the service has one. */
+  get revokedSessions(): RevokedSessions | undefined {
+    return this.opts.revoked;
   }
 
   /**
@@ -116,17 +143,30 @@ export class TokenService {
     return { ...auth, role: known.role };
   }
 
-  sign(auth: Auth): Promise<string> {
-    return new SignJWT({ org: auth.orgId })
+  async sign(auth: Auth): Promise<string> {
+    return (await this.signWithId(auth)).token;
+  }
+
+  /** A token with its id (`jti`, what a logout revokes) and expiry (epoch seconds). */
+  async signWithId(auth: Auth): Promise<{ token: string; jti: string; exp: number }> {
+    const jti = randomUUID();
+    const exp = Math.floor(Date.now() / 1000) + this.expiresInSeconds;
+    const token = await new SignJWT({ org: auth.orgId })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(auth.userId)
       .setIssuer(ISSUER)
+      .setJti(jti)
       .setIssuedAt()
-      .setExpirationTime(Math.floor(Date.now() / 1000) + this.expiresInSeconds)
+      .setExpirationTime(exp)
       .sign(this.key);
+    return { token, jti, exp };
   }
 
   async verify(token: string): Promise<Auth> {
+    return (await this.verifyClaims(token)).auth;
+  }
+
+  async verifyClaims(token: string): Promise<TokenClaims> {
     try {
       // Pinned: HS256 only (not "none", not another HMAC size, not an asymmetric algorithm fed our secret as a
       // public key), our issuer, typ JWT; exp, iat and sub required, and no token older than the configured
@@ -134,20 +174,52 @@ export class TokenService {
       const { payload } = await jwtVerify(token, this.key, {
         algorithms: ['HS256'], issuer: ISSUER, typ: 'JWT', requiredClaims: ['exp', 'iat', 'sub'], maxTokenAge: this.expiresInSeconds,
       });
-      if (typeof payload.sub !== 'string' || typeof payload['org'] !== 'string') throw new Error('claims missing');
-      return { userId: payload.sub, orgId: payload['org'] };
+      if (typeof payload.sub !== 'string' || typeof payload['org'] !== 'string' || typeof payload.exp !== 'number') throw new Error('claims missing');
+      return {
+        auth: { userId: payload.sub, orgId: payload['org'] }, exp: payload.exp,
+        ...(typeof payload.jti === 'string' ? { jti: payload.jti } : {}),
+      };
     } catch {
       throw new SriError('TOKEN_INVALID');
     }
   }
 
-  /** preHandler: requires "Authorization: Bearer <token>" and sets request.auth. */
+  /**
+   * The claims of the dashboard's session cookie: TOKEN_INVALID when it does not verify, has no id or was logged
+   * out. No CSRF check here (the hook makes it, for the methods that need it).
+   */
+  async verifySessionCookie(token: string): Promise<TokenClaims & { jti: string }> {
+    const claims = await this.verifyClaims(token);
+    if (!claims.jti) throw new SriError('TOKEN_INVALID');
+    // Redis unreachable: refused (SERVICE_UNAVAILABLE through the error handler) rather than honouring a session
+    // that may have been logged out.
+    if (await this.opts.revoked?.isRevoked(claims.jti)) {
+      throw new SriError('TOKEN_INVALID', 'This session was logged out; log in again.');
+    }
+    return { ...claims, jti: claims.jti };
+  }
+
+  /**
+   * preHandler: requires "Authorization: Bearer <token>" or the dashboard's session cookie (with the `x-csrf-token`
+   * header on a state-changing request), and sets request.auth.
+   */
   hook() {
     return async (req: FastifyRequest) => {
       const header = req.headers.authorization;
-      const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-      if (!m) throw new SriError('UNAUTHENTICATED');
-      req.auth = await this.checkPrincipal(await this.verify(m[1]!));
+      if (header !== undefined) {
+        const m = /^Bearer\s+(\S+)$/i.exec(header);
+        if (!m) throw new SriError('UNAUTHENTICATED');
+        req.auth = { ...await this.checkPrincipal(await this.verify(m[1]!)), via: 'bearer' };
+        return;
+      }
+      const cookie = readCookie(req.headers.cookie, SESSION_COOKIE);
+      if (!cookie) throw new SriError('UNAUTHENTICATED');
+      const claims = await this.verifySessionCookie(cookie);
+      if (!isSafeMethod(req.method)) {
+        const presented = req.headers[CSRF_HEADER];
+        if (!this.csrf.verify(claims.jti, typeof presented === 'string' ? presented : undefined)) throw new SriError('CSRF_TOKEN_INVALID');
+      }
+      req.auth = { ...await this.checkPrincipal(claims.auth), via: 'cookie' };
     };
   }
 }

@@ -4,6 +4,7 @@
  * no SQL, no driver message reaches the client.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ZodError } from 'zod';
 import { ERRORS, SriError, isSriError, type ErrorCode } from '../../shared/errors.ts';
 
@@ -32,8 +33,21 @@ function isBackendUnreachable(err: unknown): boolean {
   return /^(Connection is closed|Command timed out|Connection terminated|Stream isn't writeable)/.test(e.message ?? '');
 }
 
+/** `/steps/0/selector` (the validator's JSON pointer) → `steps.0.selector`; the part itself → `(root)`. */
+function fieldOf(instancePath: string): string {
+  const path = instancePath.split('/').filter(Boolean).join('.');
+  return path === '' ? '(root)' : path;
+}
+
 export function toSriError(err: unknown): SriError | undefined {
   if (isSriError(err)) return err;
+  // A request part that does not match its route's schema (openapi.ts contractValidator): the same answer as a
+  // handler's own zod parse below, with the part named.
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    return new SriError('VALIDATION_FAILED', undefined, {
+      details: err.validation.map((v) => ({ field: fieldOf(v.instancePath), message: v.message ?? 'is not valid', ...(err.validationContext ? { in: err.validationContext } : {}) })),
+    });
+  }
   if (err instanceof ZodError) {
     return new SriError('VALIDATION_FAILED', undefined, {
       details: err.issues.map((i) => ({ field: i.path.length ? i.path.join('.') : '(root)', message: i.message })),
@@ -54,9 +68,17 @@ export function installErrorHandlers(app: FastifyInstance): void {
     const known = toSriError(err);
     if (known) {
       if (known.status >= 500) req.log.error({ err: known.cause ?? known, code: known.code }, 'request failed');
+      // Errors that know when to try again (the run limits, jobs/admission.ts) say it the HTTP way too.
+      const retryAfter = (known.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+      if (typeof retryAfter === 'number' && !reply.hasHeader('retry-after')) reply.header('retry-after', String(retryAfter));
       return reply.status(known.status).send(errorBody(known.code, known.message, known.details));
     }
-    req.log.error({ err }, 'unexpected error');
+    if ((err as Partial<FastifyError> | undefined)?.code === 'FST_ERR_RESPONSE_SERIALIZATION') {
+      // An answer that breaks its route's documented schema (openapi.ts contractSerializer): a bug of the route.
+      req.log.error({ err, issues: (err as { cause?: ZodError }).cause?.issues, route: req.routeOptions.url }, 'answer does not match its documented schema');
+    } else {
+      req.log.error({ err }, 'unexpected error');
+    }
     return reply.status(500).send(errorBody('INTERNAL', `Unexpected error; it has been logged with request id ${req.id}.`));
   });
   app.setNotFoundHandler((req, reply) => {

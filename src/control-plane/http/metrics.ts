@@ -9,10 +9,11 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { Histogram, Registry as PromRegistry } from 'prom-client';
+import { z } from 'zod';
 import { SriError } from '../../shared/errors.ts';
 import { registerQueueDepthGauges } from '../../shared/metrics/queue-depth.ts';
 import { createMetricsRegistry, METRICS_CONTENT_TYPE, type Registry } from '../../shared/metrics/registry.ts';
-import { doc } from './openapi.ts';
+import { endpoint, type ContractTypeProvider } from './openapi.ts';
 
 /** Requests take milliseconds; log streams (SSE) last as long as their job, and land in the last buckets. */
 const HTTP_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120];
@@ -49,23 +50,30 @@ export function installMetrics(app: FastifyInstance, metrics: ApiMetrics, token:
     );
   });
 
-  app.get('/metrics', {
-    schema: doc({
+  app.withTypeProvider<ContractTypeProvider>().route({
+    ...endpoint('GET', '/metrics', {
+      operationId: 'getMetrics', tag: 'health', access: 'metrics',
       summary: 'Prometheus metrics (text format). With METRICS_TOKEN set, send "Authorization: Bearer <METRICS_TOKEN>".',
-      tags: ['health'], auth: false,
+      responses: {
+        200: {
+          description: 'The metrics; the per-organisation queue series only with METRICS_TOKEN (docs/observability.md).',
+          content: { 'text/plain': { schema: z.string().describe('Prometheus text exposition format 0.0.4.') } },
+        },
+      },
     }),
-  }, async (req, reply) => {
-    let withTenants = false;
-    if (token) {
-      const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-      if (!m || !sameToken(m[1]!, token)) {
-        throw new SriError('UNAUTHENTICATED', 'GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>" (the token the API was started with).');
+    handler: async (req, reply) => {
+      let withTenants = false;
+      if (token) {
+        const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+        if (!m || !sameToken(m[1]!, token)) {
+          throw new SriError('UNAUTHENTICATED', 'GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>" (the token the API was started with).');
+        }
+        withTenants = true;
       }
-      withTenants = true;
-    }
-    const text = withTenants
-      ? await PromRegistry.merge([metrics.registry, metrics.tenantRegistry]).metrics()
-      : `${await metrics.registry.metrics()}\n# The per-organisation queue series (sri_queue_*) are served only with METRICS_TOKEN set on the API.\n`;
-    return reply.type(METRICS_CONTENT_TYPE).header('cache-control', 'no-store').send(text);
+      const text = withTenants
+        ? await PromRegistry.merge([metrics.registry, metrics.tenantRegistry]).metrics()
+        : `${await metrics.registry.metrics()}\n# The per-organisation queue series (sri_queue_*) are served only with METRICS_TOKEN set on the API.\n`;
+      return reply.type(METRICS_CONTENT_TYPE).header('cache-control', 'no-store').send(text);
+    },
   });
 }

@@ -1,11 +1,24 @@
 /**
- * Request schemas of the HTTP API. Handlers parse params, query and body with these (types derive from them);
- * the OpenAPI document is generated from the same schemas.
+ * The schemas of the HTTP API: what requests carry and what the API answers. Fastify validates each request with its
+ * route's schemas, handlers are typed by them, successful answers are encoded with them, and the OpenAPI document
+ * is generated from them (openapi.ts). Schemas with an `id` are components of the document (and named types of the
+ * generated client).
  */
 import { z } from 'zod';
 import { STREAM_ENTRY_ID } from '../../shared/log-events.ts';
-import { Cookie, JobPriority } from '../../shared/schemas.ts';
+import { ArtifactKind, Cookie, JobPriority, JobStatus } from '../../shared/schemas.ts';
 import { AnyStep, MAX_STEPS } from '../flows/steps.ts';
+
+/** One flow step, as docs/scripts.md describes them: a component of the document. */
+export const StepSchema = AnyStep.meta({ id: 'Step', description: 'One flow step (docs/scripts.md "Flow steps").' });
+/**
+ * Step lists are checked by the flow compiler (requests) or were checked when stored (answers), so their schemas
+ * accept any item; their `items` in the document are the Step component, which zod copies from this metadata over
+ * the `{}` of z.unknown().
+ */
+const STEPS_DOC = { items: { $ref: '#/components/schemas/Step' } };
+/** ISO 8601 date and time in UTC, as the API writes them. */
+const Timestamp = z.iso.datetime();
 
 const PathId = z.string().min(1).max(128);
 /** Attempts a job may make (the first run included). */
@@ -36,11 +49,10 @@ export const CreateFlowBody = z.object({
   description: z.string().max(2000).optional(),
   /** How many times a job of this flow may run (transient failures are retried); a run's maxAttempts wins. */
   maxAttempts: MaxAttempts.optional(),
-  // Each step is checked by the compiler, which names the failing step's index (FLOW_INVALID).
-  steps: z.array(z.unknown()).max(MAX_STEPS),
+  // Each step is checked by the compiler, which names the failing step's index (FLOW_INVALID), so the schema lets any
+  // item through; the document shows the step schemas (`items`, below).
+  steps: z.array(z.unknown()).max(MAX_STEPS).meta(STEPS_DOC),
 });
-/** The same body with the step schemas spelt out, for the OpenAPI document only. */
-export const CreateFlowBodyDoc = CreateFlowBody.extend({ steps: z.array(AnyStep).max(MAX_STEPS) });
 
 export const RunBody = z.object({
   providerId: PathId,
@@ -50,17 +62,20 @@ export const RunBody = z.object({
   /** How many times the job may run; @default the flow's maxAttempts, else the queue's default (3). */
   maxAttempts: MaxAttempts.optional(),
 });
-export const RunHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200).optional() });
+export const RunHeaders = z.object({
+  'idempotency-key': z.string().min(1).max(200).optional()
+    .describe('Makes the request safe to repeat: the same key and body answer the job the first request made; another body, IDEMPOTENCY_CONFLICT.'),
+});
 
 export const JobsQuery = z.object({
-  page: z.coerce.number().int().min(1).max(100_000).default(1),
-  pageSize: z.coerce.number().int().min(1).max(100).default(20),
+  page: z.coerce.number().int().min(1).max(100_000).default(1).describe('The page, from 1.'),
+  pageSize: z.coerce.number().int().min(1).max(100).default(20).describe('Jobs per page.'),
 });
 
 /** Paging of the dead-letter list. */
 export const DlqQuery = z.object({
-  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0).describe('Entries to skip, newest first.'),
+  limit: z.coerce.number().int().min(1).max(100).default(20).describe('Entries per page.'),
 });
 export const DlqEntryParams = z.object({ entryId: z.string().min(1).max(200) });
 
@@ -73,10 +88,130 @@ export const QuotaBody = z.object({
 
 /** GET /api/jobs/{id}/logs: `follow=false` asks for the stored execution.log even while the live log exists. */
 export const LogsQuery = z.object({
-  follow: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  follow: z.enum(['true', 'false']).default('true').describe('false: the stored execution.log, even while the job runs (LOG_NOT_READY until it has one).')
+    .transform((v) => v === 'true'),
 });
 export const LogsHeaders = z.object({
-  accept: z.string().max(1024).optional(),
+  accept: z.string().max(1024).optional()
+    .describe('text/event-stream asks for the live events of a finished job while they are still in Redis; a running job streams them whatever it says.'),
   /** Sent back by a reconnecting SSE client: the id of the last event it received (a Redis stream entry id). */
-  'last-event-id': z.string().max(64).regex(STREAM_ENTRY_ID, 'must be an id this endpoint sent (a Redis stream entry id such as 1700000000000-0)').optional(),
+  'last-event-id': z.string().max(64).regex(STREAM_ENTRY_ID, 'must be an id this endpoint sent (a Redis stream entry id such as 1700000000000-0)').optional()
+    .describe('The id of the last event received: the stream resumes after it (EventSource sends it when it reconnects).'),
+});
+
+// ── Answers ─────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+export const User = z.object({
+  id: z.string(), email: z.string(), name: z.string(), orgId: z.string(),
+  role: z.enum(['admin', 'member']).describe('admin: the user who registered the organisation; member: users added later.'),
+}).meta({ id: 'User' });
+export const Organisation = z.object({ id: z.string(), name: z.string() }).meta({ id: 'Organisation' });
+export const Identity = z.object({ user: User, org: Organisation });
+export const TokenAnswer = Identity.extend({
+  token: z.string().describe('Send it as "Authorization: Bearer <token>"; it expires after JWT_EXPIRES_IN_SECONDS (an hour by default).'),
+});
+
+export const Provider = z.object({
+  id: z.string(), name: z.string(), displayName: z.string(),
+  allowedHosts: z.array(z.string()).describe('The hosts its flows may visit (`*.` matches subdomains).'),
+}).meta({ id: 'Provider' });
+export const Connection = z.object({
+  providerId: z.string(), providerName: z.string(), connectedAt: Timestamp, expiresAt: Timestamp,
+}).meta({ id: 'Connection' });
+export const Connected = z.object({ providerId: z.string(), connected: z.literal(true), expiresAt: Timestamp });
+export const Disconnected = z.object({ providerId: z.string(), connected: z.literal(false) });
+
+export const Flow = z.object({
+  id: z.string(), providerId: z.string(), version: z.string(), name: z.string(), description: z.string().nullable(),
+  steps: z.array(z.unknown()).meta(STEPS_DOC),
+  scriptHash: z.string().describe('SHA-256 of the compiled script, lower-case hex.'),
+  signature: z.string().describe('HMAC-SHA256 of the script under SCRIPT_SIGNING_SECRET, lower-case hex.'),
+  scriptKey: z.string().describe('The script\'s key in the scripts bucket.'),
+  active: z.boolean(),
+  maxAttempts: z.number().int().nullable().describe('Attempts a job of this flow may make; null: the queue\'s default.'),
+  createdAt: Timestamp,
+}).meta({ id: 'Flow' });
+export const FlowWithScript = Flow.extend({ script: z.string().describe('The compiled, signed script (an ES module).') }).meta({ id: 'FlowWithScript' });
+
+export const Job = z.object({
+  id: z.string(), status: JobStatus, providerId: z.string(), flowId: z.string(), flowVersion: z.string(),
+  attempt: z.number().int().describe('The attempt running or last run, from 1.'),
+  priority: JobPriority,
+  maxAttempts: z.number().int().nullable(),
+  createdAt: Timestamp, finishedAt: Timestamp.nullable(),
+  duration: z.number().nullable().describe('Milliseconds the last attempt ran.'),
+  error: z.object({ code: z.string().describe('A job failure code of docs/errors.md.'), message: z.string() }).nullable(),
+  workerId: z.string().nullable(),
+}).meta({ id: 'Job' });
+export const Artifact = z.object({
+  kind: ArtifactKind, name: z.string(), uri: z.string().describe('s3://bucket/key'),
+  url: z.string().describe('A presigned download link, valid for ARTIFACT_URL_TTL_SECONDS.'),
+  bytes: z.number().int().optional(), sha256: z.string().optional().describe('Of the stored bytes, lower-case hex.'), contentType: z.string().optional(),
+}).meta({ id: 'Artifact' });
+export const JobDetail = Job.extend({
+  result: z.unknown().describe('The parsed data the flow set (parsed-data.json); null until the job has some.'),
+  artifacts: z.array(Artifact),
+}).meta({ id: 'JobDetail' });
+export const JobList = z.object({ jobs: z.array(Job), page: z.number().int(), pageSize: z.number().int(), total: z.number().int() });
+export const JobStatusAnswer = z.object({ jobId: z.string(), status: JobStatus });
+export const Queued = z.object({ jobId: z.string(), status: z.literal('queued') });
+export const Cancelled = z.object({ jobId: z.string(), status: z.literal('cancelled') });
+export const Cancelling = z.object({ jobId: z.string(), status: z.literal('cancelling') });
+export const Retried = Queued.extend({ attempt: z.number().int().describe('The attempt this retry runs.') });
+
+const DeadLetterFields = z.object({
+  id: z.string(), orgId: z.string(), jobId: z.string().nullable(), reason: z.string(), at: Timestamp,
+  truncated: z.boolean().describe('The message was larger than the list keeps: only its start is here, and it cannot be requeued.'),
+  rawBytes: z.number().int(),
+});
+export const DeadLetterSummary = DeadLetterFields.extend({ preview: z.string().describe('The start of the raw message.') }).meta({ id: 'DeadLetterSummary' });
+export const DeadLetter = DeadLetterFields.extend({ raw: z.string().describe('The raw message as it was pushed (truncated when huge).') }).meta({ id: 'DeadLetter' });
+export const Quota = z.object({
+  orgId: z.string(),
+  maxConcurrent: z.number().int().nullable().describe('Jobs of the organisation running at once; null: no limit.'),
+  perMinute: z.number().int().nullable().describe('Jobs of the organisation started per minute; null: no limit.'),
+}).meta({ id: 'Quota' });
+
+export const Secret = z.object({
+  name: z.string(), keyId: z.string().describe('The SECRETS_KEYS key that sealed it.'), createdAt: Timestamp, updatedAt: Timestamp,
+}).meta({ id: 'Secret' });
+export const SecretAuditEvent = z.object({
+  id: z.string(), name: z.string(), action: z.string().describe('created, updated, deleted, or sent (to a job).'),
+  jobId: z.string().nullable(), userId: z.string().nullable(), at: Timestamp,
+}).meta({ id: 'SecretAuditEvent' });
+
+const WorkerState = z.enum(['starting', 'ready', 'busy', 'reconnecting', 'draining', 'stopped', 'lost']);
+const ResourceUsage = z.object({
+  source: z.enum(['cgroup-v2', 'cgroup-v1', 'process']),
+  sampledAt: z.number(),
+  cpu: z.object({ usageSeconds: z.number(), percent: z.number().nullable(), limitCores: z.number().nullable() }),
+  memory: z.object({ usedBytes: z.number(), limitBytes: z.number().nullable() }),
+  process: z.object({ rssBytes: z.number(), heapUsedBytes: z.number() }),
+  system: z.object({ cpus: z.number(), loadAverage1m: z.number(), totalMemoryBytes: z.number(), freeMemoryBytes: z.number() }),
+});
+export const Worker = z.object({
+  workerId: z.string(),
+  state: WorkerState.describe('busy: running jobs of your organisation; ready: none of yours (it may be running other organisations\' jobs).'),
+  reportedState: WorkerState.exclude(['lost']).nullable(),
+  startedAt: Timestamp.nullable(), lastHeartbeat: Timestamp.nullable(), heartbeatAgeMs: z.number().nullable(), heartbeatIntervalMs: z.number(),
+  maxJobs: z.number().int().nullable(),
+  jobsInFlight: z.number().int().describe('Your organisation\'s jobs leased to it now.'),
+  jobs: z.array(z.object({ jobId: z.string().nullable(), orgId: z.string(), attempt: z.number().int(), takenAt: Timestamp.nullable() })),
+  resources: ResourceUsage.nullable(),
+}).meta({ id: 'Worker' });
+const Count = z.number().int();
+export const WorkerList = z.object({
+  workers: z.array(Worker),
+  counts: z.object({ starting: Count, ready: Count, busy: Count, reconnecting: Count, draining: Count, stopped: Count, lost: Count })
+    .describe('Workers in each state, as your organisation sees them.'),
+});
+
+export const Enrolment = z.object({
+  workerId: z.string(), name: z.string().nullable(), redisUser: z.string(),
+  status: z.enum(['pending', 'redeemed', 'enrolled', 'expired', 'revoked']),
+  createdAt: Timestamp, expiresAt: Timestamp, revokedAt: Timestamp.nullable(),
+}).meta({ id: 'Enrolment' });
+export const Revoked = z.object({
+  workerId: z.string(), revokedAt: Timestamp,
+  enforced: z.boolean().describe('True when the worker had its own Redis user (now deleted); false: only marked, the worker stops itself.'),
 });

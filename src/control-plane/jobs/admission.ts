@@ -7,7 +7,6 @@
  *
  * Each check is one plain Redis call (a script, or LLENs) with no retry of its own, so a caller can wrap it.
  */
-import type { FastifyReply } from 'fastify';
 import type { Redis } from 'ioredis';
 import { SriError } from '../../shared/errors.ts';
 import { keys } from '../../shared/keys.ts';
@@ -43,17 +42,17 @@ export class RunAdmission {
   }
 
   /**
-   * Counts one run of `userId` in `orgId`; throws RATE_LIMITED (with Retry-After on `reply`) when either window is
-   * over its limit. The organisation's limit is named first: no user of it can do anything about it but wait.
+   * Counts one run of `userId` in `orgId`; throws RATE_LIMITED when either window is over its limit, with
+   * `details.retryAfterSeconds` (the API answers it as Retry-After, http/errors.ts). The organisation's limit is named
+   * first: no user of it can do anything about it but wait.
    */
-  async countRun(orgId: string, userId: string, reply: FastifyReply): Promise<void> {
+  async countRun(orgId: string, userId: string): Promise<void> {
     const { runRateLimitPerOrg: perOrg, runRateLimitPerUser: perUser, runRateLimitWindowMs: windowMs } = this.limits;
     if (perOrg === 0 && perUser === 0) return;
     const hit = registerScripts(this.redis, API_SCRIPTS)['hitRunLimits']!;
     const [orgRuns, orgTtl, userRuns, userTtl] = (await retryTransient(() => hit([keys.runRateOrg(orgId), keys.runRateUser(userId)], [windowMs]), { isRetryable: isTransientRedisError, deadlineMs: 15_000 }) as number[]).map(Number);
     const refuse = (who: string, limit: number, setting: string, ttlMs: number) => {
       const seconds = Math.max(1, Math.ceil(ttlMs / 1000));
-      reply.header('retry-after', String(seconds));
       return new SriError('RATE_LIMITED', `Too many runs: ${who} may start ${limit} per ${Math.round(windowMs / 1000)} s (${setting}). `
         + `Try again in ${seconds} s.`, { details: { limit: setting, retryAfterSeconds: seconds } });
     };

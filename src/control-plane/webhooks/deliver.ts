@@ -1,8 +1,9 @@
 /**
  * Webhook deliveries: when the results listener records a job's final status it calls `onJobFinal(orgId, result)`;
- * every webhook of the organisation subscribed to the event gets the result POSTed, signed
- * (`X-SRI-Signature: sha256=<hex HMAC of "<timestamp>.<body>">`, `X-SRI-Timestamp`), retried with exponential
- * backoff until `maxAttempts`, and each delivery is recorded in webhook_deliveries with its status.
+ * every webhook of the organisation subscribed to the event gets the result POSTed, signed the Standard Webhooks way
+ * (`webhook-id`, `webhook-timestamp`, `webhook-signature`; secrets.ts) and, for one more release, with the deprecated
+ * `X-SRI-Signature`/`X-SRI-Timestamp`, retried with exponential backoff until `maxAttempts`, and each delivery is
+ * recorded in webhook_deliveries with its status.
  *
  * What must hold:
  *   - `onJobFinal` returns at once: recording results never waits on a receiver.
@@ -23,7 +24,7 @@ import type { Logger } from '../../shared/logger.ts';
 import type { JobStatus, ResultMessage } from '../../shared/schemas.ts';
 import type { Database } from '../db/index.ts';
 import { findWebhook, insertDelivery, updateDelivery, webhooksFor, type DeliveryRow } from '../db/queries/webhooks.ts';
-import { decryptSecret, signWebhook } from './secrets.ts';
+import { decryptSecret, signLegacyWebhook, signStandardWebhook } from './secrets.ts';
 import { checkedAddresses, DeliveryError, postOnce, storedError, systemResolve, type Resolve } from './target.ts';
 
 export const WEBHOOK_EVENTS = ['job.done', 'job.failed', 'job.dead', 'job.cancelled'] as const;
@@ -199,8 +200,13 @@ export class WebhookDeliverer {
           'user-agent': 'sri-webhooks/1',
           'x-sri-event': row.event,
           'x-sri-delivery': row.id,
+          // Standard Webhooks: the delivery id is the message id, so a receiver deduplicates retries on it.
+          'webhook-id': row.id,
+          'webhook-timestamp': timestamp,
+          'webhook-signature': signStandardWebhook(secret, row.id, timestamp, row.payload),
+          // Deprecated, removed in LEGACY_SIGNATURE_REMOVED_IN (docs/webhooks.md "The X-SRI-Signature header").
           'x-sri-timestamp': timestamp,
-          'x-sri-signature': signWebhook(secret, timestamp, row.payload),
+          'x-sri-signature': signLegacyWebhook(secret, timestamp, row.payload),
         },
       });
       if (status >= 200 && status <= 299) return { status, error: null };

@@ -14,7 +14,9 @@
  * serves at most LOGS_MAX_STREAMS_PER_USER of them per user and LOGS_MAX_STREAMS_PER_ORG per organisation at once
  * (429 TOO_MANY_STREAMS, before anything is streamed).
  */
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
 import { JobStatus } from '../../../shared/schemas.ts';
@@ -26,16 +28,22 @@ import { writeLiveLog } from '../../logs/live-log.ts';
 import { SharedLogReader } from '../../logs/shared-log-reader.ts';
 import { isFinalStatus, loadJob } from '../../jobs/load.ts';
 import { authOf } from '../auth.ts';
-import { doc } from '../openapi.ts';
+import { endpoint, type ContractTypeProvider } from '../openapi.ts';
 import { IdParams, LogsHeaders, LogsQuery } from '../schemas.ts';
 
 const acceptsEventStream = (accept: string | undefined) => /\btext\/event-stream\b/i.test(accept ?? '');
+
+/**
+ * A text answer, streamed by the handler (the stored log from S3, or the events it writes itself): a string in the
+ * document (zod copies `type` from the metadata over the `{}` of a custom schema).
+ */
+const TextAnswer = (description: string) => z.custom<string | Readable>((v) => typeof v === 'string' || v instanceof Readable).meta({ type: 'string', description });
 
 /** How long closing the API waits for open log streams to finish their last write. */
 const CLOSE_STREAMS_TIMEOUT_MS = 2000;
 
 export function jobLogRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const preHandler = ctx.tokens.hook();
+  const auth = ctx.tokens.hook();
   // One blocking connection for every live response of this process, opened at the first one.
   const reader = new SharedLogReader(ctx.redis, { logger: ctx.logger });
   /** Live responses open now, per user and per organisation (this process only). */
@@ -132,49 +140,61 @@ export function jobLogRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
   };
 
-  app.get('/api/jobs/:id/logs', {
-    preHandler,
+  app.withTypeProvider<ContractTypeProvider>().route({
+    ...endpoint('GET', '/api/jobs/:id/logs', {
+      operationId: 'getJobLog', tag: 'jobs', access: 'user', params: IdParams, querystring: LogsQuery, headers: LogsHeaders,
+      summary: 'The job\'s log: live Server-Sent Events while it runs, its stored execution.log once it has finished.',
+      description: 'While the job runs: Server-Sent Events (`text/event-stream`) from its live log — `line` events '
+        + '(data `{ts, level, stream, message}`; the last line of each batch carries the Redis stream entry id as its event id: send it '
+        + 'back as Last-Event-ID to resume), then one `end` event (data `{written, droppedLines, droppedBatches}`, or `{status: "dead"}`), '
+        + 'and the stream closes; a `: heartbeat` comment keeps it open. Once it has finished (or with follow=false): its execution.log '
+        + 'as `text/plain` — or, while its live log is still in Redis and the client sends `Accept: text/event-stream`, the same events. '
+        + 'Errors are JSON (ErrorBody), answered before anything is streamed.',
+      responses: {
+        200: {
+          description: 'The log: events while the job runs (or when asked for with Accept: text/event-stream), else execution.log.',
+          content: {
+            'text/event-stream': { schema: TextAnswer('Server-Sent Events: `event: line` / `event: end`, `id:` and `data:` (JSON) fields, `: heartbeat` comments.') },
+            'text/plain': { schema: TextAnswer('The job\'s execution.log: one line per log entry.') },
+          },
+        },
+      },
+      errors: ['NOT_FOUND', 'LOG_NOT_READY', 'LOG_NOT_FOUND', 'TOO_MANY_STREAMS'],
+    }),
+    preValidation: auth,
     // A HEAD of a live stream would hold the connection open without ever sending a byte.
     exposeHeadRoute: false,
-    schema: doc({
-      summary: 'The job\'s log. While the job runs: Server-Sent Events from its live log — `line` events '
-        + '({ts, level, stream, message}; the id is the Redis stream entry id, send it back as Last-Event-ID to resume), '
-        + 'then one `end` event, and the stream closes; a comment heartbeat keeps it open. Once it has finished '
-        + '(or with follow=false): its execution.log as text/plain — or, while its live log is still in Redis and the '
-        + 'client sends Accept: text/event-stream, the same events. 409 LOG_NOT_READY when it has no stored log yet, '
-        + '404 LOG_NOT_FOUND when it never will.',
-      tags: ['jobs'], params: IdParams, query: LogsQuery, headers: LogsHeaders,
-    }),
-  }, async (req, reply) => {
-    const { orgId } = authOf(req);
-    const { id } = IdParams.parse(req.params);
-    const { follow } = LogsQuery.parse(req.query);
-    const headers = LogsHeaders.parse(req.headers);
-    const job = await loadJob(ctx, orgId, id);
-    const status = (await statusOf(orgId, id, job.status)) ?? job.status;
-    const finished = isFinalStatus(status);
+    handler: async (req, reply) => {
+      const { orgId } = authOf(req);
+      const { id } = req.params;
+      const { follow } = req.query;
+      const headers = req.headers;
+      const job = await loadJob(ctx, orgId, id);
+      const status = (await statusOf(orgId, id, job.status)) ?? job.status;
+      const finished = isFinalStatus(status);
 
-    // Read even when the answer does not depend on it: an unreachable Redis answers 503 now, not a silent stream.
-    const liveLog = follow && (await ctx.redis.exists(keys.jobLogs(id))) === 1;
-    if (follow && (!finished || (liveLog && acceptsEventStream(headers.accept)))) {
-      await streamLive(req, reply, job, headers['last-event-id'] ?? '0', finished ? status : undefined);
-      return reply;
-    }
-
-    const loc = logLocation(job);
-    const log = await ctx.blobStore.open(loc.bucket, loc.key);
-    if (!log) {
-      if (!finished) {
-        throw new SriError('LOG_NOT_READY', `Job ${id} is ${status}; its execution.log is stored when it finishes. `
-          + `Follow it live: GET /api/jobs/${id}/logs without follow=false, or sri logs ${id} --follow.`);
+      // Read even when the answer does not depend on it: an unreachable Redis answers 503 now, not a silent stream.
+      const liveLog = follow && (await ctx.redis.exists(keys.jobLogs(id))) === 1;
+      if (follow && (!finished || (liveLog && acceptsEventStream(headers.accept)))) {
+        await streamLive(req, reply, job, headers['last-event-id'] ?? '0', finished ? status : undefined);
+        return reply;
       }
-      const live = (await ctx.redis.exists(keys.jobLogs(id)).catch(() => 0)) === 1;
-      throw new SriError('LOG_NOT_FOUND', live
-        ? `Job ${id} (${status}) has no stored execution.log, but its live log is still in Redis: ask with Accept: text/event-stream.`
-        : `Job ${id} (${status}) has no execution.log: it never ran, or uploading its evidence failed; GET /api/jobs/${id} shows its error.`);
-    }
-    reply.type('text/plain; charset=utf-8').header('cache-control', 'private, no-cache');
-    if (log.contentLength !== undefined) reply.header('content-length', log.contentLength);
-    return reply.send(log.body);
+
+      const loc = logLocation(job);
+      const log = await ctx.blobStore.open(loc.bucket, loc.key);
+      if (!log) {
+        if (!finished) {
+          throw new SriError('LOG_NOT_READY', `Job ${id} is ${status}; its execution.log is stored when it finishes. `
+            + `Follow it live: GET /api/jobs/${id}/logs without follow=false, or sri logs ${id} --follow.`);
+        }
+        const live = (await ctx.redis.exists(keys.jobLogs(id)).catch(() => 0)) === 1;
+        throw new SriError('LOG_NOT_FOUND', live
+          ? `Job ${id} (${status}) has no stored execution.log, but its live log is still in Redis: ask with Accept: text/event-stream.`
+          : `Job ${id} (${status}) has no execution.log: it never ran, or uploading its evidence failed; GET /api/jobs/${id} shows its error.`);
+      }
+      reply.type('text/plain; charset=utf-8').header('cache-control', 'private, no-cache');
+      if (log.contentLength !== undefined) reply.header('content-length', log.contentLength);
+      return reply.send(log.body);
+    },
   });
 }

@@ -1,22 +1,24 @@
 /** Jobs of the caller's organisation, their status and their evidence (presigned, time-limited links). */
 import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { keys } from '../../../shared/keys.ts';
 import { JobStatus, type ArtifactKind } from '../../../shared/schemas.ts';
 import { parseS3Uri } from '../../../shared/s3.ts';
 import type { ApiContext } from '../../context.ts';
 import { listJobs, type JobRow } from '../../db/queries/jobs.ts';
+import { recordedStatus } from '../../jobs/dispatch.ts';
 import { isFinalStatus, loadJob } from '../../jobs/load.ts';
 import { authOf } from '../auth.ts';
-import { doc } from '../openapi.ts';
-import { IdParams, JobsQuery } from '../schemas.ts';
+import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
+import { IdParams, JobDetail, JobList, JobStatusAnswer, JobsQuery, type Artifact, type Job } from '../schemas.ts';
 
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
 
-export function jobJson(j: JobRow) {
+export function jobJson(j: JobRow): z.infer<typeof Job> {
   return {
-    id: j.id, status: j.status, providerId: j.provider_id, flowId: j.flow_id, flowVersion: j.flow_version,
-    attempt: j.attempt, priority: j.priority, maxAttempts: j.max_attempts, createdAt: iso(j.created_at), finishedAt: iso(j.finished_at), duration: j.duration_ms,
+    id: j.id, status: recordedStatus(j.status), providerId: j.provider_id, flowId: j.flow_id, flowVersion: j.flow_version,
+    attempt: j.attempt, priority: j.priority, maxAttempts: j.max_attempts, createdAt: new Date(j.created_at).toISOString(), finishedAt: iso(j.finished_at), duration: j.duration_ms,
     error: j.error_code ? { code: j.error_code, message: j.error_message ?? '' } : null, workerId: j.worker_id,
   };
 }
@@ -28,7 +30,7 @@ type Named = { kind: ArtifactKind; uri: string; bytes?: number; sha256?: string;
  * else — results of workers that send no list — the URIs of `files`. Result messages come from Redis, where anyone
  * with access can publish, so only objects in the results bucket under this organisation's prefix get a link.
  */
-export async function artifactsOf(ctx: ApiContext, j: JobRow) {
+export async function artifactsOf(ctx: ApiContext, j: JobRow): Promise<z.infer<typeof Artifact>[]> {
   let named: Named[];
   if (j.artifacts) {
     named = j.artifacts.map(({ kind, uri, bytes, sha256, contentType }) => ({ kind, uri, bytes, sha256, contentType }));
@@ -57,37 +59,55 @@ export async function artifactsOf(ctx: ApiContext, j: JobRow) {
 
 
 export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const preHandler = ctx.tokens.hook();
+  const r = app.withTypeProvider<ContractTypeProvider>();
+  const preValidation = ctx.tokens.hook();
 
-
-  app.get('/api/jobs', { preHandler, schema: doc({ summary: 'The organisation\'s jobs, newest first, paged.', tags: ['jobs'], query: JobsQuery }) }, async (req) => {
-    const { orgId } = authOf(req);
-    const { page, pageSize } = JobsQuery.parse(req.query);
-    const { jobs, total } = await ctx.db.withOrg(orgId, (tx) => listJobs(tx, page, pageSize));
-    return { jobs: jobs.map(jobJson), page, pageSize, total };
+  r.route({
+    ...endpoint('GET', '/api/jobs', {
+      operationId: 'listJobs', tag: 'jobs', access: 'user', querystring: JobsQuery, summary: 'The organisation\'s jobs, newest first, paged.',
+      responses: { 200: json('One page of jobs, and how many there are in all.', JobList) },
+    }),
+    preValidation,
+    handler: async (req) => {
+      const { orgId } = authOf(req);
+      const { page, pageSize } = req.query;
+      const { jobs, total } = await ctx.db.withOrg(orgId, (tx) => listJobs(tx, page, pageSize));
+      return { jobs: jobs.map(jobJson), page, pageSize, total };
+    },
   });
 
-  app.get('/api/jobs/:id', {
-    preHandler, schema: doc({ summary: 'One job with its parsed data and artifact links.', tags: ['jobs'], params: IdParams }),
-  }, async (req) => {
-    const { orgId } = authOf(req);
-    const { id } = IdParams.parse(req.params);
-    const job = await loadJob(ctx, orgId, id);
-    return { job: { ...jobJson(job), result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
+  r.route({
+    ...endpoint('GET', '/api/jobs/:id', {
+      operationId: 'getJob', tag: 'jobs', access: 'user', params: IdParams, summary: 'One job with its parsed data and artifact links.',
+      responses: { 200: json('The job, its result and its evidence files with presigned links.', z.object({ job: JobDetail })) },
+      errors: ['NOT_FOUND'],
+    }),
+    preValidation,
+    handler: async (req) => {
+      const { orgId } = authOf(req);
+      const job = await loadJob(ctx, orgId, req.params.id);
+      return { job: { ...jobJson(job), result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
+    },
   });
 
-  app.get('/api/jobs/:id/status', {
-    preHandler, schema: doc({ summary: 'The job\'s status (live from Redis while it runs).', tags: ['jobs'], params: IdParams }),
-  }, async (req) => {
-    const { orgId } = authOf(req);
-    const { id } = IdParams.parse(req.params);
-    const job = await loadJob(ctx, orgId, id);
-    let status = job.status;
-    if (!isFinalStatus(status)) {
-      // The results listener records final states; until then the worker's status key is the fresher source.
-      const live = JobStatus.safeParse(await ctx.redis.get(keys.jobStatus(id)).catch(() => null));
-      if (live.success) status = live.data;
-    }
-    return { jobId: job.id, status };
+  r.route({
+    ...endpoint('GET', '/api/jobs/:id/status', {
+      operationId: 'getJobStatus', tag: 'jobs', access: 'user', params: IdParams, summary: 'The job\'s status (live from Redis while it runs).',
+      responses: { 200: json('The job\'s status.', JobStatusAnswer) },
+      errors: ['NOT_FOUND'],
+    }),
+    preValidation,
+    handler: async (req) => {
+      const { orgId } = authOf(req);
+      const { id } = req.params;
+      const job = await loadJob(ctx, orgId, id);
+      let status = recordedStatus(job.status);
+      if (!isFinalStatus(status)) {
+        // The results listener records final states; until then the worker's status key is the fresher source.
+        const live = JobStatus.safeParse(await ctx.redis.get(keys.jobStatus(id)).catch(() => null));
+        if (live.success) status = live.data;
+      }
+      return { jobId: job.id, status };
+    },
   });
 }

@@ -10,7 +10,8 @@ import { DEFAULT_ENROLMENT_TTL_SECONDS, MAX_ENROLMENT_TTL_SECONDS } from '../../
 import type { ApiContext } from '../../context.ts';
 import { WorkerEnrolments } from '../../workers/enrolments.ts';
 import { operatorOnly } from '../operator-guard.ts';
-import { doc } from '../openapi.ts';
+import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
+import { Enrolment, Revoked } from '../schemas.ts';
 
 export const CreateEnrolmentBody = z.object({
   ttlSeconds: z.number().int().min(1).max(MAX_ENROLMENT_TTL_SECONDS).optional(),
@@ -20,26 +21,48 @@ export const CreateEnrolmentBody = z.object({
 export const WorkerIdParams = z.object({ id: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'a worker id: A-Z a-z 0-9 _ . -, at most 128') });
 
 export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const preHandler = operatorOnly(ctx);
+  const r = app.withTypeProvider<ContractTypeProvider>();
+  const preValidation = operatorOnly(ctx);
   const enrolments = new WorkerEnrolments(ctx.redis, ctx.logger);
 
-  app.post('/api/operator/worker-enrolments', {
-    preHandler, schema: doc({ summary: 'Create a one-time worker enrolment token (returned once) and the worker\'s own Redis user (operator only).', tags: ['operator'], body: CreateEnrolmentBody }),
-  }, async (req, reply) => {
-    const body = CreateEnrolmentBody.parse(req.body ?? {});
-    const created = await enrolments.create({ ttlSeconds: body.ttlSeconds ?? DEFAULT_ENROLMENT_TTL_SECONDS, ...(body.name ? { name: body.name } : {}) });
-    return reply.status(201).send(created);
+  r.route({
+    ...endpoint('POST', '/api/operator/worker-enrolments', {
+      operationId: 'createWorkerEnrolment', tag: 'operator', access: 'operator', body: CreateEnrolmentBody,
+      summary: 'Create a one-time worker enrolment token (returned once) and the worker\'s own Redis user (operator only).',
+      responses: {
+        201: json('The token (shown only now) and the enrolment.', z.object({
+          token: z.string().describe('Give it to the worker as WORKER_ENROLMENT_TOKEN; it works once, before it expires.'), enrolment: Enrolment,
+        })),
+      },
+      errors: ['WORKER_ACL_UNAVAILABLE'],
+    }),
+    preValidation,
+    handler: async (req, reply) => {
+      const body = req.body;
+      const created = await enrolments.create({ ttlSeconds: body.ttlSeconds ?? DEFAULT_ENROLMENT_TTL_SECONDS, ...(body.name ? { name: body.name } : {}) });
+      return reply.status(201).send(created);
+    },
   });
 
-  app.get('/api/operator/worker-enrolments', {
-    preHandler, schema: doc({ summary: 'Every enrolment with its status: pending, redeemed, enrolled, expired, revoked (operator only).', tags: ['operator'] }),
-  }, async () => ({ enrolments: await enrolments.list() }));
+  r.route({
+    ...endpoint('GET', '/api/operator/worker-enrolments', {
+      operationId: 'listWorkerEnrolments', tag: 'operator', access: 'operator',
+      summary: 'Every enrolment with its status: pending, redeemed, enrolled, expired, revoked (operator only).',
+      responses: { 200: json('The enrolments.', z.object({ enrolments: z.array(Enrolment) })) },
+    }),
+    preValidation,
+    handler: async () => ({ enrolments: await enrolments.list() }),
+  });
 
-  app.post('/api/operator/workers/:id/revoke', {
-    preHandler, schema: doc({ summary: 'Revoke a worker: its Redis user is deleted and its connections killed (enrolled workers), and it is marked revoked (operator only).', tags: ['operator'], params: WorkerIdParams }),
-  }, async (req) => {
-    const { id } = WorkerIdParams.parse(req.params);
-    return { worker: await enrolments.revoke(id) };
+  r.route({
+    ...endpoint('POST', '/api/operator/workers/:id/revoke', {
+      operationId: 'revokeWorker', tag: 'operator', access: 'operator', params: WorkerIdParams,
+      summary: 'Revoke a worker: its Redis user is deleted and its connections killed (enrolled workers), and it is marked revoked (operator only).',
+      responses: { 200: json('Revoked.', z.object({ worker: Revoked })) },
+      errors: ['WORKER_NOT_FOUND', 'WORKER_ACL_UNAVAILABLE'],
+    }),
+    preValidation,
+    handler: async (req) => ({ worker: await enrolments.revoke(req.params.id) }),
   });
 
   // Reconciliation: one at a time; failures are said once per streak (an API whose Redis user has no ACL rights and

@@ -14,7 +14,8 @@ import { countSecrets, deleteSecret, insertSecretAudit, listSecretAudit, listSec
 import { MAX_SECRET_CHARS, MAX_SECRETS_PER_ORG, requireKeys, SECRET_NAME, sealSecret } from '../../secrets/vault.ts';
 import { adminOnly } from '../admin-guard.ts';
 import { authOf } from '../auth.ts';
-import { doc } from '../openapi.ts';
+import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
+import { Secret, SecretAuditEvent } from '../schemas.ts';
 
 /** Bodies of PUT /api/secrets/{name} above this are refused with PAYLOAD_TOO_LARGE (the value is at most 16 KiB). */
 export const SECRET_BODY_LIMIT_BYTES = 128 * 1024;
@@ -28,69 +29,86 @@ export const SecretAuditQuery = z.object({
 }).strict();
 
 const iso = (d: Date | string) => new Date(d).toISOString();
-const secretJson = (s: SecretInfo) => ({ name: s.name, keyId: s.key_id, createdAt: iso(s.created_at), updatedAt: iso(s.updated_at) });
-const auditJson = (a: SecretAuditRow) => ({ id: a.id, name: a.secret_name, action: a.action, jobId: a.job_id, userId: a.user_id, at: iso(a.at) });
+const secretJson = (s: SecretInfo): z.infer<typeof Secret> => ({ name: s.name, keyId: s.key_id, createdAt: iso(s.created_at), updatedAt: iso(s.updated_at) });
+const auditJson = (a: SecretAuditRow): z.infer<typeof SecretAuditEvent> => ({ id: a.id, name: a.secret_name, action: a.action, jobId: a.job_id, userId: a.user_id, at: iso(a.at) });
 
 export function secretRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const preHandler = ctx.tokens.hook();
+  const r = app.withTypeProvider<ContractTypeProvider>();
+  const member = ctx.tokens.hook();
   const admin = adminOnly(ctx);
+  const SecretAnswer = z.object({ secret: Secret });
 
-  app.put('/api/secrets/:name', {
-    preHandler: admin,
-    bodyLimit: SECRET_BODY_LIMIT_BYTES,
-    schema: doc({
+  r.route({
+    ...endpoint('PUT', '/api/secrets/:name', {
+      operationId: 'putSecret', tag: 'secrets', access: 'admin', params: SecretParams, body: SecretBody,
       summary: 'Store a secret of the organisation (admins): flows use it with fill {secretRef: name}, scripts with helpers.fillSecret(selector, name). '
         + 'It is encrypted at rest and never returned by any endpoint.',
-      tags: ['secrets'], params: SecretParams, body: SecretBody,
+      responses: { 201: json('Stored (a new name).', SecretAnswer), 200: json('Replaced (the name existed).', SecretAnswer) },
+      errors: ['SECRETS_NOT_CONFIGURED'],
     }),
-  }, async (req, reply) => {
-    const { orgId, userId } = authOf(req);
-    const { name } = SecretParams.parse(req.params);
-    const { value } = SecretBody.parse(req.body ?? {});
-    const keys = requireKeys(ctx.config.secretsKeys);
-    const sealed = sealSecret(keys, orgId, name, value);
-    const { info, created } = await ctx.db.withOrg(orgId, async (tx) => {
-      const r = await upsertSecret(tx, { orgId, name, userId, ...sealed });
-      if (r.created && (await countSecrets(tx)) > MAX_SECRETS_PER_ORG) {
-        throw new SriError('VALIDATION_FAILED', `An organisation may keep at most ${MAX_SECRETS_PER_ORG} secrets; delete one first.`);
-      }
-      await insertSecretAudit(tx, [{ id: randomUUID(), orgId, name, action: r.created ? 'created' : 'updated', userId }]);
-      return r;
-    });
-    req.log.info({ orgId, userId, secretName: name, keyId: info.key_id, created }, created ? 'secret created' : 'secret replaced');
-    return reply.status(created ? 201 : 200).send({ secret: secretJson(info) });
+    preValidation: admin,
+    bodyLimit: SECRET_BODY_LIMIT_BYTES,
+    handler: async (req, reply) => {
+      const { orgId, userId } = authOf(req);
+      const { name } = req.params;
+      const { value } = req.body;
+      const keys = requireKeys(ctx.config.secretsKeys);
+      const sealed = sealSecret(keys, orgId, name, value);
+      const { info, created } = await ctx.db.withOrg(orgId, async (tx) => {
+        const r = await upsertSecret(tx, { orgId, name, userId, ...sealed });
+        if (r.created && (await countSecrets(tx)) > MAX_SECRETS_PER_ORG) {
+          throw new SriError('VALIDATION_FAILED', `An organisation may keep at most ${MAX_SECRETS_PER_ORG} secrets; delete one first.`);
+        }
+        await insertSecretAudit(tx, [{ id: randomUUID(), orgId, name, action: r.created ? 'created' : 'updated', userId }]);
+        return r;
+      });
+      req.log.info({ orgId, userId, secretName: name, keyId: info.key_id, created }, created ? 'secret created' : 'secret replaced');
+      return created ? reply.status(201).send({ secret: secretJson(info) }) : reply.status(200).send({ secret: secretJson(info) });
+    },
   });
 
-  app.get('/api/secrets', {
-    preHandler, schema: doc({ summary: 'The organisation\'s secrets: names, key ids and times — never values.', tags: ['secrets'] }),
-  }, async (req) => {
-    const { orgId } = authOf(req);
-    return { secrets: (await ctx.db.withOrg(orgId, listSecrets)).map(secretJson) };
+  r.route({
+    ...endpoint('GET', '/api/secrets', {
+      operationId: 'listSecrets', tag: 'secrets', access: 'user', summary: 'The organisation\'s secrets: names, key ids and times — never values.',
+      responses: { 200: json('The secrets, without their values.', z.object({ secrets: z.array(Secret) })) },
+    }),
+    preValidation: member,
+    handler: async (req) => {
+      const { orgId } = authOf(req);
+      return { secrets: (await ctx.db.withOrg(orgId, listSecrets)).map(secretJson) };
+    },
   });
 
-  app.get('/api/secrets/audit', {
-    preHandler: admin,
-    schema: doc({
+  r.route({
+    ...endpoint('GET', '/api/secrets/audit', {
+      operationId: 'listSecretAudit', tag: 'secrets', access: 'admin', querystring: SecretAuditQuery,
       summary: 'The audit of the organisation\'s secrets (admins): created, updated, deleted, and each job they were sent to — names only.',
-      tags: ['secrets'], query: SecretAuditQuery,
+      responses: { 200: json('The audit events, newest first.', z.object({ events: z.array(SecretAuditEvent) })) },
     }),
-  }, async (req) => {
-    const { orgId } = authOf(req);
-    const q = SecretAuditQuery.parse(req.query ?? {});
-    return { events: (await ctx.db.withOrg(orgId, (tx) => listSecretAudit(tx, q))).map(auditJson) };
+    preValidation: admin,
+    handler: async (req) => {
+      const { orgId } = authOf(req);
+      return { events: (await ctx.db.withOrg(orgId, (tx) => listSecretAudit(tx, req.query))).map(auditJson) };
+    },
   });
 
-  app.delete('/api/secrets/:name', {
-    preHandler: admin,
-    schema: doc({ summary: 'Delete a secret of the organisation (admins); flows that fill it fail until it is stored again.', tags: ['secrets'], params: SecretParams }),
-  }, async (req) => {
-    const { orgId, userId } = authOf(req);
-    const { name } = SecretParams.parse(req.params);
-    await ctx.db.withOrg(orgId, async (tx) => {
-      if (!(await deleteSecret(tx, name))) throw new SriError('NOT_FOUND', `No secret named "${name}" in your organisation; list them with GET /api/secrets.`);
-      await insertSecretAudit(tx, [{ id: randomUUID(), orgId, name, action: 'deleted', userId }]);
-    });
-    req.log.info({ orgId, userId, secretName: name }, 'secret deleted');
-    return { name, deleted: true };
+  r.route({
+    ...endpoint('DELETE', '/api/secrets/:name', {
+      operationId: 'deleteSecret', tag: 'secrets', access: 'admin', params: SecretParams,
+      summary: 'Delete a secret of the organisation (admins); flows that fill it fail until it is stored again.',
+      responses: { 200: json('Deleted.', z.object({ name: z.string(), deleted: z.literal(true) })) },
+      errors: ['NOT_FOUND'],
+    }),
+    preValidation: admin,
+    handler: async (req) => {
+      const { orgId, userId } = authOf(req);
+      const { name } = req.params;
+      await ctx.db.withOrg(orgId, async (tx) => {
+        if (!(await deleteSecret(tx, name))) throw new SriError('NOT_FOUND', `No secret named "${name}" in your organisation; list them with GET /api/secrets.`);
+        await insertSecretAudit(tx, [{ id: randomUUID(), orgId, name, action: 'deleted', userId }]);
+      });
+      req.log.info({ orgId, userId, secretName: name }, 'secret deleted');
+      return { name, deleted: true as const };
+    },
   });
 }

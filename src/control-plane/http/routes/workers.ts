@@ -13,7 +13,8 @@ import { listWorkers, type RegistryWorkerState, type ReportedWorkerState, type W
 import type { ApiContext } from '../../context.ts';
 import { adminOnly } from '../admin-guard.ts';
 import { authOf } from '../auth.ts';
-import { doc } from '../openapi.ts';
+import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
+import { WorkerList as WorkerListAnswer } from '../schemas.ts';
 
 /** A worker as the admins of `orgId` see it. */
 export type OrgWorkerListing = Omit<WorkerListing, 'host' | 'pid' | 'httpUrl' | 'stats' | 'sandbox'>;
@@ -36,14 +37,16 @@ export function workersForOrg(list: Pick<WorkerList, 'workers' | 'counts'>, orgI
 }
 
 export function workerRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get('/api/workers', {
-    preHandler: adminOnly(ctx),
-    schema: doc({
+  app.withTypeProvider<ContractTypeProvider>().route({
+    ...endpoint('GET', '/api/workers', {
+      operationId: 'listWorkers', tag: 'admin', access: 'admin',
       summary: 'Every worker with last heartbeat, state (ready, busy, reconnecting, draining, lost), capacity, resource usage and your organisation\'s jobs in flight; nothing of other organisations\' jobs (admins only).',
-      tags: ['admin'],
+      responses: { 200: json('The workers, and how many are in each state.', WorkerListAnswer) },
     }),
-  }, async (req) => {
-    const { orgId } = authOf(req);
-    return workersForOrg(await listWorkers(ctx.redis), orgId);
+    preValidation: adminOnly(ctx),
+    handler: async (req) => {
+      const { orgId } = authOf(req);
+      return workersForOrg(await listWorkers(ctx.redis), orgId);
+    },
   });
 }

@@ -1,0 +1,93 @@
+/**
+ * The job's log. While the job runs: Server-Sent Events from GET /api/jobs/{id}/logs (the session cookie goes with
+ * them; EventSource reconnects by itself with Last-Event-ID), one row per line, level and stream told apart by
+ * words and not colour alone. Once the job has finished: its stored execution.log.
+ */
+import { useQuery } from '@tanstack/react-query';
+import { useEffect, useState } from 'react';
+import { useTranslation } from 'react-i18next';
+import { api } from '../../api/client.ts';
+import { useFormat } from '../../lib/format.ts';
+
+interface Line { ts?: number; level: string; stream: string; message: string }
+
+/** A line of execution.log: `2026-01-05T10:00:00.000Z INFO   message` or `… CONSOLE:warn message`. */
+export function parseLogLine(text: string): Line {
+  const m = /^(\d{4}-\d\d-\d\dT[\d:.]+Z) (\S+)\s+([\s\S]*)$/.exec(text);
+  if (!m) return { level: 'info', stream: 'script', message: text };
+  const tag = m[2]!;
+  const ts = Date.parse(m[1]!);
+  if (tag.startsWith('CONSOLE:')) return { ts, level: tag.slice(8).toLowerCase(), stream: 'console', message: m[3]! };
+  return { ts, level: tag.toLowerCase(), stream: 'script', message: m[3]! };
+}
+
+function useLiveLines(jobId: string, enabled: boolean) {
+  const [lines, setLines] = useState<Line[]>([]);
+  const [ended, setEnded] = useState(false);
+  useEffect(() => {
+    if (!enabled) return;
+    setLines([]);
+    setEnded(false);
+    const source = new EventSource(`/api/jobs/${encodeURIComponent(jobId)}/logs`);
+    source.addEventListener('line', (e) => {
+      try {
+        const l = JSON.parse((e as MessageEvent<string>).data) as Line;
+        setLines((prev) => [...prev, l]);
+      } catch {
+        // not a line this page can show
+      }
+    });
+    source.addEventListener('end', () => {
+      setEnded(true);
+      source.close();
+    });
+    return () => source.close();
+  }, [jobId, enabled]);
+  return { lines, ended };
+}
+
+export function JobLog({ jobId, final }: { jobId: string; final: boolean }) {
+  const { t } = useTranslation();
+  const f = useFormat();
+  const live = useLiveLines(jobId, !final);
+  const stored = useQuery({
+    queryKey: ['jobs', jobId, 'log'],
+    enabled: final,
+    queryFn: async () => {
+      const r = await api.GET('/api/jobs/{id}/logs', { params: { path: { id: jobId }, query: { follow: 'false' } }, parseAs: 'text' });
+      return r.response.ok && typeof r.data === 'string' ? r.data.split('\n').filter((l) => l.trim()).map(parseLogLine) : [];
+    },
+  });
+  // Lines seen live stay on screen after the job finishes, until the stored log is read.
+  const lines = final && stored.data ? stored.data : live.lines;
+  return (
+    <section>
+      <h2 id="log-heading">{t('job.log')} {!final && !live.ended && <span className="badge badge-running">{t('job.logLive')}</span>}</h2>
+      {lines.length === 0 ? <p>{t('job.logEmpty')}</p> : (
+        <div className="table-wrap log" role="region" aria-labelledby="log-heading" tabIndex={0}>
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">{t('job.time')}</th>
+                <th scope="col">{t('job.level')}</th>
+                <th scope="col">{t('job.stream')}</th>
+                <th scope="col">{t('job.message')}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {lines.map((l, i) => (
+                <tr key={i} className={`level-${l.level}`}>
+                  <td>{l.ts ? f.time(l.ts) : ''}</td>
+                  <td><span className={`level level-${l.level}`}>{l.level.toUpperCase()}</span></td>
+                  <td>{l.stream}</td>
+                  <td className="message">{l.message}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {(live.ended || (final && stored.isSuccess)) && <p className="muted">{t('job.logEnded')}</p>}
+    </section>
+  );
+}
