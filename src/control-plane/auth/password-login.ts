@@ -1,7 +1,7 @@
 /**
- * Checking an e-mail and password, with the per-account lockout (lockout.ts), for the dashboard's session login
- * (routes/session.ts). It follows POST /api/auth/login step for step — lockout first, an unknown e-mail costing
- * what a known one costs, failures counted whoever they name — so that both doors to an account hold alike.
+ * Checking an e-mail and password, with the per-account lockout (lockout.ts): the one check behind both doors to an
+ * account, the API's token login (routes/auth.ts) and the dashboard's session login (routes/session.ts) — lockout
+ * first, an unknown e-mail costing what a known one costs, failures counted whoever they name.
  */
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import { SriError } from '../../shared/errors.ts';
@@ -32,7 +32,7 @@ export async function passwordLogin(ctx: ApiContext, lockout: LoginLockout, repl
   const lockedMs = await lockout.lockedForMs(req.email).catch(lockoutDown);
   if (lockedMs) throw locked(lockedMs);
   const user = await ctx.db.asSystem((tx) => findUserByEmail(tx, req.email));
-  if (!(await verifyPassword(user?.password_hash, req.password)) || !user) {
+  if (!(await verifyPassword(user?.password_hash ?? undefined, req.password)) || !user) {
     const failed = await lockout.recordFailure(req.email).catch(lockoutDown);
     if (failed?.lockedForMs) {
       req.log.warn({ email: req.email.trim().toLowerCase(), ip: req.ip, failures: failed.failures, lockedForMs: failed.lockedForMs }, 'account locked after failed logins');

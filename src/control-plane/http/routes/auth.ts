@@ -1,13 +1,14 @@
 /** Registration, login and the caller's identity. */
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { z } from 'zod';
 import { SriError } from '../../../shared/errors.ts';
 import { LoginLockout } from '../../auth/lockout.ts';
+import { passwordLogin } from '../../auth/password-login.ts';
 import type { ApiContext } from '../../context.ts';
 import { isUniqueViolation } from '../../db/index.ts';
 import { findOrg, findUser, findUserByEmail, insertOrg, insertUser, type UserRow } from '../../db/queries/accounts.ts';
-import { authOf, checkPasswordStrength, hashPassword, verifyPassword, warmDummyHash } from '../auth.ts';
+import { authOf, checkPasswordStrength, hashPassword, warmDummyHash } from '../auth.ts';
 import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
 import { Identity, LoginBody, RegisterBody, TokenAnswer, type User } from '../schemas.ts';
 
@@ -26,11 +27,6 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const lockout = new LoginLockout(ctx.redis, {
     maxFailures: ctx.config.authLockoutMaxFailures, windowMs: ctx.config.authLockoutWindowMs, lockMs: ctx.config.authLockoutMs,
   });
-  const locked = (reply: FastifyReply, ms: number) => {
-    const seconds = Math.max(1, Math.ceil(ms / 1000));
-    reply.header('retry-after', String(seconds));
-    return new SriError('ACCOUNT_LOCKED', `Too many failed logins for this account; it is locked, even for the right password. Try again in ${seconds} s.`);
-  };
 
   const r = app.withTypeProvider<ContractTypeProvider>();
 
@@ -79,25 +75,8 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     bodyLimit: AUTH_BODY_LIMIT_BYTES,
     handler: async (req, reply) => {
       const body = req.body;
-      // Redis unreachable: the login is checked without the lockout (said in the log) rather than refused for everyone.
-      const lockoutDown = (err: unknown) => {
-        req.log.warn({ err: (err as Error).message }, 'login lockout unavailable (Redis); login checked without it');
-        return undefined;
-      };
-      // Before the password is checked: a locked account answers the same, whatever the password.
-      const lockedMs = await lockout.lockedForMs(body.email).catch(lockoutDown);
-      if (lockedMs) throw locked(reply, lockedMs);
-      const user = await ctx.db.asSystem((tx) => findUserByEmail(tx, body.email));
-      if (!(await verifyPassword(user?.password_hash, body.password)) || !user) {
-        // Unknown e-mails are counted too: locking tells nothing about which accounts exist. Never the password.
-        const failed = await lockout.recordFailure(body.email).catch(lockoutDown);
-        if (failed?.lockedForMs) {
-          req.log.warn({ email: body.email.trim().toLowerCase(), ip: req.ip, failures: failed.failures, lockedForMs: failed.lockedForMs }, 'account locked after failed logins');
-        }
-        throw new SriError('INVALID_CREDENTIALS');
-      }
-      await lockout.recordSuccess(body.email).catch(lockoutDown);
-      const org = await ctx.db.withOrg(user.org_id, (tx) => findOrg(tx, user.org_id));
+      // The same check as the dashboard's POST /api/session: lockout first, unknown e-mails counted too.
+      const { user, org } = await passwordLogin(ctx, lockout, reply, { email: body.email, password: body.password, ip: req.ip, log: req.log });
       // A user always has its organisation (a foreign key); refused like a wrong password rather than half logged in.
       if (!org) throw new SriError('INVALID_CREDENTIALS');
       const token = await ctx.tokens.sign({ userId: user.id, orgId: user.org_id });
