@@ -29,6 +29,7 @@ import { adminRoutes } from './http/routes/admin.ts';
 import { jobControlRoutes } from './http/routes/job-control.ts';
 import { jobLogRoutes } from './http/routes/job-logs.ts';
 import { jobRoutes } from './http/routes/jobs.ts';
+import { memberRoutes } from './http/routes/members.ts';
 import { operatorRoutes } from './http/routes/operator.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
@@ -38,6 +39,7 @@ import { webhookRoutes } from './http/routes/webhooks.ts';
 import { workerRoutes } from './http/routes/workers.ts';
 import { sessionRoutes } from './http/routes/session.ts';
 import { redisRevokedSessions } from './http/session-cookie.ts';
+import { redisRemovedUsers } from './auth/removed-users.ts';
 import { installWebApp } from './http/web-app.ts';
 import { ApiMetrics, installMetrics } from './http/metrics.ts';
 import { publishProviderCatalogue } from './providers/catalogue.ts';
@@ -99,6 +101,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   workerRoutes(app, ctx);
   operatorRoutes(app, ctx);
   sessionRoutes(app, ctx);
+  memberRoutes(app, ctx);
   // The dashboard at / (after the API's routes: its catch-all never shadows them); screenshots come from S3 links.
   await installWebApp(app, { imageOrigins: [new URL(ctx.config.s3Endpoint).origin] });
   return app;
@@ -184,6 +187,8 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
       cacheMs: config.authUserCacheMs,
       // The dashboard's logged-out sessions (docs/security.md "Browser sessions").
       revoked: redisRevokedSessions(redis),
+      // Removed members: refused at once by every API process (docs/security.md "Members").
+      removedUsers: redisRemovedUsers(redis),
       lookup: async ({ orgId, userId }) => {
         const user = await tokenDb.withOrg(orgId, (tx) => findUser(tx, userId));
         return user && user.org_id === orgId ? { role: user.role } : undefined;

@@ -53,6 +53,8 @@ export const ERRORS = {
   NOT_FOUND: spec(404, false, 'Nothing with this id exists in your organisation.'),
   ROUTE_NOT_FOUND: spec(404, false, 'No such endpoint; see /docs for the API.'),
   FORBIDDEN: spec(403, false, 'Only an administrator of your organisation may do this; ask its admin (the user who registered it).'),
+  LAST_ADMIN: spec(409, false, 'This would leave your organisation without an administrator; make another member an admin first.'),
+  INVITATION_INVALID: spec(410, false, 'This invitation link is unknown, already used or expired, or its member was removed; ask your organisation\'s admin for a new one.'),
   WEBHOOK_TARGET_REFUSED: spec(400, false, 'The webhook URL points to an address webhooks may not reach (loopback, private, link-local, metadata or another non-public address); use a public host name or address, or set WEBHOOK_ALLOW_PRIVATE=true on the API for receivers on your own network.'),
   JOB_FINAL: spec(409, false, 'The job has already finished (done, failed, cancelled or dead); there is nothing to cancel.'),
   DLQ_ENTRY_TRUNCATED: spec(409, false, 'This dead letter\'s payload was cut because it was too large, so it cannot be requeued; fix the producer and push the job again.'),

@@ -117,6 +117,11 @@ const singleNodeKeys = {
   authLocked: (accountSha256: string) => `sri:auth:locked:${accountSha256}`,
   /** string, TTL = the token's remaining lifetime — a logged-out browser session (its token id): its cookie is refused. */
   authRevokedSession: (tokenId: string) => `sri:auth:revoked:${tokenId}`,
+  /**
+   * string, TTL = JWT_EXPIRES_IN_SECONDS — a member removed from their organisation: every token of theirs (bearer or
+   * session cookie) is refused at once by every API process, also those holding a cached look-up of the user.
+   */
+  authRemovedUser: (userId: string) => `sri:auth:removed-user:${userId}`,
   // ── Rate limits (src/control-plane/http/run-limits.ts, @fastify/rate-limit) ─────────────────────────────────────
   /**
    * prefix of @fastify/rate-limit's counters of /api/auth/* (string, TTL = AUTH_RATE_LIMIT_WINDOW_MS):

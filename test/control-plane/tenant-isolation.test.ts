@@ -43,6 +43,8 @@ interface Tenant {
   jobQueued: string; jobFailed: string; jobDead: string;
   idempotencyKey: string; metadataMarker: string;
   webhookId: string; webhookUrl: string; secretName: string; secretValue: string; dlqEntryId: string;
+  /** A member added with a password, and one invited by link (its one-time token). */
+  memberId: string; memberEmail: string; invitedId: string; invitedEmail: string; invitationToken: string;
 }
 
 /** Ids that are not B's but shaped to trip a careless query or path join. */
@@ -116,9 +118,14 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const secretName = `${tag}-secret-${u.slice(0, 8)}`;
       const secretValue = `${tag}-secret-value-${u}`;
       await ok('PUT', `/api/secrets/${secretName}`, { token, body: { value: secretValue } });
+      const memberEmail = `${tag}-member-${u}@example.com`;
+      const memberId = (await ok('POST', '/api/members', { token, body: { email: memberEmail, name: `${tag}-member`, password: 'correct-horse-42' } })).member.id as string;
+      const invitedEmail = `${tag}-invited-${u}@example.com`;
+      const invited = await ok('POST', '/api/members', { token, body: { email: invitedEmail, name: `${tag}-invited` } });
       return {
         token, userId: reg.user.id, orgId: reg.org.id, email, name, orgName, flowId: flow.id, flowName, scriptMarker,
         jobQueued, jobFailed, jobDead, idempotencyKey, metadataMarker, webhookId, webhookUrl, secretName, secretValue, dlqEntryId: '',
+        memberId, memberEmail, invitedId: invited.member.id, invitedEmail, invitationToken: invited.invitation.token,
       };
     }
 
@@ -182,7 +189,8 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       ['flow id', x.flowId], ['flow name', x.flowName], ['script text', x.scriptMarker], ['queued job', x.jobQueued],
       ['failed job', x.jobFailed], ['dead job', x.jobDead], ['idempotency key', x.idempotencyKey], ['metadata', x.metadataMarker],
       ['webhook id', x.webhookId], ['webhook url', x.webhookUrl], ['secret name', x.secretName], ['secret value', x.secretValue],
-      ['dlq entry', x.dlqEntryId], ['session cookie', 'bob-cookie-'],
+      ['dlq entry', x.dlqEntryId], ['session cookie', 'bob-cookie-'], ['member id', x.memberId], ['member e-mail', x.memberEmail],
+      ['invited member id', x.invitedId], ['invited e-mail', x.invitedEmail], ['invitation token', x.invitationToken],
     ];
 
     /**
@@ -374,6 +382,20 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         const r = await asA('GET', '/api/jobs?pageSize=100');
         assert.ok(r.body.jobs.length >= 3);
         assert.ok(r.body.jobs.every((j: { id: string }) => ![b.jobQueued, b.jobFailed, b.jobDead].includes(j.id)));
+        // Filters narrow A's own jobs: B's statuses, its provider and its days hold nothing of B for A, and `total`
+        // counts A's jobs only.
+        for (const q of ['status=failed', 'status=dead&status=queued&status=running', 'providerId=demo', 'from=2000-01-01',
+          `providerId=${encodeURIComponent(b.flowId)}`]) {
+          const f = await asA('GET', `/api/jobs?pageSize=100&${q}`);
+          assert.equal(f.status, 200, q);
+          assert.ok(f.body.jobs.every((j: { userId: string }) => j.userId === a.userId), q);
+          const own = await t.db.withOrg(a.orgId, (tx) => listJobs(tx, 1, 100, {
+            ...(q.includes('status=') ? { statuses: [...q.matchAll(/status=(\w+)/g)].map((m) => m[1]!) } : {}),
+            ...(q.startsWith('providerId=') ? { providerId: decodeURIComponent(q.slice('providerId='.length)) } : {}),
+            ...(q.startsWith('from=') ? { from: new Date('2000-01-01') } : {}),
+          }));
+          assert.equal(f.body.total, own.total, `${q}: total counts A's jobs only`);
+        }
       },
       'GET /api/jobs/:id': async () => { await probeIds('GET', (id) => `/api/jobs/${id}`, [b.jobQueued, b.jobFailed, b.jobDead]); },
       'GET /api/jobs/:id/status': async () => { await probeIds('GET', (id) => `/api/jobs/${id}/status`, [b.jobQueued, b.jobFailed, b.jobDead]); },
@@ -463,6 +485,49 @@ function backendSuite(backend: 'pglite' | 'postgres') {
           // A valid name (`null`, `0`) stores a secret of A's own; any other is refused.
           assert.ok([200, 201, 400, ...(id.length > 100 ? [414] : [])].includes(c.status), `PUT /api/secrets/${id.slice(0, 40)} → ${c.status}`);
         }
+      },
+      'GET /api/members': async () => {
+        const r = await asA('GET', '/api/members');
+        assert.deepEqual(r.body.members.map((m: { id: string }) => m.id).sort(), [a.userId, a.memberId, a.invitedId].sort());
+      },
+      'POST /api/members': async () => {
+        // B's e-mail is taken (e-mails are unique across organisations): said without naming the organisation.
+        const taken = await asA('POST', '/api/members', { body: { email: b.memberEmail, name: 'Mallory', password: 'correct-horse-42' } });
+        assert.deepEqual([taken.status, taken.body.error.code], [409, 'EMAIL_TAKEN']);
+        const smuggled = await asA('POST', '/api/members', { body: { email: `m-${randomUUID()}@example.com`, name: 'M', orgId: b.orgId } });
+        assert.equal(smuggled.status, 400, 'unknown fields (orgId) are refused');
+        const r = await asA('POST', '/api/members', { body: { email: `m-${randomUUID()}@example.com`, name: 'M', password: 'correct-horse-42' } });
+        assert.equal(r.status, 201);
+        const [row] = await t.db.asSystem((tx) => tx.query<{ org_id: string }>('SELECT org_id FROM users WHERE id = $1', [r.body.member.id]));
+        assert.equal(row!.org_id, a.orgId, 'the member joins A');
+        await ok('DELETE', `/api/members/${r.body.member.id}`, { token: a.token });
+      },
+      'POST /api/members/:id/invitation': async () => {
+        const before = await t.db.asSystem((tx) => tx.query('SELECT * FROM member_invitations WHERE org_id = $1 ORDER BY id', [b.orgId]));
+        await probeIds('POST', (id) => `/api/members/${id}/invitation`, [b.invitedId, b.memberId]);
+        assert.deepEqual(await t.db.asSystem((tx) => tx.query('SELECT * FROM member_invitations WHERE org_id = $1 ORDER BY id', [b.orgId])), before, 'B\'s invitation is untouched');
+      },
+      'PATCH /api/members/:id': async () => {
+        await probeIds('PATCH', (id) => `/api/members/${id}`, [b.memberId, b.invitedId], { body: { role: 'admin' } });
+        const roles = await t.db.asSystem((tx) => tx.query<{ id: string; role: string }>('SELECT id, role FROM users WHERE org_id = $1 ORDER BY id', [b.orgId]));
+        assert.deepEqual(roles.filter((x) => x.role === 'admin').map((x) => x.id), [b.userId], 'nobody of B was promoted');
+      },
+      'DELETE /api/members/:id': async () => {
+        await probeIds('DELETE', (id) => `/api/members/${id}`, [b.memberId, b.invitedId]);
+        const members = (await bSees('/api/members')).members.map((m: { id: string }) => m.id).sort();
+        assert.deepEqual(members, [b.userId, b.memberId, b.invitedId].sort(), 'B\'s members are all there');
+        assert.equal((await call('POST', '/api/auth/login', { body: { email: b.memberEmail, password: 'correct-horse-42' } })).status, 200, 'B\'s member still logs in');
+      },
+      'POST /api/invitations/accept': async () => {
+        // Only B's own link accepts B's invitation: A's admin guessing or crafting tokens gets nowhere.
+        for (const token of [randomUUID(), b.invitedId, b.memberId, b.orgId, ...CRAFTED_IDS]) {
+          const r = await asA('POST', '/api/invitations/accept', { body: { token: token.slice(0, 200), password: 'another-pass-99-zebra' } });
+          assert.deepEqual([r.status, r.body.error.code], [410, 'INVITATION_INVALID'], token.slice(0, 40));
+        }
+        const smuggled = await asA('POST', '/api/invitations/accept', { body: { token: 'x', password: 'another-pass-99-zebra', userId: b.invitedId } });
+        assert.equal(smuggled.status, 400, 'unknown fields are refused');
+        const [inv] = await t.db.asSystem((tx) => tx.query<{ accepted_at: Date | null }>('SELECT accepted_at FROM member_invitations WHERE user_id = $1', [b.invitedId]));
+        assert.equal(inv!.accepted_at, null, 'B\'s invitation is still open');
       },
       'GET /api/workers': async () => {
         const r = await asA('GET', '/api/workers');
@@ -575,7 +640,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
 
     it('has row-level security enabled and forced on every table holding organisation data, with sri_app neither superuser nor BYPASSRLS', async () => {
       const { org, other } = await orgTables(t.db);
-      for (const must of ['organisations', 'users', 'provider_connections', 'flows', 'jobs', 'webhooks', 'webhook_deliveries', 'secrets', 'secret_audit']) {
+      for (const must of ['organisations', 'users', 'provider_connections', 'flows', 'jobs', 'webhooks', 'webhook_deliveries', 'secrets', 'secret_audit', 'member_invitations']) {
         assert.ok(org.some((x) => x.name === must), `${must} is found as organisation data`);
       }
       const unprotected = org.filter((x) => !x.rls || !x.forced).map((x) => `${x.name} (enabled ${x.rls}, forced ${x.forced})`);

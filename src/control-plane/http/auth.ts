@@ -3,6 +3,9 @@
  * algorithm, so a token signed with "none" or with an asymmetric algorithm is refused). A valid token is not
  * enough: its user must still exist in its organisation (looked up per request, cached for AUTH_USER_CACHE_MS).
  *
+ * A removed member's tokens are refused at once, whatever the cache holds: a mark in Redis (auth/removed-users.ts) is
+ * checked whenever the cached look-up is used.
+ *
  * A token arrives either as "Authorization: Bearer" (API callers) or in the dashboard's HttpOnly session cookie
  * (session-cookie.ts): a cookie-borne token must also not be logged out (Redis denylist of token ids), and a
  * state-changing request it authenticates must carry the session's CSRF token. The bearer header wins when both come.
@@ -14,6 +17,7 @@ import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
 import type { FastifyRequest } from 'fastify';
 import { SriError } from '../../shared/errors.ts';
 import { hashArgon2, verifyArgon2 } from '../auth/argon2.ts';
+import type { RemovedUsers } from '../auth/removed-users.ts';
 import { CSRF_HEADER, CsrfTokens, SESSION_COOKIE, isSafeMethod, readCookie, type RevokedSessions } from './session-cookie.ts';
 
 export interface Auth {
@@ -98,6 +102,8 @@ export interface TokenServiceOptions {
   cacheMs?: number;
   /** Logged-out sessions; without it a session cookie is honoured until its token expires. */
   revoked?: RevokedSessions;
+  /** Members removed from their organisation; without it a removal takes up to `cacheMs` to reach a cached look-up. */
+  removedUsers?: RemovedUsers;
 }
 
 /** Look-ups kept at most; beyond it the oldest are dropped (a flood of tokens cannot grow the API's memory). */
@@ -120,8 +126,9 @@ export class TokenService {
   }
 
   /**
-   * The token's user as it is now: TOKEN_INVALID when the user no longer exists or is no longer in the token's
-   * organisation. Answers (also "gone") are kept for `cacheMs`, so a removed member loses access within that bound.
+   * The token's user as it is now: TOKEN_INVALID when the user no longer exists, was removed from the organisation
+   * or is no longer in the token's organisation. Answers (also "gone") are kept for `cacheMs`; a cached "present" is
+   * used only after the removed-members mark in Redis (`removedUsers`) says the user was not removed since.
    */
   async checkPrincipal(auth: Auth): Promise<Auth> {
     const lookup = this.opts.lookup;
@@ -130,6 +137,10 @@ export class TokenService {
     const id = `${auth.orgId}\n${auth.userId}`;
     const now = Date.now();
     let known = this.principals.get(id);
+    if (known && known.until > now && known.role !== undefined && await this.opts.removedUsers?.isRemoved(auth.userId)) {
+      known = undefined;
+      this.principals.delete(id);
+    }
     if (!known || known.until <= now) {
       const found = await lookup(auth);
       known = { until: now + cacheMs, role: found?.role };
@@ -141,6 +152,20 @@ export class TokenService {
     }
     if (known.role === undefined) throw new SriError('TOKEN_INVALID', 'The token\'s user no longer exists or no longer belongs to its organisation; log in again with POST /api/auth/login.');
     return { ...auth, role: known.role };
+  }
+
+  /** Forgets this process's cached look-up of a user (their role changed, or they were removed). */
+  forgetPrincipal(orgId: string, userId: string): void {
+    this.principals.delete(`${orgId}\n${userId}`);
+  }
+
+  /**
+   * Refuses every token of a removed member from now on, in every API process: marks them in Redis for as long as
+   * a token can live, and drops this process's cached look-up.
+   */
+  async revokeUser(orgId: string, userId: string): Promise<void> {
+    await this.opts.removedUsers?.markRemoved(userId, this.expiresInSeconds);
+    this.forgetPrincipal(orgId, userId);
   }
 
   async sign(auth: Auth): Promise<string> {

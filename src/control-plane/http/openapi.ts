@@ -59,6 +59,7 @@ export type ErrorBody = z.infer<typeof ErrorBody>;
 export const TAGS = {
   auth: 'Registration, login and the caller\'s identity (tokens for "Authorization: Bearer").',
   session: 'The dashboard\'s browser session: an HttpOnly cookie instead of a token, with a CSRF token for writes.',
+  members: 'The organisation\'s members (its admins manage them): add with a password or an invitation link, change a role, remove.',
   providers: 'The provider catalogue, and the caller\'s portal sessions (cookies, credentials) for each provider.',
   flows: 'Flows: browser automations written as steps, compiled into a signed script; one active flow per provider.',
   jobs: 'Runs of a provider\'s active flow: status, result, evidence (artifacts), live log, cancel and retry.',

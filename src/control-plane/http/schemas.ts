@@ -67,10 +67,18 @@ export const RunHeaders = z.object({
     .describe('Makes the request safe to repeat: the same key and body answer the job the first request made; another body, IDEMPOTENCY_CONFLICT.'),
 });
 
+/** An instant of the jobs filter: an ISO 8601 date and time with its offset, or a date (00:00 UTC of that day). */
+const FilterInstant = z.union([z.iso.datetime({ offset: true }), z.iso.date()]);
 export const JobsQuery = z.object({
   page: z.coerce.number().int().min(1).max(100_000).default(1).describe('The page, from 1.'),
   pageSize: z.coerce.number().int().min(1).max(100).default(20).describe('Jobs per page.'),
-});
+  status: z.union([JobStatus, z.array(JobStatus).min(1).max(JobStatus.options.length)]).optional()
+    .describe('Only jobs in this status; repeat the parameter for several (`status=failed&status=dead`).'),
+  providerId: PathId.optional().describe('Only jobs of this provider.'),
+  from: FilterInstant.optional().describe('Only jobs created at or after this instant (ISO 8601 date-time with offset, or a date: 00:00 UTC).'),
+  to: FilterInstant.optional().describe('Only jobs created before this instant (exclusive; same forms as `from`).'),
+}).refine((q) => q.from === undefined || q.to === undefined || Date.parse(q.from) < Date.parse(q.to),
+  { message: 'must be later than from', path: ['to'] });
 
 /** Paging of the dead-letter list. */
 export const DlqQuery = z.object({
@@ -111,6 +119,31 @@ export const TokenAnswer = Identity.extend({
   token: z.string().describe('Send it as "Authorization: Bearer <token>"; it expires after JWT_EXPIRES_IN_SECONDS (an hour by default).'),
 });
 
+const Role = z.enum(['admin', 'member']);
+export const Member = z.object({
+  id: z.string(), email: z.string(), name: z.string(),
+  role: Role.describe('admin: manages members, dead letters, quotas, webhooks and secrets; member: runs flows.'),
+  status: z.enum(['active', 'invited']).describe('invited: added with an invitation link that has not been accepted yet (no password).'),
+  invitationExpiresAt: Timestamp.nullable().describe('When the pending invitation link stops working; null when there is none.'),
+  createdAt: Timestamp,
+}).meta({ id: 'Member' });
+export const CreateMemberBody = z.object({
+  email: z.email().max(254),
+  name: z.string().trim().min(1).max(200),
+  role: Role.default('member'),
+  password: z.string().min(1).max(1024).optional()
+    .describe('An initial password (checked like any other: WEAK_PASSWORD). Without it the answer carries a one-time invitation link token.'),
+}).strict();
+export const UpdateMemberBody = z.object({ role: Role }).strict();
+export const Invitation = z.object({
+  token: z.string().describe('Shown this once (only its SHA-256 is kept): the dashboard\'s link is /invitation#<token>; POST /api/invitations/accept takes it.'),
+  expiresAt: Timestamp,
+}).meta({ id: 'Invitation' });
+export const AcceptInvitationBody = z.object({
+  token: z.string().min(1).max(200),
+  password: z.string().min(1).max(1024),
+}).strict();
+
 export const Provider = z.object({
   id: z.string(), name: z.string(), displayName: z.string(),
   allowedHosts: z.array(z.string()).describe('The hosts its flows may visit (`*.` matches subdomains).'),
@@ -142,6 +175,7 @@ export const Job = z.object({
   duration: z.number().nullable().describe('Milliseconds the last attempt ran.'),
   error: z.object({ code: z.string().describe('A job failure code of docs/errors.md.'), message: z.string() }).nullable(),
   workerId: z.string().nullable(),
+  userId: z.string().describe('The user who ran it.'),
 }).meta({ id: 'Job' });
 export const Artifact = z.object({
   kind: ArtifactKind, name: z.string(), uri: z.string().describe('s3://bucket/key'),
@@ -152,7 +186,15 @@ export const JobDetail = Job.extend({
   result: z.unknown().describe('The parsed data the flow set (parsed-data.json); null until the job has some.'),
   artifacts: z.array(Artifact),
 }).meta({ id: 'JobDetail' });
-export const JobList = z.object({ jobs: z.array(Job), page: z.number().int(), pageSize: z.number().int(), total: z.number().int() });
+// An intersection rather than Job.extend(): the list's items stay a Job (the component clients name) plus what the
+// list adds.
+export const JobListItem = z.intersection(Job, z.object({
+  userName: z.string().nullable().describe('The name of the user who ran it (also when they have since been removed from the organisation).'),
+})).meta({ id: 'JobListItem' });
+export const JobList = z.object({
+  jobs: z.array(JobListItem), page: z.number().int(), pageSize: z.number().int(),
+  total: z.number().int().describe('Jobs matching the filters, on every page.'),
+});
 export const JobStatusAnswer = z.object({ jobId: z.string(), status: JobStatus });
 export const Queued = z.object({ jobId: z.string(), status: z.literal('queued') });
 export const Cancelled = z.object({ jobId: z.string(), status: z.literal('cancelled') });

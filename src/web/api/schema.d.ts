@@ -233,7 +233,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The organisation's jobs, newest first, paged. */
+        /** The organisation's jobs, newest first, paged; optionally only those of some statuses, a provider, or created between two instants. */
         get: operations["listJobs"];
         put?: never;
         post?: never;
@@ -576,6 +576,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organisation's members, oldest first (admins only). */
+        get: operations["listMembers"];
+        put?: never;
+        /** Add a member: with an initial password, or (without one) with a one-time invitation link whose token this answer carries (admins only). */
+        post: operations["createMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/members/{id}/invitation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A new invitation link for a member who has not accepted theirs (the earlier link stops working; admins only). */
+        post: operations["reinviteMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/members/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a member (admins only): every token and dashboard session of theirs is refused from the next request on, their portal sessions are deleted; their jobs stay. */
+        delete: operations["removeMember"];
+        options?: never;
+        head?: never;
+        /** Change a member's role (admins only); the organisation always keeps an admin. */
+        patch: operations["updateMember"];
+        trace?: never;
+    };
+    "/api/invitations/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Accept an invitation: sets the invited member's password (then log in with it). The link works once, until it expires. */
+        post: operations["acceptInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -647,7 +717,7 @@ export interface components {
                  * @description A stable code from docs/errors.md: match on it, never on the message.
                  * @enum {string}
                  */
-                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
+                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
                 /** @description What happened and what to do next. */
                 message: string;
                 /** @description VALIDATION_FAILED: a list of ValidationIssue. Other codes, when they have details: an object the code's entry in docs/errors.md describes. */
@@ -696,6 +766,12 @@ export interface components {
             /** @description The compiled, signed script (an ES module). */
             script: string;
         };
+        Invitation: {
+            /** @description Shown this once (only its SHA-256 is kept): the dashboard's link is /invitation#<token>; POST /api/invitations/accept takes it. */
+            token: string;
+            /** Format: date-time */
+            expiresAt: string;
+        };
         Job: {
             id: string;
             /** @enum {string} */
@@ -720,6 +796,8 @@ export interface components {
                 message: string;
             } | null;
             workerId: string | null;
+            /** @description The user who ran it. */
+            userId: string;
         };
         JobDetail: {
             id: string;
@@ -745,9 +823,37 @@ export interface components {
                 message: string;
             } | null;
             workerId: string | null;
+            /** @description The user who ran it. */
+            userId: string;
             /** @description The parsed data the flow set (parsed-data.json); null until the job has some. */
             result: unknown;
             artifacts: components["schemas"]["Artifact"][];
+        };
+        JobListItem: components["schemas"]["Job"] & {
+            /** @description The name of the user who ran it (also when they have since been removed from the organisation). */
+            userName: string | null;
+        };
+        Member: {
+            id: string;
+            email: string;
+            name: string;
+            /**
+             * @description admin: manages members, dead letters, quotas, webhooks and secrets; member: runs flows.
+             * @enum {string}
+             */
+            role: "admin" | "member";
+            /**
+             * @description invited: added with an invitation link that has not been accepted yet (no password).
+             * @enum {string}
+             */
+            status: "active" | "invited";
+            /**
+             * Format: date-time
+             * @description When the pending invitation link stops working; null when there is none.
+             */
+            invitationExpiresAt: string | null;
+            /** Format: date-time */
+            createdAt: string;
         };
         Organisation: {
             id: string;
@@ -2189,6 +2295,14 @@ export interface operations {
                 page?: number;
                 /** @description Jobs per page. */
                 pageSize?: number;
+                /** @description Only jobs in this status; repeat the parameter for several (`status=failed&status=dead`). */
+                status?: ("queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead") | ("queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead")[];
+                /** @description Only jobs of this provider. */
+                providerId?: string;
+                /** @description Only jobs created at or after this instant (ISO 8601 date-time with offset, or a date: 00:00 UTC). */
+                from?: string;
+                /** @description Only jobs created before this instant (exclusive; same forms as `from`). */
+                to?: string;
             };
             header?: never;
             path?: never;
@@ -2203,9 +2317,10 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        jobs: components["schemas"]["Job"][];
+                        jobs: components["schemas"]["JobListItem"][];
                         page: number;
                         pageSize: number;
+                        /** @description Jobs matching the filters, on every page. */
                         total: number;
                     };
                 };
@@ -4375,6 +4490,593 @@ export interface operations {
             };
             /** @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listMembers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every current member, with their role and whether their invitation is pending. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        members: components["schemas"]["Member"][];
+                    };
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    createMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** Format: email */
+                    email: string;
+                    name: string;
+                    /**
+                     * @default member
+                     * @enum {string}
+                     */
+                    role?: "admin" | "member";
+                    /** @description An initial password (checked like any other: WEAK_PASSWORD). Without it the answer carries a one-time invitation link token. */
+                    password?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The member; `invitation` when no password was given (its token is shown only here). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        member: components["schemas"]["Member"];
+                        invitation?: components["schemas"]["Invitation"];
+                    };
+                };
+            };
+            /**
+             * @description `WEAK_PASSWORD`: The password is too weak: use at least 12 characters that are not a common password, a keyboard or repeated pattern, a date, or your e-mail or name; a few unrelated words make a good one.
+             *
+             *     `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             *
+             *     `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it).
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `EMAIL_TAKEN`: An account with this e-mail already exists; log in instead. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    reinviteMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new invitation (its token is shown only here). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        invitation: components["schemas"]["Invitation"];
+                    };
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             *
+             *     `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it).
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    removeMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             *
+             *     `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it).
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `LAST_ADMIN`: This would leave your organisation without an administrator; make another member an admin first. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    updateMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    role: "admin" | "member";
+                };
+            };
+        };
+        responses: {
+            /** @description The member with their new role. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        member: components["schemas"]["Member"];
+                    };
+                };
+            };
+            /**
+             * @description `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             *
+             *     `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it).
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `LAST_ADMIN`: This would leave your organisation without an administrator; make another member an admin first. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    acceptInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    token: string;
+                    password: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The member is active; log in with their e-mail and the new password. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        email: string;
+                        name: string;
+                        orgName: string;
+                    };
+                };
+            };
+            /**
+             * @description `WEAK_PASSWORD`: The password is too weak: use at least 12 characters that are not a common password, a keyboard or repeated pattern, a date, or your e-mail or name; a few unrelated words make a good one.
+             *
+             *     `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INVITATION_INVALID`: This invitation link is unknown, already used or expired, or its member was removed; ask your organisation's admin for a new one. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `RATE_LIMITED`: Too many requests; wait the seconds Retry-After gives, then try again. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

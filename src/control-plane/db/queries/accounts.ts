@@ -6,7 +6,8 @@ export interface UserRow {
   org_id: string;
   email: string;
   name: string;
-  password_hash: string;
+  /** argon2id PHC string; null for a member invited by link who has not chosen a password yet. */
+  password_hash: string | null;
   /** 'admin' for the user who registered the organisation, 'member' otherwise. */
   role: UserRole;
 }
@@ -22,14 +23,16 @@ export async function insertUser(tx: Tx, u: UserRow): Promise<void> {
     [u.id, u.org_id, u.email, u.name, u.password_hash, u.role]);
 }
 
+/** A current user by e-mail (removed members are not users any more: 0009_members.sql). */
 export async function findUserByEmail(tx: Tx, email: string): Promise<UserRow | undefined> {
   const rows = await tx.query<UserRow>(
-    'SELECT id, org_id, email, name, password_hash, role FROM users WHERE lower(email) = lower($1)', [email]);
+    'SELECT id, org_id, email, name, password_hash, role FROM users WHERE lower(email) = lower($1) AND removed_at IS NULL', [email]);
   return rows[0];
 }
 
+/** A current user by id; undefined for a removed member. */
 export async function findUser(tx: Tx, id: string): Promise<UserRow | undefined> {
-  return (await tx.query<UserRow>('SELECT id, org_id, email, name, password_hash, role FROM users WHERE id = $1', [id]))[0];
+  return (await tx.query<UserRow>('SELECT id, org_id, email, name, password_hash, role FROM users WHERE id = $1 AND removed_at IS NULL', [id]))[0];
 }
 
 export async function findOrg(tx: Tx, id: string): Promise<OrgRow | undefined> {

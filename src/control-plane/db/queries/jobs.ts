@@ -64,10 +64,36 @@ export async function findJob(tx: Tx, id: string): Promise<JobRow | undefined> {
   return (await tx.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = $1`, [id]))[0];
 }
 
-export async function listJobs(tx: Tx, page: number, pageSize: number): Promise<{ jobs: JobRow[]; total: number }> {
-  const jobs = await tx.query<JobRow>(`SELECT ${COLUMNS} FROM jobs ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2`,
-    [pageSize, (page - 1) * pageSize]);
-  const total = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM jobs'))[0]?.n ?? 0;
+/** What GET /api/jobs may narrow the list to; absent fields do not filter. */
+export interface JobFilter {
+  statuses?: readonly string[];
+  providerId?: string;
+  /** created_at at or after (inclusive). */
+  from?: Date;
+  /** created_at before (exclusive). */
+  to?: Date;
+}
+
+/**
+ * One page of jobs, newest first, with the name of the user who ran each, and how many match in all. Paged by
+ * offset over the index jobs_org_created_id_idx (0007), which serves both the order and the organisation's rows
+ * (row-level security adds `org_id = …`); docs/benchmarks.md has the figures for 10,000 jobs.
+ */
+export async function listJobs(tx: Tx, page: number, pageSize: number, filter: JobFilter = {}): Promise<{ jobs: (JobRow & { user_name: string | null })[]; total: number }> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const bind = (v: unknown) => `$${params.push(v)}`;
+  if (filter.statuses?.length) where.push(`j.status = ANY(${bind(filter.statuses)}::text[])`);
+  if (filter.providerId !== undefined) where.push(`j.provider_id = ${bind(filter.providerId)}`);
+  if (filter.from) where.push(`j.created_at >= ${bind(filter.from.toISOString())}::timestamptz`);
+  if (filter.to) where.push(`j.created_at < ${bind(filter.to.toISOString())}::timestamptz`);
+  const whereSql = where.length ? `WHERE ${where.join(' AND ')}` : '';
+  const total = (await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM jobs j ${whereSql}`, params))[0]?.n ?? 0;
+  const cols = COLUMNS.split(',').map((c) => `j.${c.trim()}`).join(', ');
+  const jobs = await tx.query<JobRow & { user_name: string | null }>(`SELECT ${cols}, u.name AS user_name
+    FROM (SELECT id FROM jobs j ${whereSql} ORDER BY j.created_at DESC, j.id DESC LIMIT ${bind(pageSize)} OFFSET ${bind((page - 1) * pageSize)}) p
+    JOIN jobs j ON j.id = p.id LEFT JOIN users u ON u.id = j.user_id
+    ORDER BY j.created_at DESC, j.id DESC`, params);
   return { jobs, total };
 }
 

@@ -6,7 +6,7 @@ import { keys } from '../../../shared/keys.ts';
 import { JobStatus, type ArtifactKind } from '../../../shared/schemas.ts';
 import { parseS3Uri } from '../../../shared/s3.ts';
 import type { ApiContext } from '../../context.ts';
-import { listJobs, type JobRow } from '../../db/queries/jobs.ts';
+import { listJobs, type JobFilter, type JobRow } from '../../db/queries/jobs.ts';
 import { recordedStatus } from '../../jobs/dispatch.ts';
 import { isFinalStatus, loadJob } from '../../jobs/load.ts';
 import { authOf } from '../auth.ts';
@@ -19,7 +19,7 @@ export function jobJson(j: JobRow): z.infer<typeof Job> {
   return {
     id: j.id, status: recordedStatus(j.status), providerId: j.provider_id, flowId: j.flow_id, flowVersion: j.flow_version,
     attempt: j.attempt, priority: j.priority, maxAttempts: j.max_attempts, createdAt: new Date(j.created_at).toISOString(), finishedAt: iso(j.finished_at), duration: j.duration_ms,
-    error: j.error_code ? { code: j.error_code, message: j.error_message ?? '' } : null, workerId: j.worker_id,
+    error: j.error_code ? { code: j.error_code, message: j.error_message ?? '' } : null, workerId: j.worker_id, userId: j.user_id,
   };
 }
 
@@ -64,15 +64,21 @@ export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   r.route({
     ...endpoint('GET', '/api/jobs', {
-      operationId: 'listJobs', tag: 'jobs', access: 'user', querystring: JobsQuery, summary: 'The organisation\'s jobs, newest first, paged.',
+      operationId: 'listJobs', tag: 'jobs', access: 'user', querystring: JobsQuery, summary: 'The organisation\'s jobs, newest first, paged; optionally only those of some statuses, a provider, or created between two instants.',
       responses: { 200: json('One page of jobs, and how many there are in all.', JobList) },
     }),
     preValidation,
     handler: async (req) => {
       const { orgId } = authOf(req);
-      const { page, pageSize } = req.query;
-      const { jobs, total } = await ctx.db.withOrg(orgId, (tx) => listJobs(tx, page, pageSize));
-      return { jobs: jobs.map(jobJson), page, pageSize, total };
+      const { page, pageSize, status, providerId, from, to } = req.query;
+      const filter: JobFilter = {
+        ...(status === undefined ? {} : { statuses: [status].flat() }),
+        ...(providerId === undefined ? {} : { providerId }),
+        ...(from === undefined ? {} : { from: new Date(from) }),
+        ...(to === undefined ? {} : { to: new Date(to) }),
+      };
+      const { jobs, total } = await ctx.db.withOrg(orgId, (tx) => listJobs(tx, page, pageSize, filter));
+      return { jobs: jobs.map((j) => ({ ...jobJson(j), userName: j.user_name })), page, pageSize, total };
     },
   });
 

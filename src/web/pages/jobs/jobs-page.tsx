@@ -1,6 +1,9 @@
 /**
- * The organisation's jobs, newest first, paged; the page is in the URL (`?page=2`), so it can be bookmarked and the
- * back button works. While a job on the page is unfinished the list refreshes every few seconds.
+ * The organisation's jobs, newest first, paged and filtered; the page and the filters are in the URL
+ * (`?status=failed&status=dead&provider=demo&from=2026-01-01&to=2026-01-31&page=2`), so a view can be bookmarked and
+ * the back button works. Dates are days in the user's time zone, both included: the API gets the instants
+ * `from` 00:00 and the day after `to` 00:00 (exclusive). While a job on the page is unfinished the list refreshes
+ * every few seconds.
  */
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { useTranslation } from 'react-i18next';
@@ -13,6 +16,7 @@ import { Page } from '../../components/page.tsx';
 import { isFinal, StatusBadge } from '../../components/status-badge.tsx';
 import { useFormat } from '../../lib/format.ts';
 import { useProviders } from '../providers/providers-page.tsx';
+import { JobFilters, filtersFrom, filterQuery, hasFilters } from './job-filters.tsx';
 
 const PAGE_SIZE = 20;
 /** How often the list is read again while one of its jobs is unfinished, and otherwise. */
@@ -24,10 +28,11 @@ export default function JobsPage() {
   const f = useFormat();
   const [params, setParams] = useSearchParams();
   const page = Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1);
+  const filters = filtersFrom(params);
   const providers = useProviders();
   const jobs = useQuery({
-    queryKey: ['jobs', { page }],
-    queryFn: () => ok(api.GET('/api/jobs', { params: { query: { page, pageSize: PAGE_SIZE } } })),
+    queryKey: ['jobs', { page, ...filters }],
+    queryFn: () => ok(api.GET('/api/jobs', { params: { query: { page, pageSize: PAGE_SIZE, ...filterQuery(filters) } } })),
     placeholderData: keepPreviousData,
     refetchInterval: (q) => (q.state.data?.jobs.some((j) => !isFinal(j.status)) ? LIVE_REFRESH_MS : IDLE_REFRESH_MS),
   });
@@ -37,16 +42,21 @@ export default function JobsPage() {
     else next.set('page', String(p));
     return next;
   });
+  const filtered = hasFilters(filters);
+  const filterForm = <JobFilters params={params} setParams={setParams} providers={providers.data?.providers ?? []} />;
 
-  if (jobs.isPending) return <Page title={t('jobs.title')}><Loading /></Page>;
-  if (jobs.isError) return <Page title={t('jobs.title')}><ErrorMessage error={jobs.error} onRetry={() => void jobs.refetch()} /></Page>;
+  if (jobs.isPending) return <Page title={t('jobs.title')}>{filterForm}<Loading /></Page>;
+  if (jobs.isError) return <Page title={t('jobs.title')}>{filterForm}<ErrorMessage error={jobs.error} onRetry={() => void jobs.refetch()} /></Page>;
   const { total } = jobs.data;
   const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
   const providerName = (id: string) => providers.data?.providers.find((p) => p.id === id)?.displayName ?? id;
   return (
     <Page title={t('jobs.title')}>
       <p className="intro">{t('jobs.intro')}</p>
-      {total === 0 ? (
+      {filterForm}
+      {total === 0 && filtered ? (
+        <EmptyState action={<Link className="button" to="/jobs">{t('jobs.clearFilters')}</Link>}>{t('jobs.emptyFiltered')}</EmptyState>
+      ) : total === 0 ? (
         <EmptyState action={<Link className="button" to="/providers">{t('nav.providers')}</Link>}>{t('jobs.empty')}</EmptyState>
       ) : (
         <>
@@ -59,6 +69,7 @@ export default function JobsPage() {
                   <th scope="col">{t('jobs.status')}</th>
                   <th scope="col">{t('jobs.provider')}</th>
                   <th scope="col">{t('jobs.flowVersion')}</th>
+                  <th scope="col">{t('jobs.user')}</th>
                   <th scope="col">{t('jobs.created')}</th>
                   <th scope="col">{t('jobs.finished')}</th>
                   <th scope="col">{t('jobs.duration')}</th>
@@ -72,6 +83,7 @@ export default function JobsPage() {
                     <td><StatusBadge status={j.status} /></td>
                     <td>{providerName(j.providerId)}</td>
                     <td>{j.flowVersion}</td>
+                    <td>{j.userName ?? t('common.none')}</td>
                     <td>{f.dateTime(j.createdAt)}</td>
                     <td>{f.dateTime(j.finishedAt)}</td>
                     <td>{f.durationMs(j.duration)}</td>
