@@ -56,6 +56,14 @@ export const apiSettings = {
   webhookAllowPrivate: setting('WEBHOOK_ALLOW_PRIVATE',
     z.enum(['true', 'false'], { error: 'must be true or false' }).default('false').transform((v) => v === 'true'),
     'Let webhooks be delivered to loopback and private addresses (on-premise receivers); link-local and cloud metadata addresses stay refused. Logged as a warning at start.'),
+  // ── Schedules (src/control-plane/schedules/scheduler.ts, docs/schedules.md) ──
+  schedulerEnabled: setting('SCHEDULER_ENABLED',
+    z.enum(['true', 'false'], { error: 'must be true or false' }).default('true').transform((v) => v === 'true'),
+    'Run the scheduler in this API process. Any number of processes may run it: each due time makes one run. false = this process only serves the API.'),
+  schedulerTickMs: setting('SCHEDULER_TICK_MS', intSetting(1000, 50),
+    'How often (ms) the scheduler looks for schedules that have come due: a run starts at most this long after its due time.'),
+  schedulerMisfireGraceMs: setting('SCHEDULER_MISFIRE_GRACE_MS', intSetting(60_000, 0),
+    'How late (ms) a due time may be found and still run as on time; due times found later (no scheduler was running) are missed and follow the schedule\'s missedRunPolicy (skip, or runOnce for all of them).'),
   // ── Platform operator (docs/security.md "Worker enrolment") ──
   operatorToken: setting('OPERATOR_TOKEN', z.string().min(32, 'must be at least 32 characters').optional(),
     'Bearer token of the platform operator\'s endpoints (/api/operator/*: worker enrolment and revocation). Unset: they answer OPERATOR_ONLY to everyone. API only: a worker refuses to start with it.'),

@@ -38,11 +38,14 @@ import { installSecurityHeaders } from './http/security-headers.ts';
 import { webhookRoutes } from './http/routes/webhooks.ts';
 import { workerRoutes } from './http/routes/workers.ts';
 import { sessionRoutes } from './http/routes/session.ts';
+import { scheduleRoutes } from './http/routes/schedules.ts';
 import { redisRevokedSessions } from './http/session-cookie.ts';
 import { redisRemovedUsers } from './auth/removed-users.ts';
 import { installWebApp } from './http/web-app.ts';
 import { ApiMetrics, installMetrics } from './http/metrics.ts';
+import { RunAdmission } from './jobs/admission.ts';
 import { publishProviderCatalogue } from './providers/catalogue.ts';
+import { Scheduler, scheduledRunSubmitter } from './schedules/scheduler.ts';
 import { startResultsListener, type ResultsListener } from './results/listener.ts';
 import { WebhookDeliverer } from './webhooks/deliver.ts';
 import type { Resolve } from './webhooks/target.ts';
@@ -102,6 +105,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   operatorRoutes(app, ctx);
   sessionRoutes(app, ctx);
   memberRoutes(app, ctx);
+  scheduleRoutes(app, ctx);
   // The dashboard at / (after the API's routes: its catch-all never shadows them); screenshots come from S3 links.
   await installWebApp(app, { imageOrigins: [new URL(ctx.config.s3Endpoint).origin] });
   return app;
@@ -209,6 +213,15 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
     const app = await buildApp(ctx);
     owned.push(() => app.close());
     await app.listen({ port: config.port, host: config.host });
+    if (config.schedulerEnabled) {
+      const scheduler = new Scheduler({
+        db, logger, tickMs: config.schedulerTickMs, misfireGraceMs: config.schedulerMisfireGraceMs,
+        submit: scheduledRunSubmitter(ctx, new RunAdmission(redis, config)),
+      });
+      // Pushed last, so stopped first: no run is submitted while the app, listener and connections close.
+      owned.push(() => scheduler.stop());
+      scheduler.start();
+    }
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;

@@ -43,6 +43,8 @@ interface Tenant {
   jobQueued: string; jobFailed: string; jobDead: string;
   idempotencyKey: string; metadataMarker: string;
   webhookId: string; webhookUrl: string; secretName: string; secretValue: string; dlqEntryId: string;
+  /** paused (it makes no runs here); its run is jobFailed, marked so in the database */
+  scheduleId: string;
   /** A member added with a password, and one invited by link (its one-time token). */
   memberId: string; memberEmail: string; invitedId: string; invitedEmail: string; invitationToken: string;
 }
@@ -118,6 +120,10 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const secretName = `${tag}-secret-${u.slice(0, 8)}`;
       const secretValue = `${tag}-secret-value-${u}`;
       await ok('PUT', `/api/secrets/${secretName}`, { token, body: { value: secretValue } });
+      const scheduleId = (await ok('POST', '/api/schedules', {
+        token, body: { flowId: flow.id, cron: '0 8 * * *', timezone: 'America/Guayaquil', enabled: false, metadata: { marker: metadataMarker } },
+      })).schedule.id as string;
+      await t.db.asSystem((tx) => tx.query('UPDATE jobs SET schedule_id = $1, due_at = now() WHERE id = $2', [scheduleId, jobFailed]));
       const memberEmail = `${tag}-member-${u}@example.com`;
       const memberId = (await ok('POST', '/api/members', { token, body: { email: memberEmail, name: `${tag}-member`, password: 'correct-horse-42' } })).member.id as string;
       const invitedEmail = `${tag}-invited-${u}@example.com`;
@@ -125,6 +131,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       return {
         token, userId: reg.user.id, orgId: reg.org.id, email, name, orgName, flowId: flow.id, flowName, scriptMarker,
         jobQueued, jobFailed, jobDead, idempotencyKey, metadataMarker, webhookId, webhookUrl, secretName, secretValue, dlqEntryId: '',
+        scheduleId,
         memberId, memberEmail, invitedId: invited.member.id, invitedEmail, invitationToken: invited.invitation.token,
       };
     }
@@ -189,7 +196,8 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       ['flow id', x.flowId], ['flow name', x.flowName], ['script text', x.scriptMarker], ['queued job', x.jobQueued],
       ['failed job', x.jobFailed], ['dead job', x.jobDead], ['idempotency key', x.idempotencyKey], ['metadata', x.metadataMarker],
       ['webhook id', x.webhookId], ['webhook url', x.webhookUrl], ['secret name', x.secretName], ['secret value', x.secretValue],
-      ['dlq entry', x.dlqEntryId], ['session cookie', 'bob-cookie-'], ['member id', x.memberId], ['member e-mail', x.memberEmail],
+      ['dlq entry', x.dlqEntryId], ['session cookie', 'bob-cookie-'], ['schedule id', x.scheduleId],
+      ['member id', x.memberId], ['member e-mail', x.memberEmail],
       ['invited member id', x.invitedId], ['invited e-mail', x.invitedEmail], ['invitation token', x.invitationToken],
     ];
 
@@ -457,6 +465,42 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         assert.deepEqual((await bSees('/api/webhooks')).webhooks.map((w: { id: string }) => w.id), [b.webhookId]);
       },
       'GET /api/webhooks/:id/deliveries': async () => { await probeIds('GET', (id) => `/api/webhooks/${id}/deliveries`, [b.webhookId]); },
+      'POST /api/schedules': async () => {
+        // B's flow is not A's to schedule; B's ids in the body are refused, not obeyed.
+        const bFlow = await asA('POST', '/api/schedules', { body: { flowId: b.flowId, cron: '0 8 * * *', timezone: 'UTC' } });
+        assert.deepEqual([bFlow.status, bFlow.body.error.code], [404, 'NOT_FOUND']);
+        for (const smuggled of [{ orgId: b.orgId }, { userId: b.userId }, { id: b.scheduleId }]) {
+          const r = await asA('POST', '/api/schedules', { body: { providerId: 'demo', cron: '0 8 * * *', timezone: 'UTC', enabled: false, ...smuggled } });
+          assert.equal(r.status, 400, `unknown fields are refused: ${JSON.stringify(smuggled)}`);
+        }
+        const bRows = await t.db.asSystem((tx) => tx.query('SELECT id FROM schedules WHERE org_id = $1', [b.orgId]));
+        assert.deepEqual(bRows, [{ id: b.scheduleId }], 'B has its one schedule, nothing more');
+      },
+      'GET /api/schedules': async () => {
+        const r = await asA('GET', '/api/schedules');
+        assert.deepEqual(r.body.schedules.map((s: { id: string }) => s.id), [a.scheduleId]);
+      },
+      'GET /api/schedules/:id': async () => { await probeIds('GET', (id) => `/api/schedules/${id}`, [b.scheduleId]); },
+      'PATCH /api/schedules/:id': async () => {
+        await probeIds('PATCH', (id) => `/api/schedules/${id}`, [b.scheduleId], { body: { enabled: true, cron: '* * * * * *', metadata: { x: 1 } } });
+        const s = (await bSees(`/api/schedules/${b.scheduleId}`)).schedule;
+        assert.deepEqual([s.enabled, s.cron, s.metadata], [false, '0 8 * * *', { marker: b.metadataMarker }], 'B\'s schedule is as it was');
+      },
+      'DELETE /api/schedules/:id': async () => {
+        await probeIds('DELETE', (id) => `/api/schedules/${id}`, [b.scheduleId]);
+        assert.deepEqual((await bSees('/api/schedules')).schedules.map((s: { id: string }) => s.id), [b.scheduleId]);
+      },
+      'POST /api/schedules/:id/pause': async () => { await probeIds('POST', (id) => `/api/schedules/${id}/pause`, [b.scheduleId]); },
+      'POST /api/schedules/:id/resume': async () => {
+        await probeIds('POST', (id) => `/api/schedules/${id}/resume`, [b.scheduleId]);
+        assert.equal((await bSees(`/api/schedules/${b.scheduleId}`)).schedule.enabled, false, 'B\'s schedule is still paused');
+      },
+      'GET /api/schedules/:id/runs': async () => {
+        await probeIds('GET', (id) => `/api/schedules/${id}/runs`, [b.scheduleId]);
+        const own = await asA('GET', `/api/schedules/${a.scheduleId}/runs`);
+        assert.deepEqual(own.body.runs.map((r: { jobId: string }) => r.jobId), [a.jobFailed]);
+        assert.deepEqual((await bSees(`/api/schedules/${b.scheduleId}/runs`)).runs.map((r: { jobId: string }) => r.jobId), [b.jobFailed]);
+      },
       'GET /api/secrets': async () => {
         const r = await asA('GET', '/api/secrets');
         assert.ok(r.body.secrets.some((s: { name: string }) => s.name === a.secretName));
@@ -640,7 +684,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
 
     it('has row-level security enabled and forced on every table holding organisation data, with sri_app neither superuser nor BYPASSRLS', async () => {
       const { org, other } = await orgTables(t.db);
-      for (const must of ['organisations', 'users', 'provider_connections', 'flows', 'jobs', 'webhooks', 'webhook_deliveries', 'secrets', 'secret_audit', 'member_invitations']) {
+      for (const must of ['organisations', 'users', 'provider_connections', 'flows', 'jobs', 'webhooks', 'webhook_deliveries', 'secrets', 'secret_audit', 'schedules', 'member_invitations']) {
         assert.ok(org.some((x) => x.name === must), `${must} is found as organisation data`);
       }
       const unprotected = org.filter((x) => !x.rls || !x.forced).map((x) => `${x.name} (enabled ${x.rls}, forced ${x.forced})`);

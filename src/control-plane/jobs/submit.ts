@@ -11,7 +11,8 @@ import type { JobPriority, JobStatus } from '../../shared/schemas.ts';
 import { setSpanError, traceFields, type Span } from '../../shared/tracing.ts';
 import type { ApiContext } from '../context.ts';
 import { isUniqueViolation } from '../db/index.ts';
-import { findActiveFlow, type FlowRow } from '../db/queries/flows.ts';
+import { findActiveFlow, findFlow, type FlowRow } from '../db/queries/flows.ts';
+import { markScheduledJob } from '../db/queries/schedules.ts';
 import { failJob, findJobByIdempotencyKey, insertJob, type JobRow } from '../db/queries/jobs.ts';
 import { findProvider } from '../db/queries/providers.ts';
 import type { RunAdmission } from './admission.ts';
@@ -26,6 +27,10 @@ export interface RunRequest {
   maxAttempts?: number | undefined;
   /** Same key + same request → the first job; same key + another request → IDEMPOTENCY_CONFLICT. */
   idempotencyKey?: string | undefined;
+  /** Runs this flow of the provider (a schedule pinned to it) instead of the provider's active flow. */
+  flowId?: string | undefined;
+  /** The schedule and due time the run is made for (schedules/scheduler.ts): recorded on the job, one job per pair. */
+  schedule?: { id: string; dueAt: Date } | undefined;
 }
 
 /** A new job, queued; or the job an earlier request with the same Idempotency-Key made, as it is now. */
@@ -50,6 +55,7 @@ export async function submitRun(ctx: ApiContext, admission: RunAdmission, run: R
     userId, providerId: run.providerId, metadata: run.metadata ?? null,
     ...(run.priority === undefined ? {} : { priority: run.priority }),
     ...(run.maxAttempts === undefined ? {} : { maxAttempts: run.maxAttempts }),
+    ...(run.flowId === undefined ? {} : { flowId: run.flowId }),
   })).digest('hex');
 
   if (idempotencyKey !== undefined) {
@@ -70,12 +76,15 @@ export async function submitRun(ctx: ApiContext, admission: RunAdmission, run: R
   let created: { flow: FlowRow; message: Awaited<ReturnType<typeof sealedJobMessage>> };
   try {
     created = await ctx.db.withOrg(orgId, async (tx) => {
-      const flow = await findActiveFlow(tx, provider.id);
-      if (!flow) throw new SriError('NO_ACTIVE_FLOW');
+      const flow = run.flowId === undefined ? await findActiveFlow(tx, provider.id) : await findFlow(tx, run.flowId);
+      if (!flow && run.flowId === undefined) throw new SriError('NO_ACTIVE_FLOW');
+      if (!flow || flow.provider_id !== provider.id) throw new SriError('NOT_FOUND', `No flow ${run.flowId} of provider ${provider.id} in your organisation.`);
       const job = await insertJob(tx, {
         id: jobId, orgId, userId, providerId: provider.id, flowId: flow.id, flowVersion: flow.version,
         idempotencyKey, requestHash, metadata: run.metadata, traceId, priority: run.priority, maxAttempts: run.maxAttempts,
       });
+      // In the insert's transaction: a second job for the same schedule and due time fails the commit (unique index).
+      if (run.schedule) await markScheduledJob(tx, jobId, run.schedule.id, run.schedule.dueAt);
       // Built (and the flow verified) before the commit: a tampered flow leaves no job behind.
       return { flow, message: await sealedJobMessage(tx, ctx, { job, flow, provider }) };
     });

@@ -646,6 +646,94 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organisation's schedules, oldest first. */
+        get: operations["listSchedules"];
+        put?: never;
+        /** Create a schedule: the flow (flowId) or the provider's active flow (providerId) runs at every due time of cron in timezone, with the caller's provider session, through the same admission as POST /api/run. */
+        post: operations["createSchedule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/schedules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One schedule, with its next five run times in its time zone. */
+        get: operations["getSchedule"];
+        put?: never;
+        post?: never;
+        /** Delete a schedule (its creator or an admin). The jobs it made stay, with its id. */
+        delete: operations["deleteSchedule"];
+        options?: never;
+        head?: never;
+        /** Change a schedule (its creator or an admin): cron, timezone, metadata, enabled (pause/resume), missedRunPolicy. A new cron or timezone counts due times from now. */
+        patch: operations["updateSchedule"];
+        trace?: never;
+    };
+    "/api/schedules/{id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause a schedule (its creator or an admin): no run starts until it is resumed. The same as PATCH { enabled: false }. */
+        post: operations["pauseSchedule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/schedules/{id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume a paused schedule (its creator or an admin): due times count from now; what passed while paused is not run. */
+        post: operations["resumeSchedule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/schedules/{id}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The jobs a schedule made, latest due time first: one per due time (follow each with GET /api/jobs/{id}). */
+        get: operations["listScheduleRuns"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -717,7 +805,7 @@ export interface components {
                  * @description A stable code from docs/errors.md: match on it, never on the message.
                  * @enum {string}
                  */
-                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
+                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
                 /** @description What happened and what to do next. */
                 message: string;
                 /** @description VALIDATION_FAILED: a list of ValidationIssue. Other codes, when they have details: an object the code's entry in docs/errors.md describes. */
@@ -872,6 +960,53 @@ export interface components {
             maxConcurrent: number | null;
             /** @description Jobs of the organisation started per minute; null: no limit. */
             perMinute: number | null;
+        };
+        Schedule: {
+            id: string;
+            /** @description The pinned flow; null: the provider's active flow at each due time. */
+            flowId: string | null;
+            providerId: string;
+            /** @description The creator, whose provider session the runs use. */
+            userId: string;
+            cron: string;
+            timezone: string;
+            metadata: {
+                [key: string]: unknown;
+            } | null;
+            enabled: boolean;
+            /** @enum {string} */
+            missedRunPolicy: "skip" | "runOnce";
+            /** @description The next due times (up to five) as ISO 8601 with the offset of the schedule's time zone; empty while paused. */
+            nextRuns: string[];
+            /** @description The last due time the scheduler handled, and its job (null when it was refused). */
+            lastRun: {
+                /** Format: date-time */
+                dueAt: string;
+                jobId: string | null;
+            } | null;
+            /** @description Why the last run was refused (e.g. PROVIDER_NOT_CONNECTED); null after a run that was made. */
+            lastError: {
+                code: string;
+                message: string;
+                /** Format: date-time */
+                at: string;
+            } | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        ScheduleRun: {
+            jobId: string;
+            /** Format: date-time */
+            dueAt: string;
+            /** @enum {string} */
+            status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead";
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            finishedAt: string | null;
+            errorCode: string | null;
         };
         Secret: {
             name: string;
@@ -5077,6 +5212,736 @@ export interface operations {
             };
             /** @description `RATE_LIMITED`: Too many requests; wait the seconds Retry-After gives, then try again. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listSchedules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The schedules. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        schedules: components["schemas"]["Schedule"][];
+                    };
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    createSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Run this flow (pinned, whether active or not). Give flowId or providerId. */
+                    flowId?: string;
+                    /** @description Run the provider's active flow at each due time. Give flowId or providerId. */
+                    providerId?: string;
+                    /** @description Five fields (minute hour day-of-month month day-of-week, e.g. `0 8 * * 1-5`) or six with seconds first (`*\/30 * * * * *`). */
+                    cron: string;
+                    /** @description An IANA time zone the pattern is read in, e.g. `America/Guayaquil`. */
+                    timezone: string;
+                    /** @description The runs' metadata (the script's `payload`), as in POST /api/run. */
+                    metadata?: {
+                        [key: string]: unknown;
+                    };
+                    /** @default true */
+                    enabled?: boolean;
+                    /**
+                     * @description Due times that passed while no scheduler ran (later than SCHEDULER_MISFIRE_GRACE_MS): `skip` runs none of them, `runOnce` runs once for all of them.
+                     * @default skip
+                     * @enum {string}
+                     */
+                    missedRunPolicy?: "skip" | "runOnce";
+                };
+            };
+        };
+        responses: {
+            /** @description The schedule, with its next run times. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        schedule: components["schemas"]["Schedule"];
+                    };
+                };
+            };
+            /**
+             * @description `SCHEDULE_CRON_INVALID`: The schedule's cron pattern is not valid or never comes due; use five fields (minute hour day-of-month month day-of-week, e.g. "0 8 * * 1-5") or six with seconds first (e.g. "*\/30 * * * * *").
+             *
+             *     `SCHEDULE_TIMEZONE_INVALID`: The schedule's timezone is not an IANA time zone name; use one such as America/Guayaquil, Europe/Madrid or UTC.
+             *
+             *     `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `NOT_FOUND`: Nothing with this id exists in your organisation.
+             *
+             *     `PROVIDER_NOT_FOUND`: No provider with this id; list them with GET /api/providers.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `METADATA_TOO_LARGE`: The run's metadata is larger than RUN_MAX_METADATA_BYTES as JSON; send less (large inputs belong in S3 or in tenant secrets, not in metadata).
+             *
+             *     `PAYLOAD_TOO_LARGE`: The request body is too large.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The schedule. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        schedule: components["schemas"]["Schedule"];
+                    };
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deleteSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it).
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    updateSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @description Five fields (minute hour day-of-month month day-of-week, e.g. `0 8 * * 1-5`) or six with seconds first (`*\/30 * * * * *`). */
+                    cron?: string;
+                    /** @description An IANA time zone the pattern is read in, e.g. `America/Guayaquil`. */
+                    timezone?: string;
+                    /** @description New metadata; null removes it. */
+                    metadata?: {
+                        [key: string]: unknown;
+                    } | null;
+                    /** @description false pauses the schedule, true resumes it (as POST …/pause and …/resume). */
+                    enabled?: boolean;
+                    /**
+                     * @description Due times that passed while no scheduler ran (later than SCHEDULER_MISFIRE_GRACE_MS): `skip` runs none of them, `runOnce` runs once for all of them.
+                     * @enum {string}
+                     */
+                    missedRunPolicy?: "skip" | "runOnce";
+                };
+            };
+        };
+        responses: {
+            /** @description The schedule as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        schedule: components["schemas"]["Schedule"];
+                    };
+                };
+            };
+            /**
+             * @description `SCHEDULE_CRON_INVALID`: The schedule's cron pattern is not valid or never comes due; use five fields (minute hour day-of-month month day-of-week, e.g. "0 8 * * 1-5") or six with seconds first (e.g. "*\/30 * * * * *").
+             *
+             *     `SCHEDULE_TIMEZONE_INVALID`: The schedule's timezone is not an IANA time zone name; use one such as America/Guayaquil, Europe/Madrid or UTC.
+             *
+             *     `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it).
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `METADATA_TOO_LARGE`: The run's metadata is larger than RUN_MAX_METADATA_BYTES as JSON; send less (large inputs belong in S3 or in tenant secrets, not in metadata).
+             *
+             *     `PAYLOAD_TOO_LARGE`: The request body is too large.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pauseSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The schedule as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        schedule: components["schemas"]["Schedule"];
+                    };
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it).
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resumeSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The schedule as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        schedule: components["schemas"]["Schedule"];
+                    };
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it).
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listScheduleRuns: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The runs. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        runs: components["schemas"]["ScheduleRun"][];
+                    };
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
