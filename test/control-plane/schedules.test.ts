@@ -1,7 +1,7 @@
 /**
  * Schedules (docs/schedules.md) on real services — redis-server, s3rver, PGlite in memory: the API (create, read
  * with next run times, list, update, pause, resume, delete, runs), its validation errors, and the scheduler's
- * missed-run policy after downtime, its refused runs and a row it cannot use. Two API processes on one PostgreSQL
+ * missed-run policy after downtime, its refused runs (also a removed member's) and rows it cannot use. Two API processes on one PostgreSQL
  * are in schedules-replicas.test.ts.
  */
 import { after, before, describe, it } from 'node:test';
@@ -189,6 +189,16 @@ describe('schedules', () => {
       // A row the scheduler cannot use (written behind the API's back): parked with its error, never a crash.
       const broken = (await ok('POST', '/api/schedules', { providerId: 'demo', cron: EVERY_2S, timezone: 'UTC' })).schedule;
       await t.db.withOrg(org.orgId, (tx) => tx.query("UPDATE schedules SET cron = 'not a pattern' WHERE id = $1", [broken.id]));
+      const badZone = (await ok('POST', '/api/schedules', { providerId: 'demo', cron: EVERY_2S, timezone: 'UTC' })).schedule;
+      await t.db.withOrg(org.orgId, (tx) => tx.query("UPDATE schedules SET timezone = 'Nowhere/Town' WHERE id = $1", [badZone.id]));
+      // A member's schedule, then the member is removed (soft, as DELETE /api/members/{id} does): its runs are refused.
+      const memberId = randomUUID();
+      await t.db.withOrg(org.orgId, (tx) => insertUser(tx, {
+        id: memberId, org_id: org.orgId, email: `leaver-${randomUUID()}@example.com`, name: 'Leaver', password_hash: 'x', role: 'member',
+      }));
+      const leaver = await new TokenService(TEST_JWT_SECRET, 3600).sign({ userId: memberId, orgId: org.orgId });
+      const orphan = (await ok('POST', '/api/schedules', { providerId: 'demo', cron: EVERY_2S, timezone: 'UTC' }, leaver)).schedule;
+      await t.db.withOrg(org.orgId, (tx) => tx.query('UPDATE users SET removed_at = now() WHERE id = $1', [memberId]));
 
       // No scheduler runs while due times pass: the first three of each are missed by more than the grace.
       const cursors = await t.db.withOrg(org.orgId, (tx) => tx.query<{ id: string; next_due_at: Date }>(
@@ -243,10 +253,17 @@ describe('schedules', () => {
       assert.equal(b.lastError?.code, 'SCHEDULE_CRON_INVALID', JSON.stringify(b));
       assert.match(b.lastError.message, /PATCH \/api\/schedules\//);
       assert.deepEqual(b.nextRuns, []);
-      // Still serving (the bad row crashed nothing), and the broken schedule is mended by a PATCH.
+      const z = (await ok('GET', `/api/schedules/${badZone.id}`)).schedule;
+      assert.equal(z.lastError?.code, 'SCHEDULE_CRON_INVALID', JSON.stringify(z));
+      assert.match(z.lastError.message, /Nowhere\/Town/);
+      const o = (await ok('GET', `/api/schedules/${orphan.id}`)).schedule;
+      assert.equal(o.lastError?.code, 'FORBIDDEN', JSON.stringify(o));
+      assert.match(o.lastError.message, /no longer a member/);
+      assert.deepEqual(await runsOf(orphan.id), []);
+      // Still serving (the bad rows crashed nothing), and the broken schedule is mended by a PATCH.
       const mended = (await ok('PATCH', `/api/schedules/${broken.id}`, { cron: '0 8 * * *' })).schedule;
       assert.equal(mended.nextRuns.length, 5);
-      for (const s of [skip, once, refused, broken]) await ok('POST', `/api/schedules/${s.id}/pause`);
+      for (const s of [skip, once, refused, broken, orphan]) await ok('POST', `/api/schedules/${s.id}/pause`);
     });
   });
 });

@@ -15,10 +15,11 @@
  * A bad row (a pattern that no longer compiles) is parked with its error recorded; an error of one schedule is
  * logged and never stops the others, the loop or the API.
  */
-import { isSriError } from '../../shared/errors.ts';
+import { isSriError, SriError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { ApiContext } from '../context.ts';
 import type { Database, Tx } from '../db/index.ts';
+import { findUser } from '../db/queries/accounts.ts';
 import { findJobByIdempotencyKey } from '../db/queries/jobs.ts';
 import { claimDue, finishClaim, listDueSchedules, parkSchedule, retakeClaim, type ScheduleRow } from '../db/queries/schedules.ts';
 import type { RunAdmission } from '../jobs/admission.ts';
@@ -129,17 +130,17 @@ export class Scheduler {
     for (let step = 0; step < MAX_STEPS_PER_TICK && current; step++) {
       const s: ScheduleRow = current;
       if (!s.enabled || s.pending_due_at !== null || s.next_due_at === null || asDate(s.next_due_at).getTime() > now) return;
-      let timing: CronTiming;
+      const cursor = asDate(s.next_due_at);
+      let plan: ReturnType<typeof planDue>;
       try {
-        timing = new CronTiming(s.cron, s.timezone);
+        plan = planDue(new CronTiming(s.cron, s.timezone), cursor, now, this.opts.misfireGraceMs, s.missed_run_policy);
       } catch (err) {
-        const message = `The schedule's cron "${s.cron}" in ${s.timezone} no longer compiles (${(err as Error).message}); fix it with PATCH /api/schedules/${s.id}.`;
-        this.log.error({ scheduleId: s.id, orgId: s.org_id, err }, 'schedule parked: its pattern does not compile');
+        // Only a row written behind the API's back gets here (the API checks both): parked, not retried every tick.
+        const message = `The schedule's cron "${s.cron}" in time zone ${s.timezone} no longer works (${(err as Error).message}); fix it with PATCH /api/schedules/${s.id}.`;
+        this.log.error({ scheduleId: s.id, orgId: s.org_id, err }, 'schedule parked: its pattern or time zone does not work');
         await withOrg((tx) => parkSchedule(tx, s.id, s.revision, 'SCHEDULE_CRON_INVALID', message));
         return;
       }
-      const cursor = asDate(s.next_due_at);
-      const plan = planDue(timing, cursor, now, this.opts.misfireGraceMs, s.missed_run_policy);
       const claimed: ScheduleRow | undefined = await withOrg((tx) => claimDue(tx, s.id, s.revision, { nextDueAt: plan.next, runDueAt: plan.run, now: new Date(now) }));
       // Another process claimed this due time first, or the schedule was edited, paused or deleted meanwhile.
       if (!claimed) return;
@@ -179,6 +180,11 @@ export function scheduledRunSubmitter(ctx: ApiContext, admission: RunAdmission):
   const log = ctx.logger.child({ component: 'scheduler' });
   return async (s, dueAt) => {
     const idempotencyKey = `schedule:${s.id}:${dueAt.toISOString()}`;
+    // A removed member's schedules stop making runs with the session they left behind.
+    if (!(await ctx.db.withOrg(s.org_id, (tx) => findUser(tx, s.user_id)))) {
+      throw new SriError('FORBIDDEN', 'The schedule\'s creator is no longer a member of the organisation, so its runs have no session to use; '
+        + 'an admin can delete the schedule, and a member create it again.');
+    }
     try {
       const submitted = await submitRun(ctx, admission, {
         orgId: s.org_id, userId: s.user_id, providerId: s.provider_id, flowId: s.flow_id ?? undefined, metadata: s.metadata ?? undefined,
