@@ -45,6 +45,9 @@ export const JobMessage = z.object({
   secrets: z.string().startsWith('sri-enc:v1:').max(256 * 1024).optional(),
   /** The enqueue span of the control plane (or of any producer): the worker's spans are its children. Unsigned. */
   traceparent: Traceparent.optional(),
+  /** The schedule and due time (ISO 8601) a scheduled run was made for (docs/schedules.md). Unsigned, informational. */
+  scheduleId: Id.optional(),
+  dueAt: z.string().min(1).max(64).optional(),
 }).refine((j) => j.scriptContent !== undefined || j.scriptKey !== undefined, {
   message: 'either scriptContent or scriptKey is required', path: ['scriptContent'],
 });

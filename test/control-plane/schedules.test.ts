@@ -237,14 +237,18 @@ describe('schedules', () => {
         assert.equal(j.idempotency_key, `schedule:${j.schedule_id}:${new Date(j.due_at).toISOString()}`);
         if (j.schedule_id === once.id) assert.equal(j.flow_id, flowId);
       }
-      const queued = (await t.redis.lrange(keys.orgJobs(org.orgId), 0, -1)).map((m) => JSON.parse(m) as { jobId: string; orgId: string; userId: string });
+      const queued = (await t.redis.lrange(keys.orgJobs(org.orgId), 0, -1))
+        .map((m) => JSON.parse(m) as { jobId: string; orgId: string; userId: string; scheduleId?: string; dueAt?: string });
       for (const j of jobs) {
         const msg = queued.filter((m) => m.jobId === j.id);
         assert.equal(msg.length, 1, `job ${j.id} queued once`);
-        assert.deepEqual([msg[0]!.orgId, msg[0]!.userId], [org.orgId, org.userId]);
+        assert.deepEqual([msg[0]!.orgId, msg[0]!.userId, msg[0]!.scheduleId, msg[0]!.dueAt], [org.orgId, org.userId, j.schedule_id, new Date(j.due_at).toISOString()]);
       }
       const job = await ok('GET', `/api/jobs/${skipRuns[0]!.jobId}`);
       assert.equal(job.job.status, 'queued');
+      assert.deepEqual(job.job.schedule, { id: skip.id, dueAt: skipRuns[0]!.dueAt });
+      await t.runJob(org);
+      assert.ok((await ok('GET', '/api/jobs?pageSize=100')).jobs.some((j: { schedule: unknown }) => j.schedule === null), 'a run by hand has none');
 
       const r = (await ok('GET', `/api/schedules/${refused.id}`)).schedule;
       assert.equal(r.lastError?.code, 'PROVIDER_NOT_CONNECTED', JSON.stringify(r));

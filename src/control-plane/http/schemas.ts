@@ -176,6 +176,8 @@ export const Job = z.object({
   error: z.object({ code: z.string().describe('A job failure code of docs/errors.md.'), message: z.string() }).nullable(),
   workerId: z.string().nullable(),
   userId: z.string().describe('The user who ran it.'),
+  schedule: z.object({ id: z.string(), dueAt: Timestamp }).nullable()
+    .describe('The schedule and due time this job was made for (docs/schedules.md); null for a run started by hand.'),
 }).meta({ id: 'Job' });
 export const Artifact = z.object({
   kind: ArtifactKind, name: z.string(), uri: z.string().describe('s3://bucket/key'),

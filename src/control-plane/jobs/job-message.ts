@@ -39,6 +39,7 @@ export function verifiedJobMessage(a: {
     metadata: job.metadata ?? undefined, traceId: job.trace_id ?? undefined, allowedHosts: provider.allowedHosts,
     priority: job.priority, attempt: a.attempt ?? job.attempt, ...(maxAttempts === undefined ? {} : { maxAttempts }),
     ...(a.secrets === undefined ? {} : { secrets: a.secrets }),
+    ...(job.schedule_id === null || job.due_at === null ? {} : { scheduleId: job.schedule_id, dueAt: new Date(job.due_at).toISOString() }),
   });
   // Signed as parsed, so the worker verifies exactly the allowedHosts (and ids) it will read.
   return { ...message, envelopeSignature: signEnvelope(message, a.signingSecret) };

@@ -12,7 +12,6 @@ import { setSpanError, traceFields, type Span } from '../../shared/tracing.ts';
 import type { ApiContext } from '../context.ts';
 import { isUniqueViolation } from '../db/index.ts';
 import { findActiveFlow, findFlow, type FlowRow } from '../db/queries/flows.ts';
-import { markScheduledJob } from '../db/queries/schedules.ts';
 import { failJob, findJobByIdempotencyKey, insertJob, type JobRow } from '../db/queries/jobs.ts';
 import { findProvider } from '../db/queries/providers.ts';
 import type { RunAdmission } from './admission.ts';
@@ -82,9 +81,9 @@ export async function submitRun(ctx: ApiContext, admission: RunAdmission, run: R
       const job = await insertJob(tx, {
         id: jobId, orgId, userId, providerId: provider.id, flowId: flow.id, flowVersion: flow.version,
         idempotencyKey, requestHash, metadata: run.metadata, traceId, priority: run.priority, maxAttempts: run.maxAttempts,
+        // A second job for the same schedule and due time fails the insert (jobs_schedule_due_key).
+        schedule: run.schedule,
       });
-      // In the insert's transaction: a second job for the same schedule and due time fails the commit (unique index).
-      if (run.schedule) await markScheduledJob(tx, jobId, run.schedule.id, run.schedule.dueAt);
       // Built (and the flow verified) before the commit: a tampered flow leaves no job behind.
       return { flow, message: await sealedJobMessage(tx, ctx, { job, flow, provider }) };
     });

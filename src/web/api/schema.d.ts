@@ -886,6 +886,12 @@ export interface components {
             workerId: string | null;
             /** @description The user who ran it. */
             userId: string;
+            /** @description The schedule and due time this job was made for (docs/schedules.md); null for a run started by hand. */
+            schedule: {
+                id: string;
+                /** Format: date-time */
+                dueAt: string;
+            } | null;
         };
         JobDetail: {
             id: string;
@@ -913,6 +919,12 @@ export interface components {
             workerId: string | null;
             /** @description The user who ran it. */
             userId: string;
+            /** @description The schedule and due time this job was made for (docs/schedules.md); null for a run started by hand. */
+            schedule: {
+                id: string;
+                /** Format: date-time */
+                dueAt: string;
+            } | null;
             /** @description The parsed data the flow set (parsed-data.json); null until the job has some. */
             result: unknown;
             artifacts: components["schemas"]["Artifact"][];

@@ -36,24 +36,28 @@ export interface JobRow {
   trace_id: string | null;
   priority: JobPriority;
   max_attempts: number | null;
+  /** The schedule and due time the job was made for (0008_schedules.sql); null for a run started by hand. */
+  schedule_id: string | null;
+  due_at: Date | null;
 }
 
 const COLUMNS = `id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash,
   created_at, started_at, finished_at, duration_ms, worker_id, error_code, error_message, result, files, artifacts, metadata, trace_id,
-  priority, max_attempts`;
+  priority, max_attempts, schedule_id, due_at`;
 const FINAL_SQL = `('done', 'failed', 'cancelled', 'dead')`;
 
 export async function insertJob(tx: Tx, j: {
   id: string; orgId: string; userId: string; providerId: string; flowId: string; flowVersion: string;
   idempotencyKey?: string; requestHash?: string; metadata?: unknown; traceId: string;
-  priority?: JobPriority; maxAttempts?: number;
+  priority?: JobPriority; maxAttempts?: number; schedule?: { id: string; dueAt: Date } | undefined;
 }): Promise<JobRow> {
   return (await tx.query<JobRow>(`INSERT INTO jobs
       (id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash, metadata, trace_id,
-       priority, max_attempts)
-    VALUES ($1, $2, $3, $4, $5, $6, 'queued', 1, $7, $8, $9::jsonb, $10, $11, $12) RETURNING ${COLUMNS}`,
+       priority, max_attempts, schedule_id, due_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'queued', 1, $7, $8, $9::jsonb, $10, $11, $12, $13, $14) RETURNING ${COLUMNS}`,
   [j.id, j.orgId, j.userId, j.providerId, j.flowId, j.flowVersion, j.idempotencyKey ?? null, j.requestHash ?? null,
-    j.metadata === undefined ? null : JSON.stringify(j.metadata), j.traceId, j.priority ?? 'normal', j.maxAttempts ?? null]))[0]!;
+    j.metadata === undefined ? null : JSON.stringify(j.metadata), j.traceId, j.priority ?? 'normal', j.maxAttempts ?? null,
+    j.schedule?.id ?? null, j.schedule?.dueAt ?? null]))[0]!;
 }
 
 export async function findJobByIdempotencyKey(tx: Tx, key: string): Promise<JobRow | undefined> {

@@ -89,11 +89,6 @@ export async function listScheduleRuns(tx: Tx, scheduleId: string, limit: number
     WHERE schedule_id = $1 ORDER BY due_at DESC LIMIT $2`, [scheduleId, limit]);
 }
 
-/** Marks the job just inserted (same transaction) as the run of `scheduleId` for `dueAt`: jobs_schedule_due_key makes it the only one. */
-export async function markScheduledJob(tx: Tx, jobId: string, scheduleId: string, dueAt: Date): Promise<void> {
-  await tx.query('UPDATE jobs SET schedule_id = $2, due_at = $3 WHERE id = $1', [jobId, scheduleId, dueAt]);
-}
-
 // ── The scheduler ─────────────────────────────────────────────────────────────────────────────────────────────────
 
 /**

@@ -20,6 +20,7 @@ export function jobJson(j: JobRow): z.infer<typeof Job> {
     id: j.id, status: recordedStatus(j.status), providerId: j.provider_id, flowId: j.flow_id, flowVersion: j.flow_version,
     attempt: j.attempt, priority: j.priority, maxAttempts: j.max_attempts, createdAt: new Date(j.created_at).toISOString(), finishedAt: iso(j.finished_at), duration: j.duration_ms,
     error: j.error_code ? { code: j.error_code, message: j.error_message ?? '' } : null, workerId: j.worker_id, userId: j.user_id,
+    schedule: j.schedule_id === null || j.due_at === null ? null : { id: j.schedule_id, dueAt: new Date(j.due_at).toISOString() },
   };
 }
 
