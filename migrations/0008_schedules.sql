@@ -39,6 +39,8 @@ CREATE TABLE schedules (
 );
 CREATE INDEX schedules_org_idx ON schedules (org_id, created_at);
 CREATE INDEX schedules_due_idx ON schedules (next_due_at) WHERE enabled;
+-- The scheduler's other question each tick: claims left unfinished (rare, so the index is small).
+CREATE INDEX schedules_claimed_idx ON schedules (pending_claimed_at) WHERE pending_due_at IS NOT NULL;
 
 ALTER TABLE jobs ADD COLUMN schedule_id text;
 ALTER TABLE jobs ADD COLUMN due_at timestamptz;

@@ -96,9 +96,13 @@ export async function listScheduleRuns(tx: Tx, scheduleId: string, limit: number
  * before `staleBefore` (its process died before finishing it). Oldest due first, at most `limit`.
  */
 export async function listDueSchedules(tx: Tx, now: Date, staleBefore: Date, limit: number): Promise<ScheduleRow[]> {
-  return tx.query<ScheduleRow>(`SELECT ${COLUMNS} FROM schedules
-    WHERE enabled AND ((pending_due_at IS NULL AND next_due_at <= $1) OR pending_claimed_at < $2)
-    ORDER BY next_due_at NULLS LAST, id LIMIT $3`, [now, staleBefore, limit]);
+  // Two questions, each answered by its partial index (schedules_due_idx, schedules_claimed_idx), rather than one OR
+  // that would read the whole table every tick.
+  return tx.query<ScheduleRow>(`(SELECT ${COLUMNS} FROM schedules
+      WHERE enabled AND next_due_at <= $1 AND pending_due_at IS NULL ORDER BY next_due_at LIMIT $3)
+    UNION ALL
+    (SELECT ${COLUMNS} FROM schedules
+      WHERE pending_due_at IS NOT NULL AND pending_claimed_at < $2 AND enabled ORDER BY pending_claimed_at LIMIT $3)`, [now, staleBefore, limit]);
 }
 
 /**
