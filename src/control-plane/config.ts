@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { commonSettings, intSetting, keyringSchema, loadConfig, setting, type ConfigOf } from '../shared/config.ts';
+import { SriError } from '../shared/errors.ts';
 
 export const apiSettings = {
   ...commonSettings,
@@ -75,5 +76,13 @@ export const apiSettings = {
 export type ApiConfig = ConfigOf<typeof apiSettings>;
 
 export function loadApiConfig(env: Record<string, string | undefined> = process.env): ApiConfig {
-  return loadConfig(apiSettings, env);
+  const config = loadConfig(apiSettings, env);
+  if (config.schedulerEnabled && config.schedulerMisfireGraceMs < config.schedulerTickMs) {
+    // A due time is found up to one tick late: with less grace than that, a schedule with missedRunPolicy skip
+    // would never run.
+    throw new SriError('CONFIG_INVALID', `Invalid configuration: SCHEDULER_MISFIRE_GRACE_MS (${config.schedulerMisfireGraceMs}) must be at least `
+      + `SCHEDULER_TICK_MS (${config.schedulerTickMs}): the scheduler finds a due time up to one tick late, and a shorter grace would count every `
+      + 'due time as missed. See docs/configuration.md.');
+  }
+  return config;
 }

@@ -2,6 +2,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isSriError } from '../../src/shared/errors.ts';
+import { loadApiConfig } from '../../src/control-plane/config.ts';
+import { TEST_JWT_SECRET, TEST_SIGNING_SECRET } from '../support/services.ts';
 import { assertTiming, CronTiming, inZone, planDue } from '../../src/control-plane/schedules/cron.ts';
 
 const at = (iso: string) => new Date(iso);
@@ -62,5 +64,27 @@ describe('assertTiming', () => {
     ] as const) {
       assert.throws(() => assertTiming(timing), (e: unknown) => isSriError(e) && e.code === code && e.status === 400, JSON.stringify(timing));
     }
+  });
+});
+
+describe('scheduler settings', () => {
+  const base = { JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET };
+
+  it('defaults to a scheduler ticking every second with a minute of grace', () => {
+    const c = loadApiConfig(base);
+    assert.deepEqual([c.schedulerEnabled, c.schedulerTickMs, c.schedulerMisfireGraceMs], [true, 1000, 60_000]);
+    assert.equal(loadApiConfig({ ...base, SCHEDULER_ENABLED: 'false' }).schedulerEnabled, false);
+  });
+
+  it('refuses a grace shorter than a tick, and bad values, naming the variable', () => {
+    for (const [env, name] of [
+      [{ SCHEDULER_TICK_MS: '5000', SCHEDULER_MISFIRE_GRACE_MS: '1000' }, /SCHEDULER_MISFIRE_GRACE_MS \(1000\) must be at least SCHEDULER_TICK_MS \(5000\)/],
+      [{ SCHEDULER_TICK_MS: '10' }, /SCHEDULER_TICK_MS/],
+      [{ SCHEDULER_ENABLED: 'yes' }, /SCHEDULER_ENABLED must be true or false/],
+    ] as const) {
+      assert.throws(() => loadApiConfig({ ...base, ...env }), (e: unknown) => isSriError(e) && e.code === 'CONFIG_INVALID' && name.test(e.message), JSON.stringify(env));
+    }
+    // Without a scheduler in this process the pair does not matter.
+    assert.equal(loadApiConfig({ ...base, SCHEDULER_ENABLED: 'false', SCHEDULER_TICK_MS: '5000', SCHEDULER_MISFIRE_GRACE_MS: '0' }).schedulerEnabled, false);
   });
 });
