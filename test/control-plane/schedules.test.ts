@@ -84,8 +84,12 @@ describe('schedules', () => {
       const patched = (await ok('PATCH', `/api/schedules/${schedule.id}`, { cron: '30 7 * * *', timezone: 'Europe/Madrid', metadata: null, missedRunPolicy: 'runOnce' })).schedule;
       assert.deepEqual([patched.cron, patched.timezone, patched.metadata, patched.missedRunPolicy], ['30 7 * * *', 'Europe/Madrid', null, 'runOnce']);
       for (const at of patched.nextRuns as string[]) assert.match(at, /T07:30:00\+0[12]:00$/);
+      // A claim a dead process left behind is dropped by the pause: resuming will not run that old due time.
+      await t.db.withOrg(org.orgId, (tx) => tx.query("UPDATE schedules SET pending_due_at = now() - interval '1 day', pending_claimed_at = now() - interval '1 day' WHERE id = $1", [schedule.id]));
       const paused = (await ok('POST', `/api/schedules/${schedule.id}/pause`)).schedule;
       assert.deepEqual([paused.enabled, paused.nextRuns], [false, []]);
+      const [claim] = await t.db.withOrg(org.orgId, (tx) => tx.query<{ pending_due_at: Date | null }>('SELECT pending_due_at FROM schedules WHERE id = $1', [schedule.id]));
+      assert.equal(claim!.pending_due_at, null);
       assert.equal((await ok('POST', `/api/schedules/${schedule.id}/pause`)).schedule.enabled, false, 'pausing twice is harmless');
       assert.equal((await ok('PATCH', `/api/schedules/${schedule.id}`, { enabled: true })).schedule.enabled, true, 'PATCH enabled resumes');
       assert.equal((await ok('PATCH', `/api/schedules/${schedule.id}`, { enabled: false })).schedule.enabled, false, 'PATCH enabled pauses');

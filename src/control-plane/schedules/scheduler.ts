@@ -192,10 +192,11 @@ export function scheduledRunSubmitter(ctx: ApiContext, admission: RunAdmission):
       }, { log });
       return { jobId: submitted.jobId };
     } catch (err) {
-      // The job of this due time exists but was made before the schedule's metadata changed: it is still this due time's run.
+      // The job of this due time exists but was made before the schedule's metadata changed: it is still this due
+      // time's run. (A job someone started by hand under this key is not: the run is refused.)
       if (isSriError(err) && err.code === 'IDEMPOTENCY_CONFLICT') {
         const job = await ctx.db.withOrg(s.org_id, (tx) => findJobByIdempotencyKey(tx, idempotencyKey));
-        if (job) return { jobId: job.id };
+        if (job?.schedule_id === s.id) return { jobId: job.id };
       }
       throw err;
     }

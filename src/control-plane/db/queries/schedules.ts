@@ -59,12 +59,16 @@ export async function findSchedule(tx: Tx, id: string): Promise<ScheduleRow | un
 /**
  * Writes the schedule's settings (already checked). `nextDueAt` moves the cursor (a new timing, a resume); undefined
  * leaves it where the scheduler has it — not where this transaction read it, which a claim may have moved since.
+ * Pausing drops a claim its process left unfinished, so resuming never starts a run for a due time from before the
+ * pause (a submit already under way still finishes: its job is made, the schedule just does not record it).
  */
 export async function updateSchedule(tx: Tx, id: string, u: {
   cron: string; timezone: string; metadata: Record<string, unknown> | null; enabled: boolean; missedRunPolicy: string; nextDueAt: Date | null | undefined;
 }): Promise<ScheduleRow | undefined> {
   return (await tx.query<ScheduleRow>(`UPDATE schedules SET cron = $2, timezone = $3, metadata = $4::jsonb, enabled = $5,
-      missed_run_policy = $6, next_due_at = CASE WHEN $8::boolean THEN $7::timestamptz ELSE next_due_at END, revision = revision + 1, updated_at = now()
+      missed_run_policy = $6, next_due_at = CASE WHEN $8::boolean THEN $7::timestamptz ELSE next_due_at END,
+      pending_due_at = CASE WHEN $5 THEN pending_due_at END, pending_claimed_at = CASE WHEN $5 THEN pending_claimed_at END,
+      revision = revision + 1, updated_at = now()
     WHERE id = $1 RETURNING ${COLUMNS}`,
   [id, u.cron, u.timezone, u.metadata === null ? null : JSON.stringify(u.metadata), u.enabled, u.missedRunPolicy, u.nextDueAt ?? null,
     u.nextDueAt !== undefined]))[0];
