@@ -273,5 +273,32 @@ describe('schedules', () => {
       assert.equal(mended.nextRuns.length, 5);
       for (const s of [skip, once, refused, broken, orphan]) await ok('POST', `/api/schedules/${s.id}/pause`);
     });
+
+    it('takes over a claim a dead process left, and makes one job for its due time even when that process had made it', async () => {
+      // Due at 08:00 every 1 January: nothing comes due by itself during the test.
+      const { schedule } = await ok('POST', '/api/schedules', { providerId: 'demo', cron: '0 8 1 1 *', timezone: 'UTC' });
+      const dueAt = new Date(Math.floor((Date.now() - 120_000) / 1000) * 1000);
+      // A claim made two minutes ago (the takeover delay is 60 s) by a process that never finished it.
+      const leaveClaim = () => t.db.withOrg(org.orgId, (tx) => tx.query(
+        "UPDATE schedules SET pending_due_at = $2, pending_claimed_at = now() - interval '2 minutes', revision = revision + 1 WHERE id = $1", [schedule.id, dueAt]));
+      const claimCleared = () => waitFor(async () => {
+        const [row] = await t.db.withOrg(org.orgId, (tx) => tx.query<{ pending_due_at: Date | null }>('SELECT pending_due_at FROM schedules WHERE id = $1', [schedule.id]));
+        return row!.pending_due_at === null;
+      }, { what: 'the claim taken over and finished', timeoutMs: 60_000 });
+      await leaveClaim();
+      scheduler = await startScheduler();
+      await claimCleared();
+      const first = await runsOf(schedule.id);
+      assert.deepEqual(first.map((r) => r.dueAt), [dueAt.toISOString()]);
+      // The same claim again, as if its first process had been slow rather than dead: the job it made is the run.
+      await leaveClaim();
+      await claimCleared();
+      await scheduler.close();
+      scheduler = undefined;
+      assert.deepEqual(await runsOf(schedule.id), first, 'still one job for the due time');
+      const s = (await ok('GET', `/api/schedules/${schedule.id}`)).schedule;
+      assert.deepEqual([s.lastRun, s.lastError], [{ dueAt: dueAt.toISOString(), jobId: first[0]!.jobId }, null]);
+      await ok('DELETE', `/api/schedules/${schedule.id}`);
+    });
   });
 });
