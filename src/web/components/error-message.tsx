@@ -6,6 +6,7 @@ import { ApiError } from '../api/client.ts';
 const KNOWN = [
   'INVALID_CREDENTIALS', 'EMAIL_TAKEN', 'WEAK_PASSWORD', 'ACCOUNT_LOCKED', 'RATE_LIMITED', 'FORBIDDEN', 'PROVIDER_NOT_CONNECTED',
   'NO_ACTIVE_FLOW', 'FLOW_VERSION_EXISTS', 'QUEUE_FULL', 'CSRF_TOKEN_INVALID', 'VALIDATION_FAILED',
+  'SCHEDULE_CRON_INVALID', 'SCHEDULE_TIMEZONE_INVALID',
 ] as const;
 type Known = (typeof KNOWN)[number];
 const isKnown = (code: string): code is Known => (KNOWN as readonly string[]).includes(code);

@@ -11,6 +11,7 @@ import { useFormat } from '../../lib/format.ts';
 import { useActivate } from '../flows/flows-page.tsx';
 import { useProviders } from '../providers/providers-page.tsx';
 import { RunForm } from './run-form.tsx';
+import { SchedulesSection } from './schedules-section.tsx';
 
 export default function FlowPage() {
   const { t } = useTranslation();
@@ -43,6 +44,7 @@ export default function FlowPage() {
         </button>
       )}
       {fl.active && <section className="card" aria-labelledby="run-heading"><h2 id="run-heading">{t('flows.run')}</h2><RunForm providerId={fl.providerId} draftKey={`run:${fl.providerId}`} /></section>}
+      <SchedulesSection flow={fl} />
       <section aria-labelledby="steps-heading">
         <h2 id="steps-heading">{t('flows.steps')}</h2>
         <ol className="steps-readonly">
