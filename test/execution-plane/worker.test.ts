@@ -400,9 +400,9 @@ describe('worker on real Redis, S3 and Chromium', () => {
     await queue.setQuota(org, { maxConcurrent: null });
 
     const slow = signedJob(org, `export default async function run({ page, payload, helpers }) {
-  await page.goto(payload.base + '/slow?ms=120000');
+  await page.goto(payload.base + '/slow?ms=120000', { timeout: 180000 });
   helpers.log('after the slow page');
-}`, { metadata: { base: portal.url } });
+}`, { metadata: { base: portal.url }, timeoutMs: 180_000 });
     await queue.enqueue(org, slow);
     await waitFor(async () => (await redis.get(keys.jobStatus(slow.jobId))) === 'running', { what: 'slow job running' });
     const asked = Date.now();
@@ -424,11 +424,11 @@ describe('worker on real Redis, S3 and Chromium', () => {
     await setSession(redis, org, 'user-1', session());
     await queue.setQuota(org, { maxConcurrent: 1 });
     const slowScript = `export default async function run({ page, payload, helpers, context }) {
-  await page.goto(payload.base + '/slow?ms=2500');
+  await page.goto(payload.base + '/slow?ms=2500', { timeout: 60000 });
   helpers.setResult({ attempt: context.attempt });
 }`;
-    const leased = signedJob(org, slowScript, { metadata: { base: portal.url } });
-    const waiting = signedJob(org, slowScript, { metadata: { base: portal.url } });
+    const leased = signedJob(org, slowScript, { metadata: { base: portal.url }, timeoutMs: 120_000 });
+    const waiting = signedJob(org, slowScript, { metadata: { base: portal.url }, timeoutMs: 120_000 });
     await queue.enqueue(org, leased);
     await queue.enqueue(org, waiting);
     await waitFor(async () => (await redis.get(keys.jobStatus(leased.jobId))) === 'running', { what: 'first job running' });
@@ -471,15 +471,21 @@ describe('worker on real Redis, S3 and Chromium', () => {
   it('runs up to WORKER_MAX_JOBS jobs at once and reports busy meanwhile', async () => {
     const org = testOrg('parallel');
     await setSession(redis, org, 'user-1', session());
-    // Pages long enough that two jobs overlap even when starting a browser context takes seconds (a loaded machine).
-    const slow = `export default async function run({ page, payload }) { await page.goto(payload.base + '/slow?ms=12000'); }`;
-    const jobs = [1, 2, 3].map(() => signedJob(org, slow, { metadata: { base: portal.url } }));
+    // Pages long enough that two jobs overlap even when starting a browser context takes seconds (a loaded machine),
+    // with navigation and job timeouts above the worker's (PLAYWRIGHT_TIMEOUT 5 s, EXECUTION_TIMEOUT 20 s here).
+    const slow = `export default async function run({ page, payload }) { await page.goto(payload.base + '/slow?ms=12000', { timeout: 120000 }); }`;
+    const jobs = [1, 2, 3].map(() => signedJob(org, slow, { metadata: { base: portal.url }, timeoutMs: 150_000 }));
     for (const j of jobs) await push(redis, org, j);
     const statuses = () => Promise.all(jobs.map((j) => redis.get(keys.jobStatus(j.jobId))));
     await waitFor(async () => (await statuses()).filter((s) => s === 'running').length === 2, { what: 'two jobs running at once' });
     assert.equal(worker.state(), 'busy');
     assert.equal((await statuses()).filter((s) => s === 'running').length, 2, 'never a third');
-    await waitFor(async () => (await statuses()).every((s) => s === 'done'), { timeoutMs: 180_000, what: 'all three done' });
+    let seen: Array<string | null> = [];
+    await waitFor(async () => (seen = await statuses()).every((s) => s === 'done'), { timeoutMs: 180_000, what: 'all three done' })
+      .catch((e: unknown) => {
+        const outcomes = jobs.map((j) => { const r = results.get(j.jobId); return r ? `${r.status}@${r.attempt} ${r.error?.code ?? ''} ${r.error?.message ?? ''}` : 'no result'; });
+        throw new Error(`${(e as Error).message}: statuses ${JSON.stringify(seen)}; results ${JSON.stringify(outcomes)}`, { cause: e });
+      });
     await waitFor(() => worker.state() === 'ready', { what: 'ready again' });
   });
 
