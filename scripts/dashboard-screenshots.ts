@@ -52,6 +52,8 @@ async function main(): Promise<void> {
     });
     const flow = await api<{ flow: { id: string } }>(base, 'POST', '/api/flows', reg.token, { providerId: 'demo', version: '1.0.0', name: 'Facturas', steps: demoFlowSteps(stack.portalUrl) });
     await api(base, 'POST', `/api/flows/${flow.flow.id}/activate`, reg.token);
+    // A colleague, invited by link (pending), for the members page.
+    await api(base, 'POST', '/api/members', reg.token, { email: `bea-${Date.now()}@example.com`, name: 'Bea Ruiz', role: 'member' });
     const run = await api<{ jobId: string }>(base, 'POST', '/api/run', reg.token, { providerId: 'demo', metadata: { period: '2026-01' } });
     const deadline = Date.now() + 180_000;
     for (;;) {
@@ -88,6 +90,8 @@ async function main(): Promise<void> {
     await shoot('providers', '/providers', (p) => p.getByText(/Conectado hasta/).first().waitFor());
     await shoot('flows', '/flows', (p) => p.getByRole('table').first().waitFor());
     await shoot('flow-editor', `/flows/new?from=${flow.flow.id}`, (p) => p.getByRole('group', { name: /^Paso 9:/ }).waitFor());
+    await shoot('members', '/members', (p) => p.getByText('Bea Ruiz').first().waitFor());
+    await shoot('workers', '/admin/workers', (p) => p.getByRole('table').waitFor());
     await context.close();
   } finally {
     await browser.close().catch(() => {});

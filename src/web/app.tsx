@@ -19,6 +19,13 @@ const FlowEditorPage = lazy(() => import('./pages/flow-editor/flow-editor-page.t
 const FlowPage = lazy(() => import('./pages/flow/flow-page.tsx'));
 const JobsPage = lazy(() => import('./pages/jobs/jobs-page.tsx'));
 const JobPage = lazy(() => import('./pages/job/job-page.tsx'));
+const MembersPage = lazy(() => import('./pages/members/members-page.tsx'));
+const InvitationPage = lazy(() => import('./pages/invitation/invitation-page.tsx'));
+const DeadLettersPage = lazy(() => import('./pages/dead-letters/dead-letters-page.tsx'));
+const WebhooksPage = lazy(() => import('./pages/webhooks/webhooks-page.tsx'));
+const SecretsPage = lazy(() => import('./pages/secrets/secrets-page.tsx'));
+const QuotaPage = lazy(() => import('./pages/quota/quota-page.tsx'));
+const WorkersPage = lazy(() => import('./pages/workers/workers-page.tsx'));
 const NotFoundPage = lazy(() => import('./pages/not-found/not-found-page.tsx'));
 
 const client = new QueryClient({
@@ -40,6 +47,7 @@ export function App() {
           <Routes>
             <Route path="/login" element={<LoginPage />} />
             <Route path="/register" element={<RegisterPage />} />
+            <Route path="/invitation" element={<InvitationPage />} />
             <Route element={<RequireSession><Layout /></RequireSession>}>
               <Route index element={<Navigate to="/jobs" replace />} />
               <Route path="/providers" element={<ProvidersPage />} />
@@ -48,6 +56,13 @@ export function App() {
               <Route path="/flows/:id" element={<FlowPage />} />
               <Route path="/jobs" element={<JobsPage />} />
               <Route path="/jobs/:id" element={<JobPage />} />
+              <Route path="/members" element={<MembersPage />} />
+              <Route path="/admin" element={<Navigate to="/admin/dead-letters" replace />} />
+              <Route path="/admin/dead-letters" element={<DeadLettersPage />} />
+              <Route path="/admin/webhooks" element={<WebhooksPage />} />
+              <Route path="/admin/secrets" element={<SecretsPage />} />
+              <Route path="/admin/quota" element={<QuotaPage />} />
+              <Route path="/admin/workers" element={<WorkersPage />} />
               <Route path="*" element={<NotFoundPage />} />
             </Route>
           </Routes>

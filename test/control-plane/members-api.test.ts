@@ -8,6 +8,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { redisRemovedUsers } from '../../src/control-plane/auth/removed-users.ts';
+import { findUser } from '../../src/control-plane/db/queries/accounts.ts';
+import { TokenService } from '../../src/control-plane/http/auth.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { startTestApi, type TestApi, type TestOrg } from '../support/api.ts';
 
@@ -155,6 +158,27 @@ describe('members API', () => {
     assert.equal(back.status, 201);
     assert.notEqual(back.body.member.id, fede.id);
     assert.equal((await http('GET', '/api/jobs', { token })).status, 401, 'the old token stays refused');
+  });
+
+  it('refuses a removed member on another API process too, whose look-up of them is still cached', async () => {
+    const e = email('hugo');
+    const hugo = (await http('POST', '/api/members', { token: org.token, body: { email: e, name: 'Hugo', password: STRONG } })).body.member;
+    // Two more "API processes" (token services over the same database and Redis), each with a 10-minute cache:
+    // one told about removals through Redis, one not.
+    const lookup = async ({ orgId, userId }: { orgId: string; userId: string }) => {
+      const u = await t.db.withOrg(orgId, (tx) => findUser(tx, userId));
+      return u ? { role: u.role } : undefined;
+    };
+    const other = new TokenService(t.config.jwtSecret, 3600, { lookup, cacheMs: 600_000, removedUsers: redisRemovedUsers(t.redis) });
+    const uninformed = new TokenService(t.config.jwtSecret, 3600, { lookup, cacheMs: 600_000 });
+    const auth = { orgId: org.orgId, userId: hugo.id };
+    assert.equal((await other.checkPrincipal(auth)).role, 'member');
+    assert.equal((await uninformed.checkPrincipal(auth)).role, 'member');
+    assert.equal((await http('DELETE', `/api/members/${hugo.id}`, { token: org.token })).status, 204);
+    await assert.rejects(other.checkPrincipal(auth), (err: { code?: string }) => err.code === 'TOKEN_INVALID');
+    // Without the mark, the cache alone would have honoured the removed member for AUTH_USER_CACHE_MS.
+    assert.equal((await uninformed.checkPrincipal(auth)).role, 'member');
+    assert.ok(await t.redis.ttl(keys.authRemovedUser(hugo.id)) > 3000, 'the mark lasts as long as a token can');
   });
 
   it('removes an invited member: their link stops working', async () => {

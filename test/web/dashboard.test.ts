@@ -251,7 +251,7 @@ describe('the dashboard, in Chromium, against the whole stack', () => {
     await checkPage('job page, done');
   });
 
-  it('lists the job with its status, provider, flow version and attempt', async () => {
+  it('lists the job with its status, provider, flow version, user and attempt', async () => {
     await page.getByRole('navigation').getByRole('link', { name: 'Trabajos' }).click();
     await heading('Trabajos').waitFor();
     const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: /^Abrir el trabajo/ }) });
@@ -260,8 +260,9 @@ describe('the dashboard, in Chromium, against the whole stack', () => {
     assert.equal(cells[1], 'terminado');
     assert.equal(cells[2], 'Demo supplier portal');
     assert.equal(cells[3], '1.0.0');
-    assert.match(cells[4] ?? '', /^\d{1,2}\s[a-z]{3}\s\d{4},\s\d{1,2}:\d\d\s[ap]\.\sm\.$/, 'created, in es-EC');
-    assert.equal(cells[7], '1', 'attempt');
+    assert.equal(cells[4], 'Ana Pérez', 'the user who ran it');
+    assert.match(cells[5] ?? '', /^\d{1,2}\s[a-z]{3}\s\d{4},\s\d{1,2}:\d\d\s[ap]\.\sm\.$/, 'created, in es-EC');
+    assert.equal(cells[8], '1', 'attempt');
     await see('1 trabajo');
     await checkPage('jobs list');
   });

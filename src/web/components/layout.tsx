@@ -32,6 +32,9 @@ export function Layout() {
             <li><NavLink to="/jobs">{t('nav.jobs')}</NavLink></li>
             <li><NavLink to="/flows">{t('nav.flows')}</NavLink></li>
             <li><NavLink to="/providers">{t('nav.providers')}</NavLink></li>
+            {/* The admin pages are for admins only (the API refuses anyone else with FORBIDDEN). */}
+            {user?.role === 'admin' && <li><NavLink to="/members">{t('nav.members')}</NavLink></li>}
+            {user?.role === 'admin' && <li><NavLink to="/admin">{t('nav.admin')}</NavLink></li>}
           </ul>
         </nav>
         <div className="header-tools">

@@ -2,6 +2,7 @@
  * The jobs list's filters, kept in the URL: `status` (repeated, one per status), `provider`, `from` and `to` (days,
  * YYYY-MM-DD, in the user's time zone, both included). Any change goes back to the first page.
  */
+import { useEffect, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import type { SetURLSearchParams } from 'react-router';
 import type { paths } from '../../api/client.ts';
@@ -50,19 +51,28 @@ export function JobFilters({ params, setParams, providers }: {
   params: URLSearchParams; setParams: SetURLSearchParams; providers: readonly { id: string; displayName: string }[];
 }) {
   const { t } = useTranslation();
-  const f = filtersFrom(params);
-  const update = (change: (next: URLSearchParams) => void) => setParams((prev) => {
-    const next = new URLSearchParams(prev);
-    change(next);
-    next.delete('page');
-    return next;
-  });
-  const toggle = (s: FilterStatus, on: boolean) => update((next) => {
-    const kept = next.getAll('status').filter((x) => x !== s);
-    next.delete('status');
-    for (const x of on ? [...kept, s] : kept) next.append('status', x);
-  });
-  const set = (k: string, v: string) => update((next) => { if (v) next.set(k, v); else next.delete(k); });
+  // The controls show what was chosen at once; the URL (which the list follows) is updated with it. Controlled by
+  // the URL alone, a check box would spring back until the navigation lands.
+  const fromUrl = filtersFrom(params);
+  const urlKey = JSON.stringify(fromUrl);
+  const [f, setF] = useState<Filters>(fromUrl);
+  useEffect(() => setF(JSON.parse(urlKey) as Filters), [urlKey]);
+  const update = (chosen: Filters) => {
+    setF(chosen);
+    setParams((prev) => {
+      const next = new URLSearchParams(prev);
+      next.delete('page');
+      next.delete('status');
+      for (const s of chosen.statuses) next.append('status', s);
+      for (const [k, v] of [['provider', chosen.provider], ['from', chosen.from], ['to', chosen.to]] as const) {
+        if (v) next.set(k, v);
+        else next.delete(k);
+      }
+      return next;
+    });
+  };
+  const toggle = (s: FilterStatus, on: boolean) => update({ ...f, statuses: on ? [...f.statuses.filter((x) => x !== s), s] : f.statuses.filter((x) => x !== s) });
+  const set = (k: 'provider' | 'from' | 'to', v: string) => update({ ...f, [k]: v || undefined });
   return (
     <form className="card filters" aria-label={t('jobs.filters')} onSubmit={(e) => e.preventDefault()}>
       <fieldset className="inline">

@@ -22,7 +22,8 @@ export function LoginPage() {
   const navigate = useNavigate();
   const session = useSession();
   const signedIn = useSignedIn();
-  const [email, setEmail] = useState('');
+  // An accepted invitation sends the new member here with their e-mail filled in.
+  const [email, setEmail] = useState(params.get('email') ?? '');
   const [password, setPassword] = useState('');
   const next = safeNext(params.get('next'));
   const login = useMutation({
