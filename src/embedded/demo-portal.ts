@@ -8,11 +8,18 @@
 import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
+import { totpValid } from '../shared/totp.ts';
 
 export const DEMO_USERNAME = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
 export const DEMO_SESSION_COOKIE = 'demo_session';
 export const DEMO_LOCALE_COOKIE = 'demo_locale';
+/**
+ * The seed of the demo portal's second factor (/2fa): RFC 6238's own test key ("12345678901234567890" in base32),
+ * SHA-1, 6 digits, 30 s. Public on purpose — connect the demo provider with `{"totp": {"demo": DEMO_TOTP_SEED}}`, or
+ * add it to any authenticator app, to try `fill {totp}`. Never use a published seed for a real account.
+ */
+export const DEMO_TOTP_SEED = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
 
 /**
  * The `demo` provider as `sri up` registers it (src/embedded/stack.ts): only there, and only for the port its demo
@@ -86,6 +93,17 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
     return reply.redirect('/invoices');
   });
 
+  // The second factor: a six-digit code of DEMO_TOTP_SEED, one period of clock drift either way, as portals allow.
+  // A wrong code is refused with 401 and the form again.
+  app.get('/2fa', async (_req, reply) => html(reply, 200, 'Second factor', totpForm(false)));
+  app.post('/2fa', async (req, reply) => {
+    const code = (req.body as Record<string, unknown> | undefined)?.['code'];
+    if (typeof code !== 'string' || !/^\d{6}$/.test(code) || !totpValid(DEMO_TOTP_SEED, code, Date.now(), 1)) {
+      return html(reply, 401, 'Second factor', totpForm(true));
+    }
+    return html(reply, 200, 'Second factor accepted', '<p id="totp-ok">Your code was accepted.</p>');
+  });
+
   app.post('/logout', async (req, reply) => {
     const token = parseCookies(req.headers.cookie)[DEMO_SESSION_COOKIE];
     if (token) sessions.delete(token);
@@ -147,6 +165,14 @@ function loginForm(failed: boolean): string {
 <label>User name <input id="username" name="username" autocomplete="username"></label>
 <label>Password <input id="password" name="password" type="password" autocomplete="current-password"></label>
 <button id="submit" type="submit">Sign in</button>
+</form>`;
+}
+
+function totpForm(failed: boolean): string {
+  return `${failed ? '<p class="error" id="totp-error">Wrong or expired code.</p>' : ''}
+<form method="post" action="/2fa" id="totp">
+<label>Code from your authenticator app <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code"></label>
+<button id="verify" type="submit">Verify</button>
 </form>`;
 }
 

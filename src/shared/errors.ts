@@ -62,6 +62,7 @@ export const ERRORS = {
   LOG_NOT_READY: spec(409, true, 'The job has not finished, so its execution.log is not stored yet; follow it live (GET /api/jobs/{id}/logs without follow=false, or sri logs --follow) or ask again when it has finished.'),
   LOG_NOT_FOUND: spec(404, false, 'The job finished without a stored execution.log (it never ran, or uploading its evidence failed), and its live log has expired.'),
   PROVIDER_NOT_FOUND: spec(404, false, 'No provider with this id; list them with GET /api/providers.'),
+  TOTP_SEED_INVALID: spec(400, false, 'A TOTP seed of the connection is not a base32 secret: send the seed the portal showed when you set up an authenticator app (letters A-Z and digits 2-7, at least 16 of them; spaces, dashes and = padding are ignored) — the secret= part of an otpauth:// link, not a six-digit code.'),
   PROVIDER_NOT_CONNECTED: spec(409, false, 'Connect the provider first: POST /api/providers/{id}/connect with your session cookies.'),
   NO_ACTIVE_FLOW: spec(409, false, 'No active flow for this provider; create one with POST /api/flows and activate it.'),
   FLOW_INVALID: spec(400, false, 'The flow cannot be compiled; see details.'),

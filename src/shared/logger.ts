@@ -11,7 +11,7 @@ export type { Logger };
 export const REDACT_PATHS = [
   'password', '*.password', 'cookies', '*.cookies', 'credentials', '*.credentials', 'secret', '*.secret',
   'token', '*.token', 'authorization', '*.authorization', 'req.headers.authorization', 'req.headers.cookie',
-  'scriptSigningSecret', '*.scriptSigningSecret', 'value', '*.cookie', 'cookie',
+  'scriptSigningSecret', '*.scriptSigningSecret', 'value', '*.cookie', 'cookie', 'totp', '*.totp',
 ];
 
 export interface LoggerOptions {

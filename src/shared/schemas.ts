@@ -3,6 +3,7 @@
  * sessions). Both planes validate with these schemas; the TypeScript types are derived from them.
  */
 import { z } from 'zod';
+import { TotpSeed } from './totp.ts';
 
 /** Ids end up in Redis keys and S3 keys: no separators, no path tricks. */
 export const Id = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 _ . -')
@@ -142,6 +143,8 @@ export type Cookie = z.infer<typeof Cookie>;
 export const Session = z.object({
   cookies: z.array(Cookie).max(500),
   credentials: z.record(z.string(), z.string()).optional(),
+  /** TOTP seeds by name (src/shared/totp.ts): `helpers.fillTotp` types their current code; never sent to the script. */
+  totp: z.record(z.string(), TotpSeed).optional(),
   connectedAt: z.number().optional(),
 });
 export type Session = z.infer<typeof Session>;

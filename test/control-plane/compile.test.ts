@@ -25,7 +25,7 @@ async function runRecorded(script: string): Promise<Call[]> {
   };
   const page = Object.fromEntries(['goto', 'click', 'fill', 'waitForSelector', 'waitForURL', 'waitForTimeout'].map((m) => [m, rec(`page.${m}`)]));
   const helpers = {
-    ...Object.fromEntries(['screenshot', 'fillSecret', 'download', 'extract', 'log'].map((m) => [m, rec(`helpers.${m}`)])),
+    ...Object.fromEntries(['screenshot', 'fillSecret', 'fillTotp', 'download', 'extract', 'log'].map((m) => [m, rec(`helpers.${m}`)])),
     setResult: (d: unknown) => { calls.push(['helpers.setResult', d]); },
   };
   const mod = await import(`data:text/javascript;base64,${Buffer.from(script).toString('base64')}`) as { default: (a: unknown) => Promise<void> };
@@ -49,6 +49,7 @@ describe('step compiler', () => {
       { type: 'navigate', url: 'http://127.0.0.1:3100/login' },
       { type: 'fill', selector: '#user', value: 'alice' },
       { type: 'fill', selector: '#password', secretRef: 'portalPassword' },
+      { type: 'fill', selector: '#code', totp: 'portal' },
       { type: 'click', selector: 'button[type=submit]' },
       { type: 'waitFor', selector: 'table.invoices' },
       { type: 'waitFor', url: 'http://localhost:3100/invoices' },
@@ -65,6 +66,7 @@ describe('step compiler', () => {
       ['page.goto', 'http://127.0.0.1:3100/login'],
       ['page.fill', '#user', 'alice'],
       ['helpers.fillSecret', '#password', 'portalPassword'],
+      ['helpers.fillTotp', '#code', 'portal'],
       ['page.click', 'button[type=submit]'],
       ['page.waitForSelector', 'table.invoices'],
       ['page.waitForURL', 'fn'],
@@ -129,7 +131,9 @@ describe('step compiler', () => {
 
   it('refuses bad step fields with the step index and field', () => {
     const e = flowError(() => compileSteps([{ type: 'fill', selector: '#a' }], demo));
-    assert.match(e.message, /steps\[0\] \(fill\).*exactly one of value or secretRef/);
+    assert.match(e.message, /steps\[0\] \(fill\).*exactly one of value, secretRef or totp/);
+    assert.match(flowError(() => compileSteps([{ type: 'fill', selector: '#a', secretRef: 'pw', totp: 'portal' }], demo)).message, /exactly one of value, secretRef or totp/);
+    assert.match(flowError(() => compileSteps([{ type: 'fill', selector: '#a', totp: 'two words' }], demo)).message, /steps\[0\] \(fill\): totp/);
     assert.match(flowError(() => compileSteps([{ type: 'waitFor', selector: 'a', timeoutMs: 5 }], demo)).message, /exactly one of selector, url, urlPrefix or timeoutMs/);
     assert.match(flowError(() => compileSteps([{ type: 'click', selector: 'a', extra: 1 }], demo)).message, /steps\[0\] \(click\)/);
     assert.match(flowError(() => compileSteps([{ type: 'extract', name: '__proto__', selector: 'tr', fields: { a: 'td' } }], demo)).message, /steps\[0\] \(extract\): name/);

@@ -158,6 +158,11 @@ describe('the dashboard, in Chromium, against the whole stack', () => {
     await pass.getByLabel('Selector CSS').fill('#password');
     await pass.getByLabel('un secreto').check();
     await pass.getByLabel('Nombre del secreto').fill('portalPassword');
+    // A fill step can also type a TOTP code of the connection; switching back keeps the secret's name.
+    await pass.getByLabel('un código TOTP').check();
+    await pass.getByLabel('Nombre de la semilla TOTP (de la conexión)').fill('portal');
+    await pass.getByLabel('un secreto').check();
+    assert.equal(await pass.getByLabel('Nombre del secreto').inputValue(), 'portalPassword');
     const click = await addStep('hacer clic');
     await click.getByLabel('Selector CSS').fill('#submit');
     const wait = await addStep('esperar');

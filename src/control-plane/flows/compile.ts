@@ -74,9 +74,11 @@ function stepCode(step: Step): string {
   switch (step.type) {
     case 'navigate': return `await page.goto(${lit(step.url)});`;
     case 'click': return `await page.click(${lit(step.selector)});`;
-    case 'fill': return step.secretRef !== undefined
-      ? `await helpers.fillSecret(${lit(step.selector)}, ${lit(step.secretRef)});`
-      : `await page.fill(${lit(step.selector)}, ${lit(step.value)});`;
+    case 'fill':
+      if (step.secretRef !== undefined) return `await helpers.fillSecret(${lit(step.selector)}, ${lit(step.secretRef)});`;
+      // The worker computes the code from the connection's seed, outside the script (docs/security.md "TOTP seeds").
+      if (step.totp !== undefined) return `await helpers.fillTotp(${lit(step.selector)}, ${lit(step.totp)});`;
+      return `await page.fill(${lit(step.selector)}, ${lit(step.value)});`;
     case 'waitFor':
       if (step.selector !== undefined) return `await page.waitForSelector(${lit(step.selector)});`;
       // A predicate, not the URL itself: Playwright would read a string as a glob. The sandbox child runs it (never

@@ -18,7 +18,9 @@ export const FillStep = z.strictObject({
   selector: Selector,
   value: z.string().max(10_000).optional(),
   secretRef: SecretName.optional(),
-}).refine((s) => (s.value === undefined) !== (s.secretRef === undefined), 'needs exactly one of value or secretRef');
+  /** A TOTP seed of the connection (POST /api/providers/{id}/connect {totp}): its current code is typed. */
+  totp: SecretName.optional(),
+}).refine((s) => [s.value, s.secretRef, s.totp].filter((v) => v !== undefined).length === 1, 'needs exactly one of value, secretRef or totp');
 /**
  * The glob metacharacters of Playwright's `waitForURL(string)`. waitFor URLs are compared literally (the compiled
  * script passes a predicate, never a pattern), so a flow that still means a glob is refused rather than silently

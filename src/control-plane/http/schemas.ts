@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { STREAM_ENTRY_ID } from '../../shared/log-events.ts';
 import { ArtifactKind, Cookie, JobPriority, JobStatus } from '../../shared/schemas.ts';
+import { MAX_TOTP_SEEDS, TOTP_ALGORITHMS, TOTP_NAME } from '../../shared/totp.ts';
 import { AnyStep, MAX_STEPS } from '../flows/steps.ts';
 
 /** One flow step, as docs/scripts.md describes them: a component of the document. */
@@ -37,9 +38,26 @@ export type RegisterBody = z.infer<typeof RegisterBody>;
 
 export const LoginBody = z.object({ email: z.string().min(1).max(254), password: z.string().min(1).max(1024) });
 
+/**
+ * A TOTP seed as a request carries it. Its base32 is checked by the handler (TotpSeed, src/shared/totp.ts), so that a
+ * bad seed gets its own code (TOTP_SEED_INVALID) rather than VALIDATION_FAILED.
+ */
+const TotpSeedInput = z.union([
+  z.string().max(400),
+  z.strictObject({
+    secret: z.string().max(400),
+    algorithm: z.enum(TOTP_ALGORITHMS).optional().describe('@default SHA1'),
+    digits: z.number().int().min(6).max(8).optional().describe('@default 6'),
+    period: z.number().int().min(10).max(300).optional().describe('Seconds per code. @default 30'),
+  }),
+]);
+
 export const ConnectBody = z.object({
   cookies: z.array(Cookie).max(500),
   credentials: z.record(z.string().min(1).max(64), z.string().max(4096)).optional(),
+  totp: z.record(z.string().regex(TOTP_NAME, 'must be 1-64 characters of A-Z a-z 0-9 _ . -'), TotpSeedInput)
+    .refine((t) => Object.keys(t).length <= MAX_TOTP_SEEDS, `at most ${MAX_TOTP_SEEDS} seeds`).optional()
+    .describe('TOTP seeds by name, base32 as the portal showed them (or with algorithm, digits, period): a flow\'s fill {selector, totp: name} step and helpers.fillTotp type the current code. Stored sealed with the session; never shown again.'),
 });
 
 export const CreateFlowBody = z.object({

@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Download, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../shared/errors.ts';
 import type { ResultArtifact } from '../../shared/schemas.ts';
+import { totpCode, type TotpSeed } from '../../shared/totp.ts';
 import { MAX_LINE_CHARS, type ExecutionLog } from './execution-log.ts';
 
 export type ExtractField = string | { selector?: string; attribute?: string };
@@ -20,6 +21,8 @@ export interface ScriptHelpers {
   log(message: string): void;
   screenshot(opts?: { fullPage?: boolean }): Promise<string>;
   fillSecret(selector: string, name: string): Promise<void>;
+  /** Types the current code of the connection's TOTP seed `name`; neither the seed nor the code reaches the script. */
+  fillTotp(selector: string, name: string): Promise<void>;
   download(trigger: () => Promise<unknown>): Promise<{ name: string; size: number }>;
   extract(selector: string, fields: Record<string, ExtractField>): Promise<Array<Record<string, string | null>>>;
   setResult(data: Record<string, unknown>): void;
@@ -138,6 +141,15 @@ export function createHelpers(opts: {
   page: Page;
   /** The job's secrets over the session's credentials, by name; values never reach the script. */
   credentials: Readonly<Record<string, string>>;
+  /** The session's TOTP seeds, by name; seeds and codes never reach the script. */
+  totp?: Readonly<Record<string, TotpSeed>>;
+  /**
+   * Makes `value` one of the job's secrets from now on: the redactor replaces it in every log, error and result the
+   * platform writes (a TOTP code, which exists only once fillTotp computes it).
+   */
+  protect?: (value: string) => void;
+  /** The clock TOTP codes are computed on. @default Date.now */
+  now?: () => number;
   exec: ExecutionLog;
   artifacts: JobArtifacts;
   timeoutMs: number;
@@ -263,6 +275,20 @@ export function createHelpers(opts: {
       secretFields.add(String(selector));
       await page.fill(String(selector), value);
       exec.info(`filled secret "${String(name)}" into ${String(selector)}`);
+    },
+
+    async fillTotp(selector, name) {
+      const seeds = opts.totp ?? {};
+      const seed = Object.hasOwn(seeds, name) ? seeds[name] : undefined;
+      if (seed === undefined) {
+        throw new SriError('SCRIPT_ERROR', `helpers.fillTotp: no TOTP seed "${String(name)}" in the session; connect the provider with it (POST /api/providers/{id}/connect {totp: {"${String(name)}": "<base32 seed>"}}).`);
+      }
+      const code = totpCode(seed, (opts.now ?? Date.now)());
+      // Redacted before it is typed: a page that echoes it, or an error that quotes it, is written after this.
+      opts.protect?.(code);
+      secretFields.add(String(selector));
+      await page.fill(String(selector), code);
+      exec.info(`filled TOTP code of "${String(name)}" into ${String(selector)}`);
     },
 
     async download(trigger) {

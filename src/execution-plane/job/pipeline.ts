@@ -26,6 +26,7 @@ import { isNotFound, s3Uri, type BlobStore } from '../../shared/s3.ts';
 import type { Keyring } from '../../shared/sealed.ts';
 import type { Cookie, JobMessage, ResultArtifact, ResultFiles, ResultMessage, Session } from '../../shared/schemas.ts';
 import { decodeSession, openJobSecrets, transportKeyring } from '../../shared/transport-secrets.ts';
+import { totpSecretOf } from '../../shared/totp.ts';
 import { boundWait, withDeadline } from './deadline.ts';
 import { ExecutionLog, MAX_CONSOLE_LINES } from './execution-log.ts';
 import { createJobLogBatcher } from '../logs/redis-sink.ts';
@@ -194,7 +195,11 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     // others (a locale, a consent flag) are session metadata the page may well show, and stay in parsed data.
     secretValues.add(stored.cookies.filter((c) => c.httpOnly === true).map((c) => c.value));
     secretValues.add(Object.values(stored.credentials ?? {}));
-    exec.info(`session loaded: ${stored.cookies.length} cookie(s), ${Object.keys(stored.credentials ?? {}).length} credential(s)`);
+    // TOTP seeds: the base32 text as stored (normalised by the API); their codes are added as fillTotp makes them.
+    const seeds = Object.values(stored.totp ?? {}).map(totpSecretOf);
+    redactor.add(seeds);
+    secretValues.add(seeds);
+    exec.info(`session loaded: ${stored.cookies.length} cookie(s), ${Object.keys(stored.credentials ?? {}).length} credential(s)${seeds.length ? `, ${seeds.length} TOTP seed(s)` : ''}`);
     // The organisation's secrets the flow references (sealed by the control plane for this job): fillSecret looks
     // them up before the session's credentials. Only their names are logged.
     const jobSecrets = job.secrets === undefined ? {} : openJobSecrets(keyring, job, job.secrets);
@@ -231,7 +236,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
         throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
       }
       closeContext = () => { void context.close().catch(() => {}); };
-      const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), secretValues };
+      const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), protect: (v: string) => { redactor.add([v]); secretValues.add([v]); }, secretValues };
       await runInBrowser(job, attempt, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; });
     } catch (e) {
       throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : hosts.source === 'missing' && tally.blockedTotal ? missing(e) : e;
@@ -373,6 +378,8 @@ interface EvidenceIo {
   readonly store: EvidenceStore;
   readonly charge: (bytes: number) => boolean;
   readonly redact: (text: string) => string;
+  /** Makes a value produced during the job (a TOTP code) one of its secrets: redacted in logs and errors, replaced in parsed data. */
+  readonly protect: (value: string) => void;
   readonly secretValues: SecretValues;
 }
 
@@ -411,7 +418,7 @@ async function runInBrowser(
       void p.close().catch(() => {});
     });
     const helpers = createHelpers({
-      page, credentials: session.credentials ?? {}, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
+      page, credentials: session.credentials ?? {}, totp: session.totp ?? {}, protect: evidence.protect, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
       limits: { maxScreenshots: config.maxScreenshots, maxDownloads: config.maxDownloads, maxDownloadBytes: config.maxDownloadBytes },
       store: evidence.store, charge: evidence.charge, redact: evidence.redact,
     });

@@ -183,6 +183,8 @@ export const en = {
     fillValue: 'a value',
     fillSecret: 'a secret',
     secretRef: 'Secret name',
+    fillTotp: 'a TOTP code',
+    totp: 'TOTP seed name (of the connection)',
     waitKind: 'Wait for',
     waitSelector: 'an element (selector)',
     waitUrl: 'this exact URL',

@@ -185,6 +185,8 @@ export const es: Catalogue = {
     fillValue: 'un valor',
     fillSecret: 'un secreto',
     secretRef: 'Nombre del secreto',
+    fillTotp: 'un código TOTP',
+    totp: 'Nombre de la semilla TOTP (de la conexión)',
     waitKind: 'Esperar',
     waitSelector: 'un elemento (selector)',
     waitUrl: 'esta URL exacta',

@@ -9,12 +9,30 @@ import { z } from 'zod';
 import { SriError } from '../../../shared/errors.ts';
 import { keys } from '../../../shared/keys.ts';
 import { Session } from '../../../shared/schemas.ts';
+import { SEED_RULE, TotpSeed } from '../../../shared/totp.ts';
 import { sealSession, transportKeyring } from '../../../shared/transport-secrets.ts';
 import type { ApiContext } from '../../context.ts';
 import { deleteConnection, findProvider, listConnections, listProviders, upsertConnection } from '../../db/queries/providers.ts';
 import { authOf } from '../auth.ts';
 import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
 import { ConnectBody, Connected, Connection, Disconnected, IdParams, Provider } from '../schemas.ts';
+
+/**
+ * The connection's TOTP seeds, checked and normalised (src/shared/totp.ts). A bad one is refused by name: the seed
+ * itself never enters the error, the log or the answer.
+ */
+function totpSeeds(raw: Record<string, unknown> | undefined): Record<string, TotpSeed> | undefined {
+  if (raw === undefined) return undefined;
+  const out: Record<string, TotpSeed> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    const r = TotpSeed.safeParse(value);
+    if (!r.success) {
+      throw new SriError('TOTP_SEED_INVALID', `The TOTP seed "${name}" ${SEED_RULE}; send the secret the portal showed when you set up an authenticator app (the secret= part of an otpauth:// link), not a code.`, { details: { name } });
+    }
+    out[name] = r.data;
+  }
+  return out;
+}
 
 export function providerRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const r = app.withTypeProvider<ContractTypeProvider>();
@@ -55,9 +73,9 @@ export function providerRoutes(app: FastifyInstance, ctx: ApiContext): void {
   r.route({
     ...endpoint('POST', '/api/providers/:id/connect', {
       operationId: 'connectProvider', tag: 'providers', access: 'user', params: IdParams, body: ConnectBody,
-      summary: 'Store the caller\'s portal session for this provider (cookies, optional credentials), sealed, for SESSION_TTL_SECONDS.',
+      summary: 'Store the caller\'s portal session for this provider (cookies, optional credentials and TOTP seeds), sealed, for SESSION_TTL_SECONDS.',
       responses: { 200: json('Connected: runs of this provider use this session until it expires.', Connected) },
-      errors: ['PROVIDER_NOT_FOUND'],
+      errors: ['PROVIDER_NOT_FOUND', 'TOTP_SEED_INVALID'],
     }),
     preValidation,
     handler: async (req) => {
@@ -67,7 +85,7 @@ export function providerRoutes(app: FastifyInstance, ctx: ApiContext): void {
       if (!provider) throw new SriError('PROVIDER_NOT_FOUND');
       const connectedAt = new Date();
       const expiresAt = new Date(connectedAt.getTime() + ctx.config.sessionTtlSeconds * 1000);
-      const session = Session.parse({ cookies: body.cookies, credentials: body.credentials, connectedAt: connectedAt.getTime() });
+      const session = Session.parse({ cookies: body.cookies, credentials: body.credentials, totp: totpSeeds(body.totp), connectedAt: connectedAt.getTime() });
       // Sealed under TRANSPORT_KEYS and bound to its key: Redis never holds the cookies or credentials in clear.
       const key = keys.session(orgId, userId, provider.name);
       await ctx.redis.set(key, sealSession(transportKeyring(ctx.config), key, session), 'EX', ctx.config.sessionTtlSeconds);

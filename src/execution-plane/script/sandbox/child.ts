@@ -222,6 +222,7 @@ function helpersFacade(h: number): object {
     },
     screenshot: (opts?: unknown) => call(h, 'screenshot', [opts]),
     fillSecret: (selector: unknown, name: unknown) => call(h, 'fillSecret', [selector, name]),
+    fillTotp: (selector: unknown, name: unknown) => call(h, 'fillTotp', [selector, name]),
     extract: (selector: unknown, fields: unknown) => call(h, 'extract', [selector, fields]),
     download: async (trigger: unknown) => {
       if (typeof trigger !== 'function') throw new TypeError('helpers.download: pass a function that starts the download, e.g. () => page.click(sel)');

@@ -368,6 +368,7 @@ export class SandboxHost {
     switch (m) {
       case 'screenshot': return helpers.screenshot(args[0] as { fullPage?: boolean } | undefined);
       case 'fillSecret': return helpers.fillSecret(String(args[0]), String(args[1]));
+      case 'fillTotp': return helpers.fillTotp(String(args[0]), String(args[1]));
       case 'extract': return helpers.extract(String(args[0]), args[1] as Record<string, string>);
       case 'expectDownload': {
         if (this.downloads.size >= 8) throw new Error('helpers.download: at most 8 downloads can be awaited at once');

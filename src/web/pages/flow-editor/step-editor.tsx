@@ -29,7 +29,7 @@ export function StepEditor({ step, index, count, allowedHosts, apiError, autoFoc
   const problemId = `${uid}-problem`;
   const problems = [...warnings, ...(apiError ? [apiError] : [])];
   const described = problems.length ? problemId : undefined;
-  const text = (label: string, k: 'url' | 'selector' | 'value' | 'secretRef' | 'name' | 'waitValue', opts: { type?: string; required?: boolean; describe?: boolean } = {}) => (
+  const text = (label: string, k: 'url' | 'selector' | 'value' | 'secretRef' | 'totp' | 'name' | 'waitValue', opts: { type?: string; required?: boolean; describe?: boolean } = {}) => (
     <label>
       <span>{label}</span>
       <input type={opts.type ?? 'text'} value={step[k]} required={opts.required ?? true} spellCheck={false}
@@ -62,14 +62,15 @@ export function StepEditor({ step, index, count, allowedHosts, apiError, autoFoc
             {text(t('editor.selector'), 'selector')}
             <fieldset className="inline">
               <legend>{t('editor.fillWith')}</legend>
-              {(['value', 'secret'] as const).map((mode) => (
+              {(['value', 'secret', 'totp'] as const).map((mode) => (
                 <label key={mode} className="choice">
                   <input type="radio" name={`${uid}-fill`} checked={step.fillMode === mode} onChange={() => set('fillMode', mode)} />
-                  {mode === 'value' ? t('editor.fillValue') : t('editor.fillSecret')}
+                  {mode === 'value' ? t('editor.fillValue') : mode === 'secret' ? t('editor.fillSecret') : t('editor.fillTotp')}
                 </label>
               ))}
             </fieldset>
-            {step.fillMode === 'value' ? text(t('editor.value'), 'value', { required: false, describe: true }) : text(t('editor.secretRef'), 'secretRef', { describe: true })}
+            {step.fillMode === 'value' ? text(t('editor.value'), 'value', { required: false, describe: true })
+              : step.fillMode === 'secret' ? text(t('editor.secretRef'), 'secretRef', { describe: true }) : text(t('editor.totp'), 'totp', { describe: true })}
           </>
         )}
         {step.type === 'waitFor' && (

@@ -18,9 +18,11 @@ export interface EditorStep {
   type: StepType;
   url: string;
   selector: string;
-  fillMode: 'value' | 'secret';
+  fillMode: 'value' | 'secret' | 'totp';
   value: string;
   secretRef: string;
+  /** Name of a TOTP seed of the connection (fill {totp}). */
+  totp: string;
   waitKind: WaitKind;
   waitValue: string;
   fullPage: boolean;
@@ -33,7 +35,7 @@ export const nextKey = () => ++counter;
 
 export function newStep(type: StepType): EditorStep {
   return {
-    key: nextKey(), type, url: '', selector: '', fillMode: 'value', value: '', secretRef: '', waitKind: 'selector', waitValue: '',
+    key: nextKey(), type, url: '', selector: '', fillMode: 'value', value: '', secretRef: '', totp: '', waitKind: 'selector', waitValue: '',
     fullPage: false, name: '', fields: [{ key: nextKey(), name: '', selector: '', attribute: '' }],
   };
 }
@@ -44,9 +46,10 @@ export function toApiStep(s: EditorStep): ApiStep {
     case 'navigate': return { type: 'navigate', url: s.url.trim() };
     case 'click': return { type: 'click', selector: s.selector };
     case 'download': return { type: 'download', selector: s.selector };
-    case 'fill': return s.fillMode === 'secret'
-      ? { type: 'fill', selector: s.selector, secretRef: s.secretRef.trim() }
-      : { type: 'fill', selector: s.selector, value: s.value };
+    case 'fill':
+      if (s.fillMode === 'secret') return { type: 'fill', selector: s.selector, secretRef: s.secretRef.trim() };
+      if (s.fillMode === 'totp') return { type: 'fill', selector: s.selector, totp: s.totp.trim() };
+      return { type: 'fill', selector: s.selector, value: s.value };
     case 'waitFor':
       switch (s.waitKind) {
         case 'timeoutMs': return { type: 'waitFor', timeoutMs: Number(s.waitValue) };
@@ -77,9 +80,10 @@ export function fromApiStep(step: ApiStep): EditorStep {
       break;
     case 'fill':
       s.selector = step.selector;
-      s.fillMode = step.secretRef !== undefined ? 'secret' : 'value';
+      s.fillMode = step.secretRef !== undefined ? 'secret' : step.totp !== undefined ? 'totp' : 'value';
       s.value = step.value ?? '';
       s.secretRef = step.secretRef ?? '';
+      s.totp = step.totp ?? '';
       break;
     case 'waitFor': {
       const kind = (['selector', 'url', 'urlPrefix', 'timeoutMs'] as const).find((k) => step[k] !== undefined) ?? 'selector';
