@@ -7,6 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { Secret } from 'otpauth';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadApiConfig, type ApiConfig } from '../../src/control-plane/config.ts';
@@ -47,6 +48,9 @@ describe('tenant secrets through the API', () => {
   let memberToken = '';
   const VALUE = `Pw-${randomBytes(12).toString('hex')}/ñ`;
   const COOKIE = `cookie-${randomBytes(12).toString('hex')}`;
+  const TOTP_SEED = new Secret({ size: 20 }).base32;
+  /** Not base32 (0, 1, 8 and 9 are not in its alphabet), and unique, so the log check below finds no other copy. */
+  const BAD_SEED = `SEED0189${randomBytes(8).toString('hex')}`;
 
   const env = (extra: Record<string, string> = {}) => ({
     JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: redisServer.url, S3_ENDPOINT: s3Server.endpoint,
@@ -167,14 +171,20 @@ describe('tenant secrets through the API', () => {
   it('seals a session written through the API in Redis, bound to its key', async () => {
     const r = await http('POST', '/api/providers/demo/connect', a.token, {
       cookies: [{ name: 'sid', value: COOKIE, domain: '127.0.0.1', path: '/' }], credentials: { other: 'credential-value-99' },
+      totp: { portal: TOTP_SEED.toLowerCase() },
     });
     assert.equal(r.status, 200, r.text);
+    const refused = await http('POST', '/api/providers/demo/connect', a.token, { cookies: [], totp: { portal: BAD_SEED } });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error.code, 'TOTP_SEED_INVALID');
+    assert.ok(!refused.text.includes(BAD_SEED));
     const key = keys.session(a.orgId, a.userId, 'demo');
     const raw = (await redis.get(key))!;
     assert.match(raw, /^sri-enc:v1:signing:/, 'sealed under the transport key (derived: TRANSPORT_KEYS is unset here)');
-    assert.ok(!raw.includes(COOKIE) && !raw.includes('credential-value-99'));
+    assert.ok(!raw.includes(COOKIE) && !raw.includes('credential-value-99') && !raw.includes(TOTP_SEED) && !raw.includes(TOTP_SEED.toLowerCase()));
     const session = decodeSession(transportKeyring(config), key, raw);
     assert.equal(session.cookies[0]!.value, COOKIE);
+    assert.deepEqual(session.totp, { portal: TOTP_SEED }, 'the seed is kept normalised (upper case), sealed with the session');
     assert.throws(() => decodeSession(transportKeyring(config), keys.session(b.orgId, b.userId, 'demo'), raw), /SECRETS_UNREADABLE|could not be decrypted/);
   });
 
@@ -261,7 +271,7 @@ describe('tenant secrets through the API', () => {
     await waitFor(() => readFileSync(join(logs.path, 'api-combined.log'), 'utf8').includes('secret deleted'), { what: 'the log line' });
     const log = readFileSync(join(logs.path, 'api-combined.log'), 'utf8');
     assert.match(log, /"secretName":"portalPassword"/);
-    for (const v of [VALUE, COOKIE, 'credential-value-99', KEY_S1.slice(3), KEY_S2.slice(3)]) assert.ok(!log.includes(v), `${v.slice(0, 6)}… not in the log`);
+    for (const v of [VALUE, COOKIE, 'credential-value-99', TOTP_SEED, TOTP_SEED.toLowerCase(), BAD_SEED, KEY_S1.slice(3), KEY_S2.slice(3)]) assert.ok(!log.includes(v), `${v.slice(0, 6)}… not in the log`);
   });
 });
 
