@@ -3,10 +3,11 @@
  * English from an en-US browser, against a real API (redis-server, s3rver, PGlite, the built app) without workers:
  * jobs stay where the test puts them, so each journey sees exactly what it set up.
  *
- * - An admin narrows the jobs list by status, provider and days; the filters live in the URL (reload, back).
+ * - An admin narrows the jobs list by status, provider and days; the filters live in the URL (a reload keeps them).
  * - An admin invites a member by link; the member opens it in their own browser, chooses a password, logs in, sees no
  *   admin pages; the admin removes them, and the member's very next request sends them to the login page.
- * - An admin looks at a dead letter and requeues it from the page; the job is back in the queue.
+ * - An admin looks at a dead letter and requeues it from the page; the job is back in the queue; the rest are purged.
+ * - An admin makes a member an admin and back; the last admin cannot step down.
  * - Webhooks, secrets, quota and workers pages work, and every page passes axe-core with no serious or critical
  *   violation, breaks no CSP rule and throws no error.
  */
@@ -205,7 +206,7 @@ describe('jobs filters, members and admin pages, in Chromium', () => {
     await member.context.close();
   });
 
-  it('shows a dead letter and requeues it from the page: the job is back in the queue', async () => {
+  it('shows a dead letter and requeues it from the page (the job is back in the queue), then purges the rest after a confirmation', async () => {
     const queue = await JobQueue.connect(t.redis);
     const jobId = await t.runJob(org);
     const raw = (await t.redis.lrange(keys.orgJobs(org.orgId), 0, -1)).find((m) => JSON.parse(m).jobId === jobId);
@@ -230,9 +231,49 @@ describe('jobs filters, members and admin pages, in Chromium', () => {
     assert.ok(queued.some((m) => JSON.parse(m).jobId === jobId), 'the job is in its organisation\'s queue again');
     const [rec] = await t.db.withOrg(org.orgId, (tx) => tx.query<{ status: string }>('SELECT status FROM jobs WHERE id = $1', [jobId]));
     assert.equal(rec!.status, 'queued');
+
+    // Two more, purged together after a confirmation; another organisation's dead letter is not touched.
+    const other = await t.createOrg();
+    const othersEntry = await queue.deadLetter(other.orgId, '{"not":"a job"}', 'malformed (other organisation)');
+    await queue.deadLetter(org.orgId, '{"not":"a job"}', 'malformed (test 1)');
+    await queue.deadLetter(org.orgId, '{"not":"a job either"}', 'malformed (test 2)');
+    await page.reload();
+    await see(page, 'malformed (test 2)');
+    await page.getByRole('button', { name: 'Purge all' }).click();
+    const confirm = page.getByRole('group', { name: /^Delete every dead letter of your organisation\?/ });
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Yes, purge', 'the confirming button takes focus');
+    await confirm.getByRole('button', { name: 'Yes, purge' }).click();
+    await see(page, '2 dead letters purged.');
+    await see(page, 'No dead letters: every job your organisation pushed could be run.');
+    assert.ok(await queue.dlqGet(othersEntry), 'the other organisation\'s dead letter is still there');
+  });
+
+  it('makes a member an admin and back from the members page', async () => {
+    const e = `carl-${randomUUID()}@example.com`;
+    const created = await fetch(`${t.api.url}/api/members`, {
+      method: 'POST', headers: { authorization: `Bearer ${org.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ email: e, name: 'Carl Vega', password: MEMBER_PASSWORD }),
+    });
+    assert.equal(created.status, 201);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Members' }).click();
+    await heading(page, 'Members').waitFor(SLOW);
+    const row = page.getByRole('row').filter({ hasText: e });
+    await row.getByRole('button', { name: 'Make Carl Vega an admin' }).click();
+    await see(page, 'Carl Vega is now admin.');
+    await row.getByRole('cell', { name: 'admin', exact: true }).waitFor(SLOW);
+    await row.getByRole('button', { name: 'Make Carl Vega a member' }).click();
+    await see(page, 'Carl Vega is now member.');
+    await row.getByRole('cell', { name: 'member', exact: true }).waitFor(SLOW);
+    // The last admin cannot step down: the API's refusal, in the user's words.
+    const me = page.getByRole('row').filter({ hasText: adminEmail });
+    await me.getByRole('button', { name: 'Make User a member' }).click();
+    await see(page, 'Your organisation needs an administrator: make another member an admin first.');
+    await checkPage(admin, 'members, role changes');
   });
 
   it('adds a webhook (its secret shown once), stores a secret (never shown back), saves the quota, lists the workers', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Admin' }).click();
+    await heading(page, 'Dead letters').waitFor(SLOW);
     const adminNav = page.getByRole('navigation', { name: 'Administration' });
     await adminNav.getByRole('link', { name: 'Webhooks' }).click();
     await heading(page, 'Webhooks').waitFor(SLOW);
