@@ -104,6 +104,10 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
     return html(reply, 200, 'Second factor accepted', '<p id="totp-ok">Your code was accepted.</p>');
   });
 
+  // A slow page for long jobs (the dashboard's live-log test): public, it writes a console line every second for ten
+  // minutes — a warning every fifth — so a job that waits on it keeps logging while someone watches it.
+  app.get('/ticker', async (_req, reply) => html(reply, 200, 'Ticker', TICKER_BODY));
+
   app.post('/logout', async (req, reply) => {
     const token = parseCookies(req.headers.cookie)[DEMO_SESSION_COOKIE];
     if (token) sessions.delete(token);
@@ -175,6 +179,20 @@ function totpForm(failed: boolean): string {
 <button id="verify" type="submit">Verify</button>
 </form>`;
 }
+
+/** The ticker page: console.log "tick N" each second, console.warn every fifth; stops after TICKER_SECONDS. */
+export const TICKER_SECONDS = 600;
+const TICKER_BODY = `<p>Ticks: <output id="ticks">0</output></p>
+<script>
+let n = 0;
+const timer = setInterval(() => {
+  n += 1;
+  document.getElementById('ticks').textContent = String(n);
+  if (n % 5 === 0) console.warn('tick ' + n + ': still working');
+  else console.log('tick ' + n);
+  if (n >= ${TICKER_SECONDS}) clearInterval(timer);
+}, 1000);
+</script>`;
 
 /**
  * The greeting follows the demo_locale cookie, as real portals localise their pages. It lets a test see that the

@@ -272,6 +272,8 @@ export const en = {
     screenshots: 'Screenshots',
     noScreenshots: 'No screenshots.',
     screenshotAlt: 'Screenshot {{name}}',
+    closeScreenshot: 'Close',
+    downloadScreenshot: 'Download {{name}}',
     downloads: 'Files',
     noDownloads: 'No files.',
     fileName: 'File',

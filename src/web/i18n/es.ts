@@ -274,6 +274,8 @@ export const es: Catalogue = {
     screenshots: 'Capturas de pantalla',
     noScreenshots: 'No hay capturas.',
     screenshotAlt: 'Captura {{name}}',
+    closeScreenshot: 'Cerrar',
+    downloadScreenshot: 'Descargar {{name}}',
     downloads: 'Archivos',
     noDownloads: 'No hay archivos.',
     fileName: 'Archivo',

@@ -1,10 +1,11 @@
 /**
  * The job's log. While the job runs: Server-Sent Events from GET /api/jobs/{id}/logs (the session cookie goes with
  * them; EventSource reconnects by itself with Last-Event-ID), one row per line, level and stream told apart by
- * words and not colour alone. Once the job has finished: its stored execution.log.
+ * words and not colour alone, the newest line kept in view (following). Once the job has finished: its stored
+ * execution.log.
  */
 import { useQuery } from '@tanstack/react-query';
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { api } from '../../api/client.ts';
 import { useFormat } from '../../lib/format.ts';
@@ -60,11 +61,22 @@ export function JobLog({ jobId, final }: { jobId: string; final: boolean }) {
   });
   // Lines seen live stay on screen after the job finishes, until the stored log is read.
   const lines = final && stored.data ? stored.data : live.lines;
+  // Following: while the job runs, each new line scrolls the log to its end — unless the reader scrolled up to read
+  // an earlier line, until they scroll back down.
+  const box = useRef<HTMLDivElement>(null);
+  const atEnd = useRef(true);
+  useEffect(() => {
+    const el = box.current;
+    if (el && !final && atEnd.current) el.scrollTop = el.scrollHeight;
+  }, [lines.length, final]);
   return (
     <section>
       <h2 id="log-heading">{t('job.log')} {!final && !live.ended && <span className="badge badge-running">{t('job.logLive')}</span>}</h2>
       {lines.length === 0 ? <p>{t('job.logEmpty')}</p> : (
-        <div className="table-wrap log" role="region" aria-labelledby="log-heading" tabIndex={0}>
+        <div
+          ref={box} className="table-wrap log" role="region" aria-labelledby="log-heading" tabIndex={0}
+          onScroll={(e) => { const el = e.currentTarget; atEnd.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24; }}
+        >
           <table>
             <thead>
               <tr>

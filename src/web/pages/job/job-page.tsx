@@ -1,7 +1,7 @@
 /**
- * One job: its summary, what went wrong and what to do, cancel or retry, the live log, the screenshots, every file
- * with its size, type and SHA-256, and the parsed data as tables with a CSV export. Read again every 2 s until the
- * job has finished.
+ * One job: its summary, what went wrong and what to do, cancel or retry, the live log, the screenshots (a gallery;
+ * each opens full size in a dialog), every file with its size, type and SHA-256, and the parsed data as tables with a
+ * CSV export. Read again every 2 s until the job has finished.
  */
 import { useMutation, useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
@@ -16,6 +16,7 @@ import { useFormat } from '../../lib/format.ts';
 import { useProviders } from '../providers/providers-page.tsx';
 import { DataTables } from './data-tables.tsx';
 import { JobLog } from './job-log.tsx';
+import { ScreenshotViewer, type Screenshot } from './screenshot-viewer.tsx';
 
 const LIVE_REFRESH_MS = 2000;
 
@@ -34,6 +35,7 @@ export default function JobPage() {
     refetchInterval: (q) => (q.state.data && isFinal(q.state.data.job.status) ? false : LIVE_REFRESH_MS),
   });
   const [notice, setNotice] = useState('');
+  const [viewing, setViewing] = useState<Screenshot | null>(null);
   const cancel = useMutation({
     mutationFn: () => ok(api.POST('/api/jobs/{id}/cancel', { params: { path: { id } } })),
     onSuccess: () => { setNotice(t('job.cancelled')); void job.refetch(); },
@@ -89,13 +91,24 @@ export default function JobPage() {
             {screenshots.map((s) => (
               <li key={s.name}>
                 <figure>
-                  <a href={s.url} target="_blank" rel="noreferrer"><img src={s.url} alt={t('job.screenshotAlt', { name: s.name })} loading="lazy" /></a>
+                  <a
+                    href={s.url}
+                    onClick={(e) => {
+                      // A plain click opens the viewer; with a modifier the browser does what it does with links.
+                      if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+                      e.preventDefault();
+                      setViewing({ name: s.name, url: s.url });
+                    }}
+                  >
+                    <img src={s.url} alt={t('job.screenshotAlt', { name: s.name })} loading="lazy" />
+                  </a>
                   <figcaption>{s.name}</figcaption>
                 </figure>
               </li>
             ))}
           </ul>
         )}
+        <ScreenshotViewer shot={viewing} onClose={() => setViewing(null)} />
       </section>
       <section>
         <h2 id="files-heading">{t('job.downloads')}</h2>
