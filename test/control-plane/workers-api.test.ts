@@ -96,7 +96,8 @@ describe('worker registry through the API and the CLI, with a worker killed by S
     assert.equal(mine.heartbeatIntervalMs, 500);
     assert.ok(mine.resources && mine.resources.memory.usedBytes > 0, 'resource usage');
     assert.equal(mine.maxJobs, 1);
-    for (const hidden of ['host', 'pid', 'httpUrl', 'stats', 'sandbox']) assert.ok(!(hidden in mine), `${hidden} is for operators (sri workers)`);
+    for (const hidden of ['host', 'pid', 'httpUrl', 'stats']) assert.ok(!(hidden in mine), `${hidden} is for operators (sri workers)`);
+    assert.match(mine.sandbox ?? '', /^sandbox-(bwrap|process)$/, 'the admin sees how the worker isolates their scripts');
 
     // b's admin: the worker is alive with its capacity, but neither the job nor that one runs, nor a's totals.
     const theirList = await listed(b.token);

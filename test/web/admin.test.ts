@@ -8,7 +8,7 @@
  *   admin pages; the admin removes them, and the member's very next request sends them to the login page.
  * - An admin looks at a dead letter and requeues it from the page; the job is back in the queue; the rest are purged.
  * - An admin makes a member an admin and back; the last admin cannot step down.
- * - Webhooks, secrets, quota and workers pages work, and every page passes axe-core with no serious or critical
+ * - Webhooks, secrets, quota and workers pages work (each worker with its script sandbox), and every page passes axe-core with no serious or critical
  *   violation, breaks no CSP rule and throws no error.
  */
 import { after, before, describe, it } from 'node:test';
@@ -307,6 +307,7 @@ describe('jobs filters, members and admin pages, in Chromium', () => {
 
     await writeHeartbeat(t.redis, {
       workerId: 'worker-admin-test', state: 'ready', host: 'test', pid: 1, startedAt: Date.now(), heartbeatIntervalMs: 10_000, maxJobs: 2, jobsInFlight: 0,
+      sandbox: 'sandbox-process',
     }, 300);
     await adminNav.getByRole('link', { name: 'Workers' }).click();
     await heading(page, 'Workers').waitFor(SLOW);
@@ -315,6 +316,7 @@ describe('jobs filters, members and admin pages, in Chromium', () => {
     const cells = await w.getByRole('cell').allTextContents();
     assert.equal(cells[1], 'ready');
     assert.match(cells[2] ?? '', /^\d+ s ago$/);
+    assert.equal(cells[6], 'process only (weaker)', 'how the worker isolates scripts, in words');
     await checkPage(admin, 'workers');
   });
   it('fits the members and admin pages and the filtered jobs list on a phone without sideways scrolling', async () => {

@@ -260,6 +260,8 @@ export const Worker = z.object({
   jobsInFlight: z.number().int().describe('Your organisation\'s jobs leased to it now.'),
   jobs: z.array(z.object({ jobId: z.string().nullable(), orgId: z.string(), attempt: z.number().int(), takenAt: Timestamp.nullable() })),
   resources: ResourceUsage.nullable(),
+  sandbox: z.string().nullable()
+    .describe('How the worker isolates scripts: `sandbox-bwrap` (bubblewrap namespaces) or the weaker `sandbox-process`; null before its first heartbeat.'),
 }).meta({ id: 'Worker' });
 const Count = z.number().int();
 export const WorkerList = z.object({

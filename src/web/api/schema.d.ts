@@ -512,7 +512,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every worker with last heartbeat, state (ready, busy, reconnecting, draining, lost), capacity, resource usage and your organisation's jobs in flight; nothing of other organisations' jobs (admins only). */
+        /** Every worker with last heartbeat, state (ready, busy, reconnecting, draining, lost), capacity, resource usage, script sandbox and your organisation's jobs in flight; nothing of other organisations' jobs (admins only). */
         get: operations["listWorkers"];
         put?: never;
         post?: never;
@@ -1208,6 +1208,8 @@ export interface components {
                     freeMemoryBytes: number;
                 };
             } | null;
+            /** @description How the worker isolates scripts: `sandbox-bwrap` (bubblewrap namespaces) or the weaker `sandbox-process`; null before its first heartbeat. */
+            sandbox: string | null;
         };
     };
     responses: never;

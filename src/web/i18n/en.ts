@@ -426,6 +426,8 @@ export const en = {
     inFlight: 'Your jobs in flight',
     capacity: 'Capacity',
     memory: 'Memory',
+    sandbox: 'Script sandbox',
+    sandboxes: { 'sandbox-bwrap': 'isolated (bubblewrap)', 'sandbox-process': 'process only (weaker)' },
     states: { starting: 'starting', ready: 'ready', busy: 'busy', reconnecting: 'reconnecting', draining: 'draining', stopped: 'stopped', lost: 'lost' },
   },
   notFound: {

@@ -428,6 +428,8 @@ export const es: Catalogue = {
     inFlight: 'Sus trabajos en curso',
     capacity: 'Capacidad',
     memory: 'Memoria',
+    sandbox: 'Aislamiento de scripts',
+    sandboxes: { 'sandbox-bwrap': 'aislado (bubblewrap)', 'sandbox-process': 'solo proceso (más débil)' },
     states: { starting: 'iniciando', ready: 'listo', busy: 'ocupado', reconnecting: 'reconectando', draining: 'vaciando', stopped: 'detenido', lost: 'perdido' },
   },
   notFound: {

@@ -5,8 +5,9 @@
  * organisations' jobs (ARCHITECTURE.md invariant 7; docs/observability.md "GET /api/workers"): `jobs` and
  * `jobsInFlight` count the caller's jobs only, `busy` means busy with them (a worker running only other
  * organisations' jobs shows `ready`, and `counts` follow), and the worker's job totals (`stats`, every organisation's
- * jobs) are left out — as is where workers run (host, pid, metrics URL). Operators see all of it with `sri workers`.
- * Admins only.
+ * jobs) are left out — as is where workers run (host, pid, metrics URL). How a worker isolates scripts (`sandbox`) is
+ * shown: it is about the admin's own scripts, and says nothing of other organisations or of where the worker runs.
+ * Operators see all of it with `sri workers`. Admins only.
  */
 import type { FastifyInstance } from 'fastify';
 import { listWorkers, type RegistryWorkerState, type ReportedWorkerState, type WorkerList, type WorkerListing } from '../../../shared/worker-registry.ts';
@@ -17,7 +18,7 @@ import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
 import { WorkerList as WorkerListAnswer } from '../schemas.ts';
 
 /** A worker as the admins of `orgId` see it. */
-export type OrgWorkerListing = Omit<WorkerListing, 'host' | 'pid' | 'httpUrl' | 'stats' | 'sandbox'>;
+export type OrgWorkerListing = Omit<WorkerListing, 'host' | 'pid' | 'httpUrl' | 'stats'>;
 
 /** `busy` and `ready` as seen by an organisation: busy with its own jobs, or not. */
 function ownState<S extends RegistryWorkerState | ReportedWorkerState | null>(state: S, ownJobs: number): S | 'busy' | 'ready' {
@@ -27,7 +28,7 @@ function ownState<S extends RegistryWorkerState | ReportedWorkerState | null>(st
 /** The registry with nothing of other organisations' jobs in it (see the top of this file). */
 export function workersForOrg(list: Pick<WorkerList, 'workers' | 'counts'>, orgId: string): { workers: OrgWorkerListing[]; counts: WorkerList['counts'] } {
   const counts = Object.fromEntries(Object.keys(list.counts).map((s) => [s, 0])) as WorkerList['counts'];
-  const workers = list.workers.map(({ host: _host, pid: _pid, httpUrl: _httpUrl, stats: _stats, sandbox: _sandbox, ...w }): OrgWorkerListing => {
+  const workers = list.workers.map(({ host: _host, pid: _pid, httpUrl: _httpUrl, stats: _stats, ...w }): OrgWorkerListing => {
     const jobs = w.jobs.filter((j) => j.orgId === orgId);
     const state = ownState(w.state, jobs.length);
     counts[state]++;
@@ -40,7 +41,7 @@ export function workerRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.withTypeProvider<ContractTypeProvider>().route({
     ...endpoint('GET', '/api/workers', {
       operationId: 'listWorkers', tag: 'admin', access: 'admin',
-      summary: 'Every worker with last heartbeat, state (ready, busy, reconnecting, draining, lost), capacity, resource usage and your organisation\'s jobs in flight; nothing of other organisations\' jobs (admins only).',
+      summary: 'Every worker with last heartbeat, state (ready, busy, reconnecting, draining, lost), capacity, resource usage, script sandbox and your organisation\'s jobs in flight; nothing of other organisations\' jobs (admins only).',
       responses: { 200: json('The workers, and how many are in each state.', WorkerListAnswer) },
     }),
     preValidation: adminOnly(ctx),

@@ -1,6 +1,7 @@
 /**
- * The workers serving the organisation (admins): state, heartbeat age, capacity, memory and the organisation's own
- * jobs in flight (GET /api/workers shows nothing of other organisations' jobs). Read again every 10 s.
+ * The workers serving the organisation (admins): state, heartbeat age, capacity, memory, script sandbox and the
+ * organisation's own jobs in flight (GET /api/workers shows nothing of other organisations' jobs). Read again every
+ * 10 s.
  */
 import { useQuery } from '@tanstack/react-query';
 import { useTranslation } from 'react-i18next';
@@ -16,9 +17,15 @@ import { AdminNav } from '../admin/admin-nav.tsx';
 
 const REFRESH_MS = 10_000;
 
+const SANDBOXES = ['sandbox-bwrap', 'sandbox-process'] as const;
+type Sandbox = (typeof SANDBOXES)[number];
+const isSandbox = (s: string): s is Sandbox => (SANDBOXES as readonly string[]).includes(s);
+
 function Workers() {
   const { t } = useTranslation();
   const f = useFormat();
+  // A mode this app does not know yet (a newer worker) is shown as the worker says it.
+  const sandboxText = (s: string | null) => (s === null ? t('common.none') : isSandbox(s) ? t(`workers.sandboxes.${s}`) : s);
   const list = useQuery({ queryKey: ['workers'], queryFn: () => ok(api.GET('/api/workers')), refetchInterval: REFRESH_MS });
   if (list.isPending) return <Loading />;
   if (list.isError) return <ErrorMessage error={list.error} onRetry={() => void list.refetch()} />;
@@ -30,6 +37,7 @@ function Workers() {
           <tr>
             <th scope="col">{t('workers.id')}</th><th scope="col">{t('workers.state')}</th><th scope="col">{t('workers.heartbeat')}</th>
             <th scope="col">{t('workers.inFlight')}</th><th scope="col">{t('workers.capacity')}</th><th scope="col">{t('workers.memory')}</th>
+            <th scope="col">{t('workers.sandbox')}</th>
           </tr>
         </thead>
         <tbody>
@@ -44,6 +52,7 @@ function Workers() {
               </td>
               <td>{w.maxJobs ?? t('common.none')}</td>
               <td>{w.resources ? f.bytes(w.resources.memory.usedBytes) : t('common.none')}</td>
+              <td>{sandboxText(w.sandbox)}</td>
             </tr>
           ))}
         </tbody>
