@@ -1,17 +1,20 @@
 /**
  * `npm run docs:screenshots`: the screenshots of docs/dashboard.md, taken from the real thing. Starts the whole
  * stack as `sri up` does (temporary DATA_DIR, random ports), signs a user up through the API, connects the demo
- * provider, creates, activates and runs the demo flow, waits for the job, then logs in through the dashboard in
- * Chromium (es-EC, America/Guayaquil) and saves each main page at 1280×800 and at phone size (390×844) as
+ * provider, creates, activates and runs the demo flow, waits for the job, gives the admin pages something to show (a
+ * webhook, a secret, a quota, a dead letter), then logs in through the dashboard in Chromium (es-EC,
+ * America/Guayaquil) and saves each main page at 1280×800 and at phone size (390×844) as
  * docs/screenshots/dashboard-<page>-<desktop|phone>.png. Stops everything it started, also on failure.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { chromium, type Page } from 'playwright-core';
 import { demoFlowSteps, loginToDemoPortal } from '../src/cli/demo.ts';
 import { startStack } from '../src/embedded/stack.ts';
+import { JobQueue } from '../src/shared/queue/job-queue.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'docs', 'screenshots');
@@ -43,7 +46,7 @@ async function main(): Promise<void> {
     const base = stack.apiUrl;
     const email = `ana-${Date.now()}@example.com`;
     const password = 'caballo-correcto-bateria-42';
-    const reg = await api<{ token: string }>(base, 'POST', '/api/auth/register', undefined, { email, password, name: 'Ana Pérez', orgName: 'Importadora Andina' });
+    const reg = await api<{ token: string; org: { id: string } }>(base, 'POST', '/api/auth/register', undefined, { email, password, name: 'Ana Pérez', orgName: 'Importadora Andina' });
     const portalHost = new URL(stack.portalUrl).hostname;
     const cookie = await loginToDemoPortal(stack.portalUrl);
     await api(base, 'POST', '/api/providers/demo/connect', reg.token, {
@@ -61,6 +64,18 @@ async function main(): Promise<void> {
       if (['done', 'failed', 'dead', 'cancelled'].includes(s.status)) break;
       if (Date.now() > deadline) throw new Error(`job ${run.jobId} still ${s.status} after 180 s`);
       await new Promise((r) => setTimeout(r, 500));
+    }
+    // The admin pages, not empty: a webhook, a secret, a quota, and a dead letter (put there as the queue does when a
+    // message cannot be run; there is no API to make one).
+    await api(base, 'POST', '/api/webhooks', reg.token, { url: 'https://hooks.example.com/sri', events: ['job.done', 'job.failed'] });
+    await api(base, 'PUT', '/api/secrets/portalPassword', reg.token, { value: 'demo-password' });
+    await api(base, 'PUT', '/api/admin/quota', reg.token, { maxConcurrent: 3, perMinute: 30 });
+    const redis = new Redis(stack.redisUrl, { lazyConnect: true });
+    try {
+      await redis.connect();
+      await (await JobQueue.connect(redis)).deadLetter(reg.org.id, '{"not":"a job"}', 'malformed message: not a job');
+    } finally {
+      redis.disconnect();
     }
 
     mkdirSync(OUT, { recursive: true });
@@ -92,6 +107,14 @@ async function main(): Promise<void> {
     await shoot('flow-editor', `/flows/new?from=${flow.flow.id}`, (p) => p.getByRole('group', { name: /^Paso 9:/ }).waitFor());
     await shoot('members', '/members', (p) => p.getByText('Bea Ruiz').first().waitFor());
     await shoot('workers', '/admin/workers', (p) => p.getByRole('table').waitFor());
+    await shoot('dead-letters', '/admin/dead-letters', (p) => p.getByText('malformed message: not a job').first().waitFor());
+    await shoot('webhooks', '/admin/webhooks', (p) => p.getByText('https://hooks.example.com/sri').first().waitFor());
+    await shoot('secrets', '/admin/secrets', (p) => p.getByRole('cell', { name: 'portalPassword', exact: true }).waitFor());
+    await shoot('quota', '/admin/quota', async (p) => {
+      const field = p.getByLabel('Trabajos en ejecución a la vez');
+      await field.waitFor();
+      await p.waitForFunction(() => (document.querySelector('input[type="number"]') as HTMLInputElement | null)?.value === '3');
+    });
     await context.close();
   } finally {
     await browser.close().catch(() => {});
