@@ -117,7 +117,8 @@ describe('worker process', () => {
       const env = (id: string) => ({
         REDIS_URL: redisServer.url, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
         WORKER_ID: id, WORKER_POLL_INTERVAL: '50', WORKER_MAX_JOBS: '1', LOG_DIR: logs.path, LOG_LEVEL: 'warn',
-        WORKER_LEASE_MS: '1500', WORKER_RECOVERY_INTERVAL_MS: '100',
+        // A lease long enough that a busy machine's pauses do not let it lapse on a live worker (renewed at a third).
+        WORKER_LEASE_MS: '5000', WORKER_RECOVERY_INTERVAL_MS: '100',
       });
       const status = (jobId: string) => redis.get(keys.jobStatus(jobId));
       const result = async (jobId: string) => {
@@ -136,19 +137,19 @@ describe('worker process', () => {
       const b = spawnWorker(env(`lease-b-${randomUUID().slice(0, 6)}`));
       worker = a;
       try {
-        const long = slowJob(4500);
+        const long = slowJob(15_000);
         const hitsBefore = slowHits();
         await push(redis, org, long);
-        const r = await waitFor(() => result(long.jobId), { timeoutMs: 60_000, what: `long job result; output: ${a.output().slice(-300)} ${b.output().slice(-300)}` });
+        const r = await waitFor(() => result(long.jobId), { timeoutMs: 180_000, what: `long job result; output: ${a.output().slice(-300)} ${b.output().slice(-300)}` });
         assert.equal(r.status, 'done', JSON.stringify(r.error));
         assert.equal(r.attempt, 1);
         assert.equal(slowHits() - hitsBefore, 1, 'the long job ran exactly once');
         assert.equal(await redis.get(keys.queueLateResults), null, 'no late outcome');
 
         // SIGKILL the worker running the next job: the survivor takes it back after the lease and runs attempt 2.
-        const doomed = slowJob(20_000);
+        const doomed = slowJob(25_000);
         await push(redis, org, doomed);
-        await waitFor(async () => (await status(doomed.jobId)) === 'running', { timeoutMs: 30_000, what: 'doomed job running' });
+        await waitFor(async () => (await status(doomed.jobId)) === 'running', { timeoutMs: 60_000, what: 'doomed job running' });
         const token = (await redis.hget(keys.queueJobLeases, doomed.jobId))!;
         const holder = await redis.hget(keys.lease(token), 'workerId');
         const [victim, survivor] = holder === idA ? [a, b] : [b, a];
@@ -156,9 +157,11 @@ describe('worker process', () => {
         await victim.exited;
         worker = survivor;
         const again = await waitFor(async () => (await redis.hget(keys.lease((await redis.hget(keys.queueJobLeases, doomed.jobId)) ?? 'none'), 'attempt')) === '2',
-          { timeoutMs: 30_000, what: `attempt 2 running; output: ${survivor.output().slice(-300)}` });
+          { timeoutMs: 90_000, what: `attempt 2 running; output: ${survivor.output().slice(-300)}` });
         assert.ok(again);
-        assert.equal(await status(doomed.jobId), 'running');
+        // The take sets the lease; the job's `running` status follows in a second small script at the end of the
+        // worker's event-loop turn (docs/queue.md), so it is waited for, not read at once.
+        await waitFor(async () => (await status(doomed.jobId)) === 'running', { what: 'attempt 2 shown running' });
         assert.equal(await redis.exists(keys.lease(token)), 0, 'the dead worker\'s lease is gone');
       } finally {
         for (const w of [a, b]) {
