@@ -106,6 +106,7 @@ export const en = {
     title: 'Flows',
     intro: 'A flow is a list of steps the browser follows on a provider\'s portal. One flow per provider is active: runs use it.',
     empty: 'No flows yet. Create one to tell the platform what to do on a portal.',
+    fromDemoTemplate: 'Start from the demo template',
     create: 'New flow',
     name: 'Name',
     provider: 'Provider',
@@ -166,6 +167,8 @@ export const en = {
   editor: {
     title: 'New flow',
     description: 'Description (optional)',
+    demoTemplateName: 'Demo portal invoices',
+    demoTemplateDescription: 'Logs in to the demo portal, takes a screenshot, downloads the invoice PDF and reads the invoice table.',
     versionHelp: 'A semantic version such as 1.0.0, new for this provider.',
     stepsTitle: 'Steps',
     noSteps: 'No steps yet: add the first one below (usually "navigate" to the portal\'s page).',

@@ -108,6 +108,7 @@ export const es: Catalogue = {
     title: 'Flujos',
     intro: 'Un flujo es una lista de pasos que el navegador sigue en el portal de un proveedor. Cada proveedor tiene un flujo activo: las ejecuciones usan ese.',
     empty: 'Aún no hay flujos. Cree uno para indicar a la plataforma qué hacer en un portal.',
+    fromDemoTemplate: 'Empezar con la plantilla de demostración',
     create: 'Nuevo flujo',
     name: 'Nombre',
     provider: 'Proveedor',
@@ -168,6 +169,8 @@ export const es: Catalogue = {
   editor: {
     title: 'Nuevo flujo',
     description: 'Descripción (opcional)',
+    demoTemplateName: 'Facturas del portal de demostración',
+    demoTemplateDescription: 'Inicia sesión en el portal de demostración, toma una captura, descarga el PDF de la factura y lee la tabla de facturas.',
     versionHelp: 'Una versión semántica como 1.0.0, nueva para este proveedor.',
     stepsTitle: 'Pasos',
     noSteps: 'Aún no hay pasos: agregue el primero abajo (normalmente "navegar" a la página del portal).',

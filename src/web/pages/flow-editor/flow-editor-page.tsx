@@ -1,5 +1,5 @@
 /**
- * A new flow (or a new version of one: `?from=<flowId>` starts from its steps). Everything typed is kept in a
+ * A new flow (or a new version of one: `?from=<flowId>` starts from its steps; `?template=demo` from the demo flow). Everything typed is kept in a
  * draft until the flow is created, so an ended session loses nothing. The API's FLOW_INVALID message is shown at
  * the step it names; URLs outside the provider's allowed hosts are flagged before saving.
  */
@@ -14,6 +14,7 @@ import { useDraft } from '../../lib/drafts.ts';
 import { FLOWS_KEY } from '../flows/flows-page.tsx';
 import { useProviders } from '../providers/providers-page.tsx';
 import { StepEditor } from './step-editor.tsx';
+import { DEMO_TEMPLATE_ID, demoTemplateSteps } from './templates.ts';
 import { fromApiStep, stepProblem, newStep, STEP_TYPES, toApiStep, type EditorStep, type StepType } from './steps.ts';
 
 interface Draft { providerId: string; name: string; version: string; description: string; steps: EditorStep[] }
@@ -26,7 +27,8 @@ export default function FlowEditorPage() {
   const client = useQueryClient();
   const providers = useProviders();
   const from = params.get('from');
-  const draftKey = `flow-editor:${from ?? 'new'}`;
+  const template = from ? null : params.get('template');
+  const draftKey = `flow-editor:${from ?? (template ? `template-${template}` : 'new')}`;
   const [draft, setDraft, clearDraft] = useDraft<Draft>(draftKey, EMPTY);
   const [addType, setAddType] = useState<StepType>('navigate');
   // The step just added takes the focus (its type), so a keyboard user goes on where the new fields are.
@@ -42,6 +44,14 @@ export default function FlowEditorPage() {
       setDraft({ providerId: f.providerId, name: f.name, version: '', description: f.description ?? '', steps: f.steps.map(fromApiStep) });
     }
   }, [source.data, draft.steps.length, draft.name, setDraft]);
+
+  // Starting from the demo template fills an untouched draft once the demo provider's address is known.
+  const demoHost = template === DEMO_TEMPLATE_ID ? providers.data?.providers.find((p) => p.id === 'demo')?.allowedHosts[0] : undefined;
+  useEffect(() => {
+    if (demoHost && draft.steps.length === 0 && draft.name === '') {
+      setDraft({ providerId: 'demo', name: t('editor.demoTemplateName'), version: '1.0.0', description: t('editor.demoTemplateDescription'), steps: demoTemplateSteps(demoHost).map(fromApiStep) });
+    }
+  }, [demoHost, draft.steps.length, draft.name, setDraft, t]);
 
   const save = useMutation({
     mutationFn: () => ok(api.POST('/api/flows', {

@@ -34,6 +34,7 @@ export default function FlowsPage() {
   if (flows.isPending) return <Page title={t('flows.title')}><Loading /></Page>;
   if (flows.isError) return <Page title={t('flows.title')}><ErrorMessage error={flows.error} onRetry={() => void flows.refetch()} /></Page>;
   const providerName = (id: string) => providers.data?.providers.find((p) => p.id === id)?.displayName ?? id;
+  const hasDemo = providers.data?.providers.some((p) => p.id === 'demo') ?? false;
   const byProvider = new Map<string, typeof flows.data.flows>();
   for (const flow of flows.data.flows) byProvider.set(flow.providerId, [...(byProvider.get(flow.providerId) ?? []), flow]);
 
@@ -42,7 +43,11 @@ export default function FlowsPage() {
       <p className="intro">{t('flows.intro')}</p>
       <p role="status" className="notice">{notice}</p>
       {activate.isError && <ErrorMessage error={activate.error} />}
-      {byProvider.size === 0 ? <EmptyState action={newFlow}>{t('flows.empty')}</EmptyState> : [...byProvider].map(([providerId, versions]) => {
+      {byProvider.size === 0 ? (
+        <EmptyState action={<>{newFlow}{hasDemo && <> <Link className="button" to="/flows/new?template=demo">{t('flows.fromDemoTemplate')}</Link></>}</>}>
+          {t('flows.empty')}
+        </EmptyState>
+      ) : [...byProvider].map(([providerId, versions]) => {
         const active = versions.find((v) => v.active);
         const headingId = `flows-${providerId}`;
         return (
