@@ -137,7 +137,9 @@ export class TokenService {
     const id = `${auth.orgId}\n${auth.userId}`;
     const now = Date.now();
     let known = this.principals.get(id);
-    if (known && known.until > now && known.role !== undefined && await this.opts.removedUsers?.isRemoved(auth.userId)) {
+    // Redis unreachable: the mark cannot be read, so the database is asked instead (it knows removals too) rather
+    // than every request failing while only Redis is down.
+    if (known && known.until > now && known.role !== undefined && await this.opts.removedUsers?.isRemoved(auth.userId).catch(() => true)) {
       known = undefined;
       this.principals.delete(id);
     }
