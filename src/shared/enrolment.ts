@@ -73,7 +73,7 @@ const WORKER_COMMANDS = [
   '+ping', '+info', '+quit', '+client|setname', '+evalsha', '+eval', '+multi', '+exec', '+get', '+set', '+mget', '+del', '+exists',
   '+expire', '+pexpire', '+incr', '+time', '+hget', '+hmget', '+hset', '+hdel', '+hincrby', '+lrange', '+lindex', '+llen', '+lmove',
   '+rpoplpush', '+lpush', '+rpush', '+lpop', '+sadd', '+srem', '+sismember', '+smembers', '+sunion', '+zadd', '+zrem', '+zscore',
-  '+zrangebyscore', '+zremrangebyscore', '+xadd', '+scan', '+publish', '+subscribe',
+  '+zrangebyscore', '+zrangebylex', '+zremrangebyscore', '+xadd', '+scan', '+publish', '+subscribe',
 ];
 
 /**

@@ -63,8 +63,18 @@ const singleNodeKeys = {
   queueRingMembers: 'sri:queue:ring:members',
   /** sorted set — take token → lease deadline (epoch ms). */
   queueLeases: 'sri:queue:leases',
-  /** hash — organisation id → number of jobs it has leased now (for maxConcurrent). */
+  /**
+   * hash — organisation id → number of jobs it has leased now (for maxConcurrent); and portal account
+   * `<orgId>/<userId>/<providerName>` → leases holding it now (for maxConcurrentPerAccount; released with the lease).
+   */
   queueLeasedByOrg: 'sri:queue:leased-by-org',
+  /**
+   * sorted set (all scores 0, read by ZRANGEBYLEX) — jobs parked because their portal account was full:
+   * `<account>\t<seq>\t<limit>\t<h|n>`; taken back first once the account has room.
+   */
+  queueParked: 'sri:queue:parked',
+  /** hash — parked job (member of queueParked) → its message; field `seq` numbers the parks. */
+  queueParkedJobs: 'sri:queue:parked:jobs',
   /** sorted set — take token of a job waiting for its retry → due time (epoch ms). */
   queueDelayed: 'sri:queue:delayed',
   /** hash — take token → `{"o":orgId,"r":raw}` of a job waiting for its retry. */

@@ -49,6 +49,12 @@ export const JobMessage = z.object({
   /** The schedule and due time (ISO 8601) a scheduled run was made for (docs/schedules.md). Unsigned, informational. */
   scheduleId: Id.optional(),
   dueAt: z.string().min(1).max(64).optional(),
+  /**
+   * How many jobs of this job's portal account (organisation, user, provider: the session it uses) may run at once;
+   * absent = 1. The control plane sets it from the provider catalogue; the take script reads it (docs/queue.md "One
+   * run at a time per portal account"). Unsigned: it only orders jobs, as the queue lists themselves do.
+   */
+  maxConcurrentPerAccount: z.number().int().min(1).max(100).optional(),
 }).refine((j) => j.scriptContent !== undefined || j.scriptKey !== undefined, {
   message: 'either scriptContent or scriptKey is required', path: ['scriptContent'],
 });

@@ -474,7 +474,8 @@ describe('worker on real Redis, S3 and Chromium', () => {
     // Pages long enough that two jobs overlap even when starting a browser context takes seconds (a loaded machine),
     // with navigation and job timeouts above the worker's (PLAYWRIGHT_TIMEOUT 5 s, EXECUTION_TIMEOUT 20 s here).
     const slow = `export default async function run({ page, payload }) { await page.goto(payload.base + '/slow?ms=12000', { timeout: 120000 }); }`;
-    const jobs = [1, 2, 3].map(() => signedJob(org, slow, { metadata: { base: portal.url }, timeoutMs: 150_000 }));
+    // One portal account (user-1 on demo) whose provider allows three runs at once: WORKER_MAX_JOBS is the limit here.
+    const jobs = [1, 2, 3].map(() => signedJob(org, slow, { metadata: { base: portal.url }, timeoutMs: 150_000, maxConcurrentPerAccount: 3 }));
     for (const j of jobs) await push(redis, org, j);
     const statuses = () => Promise.all(jobs.map((j) => redis.get(keys.jobStatus(j.jobId))));
     await waitFor(async () => (await statuses()).filter((s) => s === 'running').length === 2, { what: 'two jobs running at once' });

@@ -14,8 +14,10 @@ import { startEmbeddedRedis } from '../../src/embedded/redis-server.ts';
 import { startTestRedis, waitFor } from '../support/services.ts';
 import { REDIS_KINDS, startTestRedisTarget, type TestRedisTarget } from '../support/redis-targets.ts';
 
+// Each job of its own user (so of its own portal account) unless the test names one: one run at a time per account
+// has cases of its own below; the other cases are about what holds across accounts.
 const job = (orgId: string, over: Partial<JobMessage> = {}): JobMessage => ({
-  jobId: `j-${randomUUID().slice(0, 12)}`, orgId, userId: 'u1', providerId: 'p1', providerName: 'demo', flowId: 'f1',
+  jobId: `j-${randomUUID().slice(0, 12)}`, orgId, userId: `u-${randomUUID().slice(0, 8)}`, providerId: 'p1', providerName: 'demo', flowId: 'f1',
   flowVersion: '1.0.0', scriptContent: 'export default async () => {}', scriptHash: 'a'.repeat(64), signature: 'b'.repeat(64),
   createdAt: 1, ...over,
 });
@@ -40,7 +42,7 @@ describe('the queue\'s Lua files', () => {
       assert.doesNotMatch(body.replace(/--[^\n]*/g, ''), /['"](sri|\{sri\}):/, `${s.file}: no key name in the code`);
       assert.doesNotMatch(s.lua, /\bK\.\w+/, `${s.file}: no generated key table`);
     }
-    assert.equal(commandName(QUEUE_SCRIPTS, 'takeJob'), 'sri_queue_v4_takeJob');
+    assert.equal(commandName(QUEUE_SCRIPTS, 'takeJob'), 'sri_queue_v5_takeJob');
   });
 
   it('every key a script touches is one of the KEYS of its call (MONITOR of a whole run on one Redis)', async () => {
@@ -126,6 +128,16 @@ async function exerciseEveryTransition(q: JobQueue, redis: Redis): Promise<void>
   await q.deadLetter('org-b', 'y', 'malformed');
   assert.ok(await q.dlqPurge() >= 1);
   for (let t = await q.take('w3'); t; t = await q.take('w3')) await q.complete(t, result(t));
+  // One run at a time per portal account: the second job of one account is parked, and taken back when the first ends.
+  const e1 = job('org-e', { userId: 'one-account' });
+  const e2 = job('org-e', { userId: 'one-account' });
+  await q.enqueue('org-e', e1);
+  await q.enqueue('org-e', e2);
+  const t7 = (await q.take('w4'))!;
+  assert.equal(await q.take('w4'), undefined);
+  const next = (await q.completeAndTake(t7, result(t7), undefined, 'w4')).next!;
+  assert.equal(next.jobId, e2.jobId);
+  await q.complete(next, result(next));
 }
 
 for (const kind of REDIS_KINDS) describe(`JobQueue on a real Redis (${kind})`, () => {

@@ -1,7 +1,7 @@
 /**
  * The reliable job queue both planes share (docs/queue.md). Producers keep `LPUSH sri:org:{orgId}:jobs <json>`;
  * everything after the push is one Lua transition per step (./lua/*.lua), registered once per connection by the
- * platform's one loader (src/shared/lua/scripts.ts) under versioned names (`sri_queue_v4_takeJob`). Reads that
+ * platform's one loader (src/shared/lua/scripts.ts) under versioned names (`sri_queue_v5_takeJob`). Reads that
  * change nothing (lists, stats) are plain commands.
  *
  * Every key a script touches is passed in its KEYS, built here from keys.ts, so the queue runs on Redis Cluster
@@ -31,7 +31,7 @@ import {
 export type { CancelOutcome, CompleteOutcome } from './codes.ts';
 
 /** The queue's scripts. Bump `version` when any script's behaviour changes; an older release keeps its own names. */
-export const QUEUE_SCRIPTS: ScriptArea = Object.freeze({ area: 'queue', version: 4, dir: new URL('./lua/', import.meta.url), prelude: luaPrelude });
+export const QUEUE_SCRIPTS: ScriptArea = Object.freeze({ area: 'queue', version: 5, dir: new URL('./lua/', import.meta.url), prelude: luaPrelude });
 
 export interface QueueOptions {
   /** How long a take stays leased without renewal; workers renew every leaseMs / 3. @default 30000 */
@@ -128,11 +128,12 @@ const leaseKeys = (token: string) => [keys.lease(token), keys.leaseMessage(token
 const ringKeys = () => [keys.queueRing, keys.queueRingMembers];
 const takeFixedKeys = (token: string) => [
   ...ringKeys(), keys.queueLeases, keys.queueLeasedByOrg, keys.queueJobLeases, keys.queueAttempts, keys.queueCancelled, keys.queueRate,
-  keys.lease(token), keys.leaseMessage(token),
+  keys.lease(token), keys.leaseMessage(token), keys.queueParked, keys.queueParkedJobs,
 ];
-/** The take's fixed keys other than those a completion has too (completeAndTakeJob-17.lua KEYS[11..17]). */
+/** The take's fixed keys other than those a completion has too (completeAndTakeJob-19.lua KEYS[11..19]). */
 const takeOwnKeys = (token: string) => [
   ...ringKeys(), keys.queueAttempts, keys.queueCancelled, keys.queueRate, keys.lease(token), keys.leaseMessage(token),
+  keys.queueParked, keys.queueParkedJobs,
 ];
 const orgTakeKeys = (orgIds: readonly string[]) => orgIds.flatMap((o) => [keys.orgJobs(o), keys.orgReadyHigh(o), keys.orgReadyNormal(o)]);
 const dlqKeys = (orgId: string) => [keys.dlqEntries, keys.dlqIndex, keys.dlqSeq, keys.orgDlq(orgId), keys.dlqOrgs];

@@ -54,6 +54,24 @@ local function message_to_front(messageKey, highKey, normalKey, raw)
   end
 end
 
+--[[
+  The portal account (the session) a decoded job uses: `<orgId>/<userId>/<providerName>`, the ids of its session key
+  sri:sessions:{orgId}:{userId}:{providerName}; nil when the message names none. Ids never contain '/', so the field
+  cannot be an organisation's in sri:queue:leased-by-org, where the leases holding each account are counted.
+]]
+local function account_of(orgId, msg)
+  if type(msg) ~= 'table' or not valid_id(msg['userId']) or not valid_id(msg['providerName']) then return nil end
+  return orgId .. '/' .. msg['userId'] .. '/' .. msg['providerName']
+end
+
+-- How many of an account's jobs may hold it at once: the job's maxConcurrentPerAccount (set by the control plane
+-- from the provider catalogue), 1 when absent or not a whole number ≥ 1.
+local function account_limit(msg)
+  local n = type(msg) == 'table' and tonumber(msg['maxConcurrentPerAccount']) or nil
+  if n and n >= 1 then return math.floor(n) end
+  return 1
+end
+
 -- Decodes a message and returns (jobId, msg) when its jobId is a plain id and its orgId is the queue's
 -- organisation; (nil, msg-or-nil) otherwise. Messages over maxBytes are not decoded at all.
 local function decode_job(raw, orgId, maxBytes)
@@ -66,10 +84,19 @@ end
 
 --[[
   Ends a lease everywhere it is recorded. L holds the keys: lease (record), message (held message), leases
-  (deadlines), byOrg (leases per organisation), jobLeases (job id → token). `opts.keepMessage`: the held message
-  stays (a retry parks the next attempt's message there); `opts.also`: more keys deleted in the same DEL.
+  (deadlines), byOrg (leases per organisation, and per portal account: see account_of), jobLeases (job id → token).
+  `opts.keepMessage`: the held message stays (a retry parks the next attempt's message there); `opts.also`: more
+  keys deleted in the same DEL. The lease's hold on its portal account (the record's `account` field, written by
+  the take) is released here, so every step that ends a lease — complete, retry, bury, release, recovery of a dead
+  worker's lease, and any later one built on this helper — releases it in the same step.
 ]]
 local function end_lease(L, token, orgId, jobId, opts)
+  local account = redis.call('HGET', L.lease, 'account')
+  if account and account ~= '' then
+    if redis.call('HINCRBY', L.byOrg, account, -1) <= 0 then
+      redis.call('HDEL', L.byOrg, account)
+    end
+  end
   local dels = { L.lease }
   if not (opts and opts.keepMessage) then dels[#dels + 1] = L.message end
   if opts and opts.also then

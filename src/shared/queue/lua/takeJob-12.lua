@@ -13,6 +13,14 @@
   - a bounded batch (ARGV[5] messages, at most 4 MiB) moves from the producer list (LPUSH) into the ready lists,
     high priority apart, oldest first; ready lists are taken before the producer list, high before normal;
   - jobs cancelled while they waited (sri:queue:cancelled) are dropped here (cancelJob published their result);
+  - one run at a time per portal account: a job whose account (organisation, user, provider: the session it uses)
+    already has as many leases as the job's maxConcurrentPerAccount (1 when absent) is not leased but parked
+    (sri:queue:parked, sri:queue:parked:jobs), holding no lease and no worker slot; the take goes on with the
+    organisation's next job. A parked job is taken before the organisation's other jobs (high priority first)
+    as soon as its account has room: the lease that held the account released it (end_lease, in every step
+    that ends a lease, recovery of a dead worker's included). The lease records its account, counted in
+    sri:queue:leased-by-org under `<orgId>/<userId>/<providerName>`. An organisation with parked jobs stays in
+    the ring;
   - the lease (token → deadline in sri:queue:leases, record sri:lease:{token}, job → token in
     sri:queue:job-leases) is written together with the pop; the message is returned byte for byte as pushed.
     The job's status becomes 'running' in startJob-2.lua, which the queue sends after this reply: the status key
@@ -28,14 +36,16 @@
   KEYS[1]   sri:queue:ring                  list, the organisations with work, rotated (RPOPLPUSH)
   KEYS[2]   sri:queue:ring:members          set, the ring's members
   KEYS[3]   sri:queue:leases                sorted set, take token → lease deadline
-  KEYS[4]   sri:queue:leased-by-org         hash, organisation → leases it holds now
+  KEYS[4]   sri:queue:leased-by-org         hash, organisation → leases it holds now; account → leases holding it
   KEYS[5]   sri:queue:job-leases            hash, job id → take token
   KEYS[6]   sri:queue:attempts              hash, job id → attempt of its next take (after a recovered lease)
   KEYS[7]   sri:queue:cancelled             set, job ids cancelled while they waited
   KEYS[8]   sri:queue:rate                  hash, organisation → `<minute>:<jobs taken in it>`
   KEYS[9]   sri:lease:{token}               hash, the lease record written here
   KEYS[10]  sri:lease:{token}:message       list, the leased message (moved here)
-  KEYS[11…] per organisation of ARGV[7…], three keys each, in the same order:
+  KEYS[11]  sri:queue:parked                sorted set (lex), parked jobs: `<account>\t<seq>\t<limit>\t<h|n>`
+  KEYS[12]  sri:queue:parked:jobs           hash, parked job → its message; field `seq` numbers the parks
+  KEYS[13…] per organisation of ARGV[7…], three keys each, in the same order:
             sri:org:{orgId}:jobs, sri:org:{orgId}:ready:high, sri:org:{orgId}:ready:normal
   ARGV[1]   take token (unique per take)
   ARGV[2]   worker id
@@ -43,7 +53,7 @@
   ARGV[4]   largest message decoded, bytes (larger ones are leased undecoded and dead-lettered by the worker)
   ARGV[5]   how many messages one take moves from the producer list into the ready lists
   ARGV[6]   how many organisations a RingMiss reply names
-  ARGV[7…]  per organisation whose keys KEYS[11…] are: its id, its maxConcurrent and its perMinute ('' = no limit)
+  ARGV[7…]  per organisation whose keys KEYS[13…] are: its id, its maxConcurrent and its perMinute ('' = no limit)
 
   Returns {Ok, orgId, raw, jobId or '', attempt, leaseDeadline, recovered (1 when the attempt number comes from a
   recovered lease)}, {Nothing} when no organisation has a takeable job, or {RingMiss, ring length, orgId…}.
