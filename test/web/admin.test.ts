@@ -146,6 +146,12 @@ describe('jobs filters, members and admin pages, in Chromium', () => {
     const link = page.getByRole('region', { name: 'Invitation link for Bea Ruiz' }).getByLabel('Invitation link');
     inviteUrl = await link.inputValue();
     assert.match(inviteUrl, new RegExp(`^${t.api.url}/invitation#[A-Za-z0-9_-]{43}$`));
+    // "Send by e-mail" opens the admin's mail program with the member's address and the link in the message.
+    const mail = new URL(await page.getByRole('link', { name: 'Send by e-mail' }).getAttribute('href') ?? '');
+    assert.equal(mail.protocol, 'mailto:');
+    assert.equal(decodeURIComponent(mail.pathname), memberEmail);
+    assert.ok(mail.searchParams.get('subject'));
+    assert.ok(mail.searchParams.get('body')?.includes(inviteUrl), 'the e-mail body carries the invitation link');
     const row = page.getByRole('row').filter({ hasText: memberEmail });
     await row.getByText(/^invited \(link valid until /).waitFor(SLOW);
     await checkPage(admin, 'members, invitation shown');

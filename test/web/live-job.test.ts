@@ -170,8 +170,16 @@ describe('a long job watched live in the dashboard, cancelled, and a finished jo
     await checkPage('job page, live log');
   });
 
-  it('cancels the running job with its Cancel button, and shows it cancelled in Spanish with what to do', async () => {
+  it('asks before cancelling, then cancels the running job, and shows it cancelled in Spanish with what to do', async () => {
+    // A change of mind leaves the job running: the question goes away and the Cancel button comes back.
     await page.getByRole('button', { name: 'Cancelar el trabajo' }).click();
+    const question = page.getByRole('group', { name: /^¿Cancelar este trabajo\?/ });
+    await question.waitFor(SLOW);
+    await checkPage('job page, cancel confirmation');
+    await question.getByRole('button', { name: 'Cancelar', exact: true }).click();
+    await question.waitFor({ state: 'detached', ...SLOW });
+    await page.getByRole('button', { name: 'Cancelar el trabajo' }).click();
+    await page.getByRole('button', { name: 'Sí, cancelar el trabajo' }).click();
     await page.getByRole('status').getByText('Cancelación solicitada.').waitFor(SLOW);
     await page.getByText('cancelado', { exact: true }).first().waitFor(SLOW);
     await page.getByText('El trabajo fue cancelado. Ejecute el flujo de nuevo si aún lo necesita.').waitFor(SLOW);
@@ -185,9 +193,10 @@ describe('a long job watched live in the dashboard, cancelled, and a finished jo
   it('opens a screenshot of a finished job from its gallery, and downloads its invoice PDF with the hash the page shows', async () => {
     await page.goto(`/jobs/${doneJobId}`);
     await page.getByText('terminado', { exact: true }).first().waitFor(SLOW);
-    // Opened from the gallery: full size in a dialog, closed with Escape back to the thumbnail.
+    // Opened from the gallery with the keyboard: full size in a dialog, closed with Escape back to the thumbnail.
     const thumb = page.getByRole('link', { name: 'Captura screenshot-0.png' });
-    await thumb.click();
+    await thumb.focus();
+    await page.keyboard.press('Enter');
     const viewer = page.getByRole('dialog', { name: 'screenshot-0.png' });
     await viewer.waitFor(SLOW);
     await viewer.getByRole('img', { name: 'Captura screenshot-0.png' }).waitFor(SLOW);

@@ -8,6 +8,7 @@ import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { Link, useParams } from 'react-router';
 import { api, ok } from '../../api/client.ts';
+import { Confirm } from '../../components/confirm.tsx';
 import { ErrorMessage } from '../../components/error-message.tsx';
 import { Loading } from '../../components/loading.tsx';
 import { Page } from '../../components/page.tsx';
@@ -36,9 +37,10 @@ export default function JobPage() {
   });
   const [notice, setNotice] = useState('');
   const [viewing, setViewing] = useState<Screenshot | null>(null);
+  const [confirmingCancel, setConfirmingCancel] = useState(false);
   const cancel = useMutation({
     mutationFn: () => ok(api.POST('/api/jobs/{id}/cancel', { params: { path: { id } } })),
-    onSuccess: () => { setNotice(t('job.cancelled')); void job.refetch(); },
+    onSuccess: () => { setConfirmingCancel(false); setNotice(t('job.cancelled')); void job.refetch(); },
   });
   const retry = useMutation({
     mutationFn: () => ok(api.POST('/api/jobs/{id}/retry', { params: { path: { id } } })),
@@ -55,11 +57,15 @@ export default function JobPage() {
   return (
     <Page title={title} actions={(
       <>
-        {!final && <button type="button" className="danger" disabled={cancel.isPending} onClick={() => cancel.mutate()}>{t('job.cancel')}</button>}
+        {!final && !confirmingCancel && <button type="button" className="danger" onClick={() => setConfirmingCancel(true)}>{t('job.cancel')}</button>}
         {(j.status === 'failed' || j.status === 'dead') && <button type="button" className="primary" disabled={retry.isPending} onClick={() => retry.mutate()}>{t('job.retry')}</button>}
       </>
     )}>
       <p><Link to="/jobs">{t('job.back')}</Link></p>
+      {!final && confirmingCancel && (
+        <Confirm question={t('job.confirmCancel')} confirmLabel={t('job.confirmCancelYes')} busy={cancel.isPending}
+          onConfirm={() => cancel.mutate()} onCancel={() => setConfirmingCancel(false)} />
+      )}
       <p role="status" className="notice">{notice}</p>
       {cancel.isError && <ErrorMessage error={cancel.error} />}
       {retry.isError && <ErrorMessage error={retry.error} />}

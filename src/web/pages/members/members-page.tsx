@@ -5,6 +5,7 @@
  */
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
+import type { TFunction } from 'i18next';
 import { useTranslation } from 'react-i18next';
 import { api, ApiError, ok, type paths } from '../../api/client.ts';
 import { AdminOnly } from '../../components/admin-only.tsx';
@@ -22,6 +23,16 @@ type Invitation = { token: string; expiresAt: string };
 /** The link the invited member opens: the token in the fragment, which the browser never sends to a server. */
 const invitationUrl = (token: string) => `${window.location.origin}/invitation#${token}`;
 
+/**
+ * A mailto: link that opens the admin's own mail program with the invitation written out: the platform sends no
+ * e-mail itself (it needs no mail server and works offline), and the link is never stored anywhere but that message.
+ */
+function invitationMail(email: string, url: string, expiresAt: string, t: TFunction, f: ReturnType<typeof useFormat>): string {
+  const subject = t('members.mailSubject');
+  const body = t('members.mailBody', { url, date: f.dateTime(expiresAt) });
+  return `mailto:${encodeURIComponent(email)}?subject=${encodeURIComponent(subject)}&body=${encodeURIComponent(body)}`;
+}
+
 function InvitationNotice({ name, email, invitation }: { name: string; email: string; invitation: Invitation }) {
   const { t } = useTranslation();
   const f = useFormat();
@@ -37,6 +48,7 @@ function InvitationNotice({ name, email, invitation }: { name: string; email: st
       </label>
       <div className="actions">
         <button type="button" onClick={() => void navigator.clipboard?.writeText(url).then(() => setCopied(true), () => {})}>{t('common.copy')}</button>
+        <a className="button" href={invitationMail(email, url, invitation.expiresAt, t, f)}>{t('members.sendByEmail')}</a>
         <span role="status">{copied ? t('members.copied') : ''}</span>
       </div>
     </section>
