@@ -40,6 +40,8 @@ export function verifiedJobMessage(a: {
     priority: job.priority, attempt: a.attempt ?? job.attempt, ...(maxAttempts === undefined ? {} : { maxAttempts }),
     ...(a.secrets === undefined ? {} : { secrets: a.secrets }),
     ...(job.schedule_id === null || job.due_at === null ? {} : { scheduleId: job.schedule_id, dueAt: new Date(job.due_at).toISOString() }),
+    // The queue runs at most this many jobs of the job's portal account at once (docs/queue.md); unsigned.
+    ...(provider.maxConcurrentPerAccount === undefined ? {} : { maxConcurrentPerAccount: provider.maxConcurrentPerAccount }),
   });
   // Signed as parsed, so the worker verifies exactly the allowedHosts (and ids) it will read.
   return { ...message, envelopeSignature: signEnvelope(message, a.signingSecret) };

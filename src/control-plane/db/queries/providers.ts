@@ -4,25 +4,41 @@
  */
 import type { Tx } from '../types.ts';
 
-export interface Provider { id: string; name: string; displayName: string; allowedHosts: string[] }
+export interface Provider {
+  id: string; name: string; displayName: string; allowedHosts: string[];
+  /**
+   * How many jobs of one portal account (organisation, user, this provider) may run at once, 1–100 (docs/queue.md
+   * "One run at a time per portal account"). Absent in an upsert: the row keeps its value (a new row: 1).
+   */
+  maxConcurrentPerAccount?: number;
+}
 
-interface ProviderRow { id: string; name: string; display_name: string; allowed_hosts: string[] }
-const toProvider = (r: ProviderRow): Provider => ({ id: r.id, name: r.name, displayName: r.display_name, allowedHosts: r.allowed_hosts });
+interface ProviderRow { id: string; name: string; display_name: string; allowed_hosts: string[]; max_concurrent_per_account: number }
+const COLUMNS = 'id, name, display_name, allowed_hosts, max_concurrent_per_account';
+const toProvider = (r: ProviderRow): Provider => ({
+  id: r.id, name: r.name, displayName: r.display_name, allowedHosts: r.allowed_hosts,
+  maxConcurrentPerAccount: Number(r.max_concurrent_per_account),
+});
 
 export async function listProviders(tx: Tx): Promise<Provider[]> {
-  return (await tx.query<ProviderRow>('SELECT id, name, display_name, allowed_hosts FROM providers ORDER BY id')).map(toProvider);
+  return (await tx.query<ProviderRow>(`SELECT ${COLUMNS} FROM providers ORDER BY id`)).map(toProvider);
 }
 
 export async function findProvider(tx: Tx, id: string): Promise<Provider | undefined> {
-  const r = (await tx.query<ProviderRow>('SELECT id, name, display_name, allowed_hosts FROM providers WHERE id = $1', [id]))[0];
+  const r = (await tx.query<ProviderRow>(`SELECT ${COLUMNS} FROM providers WHERE id = $1`, [id]))[0];
   return r && toProvider(r);
 }
 
-/** Adds `p`, or replaces its name, display name and allowed hosts (run as the migrating role: sri_app may only read). */
+/**
+ * Adds `p`, or replaces its name, display name and allowed hosts, and its maxConcurrentPerAccount when `p` has one
+ * (run as the migrating role: sri_app may only read).
+ */
 export async function upsertProvider(tx: Tx, p: Provider): Promise<void> {
-  await tx.query(`INSERT INTO providers (id, name, display_name, allowed_hosts) VALUES ($1, $2, $3, $4::jsonb)
-    ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, display_name = EXCLUDED.display_name, allowed_hosts = EXCLUDED.allowed_hosts`,
-  [p.id, p.name, p.displayName, JSON.stringify(p.allowedHosts)]);
+  await tx.query(`INSERT INTO providers (id, name, display_name, allowed_hosts, max_concurrent_per_account)
+    VALUES ($1, $2, $3, $4::jsonb, COALESCE($5::integer, 1))
+    ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, display_name = EXCLUDED.display_name, allowed_hosts = EXCLUDED.allowed_hosts,
+      max_concurrent_per_account = COALESCE($5::integer, providers.max_concurrent_per_account)`,
+  [p.id, p.name, p.displayName, JSON.stringify(p.allowedHosts), p.maxConcurrentPerAccount ?? null]);
 }
 
 export interface Connection { providerId: string; providerName: string; connectedAt: Date; expiresAt: Date }

@@ -1,0 +1,47 @@
+/**
+ * The provider's maxConcurrentPerAccount (docs/queue.md "One run at a time per portal account") on real services:
+ * stored in the providers table (default 1, 1–100), read with the provider, and carried by every job message the
+ * control plane queues for it, where the queue's take script reads it.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { findProvider, upsertProvider } from '../../src/control-plane/db/queries/providers.ts';
+import { keys } from '../../src/shared/keys.ts';
+import { JobMessage } from '../../src/shared/schemas.ts';
+import { startTestApi, type TestApi } from '../support/api.ts';
+import { testDemoProvider } from '../support/providers.ts';
+
+describe('maxConcurrentPerAccount of a provider', () => {
+  let t: TestApi;
+  before(async () => { t = await startTestApi(); });
+  after(async () => { await t?.stop(); });
+
+  /** The queued message of `jobId` (no worker runs here: it stays in the producer list). */
+  const queued = async (orgId: string, jobId: string) => {
+    const raw = (await t.redis.lrange(keys.orgJobs(orgId), 0, -1)).map((m) => JobMessage.parse(JSON.parse(m))).find((m) => m.jobId === jobId);
+    assert.ok(raw, `job ${jobId} is queued`);
+    return raw;
+  };
+
+  it('is 1 by default and goes into every job message; a provider set to 2 queues its next jobs with 2', async () => {
+    assert.equal((await t.db.asSystem((tx) => findProvider(tx, 'demo')))?.maxConcurrentPerAccount, 1, 'the default');
+    const org = await t.createOrg();
+    const first = await t.runJob(org);
+    assert.equal((await queued(org.orgId, first)).maxConcurrentPerAccount, 1);
+
+    // An upsert without the field keeps the value; with it, sets it.
+    await t.db.asSystem((tx) => upsertProvider(tx, { ...testDemoProvider(), maxConcurrentPerAccount: 2 }));
+    await t.db.asSystem((tx) => upsertProvider(tx, testDemoProvider()));
+    assert.equal((await t.db.asSystem((tx) => findProvider(tx, 'demo')))?.maxConcurrentPerAccount, 2);
+    const second = await t.runJob(org);
+    assert.equal((await queued(org.orgId, second)).maxConcurrentPerAccount, 2);
+    await t.db.asSystem((tx) => upsertProvider(tx, { ...testDemoProvider(), maxConcurrentPerAccount: 1 }));
+  });
+
+  it('refuses a limit outside 1–100 in the table', async () => {
+    for (const bad of [0, 101]) {
+      await assert.rejects(t.db.asSystem((tx) => upsertProvider(tx, { ...testDemoProvider(), maxConcurrentPerAccount: bad })), /check constraint|max_concurrent_per_account/i);
+    }
+    assert.equal((await t.db.asSystem((tx) => findProvider(tx, 'demo')))?.maxConcurrentPerAccount, 1);
+  });
+});
