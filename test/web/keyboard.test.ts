@@ -1,10 +1,10 @@
 /**
  * The dashboard with the keyboard alone, in Chromium (issue 12: "everything works with the keyboard alone"). A user
  * who never touches the mouse signs up, connects the demo provider, creates the demo flow, activates it, runs it,
- * asks to cancel the job and confirms, opens every admin page and logs out: every action here is Tab, Shift+Tab,
+ * asks to cancel the job and confirms, opens every admin page, disconnects the provider and logs out: every action here is Tab, Shift+Tab,
  * typing, Enter, Space or Escape — no click, no `fill`. On every page the test also tabs through the whole page and
  * checks that each visible control (links, buttons, fields, one radio per group) is reached, and that the focused
- * control is visibly marked (an outline or a shadow). English browser, test API without workers (the job waits in
+ * control is visibly marked. The provider is connected with a cookie export's JSON and disconnected at the end (an outline or a shadow). English browser, test API without workers (the job waits in
  * the queue, so it can be cancelled); axe-core and CSP checks on every page.
  */
 import { after, before, describe, it } from 'node:test';
@@ -143,11 +143,17 @@ describe('the dashboard with the keyboard alone, in Chromium', () => {
     const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'Demo supplier portal' }) });
     await press(page, card.getByRole('button', { name: 'Connect' }), 'Connect on the demo card');
     const form = page.getByRole('region', { name: 'Connect Demo supplier portal' });
-    await type(page, form.getByLabel('Session cookies'), 'demo_session=keyboard-cookie; demo_locale=es-EC', 'cookies');
+    // The JSON a cookie-export browser extension produces (an array of cookies, expiry in epoch seconds).
+    const exported = JSON.stringify([
+      { name: 'demo_session', value: 'keyboard-cookie', domain: '127.0.0.1', path: '/', httpOnly: true, secure: false,
+        expirationDate: Math.floor(Date.now() / 1000) + 86_400 },
+      { name: 'demo_locale', value: 'es-EC', domain: '127.0.0.1', path: '/' },
+    ]);
+    await type(page, form.getByLabel('Session cookies'), exported, 'cookies');
     await form.getByText('2 cookies read.').waitFor(SLOW);
     await press(page, form.getByRole('button', { name: 'Add a credential' }), 'Add a credential');
     await type(page, form.getByLabel('Credential name'), 'portalPassword', 'credential name');
-    await type(page, form.getByLabel('Value'), 'demo-password', 'credential value');
+    await type(page, form.getByLabel('Value', { exact: true }), 'demo-password', 'credential value');
     await checkPage('providers, connect form');
     await press(page, form.getByRole('button', { name: 'Connect', exact: true }), 'Connect (submit)');
     await card.getByText(/^Connected until/).waitFor(SLOW);
@@ -190,7 +196,7 @@ describe('the dashboard with the keyboard alone, in Chromium', () => {
     await checkPage('job page, cancelled');
   });
 
-  it('reaches the jobs list, the members page and every admin page, and logs out', async () => {
+  it('reaches the jobs list, the members page and every admin page, disconnects the provider, and logs out', async () => {
     await press(page, nav('Jobs'), 'Jobs in the main navigation');
     await heading('Jobs').waitFor(SLOW);
     await page.getByRole('row').filter({ hasText: 'Demo supplier portal' }).first().waitFor(SLOW);
@@ -205,6 +211,12 @@ describe('the dashboard with the keyboard alone, in Chromium', () => {
       await heading(title).waitFor(SLOW);
       await checkPage(`admin: ${title}`);
     }
+    await press(page, nav('Providers'), 'Providers in the main navigation');
+    const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'Demo supplier portal' }) });
+    await press(page, card.getByRole('button', { name: 'Disconnect' }), 'Disconnect on the demo card');
+    await page.getByText('Demo supplier portal disconnected.').waitFor(SLOW);
+    await card.getByText('Not connected').waitFor(SLOW);
+    await checkPage('providers, disconnected');
     await press(page, page.getByRole('button', { name: 'Log out' }), 'Log out');
     await page.getByText('You have logged out.').waitFor(SLOW);
     await checkPage('login, after logout');
