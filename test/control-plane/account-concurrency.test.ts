@@ -1,7 +1,7 @@
 /**
  * The provider's maxConcurrentPerAccount (docs/queue.md "One run at a time per portal account") on real services:
- * stored in the providers table (default 1, 1–100), read with the provider, and carried by every job message the
- * control plane queues for it, where the queue's take script reads it.
+ * stored in the providers table (default 1, 1–100), read with the provider, listed by GET /api/providers, and carried by
+ * every job message the control plane queues for it, where the queue's take script reads it.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,11 +23,20 @@ describe('maxConcurrentPerAccount of a provider', () => {
     return raw;
   };
 
+  /** The demo provider's maxConcurrentPerAccount as GET /api/providers lists it. */
+  const listed = async (token: string) => {
+    const r = await fetch(`${t.api.url}/api/providers`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(r.status, 200);
+    const body = await r.json() as { providers: { id: string; maxConcurrentPerAccount: number }[] };
+    return body.providers.find((p) => p.id === 'demo')?.maxConcurrentPerAccount;
+  };
+
   it('is 1 by default and goes into every job message; a provider set to 2 queues its next jobs with 2', async () => {
     assert.equal((await t.db.asSystem((tx) => findProvider(tx, 'demo')))?.maxConcurrentPerAccount, 1, 'the default');
     const org = await t.createOrg();
     const first = await t.runJob(org);
     assert.equal((await queued(org.orgId, first)).maxConcurrentPerAccount, 1);
+    assert.equal(await listed(org.token), 1, 'GET /api/providers shows it');
 
     // An upsert without the field keeps the value; with it, sets it.
     await t.db.asSystem((tx) => upsertProvider(tx, { ...testDemoProvider(), maxConcurrentPerAccount: 2 }));
@@ -35,6 +44,7 @@ describe('maxConcurrentPerAccount of a provider', () => {
     assert.equal((await t.db.asSystem((tx) => findProvider(tx, 'demo')))?.maxConcurrentPerAccount, 2);
     const second = await t.runJob(org);
     assert.equal((await queued(org.orgId, second)).maxConcurrentPerAccount, 2);
+    assert.equal(await listed(org.token), 2, 'GET /api/providers shows it');
     await t.db.asSystem((tx) => upsertProvider(tx, { ...testDemoProvider(), maxConcurrentPerAccount: 1 }));
   });
 

@@ -165,6 +165,8 @@ export const AcceptInvitationBody = z.object({
 export const Provider = z.object({
   id: z.string(), name: z.string(), displayName: z.string(),
   allowedHosts: z.array(z.string()).describe('The hosts its flows may visit (`*.` matches subdomains).'),
+  maxConcurrentPerAccount: z.number().int().min(1).max(100)
+    .describe('How many jobs of one portal account (a user on this provider) run at once; the next ones wait in the queue, neither failed nor holding a worker (docs/queue.md). 1 by default.'),
 }).meta({ id: 'Provider' });
 export const Connection = z.object({
   providerId: z.string(), providerName: z.string(), connectedAt: Timestamp, expiresAt: Timestamp,

@@ -965,6 +965,8 @@ export interface components {
             displayName: string;
             /** @description The hosts its flows may visit (`*.` matches subdomains). */
             allowedHosts: string[];
+            /** @description How many jobs of one portal account (a user on this provider) run at once; the next ones wait in the queue, neither failed nor holding a worker (docs/queue.md). 1 by default. */
+            maxConcurrentPerAccount: number;
         };
         Quota: {
             orgId: string;

@@ -15,16 +15,19 @@ export interface Provider {
 
 interface ProviderRow { id: string; name: string; display_name: string; allowed_hosts: string[]; max_concurrent_per_account: number }
 const COLUMNS = 'id, name, display_name, allowed_hosts, max_concurrent_per_account';
-const toProvider = (r: ProviderRow): Provider => ({
+const toProvider = (r: ProviderRow): StoredProvider => ({
   id: r.id, name: r.name, displayName: r.display_name, allowedHosts: r.allowed_hosts,
   maxConcurrentPerAccount: Number(r.max_concurrent_per_account),
 });
 
-export async function listProviders(tx: Tx): Promise<Provider[]> {
+/** A provider as read from the table: every setting has its value (defaults included). */
+export type StoredProvider = Provider & { maxConcurrentPerAccount: number };
+
+export async function listProviders(tx: Tx): Promise<StoredProvider[]> {
   return (await tx.query<ProviderRow>(`SELECT ${COLUMNS} FROM providers ORDER BY id`)).map(toProvider);
 }
 
-export async function findProvider(tx: Tx, id: string): Promise<Provider | undefined> {
+export async function findProvider(tx: Tx, id: string): Promise<StoredProvider | undefined> {
   const r = (await tx.query<ProviderRow>(`SELECT ${COLUMNS} FROM providers WHERE id = $1`, [id]))[0];
   return r && toProvider(r);
 }
