@@ -22,6 +22,7 @@ import { EgressProxy, serviceOf } from './job/egress-proxy.ts';
 import { boundWait } from './job/deadline.ts';
 import { LEASE_LOST, processJob, type PipelineDeps } from './job/pipeline.ts';
 import { JobQueue, type ControlMessage, type Taken } from '../shared/queue/job-queue.ts';
+import { ProviderGate } from '../shared/provider-gate/gate.ts';
 import type { ScriptRunner } from './script/runner.ts';
 import { SandboxRunner } from './script/sandbox/sandbox-runner.ts';
 import { WorkerObservability } from './observability/worker-observability.ts';
@@ -245,6 +246,12 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     // A finishing job still counts in `running`, so a full worker's slot takes its own successor and no more.
     takeNextFor: () => (isRunning() && running.size <= config.maxJobs ? workerId : undefined),
     onLiveLogClosed: (end) => observability.metrics.liveLogClosed(end),
+    // Pacing, maintenance windows and circuit breakers of providers (docs/providers.md); a probe holds the others
+    // back for as long as the job may run, plus a lease.
+    gate: {
+      gate: ProviderGate.connect(redis, observability.metrics.gateObserver()), queue, redis, logger,
+      probeMs: (job) => (job.timeoutMs ?? config.executionTimeoutMs) + config.leaseMs,
+    },
   };
 
   // A cancel reaches the job's worker through sri:control within one message; the renewal's check is the backup.
@@ -287,7 +294,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
   const sweep = async () => {
     try {
       const recovered = await queue.recoverExpired();
-      const promoted = await queue.promoteDue();
+      const promoted = await queue.promoteDue() + await queue.promoteDeferred();
       if (recovered) logger.warn({ recovered }, 'took back jobs of expired leases (dead or cut-off workers)');
       if (recovered || promoted) waker.wake();
     } catch (e) {
@@ -312,7 +319,8 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     const takenAt = Date.now();
     const done = processJob(taken, pipelineDeps, abort.signal)
       .then(async (outcome) => {
-        observability.metrics.jobFinished(labels, outcome.status, outcome.durationMs, outcome.errorCode);
+        // A deferred job did not run (its provider's gate counted it): it is no attempt.
+        if (outcome.status !== 'deferred') observability.metrics.jobFinished(labels, outcome.status, outcome.durationMs, outcome.errorCode);
         // The slot's next job came with the completion (one round trip); stopped meanwhile: hand it back.
         if (!outcome.next) return;
         if (isRunning()) launch(outcome.next);

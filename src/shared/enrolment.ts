@@ -71,7 +71,7 @@ export function openCredentials(token: string, sealed: string): WorkerCredential
 /** Commands of a worker's Redis user: what src/shared/queue, src/execution-plane and worker-registry.ts send. */
 const WORKER_COMMANDS = [
   '+ping', '+info', '+quit', '+client|setname', '+evalsha', '+eval', '+multi', '+exec', '+get', '+set', '+mget', '+del', '+exists',
-  '+expire', '+pexpire', '+incr', '+time', '+hget', '+hmget', '+hset', '+hdel', '+hincrby', '+lrange', '+lindex', '+llen', '+lmove',
+  '+expire', '+pexpire', '+incr', '+incrby', '+time', '+hget', '+hmget', '+hset', '+hdel', '+hincrby', '+lrange', '+lindex', '+llen', '+lmove',
   '+rpoplpush', '+lpush', '+rpush', '+lpop', '+sadd', '+srem', '+sismember', '+smembers', '+sunion', '+zadd', '+zrem', '+zscore',
   '+zrangebyscore', '+zrangebylex', '+zremrangebyscore', '+xadd', '+scan', '+publish', '+subscribe',
 ];
@@ -98,7 +98,7 @@ export function workerAclRules(workerId?: string): string[] {
   return withClusterNames([
     'resetkeys', 'resetchannels', '-@all', ...WORKER_COMMANDS,
     '~sri:org:*:jobs', '~sri:org:*:ready:*', '~sri:org:*:dlq', '~sri:queue:*', '~sri:lease:*', '~sri:job:*',
-    '~sri:dlq:*', workerId === undefined ? '~sri:worker:*' : `~sri:worker:${workerId}:*`, '~sri:workers',
+    '~sri:dlq:*', workerId === undefined ? '~sri:worker:*' : `~sri:worker:${workerId}:*`, '~sri:workers', '~sri:provider-gate:*',
     '%R~sri:sessions:*', '%R~sri:orgs', '%R~sri:org:*:quota', '%R~sri:workers:revoked', '%R~sri:provider:*',
     '&sri:control', '&sri:org:*:done',
   ]);

@@ -34,6 +34,7 @@ export const ERRORS = {
   WORKER_SHUTDOWN: spec(503, true, 'The worker stopped before the job could finish; run it again.'),
   EGRESS_POLICY_MISSING: spec(403, false, 'The job\'s browser had no hosts it may reach, so every request was refused: the job names no allowedHosts and its provider is not in the provider catalogue (sri:provider:{providerName} in Redis). Name allowedHosts in the job, or register the provider in the control plane (the API publishes the catalogue as it starts).'),
   NAVIGATION_ERROR: spec(503, true, 'A page of the portal could not be loaded (network error or navigation timeout); the job is retried.'),
+  PORTAL_UNAVAILABLE: spec(503, true, 'The portal answered a page with a 5xx status and the flow failed on it: the portal is down or overloaded. The job is retried; repeated, it opens the provider\'s circuit breaker (docs/providers.md).'),
   CANCELLED: spec(409, false, 'The job was cancelled (POST /api/jobs/{id}/cancel or sri cancel); it did not finish.'),
   JOB_SIGNATURE_INVALID: spec(401, false, 'The job\'s envelope signature is missing (with REQUIRE_JOB_SIGNATURE=true) or does not match its ids: the job was not made by the control plane, or was altered or replayed under other ids. Run jobs through POST /api/run, or sign the envelope as docs/security.md shows.'),
   JOB_REPLAYED: spec(409, false, 'A job with this id has already finished, and a finished job is not run again (REQUIRE_JOB_SIGNATURE is on). Retry a failed job with POST /api/jobs/{id}/retry, or push a new job id.'),

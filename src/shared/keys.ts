@@ -42,6 +42,14 @@ const singleNodeKeys = {
   provider: (providerName: string) => `sri:provider:${providerName}`,
   /** pattern of every provider entry, for the control plane's removal of providers no longer in the catalogue. */
   providerPattern: 'sri:provider:*',
+  /**
+   * hash — a provider's gate (src/execution-plane/job/provider-gate.ts, docs/providers.md): `nextStartAt` (epoch ms
+   * before which no job of the provider starts: the last start + minSpacingMs + jitter) and its circuit breaker
+   * (`state`, `failures`, `openUntil`, `openedAt`, `probeJob`, `probeUntil`, `changedAt`). Written by workers' gate scripts.
+   */
+  providerGate: (providerName: string) => `sri:provider-gate:${providerName}`,
+  /** string (counter), TTL 2 min — browser requests of the provider's jobs in one clock minute (epoch ms / 60000), all organisations. */
+  providerGateRpm: (providerName: string, minute: string) => `sri:provider-gate:${providerName}:rpm:${minute}`,
   /** string, TTL — a provider session: `{"cookies":[…],"credentials"?:{…},"connectedAt":ms}`. */
   session: (orgId: string, userId: string, providerName: string) =>
     `sri:sessions:${orgId}:${userId}:${providerName}`,
@@ -79,6 +87,10 @@ const singleNodeKeys = {
   queueDelayed: 'sri:queue:delayed',
   /** hash — take token → `{"o":orgId,"r":raw}` of a job waiting for its retry. */
   queueDelayedJobs: 'sri:queue:delayed:jobs',
+  /** sorted set — take token of a job its provider's gate deferred (deferJob) → when it may be taken again (epoch ms). */
+  queueDeferred: 'sri:queue:deferred',
+  /** hash — take token → `{"o":orgId,"j":jobId,"w":why}` of a deferred job; its message waits in `sri:lease:{token}:message`. */
+  queueDeferredJobs: 'sri:queue:deferred:jobs',
   /** hash — organisation id → `<clock minute>:<jobs taken in it>` (minute = epoch ms / 60000), for perMinute quotas. */
   queueRate: 'sri:queue:rate',
   /** hash — job id → the take token currently leasing it (an outcome from any other token is late). */

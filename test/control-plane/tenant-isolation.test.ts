@@ -324,6 +324,13 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         const r = await asA('GET', '/api/providers/connected');
         assert.deepEqual(r.body.connections.map((c: { providerId: string }) => c.providerId), ['demo']);
       },
+      'GET /api/providers/:id/health': async () => {
+        // A provider's gate is catalogue data shared by every organisation (docs/providers.md): B's ids name no provider.
+        await probeIds('GET', (id) => `/api/providers/${id}/health`, [b.flowId], { code: 'PROVIDER_NOT_FOUND' });
+        const r = await asA('GET', '/api/providers/demo/health');
+        assert.equal(r.status, 200);
+        assertNoLeak('GET /api/providers/demo/health', r, '');
+      },
       'POST /api/providers/:id/connect': async () => {
         const bKey = keys.session(b.orgId, b.userId, 'demo');
         const before = await t.redis.get(bKey);

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { STREAM_ENTRY_ID } from '../../shared/log-events.ts';
 import { ArtifactKind, Cookie, JobPriority, JobStatus } from '../../shared/schemas.ts';
+import { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { MAX_TOTP_SEEDS, TOTP_ALGORITHMS, TOTP_NAME } from '../../shared/totp.ts';
 import { AnyStep, MAX_STEPS } from '../flows/steps.ts';
 
@@ -165,9 +166,28 @@ export const AcceptInvitationBody = z.object({
 export const Provider = z.object({
   id: z.string(), name: z.string(), displayName: z.string(),
   allowedHosts: z.array(z.string()).describe('The hosts its flows may visit (`*.` matches subdomains).'),
+  pacing: ProviderPacing.meta({ id: 'ProviderPacing' })
+    .describe('How fast and when the platform uses the portal, all organisations together: spacing between job starts, a requests-per-minute ceiling, maintenance windows, the circuit breaker (docs/providers.md). {} paces nothing.'),
   maxConcurrentPerAccount: z.number().int().min(1).max(100)
     .describe('How many jobs of one portal account (a user on this provider) run at once; the next ones wait in the queue, neither failed nor holding a worker (docs/queue.md). 1 by default.'),
 }).meta({ id: 'Provider' });
+export const ProviderHealth = z.object({
+  providerId: z.string(), providerName: z.string(),
+  breaker: z.object({
+    enabled: z.boolean().describe('Whether the provider has a circuit breaker (pacing.breaker).'),
+    state: z.enum(['closed', 'open', 'half_open'])
+      .describe('closed: jobs start; open: new jobs wait (deferred, no attempt counted) until openUntil; half_open: one job tries, its success closes the breaker.'),
+    consecutiveFailures: z.number().int().describe('Infrastructure failures in a row (NAVIGATION_ERROR, PORTAL_UNAVAILABLE).'),
+    openUntil: Timestamp.nullable().describe('While open: when one job may try again.'),
+    changedAt: Timestamp.nullable().describe('When the breaker last changed state.'),
+  }),
+  maintenance: z.object({
+    active: z.boolean().describe('Now inside a maintenance window: jobs of the provider wait until it ends.'),
+    endsAt: Timestamp.nullable(),
+  }),
+  nextStartAt: Timestamp.nullable().describe('No job of the provider starts before this (its spacing); null: one may start now.'),
+  requestsThisMinute: z.number().int().describe('Browser requests of the provider\'s jobs in the current clock minute, all organisations.'),
+}).meta({ id: 'ProviderHealth' });
 export const Connection = z.object({
   providerId: z.string(), providerName: z.string(), connectedAt: Timestamp, expiresAt: Timestamp,
 }).meta({ id: 'Connection' });

@@ -39,6 +39,8 @@ import { installHostGuard } from './host-guard.ts';
 import { guardJob, rememberFinished } from './job-guard.ts';
 import { JobTrace } from './job-trace.ts';
 import { parseJobMessage } from './message.ts';
+import { gateJob, recordGateOutcome, watchPortal, type GateStepDeps, type PortalWatch } from './gate-step.ts';
+import type { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { Redactor, SecretValues } from './redactor.ts';
 
 export interface PipelineDeps {
@@ -59,11 +61,13 @@ export interface PipelineDeps {
   readonly takeNextFor?: () => string | undefined;
   /** Told the live log's totals when a job attempt closes it (the worker's dropped-lines metrics). */
   readonly onLiveLogClosed?: (end: LogStreamEnd) => void;
+  /** The provider gate (gate-step.ts, docs/providers.md): pacing, maintenance windows, circuit breaker. @default none: nothing paced */
+  readonly gate?: GateStepDeps;
 }
 
 export interface JobOutcome {
   readonly jobId?: string;
-  readonly status: 'done' | 'failed' | 'cancelled' | 'dead' | 'retrying' | 'released' | 'late';
+  readonly status: 'done' | 'failed' | 'cancelled' | 'dead' | 'retrying' | 'released' | 'late' | 'deferred';
   readonly durationMs: number;
   readonly errorCode?: string;
   /** The slot's next job, leased with the completion (takeNextFor): the caller must run or release it. */
@@ -131,7 +135,13 @@ async function processLeased(taken: Taken, deps: PipelineDeps, signal: AbortSign
     return bury(taken, `${refused.code}: ${refused.message}`, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
       { code: refused.code, message: refused.message }, deps, trace, started);
   }
-  return runValidJob(job, taken, maxAttempts, deps, signal, started, trace);
+  // The provider's gate (gate-step.ts): a job that may not start yet waits, deferred, with its attempt unchanged.
+  if (!deps.gate) return runValidJob(job, taken, maxAttempts, deps, signal, started, trace);
+  const gated = await gateJob(job, taken, deps.gate);
+  if (gated.deferred) return { jobId: job.jobId, status: gated.outcome, durationMs: Date.now() - started };
+  const outcome = await runValidJob(job, taken, maxAttempts, deps, signal, started, trace, gated.pacing);
+  await recordGateOutcome(job, outcome.status, outcome.errorCode, gated.pacing, deps.gate);
+  return outcome;
 }
 
 /** Dead-letters a leased message; with `report`, status 'dead' and the error result published. */
@@ -155,7 +165,8 @@ async function bury(
   return { jobId: report?.jobId, status: 'dead', durationMs, errorCode: error.code };
 }
 
-async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, deps: PipelineDeps, signal: AbortSignal, started: number, trace: JobTrace): Promise<JobOutcome> {
+async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, deps: PipelineDeps, signal: AbortSignal, started: number, trace: JobTrace,
+  pacing?: ProviderPacing): Promise<JobOutcome> {
   const { config } = deps;
   const traceFields = trace.logFields();
   const log = deps.logger.child({ jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, ...traceFields });
@@ -183,6 +194,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   let phase: 'prepare' | 'browser' | 'script' = 'prepare';
   let browser: Browser | undefined;
   let egress: ResultEgress | undefined;
+  let portal: PortalWatch | undefined;
   try {
     const script = await loadVerifiedScript(job, deps);
     exec.info(`script verified: sha256 ${script.scriptHash}, signature valid`);
@@ -236,6 +248,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
         throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
       }
       closeContext = () => { void context.close().catch(() => {}); };
+      portal = watchPortal(context, job.providerName, pacing, deps.gate);
       const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), protect: (v: string) => { redactor.add([v]); secretValues.add([v]); }, secretValues };
       await runInBrowser(job, attempt, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; });
     } catch (e) {
@@ -249,6 +262,8 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     exec.info('script finished');
   } catch (e) {
     error = toJobError(e, phase, browser, redactor);
+    // A flow that failed on a 5xx page of its portal failed because of the portal (gate-step.ts).
+    if (portal) error = portal.explain(error, (t) => redactor.redact(t));
     trace.fail(error.code, error.message);
     exec.error(`${error.code}: ${error.message}`);
   }

@@ -11,6 +11,7 @@ import type { LogStreamEnd } from '../../shared/job-logs.ts';
 import type { ResourceUsage } from '../../shared/worker-registry.ts';
 import type { EventLoopStatus } from './event-loop.ts';
 import type { RedisLinkState } from './redis-supervisor.ts';
+import type { BreakerState, GateObserver } from '../../shared/provider-gate/gate.ts';
 
 /** Distinct provider / flow label values per process before further ones are exported as `other`. */
 const MAX_PROVIDER_LABELS = 100;
@@ -49,6 +50,9 @@ export class WorkerMetrics {
   private readonly logBatchesDropped: Counter;
   private readonly browserRestarts: Counter;
   private readonly heartbeatFailures: Counter;
+  private readonly gateDeferrals: Counter<'provider' | 'reason'>;
+  private readonly breakerState: Gauge<'provider' | 'state'>;
+  private readonly breakerTransitions: Counter<'provider' | 'to'>;
 
   constructor(opts: { workerId: string; sources: WorkerMetricsSources; redis?: Redis; queueMaxOrgs?: number; now?: () => number }) {
     const s = opts.sources;
@@ -70,6 +74,17 @@ export class WorkerMetrics {
     this.logBatchesDropped = new Counter({ name: 'sri_job_log_batches_dropped_total', help: 'Live-log batches not streamed to Redis because it fell behind.', registers });
     this.browserRestarts = new Counter({ name: 'sri_browser_restarts_total', help: 'Chromium launches after the first one (the browser crashed, was killed or disconnected).', registers });
     this.heartbeatFailures = new Counter({ name: 'sri_worker_heartbeat_failures_total', help: 'Heartbeats that Redis did not acknowledge.', registers });
+    this.gateDeferrals = new Counter({
+      name: 'sri_provider_gate_deferrals_total', help: 'Jobs this worker took and put back to wait, by their provider\'s gate, by provider and reason (spacing, rate, maintenance, breaker); no attempt was counted.',
+      labelNames: ['provider', 'reason'], registers,
+    });
+    this.breakerState = new Gauge({
+      name: 'sri_provider_breaker_state', help: 'A provider\'s circuit breaker as this worker last saw it: 1 for its state (closed, open, half_open), 0 for the others.',
+      labelNames: ['provider', 'state'], registers,
+    });
+    this.breakerTransitions = new Counter({
+      name: 'sri_provider_breaker_transitions_total', help: 'Changes of a provider\'s circuit breaker this worker made, by provider and new state.', labelNames: ['provider', 'to'], registers,
+    });
 
     new Gauge({ name: 'sri_jobs_in_flight', help: 'Jobs this worker is running now.', registers, collect() { this.set(s.jobsInFlight()); } });
     new Gauge({ name: 'sri_worker_max_jobs', help: 'Jobs this worker runs at once at most (WORKER_MAX_JOBS).', registers, collect() { this.set(s.maxJobs()); } });
@@ -123,6 +138,19 @@ export class WorkerMetrics {
   jobFinished(labels: JobLabels, outcome: string, durationMs: number, errorCode?: string): void {
     this.jobDuration.observe({ provider: this.providers.value(labels.providerId), flow: this.flows.value(labels.flowId), outcome }, durationMs / 1000);
     this.jobResults.inc({ outcome, error_code: errorCode ?? 'none' });
+  }
+
+  /** What the provider gate tells (src/shared/provider-gate/gate.ts): deferrals and breaker states. */
+  gateObserver(): GateObserver {
+    const states: readonly BreakerState[] = ['closed', 'open', 'half_open'];
+    return {
+      deferred: (provider, why) => this.gateDeferrals.inc({ provider: this.providers.value(provider), reason: why }),
+      breakerState: (provider, state) => {
+        const p = this.providers.value(provider);
+        for (const st of states) this.breakerState.set({ provider: p, state: st }, st === state ? 1 : 0);
+      },
+      breakerTransition: (provider, _from, to) => this.breakerTransitions.inc({ provider: this.providers.value(provider), to }),
+    };
   }
 
   /** The live log of a job attempt was closed (src/execution-plane/job/pipeline.ts). */

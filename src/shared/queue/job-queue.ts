@@ -399,6 +399,19 @@ export class JobQueue {
     return toCompleteOutcome(r.code);
   }
 
+  /**
+   * Puts a job its provider's gate refused back to wait until `dueAtMs` (deferJob): the lease and the slot end, the
+   * message stays as it is (no attempt counted, nothing failed), status 'queued'; promoteDeferred returns it to
+   * the front of its queue. `why` is kept for operators (spacing, rate, maintenance, breaker).
+   */
+  async defer(t: Taken, dueAtMs: number, why: string): Promise<CompleteOutcome> {
+    const jobId = t.jobId ?? '';
+    const r = await this.call('deferJob',
+      [...leaseKeys(t.token), keys.queueLateResults, keys.jobStatus(jobId), keys.queueDeferred, keys.queueDeferredJobs, keys.queueAttempts],
+      [t.token, jobId, Math.round(dueAtMs), why, t.recovered ? t.attempt : ''], { tokens: [t.token], ending: true });
+    return toCompleteOutcome(r.code);
+  }
+
   /** Hands the job back untouched to the FRONT of its organisation's queue (same attempt). */
   async release(t: Taken): Promise<void> {
     const jobId = t.jobId ?? '';
@@ -457,6 +470,25 @@ export class JobQueue {
       }));
       total += codes.filter((c) => c === QueueCode.Ok).length;
       // Stale ones were handled by another worker meanwhile; a round that moved nothing ends the sweep.
+      if (members.length < SWEEP_BATCH || codes.every((c) => c === QueueCode.Stale)) return total;
+    }
+  }
+
+  /** Deferred jobs whose time has come back to the FRONT of their queue, attempt unchanged. Returns how many moved. */
+  async promoteDeferred(nowMs?: number): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const { now, members } = await this.due(keys.queueDeferred, nowMs);
+      if (!members.length) return total;
+      const entries = await this.redis.hmget(keys.queueDeferredJobs, ...members);
+      const codes = await Promise.all(members.map(async (token, i) => {
+        const d = parseDelayed(entries[i] ?? null);
+        return (await this.call('promoteDeferred', [
+          keys.queueDeferred, keys.queueDeferredJobs, keys.leaseMessage(token), keys.jobStatus(d.j), keys.jobCancel(d.j),
+          keys.orgReadyHigh(d.o), keys.orgReadyNormal(d.o), ...ringKeys(), keys.queueCancelled,
+        ], [token, d.o, d.j, now])).code;
+      }));
+      total += codes.filter((c) => c === QueueCode.Ok).length;
       if (members.length < SWEEP_BATCH || codes.every((c) => c === QueueCode.Stale)) return total;
     }
   }

@@ -119,6 +119,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/providers/{id}/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The provider's pacing as it stands now: its circuit breaker, a maintenance window in force, the next start its spacing allows, this minute's requests. */
+        get: operations["getProviderHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/providers/connected": {
         parameters: {
             query?: never;
@@ -805,7 +822,7 @@ export interface components {
                  * @description A stable code from docs/errors.md: match on it, never on the message.
                  * @enum {string}
                  */
-                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
+                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
                 /** @description What happened and what to do next. */
                 message: string;
                 /** @description VALIDATION_FAILED: a list of ValidationIssue. Other codes, when they have details: an object the code's entry in docs/errors.md describes. */
@@ -965,8 +982,74 @@ export interface components {
             displayName: string;
             /** @description The hosts its flows may visit (`*.` matches subdomains). */
             allowedHosts: string[];
+            /** @description How fast and when the platform uses the portal, all organisations together: spacing between job starts, a requests-per-minute ceiling, maintenance windows, the circuit breaker (docs/providers.md). {} paces nothing. */
+            pacing: components["schemas"]["ProviderPacing"];
             /** @description How many jobs of one portal account (a user on this provider) run at once; the next ones wait in the queue, neither failed nor holding a worker (docs/queue.md). 1 by default. */
             maxConcurrentPerAccount: number;
+        };
+        ProviderHealth: {
+            providerId: string;
+            providerName: string;
+            breaker: {
+                /** @description Whether the provider has a circuit breaker (pacing.breaker). */
+                enabled: boolean;
+                /**
+                 * @description closed: jobs start; open: new jobs wait (deferred, no attempt counted) until openUntil; half_open: one job tries, its success closes the breaker.
+                 * @enum {string}
+                 */
+                state: "closed" | "open" | "half_open";
+                /** @description Infrastructure failures in a row (NAVIGATION_ERROR, PORTAL_UNAVAILABLE). */
+                consecutiveFailures: number;
+                /**
+                 * Format: date-time
+                 * @description While open: when one job may try again.
+                 */
+                openUntil: string | null;
+                /**
+                 * Format: date-time
+                 * @description When the breaker last changed state.
+                 */
+                changedAt: string | null;
+            };
+            maintenance: {
+                /** @description Now inside a maintenance window: jobs of the provider wait until it ends. */
+                active: boolean;
+                /** Format: date-time */
+                endsAt: string | null;
+            };
+            /**
+             * Format: date-time
+             * @description No job of the provider starts before this (its spacing); null: one may start now.
+             */
+            nextStartAt: string | null;
+            /** @description Browser requests of the provider's jobs in the current clock minute, all organisations. */
+            requestsThisMinute: number;
+        };
+        ProviderPacing: {
+            /** @description Least time between the starts of two jobs of the provider. */
+            minSpacingMs?: number;
+            /** @description A random 0…jitterMs added to the spacing at each start. */
+            jitterMs?: number;
+            /** @description Browser requests per clock minute, all organisations together; no job starts while the minute's count has reached it. */
+            requestsPerMinute?: number;
+            /** @description Times when no job of the provider starts. */
+            maintenanceWindows?: {
+                /** @description Days of the week (of the provider's clock) on which the window starts; absent: every day. */
+                days?: ("sun" | "mon" | "tue" | "wed" | "thu" | "fri" | "sat")[];
+                /** @description Start on the provider's clock, `HH:MM` or `HH:MM:SS`. */
+                start: string;
+                /** @description End on the provider's clock; an end at or before the start means the next day (00:00–06:00 is six hours, 22:00–02:00 crosses midnight). */
+                end: string;
+                /** @description IANA time zone of the portal, e.g. America/Guayaquil. */
+                timezone: string;
+            }[];
+            /** @description The circuit breaker; absent: off. */
+            breaker?: {
+                /** @description Consecutive infrastructure failures that open the breaker. */
+                failureThreshold: number;
+                /** @description How long an open breaker holds new jobs before one job tries (half-open). */
+                coolDownMs: number;
+            };
         };
         Quota: {
             orgId: string;
@@ -1642,6 +1725,77 @@ export interface operations {
              *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
              */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getProviderHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The provider's gate, shared by every organisation (docs/providers.md). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderHealth"];
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PROVIDER_NOT_FOUND`: No provider with this id; list them with GET /api/providers. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -2,10 +2,13 @@
  * The provider catalogue (global, seeded by migration; the embedded stack adds its demo provider) and the users'
  * provider connections. Whoever changes the catalogue publishes it to Redis afterwards (providers/catalogue.ts).
  */
+import { ProviderPacing } from '../../../shared/provider-pacing.ts';
 import type { Tx } from '../types.ts';
 
 export interface Provider {
   id: string; name: string; displayName: string; allowedHosts: string[];
+  /** How fast and when the platform uses the portal (docs/providers.md). Absent in an upsert: the row keeps its pacing (a new row: '{}', nothing paced). */
+  pacing?: ProviderPacing;
   /**
    * How many jobs of one portal account (organisation, user, this provider) may run at once, 1–100 (docs/queue.md
    * "One run at a time per portal account"). Absent in an upsert: the row keeps its value (a new row: 1).
@@ -13,10 +16,15 @@ export interface Provider {
   maxConcurrentPerAccount?: number;
 }
 
-interface ProviderRow { id: string; name: string; display_name: string; allowed_hosts: string[]; max_concurrent_per_account: number }
-const COLUMNS = 'id, name, display_name, allowed_hosts, max_concurrent_per_account';
+interface ProviderRow { id: string; name: string; display_name: string; allowed_hosts: string[]; pacing: unknown; max_concurrent_per_account: number }
+const COLUMNS = 'id, name, display_name, allowed_hosts, pacing, max_concurrent_per_account';
+// A row an older release or a hand-made UPDATE left unreadable paces nothing rather than hiding the provider.
+const pacingOf = (raw: unknown): ProviderPacing => {
+  const p = ProviderPacing.safeParse(raw ?? {});
+  return p.success ? p.data : {};
+};
 const toProvider = (r: ProviderRow): StoredProvider => ({
-  id: r.id, name: r.name, displayName: r.display_name, allowedHosts: r.allowed_hosts,
+  id: r.id, name: r.name, displayName: r.display_name, allowedHosts: r.allowed_hosts, pacing: pacingOf(r.pacing),
   maxConcurrentPerAccount: Number(r.max_concurrent_per_account),
 });
 
@@ -37,11 +45,17 @@ export async function findProvider(tx: Tx, id: string): Promise<StoredProvider |
  * (run as the migrating role: sri_app may only read).
  */
 export async function upsertProvider(tx: Tx, p: Provider): Promise<void> {
-  await tx.query(`INSERT INTO providers (id, name, display_name, allowed_hosts, max_concurrent_per_account)
-    VALUES ($1, $2, $3, $4::jsonb, COALESCE($5::integer, 1))
-    ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, display_name = EXCLUDED.display_name, allowed_hosts = EXCLUDED.allowed_hosts,
+  await tx.query(`INSERT INTO providers (id, name, display_name, allowed_hosts, pacing, max_concurrent_per_account)
+    VALUES ($1, $2, $3, $4::jsonb, COALESCE($6::jsonb, '{}'::jsonb), COALESCE($5::integer, 1))
+    ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, display_name = EXCLUDED.display_name, allowed_hosts = EXCLUDED.allowed_hosts, pacing = COALESCE($6::jsonb, providers.pacing),
       max_concurrent_per_account = COALESCE($5::integer, providers.max_concurrent_per_account)`,
-  [p.id, p.name, p.displayName, JSON.stringify(p.allowedHosts), p.maxConcurrentPerAccount ?? null]);
+  [p.id, p.name, p.displayName, JSON.stringify(p.allowedHosts), p.maxConcurrentPerAccount ?? null, p.pacing === undefined ? null : JSON.stringify(ProviderPacing.parse(p.pacing))]);
+}
+
+/** Replaces the provider's pacing; false when there is no such provider (migrating role, like upsertProvider). */
+export async function setProviderPacing(tx: Tx, id: string, pacing: ProviderPacing): Promise<boolean> {
+  const rows = await tx.query<{ id: string }>('UPDATE providers SET pacing = $2::jsonb WHERE id = $1 RETURNING id', [id, JSON.stringify(ProviderPacing.parse(pacing))]);
+  return rows.length === 1;
 }
 
 export interface Connection { providerId: string; providerName: string; connectedAt: Date; expiresAt: Date }

@@ -15,7 +15,8 @@ import type { ApiContext } from '../../context.ts';
 import { deleteConnection, findProvider, listConnections, listProviders, upsertConnection } from '../../db/queries/providers.ts';
 import { authOf } from '../auth.ts';
 import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
-import { ConnectBody, Connected, Connection, Disconnected, IdParams, Provider } from '../schemas.ts';
+import { ConnectBody, Connected, Connection, Disconnected, IdParams, Provider, ProviderHealth } from '../schemas.ts';
+import { readProviderHealth } from '../../../shared/provider-gate/gate.ts';
 
 /**
  * The connection's TOTP seeds, checked and normalised (src/shared/totp.ts). A bad one is refused by name: the seed
@@ -46,7 +47,30 @@ export function providerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     preValidation,
     handler: async (req) => {
       const { orgId } = authOf(req);
-      return { providers: await ctx.db.withOrg(orgId, listProviders) };
+      return { providers: (await ctx.db.withOrg(orgId, listProviders)).map((p) => ({ ...p, pacing: p.pacing ?? {} })) };
+    },
+  });
+
+  r.route({
+    ...endpoint('GET', '/api/providers/:id/health', {
+      operationId: 'getProviderHealth', tag: 'providers', access: 'user', params: IdParams,
+      summary: 'The provider\'s pacing as it stands now: its circuit breaker, a maintenance window in force, the next start its spacing allows, this minute\'s requests.',
+      responses: { 200: json('The provider\'s gate, shared by every organisation (docs/providers.md).', ProviderHealth) },
+      errors: ['PROVIDER_NOT_FOUND'],
+    }),
+    preValidation,
+    handler: async (req) => {
+      const { orgId } = authOf(req);
+      const provider = await ctx.db.withOrg(orgId, (tx) => findProvider(tx, req.params.id));
+      if (!provider) throw new SriError('PROVIDER_NOT_FOUND');
+      const h = await readProviderHealth(ctx.redis, provider.name, provider.pacing ?? {});
+      const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+      return {
+        providerId: provider.id, providerName: provider.name,
+        breaker: { enabled: h.breaker.enabled, state: h.breaker.state, consecutiveFailures: h.breaker.consecutiveFailures, openUntil: iso(h.breaker.openUntil), changedAt: iso(h.breaker.changedAt) },
+        maintenance: { active: h.maintenance.active, endsAt: iso(h.maintenance.endsAt) },
+        nextStartAt: iso(h.nextStartAt), requestsThisMinute: h.requestsThisMinute,
+      };
     },
   });
 

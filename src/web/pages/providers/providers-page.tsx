@@ -9,6 +9,7 @@ import { Loading } from '../../components/loading.tsx';
 import { Page } from '../../components/page.tsx';
 import { useFormat } from '../../lib/format.ts';
 import { ConnectForm } from './connect-form.tsx';
+import { ProviderHealthFacts } from './provider-health.tsx';
 
 export const PROVIDERS_KEY = ['providers'] as const;
 export const CONNECTIONS_KEY = ['providers', 'connected'] as const;
@@ -57,6 +58,7 @@ export default function ProvidersPage() {
                   <dd>{p.allowedHosts.map((h) => <code key={h}>{h}</code>)}</dd>
                   <dt>{t('providers.status')}</dt>
                   <dd>{c ? <span className="ok">{t('providers.connected', { date: f.dateTime(c.expiresAt) })}</span> : t('providers.notConnected')}</dd>
+                  <ProviderHealthFacts provider={p} />
                 </dl>
                 <div className="actions">
                   <button type="button" aria-expanded={connecting === p.id} aria-controls={`connect-${p.id}`}
