@@ -62,6 +62,20 @@ export const workerSettings = {
     'Pages (tabs, popups) a job\'s browser context may have open at once; further ones are closed at once and counted in the log.'),
   egressMaxBytes: setting('WORKER_EGRESS_MAX_BYTES', intSetting(256 * 1024 * 1024, 1024),
     'Bytes a job\'s browser may move through the egress proxy, both directions, all its connections together; over it every connection is cut and the job fails (egress-bytes), so a huge download cannot fill the disk. @default 268435456 (256 MiB)'),
+  // ── Hand-off to a person (src/execution-plane/job/handoff.ts, docs/dashboard.md "Hand-off") ──
+  handoffMaxMs: setting('WORKER_HANDOFF_MAX_MS', intSetting(30 * 60 * 1000, 1000),
+    'Longest a job may wait for a person in a hand-off (ms), whatever its step or helper asks; the wait does not count against the job\'s EXECUTION_TIMEOUT. @default 1800000 (30 min)'),
+  liveViewFps: setting('WORKER_LIVE_VIEW_FPS', intSetting(5, 1),
+    'Most screencast frames per second a waiting job\'s live view streams (Chromium sends frames only when the page changes).'),
+  // ── CAPTCHAs (src/execution-plane/job/captcha.ts, docs/scripts.md "CAPTCHAs") ──
+  captchaSolver: setting('CAPTCHA_SOLVER', z.enum(['none', '2captcha'], { error: 'must be none or 2captcha' }).default('none'),
+    'What the worker does with a CAPTCHA on a job\'s page. none: hands the page to a person (the dashboard\'s live view). 2captcha: asks a service that speaks the 2captcha HTTP API (CAPTCHA_SOLVER_URL) first, and hands off when it fails. @default none'),
+  captchaSolverUrl: setting('CAPTCHA_SOLVER_URL', z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).default('https://2captcha.com'),
+    'The CAPTCHA-solving service\'s address (its in.php and res.php are under it). @default https://2captcha.com'),
+  captchaSolverKey: setting('CAPTCHA_SOLVER_KEY', z.string().min(8, 'must be the service\'s API key').optional(),
+    'The CAPTCHA-solving service\'s API key (required with CAPTCHA_SOLVER=2captcha; never logged).'),
+  captchaSolverTimeoutMs: setting('CAPTCHA_SOLVER_TIMEOUT_MS', intSetting(180_000, 1000),
+    'Longest the worker waits for the service\'s answer to one CAPTCHA (ms) before handing the page to a person.'),
   // ── Live job logs (src/execution-plane/logs/batcher.ts) ──
   logBatchMaxLines: setting('WORKER_LOG_BATCH_MAX_LINES', intSetting(500, 1),
     'Lines per live-log batch; a full batch is sent at once.'),
