@@ -117,7 +117,7 @@ describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () =>
         pipe.lpush(keys.orgJobs(orgId), p.raw);
       }
       const orgId = orgs[(i / VALID_EVERY) % orgs.length]!;
-      const job = signedJob(orgId, VALID_SCRIPT, { metadata: { base: portal.url } });
+      const job = signedJob(orgId, VALID_SCRIPT, { metadata: { base: portal.url }, maxConcurrentPerAccount: 4 });
       valid.push({ jobId: job.jobId, orgId });
       pipe.lpush(keys.orgJobs(orgId), JSON.stringify(job));
       const replies = await pipe.exec();

@@ -61,6 +61,9 @@ for (const kind of REDIS_KINDS) describe(`One run at a time per portal account (
     assert.equal(await q.leaseOf(a2.jobId), undefined, 'it holds no lease (no worker slot)');
     assert.equal(await redis.zcard(keys.queueParked), 1);
     assert.equal(await redis.zcard(keys.queueLeases), 1);
+    const stats = await q.stats();
+    assert.equal(stats.parked, 1);
+    assert.equal(stats.queued['org-a'], 1, 'a parked job counts as queued');
     assert.equal(await redis.hget(keys.queueLeasedByOrg, 'org-a/u1/demo'), '1');
     assert.ok(await redis.sismember(keys.queueRingMembers, 'org-a'), 'its organisation stays in the ring');
 

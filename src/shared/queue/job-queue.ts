@@ -77,7 +77,11 @@ export interface DlqEntry { id: string; orgId: string; jobId?: string; reason: s
 
 export interface Quota { maxConcurrent: number | null; perMinute: number | null }
 
-export interface QueueStats { lateResults: number; queued: Record<string, number>; leased: number; delayed: number; dead: number }
+/**
+ * `queued`: per organisation, jobs waiting to be taken — producer and ready lists, and jobs parked while their portal
+ * account is full (`parked` counts those alone, all organisations).
+ */
+export interface QueueStats { lateResults: number; queued: Record<string, number>; leased: number; delayed: number; dead: number; parked: number }
 
 /**
  * Message on sri:control; workers subscribe. `cancel`: stop the job if it runs here. `quota`: an organisation's quota
@@ -412,19 +416,6 @@ export class JobQueue {
     return toCompleteOutcome(r.code);
   }
 
-  /**
-   * A hand-off (src/shared/handoff.ts): the leased job's status becomes 'waiting_for_user' (`waiting`) or 'running'
-   * again, and `announce` is published on its organisation's result channel in the same step — only while `t` still
-   * holds the lease (markWaiting-2.lua). The lease itself is untouched: the worker keeps renewing it while the job waits.
-   */
-  async markWaiting(t: Taken, waiting: boolean, announce?: ResultMessage): Promise<'ok' | 'late'> {
-    const jobId = t.jobId ?? '';
-    const r = await this.call('markWaiting', [keys.jobStatus(jobId), keys.queueJobLeases],
-      [jobId, t.token, waiting ? 'waiting_for_user' : 'running', keys.orgDone(t.orgId), announce ? JSON.stringify(announce) : ''],
-      { tokens: [t.token], ending: false });
-    return r.code === QueueCode.Ok ? 'ok' : 'late';
-  }
-
   /** Hands the job back untouched to the FRONT of its organisation's queue (same attempt). */
   async release(t: Taken): Promise<void> {
     const jobId = t.jobId ?? '';
@@ -637,15 +628,17 @@ export class JobQueue {
   async stats(): Promise<QueueStats> {
     // The ring holds the organisations with work; sri:orgs those whose jobs a client may have pushed directly.
     const orgs = await this.redis.sunion(keys.queueRingMembers, keys.orgs);
-    const m = this.redis.multi().get(keys.queueLateResults).zcard(keys.queueLeases).zcard(keys.queueDelayed).zcard(keys.dlqIndex);
-    for (const o of orgs) m.llen(keys.orgJobs(o)).llen(keys.orgReadyHigh(o)).llen(keys.orgReadyNormal(o));
+    const m = this.redis.multi().get(keys.queueLateResults).zcard(keys.queueLeases).zcard(keys.queueDelayed).zcard(keys.dlqIndex)
+      .zcard(keys.queueParked);
+    // An organisation's parked jobs: the members `<orgId>/…` ('0' follows '/'; ids never contain '/').
+    for (const o of orgs) m.llen(keys.orgJobs(o)).llen(keys.orgReadyHigh(o)).llen(keys.orgReadyNormal(o)).zlexcount(keys.queueParked, `[${o}/`, `(${o}0`);
     const res = ((await m.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v; });
     const queued: Record<string, number> = {};
     orgs.forEach((o, i) => {
-      const n = Number(res[4 + 3 * i]) + Number(res[5 + 3 * i]) + Number(res[6 + 3 * i]);
+      const n = [0, 1, 2, 3].reduce((sum, k) => sum + Number(res[5 + 4 * i + k]), 0);
       if (n > 0) queued[o] = n;
     });
-    return { lateResults: Number(res[0] ?? 0), queued, leased: Number(res[1]), delayed: Number(res[2]), dead: Number(res[3]) };
+    return { lateResults: Number(res[0] ?? 0), queued, leased: Number(res[1]), delayed: Number(res[2]), dead: Number(res[3]), parked: Number(res[4]) };
   }
 
   // ── worker stats (sri:worker:{id}:stats) ────────────────────────────────────────────────────────────────────

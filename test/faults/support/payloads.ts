@@ -87,7 +87,9 @@ export class PayloadGenerator {
     return {
       jobId: `fz-${randomUUID()}`, orgId: ctx.orgId, userId: 'user-1', providerId: 'demo', providerName: 'demo',
       flowId: 'flow-1', flowVersion: '1.0.0', scriptContent: ctx.script, scriptHash, signature,
-      createdAt: new Date().toISOString(), ...overrides,
+      // The worker's four slots may all serve one organisation's account at once (the fuzz is about payloads, not
+      // about one run at a time per portal account, which would otherwise allow one per organisation).
+      createdAt: new Date().toISOString(), maxConcurrentPerAccount: 4, ...overrides,
     };
   }
 
