@@ -27,6 +27,7 @@ import { flowRoutes } from './http/routes/flows.ts';
 import { healthRoutes } from './http/routes/health.ts';
 import { adminRoutes } from './http/routes/admin.ts';
 import { jobControlRoutes } from './http/routes/job-control.ts';
+import { jobLiveRoutes } from './http/routes/job-live.ts';
 import { jobLogRoutes } from './http/routes/job-logs.ts';
 import { jobRoutes } from './http/routes/jobs.ts';
 import { memberRoutes } from './http/routes/members.ts';
@@ -98,6 +99,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   jobRoutes(app, ctx);
   jobControlRoutes(app, ctx);
   jobLogRoutes(app, ctx);
+  jobLiveRoutes(app, ctx);
   adminRoutes(app, ctx);
   webhookRoutes(app, ctx);
   secretRoutes(app, ctx);

@@ -107,6 +107,18 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
   // A slow page for long jobs (the dashboard's live-log test): public, it writes a console line every second for ten
   // minutes — a warning every fifth — so a job that waits on it keeps logging while someone watches it.
   app.get('/ticker', async (_req, reply) => html(reply, 200, 'Ticker', TICKER_BODY));
+  // A CAPTCHA on demand (hand-off tests, docs/dashboard.md "Hand-off"): a challenge only a person answers through the
+  // live view — type "human" and press Enter. With ?widget=recaptcha the page also carries reCAPTCHA's DOM signature
+  // (.g-recaptcha with a site key), for a worker's CAPTCHA detection; without it, nothing detects it.
+  app.get('/captcha', async (req, reply) => {
+    const widget = (req.query as Record<string, string | undefined>)['widget'] === 'recaptcha';
+    return html(reply, 200, 'Security check', captchaForm(false, widget));
+  });
+  app.post('/captcha', async (req, reply) => {
+    const answer = (req.body as Record<string, unknown> | undefined)?.['answer'];
+    if (typeof answer !== 'string' || answer.trim().toLowerCase() !== DEMO_CAPTCHA_ANSWER) return html(reply, 401, 'Security check', captchaForm(true));
+    return html(reply, 200, 'Security check passed', '<p id="captcha-ok">You are a person.</p>');
+  });
 
   app.post('/logout', async (req, reply) => {
     const token = parseCookies(req.headers.cookie)[DEMO_SESSION_COOKIE];
@@ -169,6 +181,22 @@ function loginForm(failed: boolean): string {
 <label>User name <input id="username" name="username" autocomplete="username"></label>
 <label>Password <input id="password" name="password" type="password" autocomplete="current-password"></label>
 <button id="submit" type="submit">Sign in</button>
+</form>`;
+}
+
+/** What the demo CAPTCHA (/captcha) accepts. */
+export const DEMO_CAPTCHA_ANSWER = 'human';
+
+/**
+ * The demo CAPTCHA: the widget fills the top of the viewport and the answer field the band from 45 % to 85 % of its
+ * height, whatever its size, so a test knows where to click (inline styles: the portal sets no CSP).
+ */
+function captchaForm(failed: boolean, recaptchaSignature = false): string {
+  return `${failed ? '<p class="error" id="captcha-error">That is not the answer.</p>' : ''}
+<div${recaptchaSignature ? ' class="g-recaptcha" data-sitekey="demo-site-key"' : ''} id="captcha" style="position:fixed;left:0;top:0;width:100%;height:40vh;background:#eef;display:grid;place-items:center">
+<p>Type the word <strong>${DEMO_CAPTCHA_ANSWER}</strong> below and press Enter.</p></div>
+<form method="post" action="/captcha" id="captcha-form">
+<input id="captcha-answer" name="answer" autocomplete="off" aria-label="Answer" style="position:fixed;left:0;top:45vh;width:100%;height:40vh;font-size:3rem;box-sizing:border-box">
 </form>`;
 }
 

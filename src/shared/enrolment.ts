@@ -72,7 +72,7 @@ export function openCredentials(token: string, sealed: string): WorkerCredential
 const WORKER_COMMANDS = [
   '+ping', '+info', '+quit', '+client|setname', '+evalsha', '+eval', '+multi', '+exec', '+get', '+set', '+mget', '+del', '+exists',
   '+expire', '+pexpire', '+incr', '+incrby', '+time', '+hget', '+hmget', '+hset', '+hdel', '+hincrby', '+lrange', '+lindex', '+llen', '+lmove',
-  '+rpoplpush', '+lpush', '+rpush', '+lpop', '+sadd', '+srem', '+sismember', '+smembers', '+sunion', '+zadd', '+zrem', '+zscore',
+  '+rpoplpush', '+lpush', '+rpush', '+lpop', '+blpop', '+sadd', '+srem', '+sismember', '+smembers', '+sunion', '+zadd', '+zrem', '+zscore',
   '+zrangebyscore', '+zrangebylex', '+zremrangebyscore', '+xadd', '+scan', '+publish', '+subscribe',
 ];
 

@@ -21,12 +21,18 @@ const singleNodeKeys = {
   orgJobsPattern: 'sri:org:*:jobs',
   /** set — organisations known to the control plane (added at registration), polled by workers. */
   orgs: 'sri:orgs',
-  /** string — `queued | running | retrying | done | failed | cancelled | dead`. */
+  /** string — `queued | running | retrying | waiting_for_user | done | failed | cancelled | dead`. */
   jobStatus: (jobId: string) => `sri:job:${jobId}:status`,
   /** string, TTL — the full result message, kept so a control plane that was down can reconcile. */
   jobResult: (jobId: string) => `sri:job:${jobId}:result`,
   /** stream, capped (MAXLEN ~), TTL — the job's live log, one entry per batch of lines (src/shared/job-logs.ts). */
   jobLogs: (jobId: string) => `sri:job:${jobId}:logs`,
+  /** string, TTL — the job's hand-off while it waits for a person: HandoffState JSON (src/shared/handoff.ts). */
+  jobHandoff: (jobId: string) => `sri:job:${jobId}:handoff`,
+  /** stream, capped (exact MAXLEN), TTL — the page's screencast frames while the job waits for a person. */
+  jobLiveFrames: (jobId: string) => `sri:job:${jobId}:live:frames`,
+  /** list, TTL — the person's input events and answer, oldest first (API RPUSH, worker BLPOP). */
+  jobLiveInput: (jobId: string) => `sri:job:${jobId}:live:input`,
   /** string, TTL 30 s — epoch ms of the worker's last heartbeat. */
   workerHeartbeat: (workerId: string) => `sri:worker:${workerId}:heartbeat`,
   /** hash — the worker's counters. */
@@ -166,7 +172,7 @@ type KeyName = keyof SingleNodeKeys;
  * whose names are part of the contract (channels have no slot). Every other key, including any added later, is
  * tagged: the safe default, as a key that later joins a multi-key step would otherwise fail there with CROSSSLOT.
  */
-export const UNTAGGED_ON_CLUSTER: ReadonlySet<KeyName> = new Set<KeyName>(['session', 'jobLogs', 'jobFinished', 'orgDone', 'orgDonePattern', 'queueControl']);
+export const UNTAGGED_ON_CLUSTER: ReadonlySet<KeyName> = new Set<KeyName>(['session', 'jobLogs', 'jobFinished', 'jobHandoff', 'jobLiveFrames', 'jobLiveInput', 'orgDone', 'orgDonePattern', 'queueControl']);
 
 let clusterNames = false;
 

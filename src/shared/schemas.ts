@@ -60,7 +60,11 @@ export const JobMessage = z.object({
 });
 export type JobMessage = z.infer<typeof JobMessage>;
 
-export const JobStatus = z.enum(['queued', 'running', 'done', 'failed', 'retrying', 'cancelled', 'dead']);
+/**
+ * `waiting_for_user`: a hand-off (src/shared/handoff.ts) — the job holds its lease and its browser while a person
+ * answers in the live view; it goes back to `running` when they do. Not terminal.
+ */
+export const JobStatus = z.enum(['queued', 'running', 'done', 'failed', 'retrying', 'cancelled', 'dead', 'waiting_for_user']);
 export type JobStatus = z.infer<typeof JobStatus>;
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['done', 'failed', 'cancelled', 'dead'];
 
@@ -129,6 +133,11 @@ export const ResultMessage = z.object({
    * one is dropped, never the result with it.
    */
   traceparent: Traceparent.optional().catch(undefined),
+  /**
+   * With status `waiting_for_user` only (published, never stored as the job's result): why the job waits and until
+   * when (epoch ms). A malformed one is dropped, never the message with it.
+   */
+  handoff: z.object({ reason: z.string().max(500), expiresAt: z.number().int() }).optional().catch(undefined),
 });
 export type ResultMessage = z.infer<typeof ResultMessage>;
 export type ResultEgress = NonNullable<ResultMessage['egress']>;

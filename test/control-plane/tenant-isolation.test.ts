@@ -177,7 +177,8 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       await t.redis.lpush(keys.orgJobs(b.orgId), ...bMessages.filter((m) => JSON.parse(m).jobId === b.jobQueued));
       const fakeWorker = `shared-worker-${randomUUID().slice(0, 8)}`;
       await writeHeartbeat(t.redis, {
-        workerId: fakeWorker, state: 'busy', host: 'test', pid: 1, startedAt: Date.now(), heartbeatIntervalMs: 10_000, maxJobs: 2, jobsInFlight: 1,
+        // A minute between heartbeats: the registry shows it live (not `lost`) however long the attacks below take.
+        workerId: fakeWorker, state: 'busy', host: 'test', pid: 1, startedAt: Date.now(), heartbeatIntervalMs: 60_000, maxJobs: 2, jobsInFlight: 1,
       }, 300);
       const taken = await queue.take(fakeWorker);
       assert.equal(taken?.jobId, b.jobQueued, 'the fleet worker leased B\'s job');
@@ -422,6 +423,22 @@ function backendSuite(backend: 'pglite' | 'postgres') {
           await probeIds('GET', (id) => `/api/jobs/${id}/logs?follow=false`, [b.jobQueued, b.jobDead], { headers });
         }
       },
+      // B's leased job made to look as if it waited for a person (its hand-off state, a frame, input awaited): A's
+      // requests must neither see the frame nor put anything on B's input list.
+      ...Object.fromEntries(['GET /api/jobs/:id/handoff', 'GET /api/jobs/:id/live', 'POST /api/jobs/:id/live/input', 'POST /api/jobs/:id/handoff'].map((key) => [key, async () => {
+        const [method, route] = key.split(' ') as [string, string];
+        const state = { jobId: b.jobQueued, orgId: b.orgId, reason: `${b.metadataMarker} captcha`, source: 'script', startedAt: Date.now(),
+          expiresAt: Date.now() + 60_000, attempt: 1, workerId: 'shared-worker', viewport: { width: 1280, height: 720 } };
+        await t.redis.set(keys.jobHandoff(b.jobQueued), JSON.stringify(state), 'PX', 60_000);
+        await t.redis.xadd(keys.jobLiveFrames(b.jobQueued), '*', 'data', Buffer.from(b.metadataMarker).toString('base64'), 'viewportWidth', 1280, 'viewportHeight', 720, 'at', Date.now());
+        try {
+          const body = route.endsWith('/input') ? { type: 'type', text: 'x' } : route.endsWith('/handoff') && method === 'POST' ? { answer: 'giveUp' } : undefined;
+          await probeIds(method, (id) => route.replace(':id', id), [b.jobQueued, b.jobFailed, b.jobDead], { ...(body ? { body } : {}) });
+          assert.equal(await t.redis.llen(keys.jobLiveInput(b.jobQueued)), 0, 'nothing reached B\'s input list');
+        } finally {
+          await t.redis.del(keys.jobHandoff(b.jobQueued), keys.jobLiveFrames(b.jobQueued), keys.jobLiveInput(b.jobQueued));
+        }
+      }])),
       'POST /api/jobs/:id/cancel': async () => {
         await probeIds('POST', (id) => `/api/jobs/${id}/cancel`, [b.jobQueued, b.jobFailed]);
         assert.equal(await t.redis.get(keys.jobStatus(b.jobQueued)), 'running', 'B\'s job still runs');

@@ -89,6 +89,7 @@ function stepCode(step: Step): string {
     case 'screenshot': return `await helpers.screenshot({ fullPage: ${lit(step.fullPage ?? false)} });`;
     case 'download': return `await helpers.download(() => page.click(${lit(step.selector)}));`;
     // Fields go through JSON.parse so that every key is an own data property, whatever its name.
+    case 'handoff': return `await helpers.handoff(${lit(step.reason)}${step.timeoutMs === undefined ? '' : `, { timeoutMs: ${lit(step.timeoutMs)} }`});`;
     case 'extract': return `helpers.setResult({ [${lit(step.name)}]: await helpers.extract(${lit(step.selector)}, JSON.parse(${lit(JSON.stringify(step.fields))})) });`;
   }
 }

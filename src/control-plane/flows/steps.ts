@@ -52,6 +52,16 @@ export const ExtractStep = z.strictObject({
   fields: z.record(FieldName, ExtractField).refine((f) => Object.keys(f).length > 0 && Object.keys(f).length <= 100, 'needs 1 to 100 fields'),
 });
 
+/**
+ * Hands the page to a person (the dashboard's live view): the job waits, status `waiting_for_user`, until they press
+ * "Done" (the next step runs), "Give up" (HANDOFF_ABANDONED) or `timeoutMs` passes (HANDOFF_TIMEOUT).
+ */
+export const HandoffStep = z.strictObject({
+  type: z.literal('handoff'),
+  reason: z.string().trim().min(1, 'must not be empty').max(500),
+  /** @default 300000 (5 min); the worker's WORKER_HANDOFF_MAX_MS bounds it */
+  timeoutMs: z.number().int().min(1000).max(24 * 3600 * 1000).optional(),
+});
 export const STEP_SCHEMAS = {
   navigate: NavigateStep,
   click: ClickStep,
@@ -60,6 +70,7 @@ export const STEP_SCHEMAS = {
   screenshot: ScreenshotStep,
   download: DownloadStep,
   extract: ExtractStep,
+  handoff: HandoffStep,
 } as const;
 
 export type StepType = keyof typeof STEP_SCHEMAS;
@@ -68,4 +79,4 @@ export const STEP_TYPES = Object.keys(STEP_SCHEMAS) as StepType[];
 export const MAX_STEPS = 200;
 
 /** Any step, for the OpenAPI description. */
-export const AnyStep = z.union([NavigateStep, ClickStep, FillStep, WaitForStep, ScreenshotStep, DownloadStep, ExtractStep]);
+export const AnyStep = z.union([NavigateStep, ClickStep, FillStep, WaitForStep, ScreenshotStep, DownloadStep, ExtractStep, HandoffStep]);

@@ -73,8 +73,12 @@ export class SharedLogReader {
   }
 
   watch(jobId: string): LogWatch {
+    return this.watchStream(keys.jobLogs(jobId));
+  }
+
+  /** Any stream, by key: a hand-off's frame stream (src/control-plane/logs/live-view.ts) shares the one reader. */
+  watchStream(key: string): LogWatch {
     if (this.closed) throw new Error('the shared log reader is closed');
-    const key = keys.jobLogs(jobId);
     let w = this.watched.get(key);
     if (!w) {
       w = { refs: 0, lastId: undefined, version: 0, waiters: new Set() };

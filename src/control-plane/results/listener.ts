@@ -6,7 +6,8 @@
  * never overwritten by a later message, a `retrying` message of an earlier attempt than the recorded one is
  * ignored, and a final result read back from Redis counts only while the status key agrees that the job is over.
  * Statuses: `retrying` (an attempt failed and the job waits for its next one) is recorded with its attempt and
- * error but is not final; `done`, `failed`, `cancelled` and `dead` are final.
+ * error but is not final; `waiting_for_user` (a hand-off's announcement) sets the status only; `done`, `failed`,
+ * `cancelled` and `dead` are final.
  */
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
@@ -16,7 +17,7 @@ import { parseS3Uri, type BlobStore } from '../../shared/s3.ts';
 import { JobStatus, ResultMessage, TERMINAL_STATUSES } from '../../shared/schemas.ts';
 import { contextFromTraceparent, setSpanError, SpanKind, traceIdOf, type Tracer } from '../../shared/tracing.ts';
 import type { Database } from '../db/index.ts';
-import { findJob, listUnfinishedJobs, recordProgress, recordResult } from '../db/queries/jobs.ts';
+import { findJob, listUnfinishedJobs, recordProgress, recordResult, recordWaiting } from '../db/queries/jobs.ts';
 import { ReconcileOrder } from './reconcile-order.ts';
 
 /** parsed-data.json larger than this is not copied into PostgreSQL (the file stays in S3). */
@@ -28,7 +29,10 @@ export interface ResultsDeps {
   blobStore: BlobStore;
   resultsBucket: string;
   logger: Logger;
-  /** Told after a final status (done, failed, cancelled, dead) is recorded, once per job attempt (webhooks). */
+  /**
+   * Told after a final status (done, failed, cancelled, dead) is recorded, once per job attempt, and when a job starts
+   * waiting for a person (`waiting_for_user`, a hand-off) — for webhooks.
+   */
   onJobFinal?: (orgId: string, result: ResultMessage) => void;
   /** Each recording is a `result.record` span, a child of the worker's `publish` span the result names. */
   tracer?: Tracer;
@@ -78,6 +82,16 @@ async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage):
   if (msg.orgId !== orgId) {
     deps.logger.warn({ jobId: msg.jobId, orgId, messageOrgId: msg.orgId }, 'result message names another organisation than its channel; ignored');
     return 'invalid';
+  }
+  if (msg.status === 'waiting_for_user') {
+    // A hand-off's announcement (markWaiting-2.lua): the status, and the job.waiting_for_user webhook; never a result.
+    const waiting = await deps.db.withOrg(orgId, async (tx): Promise<RecordOutcome> => {
+      if (await recordWaiting(tx, msg.jobId, msg.attempt)) return 'recorded';
+      const job = await findJob(tx, msg.jobId);
+      return !job ? 'unknown-job' : isFinalStatus(job.status) ? 'already-final' : 'stale';
+    });
+    if (waiting === 'recorded') deps.onJobFinal?.(orgId, msg);
+    return waiting;
   }
   const final = isFinalStatus(msg.status);
   const result = final && msg.files.parsedData ? await readParsedData(deps, orgId, msg.files.parsedData) : null;
@@ -163,7 +177,7 @@ export async function startResultsListener(deps: ResultsDeps & {
       if (outcome === 'recorded') recorded++;
       if (outcome !== 'no-result') continue;
       const status = JobStatus.safeParse(await deps.redis.get(keys.jobStatus(job.id)));
-      if (status.success && (status.data === 'running' || status.data === 'retrying')) {
+      if (status.success && (status.data === 'running' || status.data === 'retrying' || status.data === 'waiting_for_user')) {
         await deps.db.withOrg(job.org_id, (tx) => recordProgress(tx, job.id, status.data));
       }
     }

@@ -10,7 +10,8 @@
  *   - One webhook receives its deliveries in the order the results were recorded: a per-organisation intake chain
  *     keeps the order of `onJobFinal` calls, and a per-webhook chain sends one delivery at a time — a delivery
  *     waiting for its retry holds back the later ones of that webhook (not those of other webhooks).
- *   - A webhook gets one delivery per job attempt (unique row), whoever calls twice.
+ *   - A webhook gets one delivery per job attempt and event (unique row), whoever calls twice: a job that hands off
+ *     twice in one attempt announces the first hand-off only.
  *   - A deleted webhook stops receiving, even mid-retry; `close()` abandons waiting retries (their rows stay
  *     `retrying`).
  *   - Every attempt resolves the URL's host again and connects only to addresses the target policy allows, pinned,
@@ -27,14 +28,16 @@ import { findWebhook, insertDelivery, updateDelivery, webhooksFor, type Delivery
 import { decryptSecret, signLegacyWebhook, signStandardWebhook } from './secrets.ts';
 import { checkedAddresses, DeliveryError, postOnce, storedError, systemResolve, type Resolve } from './target.ts';
 
-export const WEBHOOK_EVENTS = ['job.done', 'job.failed', 'job.dead', 'job.cancelled'] as const;
+export const WEBHOOK_EVENTS = ['job.done', 'job.failed', 'job.dead', 'job.cancelled', 'job.waiting_for_user'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 const EVENT_OF: Partial<Record<JobStatus, WebhookEvent>> = {
   done: 'job.done', failed: 'job.failed', dead: 'job.dead', cancelled: 'job.cancelled',
+  // Not final: the job waits for a person in the live view (a hand-off); its result (`handoff`) says why and until when.
+  waiting_for_user: 'job.waiting_for_user',
 };
 
-/** The event a result announces; undefined for statuses that are not final. */
+/** The event a result announces; undefined for statuses that announce none (queued, running, retrying). */
 export function eventOf(status: JobStatus): WebhookEvent | undefined {
   return EVENT_OF[status];
 }
@@ -93,7 +96,10 @@ export class WebhookDeliverer {
     this.maxResponseBytes = Math.max(1, opts.maxResponseBytes ?? MAX_RESPONSE_BYTES);
   }
 
-  /** For the results listener: call after a job's final status is recorded. Never throws, never waits. */
+  /**
+   * For the results listener: call after a job's final status is recorded, or its hand-off (waiting_for_user). Never
+   * throws, never waits.
+   */
   readonly onJobFinal = (orgId: string, result: ResultMessage): void => {
     if (this.stopping.signal.aborted) return;
     const event = eventOf(result.status);

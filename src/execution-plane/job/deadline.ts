@@ -5,7 +5,7 @@ import { isSriError, SriError } from '../../shared/errors.ts';
  * then `stop` runs — for a job, closing its browser context, which makes every pending page call of the script
  * fail so the script cannot go on working after its job ended.
  */
-export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: AbortSignal, stop: () => Promise<unknown>): Promise<T> {
+export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: AbortSignal, stop: () => Promise<unknown>, clock?: JobClock): Promise<T> {
   // The work may reject after we gave up on it (its context was closed): that is expected, not unhandled.
   work.catch(() => {});
   return new Promise<T>((resolve, reject) => {
@@ -13,7 +13,8 @@ export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: Abo
     const finish = (fn: () => void) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      if (timer instanceof JobTimer) timer.clear();
+      else clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
       fn();
     };
@@ -21,7 +22,8 @@ export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: Abo
       reject(err);
       stop().catch(() => {});
     });
-    const timer = setTimeout(() => giveUp(new SriError('EXECUTION_TIMEOUT', `Execution timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = clock ? clock.timer(() => giveUp(new SriError('EXECUTION_TIMEOUT', `Execution timed out after ${timeoutMs} ms`)))
+      : setTimeout(() => giveUp(new SriError('EXECUTION_TIMEOUT', `Execution timed out after ${timeoutMs} ms`)), timeoutMs);
     // The abort reason says why (CANCELLED, WORKER_SHUTDOWN); a bare abort() means shutdown.
     const onAbort = () => giveUp(isSriError(signal.reason) ? signal.reason
       : new SriError('WORKER_SHUTDOWN', 'The worker stopped before the job could finish; run it again.'));
@@ -38,4 +40,88 @@ export function boundWait<T>(work: Promise<T>, timeoutMs: number, what: string):
     const timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutMs} ms`)), timeoutMs);
     work.then((v) => { clearTimeout(timer); resolve(v); }, (e: unknown) => { clearTimeout(timer); reject(e); });
   });
+}
+
+/** A timer of a JobClock: fires when the job's time is up, however often the clock was paused meanwhile. */
+export class JobTimer {
+  private handle: NodeJS.Timeout | undefined;
+  private cleared = false;
+
+  constructor(private readonly clock: JobClock, private readonly fire: () => void) {}
+
+  /** Sets the next check: at the deadline, or — while the clock is paused — a little later to look again. */
+  arm(): void {
+    if (this.cleared) return;
+    clearTimeout(this.handle);
+    const left = this.clock.remainingMs();
+    if (left <= 0) {
+      this.cleared = true;
+      this.clock.forget(this);
+      this.fire();
+      return;
+    }
+    // Paused: no timer at all; resume arms it again.
+    if (left === Infinity) return;
+    this.handle = setTimeout(() => this.arm(), Math.min(left, 2 ** 31 - 1));
+  }
+
+  clear(): void {
+    this.cleared = true;
+    clearTimeout(this.handle);
+    this.clock.forget(this);
+  }
+}
+
+/**
+ * A job's run time (EXECUTION_TIMEOUT or its timeoutMs) that a hand-off stops: while the job waits for a person
+ * (`pause` … `resume`), its deadline moves by the time it waited, so a job is never killed for a person's slowness —
+ * the hand-off's own timeoutMs bounds that wait (HANDOFF_TIMEOUT). Timers made with `timer` fire at the deadline as
+ * it is when they would.
+ */
+export class JobClock {
+  private deadline: number;
+  private pausedAt: number | undefined;
+  private readonly timers = new Set<JobTimer>();
+
+  constructor(timeoutMs: number, private readonly now: () => number = Date.now) {
+    this.deadline = now() + timeoutMs;
+  }
+
+  /** Milliseconds left; Infinity while paused. */
+  remainingMs(): number {
+    return this.pausedAt !== undefined ? Infinity : this.deadline - this.now();
+  }
+
+  paused(): boolean {
+    return this.pausedAt !== undefined;
+  }
+
+  pause(): void {
+    if (this.pausedAt !== undefined) return;
+    this.pausedAt = this.now();
+    for (const t of [...this.timers]) t.arm();
+  }
+
+  /** Ends a pause: the deadline moves by its length. Returns how long it lasted (ms). */
+  resume(): number {
+    if (this.pausedAt === undefined) return 0;
+    const waited = this.now() - this.pausedAt;
+    this.deadline += waited;
+    this.pausedAt = undefined;
+    for (const t of [...this.timers]) t.arm();
+    return waited;
+  }
+
+  /** Calls `fire` once the job's time is up. */
+  timer(fire: () => void): JobTimer {
+    const t = new JobTimer(this, fire);
+    this.timers.add(t);
+    t.arm();
+    return t;
+  }
+
+  /** @internal */
+  forget(t: JobTimer): void {
+    this.timers.delete(t);
+  }
 }

@@ -26,6 +26,11 @@ export interface ScriptHelpers {
   download(trigger: () => Promise<unknown>): Promise<{ name: string; size: number }>;
   extract(selector: string, fields: Record<string, ExtractField>): Promise<Array<Record<string, string | null>>>;
   setResult(data: Record<string, unknown>): void;
+  /**
+   * Hands the page to a person (the dashboard's live view) and resolves when they press "Done"; "Give up" fails the
+   * job with HANDOFF_ABANDONED, no answer within `timeoutMs` with HANDOFF_TIMEOUT (job/handoff.ts).
+   */
+  handoff(reason: string, opts?: { timeoutMs?: number }): Promise<void>;
   /** For the sandbox host (script/sandbox/host.ts), which splits download() around the script's trigger. */
   waitForDownload(timeoutMs: number): Promise<Download>;
   saveDownload(download: Download): Promise<{ name: string; size: number }>;
@@ -139,6 +144,8 @@ export const isMadeInPage = (url: string) => !/^https?:/i.test(url);
 
 export function createHelpers(opts: {
   page: Page;
+  /** The job's hand-off (job/handoff.ts JobHandoff.request). @default refuses: no hand-off in this run */
+  handoff?: (reason: string, o: { timeoutMs?: number }) => Promise<void>;
   /** The job's secrets over the session's credentials, by name; values never reach the script. */
   credentials: Readonly<Record<string, string>>;
   /** The session's TOTP seeds, by name; seeds and codes never reach the script. */
@@ -320,6 +327,13 @@ export function createHelpers(opts: {
       const rows = await page.$$eval(String(selector), EXTRACT_IN_PAGE, checkFields(fields));
       exec.info(`extract ${String(selector)}: ${rows.length} row(s)`);
       return rows;
+    },
+
+    async handoff(reason, o) {
+      if (!opts.handoff) throw new SriError('SCRIPT_ERROR', 'helpers.handoff: this run cannot hand off to a person.');
+      const timeoutMs = (o as { timeoutMs?: unknown } | undefined)?.timeoutMs;
+      if (timeoutMs !== undefined && typeof timeoutMs !== 'number') throw new SriError('SCRIPT_ERROR', 'helpers.handoff: timeoutMs must be a number of milliseconds.');
+      await opts.handoff(String(reason), timeoutMs === undefined ? {} : { timeoutMs });
     },
 
     setResult(data) {

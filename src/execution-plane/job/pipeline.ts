@@ -27,7 +27,8 @@ import type { Keyring } from '../../shared/sealed.ts';
 import type { Cookie, JobMessage, ResultArtifact, ResultFiles, ResultMessage, Session } from '../../shared/schemas.ts';
 import { decodeSession, openJobSecrets, transportKeyring } from '../../shared/transport-secrets.ts';
 import { totpSecretOf } from '../../shared/totp.ts';
-import { boundWait, withDeadline } from './deadline.ts';
+import { boundWait, JobClock, withDeadline } from './deadline.ts';
+import { JobHandoff } from './handoff.ts';
 import { ExecutionLog, MAX_CONSOLE_LINES } from './execution-log.ts';
 import { createJobLogBatcher } from '../logs/redis-sink.ts';
 import type { LogStreamEnd } from '../../shared/job-logs.ts';
@@ -250,7 +251,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
       closeContext = () => { void context.close().catch(() => {}); };
       portal = watchPortal(context, job.providerName, pacing, deps.gate);
       const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), protect: (v: string) => { redactor.add([v]); secretValues.add([v]); }, secretValues };
-      await runInBrowser(job, attempt, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; });
+      await runInBrowser(job, taken, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; });
     } catch (e) {
       throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : hosts.source === 'missing' && tally.blockedTotal ? missing(e) : e;
     } finally {
@@ -406,10 +407,12 @@ function evidenceStore(job: JobMessage, deps: PipelineDeps): EvidenceStore {
 }
 
 async function runInBrowser(
-  job: JobMessage, attempt: number, script: VerifiedScript, session: Session, context: BrowserContext, hostGuard: (context: BrowserContext) => Promise<void>, deps: PipelineDeps,
+  job: JobMessage, taken: Taken, script: VerifiedScript, session: Session, context: BrowserContext, hostGuard: (context: BrowserContext) => Promise<void>, deps: PipelineDeps,
   exec: ExecutionLog, artifacts: JobArtifacts, evidence: EvidenceIo, signal: AbortSignal, scriptStarts: () => void,
 ): Promise<void> {
   const { config } = deps;
+  const attempt = taken.attempt;
+  const runStarted = Date.now();
   let closing = false;
   context.once('close', () => { closing = true; });
   try {
@@ -432,12 +435,25 @@ async function runInBrowser(
       if (++pagesClosed === 1) exec.warn(`the job opened more than ${config.maxPages} pages at once (WORKER_MAX_PAGES); further pages are closed as they open`);
       void p.close().catch(() => {});
     });
+    const timeoutMs = job.timeoutMs ?? config.executionTimeoutMs;
+    // The job's run time, paused while it waits for a person (deadline.ts JobClock, handoff.ts).
+    const clock = new JobClock(timeoutMs);
+    const handoff = new JobHandoff(page, {
+      redis: deps.redis, queue: deps.queue, taken, jobId: job.jobId, orgId: job.orgId, attempt, workerId: config.workerId,
+      maxTimeoutMs: config.handoffMaxMs, frameIntervalMs: Math.ceil(1000 / Math.min(30, config.liveViewFps)), frameQuality: 60,
+      clock, signal, exec, logger: deps.logger,
+      announce: (state) => ({
+        jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, success: false, status: 'waiting_for_user',
+        duration: Date.now() - runStarted, attempt, workerId: config.workerId, finishedAt: new Date().toISOString(),
+        files: { log: '', screenshots: [] }, handoff: { reason: evidence.redact(state.reason), expiresAt: state.expiresAt },
+      }),
+    });
     const helpers = createHelpers({
+      handoff: (reason, o) => handoff.request(reason, o),
       page, credentials: session.credentials ?? {}, totp: session.totp ?? {}, protect: evidence.protect, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
       limits: { maxScreenshots: config.maxScreenshots, maxDownloads: config.maxDownloads, maxDownloadBytes: config.maxDownloadBytes },
       store: evidence.store, charge: evidence.charge, redact: evidence.redact,
     });
-    const timeoutMs = job.timeoutMs ?? config.executionTimeoutMs;
     const jobContext = Object.freeze({
       jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId,
       flowId: job.flowId, flowVersion: job.flowVersion, attempt,
@@ -446,8 +462,8 @@ async function runInBrowser(
     scriptStarts();
     await withDeadline(
       deps.runner.run(script, { page, payload: structuredClone(job.metadata ?? {}), helpers, context: jobContext },
-        { timeoutMs, signal, filename: `flow-${job.flowId}-${job.flowVersion}.js` }),
-      timeoutMs, signal, () => { closing = true; return context.close(); });
+        { timeoutMs, signal, clock, filename: `flow-${job.flowId}-${job.flowVersion}.js` }),
+      timeoutMs, signal, () => { closing = true; return context.close(); }, clock);
   } finally {
     // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
     // with the context; each is bounded by its own upload deadline.

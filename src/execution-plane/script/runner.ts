@@ -3,6 +3,7 @@
  * (sandbox/sandbox-runner.ts) runs the script in a process of its own and lets it reach them only through messages.
  */
 import type { Page } from 'playwright-core';
+import type { JobClock } from '../job/deadline.ts';
 import type { ScriptHelpers } from '../job/helpers.ts';
 import type { VerifiedScript } from './verified-script.ts';
 
@@ -29,6 +30,8 @@ export interface ScriptRunOptions {
   /** Bound on the script's synchronous parts; the pipeline bounds the whole run (and closes the context). */
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
+  /** The job's run time, which a hand-off pauses; without it `timeoutMs` from the start bounds the run. */
+  readonly clock?: JobClock;
   /** Names the compiled code in stack traces. */
   readonly filename: string;
 }

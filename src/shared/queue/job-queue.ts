@@ -416,6 +416,19 @@ export class JobQueue {
     return toCompleteOutcome(r.code);
   }
 
+  /**
+   * A hand-off (src/shared/handoff.ts): the leased job's status becomes 'waiting_for_user' (`waiting`) or 'running'
+   * again, and `announce` is published on its organisation's result channel in the same step — only while `t` still
+   * holds the lease (markWaiting-2.lua). The lease itself is untouched: the worker keeps renewing it while the job waits.
+   */
+  async markWaiting(t: Taken, waiting: boolean, announce?: ResultMessage): Promise<'ok' | 'late'> {
+    const jobId = t.jobId ?? '';
+    const r = await this.call('markWaiting', [keys.jobStatus(jobId), keys.queueJobLeases],
+      [jobId, t.token, waiting ? 'waiting_for_user' : 'running', keys.orgDone(t.orgId), announce ? JSON.stringify(announce) : ''],
+      { tokens: [t.token], ending: false });
+    return r.code === QueueCode.Ok ? 'ok' : 'late';
+  }
+
   /** Hands the job back untouched to the FRONT of its organisation's queue (same attempt). */
   async release(t: Taken): Promise<void> {
     const jobId = t.jobId ?? '';

@@ -348,6 +348,61 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/jobs/{id}/handoff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The job's hand-off while it waits for a person (status waiting_for_user): why, since and until when, and its page's viewport. */
+        get: operations["getJobHandoff"];
+        put?: never;
+        /** Answer the job's hand-off: done (the script goes on) or giveUp (the job fails with HANDOFF_ABANDONED). */
+        post: operations["answerJobHandoff"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{id}/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The waiting job's page, live: Server-Sent Events of its screencast (a few JPEG frames a second, only when the page changes).
+         * @description Only while the job waits for a person (status waiting_for_user); otherwise 409 HANDOFF_NOT_WAITING, answered as JSON before anything is streamed. The stream ends with an `end` event once the hand-off is over.
+         */
+        get: operations["getJobLiveView"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{id}/live/input": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** One click, text, key press or scroll into the waiting job's page; its worker replays them in order, under the job's egress policy. */
+        post: operations["sendJobLiveInput"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/dlq": {
         parameters: {
             query?: never;
@@ -822,7 +877,7 @@ export interface components {
                  * @description A stable code from docs/errors.md: match on it, never on the message.
                  * @enum {string}
                  */
-                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
+                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
                 /** @description What happened and what to do next. */
                 message: string;
                 /** @description VALIDATION_FAILED: a list of ValidationIssue. Other codes, when they have details: an object the code's entry in docs/errors.md describes. */
@@ -871,6 +926,20 @@ export interface components {
             /** @description The compiled, signed script (an ES module). */
             script: string;
         };
+        /** @description A job's hand-off to a person while it waits (status waiting_for_user). */
+        Handoff: {
+            jobId: string;
+            reason: string;
+            /** @enum {string} */
+            source: "script" | "captcha" | "otp";
+            startedAt: number;
+            expiresAt: number;
+            attempt: number;
+            viewport: {
+                width: number;
+                height: number;
+            };
+        };
         Invitation: {
             /** @description Shown this once (only its SHA-256 is kept): the dashboard's link is /invitation#<token>; POST /api/invitations/accept takes it. */
             token: string;
@@ -880,7 +949,7 @@ export interface components {
         Job: {
             id: string;
             /** @enum {string} */
-            status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead";
+            status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead" | "waiting_for_user";
             providerId: string;
             flowId: string;
             flowVersion: string;
@@ -913,7 +982,7 @@ export interface components {
         JobDetail: {
             id: string;
             /** @enum {string} */
-            status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead";
+            status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead" | "waiting_for_user";
             providerId: string;
             flowId: string;
             flowVersion: string;
@@ -949,6 +1018,31 @@ export interface components {
         JobListItem: components["schemas"]["Job"] & {
             /** @description The name of the user who ran it (also when they have since been removed from the organisation). */
             userName: string | null;
+        };
+        /** @description One input event for the waiting job's page; x and y in the page's CSS pixels (the viewport the hand-off names). */
+        LiveInputInput: {
+            /** @enum {string} */
+            type: "click";
+            x: number;
+            y: number;
+            /** @enum {string} */
+            button?: "left" | "right" | "middle";
+            clickCount?: number;
+        } | {
+            /** @enum {string} */
+            type: "type";
+            text: string;
+        } | {
+            /** @enum {string} */
+            type: "key";
+            key: string;
+        } | {
+            /** @enum {string} */
+            type: "scroll";
+            x: number;
+            y: number;
+            deltaX: number;
+            deltaY: number;
         };
         Member: {
             id: string;
@@ -1098,7 +1192,7 @@ export interface components {
             /** Format: date-time */
             dueAt: string;
             /** @enum {string} */
-            status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead";
+            status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead" | "waiting_for_user";
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -1187,6 +1281,11 @@ export interface components {
                     attribute?: string;
                 };
             };
+        } | {
+            /** @enum {string} */
+            type: "handoff";
+            reason: string;
+            timeoutMs?: number;
         };
         User: {
             id: string;
@@ -2470,7 +2569,7 @@ export interface operations {
                     "application/json": {
                         jobId: string;
                         /** @enum {string} */
-                        status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead";
+                        status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead" | "waiting_for_user";
                     };
                 };
             };
@@ -2619,7 +2718,7 @@ export interface operations {
                 /** @description Jobs per page. */
                 pageSize?: number;
                 /** @description Only jobs in this status; repeat the parameter for several (`status=failed&status=dead`). */
-                status?: ("queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead") | ("queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead")[];
+                status?: ("queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead" | "waiting_for_user") | ("queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead" | "waiting_for_user")[];
                 /** @description Only jobs of this provider. */
                 providerId?: string;
                 /** @description Only jobs created at or after this instant (ISO 8601 date-time with offset, or a date: 00:00 UTC). */
@@ -2783,7 +2882,7 @@ export interface operations {
                     "application/json": {
                         jobId: string;
                         /** @enum {string} */
-                        status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead";
+                        status: "queued" | "running" | "done" | "failed" | "retrying" | "cancelled" | "dead" | "waiting_for_user";
                     };
                 };
             };
@@ -3144,6 +3243,439 @@ export interface operations {
                 };
             };
             /** @description `TOO_MANY_STREAMS`: Too many live log streams are open for you or your organisation on this API instance (LOGS_MAX_STREAMS_PER_USER, LOGS_MAX_STREAMS_PER_ORG); close one (a browser tab, an sri logs --follow) or wait until a followed job ends, then try again. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getJobHandoff: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The hand-off. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        handoff: components["schemas"]["Handoff"];
+                    };
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `HANDOFF_NOT_WAITING`: The job is not waiting for a person now (its hand-off ended, or it never started one), so its live view takes no input; reload the job to see its status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    answerJobHandoff: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description `done`: the script goes on; `giveUp`: the job fails with HANDOFF_ABANDONED.
+                     * @enum {string}
+                     */
+                    answer: "done" | "giveUp";
+                };
+            };
+        };
+        responses: {
+            /** @description Queued for the job's worker, after the input sent before it. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        jobId: string;
+                        /** @enum {boolean} */
+                        accepted: true;
+                    };
+                };
+            };
+            /**
+             * @description `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `HANDOFF_NOT_WAITING`: The job is not waiting for a person now (its hand-off ended, or it never started one), so its live view takes no input; reload the job to see its status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `RATE_LIMITED`: Too many requests; wait the seconds Retry-After gives, then try again. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getJobLiveView: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The live view. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `HANDOFF_NOT_WAITING`: The job is not waiting for a person now (its hand-off ended, or it never started one), so its live view takes no input; reload the job to see its status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `TOO_MANY_STREAMS`: Too many live log streams are open for you or your organisation on this API instance (LOGS_MAX_STREAMS_PER_USER, LOGS_MAX_STREAMS_PER_ORG); close one (a browser tab, an sri logs --follow) or wait until a followed job ends, then try again. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sendJobLiveInput: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LiveInputInput"];
+            };
+        };
+        responses: {
+            /** @description Queued for the job's worker. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        jobId: string;
+                        /** @enum {boolean} */
+                        accepted: true;
+                    };
+                };
+            };
+            /**
+             * @description `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `HANDOFF_NOT_WAITING`: The job is not waiting for a person now (its hand-off ended, or it never started one), so its live view takes no input; reload the job to see its status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `RATE_LIMITED`: Too many requests; wait the seconds Retry-After gives, then try again. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3734,7 +4266,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url: string;
-                    events: ("job.done" | "job.failed" | "job.dead" | "job.cancelled" | "*")[];
+                    events: ("job.done" | "job.failed" | "job.dead" | "job.cancelled" | "job.waiting_for_user" | "*")[];
                 };
             };
         };

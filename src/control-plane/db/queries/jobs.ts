@@ -160,6 +160,16 @@ export async function recordProgress(tx: Tx, id: string, status: string): Promis
     WHERE id = $1 AND status NOT IN ${FINAL_SQL} AND status <> $2`, [id, status]);
 }
 
+/**
+ * The job waits for a person (a hand-off announced by its worker): status `waiting_for_user`, unless it is final or
+ * the announcement is of an earlier attempt than the one recorded. False when nothing changed.
+ */
+export async function recordWaiting(tx: Tx, id: string, attempt: number): Promise<boolean> {
+  const rows = await tx.query(`UPDATE jobs SET status = 'waiting_for_user', attempt = GREATEST(attempt, $2), started_at = COALESCE(started_at, now())
+    WHERE id = $1 AND status NOT IN ${FINAL_SQL} AND attempt <= $2 RETURNING id`, [id, attempt]);
+  return rows.length > 0;
+}
+
 /** Where the reconciler stopped in one organisation's unfinished jobs: `at` is `created_at::text` (µs kept). */
 export interface UnfinishedCursor { orgId: string; at: string; id: string }
 

@@ -93,7 +93,11 @@ export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     handler: async (req) => {
       const { orgId } = authOf(req);
       const job = await loadJob(ctx, orgId, req.params.id);
-      return { job: { ...jobJson(job), result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
+      // Until it is final the worker's status key is fresher (a job whose hand-off was answered runs again at once) —
+      // for statuses on the way only: a final one counts once its result is recorded here, with its data and files.
+      const live = isFinalStatus(job.status) ? undefined : JobStatus.safeParse(await ctx.redis.get(keys.jobStatus(job.id)).catch(() => null));
+      const status = live?.success && !isFinalStatus(live.data) ? { status: live.data } : {};
+      return { job: { ...jobJson(job), ...status, result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
     },
   });
 

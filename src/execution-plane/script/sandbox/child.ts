@@ -224,6 +224,7 @@ function helpersFacade(h: number): object {
     fillSecret: (selector: unknown, name: unknown) => call(h, 'fillSecret', [selector, name]),
     fillTotp: (selector: unknown, name: unknown) => call(h, 'fillTotp', [selector, name]),
     extract: (selector: unknown, fields: unknown) => call(h, 'extract', [selector, fields]),
+    handoff: (reason: unknown, opts?: unknown) => call(h, 'handoff', [reason, opts]),
     download: async (trigger: unknown) => {
       if (typeof trigger !== 'function') throw new TypeError('helpers.download: pass a function that starts the download, e.g. () => page.click(sel)');
       const waiter = await call(h, 'expectDownload', []);

@@ -25,6 +25,9 @@ export interface HostLimits {
   readonly timeoutMs: number;
 }
 
+/** Codes of helper failures that end the job with that code even when the script catches the error. */
+const STOPS_THE_JOB: ReadonlySet<string> = new Set(['SCRIPT_RESOURCE_LIMIT', 'HANDOFF_ABANDONED', 'HANDOFF_TIMEOUT']);
+
 /** Stops the job: the script went over a limit or broke the protocol. */
 export class SandboxViolation extends SriError {}
 
@@ -128,7 +131,8 @@ export class SandboxHost {
       (v) => this.reply({ t: 'res', id: msg.id, ok: true, v }),
       (e: unknown) => {
         // Over a limit: the job stops with that code, whether or not the script would catch the error.
-        if (e instanceof SandboxViolation || (isSriError(e) && e.code === 'SCRIPT_RESOURCE_LIMIT')) this.stop(e as SriError);
+        // A hand-off that the person gave up or left unanswered ends the job with its own code, caught or not.
+        if (e instanceof SandboxViolation || (isSriError(e) && STOPS_THE_JOB.has(e.code))) this.stop(e as SriError);
         const err = e as { name?: unknown; message?: unknown } | null;
         this.reply({ t: 'res', id: msg.id, ok: false, e: { name: typeof err?.name === 'string' ? err.name : 'Error', message: typeof err?.message === 'string' ? err.message : String(e) } });
       },
@@ -370,6 +374,10 @@ export class SandboxHost {
       case 'fillSecret': return helpers.fillSecret(String(args[0]), String(args[1]));
       case 'fillTotp': return helpers.fillTotp(String(args[0]), String(args[1]));
       case 'extract': return helpers.extract(String(args[0]), args[1] as Record<string, string>);
+      case 'handoff': {
+        const o = args[1] as { timeoutMs?: unknown } | undefined;
+        return helpers.handoff(String(args[0]), o && typeof o === 'object' && o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs as number } : undefined);
+      }
       case 'expectDownload': {
         if (this.downloads.size >= 8) throw new Error('helpers.download: at most 8 downloads can be awaited at once');
         const id = this.nextWaiter++;

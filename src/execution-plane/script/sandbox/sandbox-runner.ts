@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { z } from 'zod';
 import { isSriError, SriError } from '../../../shared/errors.ts';
 import type { Logger } from '../../../shared/logger.ts';
+import { JobTimer } from '../../job/deadline.ts';
 import { rewriteModule } from '../module-rewrite.ts';
 import type { ScriptArgs, ScriptRunner, ScriptRunOptions } from '../runner.ts';
 import type { VerifiedScript } from '../verified-script.ts';
@@ -80,7 +81,8 @@ export class SandboxRunner implements ScriptRunner {
       const finish = (e?: unknown) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        if (timer instanceof JobTimer) timer.clear();
+        else clearTimeout(timer);
         opts.signal.removeEventListener('abort', onAbort);
         if (e === undefined) resolve();
         else reject(e);
@@ -98,7 +100,9 @@ export class SandboxRunner implements ScriptRunner {
       const host = new SandboxHost(args.page, args.page.context(), args.helpers,
         { maxCalls: this.opts.maxCalls, maxPending: 256, timeoutMs: this.opts.actionTimeoutMs }, send, sendLine, kill);
 
-      const timer = setTimeout(() => kill(new SriError('EXECUTION_TIMEOUT', `Execution timed out after ${opts.timeoutMs} ms`)), opts.timeoutMs);
+      const timedOut = () => kill(new SriError('EXECUTION_TIMEOUT', `Execution timed out after ${opts.timeoutMs} ms`));
+      // With the job's clock, a hand-off's wait for a person does not count (job/deadline.ts JobClock).
+      const timer = opts.clock ? opts.clock.timer(timedOut) : setTimeout(timedOut, opts.timeoutMs);
       const onAbort = () => kill(isSriError(opts.signal.reason) ? opts.signal.reason : new SriError('WORKER_SHUTDOWN'));
       if (opts.signal.aborted) { onAbort(); return; }
       opts.signal.addEventListener('abort', onAbort, { once: true });

@@ -29,7 +29,7 @@ export function StepEditor({ step, index, count, allowedHosts, apiError, autoFoc
   const problemId = `${uid}-problem`;
   const problems = [...warnings, ...(apiError ? [apiError] : [])];
   const described = problems.length ? problemId : undefined;
-  const text = (label: string, k: 'url' | 'selector' | 'value' | 'secretRef' | 'totp' | 'name' | 'waitValue', opts: { type?: string; required?: boolean; describe?: boolean } = {}) => (
+  const text = (label: string, k: 'url' | 'selector' | 'value' | 'secretRef' | 'totp' | 'name' | 'waitValue' | 'reason' | 'handoffTimeoutMs', opts: { type?: string; required?: boolean; describe?: boolean } = {}) => (
     <label>
       <span>{label}</span>
       <input type={opts.type ?? 'text'} value={step[k]} required={opts.required ?? true} spellCheck={false}
@@ -93,6 +93,12 @@ export function StepEditor({ step, index, count, allowedHosts, apiError, autoFoc
             <input type="checkbox" checked={step.fullPage} onChange={(e) => set('fullPage', e.target.checked)} />
             {t('editor.fullPage')}
           </label>
+        )}
+        {step.type === 'handoff' && (
+          <div className="row">
+            {text(t('editor.handoffReason'), 'reason', { describe: true })}
+            {text(t('editor.handoffTimeoutMs'), 'handoffTimeoutMs', { type: 'number', required: false })}
+          </div>
         )}
         {step.type === 'extract' && (
           <>

@@ -8,7 +8,7 @@ import type { components } from '../../api/schema.d.ts';
 /** A step as the API takes and gives it (generated from its OpenAPI document). */
 export type ApiStep = components['schemas']['Step'];
 export type StepType = ApiStep['type'];
-export const STEP_TYPES: readonly StepType[] = ['navigate', 'click', 'fill', 'waitFor', 'screenshot', 'download', 'extract'];
+export const STEP_TYPES: readonly StepType[] = ['navigate', 'click', 'fill', 'waitFor', 'screenshot', 'download', 'extract', 'handoff'];
 export type WaitKind = 'selector' | 'url' | 'urlPrefix' | 'timeoutMs';
 
 export interface EditorField { key: number; name: string; selector: string; attribute: string }
@@ -28,6 +28,9 @@ export interface EditorStep {
   fullPage: boolean;
   name: string;
   fields: EditorField[];
+  /** handoff: what the person is asked to do, and how long the job waits (ms; empty: the default, 5 min). */
+  reason: string;
+  handoffTimeoutMs: string;
 }
 
 let counter = Date.now();
@@ -36,7 +39,7 @@ export const nextKey = () => ++counter;
 export function newStep(type: StepType): EditorStep {
   return {
     key: nextKey(), type, url: '', selector: '', fillMode: 'value', value: '', secretRef: '', totp: '', waitKind: 'selector', waitValue: '',
-    fullPage: false, name: '', fields: [{ key: nextKey(), name: '', selector: '', attribute: '' }],
+    fullPage: false, name: '', fields: [{ key: nextKey(), name: '', selector: '', attribute: '' }], reason: '', handoffTimeoutMs: '',
   };
 }
 
@@ -58,6 +61,7 @@ export function toApiStep(s: EditorStep): ApiStep {
         case 'urlPrefix': return { type: 'waitFor', urlPrefix: s.waitValue.trim() };
       }
     case 'screenshot': return { type: 'screenshot', ...(s.fullPage ? { fullPage: true } : {}) };
+    case 'handoff': return { type: 'handoff', reason: s.reason.trim(), ...(s.handoffTimeoutMs.trim() ? { timeoutMs: Number(s.handoffTimeoutMs) } : {}) };
     case 'extract': return {
       type: 'extract', name: s.name.trim(), selector: s.selector,
       fields: Object.fromEntries(s.fields.filter((f) => f.name.trim()).map((f) => [
@@ -93,6 +97,10 @@ export function fromApiStep(step: ApiStep): EditorStep {
     }
     case 'screenshot':
       s.fullPage = step.fullPage === true;
+      break;
+    case 'handoff':
+      s.reason = step.reason;
+      s.handoffTimeoutMs = step.timeoutMs === undefined ? '' : String(step.timeoutMs);
       break;
     case 'extract':
       s.name = step.name;

@@ -4,7 +4,7 @@
  * CSV export. Read again every 2 s until the job has finished.
  */
 import { useMutation, useQuery } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useCallback, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { Link, useParams } from 'react-router';
 import { api, ok } from '../../api/client.ts';
@@ -17,11 +17,13 @@ import { useFormat } from '../../lib/format.ts';
 import { useProviders } from '../providers/providers-page.tsx';
 import { DataTables } from './data-tables.tsx';
 import { JobLog } from './job-log.tsx';
+import { LiveView } from './live-view.tsx';
 import { ScreenshotViewer, type Screenshot } from './screenshot-viewer.tsx';
 
 const LIVE_REFRESH_MS = 2000;
 
-const HINTED = ['SESSION_NOT_FOUND', 'NAVIGATION_ERROR', 'SCRIPT_ERROR', 'EXECUTION_TIMEOUT', 'CANCELLED', 'BROWSER_ERROR', 'JOB_POISONED'] as const;
+const HINTED = ['SESSION_NOT_FOUND', 'NAVIGATION_ERROR', 'SCRIPT_ERROR', 'EXECUTION_TIMEOUT', 'CANCELLED', 'BROWSER_ERROR', 'JOB_POISONED',
+  'HANDOFF_ABANDONED', 'HANDOFF_TIMEOUT'] as const;
 type Hinted = (typeof HINTED)[number];
 const isHinted = (c: string): c is Hinted => (HINTED as readonly string[]).includes(c);
 
@@ -47,6 +49,8 @@ export default function JobPage() {
     onSuccess: () => { setNotice(t('job.retried')); void job.refetch(); },
   });
 
+  // Stable, so the live view's event stream is not opened again at every render.
+  const refetchJob = useCallback(() => { void job.refetch(); }, [job.refetch]);
   const title = t('job.title', { id: id.slice(0, 8) });
   if (job.isPending) return <Page title={title}><Loading /></Page>;
   if (job.isError) return <Page title={title}><ErrorMessage error={job.error} onRetry={() => void job.refetch()} /></Page>;
@@ -89,6 +93,7 @@ export default function JobPage() {
           <p>{isHinted(j.error.code) ? t(`job.hints.${j.error.code}`) : t('job.hints.default')}</p>
         </section>
       )}
+      {j.status === 'waiting_for_user' && <LiveView jobId={j.id} onAnswered={refetchJob} />}
       <JobLog jobId={j.id} final={final} />
       <section>
         <h2 id="screens-heading">{t('job.screenshots')}</h2>
