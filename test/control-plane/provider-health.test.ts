@@ -19,6 +19,7 @@ import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { startTestRedis, startTestS3, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from '../support/services.ts';
 
+const OPERATOR_TOKEN = `operator-${randomUUID()}${randomUUID()}`;
 const logger = createLogger({ name: 'api-provider-health', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 
 describe('provider pacing and health through the API', () => {
@@ -44,7 +45,7 @@ describe('provider pacing and health through the API', () => {
     redis = createRedis(redisServer.url);
     const config = loadApiConfig({
       JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: redisServer.url, S3_ENDPOINT: s3Server.endpoint,
-      PORT: '0', AUTH_RATE_LIMIT_MAX: '1000', LOG_LEVEL: 'silent',
+      PORT: '0', AUTH_RATE_LIMIT_MAX: '1000', LOG_LEVEL: 'silent', OPERATOR_TOKEN,
     });
     blobStore = new BlobStore(createS3Client(config));
     await registerProvider(db, redis, { id: 'acme', name: 'acme', displayName: 'Acme portal', allowedHosts: ['portal.acme.example'], pacing });
@@ -61,10 +62,10 @@ describe('provider pacing and health through the API', () => {
     await Promise.all([redisServer?.stop(), s3Server?.close()]);
   });
 
-  async function http(method: string, path: string, body?: unknown) {
+  async function http(method: string, path: string, body?: unknown, bearer = token) {
     const r = await fetch(api!.url + path, {
       method, ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
     });
     return { status: r.status, body: await r.json() as any }; // eslint-disable-line @typescript-eslint/no-explicit-any
   }
@@ -104,6 +105,25 @@ describe('provider pacing and health through the API', () => {
     const again = (await http('GET', '/api/providers/acme/health')).body;
     assert.equal(again.breaker.state, 'closed');
     assert.equal(again.breaker.consecutiveFailures, 0);
+  });
+
+  it('lets the operator set a provider\'s pacing through the API, published to the workers at once; nobody else', async () => {
+    const next: ProviderPacing = { minSpacingMs: 10_000, maintenanceWindows: [{ days: ['sun'], start: '00:00', end: '06:00', timezone: 'America/Guayaquil' }] };
+    const r = await http('PUT', '/api/operator/providers/sri/pacing', next, OPERATOR_TOKEN);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body, { providerId: 'sri', pacing: next });
+    assert.deepEqual(await readCataloguePacing(redis, 'sri'), { found: true, pacing: next });
+    assert.deepEqual(await readCataloguePacing(redis, 'acme'), { found: true, pacing }, 'the others are published as they were');
+    const listed = (await http('GET', '/api/providers')).body.providers as { id: string; pacing: ProviderPacing }[];
+    assert.deepEqual(listed.find((p) => p.id === 'sri')?.pacing, next);
+
+    const bad = await http('PUT', '/api/operator/providers/sri/pacing', { maintenanceWindows: [{ start: '00:00', end: '06:00', timezone: 'Mars/Olympus' }] }, OPERATOR_TOKEN);
+    assert.deepEqual([bad.status, bad.body.error.code], [400, 'VALIDATION_FAILED']);
+    const missing = await http('PUT', `/api/operator/providers/${randomUUID()}/pacing`, {}, OPERATOR_TOKEN);
+    assert.deepEqual([missing.status, missing.body.error.code], [404, 'PROVIDER_NOT_FOUND']);
+    const tenant = await http('PUT', '/api/operator/providers/sri/pacing', {});
+    assert.deepEqual([tenant.status, tenant.body.error.code], [403, 'OPERATOR_ONLY']);
+    assert.deepEqual(await readCataloguePacing(redis, 'sri'), { found: true, pacing: next }, 'unchanged by the refused calls');
   });
 
   it('answers PROVIDER_NOT_FOUND for a provider that does not exist', async () => {

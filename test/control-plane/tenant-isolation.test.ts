@@ -623,6 +623,13 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         const r = await asA('GET', '/api/operator/worker-enrolments');
         assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
       },
+      'PUT /api/operator/providers/:id/pacing': async () => {
+        for (const id of ['demo', randomUUID()]) {
+          const r = await asA('PUT', `/api/operator/providers/${id}/pacing`, { body: { minSpacingMs: 1 } });
+          assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY'], id);
+        }
+        assert.equal(await t.redis.hget(keys.provider('demo'), 'pacing'), '{}', 'the demo provider is still unpaced');
+      },
       'POST /api/operator/workers/:id/revoke': async () => {
         for (const id of ['shared-worker-1', randomUUID(), ...CRAFTED_IDS.filter((c) => c.length <= 100)]) {
           const r = await asA('POST', `/api/operator/workers/${encodeURIComponent(id)}/revoke`);

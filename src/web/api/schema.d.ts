@@ -629,6 +629,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/operator/providers/{id}/pacing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set a provider's pacing — spacing between job starts, requests per minute, maintenance windows, circuit breaker (docs/providers.md) — and publish it to the workers at once (operator only). */
+        put: operations["setProviderPacing"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/session": {
         parameters: {
             query?: never;
@@ -5148,6 +5165,152 @@ export interface operations {
              *
              *     `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready.
              */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    setProviderPacing: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @description Least time between the starts of two jobs of the provider. */
+                    minSpacingMs?: number;
+                    /** @description A random 0…jitterMs added to the spacing at each start. */
+                    jitterMs?: number;
+                    /** @description Browser requests per clock minute, all organisations together; no job starts while the minute's count has reached it. */
+                    requestsPerMinute?: number;
+                    /** @description Times when no job of the provider starts. */
+                    maintenanceWindows?: {
+                        /** @description Days of the week (of the provider's clock) on which the window starts; absent: every day. */
+                        days?: ("sun" | "mon" | "tue" | "wed" | "thu" | "fri" | "sat")[];
+                        /** @description Start on the provider's clock, `HH:MM` or `HH:MM:SS`. */
+                        start: string;
+                        /** @description End on the provider's clock; an end at or before the start means the next day (00:00–06:00 is six hours, 22:00–02:00 crosses midnight). */
+                        end: string;
+                        /** @description IANA time zone of the portal, e.g. America/Guayaquil. */
+                        timezone: string;
+                    }[];
+                    /** @description The circuit breaker; absent: off. */
+                    breaker?: {
+                        /** @description Consecutive infrastructure failures that open the breaker. */
+                        failureThreshold: number;
+                        /** @description How long an open breaker holds new jobs before one job tries (half-open). */
+                        coolDownMs: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description The pacing now in force; {} paces nothing. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        providerId: string;
+                        pacing: {
+                            /** @description Least time between the starts of two jobs of the provider. */
+                            minSpacingMs?: number;
+                            /** @description A random 0…jitterMs added to the spacing at each start. */
+                            jitterMs?: number;
+                            /** @description Browser requests per clock minute, all organisations together; no job starts while the minute's count has reached it. */
+                            requestsPerMinute?: number;
+                            /** @description Times when no job of the provider starts. */
+                            maintenanceWindows?: {
+                                /** @description Days of the week (of the provider's clock) on which the window starts; absent: every day. */
+                                days?: ("sun" | "mon" | "tue" | "wed" | "thu" | "fri" | "sat")[];
+                                /** @description Start on the provider's clock, `HH:MM` or `HH:MM:SS`. */
+                                start: string;
+                                /** @description End on the provider's clock; an end at or before the start means the next day (00:00–06:00 is six hours, 22:00–02:00 crosses midnight). */
+                                end: string;
+                                /** @description IANA time zone of the portal, e.g. America/Guayaquil. */
+                                timezone: string;
+                            }[];
+                            /** @description The circuit breaker; absent: off. */
+                            breaker?: {
+                                /** @description Consecutive infrastructure failures that open the breaker. */
+                                failureThreshold: number;
+                                /** @description How long an open breaker holds new jobs before one job tries (half-open). */
+                                coolDownMs: number;
+                            };
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PROVIDER_NOT_FOUND`: No provider with this id; list them with GET /api/providers. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
             503: {
                 headers: {
                     [name: string]: unknown;

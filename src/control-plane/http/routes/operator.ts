@@ -9,9 +9,15 @@ import { z } from 'zod';
 import { DEFAULT_ENROLMENT_TTL_SECONDS, MAX_ENROLMENT_TTL_SECONDS } from '../../../shared/enrolment.ts';
 import type { ApiContext } from '../../context.ts';
 import { WorkerEnrolments } from '../../workers/enrolments.ts';
+import { SriError } from '../../../shared/errors.ts';
+import { ProviderPacing } from '../../../shared/provider-pacing.ts';
+import type { Database } from '../../db/index.ts';
+import type { Redis } from 'ioredis';
+import { setProviderPacing } from '../../db/queries/providers.ts';
+import { publishProviderCatalogue, type PublishedCatalogue } from '../../providers/catalogue.ts';
 import { operatorOnly } from '../operator-guard.ts';
 import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
-import { Enrolment, Revoked } from '../schemas.ts';
+import { Enrolment, IdParams, Revoked } from '../schemas.ts';
 
 export const CreateEnrolmentBody = z.object({
   ttlSeconds: z.number().int().min(1).max(MAX_ENROLMENT_TTL_SECONDS).optional(),
@@ -63,6 +69,26 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }),
     preValidation,
     handler: async (req) => ({ worker: await enrolments.revoke(req.params.id) }),
+  });
+
+  r.route({
+    ...endpoint('PUT', '/api/operator/providers/:id/pacing', {
+      operationId: 'setProviderPacing', tag: 'operator', access: 'operator', params: IdParams, body: ProviderPacing,
+      summary: 'Set a provider\'s pacing — spacing between job starts, requests per minute, maintenance windows, circuit breaker (docs/providers.md) — and publish it to the workers at once (operator only).',
+      responses: { 200: json('The pacing now in force; {} paces nothing.', z.object({ providerId: z.string(), pacing: ProviderPacing })) },
+      errors: ['PROVIDER_NOT_FOUND'],
+    }),
+    preValidation,
+    handler: async (req) => {
+      const pacing = req.body;
+      // The catalogue is global: written as the owning role, like the migrations and registerProvider.
+      if (!(await ctx.db.asSystem((tx) => setProviderPacing(tx, req.params.id, pacing)))) throw new SriError('PROVIDER_NOT_FOUND');
+      // Published whole, as at start. The signing secret goes along for a publisher that signs providers' login flows
+      // (a publisher that takes two arguments ignores it).
+      const publish = publishProviderCatalogue as (db: Database, redis: Redis, scriptSigningSecret?: string) => Promise<PublishedCatalogue>;
+      await publish(ctx.db, ctx.redis, ctx.config.scriptSigningSecret);
+      return { providerId: req.params.id, pacing };
+    },
   });
 
   // Reconciliation: one at a time; failures are said once per streak (an API whose Redis user has no ACL rights and
