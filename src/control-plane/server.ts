@@ -171,7 +171,7 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
     const queue = await JobQueue.connect(redis);
     // Workers take a job's hosts from the catalogue in Redis (docs/security.md "Egress"): published before the API
     // serves, so no job it enqueues meets a stale or missing entry.
-    const catalogue = await publishProviderCatalogue(db, redis);
+    const catalogue = await publishProviderCatalogue(db, redis, config.scriptSigningSecret);
     logger.info({ providers: catalogue.published, ...(catalogue.removed.length ? { removed: catalogue.removed } : {}) }, 'provider catalogue published to Redis');
     // Closed after the listener and the app (owned closes in reverse), so no recorded result is left without its
     // deliveries.

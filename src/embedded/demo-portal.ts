@@ -14,6 +14,8 @@ export const DEMO_USERNAME = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
 export const DEMO_SESSION_COOKIE = 'demo_session';
 export const DEMO_LOCALE_COOKIE = 'demo_locale';
+/** Holds a login whose password was right while it waits for its second factor (`/login?mfa=1` → /2fa). */
+export const DEMO_PENDING_COOKIE = 'demo_pending';
 /**
  * The seed of the demo portal's second factor (/2fa): RFC 6238's own test key ("12345678901234567890" in base32),
  * SHA-1, 6 digits, 30 s. Public on purpose — connect the demo provider with `{"totp": {"demo": DEMO_TOTP_SEED}}`, or
@@ -26,8 +28,39 @@ export const DEMO_TOTP_SEED = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
  * portal listens on, so its flows reach that portal and no other loopback port of the machine. No other deployment
  * has it (migration 0005).
  */
-export function demoProvider(port: number): { id: string; name: string; displayName: string; allowedHosts: string[] } {
-  return { id: 'demo', name: 'demo', displayName: 'Demo supplier portal', allowedHosts: [`127.0.0.1:${port}`, `localhost:${port}`] };
+export function demoProvider(port: number): {
+  id: string; name: string; displayName: string; allowedHosts: string[]; sessionCheck: DemoSessionCheck; loginSteps: DemoLoginStep[];
+} {
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    id: 'demo', name: 'demo', displayName: 'Demo supplier portal', allowedHosts: [`127.0.0.1:${port}`, `localhost:${port}`],
+    sessionCheck: demoSessionCheck(base), loginSteps: demoLoginSteps(base),
+  };
+}
+
+interface DemoSessionCheck { url: string; loggedOutUrl: string; loggedInSelector: string }
+type DemoLoginStep = Record<string, string> & { type: string };
+
+/** Logged out on the demo portal: /invoices sends the visitor to /login (docs/sessions.md). */
+export function demoSessionCheck(base: string): DemoSessionCheck {
+  return { url: `${base}/invoices`, loggedOutUrl: '/login(?:[?#]|$)', loggedInSelector: '#invoices' };
+}
+
+/**
+ * The demo portal's login flow: user name and password from the connection's credentials `portalUser` and
+ * `portalPassword`, then the second factor from its TOTP seed `demo` (DEMO_TOTP_SEED).
+ */
+export function demoLoginSteps(base: string): DemoLoginStep[] {
+  return [
+    { type: 'navigate', url: `${base}/login?mfa=1` },
+    { type: 'fill', selector: '#username', secretRef: 'portalUser' },
+    { type: 'fill', selector: '#password', secretRef: 'portalPassword' },
+    { type: 'click', selector: '#submit' },
+    { type: 'waitFor', selector: '#code' },
+    { type: 'fill', selector: '#code', totp: 'demo' },
+    { type: 'click', selector: '#verify' },
+    { type: 'waitFor', selector: '#invoices' },
+  ];
 }
 
 export interface DemoInvoice {
@@ -43,9 +76,27 @@ export const DEMO_INVOICES: readonly DemoInvoice[] = Object.freeze([
   { number: 'INV-1003', date: '2026-03-15', amount: '1432.75' },
 ]);
 
+/** One request the portal served, as its request log keeps it (no cookie or form value). */
+export interface DemoRequest {
+  /** Epoch ms when the request arrived. */
+  readonly at: number;
+  readonly method: string;
+  /** Path and query. */
+  readonly url: string;
+  /** Whether it came with a live session cookie. */
+  readonly loggedIn: boolean;
+}
+
+/** Requests the log keeps (the oldest go first). */
+export const DEMO_REQUEST_LOG_SIZE = 2000;
+
 export interface DemoPortal {
   readonly url: string;
   readonly port: number;
+  /** The requests served so far, oldest first (also at GET /__admin/requests). */
+  requests(): readonly DemoRequest[];
+  /** Logs every session out, as a portal's own expiry would (also POST /__admin/expire-sessions); returns how many. */
+  expireSessions(): number;
   close(): Promise<void>;
 }
 
@@ -60,6 +111,9 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
   const host = opts.host ?? '127.0.0.1';
   // Session tokens live in memory: a restarted portal logs everyone out, as a real portal's expiry would.
   const sessions = new Set<string>();
+  // Logins whose password was right, waiting for their second factor (/login?mfa=1 → /2fa).
+  const pending = new Set<string>();
+  const requestLog: DemoRequest[] = [];
   const app = Fastify({ logger: false });
 
   // Browsers post the login form as application/x-www-form-urlencoded; fastify parses only JSON by default.
@@ -73,33 +127,68 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
   };
   const html = (reply: FastifyReply, status: number, title: string, body: string) =>
     reply.code(status).type('text/html; charset=utf-8').send(page(title, body));
+  const startSession = () => {
+    const token = randomBytes(24).toString('hex');
+    sessions.add(token);
+    return `${DEMO_SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax`;
+  };
+  const expireSessions = () => {
+    const n = sessions.size;
+    sessions.clear();
+    pending.clear();
+    return n;
+  };
+
+  // The request log (tests: what a job's browser asked, when, and whether it was logged in); the admin routes
+  // themselves are not in it.
+  app.addHook('onRequest', async (req) => {
+    if (req.url.startsWith('/__admin/')) return;
+    requestLog.push({ at: Date.now(), method: req.method, url: req.url, loggedIn: loggedIn(req) });
+    if (requestLog.length > DEMO_REQUEST_LOG_SIZE) requestLog.splice(0, requestLog.length - DEMO_REQUEST_LOG_SIZE);
+  });
+  app.get('/__admin/requests', async () => ({ requests: requestLog }));
+  app.post('/__admin/expire-sessions', async () => ({ expired: expireSessions() }));
 
   app.get('/api/health', async () => ({ status: 'ok' }));
   app.get('/', async (req, reply) => reply.redirect(loggedIn(req) ? '/invoices' : '/login'));
 
+  // `?mfa=1`: the login with a second factor — the right password leads to /2fa, and the session starts only
+  // with a good code there (the demo provider's login flow, demoLoginSteps).
+  const mfaOf = (req: FastifyRequest) => (req.query as Record<string, string | undefined>)['mfa'] === '1';
   app.get('/login', async (req, reply) => {
     const failed = (req.query as Record<string, string | undefined>)['error'] !== undefined;
-    return html(reply, 200, 'Sign in', loginForm(failed));
+    return html(reply, 200, 'Sign in', loginForm(failed, mfaOf(req)));
   });
 
   app.post('/login', async (req, reply) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
+    const mfa = mfaOf(req);
     if (body['username'] !== DEMO_USERNAME || body['password'] !== DEMO_PASSWORD) {
-      return reply.redirect('/login?error=1');
+      return reply.redirect(mfa ? '/login?mfa=1&error=1' : '/login?error=1');
     }
-    const token = randomBytes(24).toString('hex');
-    sessions.add(token);
-    reply.header('set-cookie', `${DEMO_SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax`);
+    if (mfa) {
+      const token = randomBytes(24).toString('hex');
+      pending.add(token);
+      reply.header('set-cookie', `${DEMO_PENDING_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax`);
+      return reply.redirect('/2fa');
+    }
+    reply.header('set-cookie', startSession());
     return reply.redirect('/invoices');
   });
 
   // The second factor: a six-digit code of DEMO_TOTP_SEED, one period of clock drift either way, as portals allow.
-  // A wrong code is refused with 401 and the form again.
+  // A wrong code is refused with 401 and the form again. With a login waiting for it (/login?mfa=1), a good code
+  // starts the session and leads to /invoices; without one the page only says the code was accepted.
   app.get('/2fa', async (_req, reply) => html(reply, 200, 'Second factor', totpForm(false)));
   app.post('/2fa', async (req, reply) => {
     const code = (req.body as Record<string, unknown> | undefined)?.['code'];
     if (typeof code !== 'string' || !/^\d{6}$/.test(code) || !totpValid(DEMO_TOTP_SEED, code, Date.now(), 1)) {
       return html(reply, 401, 'Second factor', totpForm(true));
+    }
+    const waiting = parseCookies(req.headers.cookie)[DEMO_PENDING_COOKIE];
+    if (waiting !== undefined && pending.delete(waiting)) {
+      reply.header('set-cookie', [startSession(), `${DEMO_PENDING_COOKIE}=; Path=/; HttpOnly; Max-Age=0`]);
+      return reply.redirect('/invoices');
     }
     return html(reply, 200, 'Second factor accepted', '<p id="totp-ok">Your code was accepted.</p>');
   });
@@ -146,7 +235,7 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
 
   await app.listen({ port: opts.port, host });
   const port = (app.server.address() as AddressInfo).port;
-  return { url: `http://${host}:${port}`, port, close: () => app.close() };
+  return { url: `http://${host}:${port}`, port, requests: () => [...requestLog], expireSessions, close: () => app.close() };
 }
 
 /** Cookie header → name/value map (first occurrence wins, as browsers send the most specific first). */
@@ -175,9 +264,9 @@ form{display:grid;gap:.5rem;max-width:18rem}.error{color:#b00}
 <body><header><strong>Demo supplier portal</strong></header><main><h1>${escapeHtml(title)}</h1>${body}</main></body></html>`;
 }
 
-function loginForm(failed: boolean): string {
+function loginForm(failed: boolean, mfa = false): string {
   return `${failed ? '<p class="error" id="login-error">Wrong user name or password.</p>' : ''}
-<form method="post" action="/login" id="login">
+<form method="post" action="${mfa ? '/login?mfa=1' : '/login'}" id="login">
 <label>User name <input id="username" name="username" autocomplete="username"></label>
 <label>Password <input id="password" name="password" type="password" autocomplete="current-password"></label>
 <button id="submit" type="submit">Sign in</button>

@@ -99,7 +99,7 @@ export function workerAclRules(workerId?: string): string[] {
     'resetkeys', 'resetchannels', '-@all', ...WORKER_COMMANDS,
     '~sri:org:*:jobs', '~sri:org:*:ready:*', '~sri:org:*:dlq', '~sri:queue:*', '~sri:lease:*', '~sri:job:*',
     '~sri:dlq:*', workerId === undefined ? '~sri:worker:*' : `~sri:worker:${workerId}:*`, '~sri:workers', '~sri:provider-gate:*',
-    '%R~sri:sessions:*', '%R~sri:orgs', '%R~sri:org:*:quota', '%R~sri:workers:revoked', '%R~sri:provider:*',
+    '~sri:sessions:*', '%R~sri:orgs', '%R~sri:org:*:quota', '%R~sri:workers:revoked', '%R~sri:provider:*',
     '&sri:control', '&sri:org:*:done',
   ]);
 }

@@ -16,7 +16,8 @@ import { registerProvider } from '../../src/control-plane/providers/catalogue.ts
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { createLogger } from '../../src/shared/logger.ts';
-import { readCatalogueHosts } from '../../src/shared/provider-catalogue.ts';
+import { loginScriptHeader, readCatalogueHosts, readCatalogueSession } from '../../src/shared/provider-catalogue.ts';
+import { verifyScript } from '../../src/shared/signing.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from '../support/services.ts';
@@ -95,9 +96,42 @@ describe('provider catalogue of a deployment without the embedded stack', () => 
     await registerProvider(db, redis, { id: 'acme', name: 'acme', displayName: 'Acme portal', allowedHosts: ['*.acme.example'] });
     assert.deepEqual(await readCatalogueHosts(redis, 'acme'), { found: true, allowedHosts: ['*.acme.example'] });
   });
+
+  it('publishes a provider\'s session check and its login flow compiled, hashed and signed under its own header (docs/sessions.md)', async () => {
+    const sessionCheck = { url: 'https://portal.acme.example/home', loggedOutUrl: '/login', loggedInSelector: '#account' };
+    const loginSteps = [
+      { type: 'navigate', url: 'https://portal.acme.example/login' },
+      { type: 'fill', selector: '#user', secretRef: 'user' },
+      { type: 'fill', selector: '#otp', totp: 'acme' },
+      { type: 'click', selector: '#go' },
+    ];
+    await registerProvider(db, redis, { id: 'acme2', name: 'acme2', displayName: 'Acme 2', allowedHosts: ['portal.acme.example'], sessionCheck, loginSteps }, TEST_SIGNING_SECRET);
+    const entry = await readCatalogueSession(redis, 'acme2');
+    assert.ok(entry.ok && entry.check && entry.login, JSON.stringify(entry));
+    assert.deepEqual(entry.check, sessionCheck);
+    assert.ok(entry.login.script.startsWith(`${loginScriptHeader('acme2')}\n`));
+    assert.match(entry.login.script, /helpers\.fillSecret\("#user", "user"\)/);
+    assert.equal(verifyScript(entry.login.script, entry.login.scriptHash, entry.login.signature, TEST_SIGNING_SECRET), 'ok');
+    // Published again at the next start (the API signs with its SCRIPT_SIGNING_SECRET): the same text.
+    assert.equal((await redis.hget(keys.provider('acme2'), 'loginScript')), entry.login.script);
+
+    const refused = async (extra: Record<string, unknown>, why: RegExp) => {
+      await assert.rejects(registerProvider(db, redis, { id: 'acme3', name: 'acme3', displayName: 'Acme 3', allowedHosts: ['portal.acme.example'], ...extra }, TEST_SIGNING_SECRET),
+        (e: unknown) => (e as { code?: string }).code === 'FLOW_INVALID' && why.test((e as Error).message));
+      assert.equal(await redis.exists(keys.provider('acme3')), 0, 'nothing published');
+    };
+    await refused({ sessionCheck: { url: 'https://evil.example/' , loggedInSelector: '#x' } }, /allowedHosts/);
+    await refused({ sessionCheck: { url: 'https://portal.acme.example/' } }, /at least one of/);
+    await refused({ loginSteps }, /needs a sessionCheck/);
+    await refused({ sessionCheck, loginSteps: [{ type: 'download', selector: 'a' }] }, /login flow may use only/);
+    assert.equal((await db.asSystem(listProviders)).some((p) => p.id === 'acme3'), false, 'nor stored');
+  });
 });
 
 describe('migration 0005 (demo only where sri up runs it)', () => {
+  // By SQL, not listProviders: its columns come with later migrations (0010's session check).
+  const providerIds = async (db: Database) => (await db.asSystem((tx) => tx.query<{ id: string }>('SELECT id FROM providers ORDER BY id'))).map((p) => p.id);
+
   /** A database with the migrations before 0005 applied, and `prepare` run on it; then the rest. */
   async function migratedAcross0005(prepare: (db: Database) => Promise<void>): Promise<string[]> {
     const dir = tempDir('sri-mig5-');
@@ -107,10 +141,10 @@ describe('migration 0005 (demo only where sri up runs it)', () => {
       const before = listMigrations().filter((f) => f < '0005');
       for (const f of before) cpSync(join(MIGRATIONS_DIR, f), join(dir.path, 'm', f));
       await migrate(db, join(dir.path, 'm'));
-      assert.ok((await db.asSystem(listProviders)).some((p) => p.id === 'demo'), '0001 seeded demo');
+      assert.ok((await providerIds(db)).includes('demo'), '0001 seeded demo');
       await prepare(db);
       assert.ok((await migrate(db)).includes('0005_demo_provider_embedded_only'));
-      return (await db.asSystem(listProviders)).map((p) => p.id);
+      return await providerIds(db);
     } finally {
       await db.close();
       dir.remove();

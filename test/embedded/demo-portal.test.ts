@@ -4,8 +4,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import {
-  DEMO_INVOICES, DEMO_PASSWORD, invoicePdf, parseCookies, startDemoPortal, type DemoPortal,
+  DEMO_INVOICES, DEMO_PASSWORD, DEMO_TOTP_SEED, invoicePdf, parseCookies, startDemoPortal, type DemoPortal,
 } from '../../src/embedded/demo-portal.ts';
+import { totpCode } from '../../src/shared/totp.ts';
 import { loginToDemoPortal } from '../../src/cli/demo.ts';
 import { tempDir } from '../support/services.ts';
 
@@ -97,6 +98,53 @@ describe('demo portal', () => {
     assert.match(bytes.subarray(-6).toString('latin1'), /%%EOF\n$/);
     const missing = await fetch(`${portal.url}/invoices/INV-9999.pdf`, { headers: { cookie: `demo_session=${session}` } });
     assert.equal(missing.status, 404);
+  });
+
+  it('expires every session on demand (POST /__admin/expire-sessions) and keeps a request log', async () => {
+    const login = await postLogin(portal.url, 'demo', DEMO_PASSWORD);
+    const token = parseCookies(login.headers.getSetCookie()[0]!.split(';')[0])['demo_session']!;
+    const invoices = () => fetch(`${portal.url}/invoices?probe=1`, { redirect: 'manual', headers: { cookie: `demo_session=${token}` } });
+    assert.equal((await invoices()).status, 200);
+    const expired = await fetch(`${portal.url}/__admin/expire-sessions`, { method: 'POST' });
+    assert.ok(((await expired.json()) as { expired: number }).expired >= 1);
+    const after = await invoices();
+    assert.equal(after.status, 302);
+    assert.equal(after.headers.get('location'), '/login');
+    const log = ((await (await fetch(`${portal.url}/__admin/requests`)).json()) as { requests: { method: string; url: string; loggedIn: boolean; at: number }[] }).requests;
+    const probes = log.filter((r) => r.url === '/invoices?probe=1');
+    assert.deepEqual(probes.map((r) => r.loggedIn), [true, false], 'logged in before the expiry, not after');
+    assert.ok(!log.some((r) => r.url.startsWith('/__admin/')), 'the admin routes are not logged');
+    assert.deepEqual(portal.requests().filter((r) => r.url === '/invoices?probe=1').length, 2);
+  });
+
+  it('signs in with a second factor at /login?mfa=1: the password leads to /2fa, a good code starts the session', async () => {
+    const pw = await fetch(`${portal.url}/login?mfa=1`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: 'demo', password: DEMO_PASSWORD }).toString(),
+    });
+    assert.equal(pw.status, 302);
+    assert.equal(pw.headers.get('location'), '/2fa');
+    const pendingCookie = pw.headers.getSetCookie()[0]!.split(';')[0]!;
+    assert.match(pendingCookie, /^demo_pending=/);
+    assert.ok(!pw.headers.getSetCookie().some((c) => c.startsWith('demo_session=')), 'no session before the code');
+    const wrong = await fetch(`${portal.url}/2fa`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: pendingCookie },
+      body: new URLSearchParams({ code: '000000' }).toString(),
+    });
+    assert.equal(wrong.status, 401);
+    const good = await fetch(`${portal.url}/2fa`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: pendingCookie },
+      body: new URLSearchParams({ code: totpCode(DEMO_TOTP_SEED, Date.now()) }).toString(),
+    });
+    assert.equal(good.status, 302);
+    assert.equal(good.headers.get('location'), '/invoices');
+    const session = good.headers.getSetCookie().find((c) => c.startsWith('demo_session='))!.split(';')[0]!;
+    assert.equal((await fetch(`${portal.url}/invoices`, { redirect: 'manual', headers: { cookie: session } })).status, 200);
+    const wrongPw = await fetch(`${portal.url}/login?mfa=1`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: 'demo', password: 'nope' }).toString(),
+    });
+    assert.equal(wrongPw.headers.get('location'), '/login?mfa=1&error=1');
   });
 
   it('writes a PDF whose cross-reference offsets point at its objects', () => {

@@ -14,8 +14,10 @@ import { queueCatalogueEntry } from '../../src/shared/provider-catalogue.ts';
 /** The hosts the tests' demo provider allows: every port of 127.0.0.1 and localhost (test portals listen anywhere). */
 export const TEST_DEMO_HOSTS: readonly string[] = ['127.0.0.1', 'localhost'];
 
+/** Without the demo provider's session check and login flow (their URLs name `sri up`'s portal port). */
 export function testDemoProvider(allowedHosts: readonly string[] = TEST_DEMO_HOSTS) {
-  return { ...demoProvider(0), allowedHosts: [...allowedHosts] };
+  const { id, name, displayName } = demoProvider(0);
+  return { id, name, displayName, allowedHosts: [...allowedHosts] };
 }
 
 export async function seedDemoProvider(db: Database, allowedHosts?: readonly string[]): Promise<void> {

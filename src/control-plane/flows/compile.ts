@@ -5,6 +5,7 @@
  */
 import { SriError } from '../../shared/errors.ts';
 import { urlHostAllowed } from '../../shared/host-match.ts';
+import { loginScriptHeader } from '../../shared/provider-catalogue.ts';
 import { describeZodError } from '../../shared/schemas.ts';
 import { MAX_STEPS, STEP_SCHEMAS, STEP_TYPES, type Step, type StepType } from './steps.ts';
 
@@ -105,6 +106,23 @@ export function compileSteps(rawSteps: unknown, provider: CompileProvider): { st
     '}',
     '',
   ].join('\n');
+  return { steps, script };
+}
+
+/** Steps a login flow may use: it signs in and nothing else (no download or extracted data of its own). */
+export const LOGIN_STEP_TYPES: readonly StepType[] = ['navigate', 'click', 'fill', 'waitFor', 'screenshot'];
+
+/**
+ * Compiles a provider's login flow (docs/sessions.md) into a script of the same shape, under the header line the
+ * worker checks (loginScriptHeader): the control plane hashes and signs it and publishes it in the catalogue.
+ */
+export function compileLoginSteps(rawSteps: unknown, provider: CompileProvider & { readonly name: string }): { steps: Step[]; script: string } {
+  const steps = parseSteps(rawSteps, provider);
+  steps.forEach((s, i) => {
+    if (!LOGIN_STEP_TYPES.includes(s.type)) throw flowInvalid(`steps[${i}] (${s.type}): a login flow may use only ${LOGIN_STEP_TYPES.join(', ')} steps`);
+  });
+  const body = steps.map((s, i) => `  // step ${i + 1}: ${s.type}\n  ${stepCode(s)}`).join('\n');
+  const script = [loginScriptHeader(provider.name), 'export default async function run({ page, payload, helpers, context }) {', body, '}', ''].join('\n');
   return { steps, script };
 }
 

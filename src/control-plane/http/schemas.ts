@@ -190,6 +190,8 @@ export const ProviderHealth = z.object({
 }).meta({ id: 'ProviderHealth' });
 export const Connection = z.object({
   providerId: z.string(), providerName: z.string(), connectedAt: Timestamp, expiresAt: Timestamp,
+  status: z.enum(['connected', 'expired']).describe('expired: a job found the portal logged out and no login flow could sign in again (SESSION_EXPIRED); connect again'),
+  expiredAt: Timestamp.nullable().describe('When the connection was found expired; null while it works.'),
 }).meta({ id: 'Connection' });
 export const Connected = z.object({ providerId: z.string(), connected: z.literal(true), expiresAt: Timestamp });
 export const Disconnected = z.object({ providerId: z.string(), connected: z.literal(false) });

@@ -4,7 +4,8 @@
  * its provider's hosts, a job with them at most those (docs/security.md "Egress"). The API publishes at every start
  * (after its migrations); whoever changes the providers table calls registerProvider, which publishes at once.
  * Entries of providers no longer in the table are deleted, so a removed provider (migration 0005 removes `demo` where
- * `sri up` does not run it) leaves no hosts behind for workers to grant.
+ * `sri up` does not run it) leaves no hosts behind for workers to grant. A provider's session check and login flow
+ * go with its entry, the login flow compiled and signed here (session-health.ts; docs/sessions.md).
  */
 import type { Redis } from 'ioredis';
 import { keys } from '../../shared/keys.ts';
@@ -12,6 +13,7 @@ import { queueCatalogueEntry } from '../../shared/provider-catalogue.ts';
 import { scanKeys } from '../../shared/redis.ts';
 import type { Database } from '../db/index.ts';
 import { listProviders, upsertProvider, type Provider } from '../db/queries/providers.ts';
+import { providerSessionHealth } from './session-health.ts';
 
 export interface PublishedCatalogue {
   /** Names of the providers written. */
@@ -20,10 +22,17 @@ export interface PublishedCatalogue {
   readonly removed: readonly string[];
 }
 
-export async function publishProviderCatalogue(db: Database, redis: Redis): Promise<PublishedCatalogue> {
+/**
+ * @param scriptSigningSecret signs providers' login flows (SCRIPT_SIGNING_SECRET); without it a provider that has
+ * one cannot be published (the call throws).
+ */
+export async function publishProviderCatalogue(db: Database, redis: Redis, scriptSigningSecret?: string): Promise<PublishedCatalogue> {
   const providers = await db.asSystem(listProviders);
+  // Compiled and checked first: a provider whose login flow does not compile is never half published.
+  // The entry carries the checked session check and the compiled, signed login flow, not the stored steps.
+  const entries = providers.map(({ sessionCheck: _check, loginSteps: _steps, ...p }) => ({ ...p, ...providerSessionHealth({ ...p, sessionCheck: _check, loginSteps: _steps }, scriptSigningSecret) }));
   // One MULTI per entry: each replaces one key (one hash slot, also on Redis Cluster).
-  await Promise.all(providers.map(async (p) => {
+  await Promise.all(entries.map(async (p) => {
     const multi = redis.multi();
     queueCatalogueEntry(multi, p);
     const replies = await multi.exec();
@@ -38,7 +47,9 @@ export async function publishProviderCatalogue(db: Database, redis: Redis): Prom
 }
 
 /** Adds or replaces a provider in PostgreSQL, then publishes the catalogue (the change reaches workers at once). */
-export async function registerProvider(db: Database, redis: Redis, provider: Provider): Promise<PublishedCatalogue> {
+export async function registerProvider(db: Database, redis: Redis, provider: Provider, scriptSigningSecret?: string): Promise<PublishedCatalogue> {
+  // Checked before the row is written, so a provider that could not be published never reaches the table.
+  providerSessionHealth(provider, scriptSigningSecret);
   await db.asSystem((tx) => upsertProvider(tx, provider));
-  return publishProviderCatalogue(db, redis);
+  return publishProviderCatalogue(db, redis, scriptSigningSecret);
 }

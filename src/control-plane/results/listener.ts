@@ -18,6 +18,7 @@ import { JobStatus, ResultMessage, TERMINAL_STATUSES } from '../../shared/schema
 import { contextFromTraceparent, setSpanError, SpanKind, traceIdOf, type Tracer } from '../../shared/tracing.ts';
 import type { Database } from '../db/index.ts';
 import { findJob, listUnfinishedJobs, recordProgress, recordResult, recordWaiting } from '../db/queries/jobs.ts';
+import { markConnectionExpired } from '../db/queries/providers.ts';
 import { ReconcileOrder } from './reconcile-order.ts';
 
 /** parsed-data.json larger than this is not copied into PostgreSQL (the file stays in S3). */
@@ -101,7 +102,17 @@ async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage):
       finishedAt: final ? msg.finishedAt : null, errorCode: msg.error?.code ?? null, errorMessage: msg.error?.message ?? null,
       files: msg.files, result, ...(msg.artifacts ? { artifacts: msg.artifacts } : {}),
     });
-    if (changed) return 'recorded';
+    if (changed) {
+      // The connection's health (docs/sessions.md): expired when the portal logged it out for good, working again
+      // when a job of it finished done.
+      if (final && (msg.error?.code === 'SESSION_EXPIRED' || msg.status === 'done')) {
+        const expired = msg.status !== 'done';
+        if (await markConnectionExpired(tx, { userId: msg.userId, providerId: msg.providerId, expired })) {
+          deps.logger.info({ orgId, userId: msg.userId, providerId: msg.providerId, jobId: msg.jobId }, expired ? 'provider connection expired' : 'provider connection working again');
+        }
+      }
+      return 'recorded';
+    }
     const job = await findJob(tx, msg.jobId);
     if (!job) return 'unknown-job';
     return isFinalStatus(job.status) ? 'already-final' : 'stale';

@@ -28,7 +28,7 @@ import { findWebhook, insertDelivery, updateDelivery, webhooksFor, type Delivery
 import { decryptSecret, signLegacyWebhook, signStandardWebhook } from './secrets.ts';
 import { checkedAddresses, DeliveryError, postOnce, storedError, systemResolve, type Resolve } from './target.ts';
 
-export const WEBHOOK_EVENTS = ['job.done', 'job.failed', 'job.dead', 'job.cancelled', 'job.waiting_for_user'] as const;
+export const WEBHOOK_EVENTS = ['job.done', 'job.failed', 'job.dead', 'job.cancelled', 'job.waiting_for_user', 'session.expired'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 const EVENT_OF: Partial<Record<JobStatus, WebhookEvent>> = {
@@ -40,6 +40,16 @@ const EVENT_OF: Partial<Record<JobStatus, WebhookEvent>> = {
 /** The event a result announces; undefined for statuses that announce none (queued, running, retrying). */
 export function eventOf(status: JobStatus): WebhookEvent | undefined {
   return EVENT_OF[status];
+}
+
+/**
+ * Every event a result announces: its status's, and `session.expired` for a job that ended SESSION_EXPIRED (the
+ * portal logged the connection out and no login flow could sign in again; docs/sessions.md).
+ */
+export function eventsOf(result: ResultMessage): WebhookEvent[] {
+  const event = eventOf(result.status);
+  const expired = result.error?.code === 'SESSION_EXPIRED' && (result.status === 'failed' || result.status === 'dead');
+  return [...(event ? [event] : []), ...(expired ? ['session.expired' as const] : [])];
 }
 
 /** Bytes of a receiver's answer read before its socket is destroyed (none of them is kept). */
@@ -102,10 +112,10 @@ export class WebhookDeliverer {
    */
   readonly onJobFinal = (orgId: string, result: ResultMessage): void => {
     if (this.stopping.signal.aborted) return;
-    const event = eventOf(result.status);
-    if (!event) return;
+    const events = eventsOf(result);
+    if (!events.length) return;
     const prev = this.intake.get(orgId) ?? Promise.resolve();
-    const next = prev.then(() => this.accept(orgId, event, result))
+    const next = prev.then(async () => { for (const event of events) await this.accept(orgId, event, result); })
       .catch((err: unknown) => this.logger.error({ err, orgId, jobId: result.jobId }, 'could not queue webhook deliveries'));
     this.intake.set(orgId, next);
     void next.finally(() => { if (this.intake.get(orgId) === next) this.intake.delete(orgId); });

@@ -43,6 +43,7 @@ import { parseJobMessage } from './message.ts';
 import { gateJob, recordGateOutcome, watchPortal, type GateStepDeps, type PortalWatch } from './gate-step.ts';
 import type { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { Redactor, SecretValues } from './redactor.ts';
+import { ensureSession, loadSessionHealth, saveRefreshedCookies, sessionToCheck, StoredSession, type SessionHealth } from './session-health.ts';
 
 export interface PipelineDeps {
   readonly config: WorkerConfig;
@@ -201,7 +202,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     exec.info(`script verified: sha256 ${script.scriptHash}, signature valid`);
     trace.enter('session');
     const keyring = transportKeyring(config);
-    const stored = await loadSession(job, deps.redis, keyring);
+    const { stored, raw: storedRaw } = await loadSession(job, deps.redis, keyring);
     redactor.add(stored.cookies.map((c) => c.value));
     redactor.add(Object.values(stored.credentials ?? {}));
     // HttpOnly cookies are the session's tokens: no page can read them, so no data the page shows can be one. The
@@ -226,6 +227,11 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     if (hosts.source === 'missing') exec.warn(describeJobHosts(hosts, job.providerName));
     else exec.info(describeJobHosts(hosts, job.providerName));
     const policy = egressPolicyOf(hosts);
+    // The provider's session check and login flow (verified like the script), and the session to save cookies to.
+    const sessions: JobSessions = {
+      health: await loadSessionHealth(deps.redis, job.providerName, config.scriptSigningSecret, exec),
+      stored: new StoredSession(deps.redis, keyring, job, storedRaw, stored),
+    };
 
     phase = 'browser';
     trace.enter('run');
@@ -251,7 +257,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
       closeContext = () => { void context.close().catch(() => {}); };
       portal = watchPortal(context, job.providerName, pacing, deps.gate);
       const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), protect: (v: string) => { redactor.add([v]); secretValues.add([v]); }, secretValues };
-      await runInBrowser(job, taken, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; });
+      await runInBrowser(job, taken, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions);
     } catch (e) {
       throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : hosts.source === 'missing' && tally.blockedTotal ? missing(e) : e;
     } finally {
@@ -261,6 +267,8 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     if (lease.limitExceeded()) throw egressLimitError(config.egressMaxBytes);
     if (hosts.source === 'missing' && tally.blockedTotal) throw missing();
     exec.info('script finished');
+    // Cookies the portal renewed during the job go back to the connection (a daily schedule keeps its session).
+    if (sessions.finalCookies) await saveRefreshedCookies(sessions.stored, sessions.finalCookies, exec);
   } catch (e) {
     error = toJobError(e, phase, browser, redactor);
     // A flow that failed on a 5xx page of its portal failed because of the portal (gate-step.ts).
@@ -361,12 +369,23 @@ async function loadVerifiedScript(job: JobMessage, deps: PipelineDeps): Promise<
   return verifyJobScript(text, job.scriptHash, job.signature, deps.config.scriptSigningSecret);
 }
 
-/** The session: sealed by the API under TRANSPORT_KEYS, or plain JSON written by hand (transport-secrets.ts). */
-async function loadSession(job: JobMessage, redis: Redis, keyring: Keyring): Promise<Session> {
+/**
+ * The session: sealed by the API under TRANSPORT_KEYS, or plain JSON written by hand (transport-secrets.ts), with
+ * the value as stored (cookies are saved back only over it: session-health.ts).
+ */
+async function loadSession(job: JobMessage, redis: Redis, keyring: Keyring): Promise<{ stored: Session; raw: string }> {
   const key = keys.session(job.orgId, job.userId, job.providerName);
   const raw = await redis.get(key);
   if (raw === null) throw new SriError('SESSION_NOT_FOUND', 'Session not found');
-  return decodeSession(keyring, key, raw);
+  return { stored: decodeSession(keyring, key, raw), raw };
+}
+
+/** The job's session health: the provider's check and login flow, the stored session, the cookies at the end. */
+interface JobSessions {
+  readonly health: SessionHealth | undefined;
+  readonly stored: StoredSession;
+  /** The context's cookies when the script ended (unset when the context was already closing). */
+  finalCookies?: Awaited<ReturnType<BrowserContext['cookies']>>;
 }
 
 type PlaywrightCookie = Parameters<BrowserContext['addCookies']>[0][number];
@@ -408,7 +427,7 @@ function evidenceStore(job: JobMessage, deps: PipelineDeps): EvidenceStore {
 
 async function runInBrowser(
   job: JobMessage, taken: Taken, script: VerifiedScript, session: Session, context: BrowserContext, hostGuard: (context: BrowserContext) => Promise<void>, deps: PipelineDeps,
-  exec: ExecutionLog, artifacts: JobArtifacts, evidence: EvidenceIo, signal: AbortSignal, scriptStarts: () => void,
+  exec: ExecutionLog, artifacts: JobArtifacts, evidence: EvidenceIo, signal: AbortSignal, scriptStarts: () => void, sessions: JobSessions,
 ): Promise<void> {
   const { config } = deps;
   const attempt = taken.attempt;
@@ -458,8 +477,24 @@ async function runInBrowser(
       jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId,
       flowId: job.flowId, flowVersion: job.flowVersion, attempt,
     });
-    exec.info(`running the script (${deps.runner.name}, limit ${timeoutMs} ms)`);
     scriptStarts();
+    // Before the flow's steps: is the portal session still logged in? Logged out, the provider's login flow signs in
+    // again in this context, sandboxed and bounded like the script (docs/sessions.md).
+    const health = sessions.health;
+    if (health && sessionToCheck(health, session)) {
+      await ensureSession({
+        page, health, providerName: job.providerName, exec,
+        runLogin: (login) => withDeadline(
+          deps.runner.run(login, { page, payload: {}, helpers, context: jobContext }, { timeoutMs, signal, filename: `login-${job.providerName}.js` }),
+          timeoutMs, signal, () => { closing = true; return context.close(); }),
+        save: async () => {
+          const cookies = await context.cookies();
+          evidence.secretValues.add(cookies.filter((c) => c.httpOnly).map((c) => c.value));
+          await saveRefreshedCookies(sessions.stored, cookies, exec);
+        },
+      });
+    }
+    exec.info(`running the script (${deps.runner.name}, limit ${timeoutMs} ms)`);
     await withDeadline(
       deps.runner.run(script, { page, payload: structuredClone(job.metadata ?? {}), helpers, context: jobContext },
         { timeoutMs, signal, clock, filename: `flow-${job.flowId}-${job.flowVersion}.js` }),
@@ -473,6 +508,7 @@ async function runInBrowser(
     if (!closing) {
       const cookies = await context.cookies().catch(() => []);
       evidence.secretValues.add(cookies.filter((c) => c.httpOnly).map((c) => c.value));
+      sessions.finalCookies = cookies;
     }
     await context.close().catch(() => {});
   }

@@ -143,7 +143,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Providers the caller is connected to. */
+        /** Providers the caller is connected to, each connected or expired (a job found the portal logged out and no login flow could sign in again). */
         get: operations["listConnections"];
         put?: never;
         post?: never;
@@ -847,6 +847,16 @@ export interface components {
             connectedAt: string;
             /** Format: date-time */
             expiresAt: string;
+            /**
+             * @description expired: a job found the portal logged out and no login flow could sign in again (SESSION_EXPIRED); connect again
+             * @enum {string}
+             */
+            status: "connected" | "expired";
+            /**
+             * Format: date-time
+             * @description When the connection was found expired; null while it works.
+             */
+            expiredAt: string | null;
         };
         DeadLetter: {
             id: string;
@@ -4283,7 +4293,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url: string;
-                    events: ("job.done" | "job.failed" | "job.dead" | "job.cancelled" | "job.waiting_for_user" | "*")[];
+                    events: ("job.done" | "job.failed" | "job.dead" | "job.cancelled" | "job.waiting_for_user" | "session.expired" | "*")[];
                 };
             };
         };

@@ -9,6 +9,10 @@ export interface Provider {
   id: string; name: string; displayName: string; allowedHosts: string[];
   /** How fast and when the platform uses the portal (docs/providers.md). Absent in an upsert: the row keeps its pacing (a new row: '{}', nothing paced). */
   pacing?: ProviderPacing;
+  /** How workers tell a logged-out page (docs/sessions.md); checked (SessionCheck) when the catalogue is published. */
+  sessionCheck?: unknown;
+  /** The login flow's steps; compiled, hashed and signed when the catalogue is published. Absent in an upsert: none. */
+  loginSteps?: unknown[] | undefined;
   /**
    * How many jobs of one portal account (organisation, user, this provider) may run at once, 1–100 (docs/queue.md
    * "One run at a time per portal account"). Absent in an upsert: the row keeps its value (a new row: 1).
@@ -16,8 +20,11 @@ export interface Provider {
   maxConcurrentPerAccount?: number;
 }
 
-interface ProviderRow { id: string; name: string; display_name: string; allowed_hosts: string[]; pacing: unknown; max_concurrent_per_account: number }
-const COLUMNS = 'id, name, display_name, allowed_hosts, pacing, max_concurrent_per_account';
+interface ProviderRow {
+  id: string; name: string; display_name: string; allowed_hosts: string[]; pacing: unknown; max_concurrent_per_account: number;
+  session_check: unknown; login_steps: unknown[] | null;
+}
+const COLUMNS = 'id, name, display_name, allowed_hosts, pacing, max_concurrent_per_account, session_check, login_steps';
 // A row an older release or a hand-made UPDATE left unreadable paces nothing rather than hiding the provider.
 const pacingOf = (raw: unknown): ProviderPacing => {
   const p = ProviderPacing.safeParse(raw ?? {});
@@ -26,6 +33,8 @@ const pacingOf = (raw: unknown): ProviderPacing => {
 const toProvider = (r: ProviderRow): StoredProvider => ({
   id: r.id, name: r.name, displayName: r.display_name, allowedHosts: r.allowed_hosts, pacing: pacingOf(r.pacing),
   maxConcurrentPerAccount: Number(r.max_concurrent_per_account),
+  ...(r.session_check !== null && r.session_check !== undefined ? { sessionCheck: r.session_check } : {}),
+  ...(r.login_steps !== null && r.login_steps !== undefined ? { loginSteps: r.login_steps } : {}),
 });
 
 /** A provider as read from the table: every setting has its value (defaults included). */
@@ -41,15 +50,17 @@ export async function findProvider(tx: Tx, id: string): Promise<StoredProvider |
 }
 
 /**
- * Adds `p`, or replaces its name, display name and allowed hosts, and its maxConcurrentPerAccount when `p` has one
- * (run as the migrating role: sri_app may only read).
+ * Adds `p`, or replaces its name, display name, allowed hosts, session check and login flow (absent: none), and its
+ * pacing and maxConcurrentPerAccount when `p` has them (run as the migrating role: sri_app may only read).
  */
 export async function upsertProvider(tx: Tx, p: Provider): Promise<void> {
-  await tx.query(`INSERT INTO providers (id, name, display_name, allowed_hosts, pacing, max_concurrent_per_account)
-    VALUES ($1, $2, $3, $4::jsonb, COALESCE($6::jsonb, '{}'::jsonb), COALESCE($5::integer, 1))
+  await tx.query(`INSERT INTO providers (id, name, display_name, allowed_hosts, pacing, max_concurrent_per_account, session_check, login_steps)
+    VALUES ($1, $2, $3, $4::jsonb, COALESCE($6::jsonb, '{}'::jsonb), COALESCE($5::integer, 1), $7::jsonb, $8::jsonb)
     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, display_name = EXCLUDED.display_name, allowed_hosts = EXCLUDED.allowed_hosts, pacing = COALESCE($6::jsonb, providers.pacing),
-      max_concurrent_per_account = COALESCE($5::integer, providers.max_concurrent_per_account)`,
-  [p.id, p.name, p.displayName, JSON.stringify(p.allowedHosts), p.maxConcurrentPerAccount ?? null, p.pacing === undefined ? null : JSON.stringify(ProviderPacing.parse(p.pacing))]);
+      max_concurrent_per_account = COALESCE($5::integer, providers.max_concurrent_per_account),
+      session_check = EXCLUDED.session_check, login_steps = EXCLUDED.login_steps`,
+  [p.id, p.name, p.displayName, JSON.stringify(p.allowedHosts), p.maxConcurrentPerAccount ?? null, p.pacing === undefined ? null : JSON.stringify(ProviderPacing.parse(p.pacing)),
+    p.sessionCheck === undefined ? null : JSON.stringify(p.sessionCheck), p.loginSteps === undefined ? null : JSON.stringify(p.loginSteps)]);
 }
 
 /** Replaces the provider's pacing; false when there is no such provider (migrating role, like upsertProvider). */
@@ -58,12 +69,16 @@ export async function setProviderPacing(tx: Tx, id: string, pacing: ProviderPaci
   return rows.length === 1;
 }
 
-export interface Connection { providerId: string; providerName: string; connectedAt: Date; expiresAt: Date }
+export interface Connection {
+  providerId: string; providerName: string; connectedAt: Date; expiresAt: Date;
+  /** When a job found the portal logged out and could not sign in again (SESSION_EXPIRED); null while it works. */
+  expiredAt: Date | null;
+}
 
 export async function upsertConnection(tx: Tx, c: { orgId: string; userId: string; providerId: string; connectedAt: Date; expiresAt: Date }): Promise<void> {
   await tx.query(`INSERT INTO provider_connections (org_id, user_id, provider_id, connected_at, expires_at)
     VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (org_id, user_id, provider_id) DO UPDATE SET connected_at = EXCLUDED.connected_at, expires_at = EXCLUDED.expires_at`,
+    ON CONFLICT (org_id, user_id, provider_id) DO UPDATE SET connected_at = EXCLUDED.connected_at, expires_at = EXCLUDED.expires_at, expired_at = NULL`,
   [c.orgId, c.userId, c.providerId, c.connectedAt.toISOString(), c.expiresAt.toISOString()]);
 }
 
@@ -72,9 +87,20 @@ export async function deleteConnection(tx: Tx, userId: string, providerId: strin
 }
 
 export async function listConnections(tx: Tx, userId: string): Promise<Connection[]> {
-  const rows = await tx.query<{ provider_id: string; name: string; connected_at: Date; expires_at: Date }>(
-    `SELECT c.provider_id, p.name, c.connected_at, c.expires_at
+  const rows = await tx.query<{ provider_id: string; name: string; connected_at: Date; expires_at: Date; expired_at: Date | null }>(
+    `SELECT c.provider_id, p.name, c.connected_at, c.expires_at, c.expired_at
        FROM provider_connections c JOIN providers p ON p.id = c.provider_id
       WHERE c.user_id = $1 AND c.expires_at > now() ORDER BY c.provider_id`, [userId]);
-  return rows.map((r) => ({ providerId: r.provider_id, providerName: r.name, connectedAt: r.connected_at, expiresAt: r.expires_at }));
+  return rows.map((r) => ({ providerId: r.provider_id, providerName: r.name, connectedAt: r.connected_at, expiresAt: r.expires_at, expiredAt: r.expired_at }));
+}
+
+/**
+ * Marks the connection expired (a job of it ended SESSION_EXPIRED) or working again (`expired` false: a job of it
+ * ended done). Returns whether the row changed (the results listener logs the change once, not per job).
+ */
+export async function markConnectionExpired(tx: Tx, c: { userId: string; providerId: string; expired: boolean }): Promise<boolean> {
+  const rows = c.expired
+    ? await tx.query('UPDATE provider_connections SET expired_at = now() WHERE user_id = $1 AND provider_id = $2 AND expired_at IS NULL RETURNING 1', [c.userId, c.providerId])
+    : await tx.query('UPDATE provider_connections SET expired_at = NULL WHERE user_id = $1 AND provider_id = $2 AND expired_at IS NOT NULL RETURNING 1', [c.userId, c.providerId]);
+  return rows.length > 0;
 }

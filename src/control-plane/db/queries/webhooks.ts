@@ -65,12 +65,12 @@ export async function deleteWebhook(tx: Tx, id: string): Promise<boolean> {
   return (await tx.query('DELETE FROM webhooks WHERE id = $1 RETURNING id', [id])).length > 0;
 }
 
-/** Records a delivery to make; undefined when this webhook already has one for the job's attempt. */
+/** Records a delivery to make; undefined when this webhook already has one for the job's attempt and this event. */
 export async function insertDelivery(tx: Tx, d: { id: string; orgId: string; webhookId: string; jobId: string; jobAttempt: number; event: string; payload: string }): Promise<DeliveryRow | undefined> {
   const rows = await tx.query<DeliveryRow>(
     `INSERT INTO webhook_deliveries (id, org_id, webhook_id, job_id, job_attempt, event, payload)
      VALUES ($1, $2, $3, $4, $5, $6, $7)
-     ON CONFLICT (webhook_id, job_id, job_attempt) DO NOTHING RETURNING *`,
+     ON CONFLICT (webhook_id, job_id, job_attempt, event) DO NOTHING RETURNING *`,
     [d.id, d.orgId, d.webhookId, d.jobId, d.jobAttempt, d.event, d.payload]);
   return rows[0];
 }

@@ -76,7 +76,7 @@ export function providerRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   r.route({
     ...endpoint('GET', '/api/providers/connected', {
-      operationId: 'listConnections', tag: 'providers', access: 'user', summary: 'Providers the caller is connected to.',
+      operationId: 'listConnections', tag: 'providers', access: 'user', summary: 'Providers the caller is connected to, each connected or expired (a job found the portal logged out and no login flow could sign in again).',
       responses: { 200: json('The caller\'s live provider sessions.', z.object({ connections: z.array(Connection) })) },
     }),
     preValidation,
@@ -89,6 +89,7 @@ export function providerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         connections: rows.filter((_, i) => present[i] === 1).map((c) => ({
           providerId: c.providerId, providerName: c.providerName,
           connectedAt: c.connectedAt.toISOString(), expiresAt: c.expiresAt.toISOString(),
+          status: c.expiredAt ? 'expired' as const : 'connected' as const, expiredAt: c.expiredAt?.toISOString() ?? null,
         })),
       };
     },

@@ -40,9 +40,14 @@ export default function ProvidersPage() {
   if (connections.isError) return <Page title={t('providers.title')}><ErrorMessage error={connections.error} onRetry={() => void connections.refetch()} /></Page>;
   const byId = new Map(connections.data.connections.map((c) => [c.providerId, c]));
   const list = providers.data.providers;
+  // Connections a job found logged out that no login flow could renew (SESSION_EXPIRED, docs/sessions.md).
+  const expired = connections.data.connections.filter((c) => c.status === 'expired');
   return (
     <Page title={t('providers.title')}>
       <p className="intro">{t('providers.intro')}</p>
+      {expired.length > 0 && (
+        <p className="alert alert-error">{t('providers.attention', { count: expired.length, names: expired.map((c) => list.find((p) => p.id === c.providerId)?.displayName ?? c.providerName).join(', ') })}</p>
+      )}
       <p role="status" className="notice">{notice}</p>
       {disconnect.isError && <ErrorMessage error={disconnect.error} />}
       {list.length === 0 ? <EmptyState>{t('providers.empty')}</EmptyState> : (
@@ -57,7 +62,9 @@ export default function ProvidersPage() {
                   <dt>{t('providers.hosts')}</dt>
                   <dd>{p.allowedHosts.map((h) => <code key={h}>{h}</code>)}</dd>
                   <dt>{t('providers.status')}</dt>
-                  <dd>{c ? <span className="ok">{t('providers.connected', { date: f.dateTime(c.expiresAt) })}</span> : t('providers.notConnected')}</dd>
+                  <dd>{!c ? t('providers.notConnected')
+                    : c.status === 'expired' ? <strong className="attention">{t('providers.expired', { date: f.dateTime(c.expiredAt ?? c.connectedAt) })}</strong>
+                      : <span className="ok">{t('providers.connected', { date: f.dateTime(c.expiresAt) })}</span>}</dd>
                   <ProviderHealthFacts provider={p} />
                 </dl>
                 <div className="actions">
