@@ -113,6 +113,21 @@ describe('provider pacing, maintenance windows and circuit breaker', { timeout: 
     await setPacing({});
   });
 
+  it('counts the browser requests of the provider\'s jobs into its per-minute count, shared by every worker', async () => {
+    await setPacing({ requestsPerMinute: 10_000 });
+    const minute = () => Math.floor(Date.now() / 60_000);
+    const counted = async () => {
+      const [now, before] = await h.redis.mget(keys.providerGateRpm('demo', String(minute())), keys.providerGateRpm('demo', String(minute() - 1)));
+      return Number(now ?? 0) + Number(before ?? 0);
+    };
+    const already = await counted();
+    const r = await h.run(org, job(), 60_000);
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    // The page and whatever it loads: at least the document (flushed when the job's context closes).
+    await waitFor(async () => (await counted()) > already, { what: 'the job\'s requests counted' });
+    await setPacing({});
+  });
+
   it('opens the breaker after N infrastructure failures, holds new jobs without failing them, half-opens after the cool-down and closes on success', async () => {
     const pacing: ProviderPacing = { breaker: { failureThreshold: 2, coolDownMs: 10_000 } };
     await setPacing(pacing);
