@@ -277,13 +277,15 @@ function loginForm(failed: boolean, mfa = false): string {
 export const DEMO_CAPTCHA_ANSWER = 'human';
 
 /**
- * The demo CAPTCHA: the widget fills the top of the viewport and the answer field the band from 45 % to 85 % of its
- * height, whatever its size, so a test knows where to click (inline styles: the portal sets no CSP).
+ * The demo CAPTCHA: the widget fills the top of the viewport, the answer field the band from 45 % to 85 % of its
+ * height and a link to another site (off any job's allowed hosts) the band from 88 % to 98 %, whatever its size, so a
+ * test knows where to click (inline styles: the portal sets no CSP).
  */
 function captchaForm(failed: boolean, recaptchaSignature = false): string {
   return `${failed ? '<p class="error" id="captcha-error">That is not the answer.</p>' : ''}
 <div${recaptchaSignature ? ' class="g-recaptcha" data-sitekey="demo-site-key"' : ''} id="captcha" style="position:fixed;left:0;top:0;width:100%;height:40vh;background:#eef;display:grid;place-items:center">
 <p>Type the word <strong>${DEMO_CAPTCHA_ANSWER}</strong> below and press Enter.</p></div>
+<a id="captcha-help" href="https://captcha-help.example.com/" style="position:fixed;left:0;top:88vh;width:100%;height:10vh;display:grid;place-items:center">Help with this check (another site)</a>
 <form method="post" action="/captcha" id="captcha-form">
 <input id="captcha-answer" name="answer" autocomplete="off" aria-label="Answer" style="position:fixed;left:0;top:45vh;width:100%;height:40vh;font-size:3rem;box-sizing:border-box">
 </form>`;

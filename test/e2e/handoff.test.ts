@@ -3,7 +3,8 @@
  * portal), one worker with WORKER_MAX_JOBS=2: a flow's `handoff` step makes its job wait (status waiting_for_user, the
  * job.waiting_for_user webhook), its page's screencast reaches the API's live view (SSE), and input sent through the
  * API (a click, typed text, a key) lands in the demo portal's CAPTCHA page; "Done" lets the script go on and the job
- * ends done. "Give up" fails it with HANDOFF_ABANDONED, silence with HANDOFF_TIMEOUT, and the job's EXECUTION_TIMEOUT
+ * ends done. "Give up" fails it with HANDOFF_ABANDONED, silence with HANDOFF_TIMEOUT; a click that would navigate off the
+ * job's allowed hosts is refused by its egress policy; the job's EXECUTION_TIMEOUT
  * does not run while it waits. Two jobs wait at once on the one worker, each with its own frames and its own answer;
  * another organisation can neither watch nor drive them (404).
  */
@@ -13,7 +14,10 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startDemoPortal, type DemoPortal } from '../../src/embedded/demo-portal.ts';
+import { keys } from '../../src/shared/keys.ts';
 import { createLogger } from '../../src/shared/logger.ts';
+import { createRedis, type Redis } from '../../src/shared/redis.ts';
+import { ResultMessage } from '../../src/shared/schemas.ts';
 import { SseParser, type SseEvent } from '../../src/shared/sse.ts';
 import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
 import { startTestApi, type TestApi } from '../support/api.ts';
@@ -34,6 +38,9 @@ describe('hand-off to a person: live view, input and answers through the API', (
   let worker: WorkerHandle;
   let hooks: Server;
   const received: Array<{ event: string; body: any }> = [];
+  /** Result messages as workers publish them (the egress report is in them). */
+  const results = new Map<string, ResultMessage>();
+  let sub: Redis;
   const logs = tempDir('sri-e2e-handoff-');
   let org: Org;
   let other: Org;
@@ -116,6 +123,12 @@ describe('hand-off to a person: live view, input and answers through the API', (
     });
     await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
     t = await startTestApi({ WEBHOOK_ALLOW_PRIVATE: 'true' });
+    sub = createRedis(t.redisUrl);
+    sub.on('pmessage', (_p: string, _c: string, m: string) => {
+      const r = ResultMessage.safeParse(JSON.parse(m));
+      if (r.success && r.data.status !== 'waiting_for_user') results.set(r.data.jobId, r.data);
+    });
+    await sub.psubscribe(keys.orgDonePattern);
     const config = testWorkerConfig({ redisUrl: t.redisUrl, s3Endpoint: t.config.s3Endpoint, logDir: logs.path, extra: { WORKER_MAX_JOBS: '2', EXECUTION_TIMEOUT: String(EXECUTION_TIMEOUT_MS) } });
     worker = await startWorker(config, { logger: createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false }), orgRefreshMs: 100 });
     org = await register('Ana');
@@ -126,6 +139,7 @@ describe('hand-off to a person: live view, input and answers through the API', (
 
   after(async () => {
     await worker?.stop({ graceMs: 5000 });
+    sub?.disconnect();
     await t?.stop();
     await portal?.close();
     hooks?.close();
@@ -190,6 +204,23 @@ describe('hand-off to a person: live view, input and answers through the API', (
     const job = await finished(org, jobId);
     assert.equal(job.status, 'failed', JSON.stringify(job));
     assert.equal(job.error.code, 'HANDOFF_ABANDONED');
+  });
+
+  it('refuses a navigation off the job\'s allowed hosts that the person\'s click starts, as it refuses the script\'s', async () => {
+    await activate(org, captchaFlow(120_000));
+    const jobId = await run(org);
+    await waiting(org, jobId);
+    // The link to another site fills 88-98 % of the viewport's height (demo portal /captcha).
+    assert.equal((await http(org, 'POST', `/api/jobs/${jobId}/live/input`, { type: 'click', x: 640, y: 0.93 * 720 })).status, 202);
+    await waitFor(async () => {
+      const log = await t.redis.xrange(keys.jobLogs(jobId), '-', '+');
+      return log.some(([, fields]) => fields.join(' ').includes('hand-off input: click at (640, 670)'));
+    }, { what: 'the click replayed' });
+    assert.equal((await http(org, 'POST', `/api/jobs/${jobId}/handoff`, { answer: 'giveUp' })).status, 202);
+    const job = await finished(org, jobId);
+    assert.equal(job.error?.code, 'HANDOFF_ABANDONED');
+    const result = await waitFor(() => results.get(jobId), { what: 'the result message' });
+    assert.ok(result.egress?.blocked.some((b) => b.host.startsWith('captcha-help.example.com')), `the navigation was refused: ${JSON.stringify(result.egress)}`);
   });
 
   it('fails the job with HANDOFF_TIMEOUT when nobody answers in time', async () => {
