@@ -129,7 +129,10 @@ describe('hand-off to a person: live view, input and answers through the API', (
       if (r.success && r.data.status !== 'waiting_for_user') results.set(r.data.jobId, r.data);
     });
     await sub.psubscribe(keys.orgDonePattern);
-    const config = testWorkerConfig({ redisUrl: t.redisUrl, s3Endpoint: t.config.s3Endpoint, logDir: logs.path, extra: { WORKER_MAX_JOBS: '2', EXECUTION_TIMEOUT: String(EXECUTION_TIMEOUT_MS) } });
+    const config = testWorkerConfig({ redisUrl: t.redisUrl, s3Endpoint: t.config.s3Endpoint, logDir: logs.path, extra: {
+      // A 5 s lease renewed every ~1.7 s: a wait of several leases shows that a waiting job keeps its lease.
+      WORKER_MAX_JOBS: '2', EXECUTION_TIMEOUT: String(EXECUTION_TIMEOUT_MS), WORKER_LEASE_MS: '5000',
+    } });
     worker = await startWorker(config, { logger: createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false }), orgRefreshMs: 100 });
     org = await register('Ana');
     other = await register('Eve');
@@ -245,6 +248,19 @@ describe('hand-off to a person: live view, input and answers through the API', (
     assert.equal((await http(org, 'POST', `/api/jobs/${jobId}/handoff`, { answer: 'done' })).status, 202);
     const job = await finished(org, jobId);
     assert.equal(job.status, 'done', JSON.stringify(job));
+    // Its lease was renewed all along: never recovered as a dead worker's job, so still its first attempt.
+    assert.equal(job.attempt, 1);
+  });
+
+  it('cancels a waiting job like a running one', async () => {
+    await activate(org, captchaFlow(120_000));
+    const jobId = await run(org);
+    await waiting(org, jobId);
+    const cancel = await http(org, 'POST', `/api/jobs/${jobId}/cancel`);
+    assert.equal(cancel.status, 202, cancel.text);
+    const job = await finished(org, jobId);
+    assert.equal(job.status, 'cancelled', JSON.stringify(job));
+    assert.equal((await http(org, 'GET', `/api/jobs/${jobId}/handoff`)).body.error.code, 'HANDOFF_NOT_WAITING');
   });
 
   it('lets two jobs wait at once on one worker, each with its own live view and answer; another organisation gets 404', async () => {
