@@ -83,7 +83,8 @@ describe('a hand-off answered in the dashboard\'s live view', () => {
       { what: 'the job waiting for a person', timeoutMs: 180_000 });
     await page.goto(`/jobs/${jobId}`);
     await page.getByRole('heading', { level: 2, name: 'Es su turno: el trabajo le está esperando' }).waitFor(SLOW);
-    await page.getByText('Resuelva la verificación de seguridad').waitFor(SLOW);
+    // Exactly the reason (the live log below also has a line that quotes it).
+    await page.getByText('Resuelva la verificación de seguridad', { exact: true }).waitFor(SLOW);
     const view = page.getByRole('group', { name: 'Vista en vivo de la página del portal' });
     const frame = view.getByRole('img', { name: 'La página del portal tal como la muestra ahora el navegador del trabajo' });
     await frame.waitFor(SLOW);
