@@ -115,6 +115,11 @@ export const ResultMessage = z.object({
   /** The live log of this attempt: lines streamed, and lines/batches dropped because Redis fell behind. */
   logs: z.object({ written: z.number().int(), droppedLines: z.number().int(), droppedBatches: z.number().int() }).optional(),
   /**
+   * The connection's session was saved with renewed cookies and its lifetime started again: it lasts until then
+   * (ISO time). The control plane moves the connection's expiry to it. A malformed one is dropped.
+   */
+  session: z.object({ renewedUntil: z.iso.datetime() }).optional().catch(undefined),
+  /**
    * The job browser's traffic through the worker's egress proxy (docs/security.md "Egress"); absent when no browser
    * ran. A malformed one is dropped, never the result with it.
    */
@@ -161,6 +166,11 @@ export const Session = z.object({
   /** TOTP seeds by name (src/shared/totp.ts): `helpers.fillTotp` types their current code; never sent to the script. */
   totp: z.record(z.string(), TotpSeed).optional(),
   connectedAt: z.number().optional(),
+  /**
+   * The connection's lifetime (SESSION_TTL_SECONDS when it was connected). A worker that saves cookies the portal
+   * renewed starts it again (docs/sessions.md), so a connection in regular use does not run out.
+   */
+  ttlSeconds: z.number().int().min(1).max(366 * 86_400).optional(),
 });
 export type Session = z.infer<typeof Session>;
 

@@ -163,7 +163,11 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const r = await http('GET', '/api/providers', { token: a.token });
       assert.equal(r.status, 200);
       const byId = Object.fromEntries(r.body.providers.map((p: { id: string }) => [p.id, p]));
-      assert.deepEqual(byId['demo'], { id: 'demo', name: 'demo', displayName: 'Demo supplier portal', allowedHosts: ['127.0.0.1', 'localhost'] });
+      // Pacing and per-account concurrency at their defaults: none, one run at a time (docs/providers.md, docs/queue.md).
+      const { pacing, maxConcurrentPerAccount, ...rest } = byId['demo'];
+      assert.deepEqual(rest, { id: 'demo', name: 'demo', displayName: 'Demo supplier portal', allowedHosts: ['127.0.0.1', 'localhost'] });
+      assert.equal(maxConcurrentPerAccount, 1);
+      assert.ok(pacing === undefined || pacing === null || typeof pacing === 'object', `pacing ${JSON.stringify(pacing)}`);
       assert.deepEqual(byId['sri'].allowedHosts, ['srienlinea.sri.gob.ec', '*.sri.gob.ec']);
       assert.deepEqual(byId['cargill'].allowedHosts, ['*.cargill.com']);
     });

@@ -221,7 +221,7 @@ describe('session health: check, re-login with TOTP, SESSION_EXPIRED, cookies sa
     await waitFor(() => received.some((r) => r.event === 'session.expired' && r.body.result.jobId === jobId), { what: 'the session.expired webhook' });
   });
 
-  it('saves the cookies a flow got from the portal during the job back to the connection', async () => {
+  it('saves the cookies a flow got from the portal during the job back to the connection, and starts its lifetime again', async () => {
     await connect('demo-plain', { cookies: [], credentials: { portalPassword: DEMO_PASSWORD } });
     await activate('demo-plain', [
       { type: 'navigate', url: `${portal.url}/login` },
@@ -230,8 +230,19 @@ describe('session health: check, re-login with TOTP, SESSION_EXPIRED, cookies sa
       { type: 'click', selector: '#submit' },
       { type: 'waitFor', selector: '#invoices' },
     ]);
+    // A connection near its end: a day left of its lifetime, in Redis and in the API.
+    const key = keys.session(orgId, userId, 'demo-plain');
+    await t.redis.expire(key, 86_400);
+    await t.db.withOrg(orgId, (tx) => tx.query(`UPDATE provider_connections SET expires_at = now() + interval '1 day' WHERE user_id = $1 AND provider_id = 'demo-plain'`, [userId]));
+    const before = Date.parse((await connection('demo-plain') as unknown as { expiresAt: string }).expiresAt);
     const job = await finished(await run('demo-plain'));
     assert.equal(job.status, 'done', JSON.stringify(job));
+    // Saving the renewed cookies started the connection's lifetime again (SESSION_TTL_SECONDS, 7 days by default):
+    // the key's TTL and the expiry the API shows both moved forward, so a connection in regular use never runs out.
+    const ttl = await t.redis.ttl(key);
+    assert.ok(ttl > 6 * 86_400, `the session's TTL starts again (${ttl} s)`);
+    const after = Date.parse((await connection('demo-plain') as unknown as { expiresAt: string }).expiresAt);
+    assert.ok(after > before + 5 * 86_400, `the connection's expiry moves forward (${new Date(before).toISOString()} → ${new Date(after).toISOString()})`);
     const session = await storedSession('demo-plain');
     const cookie = session.cookies.find((c) => c.name === DEMO_SESSION_COOKIE);
     assert.ok(cookie, 'the portal\'s cookie was saved');

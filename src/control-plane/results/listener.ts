@@ -18,7 +18,7 @@ import { JobStatus, ResultMessage, TERMINAL_STATUSES } from '../../shared/schema
 import { contextFromTraceparent, setSpanError, SpanKind, traceIdOf, type Tracer } from '../../shared/tracing.ts';
 import type { Database } from '../db/index.ts';
 import { findJob, listUnfinishedJobs, recordProgress, recordResult, recordWaiting } from '../db/queries/jobs.ts';
-import { markConnectionExpired } from '../db/queries/providers.ts';
+import { markConnectionExpired, renewConnection } from '../db/queries/providers.ts';
 import { ReconcileOrder } from './reconcile-order.ts';
 
 /** parsed-data.json larger than this is not copied into PostgreSQL (the file stays in S3). */
@@ -103,6 +103,8 @@ async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage):
       files: msg.files, result, ...(msg.artifacts ? { artifacts: msg.artifacts } : {}),
     });
     if (changed) {
+      // Renewed cookies saved by the job started the session's lifetime again: the connection lasts until then.
+      if (msg.session) await renewConnection(tx, { userId: msg.userId, providerId: msg.providerId, expiresAt: new Date(msg.session.renewedUntil) });
       // The connection's health (docs/sessions.md): expired when the portal logged it out for good, working again
       // when a job of it finished done.
       if (final && (msg.error?.code === 'SESSION_EXPIRED' || msg.status === 'done')) {

@@ -197,6 +197,8 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   let browser: Browser | undefined;
   let egress: ResultEgress | undefined;
   let portal: PortalWatch | undefined;
+  /** The connection's session, whose renewedUntil says when this job saved renewed cookies to it. */
+  let storedSession: StoredSession | undefined;
   try {
     const script = await loadVerifiedScript(job, deps);
     exec.info(`script verified: sha256 ${script.scriptHash}, signature valid`);
@@ -232,6 +234,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
       health: await loadSessionHealth(deps.redis, job.providerName, config.scriptSigningSecret, exec),
       stored: new StoredSession(deps.redis, keyring, job, storedRaw, stored),
     };
+    storedSession = sessions.stored;
 
     phase = 'browser';
     trace.enter('run');
@@ -324,6 +327,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     success: !error, status, duration: durationMs, attempt, workerId: config.workerId,
     finishedAt: new Date(finishedAt).toISOString(), ...(error ? { error } : {}), files, artifacts: list, logs,
     ...(egress ? { egress: { ...egress, blocked: egress.blocked.map((b) => ({ ...b, host: redactor.redact(b.host) })) } } : {}),
+    ...(storedSession?.renewedUntil ? { session: { renewedUntil: storedSession.renewedUntil.toISOString() } } : {}),
     ...trace.resultFields(),
   };
   if (status === 'dead') {

@@ -167,6 +167,8 @@ export class StoredSession {
   private cookies: readonly Cookie[];
   private readonly key: string;
   private readonly call: ReturnType<typeof registerScripts>[string];
+  /** Until when the connection lasts after this job's last save (its lifetime started again), if it saved. */
+  renewedUntil: Date | undefined;
 
   constructor(private readonly redis: Redis, private readonly keyring: Keyring, job: JobMessage, raw: string, private readonly session: Session) {
     this.key = keys.session(job.orgId, job.userId, job.providerName);
@@ -189,8 +191,11 @@ export class StoredSession {
     if (!this.changed(cookies)) return 'unchanged';
     const next: Session = { ...this.session, cookies: [...cookies] };
     const value = isSealed(this.raw) ? sealSession(this.keyring, this.key, next) : JSON.stringify(next);
-    const replaced = Number(await this.call([this.key], [this.raw, value])) === 1;
+    const ttl = this.session.ttlSeconds;
+    const savedAt = Date.now();
+    const replaced = Number(await this.call([this.key], ttl ? [this.raw, value, String(ttl)] : [this.raw, value])) === 1;
     if (!replaced) return 'superseded';
+    if (ttl) this.renewedUntil = new Date(savedAt + ttl * 1000);
     this.raw = value;
     this.cookies = next.cookies;
     return 'replaced';

@@ -98,6 +98,16 @@ export async function listConnections(tx: Tx, userId: string): Promise<Connectio
  * Marks the connection expired (a job of it ended SESSION_EXPIRED) or working again (`expired` false: a job of it
  * ended done). Returns whether the row changed (the results listener logs the change once, not per job).
  */
+/**
+ * Moves a connection's expiry to `expiresAt` when a job saved renewed cookies to its session and started its lifetime
+ * again (docs/sessions.md); never earlier than it is. True when a row changed.
+ */
+export async function renewConnection(tx: Tx, c: { userId: string; providerId: string; expiresAt: Date }): Promise<boolean> {
+  const rows = await tx.query('UPDATE provider_connections SET expires_at = $3 WHERE user_id = $1 AND provider_id = $2 AND expires_at < $3 RETURNING 1',
+    [c.userId, c.providerId, c.expiresAt]);
+  return rows.length > 0;
+}
+
 export async function markConnectionExpired(tx: Tx, c: { userId: string; providerId: string; expired: boolean }): Promise<boolean> {
   const rows = c.expired
     ? await tx.query('UPDATE provider_connections SET expired_at = now() WHERE user_id = $1 AND provider_id = $2 AND expired_at IS NULL RETURNING 1', [c.userId, c.providerId])

@@ -110,7 +110,7 @@ export function providerRoutes(app: FastifyInstance, ctx: ApiContext): void {
       if (!provider) throw new SriError('PROVIDER_NOT_FOUND');
       const connectedAt = new Date();
       const expiresAt = new Date(connectedAt.getTime() + ctx.config.sessionTtlSeconds * 1000);
-      const session = Session.parse({ cookies: body.cookies, credentials: body.credentials, totp: totpSeeds(body.totp), connectedAt: connectedAt.getTime() });
+      const session = Session.parse({ cookies: body.cookies, credentials: body.credentials, totp: totpSeeds(body.totp), connectedAt: connectedAt.getTime(), ttlSeconds: ctx.config.sessionTtlSeconds });
       // Sealed under TRANSPORT_KEYS and bound to its key: Redis never holds the cookies or credentials in clear.
       const key = keys.session(orgId, userId, provider.name);
       await ctx.redis.set(key, sealSession(transportKeyring(ctx.config), key, session), 'EX', ctx.config.sessionTtlSeconds);
