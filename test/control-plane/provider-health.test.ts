@@ -67,7 +67,7 @@ describe('provider pacing and health through the API', () => {
       method, ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
     });
-    return { status: r.status, body: await r.json() as any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    return { status: r.status, body: await r.json() as any };
   }
 
   it('keeps the pacing with the provider, publishes it to the workers and lists it; other providers pace nothing', async () => {
