@@ -205,7 +205,10 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
   });
   app.post('/captcha', async (req, reply) => {
     const answer = (req.body as Record<string, unknown> | undefined)?.['answer'];
-    if (typeof answer !== 'string' || answer.trim().toLowerCase() !== DEMO_CAPTCHA_ANSWER) return html(reply, 401, 'Security check', captchaForm(true));
+    // Or the token a CAPTCHA-solving service gives for its widget (the test's 2captcha-compatible server gives this one).
+    const token = (req.body as Record<string, unknown> | undefined)?.['g-recaptcha-response'];
+    const solved = token === DEMO_CAPTCHA_TOKEN;
+    if (!solved && (typeof answer !== 'string' || answer.trim().toLowerCase() !== DEMO_CAPTCHA_ANSWER)) return html(reply, 401, 'Security check', captchaForm(true));
     return html(reply, 200, 'Security check passed', '<p id="captcha-ok">You are a person.</p>');
   });
 
@@ -218,8 +221,10 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
 
   app.get('/invoices', async (req, reply) => {
     if (!loggedIn(req)) return reply.redirect('/login');
-    const locale = parseCookies(req.headers.cookie)[DEMO_LOCALE_COOKIE];
-    return html(reply, 200, 'Invoices', invoiceTable(locale));
+    const cookies = parseCookies(req.headers.cookie);
+    // A sliding session, as many portals keep one: each visit renews the session cookie's expiry (a day from now).
+    reply.header('set-cookie', `${DEMO_SESSION_COOKIE}=${cookies[DEMO_SESSION_COOKIE]}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${DEMO_SESSION_RENEW_SECONDS}`);
+    return html(reply, 200, 'Invoices', invoiceTable(cookies[DEMO_LOCALE_COOKIE]));
   });
 
   app.get('/invoices/:file', async (req, reply) => {
@@ -275,6 +280,11 @@ function loginForm(failed: boolean, mfa = false): string {
 
 /** What the demo CAPTCHA (/captcha) accepts. */
 export const DEMO_CAPTCHA_ANSWER = 'human';
+/** The invoices page renews the session cookie for this long at each visit (a sliding session). */
+export const DEMO_SESSION_RENEW_SECONDS = 86_400;
+/** The demo reCAPTCHA's site key (/captcha?widget=recaptcha), and the token its POST accepts in place of the answer. */
+export const DEMO_CAPTCHA_SITE_KEY = 'demo-site-key';
+export const DEMO_CAPTCHA_TOKEN = 'demo-captcha-token';
 
 /**
  * The demo CAPTCHA: the widget fills the top of the viewport, the answer field the band from 45 % to 85 % of its
@@ -283,10 +293,11 @@ export const DEMO_CAPTCHA_ANSWER = 'human';
  */
 function captchaForm(failed: boolean, recaptchaSignature = false): string {
   return `${failed ? '<p class="error" id="captcha-error">That is not the answer.</p>' : ''}
-<div${recaptchaSignature ? ' class="g-recaptcha" data-sitekey="demo-site-key"' : ''} id="captcha" style="position:fixed;left:0;top:0;width:100%;height:40vh;background:#eef;display:grid;place-items:center">
+<form method="post" action="/captcha" id="captcha-form">
+<div${recaptchaSignature ? ` class="g-recaptcha" data-sitekey="${DEMO_CAPTCHA_SITE_KEY}"` : ''} id="captcha" style="position:fixed;left:0;top:0;width:100%;height:40vh;background:#eef;display:grid;place-items:center">
 <p>Type the word <strong>${DEMO_CAPTCHA_ANSWER}</strong> below and press Enter.</p></div>
 <a id="captcha-help" href="https://captcha-help.example.com/" style="position:fixed;left:0;top:88vh;width:100%;height:10vh;display:grid;place-items:center">Help with this check (another site)</a>
-<form method="post" action="/captcha" id="captcha-form">
+<button id="captcha-submit" type="submit" style="position:fixed;right:0;top:0">Verify</button>
 <input id="captcha-answer" name="answer" autocomplete="off" aria-label="Answer" style="position:fixed;left:0;top:45vh;width:100%;height:40vh;font-size:3rem;box-sizing:border-box">
 </form>`;
 }

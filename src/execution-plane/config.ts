@@ -76,6 +76,8 @@ export const workerSettings = {
     'The CAPTCHA-solving service\'s API key (required with CAPTCHA_SOLVER=2captcha; never logged).'),
   captchaSolverTimeoutMs: setting('CAPTCHA_SOLVER_TIMEOUT_MS', intSetting(180_000, 1000),
     'Longest the worker waits for the service\'s answer to one CAPTCHA (ms) before handing the page to a person.'),
+  captchaSolverPollMs: setting('CAPTCHA_SOLVER_POLL_MS', intSetting(5000, 10),
+    'Between two asks for the answer (ms); the first ask comes after three of them (the 2captcha API asks for 5 s, and 15–20 s before the first).'),
   // ── Live job logs (src/execution-plane/logs/batcher.ts) ──
   logBatchMaxLines: setting('WORKER_LOG_BATCH_MAX_LINES', intSetting(500, 1),
     'Lines per live-log batch; a full batch is sent at once.'),

@@ -181,6 +181,7 @@ export interface CaptchaSolverSettings {
   readonly captchaSolverUrl: string;
   readonly captchaSolverKey?: string | undefined;
   readonly captchaSolverTimeoutMs: number;
+  readonly captchaSolverPollMs: number;
 }
 
 const solvers = new WeakMap<CaptchaSolverSettings, CaptchaSolver | undefined>();
@@ -191,7 +192,10 @@ export function captchaSolverFor(s: CaptchaSolverSettings): CaptchaSolver | unde
   let solver: CaptchaSolver | undefined;
   if (s.captchaSolver === '2captcha') {
     if (!s.captchaSolverKey) throw new SriError('CONFIG_INVALID', 'CAPTCHA_SOLVER=2captcha needs CAPTCHA_SOLVER_KEY (the service\'s API key)');
-    solver = new TwoCaptchaSolver({ url: s.captchaSolverUrl, apiKey: s.captchaSolverKey, timeoutMs: s.captchaSolverTimeoutMs });
+    solver = new TwoCaptchaSolver({
+      url: s.captchaSolverUrl, apiKey: s.captchaSolverKey, timeoutMs: s.captchaSolverTimeoutMs,
+      pollMs: s.captchaSolverPollMs, firstPollMs: s.captchaSolverPollMs * 3,
+    });
   }
   solvers.set(s, solver);
   return solver;

@@ -13,6 +13,7 @@ import type { Download, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../shared/errors.ts';
 import type { ResultArtifact } from '../../shared/schemas.ts';
 import { totpCode, type TotpSeed } from '../../shared/totp.ts';
+import { getPastCaptcha, type CaptchaKind, type CaptchaSolver } from './captcha.ts';
 import { MAX_LINE_CHARS, type ExecutionLog } from './execution-log.ts';
 
 export type ExtractField = string | { selector?: string; attribute?: string };
@@ -31,6 +32,13 @@ export interface ScriptHelpers {
    * job with HANDOFF_ABANDONED, no answer within `timeoutMs` with HANDOFF_TIMEOUT (job/handoff.ts).
    */
   handoff(reason: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Gets past a CAPTCHA on the page, if it shows one (captcha.ts): the configured solver's answer (CAPTCHA_SOLVER),
+   * else a hand-off to a person. The worker calls it itself after each navigation of the script (goto, reload,
+   * goBack, goForward); a script calls it after an action that lands on a CAPTCHA another way (a form that answers
+   * with one). `page` is for the sandbox host: the page that navigated.
+   */
+  solveCaptcha(page?: Page): Promise<{ outcome: 'none' | 'solved' | 'handed-off'; kind?: CaptchaKind }>;
   /** For the sandbox host (script/sandbox/host.ts), which splits download() around the script's trigger. */
   waitForDownload(timeoutMs: number): Promise<Download>;
   saveDownload(download: Download): Promise<{ name: string; size: number }>;
@@ -146,6 +154,11 @@ export function createHelpers(opts: {
   page: Page;
   /** The job's hand-off (job/handoff.ts JobHandoff.request). @default refuses: no hand-off in this run */
   handoff?: (reason: string, o: { timeoutMs?: number }) => Promise<void>;
+  /**
+   * CAPTCHAs (captcha.ts): the worker's solver (undefined: CAPTCHA_SOLVER=none) and the hand-off a CAPTCHA it cannot
+   * solve goes to. @default none: solveCaptcha finds nothing to do
+   */
+  captcha?: { solver: CaptchaSolver | undefined; signal: AbortSignal; handoff: (reason: string) => Promise<void> };
   /** The job's secrets over the session's credentials, by name; values never reach the script. */
   credentials: Readonly<Record<string, string>>;
   /** The session's TOTP seeds, by name; seeds and codes never reach the script. */
@@ -327,6 +340,12 @@ export function createHelpers(opts: {
       const rows = await page.$$eval(String(selector), EXTRACT_IN_PAGE, checkFields(fields));
       exec.info(`extract ${String(selector)}: ${rows.length} row(s)`);
       return rows;
+    },
+
+    async solveCaptcha(target) {
+      if (!opts.captcha) return { outcome: 'none' };
+      const r = await getPastCaptcha(target ?? page, { ...opts.captcha, log: (m) => exec.info(`captcha: ${m}`) });
+      return r.outcome === 'none' ? { outcome: 'none' } : { outcome: r.outcome, kind: r.captcha.kind };
     },
 
     async handoff(reason, o) {

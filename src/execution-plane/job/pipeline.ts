@@ -28,6 +28,7 @@ import type { Cookie, JobMessage, ResultArtifact, ResultFiles, ResultMessage, Se
 import { decodeSession, openJobSecrets, transportKeyring } from '../../shared/transport-secrets.ts';
 import { totpSecretOf } from '../../shared/totp.ts';
 import { boundWait, JobClock, withDeadline } from './deadline.ts';
+import { captchaSolverFor } from './captcha.ts';
 import { JobHandoff } from './handoff.ts';
 import { ExecutionLog, MAX_CONSOLE_LINES } from './execution-log.ts';
 import { createJobLogBatcher } from '../logs/redis-sink.ts';
@@ -473,6 +474,7 @@ async function runInBrowser(
     });
     const helpers = createHelpers({
       handoff: (reason, o) => handoff.request(reason, o),
+      captcha: { solver: captchaSolverFor(config), signal, handoff: (reason) => handoff.request(reason, { source: 'captcha' }) },
       page, credentials: session.credentials ?? {}, totp: session.totp ?? {}, protect: evidence.protect, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
       limits: { maxScreenshots: config.maxScreenshots, maxDownloads: config.maxDownloads, maxDownloadBytes: config.maxDownloadBytes },
       store: evidence.store, charge: evidence.charge, redact: evidence.redact,
@@ -494,7 +496,7 @@ async function runInBrowser(
         save: async () => {
           const cookies = await context.cookies();
           evidence.secretValues.add(cookies.filter((c) => c.httpOnly).map((c) => c.value));
-          await saveRefreshedCookies(sessions.stored, cookies, exec);
+          await saveRefreshedCookies(sessions.stored, cookies, exec, 'replace');
         },
       });
     }

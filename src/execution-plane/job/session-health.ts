@@ -177,6 +177,11 @@ export class StoredSession {
     this.call = registerScripts(redis, SESSION_SCRIPTS)['replaceSession']!;
   }
 
+  /** The connection's cookies as stored (or as this job last saved them). */
+  get current(): readonly Cookie[] {
+    return this.cookies;
+  }
+
   /** Whether `cookies` differ from the stored ones. */
   changed(cookies: readonly Cookie[]): boolean {
     return cookieSet(cookies) !== cookieSet(this.cookies);
@@ -207,12 +212,30 @@ function firstLine(e: unknown): string {
   return (typeof m === 'string' ? m : String(e)).split('\n')[0]!.slice(0, 500);
 }
 
+/** A cookie's identity: name, domain (a leading dot or a url's host alike) and path. */
+function cookieId(c: Cookie): string {
+  let domain = (c.domain ?? '').replace(/^\./, '').toLowerCase();
+  if (!domain && c.url) { try { domain = new URL(c.url).hostname.toLowerCase(); } catch { /* kept empty */ } }
+  return JSON.stringify([c.name, domain, c.path ?? '/']);
+}
+
 /**
- * Saves the context's cookies to the connection when they changed, saying so in the log (never their values). A
+ * The stored cookies with the values and expiry the context holds for them now: only cookies the connection already
+ * had. Cookies a job's pages set that the connection never held stay in that job's context (invariant 3, docs/sessions.md).
+ */
+export function refreshedOnly(stored: readonly Cookie[], now: readonly Cookie[]): Cookie[] {
+  const current = new Map(now.map((c) => [cookieId(c), c]));
+  return stored.map((c) => current.get(cookieId(c)) ?? c);
+}
+
+/**
+ * Saves cookies to the connection when they changed, saying so in the log (never their values). `mode`: 'replace'
+ * (after the provider's login flow signed in: the context's cookies are the new session) or 'refresh' (at a job's
+ * end: the connection's own cookies with the values and expiry the portal renewed, nothing the job's pages added). A
  * failure to write is logged, not the job's: its result stands, and the next job checks the session again.
  */
-export async function saveRefreshedCookies(stored: StoredSession, cookies: readonly ContextCookie[], exec: ExecutionLog): Promise<void> {
-  const list = sessionCookiesOf(cookies);
+export async function saveRefreshedCookies(stored: StoredSession, cookies: readonly ContextCookie[], exec: ExecutionLog, mode: 'replace' | 'refresh' = 'refresh'): Promise<void> {
+  const list = mode === 'replace' ? sessionCookiesOf(cookies) : refreshedOnly(stored.current, sessionCookiesOf(cookies));
   try {
     const outcome = await stored.save(list);
     if (outcome === 'replaced') exec.info(`session: ${list.length} cookie(s) saved back to the connection`);

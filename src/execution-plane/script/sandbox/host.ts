@@ -265,6 +265,13 @@ export class SandboxHost {
       case 'cookies': return this.context.cookies(args[0] as string[] | undefined);
       case 'subscribe': return this.subscribe(page, args[0]);
       case 'waitForEvent': return this.waitForEvent(page, args[0], args[1]);
+      // After a navigation of the script, a CAPTCHA on the page is solved or handed to a person before the script goes
+      // on (helpers.solveCaptcha, captcha.ts): the script never sees it.
+      case 'goto': case 'reload': case 'goBack': case 'goForward': {
+        const response = await this.invoke(page, m, args);
+        await this.helpers.solveCaptcha(page);
+        return response;
+      }
       default: {
         const dot = m.indexOf('.');
         if (dot > 0) return this.invoke(m.startsWith('keyboard.') ? page.keyboard : page.mouse, m.slice(dot + 1), args);
@@ -374,6 +381,7 @@ export class SandboxHost {
       case 'fillSecret': return helpers.fillSecret(String(args[0]), String(args[1]));
       case 'fillTotp': return helpers.fillTotp(String(args[0]), String(args[1]));
       case 'extract': return helpers.extract(String(args[0]), args[1] as Record<string, string>);
+      case 'solveCaptcha': return helpers.solveCaptcha();
       case 'handoff': {
         const o = args[1] as { timeoutMs?: unknown } | undefined;
         return helpers.handoff(String(args[0]), o && typeof o === 'object' && o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs as number } : undefined);
