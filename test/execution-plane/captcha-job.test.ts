@@ -6,12 +6,15 @@
  *   service, its token goes into the form, the portal accepts it, the job is done; the token and key are not logged.
  * - Without a solver: the job hands the page to a person by itself (status waiting_for_user, hand-off source
  *   `captcha`); the person's input (as the API queues it) answers the portal, "Done", and the job is done.
+ * - A one-time-code form (the demo portal's /2fa) on a connection without a TOTP seed: handed to a person (source
+ *   `otp`), who types the code; done.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEMO_CAPTCHA_SITE_KEY, DEMO_CAPTCHA_TOKEN, startDemoPortal, type DemoPortal } from '../../src/embedded/demo-portal.ts';
+import { DEMO_CAPTCHA_SITE_KEY, DEMO_CAPTCHA_TOKEN, DEMO_TOTP_SEED, startDemoPortal, type DemoPortal } from '../../src/embedded/demo-portal.ts';
+import { totpCode } from '../../src/shared/totp.ts';
 import { HandoffState, LIVE_KEYS_TTL_SECONDS, type InputListEntry } from '../../src/shared/handoff.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { createRedis } from '../../src/shared/redis.ts';
@@ -121,5 +124,41 @@ describe('a CAPTCHA on a job\'s page: solved by a 2captcha-compatible service, o
     assert.ok(results.some((m) => m.status === 'waiting_for_user'), 'the hand-off was announced');
     assert.equal(r.status, 'done', JSON.stringify(r.error));
     assert.deepEqual(JSON.parse((await withoutSolver.object(r.files.parsedData)).toString()), { passed: 'You are a person.' });
+  });
+
+  it('hands a one-time-code form to a person when the connection holds no TOTP seed; the code they type lets the job finish', async () => {
+    const org = testOrg('otp-person');
+    const { redis } = withoutSolver;
+    await setSession(redis, org, 'user-1', withoutSolver.session());
+    const script = `export default async function run({ page, payload, helpers }) {
+  await page.goto(payload.base + '/2fa');
+  await page.waitForSelector('#totp-ok');
+  helpers.setResult({ passed: await page.textContent('#totp-ok') });
+}`;
+    const job = signedJob(org, script, { metadata: { base: portal.url }, timeoutMs: 120_000 });
+    const sub = createRedis(withoutSolver.redisUrl);
+    const results: ResultMessage[] = [];
+    sub.on('message', (_ch: string, m: string) => results.push(ResultMessage.parse(JSON.parse(m))));
+    await sub.subscribe(keys.orgDone(org));
+    await push(redis, org, job);
+    const state = await waitFor(async () => {
+      const raw = await redis.get(keys.jobHandoff(job.jobId));
+      return raw ? HandoffState.parse(JSON.parse(raw)) : undefined;
+    }, { timeoutMs: 90_000, what: 'the job\'s automatic hand-off' });
+    assert.equal(state.source, 'otp');
+    assert.match(state.reason, /one-time code/);
+    // The person: Tab to the code field (the page's first control), the code from their authenticator, Enter, Done.
+    const events: InputListEntry[] = [
+      { type: 'key', key: 'Tab' },
+      { type: 'type', text: totpCode(DEMO_TOTP_SEED, Date.now()) },
+      { type: 'key', key: 'Enter' },
+      { type: 'answer', answer: 'done' },
+    ];
+    const key = keys.jobLiveInput(job.jobId);
+    await redis.multi().rpush(key, ...events.map((e) => JSON.stringify(e))).expire(key, LIVE_KEYS_TTL_SECONDS).exec();
+    const r = await waitFor(() => results.find((m) => m.jobId === job.jobId && m.status !== 'waiting_for_user'), { timeoutMs: 120_000, what: 'the job\'s final result' });
+    sub.disconnect();
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    assert.match(JSON.parse((await withoutSolver.object(r.files.parsedData)).toString()).passed, /./);
   });
 });

@@ -80,6 +80,15 @@ export async function detectCaptcha(page: Page): Promise<DetectedCaptcha | null>
   return { ...found, url: page.url() };
 }
 
+/**
+ * A one-time-code form: a visible field the page marks as one (`autocomplete="one-time-code"`, the HTML standard's
+ * token for SMS and authenticator codes). The worker hands such a page to a person when the connection holds no TOTP
+ * seed to type the code with (helpers.ts solveCaptcha).
+ */
+export async function detectOtpForm(page: Page): Promise<boolean> {
+  return page.locator('input[autocomplete="one-time-code" i]').first().isVisible().catch(() => false);
+}
+
 // ── The solver ──
 
 export interface CaptchaSolver {

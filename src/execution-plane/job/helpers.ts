@@ -13,7 +13,7 @@ import type { Download, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../shared/errors.ts';
 import type { ResultArtifact } from '../../shared/schemas.ts';
 import { totpCode, type TotpSeed } from '../../shared/totp.ts';
-import { getPastCaptcha, type CaptchaKind, type CaptchaSolver } from './captcha.ts';
+import { detectOtpForm, getPastCaptcha, type CaptchaKind, type CaptchaSolver } from './captcha.ts';
 import { MAX_LINE_CHARS, type ExecutionLog } from './execution-log.ts';
 
 export type ExtractField = string | { selector?: string; attribute?: string };
@@ -38,7 +38,7 @@ export interface ScriptHelpers {
    * goBack, goForward); a script calls it after an action that lands on a CAPTCHA another way (a form that answers
    * with one). `page` is for the sandbox host: the page that navigated.
    */
-  solveCaptcha(page?: Page): Promise<{ outcome: 'none' | 'solved' | 'handed-off'; kind?: CaptchaKind }>;
+  solveCaptcha(page?: Page): Promise<{ outcome: 'none' | 'solved' | 'handed-off'; kind?: CaptchaKind | 'otp' }>;
   /** For the sandbox host (script/sandbox/host.ts), which splits download() around the script's trigger. */
   waitForDownload(timeoutMs: number): Promise<Download>;
   saveDownload(download: Download): Promise<{ name: string; size: number }>;
@@ -158,7 +158,7 @@ export function createHelpers(opts: {
    * CAPTCHAs (captcha.ts): the worker's solver (undefined: CAPTCHA_SOLVER=none) and the hand-off a CAPTCHA it cannot
    * solve goes to. @default none: solveCaptcha finds nothing to do
    */
-  captcha?: { solver: CaptchaSolver | undefined; signal: AbortSignal; handoff: (reason: string) => Promise<void> };
+  captcha?: { solver: CaptchaSolver | undefined; signal: AbortSignal; handoff: (reason: string, source: 'captcha' | 'otp') => Promise<void> };
   /** The job's secrets over the session's credentials, by name; values never reach the script. */
   credentials: Readonly<Record<string, string>>;
   /** The session's TOTP seeds, by name; seeds and codes never reach the script. */
@@ -343,9 +343,19 @@ export function createHelpers(opts: {
     },
 
     async solveCaptcha(target) {
-      if (!opts.captcha) return { outcome: 'none' };
-      const r = await getPastCaptcha(target ?? page, { ...opts.captcha, log: (m) => exec.info(`captcha: ${m}`) });
-      return r.outcome === 'none' ? { outcome: 'none' } : { outcome: r.outcome, kind: r.captcha.kind };
+      const c = opts.captcha;
+      if (!c) return { outcome: 'none' };
+      const on = target ?? page;
+      const r = await getPastCaptcha(on, { solver: c.solver, signal: c.signal, handoff: (reason) => c.handoff(reason, 'captcha'), log: (m) => exec.info(`captcha: ${m}`) });
+      if (r.outcome !== 'none') return { outcome: r.outcome, kind: r.captcha.kind };
+      // A one-time-code form and no TOTP seed to type its code with: a person types it (the connection's seeds, when
+      // it has any, are the flow's to use with fill {totp}).
+      if (Object.keys(opts.totp ?? {}).length === 0 && await detectOtpForm(on)) {
+        exec.info('otp: the page asks for a one-time code and the connection holds no TOTP seed; handing the page to a person');
+        await c.handoff('The portal asks for a one-time code: type it in the live view, then press Done.', 'otp');
+        return { outcome: 'handed-off', kind: 'otp' };
+      }
+      return { outcome: 'none' };
     },
 
     async handoff(reason, o) {

@@ -474,7 +474,7 @@ async function runInBrowser(
     });
     const helpers = createHelpers({
       handoff: (reason, o) => handoff.request(reason, o),
-      captcha: { solver: captchaSolverFor(config), signal, handoff: (reason) => handoff.request(reason, { source: 'captcha' }) },
+      captcha: { solver: captchaSolverFor(config), signal, handoff: (reason, source) => handoff.request(reason, { source }) },
       page, credentials: session.credentials ?? {}, totp: session.totp ?? {}, protect: evidence.protect, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
       limits: { maxScreenshots: config.maxScreenshots, maxDownloads: config.maxDownloads, maxDownloadBytes: config.maxDownloadBytes },
       store: evidence.store, charge: evidence.charge, redact: evidence.redact,
