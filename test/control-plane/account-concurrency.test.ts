@@ -13,7 +13,8 @@ import { testDemoProvider } from '../support/providers.ts';
 
 describe('maxConcurrentPerAccount of a provider', () => {
   let t: TestApi;
-  before(async () => { t = await startTestApi(); });
+  const OPERATOR_TOKEN = `operator-${'x'.repeat(40)}`;
+  before(async () => { t = await startTestApi({ OPERATOR_TOKEN }); });
   after(async () => { await t?.stop(); });
 
   /** The queued message of `jobId` (no worker runs here: it stays in the producer list). */
@@ -53,5 +54,28 @@ describe('maxConcurrentPerAccount of a provider', () => {
       await assert.rejects(t.db.asSystem((tx) => upsertProvider(tx, { ...testDemoProvider(), maxConcurrentPerAccount: bad })), /check constraint|max_concurrent_per_account/i);
     }
     assert.equal((await t.db.asSystem((tx) => findProvider(tx, 'demo')))?.maxConcurrentPerAccount, 1);
+  });
+
+  it('is set by the operator through the API (1–100), for the jobs submitted from then on; nobody else may', async () => {
+    const org = await t.createOrg();
+    const put = (id: string, body: unknown, token: string) => fetch(`${t.api.url}/api/operator/providers/${id}/account-concurrency`, {
+      method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body),
+    });
+    const ok = await put('demo', { maxConcurrentPerAccount: 3 }, OPERATOR_TOKEN);
+    assert.equal(ok.status, 200, await ok.clone().text());
+    assert.deepEqual(await ok.json(), { providerId: 'demo', maxConcurrentPerAccount: 3 });
+    assert.equal(await listed(org.token), 3);
+    assert.equal((await queued(org.orgId, await t.runJob(org))).maxConcurrentPerAccount, 3);
+    for (const bad of [0, 101, 1.5, '2']) {
+      const r = await put('demo', { maxConcurrentPerAccount: bad }, OPERATOR_TOKEN);
+      assert.equal(r.status, 400, `refused: ${JSON.stringify(bad)}`);
+      assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'VALIDATION_FAILED');
+    }
+    const unknown = await put('no-such-provider', { maxConcurrentPerAccount: 2 }, OPERATOR_TOKEN);
+    assert.equal(unknown.status, 404);
+    const member = await put('demo', { maxConcurrentPerAccount: 50 }, org.token);
+    assert.equal(member.status, 403, 'an organisation\'s user is not the operator');
+    assert.equal(await listed(org.token), 3, 'unchanged by the refused requests');
+    await put('demo', { maxConcurrentPerAccount: 1 }, OPERATOR_TOKEN);
   });
 });

@@ -630,6 +630,12 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         }
         assert.equal(await t.redis.hget(keys.provider('demo'), 'pacing'), '{}', 'the demo provider is still unpaced');
       },
+      'PUT /api/operator/providers/:id/account-concurrency': async () => {
+        for (const id of ['demo', randomUUID()]) {
+          const r = await asA('PUT', `/api/operator/providers/${id}/account-concurrency`, { body: { maxConcurrentPerAccount: 100 } });
+          assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY'], id);
+        }
+      },
       'POST /api/operator/workers/:id/revoke': async () => {
         for (const id of ['shared-worker-1', randomUUID(), ...CRAFTED_IDS.filter((c) => c.length <= 100)]) {
           const r = await asA('POST', `/api/operator/workers/${encodeURIComponent(id)}/revoke`);

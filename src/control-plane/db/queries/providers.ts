@@ -69,6 +69,12 @@ export async function setProviderPacing(tx: Tx, id: string, pacing: ProviderPaci
   return rows.length === 1;
 }
 
+/** Sets how many jobs of one portal account may run at once (docs/queue.md); false for an unknown provider. */
+export async function setProviderAccountConcurrency(tx: Tx, id: string, maxConcurrentPerAccount: number): Promise<boolean> {
+  const rows = await tx.query<{ id: string }>('UPDATE providers SET max_concurrent_per_account = $2 WHERE id = $1 RETURNING id', [id, maxConcurrentPerAccount]);
+  return rows.length === 1;
+}
+
 export interface Connection {
   providerId: string; providerName: string; connectedAt: Date; expiresAt: Date;
   /** When a job found the portal logged out and could not sign in again (SESSION_EXPIRED); null while it works. */

@@ -13,11 +13,15 @@ import { SriError } from '../../../shared/errors.ts';
 import { ProviderPacing } from '../../../shared/provider-pacing.ts';
 import type { Database } from '../../db/index.ts';
 import type { Redis } from 'ioredis';
-import { setProviderPacing } from '../../db/queries/providers.ts';
+import { setProviderAccountConcurrency, setProviderPacing } from '../../db/queries/providers.ts';
 import { publishProviderCatalogue, type PublishedCatalogue } from '../../providers/catalogue.ts';
 import { operatorOnly } from '../operator-guard.ts';
 import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
 import { Enrolment, IdParams, Revoked } from '../schemas.ts';
+
+
+/** PUT /api/operator/providers/{id}/account-concurrency: 1–100, as the table's check constraint (migration 0012). */
+const AccountConcurrency = z.strictObject({ maxConcurrentPerAccount: z.number().int().min(1).max(100) });
 
 export const CreateEnrolmentBody = z.object({
   ttlSeconds: z.number().int().min(1).max(MAX_ENROLMENT_TTL_SECONDS).optional(),
@@ -88,6 +92,21 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const publish = publishProviderCatalogue as (db: Database, redis: Redis, scriptSigningSecret?: string) => Promise<PublishedCatalogue>;
       await publish(ctx.db, ctx.redis, ctx.config.scriptSigningSecret);
       return { providerId: req.params.id, pacing };
+    },
+  });
+
+  r.route({
+    ...endpoint('PUT', '/api/operator/providers/:id/account-concurrency', {
+      operationId: 'setProviderAccountConcurrency', tag: 'operator', access: 'operator', params: IdParams, body: AccountConcurrency,
+      summary: 'Set how many jobs of one portal account (organisation, user, provider: one session) may run at once — 1, the default, serialises them (docs/queue.md) — for the jobs submitted from now on (operator only).',
+      responses: { 200: json('The limit now in force.', z.object({ providerId: z.string(), maxConcurrentPerAccount: z.number().int() })) },
+      errors: ['PROVIDER_NOT_FOUND'],
+    }),
+    preValidation,
+    handler: async (req) => {
+      const { maxConcurrentPerAccount } = req.body;
+      if (!(await ctx.db.asSystem((tx) => setProviderAccountConcurrency(tx, req.params.id, maxConcurrentPerAccount)))) throw new SriError('PROVIDER_NOT_FOUND');
+      return { providerId: req.params.id, maxConcurrentPerAccount };
     },
   });
 
