@@ -18,7 +18,7 @@ import { totpCode } from '../../src/shared/totp.ts';
 import { HandoffState, LIVE_KEYS_TTL_SECONDS, type InputListEntry } from '../../src/shared/handoff.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { createRedis } from '../../src/shared/redis.ts';
-import { ResultMessage } from '../../src/shared/schemas.ts';
+import { ResultMessage, type JobMessage } from '../../src/shared/schemas.ts';
 import { waitFor } from '../support/services.ts';
 import { push, setSession, signedJob, testOrg } from './support/jobs.ts';
 import { startWorkerHarness, type WorkerHarness } from './support/worker-harness.ts';
@@ -76,6 +76,34 @@ describe('a CAPTCHA on a job\'s page: solved by a 2captcha-compatible service, o
     await portal?.close();
   });
 
+  /**
+   * Pushes `job` on the worker without a solver, waits for its automatic hand-off, queues the person's `answer(state)`
+   * as the API would (then "Done"), and resolves with the hand-off and the job's final result (the hand-off is
+   * announced on the organisation's channel too, as waiting_for_user).
+   */
+  async function handOffAndAnswer(org: string, job: JobMessage, answer: (s: HandoffState) => InputListEntry[]) {
+    const { redis } = withoutSolver;
+    const sub = createRedis(withoutSolver.redisUrl);
+    const results: ResultMessage[] = [];
+    sub.on('message', (_ch: string, m: string) => results.push(ResultMessage.parse(JSON.parse(m))));
+    try {
+      await sub.subscribe(keys.orgDone(org));
+      await push(redis, org, job);
+      const state = await waitFor(async () => {
+        const raw = await redis.get(keys.jobHandoff(job.jobId));
+        return raw ? HandoffState.parse(JSON.parse(raw)) : undefined;
+      }, { timeoutMs: 90_000, what: 'the job\'s automatic hand-off' });
+      const status = await redis.get(keys.jobStatus(job.jobId));
+      const key = keys.jobLiveInput(job.jobId);
+      const events = [...answer(state), { type: 'answer', answer: 'done' } as const];
+      await redis.multi().rpush(key, ...events.map((e) => JSON.stringify(e))).expire(key, LIVE_KEYS_TTL_SECONDS).exec();
+      const result = await waitFor(() => results.find((m) => m.jobId === job.jobId && m.status !== 'waiting_for_user'), { timeoutMs: 120_000, what: 'the job\'s final result' });
+      return { state, status, announced: results.some((m) => m.status === 'waiting_for_user'), result };
+    } finally {
+      sub.disconnect();
+    }
+  }
+
   it('asks the service after the navigation, puts its token in the form, and the portal lets the job through', async () => {
     const org = testOrg('captcha-solver');
     await setSession(withSolver.redis, org, 'user-1', withSolver.session());
@@ -94,70 +122,38 @@ describe('a CAPTCHA on a job\'s page: solved by a 2captcha-compatible service, o
 
   it('without a solver, hands the page to a person by itself; their answer and "Done" let the job finish', async () => {
     const org = testOrg('captcha-person');
-    const { redis } = withoutSolver;
-    await setSession(redis, org, 'user-1', withoutSolver.session());
+    await setSession(withoutSolver.redis, org, 'user-1', withoutSolver.session());
     const job = signedJob(org, SCRIPT, { metadata: { base: portal.url }, timeoutMs: 120_000 });
-    // The hand-off is announced on the organisation's channel too (status waiting_for_user): wait for the final one.
-    const sub = createRedis(withoutSolver.redisUrl);
-    const results: ResultMessage[] = [];
-    sub.on('message', (_ch: string, m: string) => results.push(ResultMessage.parse(JSON.parse(m))));
-    await sub.subscribe(keys.orgDone(org));
-    await push(redis, org, job);
-    const state = await waitFor(async () => {
-      const raw = await redis.get(keys.jobHandoff(job.jobId));
-      return raw ? HandoffState.parse(JSON.parse(raw)) : undefined;
-    }, { timeoutMs: 90_000, what: 'the job\'s automatic hand-off' });
+    // The person clicks into the answer field (45–85 % of the page's height) and types the answer.
+    const { state, status, announced, result: r } = await handOffAndAnswer(org, job, ({ viewport }) => [
+      { type: 'click', x: viewport.width / 2, y: Math.round(viewport.height * 0.65) },
+      { type: 'type', text: 'human' },
+    ]);
     assert.equal(state.source, 'captcha');
     assert.match(state.reason, /recaptcha CAPTCHA needs a person/);
-    assert.equal(await redis.get(keys.jobStatus(job.jobId)), 'waiting_for_user');
-    // What the API queues for the person's click into the answer field (45–85 % of the page's height), typing, Done.
-    const { width, height } = state.viewport;
-    const events: InputListEntry[] = [
-      { type: 'click', x: width / 2, y: Math.round(height * 0.65) },
-      { type: 'type', text: 'human' },
-      { type: 'answer', answer: 'done' },
-    ];
-    const key = keys.jobLiveInput(job.jobId);
-    await redis.multi().rpush(key, ...events.map((e) => JSON.stringify(e))).expire(key, LIVE_KEYS_TTL_SECONDS).exec();
-    const r = await waitFor(() => results.find((m) => m.jobId === job.jobId && m.status !== 'waiting_for_user'), { timeoutMs: 120_000, what: 'the job\'s final result' });
-    sub.disconnect();
-    assert.ok(results.some((m) => m.status === 'waiting_for_user'), 'the hand-off was announced');
+    assert.equal(status, 'waiting_for_user');
+    assert.ok(announced, 'the hand-off was announced');
     assert.equal(r.status, 'done', JSON.stringify(r.error));
     assert.deepEqual(JSON.parse((await withoutSolver.object(r.files.parsedData)).toString()), { passed: 'You are a person.' });
   });
 
   it('hands a one-time-code form to a person when the connection holds no TOTP seed; the code they type lets the job finish', async () => {
     const org = testOrg('otp-person');
-    const { redis } = withoutSolver;
-    await setSession(redis, org, 'user-1', withoutSolver.session());
+    await setSession(withoutSolver.redis, org, 'user-1', withoutSolver.session());
     const script = `export default async function run({ page, payload, helpers }) {
   await page.goto(payload.base + '/2fa');
   await page.waitForSelector('#totp-ok');
   helpers.setResult({ passed: await page.textContent('#totp-ok') });
 }`;
     const job = signedJob(org, script, { metadata: { base: portal.url }, timeoutMs: 120_000 });
-    const sub = createRedis(withoutSolver.redisUrl);
-    const results: ResultMessage[] = [];
-    sub.on('message', (_ch: string, m: string) => results.push(ResultMessage.parse(JSON.parse(m))));
-    await sub.subscribe(keys.orgDone(org));
-    await push(redis, org, job);
-    const state = await waitFor(async () => {
-      const raw = await redis.get(keys.jobHandoff(job.jobId));
-      return raw ? HandoffState.parse(JSON.parse(raw)) : undefined;
-    }, { timeoutMs: 90_000, what: 'the job\'s automatic hand-off' });
-    assert.equal(state.source, 'otp');
-    assert.match(state.reason, /one-time code/);
-    // The person: Tab to the code field (the page's first control), the code from their authenticator, Enter, Done.
-    const events: InputListEntry[] = [
+    // The person: Tab to the code field (the page's first control), the code from their authenticator, Enter.
+    const { state, result: r } = await handOffAndAnswer(org, job, () => [
       { type: 'key', key: 'Tab' },
       { type: 'type', text: totpCode(DEMO_TOTP_SEED, Date.now()) },
       { type: 'key', key: 'Enter' },
-      { type: 'answer', answer: 'done' },
-    ];
-    const key = keys.jobLiveInput(job.jobId);
-    await redis.multi().rpush(key, ...events.map((e) => JSON.stringify(e))).expire(key, LIVE_KEYS_TTL_SECONDS).exec();
-    const r = await waitFor(() => results.find((m) => m.jobId === job.jobId && m.status !== 'waiting_for_user'), { timeoutMs: 120_000, what: 'the job\'s final result' });
-    sub.disconnect();
+    ]);
+    assert.equal(state.source, 'otp');
+    assert.match(state.reason, /one-time code/);
     assert.equal(r.status, 'done', JSON.stringify(r.error));
     assert.match(JSON.parse((await withoutSolver.object(r.files.parsedData)).toString()).passed, /./);
   });
