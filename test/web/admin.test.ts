@@ -8,12 +8,14 @@
  *   admin pages; the admin removes them, and the member's very next request sends them to the login page.
  * - An admin looks at a dead letter and requeues it from the page; the job is back in the queue; the rest are purged.
  * - An admin makes a member an admin and back; the last admin cannot step down.
- * - Webhooks, secrets, quota and workers pages work (each worker with its script sandbox), and every page passes axe-core with no serious or critical
+ * - Webhooks (a delivery to a local receiver listed with its answer), secrets, quota and workers pages work (each worker with its script sandbox), and every page passes axe-core with no serious or critical
  *   violation, breaks no CSP rule and throws no error.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { ensureWebBuilt } from '../../src/embedded/web-build.ts';
 import { keys } from '../../src/shared/keys.ts';
@@ -58,7 +60,7 @@ describe('jobs filters, members and admin pages, in Chromium', () => {
 
   before(async () => {
     await ensureWebBuilt();
-    t = await startTestApi({ SECRETS_KEYS: `k1:${randomBytes(32).toString('base64')}`, AUTH_USER_CACHE_MS: '600000' });
+    t = await startTestApi({ SECRETS_KEYS: `k1:${randomBytes(32).toString('base64')}`, AUTH_USER_CACHE_MS: '600000', WEBHOOK_ALLOW_PRIVATE: 'true' });
     org = await t.createOrg();
     adminEmail = (await (await fetch(`${t.api.url}/api/me`, { headers: { authorization: `Bearer ${org.token}` } })).json() as { user: { email: string } }).user.email;
     await t.db.asSystem((tx) => tx.query(`INSERT INTO providers (id, name, display_name, allowed_hosts)
@@ -291,6 +293,38 @@ describe('jobs filters, members and admin pages, in Chromium', () => {
     await page.getByRole('button', { name: 'Deliveries' }).click();
     await see(page, 'No deliveries yet.');
     await checkPage(admin, 'webhooks');
+
+    // A receiver of the organisation's own, and a job that finishes: its delivery is listed with the receiver's answer.
+    const received: string[] = [];
+    const receiver = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => { received.push(String(req.headers['webhook-id'] ?? '')); res.writeHead(204).end(); });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/sri`;
+      await wh.getByLabel('URL').fill(hookUrl);
+      await wh.getByRole('button', { name: 'Add webhook' }).click();
+      const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: hookUrl }) });
+      await card.waitFor(SLOW);
+      const finished = await t.runJob(org);
+      await t.redis.publish(keys.orgDone(org.orgId), JSON.stringify({
+        jobId: finished, orgId: org.orgId, userId: org.userId, providerId: 'demo', success: true, status: 'done', duration: 1200,
+        attempt: 1, workerId: 'worker-admin-test', finishedAt: new Date().toISOString(), files: { log: '', screenshots: [] },
+      }));
+      await waitFor(() => received.length > 0 || undefined, { what: 'the webhook delivery' });
+      await page.reload();
+      await heading(page, 'Webhooks').waitFor(SLOW);
+      await card.getByRole('button', { name: 'Deliveries' }).click();
+      const deliveries = page.getByRole('region', { name: `Deliveries of ${hookUrl}` });
+      const row = deliveries.getByRole('row').filter({ hasText: finished.slice(0, 8) });
+      await row.getByText('job.done').waitFor(SLOW);
+      await row.getByText('delivered').waitFor(SLOW);
+      await row.getByText('204').waitFor(SLOW);
+      await checkPage(admin, 'webhooks, a delivery listed');
+    } finally {
+      receiver.close();
+    }
 
     await adminNav.getByRole('link', { name: 'Secrets' }).click();
     await heading(page, 'Secrets').waitFor(SLOW);
