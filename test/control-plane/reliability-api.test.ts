@@ -79,6 +79,10 @@ describe('reliability control API (cancel, retry, dead letters, quotas, admin ro
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
     await seedDemoProvider(db);
+    // These tests take and leave leases of one portal account at will (no worker runs): the account limit of the
+    // queue (docs/queue.md "One run at a time per portal account", tested in test/shared/queue-accounts.test.ts) would
+    // park each next job behind them.
+    await db.asSystem((tx) => tx.query(`UPDATE providers SET max_concurrent_per_account = 100 WHERE id = 'demo'`));
     redis = createRedis(redisServer.url);
     queue = await JobQueue.connect(redis);
     config = loadApiConfig({
@@ -284,9 +288,15 @@ describe('reliability control API (cancel, retry, dead letters, quotas, admin ro
   it('records retrying (not final) then dead with its error; a dead job can be retried', async () => {
     const jobId = await run({ maxAttempts: 2 });
     const t = await takeOne();
+    assert.equal(t.jobId, jobId, 'the job just run is the one taken');
+    // The take marks the job running a moment later (startJob): wait for it, so it cannot land after the retry below.
+    await waitFor(async () => ((await redis.get(keys.jobStatus(jobId))) === 'running' ? true : undefined), { what: `job ${jobId} running` });
     const deps = { db, blobStore, resultsBucket: config.s3ResultsBucket, logger };
     const retrying = { ...resultOf(t, 'retrying', { code: 'BROWSER_ERROR', message: 'crashed' }), success: false };
     assert.equal(await recordResultMessage(deps, a.orgId, retrying), 'recorded');
+    // The worker's retry step sets the status key too (retryJob-9.lua); GET /api/jobs/{id} shows that key for a job
+    // that is not final yet.
+    await redis.set(keys.jobStatus(jobId), 'retrying');
     let job = await jobOf(jobId);
     assert.equal(job.status, 'retrying');
     assert.equal(job.finishedAt, null);
