@@ -36,6 +36,9 @@ export interface DetectedCaptcha {
  * Our own constant, never script input.
  */
 const DETECT_IN_PAGE = new Function(`return () => {
+  const otp = document.querySelector('input[autocomplete="one-time-code" i]');
+  const otpForm = !!otp && otp.getClientRects().length > 0 && getComputedStyle(otp).visibility !== 'hidden';
+  const captcha = (() => {
   const attr = (sel, name) => document.querySelector(sel)?.getAttribute(name) ?? undefined;
   const frameKey = (pattern, param) => {
     for (const f of Array.from(document.querySelectorAll('iframe'))) {
@@ -68,25 +71,33 @@ const DETECT_IN_PAGE = new Function(`return () => {
     return { kind: 'image', imageSelector: sel(img), answerSelector: sel(input), evidence: 'img[captcha]' };
   }
   return null;
-}`)() as () => Omit<DetectedCaptcha, 'url'> | null;
+  })();
+  return { captcha, otpForm };
+}`)() as () => { captcha: Omit<DetectedCaptcha, 'url'> | null; otpForm: boolean };
 
-/**
- * Looks for a CAPTCHA widget in the page's main frame (the widgets' own iframes are matched by their address).
- * Returns null when there is none, also for a page that is navigating away.
- */
-export async function detectCaptcha(page: Page): Promise<DetectedCaptcha | null> {
-  const found = await page.evaluate(DETECT_IN_PAGE).catch(() => null);
-  if (!found) return null;
-  return { ...found, url: page.url() };
+/** What one look at a page found: a CAPTCHA widget, and whether it shows a one-time-code field. */
+export interface PageChallenges {
+  readonly captcha: DetectedCaptcha | null;
+  /**
+   * A visible field the page marks as a one-time code (`autocomplete="one-time-code"`, the HTML standard's token for
+   * SMS and authenticator codes): handed to a person when the connection holds no TOTP seed (helpers.ts).
+   */
+  readonly otpForm: boolean;
 }
 
 /**
- * A one-time-code form: a visible field the page marks as one (`autocomplete="one-time-code"`, the HTML standard's
- * token for SMS and authenticator codes). The worker hands such a page to a person when the connection holds no TOTP
- * seed to type the code with (helpers.ts solveCaptcha).
+ * Looks at the page's main frame once (one round trip, after every navigation of a script): a CAPTCHA widget (the
+ * widgets' own iframes matched by their address) and a one-time-code field. Nothing, also for a page that is
+ * navigating away.
  */
-export async function detectOtpForm(page: Page): Promise<boolean> {
-  return page.locator('input[autocomplete="one-time-code" i]').first().isVisible().catch(() => false);
+export async function inspectPage(page: Page): Promise<PageChallenges> {
+  const found = await page.evaluate(DETECT_IN_PAGE).catch(() => null);
+  return { captcha: found?.captcha ? { ...found.captcha, url: page.url() } : null, otpForm: found?.otpForm ?? false };
+}
+
+/** The page's CAPTCHA widget, or null. */
+export async function detectCaptcha(page: Page): Promise<DetectedCaptcha | null> {
+  return (await inspectPage(page)).captcha;
 }
 
 // ── The solver ──
@@ -265,9 +276,10 @@ export interface CaptchaDeps {
 /**
  * If the page shows a CAPTCHA: the solver's answer when one is configured and answers, else a hand-off to a person.
  * Resolves once the page is past it (or there was none); rejects with the hand-off's HANDOFF_ABANDONED/TIMEOUT.
+ * `seen`: what inspectPage already found on the page, so it is not looked at twice.
  */
-export async function getPastCaptcha(page: Page, deps: CaptchaDeps): Promise<CaptchaOutcome> {
-  const captcha = await detectCaptcha(page);
+export async function getPastCaptcha(page: Page, deps: CaptchaDeps, seen?: DetectedCaptcha | null): Promise<CaptchaOutcome> {
+  const captcha = seen === undefined ? await detectCaptcha(page) : seen;
   if (!captcha) return { outcome: 'none' };
   const where = new URL(captcha.url);
   deps.log(`a ${captcha.kind} CAPTCHA is on ${where.origin}${where.pathname} (${captcha.evidence})`);

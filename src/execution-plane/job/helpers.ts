@@ -13,7 +13,7 @@ import type { Download, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../shared/errors.ts';
 import type { ResultArtifact } from '../../shared/schemas.ts';
 import { totpCode, type TotpSeed } from '../../shared/totp.ts';
-import { detectOtpForm, getPastCaptcha, type CaptchaKind, type CaptchaSolver } from './captcha.ts';
+import { getPastCaptcha, inspectPage, type CaptchaKind, type CaptchaSolver } from './captcha.ts';
 import { MAX_LINE_CHARS, type ExecutionLog } from './execution-log.ts';
 
 export type ExtractField = string | { selector?: string; attribute?: string };
@@ -346,11 +346,12 @@ export function createHelpers(opts: {
       const c = opts.captcha;
       if (!c) return { outcome: 'none' };
       const on = target ?? page;
-      const r = await getPastCaptcha(on, { solver: c.solver, signal: c.signal, handoff: (reason) => c.handoff(reason, 'captcha'), log: (m) => exec.info(`captcha: ${m}`) });
+      const seen = await inspectPage(on);
+      const r = await getPastCaptcha(on, { solver: c.solver, signal: c.signal, handoff: (reason) => c.handoff(reason, 'captcha'), log: (m) => exec.info(`captcha: ${m}`) }, seen.captcha);
       if (r.outcome !== 'none') return { outcome: r.outcome, kind: r.captcha.kind };
       // A one-time-code form and no TOTP seed to type its code with: a person types it (the connection's seeds, when
       // it has any, are the flow's to use with fill {totp}).
-      if (Object.keys(opts.totp ?? {}).length === 0 && await detectOtpForm(on)) {
+      if (seen.otpForm && Object.keys(opts.totp ?? {}).length === 0) {
         exec.info('otp: the page asks for a one-time code and the connection holds no TOTP seed; handing the page to a person');
         await c.handoff('The portal asks for a one-time code: type it in the live view, then press Done.', 'otp');
         return { outcome: 'handed-off', kind: 'otp' };
