@@ -24,19 +24,9 @@
 ]]
 --@include helpers.lua
 
-local token = ARGV[1]
-local score = redis.call('ZSCORE', KEYS[1], token)
-if not score or tonumber(score) > tonumber(ARGV[4]) then return { CODE.Stale } end
-local data = redis.call('HGET', KEYS[2], token)
-if not data then
-  -- a due time without its entry (a half-written retry of an old release): nothing to promote
-  redis.call('ZREM', KEYS[1], token)
-  return { CODE.Dropped }
-end
-local d = cjson.decode(data)
-if d['o'] ~= ARGV[2] or d['j'] ~= ARGV[3] then return { CODE.Stale } end
-redis.call('ZREM', KEYS[1], token)
-redis.call('HDEL', KEYS[2], token)
+-- (a due time without its entry is a half-written retry of an old release: nothing to promote)
+local d, answer = claim_due(KEYS[1], KEYS[2], ARGV[1], ARGV[4], ARGV[2], ARGV[3])
+if not d then return answer end
 if redis.call('EXISTS', KEYS[5]) == 1 or redis.call('GET', KEYS[4]) ~= 'retrying' then
   redis.call('DEL', KEYS[3])
   return { CODE.Dropped }

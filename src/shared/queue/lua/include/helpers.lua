@@ -59,6 +59,25 @@ end
   sri:sessions:{orgId}:{userId}:{providerName}; nil when the message names none. Ids never contain '/', so the field
   cannot be an organisation's in sri:queue:leased-by-org, where the leases holding each account are counted.
 ]]
+-- Claims the due entry `token` of a waiting set (delayed retries, deferred jobs: a sorted set token → due time and
+-- a hash token → {"o","j",…}) for `orgId`/`jobId`, removing it from both. Returns the entry, or nil and the
+-- script's answer: {Stale} when it is not due or now names another job (another worker promoted it meanwhile),
+-- {Dropped} when its entry is gone (a due time without its entry).
+local function claim_due(zsetKey, hashKey, token, now, orgId, jobId)
+  local score = redis.call('ZSCORE', zsetKey, token)
+  if not score or tonumber(score) > tonumber(now) then return nil, { CODE.Stale } end
+  local data = redis.call('HGET', hashKey, token)
+  if not data then
+    redis.call('ZREM', zsetKey, token)
+    return nil, { CODE.Dropped }
+  end
+  local d = cjson.decode(data)
+  if d['o'] ~= orgId or d['j'] ~= jobId then return nil, { CODE.Stale } end
+  redis.call('ZREM', zsetKey, token)
+  redis.call('HDEL', hashKey, token)
+  return d
+end
+
 local function account_of(orgId, msg)
   if type(msg) ~= 'table' or not valid_id(msg['userId']) or not valid_id(msg['providerName']) then return nil end
   return orgId .. '/' .. msg['userId'] .. '/' .. msg['providerName']
