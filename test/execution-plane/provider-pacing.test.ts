@@ -27,6 +27,13 @@ const STAMP_SCRIPT = `export default async function run({ page, payload, helpers
 }
 `;
 
+/** Opens each of its pages in turn. */
+const PAGES_SCRIPT = `export default async function run({ page, payload, helpers }) {
+  for (const url of payload.urls) await page.goto(url);
+  helpers.setResult({ pages: payload.urls.length });
+}
+`;
+
 /** "HH:MM:SS" of `at` on the UTC clock. */
 const utcClock = (at: number) => new Date(at).toISOString().slice(11, 19);
 
@@ -36,6 +43,8 @@ describe('provider pacing, maintenance windows and circuit breaker', { timeout: 
   let flakyUrl: string;
   /** While true, the flaky portal answers every page with 500. */
   let down = false;
+  /** What the flaky portal received: when (its clock, the worker's too) and which path. */
+  const received: { at: number; path: string }[] = [];
   const org = testOrg('pacing');
 
   const setPacing = async (pacing: ProviderPacing) => {
@@ -49,7 +58,8 @@ describe('provider pacing, maintenance windows and circuit breaker', { timeout: 
   before(async () => {
     h = await startWorkerHarness();
     await setSession(h.redis, org, 'user-1', h.session());
-    flaky = createServer((_req, res) => {
+    flaky = createServer((req, res) => {
+      received.push({ at: Date.now(), path: req.url ?? '' });
       res.writeHead(down ? 500 : 200, { 'content-type': 'text/html' });
       res.end(down ? '<h1>Service unavailable</h1>' : '<p id="ok">portal up</p>');
     });
@@ -125,6 +135,37 @@ describe('provider pacing, maintenance windows and circuit breaker', { timeout: 
     assert.equal(r.status, 'done', JSON.stringify(r.error));
     // The page and whatever it loads: at least the document (flushed when the job's context closes).
     await waitFor(async () => (await counted()) > already, { what: 'the job\'s requests counted' });
+    await setPacing({});
+  });
+
+  it('makes a running job wait before its next page action while the minute\'s requests are at the ceiling, without failing it', { timeout: 200_000 }, async () => {
+    const ceiling = 3;
+    await setPacing({ requestsPerMinute: ceiling });
+    // Start early in a minute, so that the job's first page falls in the minute whose budget is nearly spent.
+    await waitFor(async () => Date.now() % 60_000 < 30_000, { what: 'the first half of a minute', timeoutMs: 45_000 });
+    const minute = Math.floor(Date.now() / 60_000);
+    // Other organisations' jobs used 2 of this minute's 3 requests; the next minute is untouched.
+    await h.redis.set(keys.providerGateRpm('demo', String(minute)), '2', 'PX', 120_000);
+    await h.redis.del(keys.providerGateRpm('demo', String(minute + 1)));
+    const tag = `rpm-${Date.now()}`;
+    const urls = [1, 2, 3].map((n) => `${flakyUrl}${tag}/${n}`);
+    const r = await h.run(org, signedJob(org, PAGES_SCRIPT, { metadata: { urls }, maxAttempts: 1, timeoutMs: 150_000 }), 150_000);
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    const mine = received.filter((x) => x.path.startsWith(`/${tag}/`));
+    assert.deepEqual(mine.map((x) => x.path), urls.map((u) => new URL(u).pathname), 'every page, in order');
+    // In every minute, what the job sent plus what was already used stays within the ceiling.
+    const perMinute = new Map<number, number>();
+    for (const x of mine) perMinute.set(Math.floor(x.at / 60_000), (perMinute.get(Math.floor(x.at / 60_000)) ?? 0) + 1);
+    for (const [m, n] of perMinute) assert.ok(n + (m === minute ? 2 : 0) <= ceiling, `minute ${m}: ${n} of the job's requests`);
+    for (const m of [minute, minute + 1]) {
+      assert.ok(Number(await h.redis.get(keys.providerGateRpm('demo', String(m))) ?? 0) <= ceiling, `the shared count of minute ${m} stays within the ceiling`);
+    }
+    if (perMinute.has(minute)) {
+      // Its first page went in the nearly spent minute: the others waited for the next one, and the log says so.
+      assert.ok(mine.at(-1)!.at >= (minute + 1) * 60_000, 'the last pages waited for the next minute');
+      const log = (await h.object(r.files.log!)).toString();
+      assert.match(log, /requests per minute are used .* the job's next page action waits until/);
+    }
     await setPacing({});
   });
 

@@ -3,7 +3,8 @@
  * of it runs, its provider's gate (src/shared/provider-gate/gate.ts) decides whether it may start now. "Not yet"
  * defers it (JobQueue.defer: the lease and the worker's slot end, the message waits unchanged — same attempt,
  * status 'queued' — until the time the gate named, then goes back to the front of its queue). After the job, its
- * outcome goes to the provider's circuit breaker; while it runs, its browser requests to the provider's per-minute count.
+ * outcome goes to the provider's circuit breaker; while it runs, its page actions wait while the provider's
+ * requests-per-minute budget is spent (ProviderRequestPacer).
  *
  * A gate that cannot be asked (Redis trouble) throws like any other queue call: the lease then expires and the job
  * runs again. A provider whose catalogue pacing cannot be read runs unpaced, with a warning: pacing protects a
@@ -19,8 +20,6 @@ import { readCataloguePacing } from '../../shared/provider-catalogue.ts';
 import type { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { breakerOutcomeOf, type GateWait, type ProviderGate } from '../../shared/provider-gate/gate.ts';
 
-/** Requests counted in memory are added to Redis at most this often (and when the job's context closes). */
-const COUNT_FLUSH_MS = 1000;
 /** Deferred jobs come back spread over this much time after the gate's time, so that they do not all race for one slot. */
 const SPREAD_MS = 500;
 
@@ -69,6 +68,8 @@ export async function recordGateOutcome(job: JobMessage, status: string, errorCo
 
 /** What a job's browser saw of its portal (watchPortal). */
 export interface PortalWatch {
+  /** While the provider has a requests-per-minute ceiling: waits while the minute's budget is spent. */
+  readonly beforeAction: (() => Promise<void>) | undefined;
   /**
    * The job's error as its provider's breaker should see it: a failure while the page the portal last delivered was
    * a 5xx answer is the portal's (PORTAL_UNAVAILABLE, retried), not the flow's — the script's next step failed
@@ -80,12 +81,115 @@ export interface PortalWatch {
 /** Errors that a portal answering 5xx explains (the script failed on the error page, or waited in vain). */
 const EXPLAINED_BY_5XX: ReadonlySet<string> = new Set(['SCRIPT_ERROR', 'NAVIGATION_ERROR', 'EXECUTION_TIMEOUT']);
 
+/** Requests counted in memory are added to Redis at most this often (before each paced action, and at the end). */
+const COUNT_FLUSH_MS = 1000;
+
+/**
+ * Keeps a running job at its provider's requests-per-minute ceiling, every worker and organisation together: every
+ * request of the job's browser is counted into the provider's minute (`ProviderGate.countRequests`, batched), and
+ * before each page action that may send requests (a navigation, a click, a key press, an evaluate: the sandbox
+ * host asks `beforeAction`), the job waits while the minute's budget is spent, until the next minute.
+ *
+ * Why between actions and not request by request: a request held inside a page action counts against that action's
+ * Playwright timeout (PLAYWRIGHT_TIMEOUT_MS), so holding the second page's request for the rest of the minute made
+ * the navigation fail (NAVIGATION_ERROR, which the breaker counts as the portal's failure). Waiting between actions
+ * keeps every action's timeout whole; the price is that the requests of one action already under way (a page and
+ * its images, scripts, styles) may go past the ceiling by that action's requests. They are counted, so the next
+ * actions of every job wait longer. The wait counts towards the job's time, like any wait of its script.
+ *
+ * Redis trouble lets actions through, with a warning once: pacing protects a portal and must not fail jobs.
+ */
+export class ProviderRequestPacer {
+  private pending = 0;
+  private warned = false;
+  private readonly timer: NodeJS.Timeout;
+  /** Actions that waited for a later minute. */
+  held = 0;
+
+  constructor(
+    private readonly gate: Pick<ProviderGate, 'countRequests' | 'requestsThisMinute'>,
+    private readonly providerName: string,
+    private readonly ceiling: number,
+    private readonly signal: AbortSignal,
+    private readonly onWait: (until: number, used: number) => void,
+    private readonly logger?: Logger,
+  ) {
+    this.timer = setInterval(() => { void this.flush(); }, COUNT_FLUSH_MS);
+    this.timer.unref();
+  }
+
+  /** One request of the job's browser (sync: the browser's request event). */
+  count(): void {
+    this.pending++;
+  }
+
+  /** Resolves when the job's next page action may go; rejects when the job ended first. */
+  async beforeAction(): Promise<void> {
+    let waited = false;
+    for (;;) {
+      this.signal.throwIfAborted();
+      const now = Date.now();
+      let used: number;
+      try {
+        await this.flush();
+        used = await this.gate.requestsThisMinute(this.providerName, now);
+      } catch (e) {
+        this.warn(e);
+        return;
+      }
+      if (used < this.ceiling) return;
+      const until = (Math.floor(now / 60_000) + 1) * 60_000;
+      if (!waited) {
+        waited = true;
+        this.held++;
+        this.onWait(until, used);
+      }
+      await sleepUntil(until + Math.floor(Math.random() * 250), this.signal);
+    }
+  }
+
+  /** Stops the flush timer and adds what is left to the count. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush().catch((e: unknown) => this.warn(e));
+  }
+
+  private async flush(): Promise<void> {
+    const n = this.pending;
+    if (!n) return;
+    this.pending = 0;
+    try {
+      await this.gate.countRequests(this.providerName, n);
+    } catch (e) {
+      this.pending += n;
+      throw e;
+    }
+  }
+
+  private warn(e: unknown): void {
+    if (!this.warned) this.logger?.warn({ provider: this.providerName, err: (e as Error).message }, 'could not count or read the provider\'s requests per minute; the job goes unpaced meanwhile');
+    this.warned = true;
+  }
+}
+
+function sleepUntil(at: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason as Error);
+    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, Math.max(0, at - Date.now()));
+    const onAbort = () => { clearTimeout(timer); reject(signal.reason as Error); };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /**
  * Watches the job's browser for its provider: the last main-frame document each page received (5xx answers make
- * PORTAL_UNAVAILABLE), and, while the provider has a requests-per-minute ceiling, every request into the provider's
- * per-minute count (flushed every second and when the context closes).
+ * PORTAL_UNAVAILABLE), and, while the provider has a requests-per-minute ceiling, its requests (ProviderRequestPacer,
+ * whose `beforeAction` the sandbox host calls before each page action).
  */
-export function watchPortal(context: BrowserContext, providerName: string, pacing: ProviderPacing | undefined, deps: GateStepDeps | undefined): PortalWatch {
+export function watchPortal(
+  context: BrowserContext, providerName: string, pacing: ProviderPacing | undefined, deps: GateStepDeps | undefined,
+  job: { readonly signal: AbortSignal; readonly onHeld: (until: number, used: number, ceiling: number) => void },
+): PortalWatch {
   let last: { status: number; url: string } | undefined;
   context.on('response', (r) => {
     try {
@@ -95,22 +199,22 @@ export function watchPortal(context: BrowserContext, providerName: string, pacin
       // a response of a service worker or a closed page: no frame to speak of
     }
   });
-  if (deps && pacing?.requestsPerMinute !== undefined) {
-    let pending = 0;
-    const flush = () => {
-      const n = pending;
-      pending = 0;
-      if (n) deps.gate.countRequests(providerName, n).catch((e: unknown) => deps.logger.debug({ err: (e as Error).message }, 'could not count provider requests'));
-    };
-    const timer = setInterval(flush, COUNT_FLUSH_MS);
-    timer.unref();
-    context.on('request', () => { pending++; });
+  const ceiling = pacing?.requestsPerMinute;
+  let pacer: ProviderRequestPacer | undefined;
+  if (deps && ceiling !== undefined) {
+    // An action waiting past the job's end (cancelled, or its context closed) stops waiting.
+    const closed = new AbortController();
+    const p = new ProviderRequestPacer(deps.gate, providerName, ceiling, AbortSignal.any([job.signal, closed.signal]),
+      (until, used) => job.onHeld(until, used, ceiling), deps.logger);
+    context.on('request', () => p.count());
     context.once('close', () => {
-      clearInterval(timer);
-      flush();
+      closed.abort(new Error('the job\'s browser context closed'));
+      void p.close();
     });
+    pacer = p;
   }
   return {
+    beforeAction: pacer ? () => pacer.beforeAction() : undefined,
     explain(error, redact) {
       if (!last || last.status < 500 || !EXPLAINED_BY_5XX.has(error.code)) return error;
       const url = redact(last.url.split('?')[0] ?? '');

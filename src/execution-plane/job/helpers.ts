@@ -42,6 +42,11 @@ export interface ScriptHelpers {
   /** For the sandbox host (script/sandbox/host.ts), which splits download() around the script's trigger. */
   waitForDownload(timeoutMs: number): Promise<Download>;
   saveDownload(download: Download): Promise<{ name: string; size: number }>;
+  /**
+   * For the sandbox host: called before each page action that may send requests (PACED_ACTIONS in host.ts); waits
+   * while the provider's requests-per-minute budget is spent (gate-step.ts ProviderRequestPacer).
+   */
+  beforeAction(): Promise<void>;
 }
 
 /** What one job may produce (WORKER_MAX_SCREENSHOTS, WORKER_MAX_DOWNLOADS, WORKER_MAX_DOWNLOAD_BYTES). */
@@ -183,6 +188,8 @@ export function createHelpers(opts: {
   charge: (bytes: number) => boolean;
   /** Redacts text the platform writes from portal input: a download's object name (execution.log redacts itself). */
   redact: (text: string) => string;
+  /** The provider's pacing of page actions (gate-step.ts). @default no wait */
+  beforeAction?: () => Promise<void>;
 }): ScriptHelpers {
   const { page, exec, artifacts } = opts;
   const usedNames = new Set<string>();
@@ -335,6 +342,8 @@ export function createHelpers(opts: {
         artifacts.storing.delete(storing);
       }
     },
+
+    beforeAction: opts.beforeAction ?? (() => Promise.resolve()),
 
     async extract(selector, fields) {
       const rows = await page.$$eval(String(selector), EXTRACT_IN_PAGE, checkFields(fields));

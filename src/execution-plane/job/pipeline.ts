@@ -259,9 +259,12 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
         throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
       }
       closeContext = () => { void context.close().catch(() => {}); };
-      portal = watchPortal(context, job.providerName, pacing, deps.gate);
+      portal = watchPortal(context, job.providerName, pacing, deps.gate, {
+        signal,
+        onHeld: (until, used, ceiling) => exec.info(`provider ${job.providerName}: ${used} of its ${ceiling} requests per minute are used (every organisation together); the job's next page action waits until ${new Date(until).toISOString()}`),
+      });
       const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), protect: (v: string) => { redactor.add([v]); secretValues.add([v]); }, secretValues };
-      await runInBrowser(job, taken, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions);
+      await runInBrowser(job, taken, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions, portal.beforeAction);
     } catch (e) {
       throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : hosts.source === 'missing' && tally.blockedTotal ? missing(e) : e;
     } finally {
@@ -433,6 +436,7 @@ function evidenceStore(job: JobMessage, deps: PipelineDeps): EvidenceStore {
 async function runInBrowser(
   job: JobMessage, taken: Taken, script: VerifiedScript, session: Session, context: BrowserContext, hostGuard: (context: BrowserContext) => Promise<void>, deps: PipelineDeps,
   exec: ExecutionLog, artifacts: JobArtifacts, evidence: EvidenceIo, signal: AbortSignal, scriptStarts: () => void, sessions: JobSessions,
+  beforeAction: (() => Promise<void>) | undefined,
 ): Promise<void> {
   const { config } = deps;
   const attempt = taken.attempt;
@@ -477,7 +481,7 @@ async function runInBrowser(
       captcha: { solver: captchaSolverFor(config), signal, handoff: (reason, source) => handoff.request(reason, { source }) },
       page, credentials: session.credentials ?? {}, totp: session.totp ?? {}, protect: evidence.protect, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
       limits: { maxScreenshots: config.maxScreenshots, maxDownloads: config.maxDownloads, maxDownloadBytes: config.maxDownloadBytes },
-      store: evidence.store, charge: evidence.charge, redact: evidence.redact,
+      store: evidence.store, charge: evidence.charge, redact: evidence.redact, ...(beforeAction ? { beforeAction } : {}),
     });
     const jobContext = Object.freeze({
       jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId,

@@ -6,7 +6,8 @@
  * - circuit breaker, requests-per-minute ceiling and spacing: one atomic Lua step (./lua/passGate-2.lua) on
  *   `sri:provider-gate:{name}` and the minute's counter, on Redis's clock.
  * After the job, `record` tells the breaker what the job said about the portal (./lua/recordOutcome-1.lua), and
- * `countRequests` adds the browser requests of the job to the minute's counter.
+ * `countRequests` adds the browser requests of running jobs to the minute's counter, and `requestsThisMinute` reads
+ * it: a running job waits before its next page action while the minute's budget is spent (gate-step.ts).
  *
  * Why a gate after the take rather than a condition inside the take script: the take's Lua would need every
  * provider's pacing, windows (time zones) and breaker in its KEYS and ARGV on every take, and another engineer's
@@ -115,6 +116,11 @@ export class ProviderGate {
     this.observer.breakerState?.(providerName, after, Number(failures));
     if (before !== after) this.observer.breakerTransition?.(providerName, before, after);
     return { before, after, failures: Number(failures) };
+  }
+
+  /** The provider's browser requests counted in the current minute (every worker and organisation). */
+  async requestsThisMinute(providerName: string, now = Date.now()): Promise<number> {
+    return Number(await this.redis.get(keys.providerGateRpm(providerName, String(minuteOf(now)))) ?? 0);
   }
 
   /** Adds `n` browser requests of the provider to the current minute's count (all organisations share it). */

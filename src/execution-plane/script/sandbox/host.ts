@@ -70,6 +70,16 @@ function pageFunction(source: string): () => void {
   return fn;
 }
 
+/**
+ * Page, frame and locator calls that may make the portal's pages send requests: the provider's request pacing
+ * (ScriptHelpers.beforeAction) runs before each. Reads (textContent, isVisible, waitFor…) are not paced.
+ */
+const PACED_ACTIONS: ReadonlySet<string> = new Set([
+  'goto', 'reload', 'goBack', 'goForward', 'setContent', 'click', 'dblclick', 'tap', 'press', 'pressSequentially', 'type',
+  'check', 'uncheck', 'setChecked', 'selectOption', 'setInputFiles', 'dispatchEvent', 'evaluate', 'evaluateHandle',
+  'keyboard.press', 'keyboard.type', 'keyboard.insertText', 'mouse.click', 'mouse.dblclick', 'submit',
+]);
+
 export class SandboxHost {
   private readonly roots = new Map<number, Root>();
   private readonly ids = new WeakMap<object, number>();
@@ -228,6 +238,8 @@ export class SandboxHost {
     if (!Array.isArray(msg.a) || msg.a.length > 8) throw new Error('too many arguments');
     const args = msg.a.map((x, i) => (takesFunction(m, i) ? this.functionArg(x) : this.decode(x, m)));
 
+    // A page action that may send requests waits while its provider's requests-per-minute budget is spent.
+    if (t.kind !== 'Helpers' && t.kind !== 'Dialog' && t.kind !== 'Download' && PACED_ACTIONS.has(m)) await this.helpers.beforeAction();
     switch (t.kind) {
       case 'Helpers': return this.helperCall(t.obj, m, args);
       case 'Dialog': return m === 'accept' ? t.obj.accept(typeof args[0] === 'string' ? args[0] : undefined) : t.obj.dismiss();
