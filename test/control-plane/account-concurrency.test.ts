@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { findProvider, upsertProvider } from '../../src/control-plane/db/queries/providers.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { JobMessage } from '../../src/shared/schemas.ts';
+import { JobQueue, type Taken } from '../../src/shared/queue/job-queue.ts';
 import { startTestApi, type TestApi } from '../support/api.ts';
 import { testDemoProvider } from '../support/providers.ts';
 
@@ -77,5 +78,43 @@ describe('maxConcurrentPerAccount of a provider', () => {
     assert.equal(member.status, 403, 'an organisation\'s user is not the operator');
     assert.equal(await listed(org.token), 3, 'unchanged by the refused requests');
     await put('demo', { maxConcurrentPerAccount: 1 }, OPERATOR_TOKEN);
+  });
+
+  it('tells why a queued job waits: its portal account busy with another run, or its provider\'s gate until when', async () => {
+    const queue = await JobQueue.connect(t.redis);
+    const org = await t.createOrg();
+    const detail = async (jobId: string) => {
+      const r = await fetch(`${t.api.url}/api/jobs/${jobId}`, { headers: { authorization: `Bearer ${org.token}` } });
+      assert.equal(r.status, 200);
+      return ((await r.json()) as { job: { status: string; waiting: { reason: string; until?: string } | null } }).job;
+    };
+    /** Plays a worker: takes jobs (other tests' included, whose leases it leaves) until it holds `jobId`. */
+    const take = async (jobId: string): Promise<Taken> => {
+      for (let i = 0; i < 100; i++) {
+        const tk = await queue.take('waiting-test');
+        if (tk?.jobId === jobId) return tk;
+        if (!tk) break;
+      }
+      throw new Error(`job ${jobId} was not taken`);
+    };
+    const first = await t.runJob(org);
+    assert.equal((await detail(first)).waiting, null, 'queued for its turn only');
+    const running = await take(first);
+    const second = await t.runJob(org);
+    // The take parks the second job behind the first: its account (org, user, demo) allows one run at a time.
+    for (let tk = await queue.take('waiting-test'); tk; tk = await queue.take('waiting-test')) assert.notEqual(tk.jobId, second, 'not leased');
+    assert.ok((await t.redis.zcard(keys.queueParked)) >= 1, 'parked');
+    const parked = await detail(second);
+    assert.equal(parked.status, 'queued');
+    assert.deepEqual(parked.waiting, { reason: 'account' });
+    assert.equal((await detail(first)).waiting, null, 'the running job waits for nothing');
+
+    // The provider's gate puts the first back until the maintenance window ends: it says so, and the account is free.
+    const until = Date.now() + 3_600_000;
+    assert.notEqual(await queue.defer(running, until, 'maintenance'), 'late');
+    const deferred = await detail(first);
+    assert.equal(deferred.status, 'queued');
+    assert.deepEqual(deferred.waiting, { reason: 'maintenance', until: new Date(until).toISOString() });
+    assert.equal((await detail(second)).waiting, null, 'its account has room again');
   });
 });

@@ -13,6 +13,7 @@ import { ensureWebBuilt } from '../../src/embedded/web-build.ts';
 import { registerProvider } from '../../src/control-plane/providers/catalogue.ts';
 import type { ProviderPacing } from '../../src/shared/provider-pacing.ts';
 import { ProviderGate } from '../../src/shared/provider-gate/gate.ts';
+import { JobQueue, type Taken } from '../../src/shared/queue/job-queue.ts';
 import { startTestApi, type TestApi } from '../support/api.ts';
 import { testDemoProvider } from '../support/providers.ts';
 import { assertNoProblems, checkAccessibility, launchChromium, openPage, type WatchedPage } from './browser.ts';
@@ -24,6 +25,7 @@ describe('a provider\'s pacing and circuit breaker on the providers page', () =>
   let t: TestApi;
   let browser: Browser;
   let gate: ProviderGate;
+  let token: string;
   const email = `lucia-${randomUUID()}@example.com`;
   const now = Date.now();
   const utc = (at: number) => new Date(at).toISOString().slice(11, 16);
@@ -54,7 +56,8 @@ describe('a provider\'s pacing and circuit breaker on the providers page', () =>
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ email, password: PASSWORD, name: 'Lucía', orgName: `Org ${randomUUID()}` }),
     });
-    assert.equal(r.status, 201, await r.text());
+    assert.equal(r.status, 201, await r.clone().text());
+    token = ((await r.json()) as { token: string }).token;
     await registerProvider(t.db, t.redis, { ...testDemoProvider(), pacing });
     gate = ProviderGate.connect(t.redis);
     // Two jobs of the provider failed on the portal (what each worker's gate step records after a job).
@@ -90,6 +93,35 @@ describe('a provider\'s pacing and circuit breaker on the providers page', () =>
     await demo.getByText('Closed: jobs start (0 failures of the portal in a row)').waitFor(SLOW);
     assert.equal(await demo.getByText(/^Open after/).count(), 0);
     assertNoProblems(w, 'providers page after the breaker closed');
+    await w.context.close();
+  });
+
+  it('says on a queued job\'s page why it waits: another run of its portal account, or the portal\'s maintenance window', async () => {
+    const api = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${t.api.url}${path}`, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      assert.ok(res.ok, `${method} ${path} → ${res.status}`);
+      return res.json() as Promise<any>;
+    };
+    await api('POST', '/api/providers/demo/connect', { cookies: [] });
+    const flow = await api('POST', '/api/flows', { providerId: 'demo', version: '1.0.0', name: 'Facturas', steps: [{ type: 'navigate', url: 'http://127.0.0.1:3100/' }] });
+    await api('POST', `/api/flows/${flow.flow.id}/activate`, {});
+    const first = (await api('POST', '/api/run', { providerId: 'demo' })).jobId as string;
+    const second = (await api('POST', '/api/run', { providerId: 'demo' })).jobId as string;
+    // A worker takes the first; its take parks the second behind it (one run at a time per portal account).
+    const queue = await JobQueue.connect(t.redis);
+    let running: Taken | undefined;
+    for (let tk = await queue.take('web-test'); tk; tk = await queue.take('web-test')) if (tk.jobId === first) running = tk;
+    assert.ok(running, 'the first job was taken');
+
+    const { w, page } = await signIn('es-EC');
+    await page.goto(`/jobs/${second}`);
+    await page.getByText(/esperando a que termine otra ejecución de esta cuenta del portal/).waitFor(SLOW);
+    // The gate puts the first back until the maintenance window ends; its page says until when.
+    await queue.defer(running, Date.now() + 600_000, 'maintenance');
+    await page.goto(`/jobs/${first}`);
+    await page.getByText(/esperando a que termine la ventana de mantenimiento del portal \(/).waitFor(SLOW);
+    await checkAccessibility(page, 'a queued job waiting for maintenance');
+    assertNoProblems(w, 'job page of a waiting job');
     await w.context.close();
   });
 });

@@ -10,6 +10,7 @@ import { ArtifactKind, Cookie, JobPriority, JobStatus } from '../../shared/schem
 import { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { MAX_TOTP_SEEDS, TOTP_ALGORITHMS, TOTP_NAME } from '../../shared/totp.ts';
 import { AnyStep, MAX_STEPS } from '../flows/steps.ts';
+import { WAITING_REASONS } from '../jobs/waiting.ts';
 
 /** One flow step, as docs/scripts.md describes them: a component of the document. */
 export const StepSchema = AnyStep.meta({ id: 'Step', description: 'One flow step (docs/scripts.md "Flow steps").' });
@@ -227,6 +228,10 @@ export const Artifact = z.object({
   bytes: z.number().int().optional(), sha256: z.string().optional().describe('Of the stored bytes, lower-case hex.'), contentType: z.string().optional(),
 }).meta({ id: 'Artifact' });
 export const JobDetail = Job.extend({
+  waiting: z.object({
+    reason: z.enum(WAITING_REASONS).describe('account: another run of the same portal account (organisation, user, provider) is under way, and the provider allows maxConcurrentPerAccount at once; maintenance, breaker, rate, spacing: the provider\'s gate holds it (docs/providers.md).'),
+    until: Timestamp.optional().describe('When the provider\'s gate lets it try again (not for account: it starts when the other run ends).'),
+  }).nullable().describe('Why a queued job has not started; null when it only waits for its turn (or is not queued).'),
   result: z.unknown().describe('The parsed data the flow set (parsed-data.json); null until the job has some.'),
   artifacts: z.array(Artifact),
 }).meta({ id: 'JobDetail' });

@@ -1055,6 +1055,19 @@ export interface components {
                 /** Format: date-time */
                 dueAt: string;
             } | null;
+            /** @description Why a queued job has not started; null when it only waits for its turn (or is not queued). */
+            waiting: {
+                /**
+                 * @description account: another run of the same portal account (organisation, user, provider) is under way, and the provider allows maxConcurrentPerAccount at once; maintenance, breaker, rate, spacing: the provider's gate holds it (docs/providers.md).
+                 * @enum {string}
+                 */
+                reason: "account" | "maintenance" | "breaker" | "rate" | "spacing";
+                /**
+                 * Format: date-time
+                 * @description When the provider's gate lets it try again (not for account: it starts when the other run ends).
+                 */
+                until?: string;
+            } | null;
             /** @description The parsed data the flow set (parsed-data.json); null until the job has some. */
             result: unknown;
             artifacts: components["schemas"]["Artifact"][];

@@ -298,6 +298,13 @@ export const en = {
   },
   job: {
     title: 'Job {{id}}',
+    waiting: {
+      account: '— waiting for another run of this portal account to finish (runs of one account take turns); it starts as soon as one ends.',
+      maintenance: "— waiting for the portal's maintenance window to end ({{until}}); no attempt is used.",
+      breaker: '— the portal has been failing, so new runs pause until {{until}}; no attempt is used.',
+      rate: "— the portal's requests-per-minute ceiling is reached; it tries again at {{until}}.",
+      spacing: '— runs against this portal are spaced out; it starts at {{until}}.',
+    },
     back: 'All jobs',
     summary: 'Summary',
     cancel: 'Cancel job',

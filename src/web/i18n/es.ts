@@ -300,6 +300,13 @@ export const es: Catalogue = {
   },
   job: {
     title: 'Trabajo {{id}}',
+    waiting: {
+      account: '— esperando a que termine otra ejecución de esta cuenta del portal (las ejecuciones de una cuenta se turnan); empieza en cuanto termine una.',
+      maintenance: '— esperando a que termine la ventana de mantenimiento del portal ({{until}}); no gasta intentos.',
+      breaker: '— el portal ha estado fallando, así que las ejecuciones nuevas esperan hasta {{until}}; no gasta intentos.',
+      rate: '— se alcanzó el límite de peticiones por minuto del portal; vuelve a intentarlo a las {{until}}.',
+      spacing: '— las ejecuciones contra este portal se espacian; empieza a las {{until}}.',
+    },
     back: 'Todos los trabajos',
     summary: 'Resumen',
     cancel: 'Cancelar el trabajo',

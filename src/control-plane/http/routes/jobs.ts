@@ -9,6 +9,8 @@ import type { ApiContext } from '../../context.ts';
 import { listJobs, type JobFilter, type JobRow } from '../../db/queries/jobs.ts';
 import { recordedStatus } from '../../jobs/dispatch.ts';
 import { isFinalStatus, loadJob } from '../../jobs/load.ts';
+import { jobWaiting } from '../../jobs/waiting.ts';
+import { findProvider } from '../../db/queries/providers.ts';
 import { authOf } from '../auth.ts';
 import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
 import { IdParams, JobDetail, JobList, JobStatusAnswer, JobsQuery, type Artifact, type Job } from '../schemas.ts';
@@ -97,7 +99,8 @@ export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
       // for statuses on the way only: a final one counts once its result is recorded here, with its data and files.
       const live = isFinalStatus(job.status) ? undefined : JobStatus.safeParse(await ctx.redis.get(keys.jobStatus(job.id)).catch(() => null));
       const status = live?.success && !isFinalStatus(live.data) ? { status: live.data } : {};
-      return { job: { ...jobJson(job), ...status, result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
+      const waiting = (status.status ?? job.status) === 'queued' ? await waitingOf(ctx, orgId, job) : null;
+      return { job: { ...jobJson(job), ...status, waiting, result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
     },
   });
 
@@ -121,4 +124,17 @@ export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
       return { jobId: job.id, status };
     },
   });
+}
+
+/** Why a queued job waits (jobs/waiting.ts); null when it only waits for its turn, or when Redis cannot say. */
+async function waitingOf(ctx: ApiContext, orgId: string, job: JobRow) {
+  try {
+    const provider = await ctx.db.withOrg(orgId, (tx) => findProvider(tx, job.provider_id));
+    return (await jobWaiting(ctx.redis, {
+      id: job.id, orgId, userId: job.user_id, providerName: provider?.name, maxConcurrentPerAccount: provider?.maxConcurrentPerAccount,
+    })) ?? null;
+  } catch (e) {
+    ctx.logger.debug({ jobId: job.id, err: (e as Error).message }, 'could not tell why the queued job waits');
+    return null;
+  }
 }

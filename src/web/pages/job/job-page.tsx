@@ -76,7 +76,9 @@ export default function JobPage() {
       <section className="card">
         <h2 id="summary-heading">{t('job.summary')}</h2>
         <dl className="facts">
-          <dt>{t('jobs.status')}</dt><dd><StatusBadge status={j.status} /></dd>
+          <dt>{t('jobs.status')}</dt><dd><StatusBadge status={j.status} />{j.waiting && (
+            <span className="waiting-reason"> {t(`job.waiting.${j.waiting.reason}`, { until: f.dateTime(j.waiting.until) })}</span>
+          )}</dd>
           <dt>{t('jobs.provider')}</dt><dd>{providerName}</dd>
           <dt>{t('jobs.flowVersion')}</dt><dd>{j.flowVersion}</dd>
           <dt>{t('jobs.attempt')}</dt><dd>{j.maxAttempts === null ? j.attempt : t('jobs.attemptOf', { attempt: j.attempt, max: j.maxAttempts })}</dd>
