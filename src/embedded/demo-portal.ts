@@ -203,6 +203,9 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
     const widget = (req.query as Record<string, string | undefined>)['widget'] === 'recaptcha';
     return html(reply, 200, 'Security check', captchaForm(false, widget));
   });
+  // The same check in a window of its own (the live view follows windows a page opens during a hand-off): the button
+  // opens /captcha in a popup; once the popup says "You are a person" this page says so (#popup-ok) and closes it.
+  app.get('/captcha-popup', async (_req, reply) => html(reply, 200, 'Security check in a window', CAPTCHA_POPUP_BODY));
   app.post('/captcha', async (req, reply) => {
     const answer = (req.body as Record<string, unknown> | undefined)?.['answer'];
     // Or the token a CAPTCHA-solving service gives for its widget (the test's 2captcha-compatible server gives this one).
@@ -312,6 +315,27 @@ function totpForm(failed: boolean): string {
 
 /** The ticker page: console.log "tick N" each second, console.warn every fifth; stops after TICKER_SECONDS. */
 export const TICKER_SECONDS = 600;
+const CAPTCHA_POPUP_BODY = `<button id="open-check" type="button" style="position:fixed;left:0;top:0;width:100%;height:40vh;font-size:2rem">Open the security check</button>
+<p id="popup-status" style="position:fixed;left:0;top:50vh">The check opens in a new window.</p>
+<script>
+document.getElementById('open-check').addEventListener('click', () => {
+  const w = window.open('/captcha', 'security-check', 'popup');
+  const timer = setInterval(() => {
+    try {
+      if (!w || w.closed) return clearInterval(timer);
+      if (w.document.getElementById('captcha-ok')) {
+        clearInterval(timer);
+        const ok = document.createElement('p');
+        ok.id = 'popup-ok';
+        ok.textContent = 'The check in the window was passed.';
+        document.body.append(ok);
+        w.close();
+      }
+    } catch { /* the window is between pages */ }
+  }, 200);
+});
+</script>`;
+
 const TICKER_BODY = `<p>Ticks: <output id="ticks">0</output></p>
 <script>
 let n = 0;

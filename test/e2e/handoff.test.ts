@@ -199,6 +199,53 @@ describe('hand-off to a person: live view, input and answers through the API', (
     assert.equal((await http(org, 'POST', `/api/jobs/${jobId}/live/input`, { type: 'type', text: 'x' })).body.error.code, 'HANDOFF_NOT_WAITING');
   });
 
+  it('follows a window the page opens into the live view, and announces a second hand-off of the same attempt with its own webhook', async () => {
+    await activate(org, [
+      { type: 'navigate', url: `${portal.url}/captcha-popup` },
+      { type: 'handoff', reason: 'Open the check window and pass it', timeoutMs: 120_000 },
+      { type: 'waitFor', selector: '#popup-ok' },
+      { type: 'handoff', reason: 'Confirm you are done', timeoutMs: 120_000 },
+      { type: 'extract', name: 'outcome', selector: 'body', fields: { text: '#popup-ok' } },
+    ]);
+    const jobId = await run(org);
+    await waiting(org, jobId);
+    const logHas = (text: string) => waitFor(async () => {
+      const log = await t.redis.xrange(keys.jobLogs(jobId), '-', '+');
+      return log.some(([, fields]) => fields.join(' ').includes(text));
+    }, { timeoutMs: 60_000, what: `the job's log to say "${text}"` });
+    const send = async (input: unknown) => assert.equal((await http(org, 'POST', `/api/jobs/${jobId}/live/input`, input)).status, 202);
+    // The button fills the top 40 % of the page: it opens the check in a popup, which the live view then shows.
+    await send({ type: 'click', x: 640, y: 0.2 * 720 });
+    await logHas('a page opened a new window; the live view shows it');
+    const live = await openLive(org, jobId);
+    try {
+      await live.next((e) => e.event === 'frame', 'a frame of the popup');
+    } finally {
+      live.close();
+    }
+    // Input goes to the popup: its answer field (45-85 % of the height), "human", Enter.
+    await send({ type: 'click', x: 640, y: 0.65 * 720 });
+    await send({ type: 'type', text: 'human' });
+    await send({ type: 'key', key: 'Enter' });
+    // The page sees the popup passed and closes it: the live view is back on the job's page.
+    await logHas('the live view shows the window before it again');
+    assert.equal((await http(org, 'POST', `/api/jobs/${jobId}/handoff`, { answer: 'done' })).status, 202);
+
+    // The second hand-off of this attempt is announced again, with its own delivery.
+    await logHas('waiting for a person (script): Confirm you are done');
+    await waiting(org, jobId);
+    const hooks = await waitFor(() => {
+      const mine = received.filter((r) => r.body?.result?.jobId === jobId);
+      return mine.length >= 2 ? mine : undefined;
+    }, { timeoutMs: 60_000, what: 'two job.waiting_for_user webhooks' });
+    assert.deepEqual(hooks.map((h) => h.body.result.handoff.reason), ['Open the check window and pass it', 'Confirm you are done']);
+    assert.ok(hooks.every((h) => h.event === 'job.waiting_for_user' && h.body.result.attempt === 1));
+    assert.equal((await http(org, 'POST', `/api/jobs/${jobId}/handoff`, { answer: 'done' })).status, 202);
+    const job = await finished(org, jobId);
+    assert.equal(job.status, 'done', JSON.stringify(job));
+    assert.deepEqual(job.result.outcome, [{ text: 'The check in the window was passed.' }]);
+  });
+
   it('fails the job with HANDOFF_ABANDONED when the person gives up', async () => {
     await activate(org, captchaFlow(120_000));
     const jobId = await run(org);

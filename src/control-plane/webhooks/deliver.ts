@@ -140,7 +140,9 @@ export class WebhookDeliverer {
       for (const hook of await webhooksFor(tx, event)) {
         const id = randomUUID();
         const payload = JSON.stringify({ id, event, webhookId: hook.id, createdAt: new Date().toISOString(), result });
-        const row = await insertDelivery(tx, { id, orgId, webhookId: hook.id, jobId: result.jobId, jobAttempt: result.attempt, event, payload });
+        // Each hand-off of an attempt is its own occurrence (a second wait for a person is announced again).
+        const occurrence = event === 'job.waiting_for_user' && result.handoff ? String(result.handoff.expiresAt) : '';
+        const row = await insertDelivery(tx, { id, orgId, webhookId: hook.id, jobId: result.jobId, jobAttempt: result.attempt, event, payload, occurrence });
         if (row) rows.push(row);
       }
       return rows;

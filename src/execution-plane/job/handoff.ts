@@ -132,13 +132,16 @@ export class JobHandoff {
     const onClose = () => onAbort();
     this.o.signal.addEventListener('abort', onAbort, { once: true });
     this.page.once('close', onClose);
-    let cdp: CDPSession | undefined;
     let framesSent = 0;
     let waitedMs = 0;
     let inputs = 0;
+    const counted = () => { framesSent++; };
+    // The live view follows the window the person works in: a window the page opens while it waits (a popup, a
+    // window.open) is shown and driven until it closes, then the one before it again.
+    const view = new LiveWindows(this.page, (p) => this.startScreencast(p, stop.signal, counted), (line) => exec.info(line), stop.signal);
     this.o.clock.pause();
     try {
-      cdp = await this.startScreencast(stop.signal, () => { framesSent++; });
+      await view.start();
       await redis.set(keys.jobHandoff(jobId), JSON.stringify(state), 'PX', stateTtlMs);
       const marked = await this.o.queue.markWaiting(this.o.taken, true, this.o.announce(state));
       if (marked === 'late') exec.warn('hand-off: the job\'s lease is gone; it stops');
@@ -174,7 +177,7 @@ export class JobHandoff {
           return;
         }
         inputs++;
-        await this.replay(entry);
+        await this.replay(view.current, entry);
       }
     } finally {
       this.o.signal.removeEventListener('abort', onAbort);
@@ -182,7 +185,7 @@ export class JobHandoff {
       stop.abort();
       input.disconnect();
       waitedMs = this.o.clock.resume();
-      if (cdp) await cdp.send('Page.stopScreencast').catch(() => {}).then(() => cdp!.detach().catch(() => {}));
+      await view.stop();
       // The view ends with the wait: the API sees the key gone and the status, and closes its streams.
       await redis.del(keys.jobHandoff(jobId), keys.jobLiveInput(jobId), keys.jobLiveFrames(jobId)).catch(() => {});
       if (!this.o.signal.aborted) await this.o.queue.markWaiting(this.o.taken, false).catch(() => 'late');
@@ -190,11 +193,11 @@ export class JobHandoff {
     }
   }
 
-  /** Starts the page's screencast into the frame stream; frames stop with `signal`. */
-  private async startScreencast(signal: AbortSignal, counted: () => void): Promise<CDPSession> {
+  /** Starts `page`'s screencast into the frame stream; frames stop with `signal`. */
+  private async startScreencast(page: Page, signal: AbortSignal, counted: () => void): Promise<CDPSession> {
     const { redis, jobId } = this.o;
     const key = keys.jobLiveFrames(jobId);
-    const cdp = await this.page.context().newCDPSession(this.page);
+    const cdp = await page.context().newCDPSession(page);
     let lastAt = 0;
     cdp.on('Page.screencastFrame', (frame) => {
       if (signal.aborted) return;
@@ -214,40 +217,101 @@ export class JobHandoff {
           if (!signal.aborted) await cdp.send('Page.screencastFrameAck', { sessionId: frame.sessionId }).catch(() => {});
         });
     });
-    const viewport = this.page.viewportSize() ?? { width: 1280, height: 720 };
+    const viewport = page.viewportSize() ?? { width: 1280, height: 720 };
     await cdp.send('Page.startScreencast', { format: 'jpeg', quality: this.o.frameQuality, maxWidth: viewport.width, maxHeight: viewport.height, everyNthFrame: 1 });
     return cdp;
   }
 
-  /** One input event on the page, as a person's: coordinates within the viewport; failures are logged, not fatal. */
-  private async replay(e: HandoffInput): Promise<void> {
+  /** One input event on the page shown, as a person's: coordinates within the viewport; failures are logged, not fatal. */
+  private async replay(page: Page, e: HandoffInput): Promise<void> {
     const { exec } = this.o;
-    const vp = this.page.viewportSize() ?? { width: 1280, height: 720 };
+    const vp = page.viewportSize() ?? { width: 1280, height: 720 };
     const clampX = (x: number) => Math.min(Math.max(0, x), vp.width - 1);
     const clampY = (y: number) => Math.min(Math.max(0, y), vp.height - 1);
     try {
       switch (e.type) {
         case 'click':
-          await boundWait(this.page.mouse.click(clampX(e.x), clampY(e.y), { button: e.button ?? 'left', clickCount: e.clickCount ?? 1 }), INPUT_TIMEOUT_MS, 'a click');
+          await boundWait(page.mouse.click(clampX(e.x), clampY(e.y), { button: e.button ?? 'left', clickCount: e.clickCount ?? 1 }), INPUT_TIMEOUT_MS, 'a click');
           exec.info(`hand-off input: click at (${Math.round(clampX(e.x))}, ${Math.round(clampY(e.y))})`);
           break;
         case 'type':
-          await boundWait(this.page.keyboard.type(e.text), INPUT_TIMEOUT_MS, 'typing');
+          await boundWait(page.keyboard.type(e.text), INPUT_TIMEOUT_MS, 'typing');
           // What a person types may be a password or a code: its length only.
           exec.info(`hand-off input: typed ${e.text.length} character(s)`);
           break;
         case 'key':
-          await boundWait(this.page.keyboard.press(e.key), INPUT_TIMEOUT_MS, 'a key press');
+          await boundWait(page.keyboard.press(e.key), INPUT_TIMEOUT_MS, 'a key press');
           exec.info(`hand-off input: key ${e.key.length === 1 ? '(a character)' : e.key}`);
           break;
         case 'scroll':
-          await boundWait(this.page.mouse.move(clampX(e.x), clampY(e.y)).then(() => this.page.mouse.wheel(e.deltaX, e.deltaY)), INPUT_TIMEOUT_MS, 'scrolling');
+          await boundWait(page.mouse.move(clampX(e.x), clampY(e.y)).then(() => page.mouse.wheel(e.deltaX, e.deltaY)), INPUT_TIMEOUT_MS, 'scrolling');
           exec.info(`hand-off input: scroll by (${Math.round(e.deltaX)}, ${Math.round(e.deltaY)})`);
           break;
       }
     } catch (err) {
       exec.warn(`hand-off input ${e.type} failed: ${(err as Error).message.split('\n')[0]}`);
     }
+  }
+}
+
+/**
+ * The windows of a job during a hand-off, and which one the live view shows: the job's page, and any window a page
+ * opens meanwhile (shown as it opens, until it closes; then the one before it). One screencast at a time: switching
+ * stops the last before starting the next, in order.
+ */
+class LiveWindows {
+  private readonly open: Page[];
+  private cast: CDPSession | undefined;
+  private switching: Promise<void> = Promise.resolve();
+  current: Page;
+
+  constructor(
+    private readonly page: Page,
+    private readonly startCast: (page: Page) => Promise<CDPSession>,
+    private readonly log: (line: string) => void,
+    private readonly stopped: AbortSignal,
+  ) {
+    this.open = [page];
+    this.current = page;
+  }
+
+  private readonly onPage = (p: Page) => {
+    this.open.push(p);
+    p.once('close', () => {
+      const i = this.open.indexOf(p);
+      if (i >= 0) this.open.splice(i, 1);
+      if (this.current === p && this.open.length) this.show(this.open.at(-1)!, 'the live view shows the window before it again');
+    });
+    this.show(p, 'a page opened a new window; the live view shows it (input goes to it) until it closes');
+  };
+
+  async start(): Promise<void> {
+    this.page.context().on('page', this.onPage);
+    this.cast = await this.startCast(this.page);
+  }
+
+  private show(p: Page, line: string): void {
+    this.switching = this.switching.then(async () => {
+      if (this.stopped.aborted || p.isClosed()) return;
+      await this.stopCast();
+      // A window in the background sends no frames: the one shown comes to the front.
+      await p.bringToFront().catch(() => {});
+      this.current = p;
+      this.log(`hand-off: ${line}`);
+      this.cast = await this.startCast(p).catch(() => undefined);
+    });
+  }
+
+  private async stopCast(): Promise<void> {
+    const cdp = this.cast;
+    this.cast = undefined;
+    if (cdp) await cdp.send('Page.stopScreencast').catch(() => {}).then(() => cdp.detach().catch(() => {}));
+  }
+
+  async stop(): Promise<void> {
+    this.page.context().off('page', this.onPage);
+    await this.switching;
+    await this.stopCast();
   }
 }
 

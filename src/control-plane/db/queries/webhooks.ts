@@ -66,12 +66,16 @@ export async function deleteWebhook(tx: Tx, id: string): Promise<boolean> {
 }
 
 /** Records a delivery to make; undefined when this webhook already has one for the job's attempt and this event. */
-export async function insertDelivery(tx: Tx, d: { id: string; orgId: string; webhookId: string; jobId: string; jobAttempt: number; event: string; payload: string }): Promise<DeliveryRow | undefined> {
+/**
+ * One delivery per (webhook, job, attempt, event, occurrence); `occurrence` tells apart several events of one kind in
+ * one attempt (each hand-off of job.waiting_for_user: its expiresAt), '' otherwise. Undefined when it exists already.
+ */
+export async function insertDelivery(tx: Tx, d: { id: string; orgId: string; webhookId: string; jobId: string; jobAttempt: number; event: string; payload: string; occurrence?: string }): Promise<DeliveryRow | undefined> {
   const rows = await tx.query<DeliveryRow>(
-    `INSERT INTO webhook_deliveries (id, org_id, webhook_id, job_id, job_attempt, event, payload)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
-     ON CONFLICT (webhook_id, job_id, job_attempt, event) DO NOTHING RETURNING *`,
-    [d.id, d.orgId, d.webhookId, d.jobId, d.jobAttempt, d.event, d.payload]);
+    `INSERT INTO webhook_deliveries (id, org_id, webhook_id, job_id, job_attempt, event, payload, occurrence)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (webhook_id, job_id, job_attempt, event, occurrence) DO NOTHING RETURNING *`,
+    [d.id, d.orgId, d.webhookId, d.jobId, d.jobAttempt, d.event, d.payload, d.occurrence ?? '']);
   return rows[0];
 }
 
