@@ -14,9 +14,12 @@ import { buildAccessKey, COD_DOC_OF, type SriTipo } from './access-key.ts';
 export const SRI_DEMO_RECEPTOR = Object.freeze({ ruc: '1792146739001', razonSocial: 'ORGANIZACION DEMO S.A.', tipoIdentificacion: '04' });
 export const SRI_DEFAULT_SEED = 2026;
 export const SRI_DEFAULT_YEAR = 2026;
-/** The month with SRI_BUSY_MONTH_DOCUMENTS documents (three pages of SRI_PAGE_SIZE); other months have 4–12. */
+/**
+ * The month with SRI_BUSY_MONTH_DOCUMENTS documents: every kind at least once, the rest facturas, so that its
+ * facturas alone fill three pages of SRI_PAGE_SIZE (more than 40). Other months have 4–12 documents.
+ */
 export const SRI_BUSY_MONTH = 3;
-export const SRI_BUSY_MONTH_DOCUMENTS = 50;
+export const SRI_BUSY_MONTH_DOCUMENTS = 60;
 /** Rows per page of the imitation's results table. */
 export const SRI_PAGE_SIZE = 20;
 
@@ -109,8 +112,8 @@ export function sriDataset(seed: number = SRI_DEFAULT_SEED, opts: SriDatasetOpti
     const count = month === busyMonth ? SRI_BUSY_MONTH_DOCUMENTS : int(4, 12);
     const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
     for (let i = 0; i < count; i++) {
-      // Every kind at least once in the busy month, then at random.
-      const kind = month === busyMonth && i < kinds.length ? kinds[i]! : pick(kinds);
+      // The busy month: every kind once, then facturas; other months at random.
+      const kind = month !== busyMonth ? pick(kinds) : i < kinds.length ? kinds[i]! : pick(['factura-1.0.0', 'factura-1.1.0'] as const);
       const issuer = pick(SRI_ISSUERS);
       const day = int(1, days);
       docs.push(makeDocument(kind, issuer, { year, month, day }, next, int, rand));
