@@ -1,5 +1,8 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+import { detectCaptcha, injectCaptchaAnswer } from '../../src/execution-plane/job/captcha.ts';
 import { startDemoPortal, type DemoPortal } from '../../src/embedded/demo-portal.ts';
 import {
   inMaintenanceWindow, SRI_CAPTCHA_TOKEN, SRI_DEMO_CEDULA, SRI_DEMO_PASSWORD, SRI_DEMO_RUC, SRI_PATHS,
@@ -7,6 +10,8 @@ import {
 import { soapRequest } from '../../src/embedded/sri-portal/files.ts';
 import { authorisationXml, sriDataset, sriDocumentsFor, SRI_BUSY_MONTH, SRI_DEFAULT_YEAR } from '../../src/sri/generate.ts';
 import { parseSriDocument } from '../../src/sri/parse.ts';
+
+const CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p));
 
 const form = (o: Record<string, string>) => ({
   method: 'POST', redirect: 'manual' as const,
@@ -203,5 +208,52 @@ describe('SRI imitation (demo portal /sri)', () => {
     assert.equal(res.status, 400);
     assert.equal((await admin('settings', { unknown: true })).status, 400);
     assert.equal(portal.sri.settings().sessionIdleMs, 25 * 60_000);
+  });
+
+  it('works in Chromium as a flow drives it: form login, the worker\'s CAPTCHA detection and token on the search, every page, an XML download, the SOAP service through the page', { skip: !CHROMIUM && 'no chromium' }, async () => {
+    await admin('settings', { searchCaptcha: true });
+    let browser: Browser | undefined;
+    try {
+      browser = await chromium.launch({
+        executablePath: CHROMIUM!,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+      });
+      const context = await browser.newContext({ acceptDownloads: true });
+      const page = await context.newPage();
+      await page.goto(`${portal.url}${SRI_PATHS.recibidos}`);
+      assert.match(page.url(), /\/sri\/auth\/login\?redirect=/);
+      await page.fill('#usuario', SRI_DEMO_RUC);
+      await page.fill('#password', SRI_DEMO_PASSWORD);
+      await page.click('#kc-login');
+      await page.waitForSelector('#frmPrincipal');
+      const captcha = await detectCaptcha(page);
+      assert.equal(captcha?.kind, 'recaptcha');
+      assert.equal(captcha?.siteKey, 'demo-site-key');
+      await page.selectOption('#ano', String(SRI_DEFAULT_YEAR));
+      await page.selectOption('#mes', String(SRI_BUSY_MONTH));
+      await page.selectOption('#cmbTipoComprobante', { label: 'Factura' });
+      await injectCaptchaAnswer(page, captcha!, SRI_CAPTCHA_TOKEN);
+      await page.click('#btnRecaptcha');
+      await page.waitForSelector('#tablaCompRecibidos');
+      const keys: string[] = [];
+      for (;;) {
+        keys.push(...await page.locator('tr.comprobante').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-clave') ?? '')));
+        if (await page.locator('#siguiente').count() === 0) break;
+        await page.click('#siguiente');
+        await page.waitForURL(new RegExp(`pagina=${keys.length / 20 + 1}$`));
+      }
+      const expected = sriDocumentsFor(sriDataset(), { year: SRI_DEFAULT_YEAR, month: SRI_BUSY_MONTH, tipo: 'factura' });
+      assert.deepEqual(keys, expected.map((d) => d.claveAcceso));
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator('tr.comprobante a.xml').first().click()]);
+      assert.equal(download.suggestedFilename(), `${expected[40]!.claveAcceso}.xml`, 'the last page\'s first row');
+      const soap = await page.evaluate(async ({ url, body }) => {
+        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'text/xml; charset=utf-8' }, body });
+        return res.text();
+      }, { url: SRI_PATHS.autorizacion, body: soapRequest(expected[0]!.claveAcceso) });
+      assert.equal(parseSriDocument(soap, 'soap.xml').claveAcceso, expected[0]!.claveAcceso);
+      await context.close();
+    } finally {
+      await browser?.close();
+    }
   });
 });
