@@ -179,7 +179,7 @@ interface Wrapper { estado?: string; numeroAutorizacion?: string; fechaAutorizac
  */
 export function parseSriDocument(xmlText: string, fileName = '(XML)'): SriDocument {
   const root = parseXml(xmlText, fileName);
-  const autorizacion = root['autorizacion'] !== undefined ? child(root, 'autorizacion') ?? {} : find(root, 'autorizacion');
+  const autorizacion = root['autorizacion'] !== undefined ? child(root, 'autorizacion') ?? {} : chooseAutorizacion(root);
   if (autorizacion !== undefined) return parseWrapped(autorizacion, root, fileName);
   for (const [name, tipo] of Object.entries(ROOTS)) {
     const doc = child(root, name);
@@ -191,6 +191,16 @@ export function parseSriDocument(xmlText: string, fileName = '(XML)'): SriDocume
   }
   const names = Object.keys(root).filter((k) => !k.startsWith('@_') && k !== '#text');
   throw invalid(fileName, `not an SRI document: root element <${names[0] ?? '?'}>, expected one of ${Object.keys(ROOTS).join(', ')} or autorizacion`);
+}
+
+/**
+ * The `<autorizacion>` of a SOAP answer. The service lists one per time the document was sent (a rejected attempt, then
+ * the authorised one): the first AUTORIZADO, else the first.
+ */
+function chooseAutorizacion(root: Node): Node | undefined {
+  const list = children(find(root, 'autorizaciones'), 'autorizacion');
+  if (list.length > 0) return list.find((a) => textOf(a['estado']) === 'AUTORIZADO') ?? list[0];
+  return find(root, 'autorizacion');
 }
 
 function invalid(fileName: string, why: string): SriError {

@@ -124,6 +124,10 @@ describe('parseSriDocument', () => {
     const soap = parseSriDocument(soapAuthorisation(doc.claveAcceso, doc), 'soap.xml');
     assert.equal(soap.claveAcceso, doc.claveAcceso);
     assert.equal(soap.estado, 'AUTORIZADO');
+    // Several attempts in one answer: the authorised one counts.
+    const attempts = soapAuthorisation(doc.claveAcceso, doc).replace('<autorizaciones>',
+      `<autorizaciones><autorizacion><estado>NO AUTORIZADO</estado><fechaAutorizacion>2026-01-01T00:00:00-05:00</fechaAutorizacion><mensajes><mensaje><identificador>43</identificador></mensaje></mensajes></autorizacion>`);
+    assert.deepEqual(parseSriDocument(attempts), soap);
     const rejected = parseSriDocument(wrapper(`<![CDATA[${factura()}]]>`).replace('AUTORIZADO', 'NO AUTORIZADO'));
     assert.deepEqual(codes(rejected), ['NO_AUTORIZADO']);
   });
@@ -238,6 +242,7 @@ describe('parseSriDocument', () => {
       ['<html><body/></html>', /^broken\.xml: not an SRI document: root element <html>/],
       ['<autorizacion><estado>RECHAZADA</estado></autorizacion>', /^broken\.xml: <autorizacion> holds no <comprobante>/],
       ['<autorizacion><comprobante><![CDATA[<factura><x></factura>]]></comprobante></autorizacion>', /^broken\.xml <comprobante>: not well-formed/],
+      [soapAuthorisation('1'.repeat(49), undefined), /^broken\.xml: the authorisation service's answer holds no <autorizacion>/],
     ];
     for (const [xml, message] of cases) {
       assert.throws(() => parseSriDocument(xml, 'broken.xml'), (e: unknown) => {
