@@ -180,7 +180,7 @@ interface Wrapper { estado?: string; numeroAutorizacion?: string; fechaAutorizac
 export function parseSriDocument(xmlText: string, fileName = '(XML)'): SriDocument {
   const root = parseXml(xmlText, fileName);
   const autorizacion = root['autorizacion'] !== undefined ? child(root, 'autorizacion') ?? {} : chooseAutorizacion(root);
-  if (autorizacion !== undefined) return parseWrapped(autorizacion, root, fileName);
+  if (autorizacion !== undefined) return parseWrapped(autorizacion, fileName);
   for (const [name, tipo] of Object.entries(ROOTS)) {
     const doc = child(root, name);
     if (doc) return parseBody(doc, tipo, {}, new Reader());
@@ -220,7 +220,7 @@ function parseXml(text: string, fileName: string): Node {
   }
 }
 
-function parseWrapped(a: Node, _outer: Node, fileName: string): SriDocument {
+function parseWrapped(a: Node, fileName: string): SriDocument {
   const r = new Reader();
   const estado = r.opt(a, 'estado');
   const numeroAutorizacion = r.opt(a, 'numeroAutorizacion');
