@@ -47,6 +47,19 @@ export default tseslint.config(
     },
   },
   {
+    // The SRI pack's parsers and data (src/sri) run in the worker, the control plane and the CLI alike: they import
+    // no plane, only shared contracts.
+    files: ['src/sri/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['**/control-plane/**', '**/execution-plane/**', '**/embedded/**', '**/cli/**'], message: 'src/sri imports neither plane, the embedded stack nor the CLI.' },
+          { group: dbDrivers, message: 'src/sri does not use a database driver.' },
+        ],
+      }],
+    },
+  },
+  {
     // Shared contracts import neither plane.
     files: ['src/shared/**/*.ts'],
     rules: {

@@ -15,6 +15,7 @@ import { isSriError } from '../shared/errors.ts';
 import { readStoredSecrets } from '../embedded/secrets.ts';
 import { addEnrolCommand } from './enrol.ts';
 import { addLogsCommand } from './logs.ts';
+import { addParseCommand } from './parse.ts';
 import { cliVersion, EXIT_USAGE, integerOption } from './options.ts';
 import { addQueueCommands, type CliIo } from './queue-ops.ts';
 import { addSecretsCommand } from './secrets.ts';
@@ -134,6 +135,7 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
   addSecretsCommand(program, withStoredSecrets(env, ['SECRETS_KEYS']), io);
   addWorkersCommand(program, env, io);
   addEnrolCommand(program, env, io);
+  addParseCommand(program, io);
 
   return program;
 }

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { totpValid } from '../shared/totp.ts';
+import { registerSriPortal, type SriPortalControl, type SriPortalOptions } from './sri-portal/index.ts';
 
 export const DEMO_USERNAME = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
@@ -97,6 +98,8 @@ export interface DemoPortal {
   requests(): readonly DemoRequest[];
   /** Logs every session out, as a portal's own expiry would (also POST /__admin/expire-sessions); returns how many. */
   expireSessions(): number;
+  /** The SRI imitation under /sri (src/embedded/sri-portal, docs/sri.md): its switches, stats and documents. */
+  readonly sri: SriPortalControl;
   close(): Promise<void>;
 }
 
@@ -105,6 +108,8 @@ export interface DemoPortalOptions {
   port: number;
   /** @default '127.0.0.1' */
   host?: string;
+  /** The SRI imitation's initial settings and clock. */
+  sri?: SriPortalOptions;
 }
 
 export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPortal> {
@@ -241,9 +246,11 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
       .send(invoicePdf(invoice));
   });
 
+  const sri = registerSriPortal(app, opts.sri);
+
   await app.listen({ port: opts.port, host });
   const port = (app.server.address() as AddressInfo).port;
-  return { url: `http://${host}:${port}`, port, requests: () => [...requestLog], expireSessions, close: () => app.close() };
+  return { url: `http://${host}:${port}`, port, requests: () => [...requestLog], expireSessions, sri, close: () => app.close() };
 }
 
 /** Cookie header → name/value map (first occurrence wins, as browsers send the most specific first). */

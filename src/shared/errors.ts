@@ -44,6 +44,7 @@ export const ERRORS = {
   HANDOFF_TIMEOUT: spec(504, false, 'Nobody answered the job\'s hand-off in the live view before its timeout; open the job in the dashboard sooner (the job.waiting_for_user webhook says when), or give the handoff step a longer timeoutMs.'),
   CAPTCHA_UNSOLVED: spec(502, true, 'The CAPTCHA-solving service (CAPTCHA_SOLVER) gave no answer: unreachable, refused (a wrong key, no balance) or too slow. The worker hands the page to a person instead; check CAPTCHA_SOLVER_URL, CAPTCHA_SOLVER_KEY and the service\'s balance.'),
   JOB_POISONED: spec(500, false, 'The job lost its worker on every attempt (the worker died or stopped renewing its lease); it was moved to the dead-letter list. Inspect it with sri dlq show.'),
+  SRI_XML_INVALID: spec(422, false, 'The file is not well-formed XML, or holds no SRI electronic document (factura, nota de crédito or débito, comprobante de retención, liquidación de compra, guía de remisión, bare or in an <autorizacion>); the message names the file and the place. Fetch the document again from the portal or the authorisation service.'),
   // ── API errors (control plane) ────────────────────────────────────────────────────────────────────────────────
   VALIDATION_FAILED: spec(400, false, 'The request is not valid; see details for each field.'),
   MALFORMED_BODY: spec(400, false, 'The request body is not valid JSON; send Content-Type: application/json with a JSON object.'),

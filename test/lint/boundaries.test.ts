@@ -29,6 +29,12 @@ describe('import boundaries', () => {
     assert.ok(msgs.some((m) => m.includes('generated API types')), msgs.join('\n'));
   });
 
+  it('stops the SRI parsers and data from importing a plane, the embedded stack or the CLI', async () => {
+    const msgs = await lintAs('src/sri/parse.ts',
+      "import { startWorker } from '../execution-plane/worker.ts';\nimport { startDemoPortal } from '../embedded/demo-portal.ts';\nexport const x = [startWorker, startDemoPortal];\n");
+    assert.equal(msgs.length, 2, msgs.join('\n'));
+  });
+
   it('stops shared contracts from importing either plane', async () => {
     const msgs = await lintAs('src/shared/keys.ts', "import { startWorker } from '../execution-plane/worker.ts';\nexport const x = startWorker;\n");
     assert.equal(msgs.length, 1, msgs.join('\n'));
