@@ -26,8 +26,9 @@ import { ModuleLoader } from '../../src/execution-plane/script/module-loader.ts'
 import { startWorkerHarness, type WorkerHarness } from '../execution-plane/support/worker-harness.ts';
 import { setSession, signedJob, testOrg } from '../execution-plane/support/jobs.ts';
 import { runSri } from '../support/cli.ts';
-import { publishDemoProvider } from '../support/providers.ts';
-import { tempDir, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from '../support/services.ts';
+import { publishDemoProvider, seedDemoProvider } from '../support/providers.ts';
+import { keys as redisKeys } from '../../src/shared/keys.ts';
+import { tempDir, TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 
 const OPERATOR_TOKEN = `operator-${randomUUID()}-${randomUUID()}`;
 const NAME = `demo-invoices-${randomUUID().slice(0, 6)}`;
@@ -72,7 +73,7 @@ describe('module bundles on a running worker', { timeout: 240_000 }, () => {
   let api: ApiHandle;
   let db: Database;
   const dirs = tempDir('sri-modules-');
-  let orgA: { orgId: string; token: string };
+  let orgA: { orgId: string; token: string; userId: string };
   const orgB = testOrg('modules-b');
 
   const publish = async (body: unknown, token = OPERATOR_TOKEN) => fetch(`${api.url}/api/operator/modules`, {
@@ -86,6 +87,7 @@ describe('module bundles on a running worker', { timeout: 240_000 }, () => {
     h = await startWorkerHarness();
     db = await openDatabase({});
     await migrate(db);
+    await seedDemoProvider(db);
     const config = loadApiConfig({
       JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: h.redisUrl, S3_ENDPOINT: h.config.s3Endpoint,
       PORT: '0', OPERATOR_TOKEN, AUTH_RATE_LIMIT_MAX: '1000', LOG_LEVEL: 'silent',
@@ -97,9 +99,9 @@ describe('module bundles on a running worker', { timeout: 240_000 }, () => {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ email: `modules-${randomUUID()}@example.com`, password: 'correct-horse-42', name: 'Admin', orgName: `Modules ${randomUUID()}` }),
     });
-    const body = await reg.json() as { token: string; org: { id: string } };
+    const body = await reg.json() as { token: string; org: { id: string }; user: { id: string } };
     assert.equal(reg.status, 201, JSON.stringify(body));
-    orgA = { orgId: body.org.id, token: body.token };
+    orgA = { orgId: body.org.id, token: body.token, userId: body.user.id };
     for (const org of [orgA.orgId, orgB]) await setSession(h.redis, org, 'user-1', h.session());
   });
 
@@ -155,6 +157,27 @@ describe('module bundles on a running worker', { timeout: 240_000 }, () => {
     const mine = await fetch(`${api.url}/api/admin/modules`, { headers: { authorization: `Bearer ${orgA.token}` } });
     assert.equal(mine.status, 200);
     assert.deepEqual((await mine.json() as { modules: { name: string }[] }).modules.map((m) => m.name).filter((n) => n === NAME), [NAME]);
+  });
+
+  it('runs the module of a flow made with module instead of steps, through POST /api/run', async () => {
+    const call = async (method: string, path: string, payload?: unknown) => {
+      const res = await fetch(`${api.url}${path}`, {
+        method, headers: { authorization: `Bearer ${orgA.token}`, ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(payload === undefined ? {} : { body: JSON.stringify(payload) }),
+      });
+      const json = await res.json() as any;
+      assert.ok(res.ok, `${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
+      return json;
+    };
+    await call('POST', '/api/providers/demo/connect', { cookies: [{ name: 'sid', value: h.portal.sessionId, url: h.portal.url }] });
+    const flow = await call('POST', '/api/flows', { providerId: 'demo', version: '1.0.0', name: 'Invoices module', module: `${NAME}@^1` });
+    assert.equal(flow.flow.module, `${NAME}@^1`);
+    await call('POST', `/api/flows/${flow.flow.id}/activate`, {});
+    const { jobId } = await call('POST', '/api/run', { providerId: 'demo', metadata: { base: h.portal.url } }) as { jobId: string };
+    const raw = await waitFor(() => h.redis.get(redisKeys.jobResult(jobId)), { timeoutMs: 60_000, what: `result of ${jobId}` });
+    const r = JSON.parse(raw) as ResultMessage;
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    assert.equal((await parsed(r))['version'], '1.1.0');
   });
 
   it('refuses a job of an organisation the manifest does not allow with MODULE_NOT_ALLOWED', async () => {

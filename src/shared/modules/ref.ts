@@ -41,3 +41,10 @@ export const ModuleRefText = z.string().max(140).superRefine((text, ctx) => {
 export function moduleRefScript(ref: string): string {
   return `sri-module:${ref}`;
 }
+
+/** The reference a flow's stored script names (a flow made with `module`), or undefined for a compiled script. */
+export function moduleRefOfScript(script: string): string | undefined {
+  if (!script.startsWith('sri-module:')) return undefined;
+  const ref = script.slice('sri-module:'.length);
+  return ModuleRefText.safeParse(ref).success ? ref : undefined;
+}

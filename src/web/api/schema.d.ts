@@ -984,6 +984,8 @@ export interface components {
             active: boolean;
             /** @description Attempts a job of this flow may make; null: the queue's default. */
             maxAttempts: number | null;
+            /** @description The module bundle the flow runs (name@range), for a flow made with module instead of steps. */
+            module?: string;
             /** Format: date-time */
             createdAt: string;
         };
@@ -1003,6 +1005,8 @@ export interface components {
             active: boolean;
             /** @description Attempts a job of this flow may make; null: the queue's default. */
             maxAttempts: number | null;
+            /** @description The module bundle the flow runs (name@range), for a flow made with module instead of steps. */
+            module?: string;
             /** Format: date-time */
             createdAt: string;
             /** @description The compiled, signed script (an ES module). */
@@ -2354,7 +2358,9 @@ export interface operations {
                     name: string;
                     description?: string;
                     maxAttempts?: number;
-                    steps: components["schemas"]["Step"][];
+                    steps?: components["schemas"]["Step"][];
+                    /** @description A module bundle its jobs run instead of compiled steps: name@version or name@range (e.g. "invoices@^1"); the worker resolves the range when each job starts (docs/modules.md). */
+                    module?: string;
                 };
             };
         };
