@@ -15,7 +15,11 @@ import { moduleSigningKeyring } from '../../shared/modules/signature.ts';
 import { resolvePublished } from '../../shared/modules/store.ts';
 import type { BlobStore } from '../../shared/s3.ts';
 import type { Keyring } from '../../shared/sealed.ts';
+import { boundWait } from '../job/deadline.ts';
 import { verifyModuleBundle, type VerifiedScript } from './verified-script.ts';
+
+/** Longest one S3 call of the loader may take (a listing, one file): as long as reading a script may (pipeline.ts). */
+const S3_CALL_TIMEOUT_MS = 60_000;
 
 export interface LoadedModule {
   readonly name: string;
@@ -72,7 +76,7 @@ export class ModuleLoader {
   async #resolve(name: string, range: string): Promise<string> {
     let version: string | undefined;
     try {
-      version = await resolvePublished(this.opts.store, this.opts.bucket, name, range);
+      version = await boundWait(resolvePublished(this.opts.store, this.opts.bucket, name, range), S3_CALL_TIMEOUT_MS, `listing the versions of module ${name}`);
     } catch (e) {
       throw new SriError('SERVICE_UNAVAILABLE', `Could not list the versions of module ${name} in S3: ${(e as Error).message}`, { cause: e });
     }
@@ -103,7 +107,7 @@ export class ModuleLoader {
     this.#downloads++;
     const read = async (file: string) => {
       try {
-        return await this.opts.store.get(this.opts.bucket, moduleKeys.file(name, version, file));
+        return await boundWait(this.opts.store.get(this.opts.bucket, moduleKeys.file(name, version, file)), S3_CALL_TIMEOUT_MS, `reading ${moduleKeys.file(name, version, file)}`);
       } catch (e) {
         throw new SriError('SERVICE_UNAVAILABLE', `Could not read ${moduleKeys.file(name, version, file)} from S3: ${(e as Error).message}`, { cause: e });
       }
