@@ -31,6 +31,7 @@ import { jobLiveRoutes } from './http/routes/job-live.ts';
 import { jobLogRoutes } from './http/routes/job-logs.ts';
 import { jobRoutes } from './http/routes/jobs.ts';
 import { memberRoutes } from './http/routes/members.ts';
+import { moduleRoutes } from './http/routes/modules.ts';
 import { operatorRoutes } from './http/routes/operator.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
@@ -104,6 +105,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   webhookRoutes(app, ctx);
   secretRoutes(app, ctx);
   workerRoutes(app, ctx);
+  moduleRoutes(app, ctx);
   operatorRoutes(app, ctx);
   sessionRoutes(app, ctx);
   memberRoutes(app, ctx);

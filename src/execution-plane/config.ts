@@ -58,6 +58,8 @@ export const workerSettings = {
   maxDownloads: setting('WORKER_MAX_DOWNLOADS', intSetting(50, 0), 'Files one job may download (SCRIPT_RESOURCE_LIMIT beyond).'),
   maxDownloadBytes: setting('WORKER_MAX_DOWNLOAD_BYTES', intSetting(100 * 1024 * 1024, 1024),
     'Largest file a job may keep from a download (bytes); a larger one fails the job with SCRIPT_RESOURCE_LIMIT.'),
+  moduleCacheMax: setting('WORKER_MODULE_CACHE_MAX', intSetting(32, 1),
+    'Module versions (name@version, verified) one worker keeps in memory; the least recently used goes first (docs/modules.md).'),
   maxPages: setting('WORKER_MAX_PAGES', intSetting(10, 1),
     'Pages (tabs, popups) a job\'s browser context may have open at once; further ones are closed at once and counted in the log.'),
   egressMaxBytes: setting('WORKER_EGRESS_MAX_BYTES', intSetting(256 * 1024 * 1024, 1024),

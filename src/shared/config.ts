@@ -63,6 +63,8 @@ export const commonSettings = {
     'HMAC key signing scripts; identical in both planes. `sri up` generates one under .data/ when unset.'),
   transportKeys: setting('TRANSPORT_KEYS', keyringSchema().optional(),
     'Keys (kid:base64 of 32 bytes, comma-separated, the first seals) encrypting what crosses Redis: sessions written by the API and the secrets of a job; identical in both planes. Unset: one key derived from SCRIPT_SIGNING_SECRET. `sri up` generates one under .data/.'),
+  moduleSigningKeys: setting('MODULE_SIGNING_KEYS', keyringSchema().optional(),
+    'Keys (kid:base64 of 32 bytes, comma-separated, the first signs) of the HMAC signatures of module bundles (docs/modules.md); identical in both planes, every key verifies, so keys rotate. Unset: one key (id `signing`) derived from SCRIPT_SIGNING_SECRET.'),
   logLevel: setting('LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level.'),
   logDir: setting('LOG_DIR', z.string().default('logs'), 'Directory of the log files.'),
   metricsQueueMaxOrgs: setting('METRICS_QUEUE_MAX_ORGS', intFromEnv(50, 0),

@@ -3,6 +3,7 @@
  * sessions). Both planes validate with these schemas; the TypeScript types are derived from them.
  */
 import { z } from 'zod';
+import { ModuleRefText } from './modules/ref.ts';
 import { TotpSeed } from './totp.ts';
 
 /** Ids end up in Redis keys and S3 keys: no separators, no path tricks. */
@@ -55,8 +56,16 @@ export const JobMessage = z.object({
    * run at a time per portal account"). Unsigned: it only orders jobs, as the queue lists themselves do.
    */
   maxConcurrentPerAccount: z.number().int().min(1).max(100).optional(),
-}).refine((j) => j.scriptContent !== undefined || j.scriptKey !== undefined, {
-  message: 'either scriptContent or scriptKey is required', path: ['scriptContent'],
+  /**
+   * A module bundle to run instead of a script: `name@version` or `name@range` (docs/modules.md). The worker resolves
+   * the range when it takes the job. `scriptHash` and `signature` then cover the text `sri-module:{module}`
+   * (modules/ref.ts moduleRefScript), so the reference is signed and, through scriptHash, in the job envelope.
+   */
+  module: ModuleRefText.optional(),
+}).refine((j) => j.scriptContent !== undefined || j.scriptKey !== undefined || j.module !== undefined, {
+  message: 'either scriptContent, scriptKey or module is required', path: ['scriptContent'],
+}).refine((j) => j.module === undefined || (j.scriptContent === undefined && j.scriptKey === undefined), {
+  message: 'a job names either a module or a script (scriptContent, scriptKey), not both', path: ['module'],
 });
 export type JobMessage = z.infer<typeof JobMessage>;
 

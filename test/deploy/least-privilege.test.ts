@@ -304,12 +304,14 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     const granted = statements.flatMap((s) => s.Action.flatMap((action) => s.Resource.map((resource) => `${action} ${resource}`))).sort();
     assert.deepEqual(granted, [
       's3:AbortMultipartUpload arn:aws:s3:::sri-results/results/*',
+      's3:GetObject arn:aws:s3:::sri-scripts/modules/*',
       's3:GetObject arn:aws:s3:::sri-scripts/scripts/*',
       's3:ListBucket arn:aws:s3:::sri-scripts',
       's3:PutObject arn:aws:s3:::sri-results/results/*',
     ]);
     const list = statements.find((s) => s.Action.includes('s3:ListBucket'))!;
-    assert.deepEqual(list.Condition, { StringLike: { 's3:prefix': ['scripts/*'] } }, 'listing is limited to the scripts prefix');
+    // Module versions are resolved by listing modules/{name}/ (docs/modules.md).
+    assert.deepEqual(list.Condition, { StringLike: { 's3:prefix': ['scripts/*', 'modules/*'] } }, 'listing is limited to the scripts and modules prefixes');
     // The layout it encodes is the one the code uses: the objects a real job wrote, and flow scripts' keys.
     const matches = (pattern: string, key: string) => new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(key);
     assert.ok(resultKeys.length >= 3, 'the normal job ran first');

@@ -95,10 +95,10 @@ describe('job message validation', () => {
     assert.deepEqual(r.report, { jobId: job.jobId, orgId: 'org-a', userId: '', providerId: 'demo', attempt: 1 });
   });
 
-  it('requires scriptContent or scriptKey', () => {
+  it('requires scriptContent, scriptKey or module', () => {
     const r = parseJobMessage(JSON.stringify({ ...job, scriptContent: undefined }), 'org-a');
     assert.ok(!r.ok);
-    assert.match(r.reason, /either scriptContent or scriptKey/);
+    assert.match(r.reason, /either scriptContent, scriptKey or module/);
   });
 
   it('refuses a message whose orgId is not the queue\'s organisation and reports it to no one else', () => {

@@ -67,7 +67,7 @@ export const TAGS = {
   secrets: 'The organisation\'s secrets (encrypted, never readable back), filled into portals by flows.',
   webhooks: 'Webhooks: job results POSTed, signed, to the organisation\'s own receivers.',
   admin: 'Administration of the organisation (its admins only): dead letters, queue quotas, the workers serving it.',
-  operator: 'The platform operator\'s endpoints (OPERATOR_TOKEN): enrolling and revoking workers.',
+  operator: 'The platform operator\'s endpoints (OPERATOR_TOKEN): enrolling and revoking workers, provider limits, publishing module bundles.',
   health: 'Liveness, readiness and metrics of the API process.',
 } as const;
 export type Tag = keyof typeof TAGS;

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { STREAM_ENTRY_ID } from '../../shared/log-events.ts';
+import { ModuleRefText } from '../../shared/modules/ref.ts';
 import { ArtifactKind, Cookie, JobPriority, JobStatus } from '../../shared/schemas.ts';
 import { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { MAX_TOTP_SEEDS, TOTP_ALGORITHMS, TOTP_NAME } from '../../shared/totp.ts';
@@ -71,8 +72,10 @@ export const CreateFlowBody = z.object({
   maxAttempts: MaxAttempts.optional(),
   // Each step is checked by the compiler, which names the failing step's index (FLOW_INVALID), so the schema lets any
   // item through; the document shows the step schemas (`items`, below).
-  steps: z.array(z.unknown()).max(MAX_STEPS).meta(STEPS_DOC),
-});
+  steps: z.array(z.unknown()).max(MAX_STEPS).meta(STEPS_DOC).optional(),
+  /** Instead of steps: a module bundle (docs/modules.md) its jobs run, resolved by the worker when each job starts. */
+  module: ModuleRefText.optional().describe('A module bundle its jobs run instead of compiled steps: name@version or name@range (e.g. "invoices@^1"); the worker resolves the range when each job starts (docs/modules.md).'),
+}).refine((b) => (b.steps === undefined) !== (b.module === undefined), { message: 'give either steps or module', path: ['steps'] });
 
 export const RunBody = z.object({
   providerId: PathId,
@@ -205,6 +208,7 @@ export const Flow = z.object({
   scriptKey: z.string().describe('The script\'s key in the scripts bucket.'),
   active: z.boolean(),
   maxAttempts: z.number().int().nullable().describe('Attempts a job of this flow may make; null: the queue\'s default.'),
+  module: z.string().optional().describe('The module bundle the flow runs (name@range), for a flow made with module instead of steps.'),
   createdAt: Timestamp,
 }).meta({ id: 'Flow' });
 export const FlowWithScript = Flow.extend({ script: z.string().describe('The compiled, signed script (an ES module).') }).meta({ id: 'FlowWithScript' });

@@ -5,6 +5,7 @@
  * stored hash or signature no longer verifies.
  */
 import { SriError } from '../../shared/errors.ts';
+import { moduleRefOfScript } from '../../shared/modules/ref.ts';
 import { JobMessage } from '../../shared/schemas.ts';
 import { signEnvelope, verifyScript } from '../../shared/signing.ts';
 import type { FlowRow } from '../db/queries/flows.ts';
@@ -35,7 +36,9 @@ export function verifiedJobMessage(a: {
   };
   const message = JobMessage.parse({
     ...envelope, providerName: provider.name,
-    scriptContent: flow.script, scriptKey: flow.script_key, signature: flow.signature,
+    // A module flow names its module; the worker resolves it (docs/modules.md). scriptHash/signature cover the reference.
+    ...(moduleRefOfScript(flow.script) === undefined ? { scriptContent: flow.script, scriptKey: flow.script_key } : { module: moduleRefOfScript(flow.script) }),
+    signature: flow.signature,
     metadata: job.metadata ?? undefined, traceId: job.trace_id ?? undefined, allowedHosts: provider.allowedHosts,
     priority: job.priority, attempt: a.attempt ?? job.attempt, ...(maxAttempts === undefined ? {} : { maxAttempts }),
     ...(a.secrets === undefined ? {} : { secrets: a.secrets }),

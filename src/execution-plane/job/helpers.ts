@@ -13,6 +13,7 @@ import type { Download, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../shared/errors.ts';
 import type { ResultArtifact } from '../../shared/schemas.ts';
 import { totpCode, type TotpSeed } from '../../shared/totp.ts';
+import { detectBlocker, type Blocker } from './blocker.ts';
 import { getPastCaptcha, inspectPage, type CaptchaKind, type CaptchaSolver } from './captcha.ts';
 import { MAX_LINE_CHARS, type ExecutionLog } from './execution-log.ts';
 
@@ -39,6 +40,8 @@ export interface ScriptHelpers {
    * with one). `page` is for the sandbox host: the page that navigated.
    */
   solveCaptcha(page?: Page): Promise<{ outcome: 'none' | 'solved' | 'handed-off'; kind?: CaptchaKind | 'otp' }>;
+  /** What blocks the page, if anything: CAPTCHA, rate limit, maintenance, access denied, login wall (blocker.ts). */
+  detectBlocker(): Promise<Blocker | null>;
   /** For the sandbox host (script/sandbox/host.ts), which splits download() around the script's trigger. */
   waitForDownload(timeoutMs: number): Promise<Download>;
   saveDownload(download: Download): Promise<{ name: string; size: number }>;
@@ -349,6 +352,12 @@ export function createHelpers(opts: {
       const rows = await page.$$eval(String(selector), EXTRACT_IN_PAGE, checkFields(fields));
       exec.info(`extract ${String(selector)}: ${rows.length} row(s)`);
       return rows;
+    },
+
+    async detectBlocker() {
+      const found = await detectBlocker(page);
+      exec.info(found ? `blocker: ${found.kind} at ${found.url} (${found.evidence})` : 'blocker: none seen');
+      return found;
     },
 
     async solveCaptcha(target) {

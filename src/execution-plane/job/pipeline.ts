@@ -19,6 +19,8 @@ import type { JobQueue, Taken } from '../../shared/queue/job-queue.ts';
 import type { ScriptRunner } from '../script/runner.ts';
 import type { Tracer } from '../../shared/tracing.ts';
 import { verifyJobScript, type VerifiedScript } from '../script/verified-script.ts';
+import { moduleLoaderOf, type ModuleLoader } from '../script/module-loader.ts';
+import { moduleRefScript } from '../../shared/modules/ref.ts';
 import { ERRORS, isSriError, SriError, type ErrorCode } from '../../shared/errors.ts';
 import { keys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/logger.ts';
@@ -66,6 +68,8 @@ export interface PipelineDeps {
   readonly onLiveLogClosed?: (end: LogStreamEnd) => void;
   /** The provider gate (gate-step.ts, docs/providers.md): pacing, maintenance windows, circuit breaker. @default none: nothing paced */
   readonly gate?: GateStepDeps;
+  /** Module bundles of jobs that name `module` (module-loader.ts). @default one loader per blob store (moduleLoaderOf) */
+  readonly modules?: ModuleLoader;
 }
 
 export interface JobOutcome {
@@ -201,7 +205,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   /** The connection's session, whose renewedUntil says when this job saved renewed cookies to it. */
   let storedSession: StoredSession | undefined;
   try {
-    const script = await loadVerifiedScript(job, deps);
+    const script = await loadVerifiedScript(job, deps, (line) => exec.info(line));
     exec.info(`script verified: sha256 ${script.scriptHash}, signature valid`);
     trace.enter('session');
     const keyring = transportKeyring(config);
@@ -359,8 +363,17 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   return { jobId: job.jobId, status, durationMs, errorCode: error?.code, ...withNext };
 }
 
-/** Inline content, else the object scriptKey names; hash and signature verified either way. */
-async function loadVerifiedScript(job: JobMessage, deps: PipelineDeps): Promise<VerifiedScript> {
+/**
+ * Inline content, else the object scriptKey names; hash and signature verified either way. A module job: the signed
+ * reference, then the bundle it resolves to (module-loader.ts), which runs as a script does.
+ */
+async function loadVerifiedScript(job: JobMessage, deps: PipelineDeps, note: (line: string) => void): Promise<VerifiedScript> {
+  if (job.module !== undefined) {
+    verifyJobScript(moduleRefScript(job.module), job.scriptHash, job.signature, deps.config.scriptSigningSecret);
+    const m = await (deps.modules ?? moduleLoaderOf(deps.blobStore, deps.config)).load(job.module, job.orgId);
+    note(`module ${job.module}: running ${m.name}@${m.version} (signature and checksums verified)`);
+    return m.script;
+  }
   let text = job.scriptContent;
   if (text === undefined) {
     const key = job.scriptKey!;

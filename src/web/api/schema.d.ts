@@ -594,6 +594,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/operator/modules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every published module with its versions and the manifest of the highest (operator only). */
+        get: operations["listModules"];
+        put?: never;
+        /**
+         * Publish a module version: validate its manifest and files, sign them and store the bundle (operator only).
+         * @description What `sri module publish DIR` sends. A published version is never replaced; workers use it for the next jobs whose range it satisfies, without a restart (docs/modules.md).
+         */
+        post: operations["publishModule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/modules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The published modules your organisation may use (its highest version allows it), with their versions. */
+        get: operations["listOrgModules"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/operator/worker-enrolments": {
         parameters: {
             query?: never;
@@ -921,7 +959,7 @@ export interface components {
                  * @description A stable code from docs/errors.md: match on it, never on the message.
                  * @enum {string}
                  */
-                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "CAPTCHA_UNSOLVED" | "JOB_POISONED" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
+                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "CAPTCHA_UNSOLVED" | "MODULE_NOT_FOUND" | "MODULE_NOT_ALLOWED" | "MODULE_INTEGRITY" | "MODULE_SIGNATURE_INVALID" | "JOB_POISONED" | "SRI_XML_INVALID" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "MODULE_INVALID" | "MODULE_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
                 /** @description What happened and what to do next. */
                 message: string;
                 /** @description VALIDATION_FAILED: a list of ValidationIssue. Other codes, when they have details: an object the code's entry in docs/errors.md describes. */
@@ -946,6 +984,8 @@ export interface components {
             active: boolean;
             /** @description Attempts a job of this flow may make; null: the queue's default. */
             maxAttempts: number | null;
+            /** @description The module bundle the flow runs (name@range), for a flow made with module instead of steps. */
+            module?: string;
             /** Format: date-time */
             createdAt: string;
         };
@@ -965,6 +1005,8 @@ export interface components {
             active: boolean;
             /** @description Attempts a job of this flow may make; null: the queue's default. */
             maxAttempts: number | null;
+            /** @description The module bundle the flow runs (name@range), for a flow made with module instead of steps. */
+            module?: string;
             /** Format: date-time */
             createdAt: string;
             /** @description The compiled, signed script (an ES module). */
@@ -2329,7 +2371,9 @@ export interface operations {
                     name: string;
                     description?: string;
                     maxAttempts?: number;
-                    steps: components["schemas"]["Step"][];
+                    steps?: components["schemas"]["Step"][];
+                    /** @description A module bundle its jobs run instead of compiled steps: name@version or name@range (e.g. "invoices@^1"); the worker resolves the range when each job starts (docs/modules.md). */
+                    module?: string;
                 };
             };
         };
@@ -4949,6 +4993,270 @@ export interface operations {
                             stopped: number;
                             lost: number;
                         };
+                    };
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `FORBIDDEN`: Only an administrator of your organisation may do this; ask its admin (the user who registered it). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listModules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The modules. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        modules: {
+                            name: string;
+                            /** @description Published versions, highest first. */
+                            versions: string[];
+                            /** @description The highest version's manifest. */
+                            latest?: {
+                                name: string;
+                                version: string;
+                                entry: string;
+                                files: string[];
+                                allowedHosts: string[];
+                                secrets: string[];
+                                allow?: {
+                                    orgs?: string[];
+                                    plans?: string[];
+                                };
+                                description?: string;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    publishModule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    manifest: {
+                        [key: string]: unknown;
+                    };
+                    files: {
+                        [key: string]: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Published. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        module: {
+                            name: string;
+                            version: string;
+                            entry: string;
+                            files: string[];
+                            allowedHosts: string[];
+                            secrets: string[];
+                            allow?: {
+                                orgs?: string[];
+                                plans?: string[];
+                            };
+                            description?: string;
+                        };
+                        /** @description SHA-256 of the bundle's SHA256SUMS. */
+                        checksum: string;
+                        keyId: string;
+                    };
+                };
+            };
+            /**
+             * @description `MODULE_INVALID`: The module bundle cannot be published: its manifest.json or files are not valid (see details); docs/modules.md describes the bundle.
+             *
+             *     `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `MODULE_VERSION_EXISTS`: This version of the module is already published, and a published version is never replaced; raise the version in manifest.json and publish again. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listOrgModules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The modules. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        modules: {
+                            name: string;
+                            /** @description Published versions, highest first. */
+                            versions: string[];
+                            /** @description The highest version's manifest. */
+                            latest?: {
+                                name: string;
+                                version: string;
+                                entry: string;
+                                files: string[];
+                                allowedHosts: string[];
+                                secrets: string[];
+                                allow?: {
+                                    orgs?: string[];
+                                    plans?: string[];
+                                };
+                                description?: string;
+                            };
+                        }[];
                     };
                 };
             };

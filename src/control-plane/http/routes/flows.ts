@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import semver from 'semver';
 import { z } from 'zod';
 import { SriError } from '../../../shared/errors.ts';
+import { moduleRefOfScript, moduleRefScript } from '../../../shared/modules/ref.ts';
 import { signScript } from '../../../shared/signing.ts';
 import type { ApiContext } from '../../context.ts';
 import { isUniqueViolation } from '../../db/index.ts';
@@ -21,7 +22,8 @@ export function flowJson(f: FlowRow): z.infer<typeof Flow> {
   return {
     id: f.id, providerId: f.provider_id, version: f.version, name: f.name, description: f.description ?? null,
     steps: f.steps, scriptHash: f.script_hash, signature: f.signature, scriptKey: f.script_key, active: f.active,
-    maxAttempts: f.max_attempts, createdAt: new Date(f.created_at).toISOString(),
+    maxAttempts: f.max_attempts, ...(moduleRefOfScript(f.script) === undefined ? {} : { module: moduleRefOfScript(f.script) }),
+    createdAt: new Date(f.created_at).toISOString(),
   };
 }
 
@@ -52,7 +54,8 @@ export function flowRoutes(app: FastifyInstance, ctx: ApiContext): void {
       checkVersion(body.version);
       const provider = await ctx.db.withOrg(orgId, (tx) => findProvider(tx, body.providerId));
       if (!provider) throw new SriError('PROVIDER_NOT_FOUND');
-      const { steps, script } = compileSteps(body.steps, provider);
+      // A module flow's script is its signed reference (modules/ref.ts): hashed, signed and verified like a compiled one.
+      const { steps, script } = body.module !== undefined ? { steps: [], script: moduleRefScript(body.module) } : compileSteps(body.steps ?? [], provider);
       const { scriptHash, signature } = signScript(script, ctx.config.scriptSigningSecret);
 
       if (await ctx.db.withOrg(orgId, (tx) => flowVersionExists(tx, provider.id, body.version))) throw new SriError('FLOW_VERSION_EXISTS');

@@ -212,9 +212,104 @@ async function frameOf(h: number, selector: unknown): Promise<unknown> {
   return hit ? facadeOf(hit) : null;
 }
 
+// ── Helper SDK (docs/scripts.md "Helper SDK"): waits with deadlines and the result builder live here, in the
+// child, within its CPU limit; detectBlocker asks the host, which looks at the page.
+/** Longest single helpers.sleep; a longer pause is a loop of them, bounded by the job's own timeout anyway. */
+const MAX_SLEEP_MS = 5 * 60_000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => { setTimeout(resolve, ms); });
+
+function msOption(name: string, v: unknown, fallback: number, min = 0): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new TypeError(`${name} must be a number of milliseconds ≥ ${min}`);
+  return v;
+}
+
+/** A point in time a sequence of steps must finish by: `check` throws a TimeoutError once it has passed. */
+function deadlineOf(ms: unknown): object {
+  const budget = msOption('helpers.deadline(ms)', ms, defaultTimeoutMs);
+  const at = Date.now() + budget;
+  const remainingMs = () => Math.max(0, at - Date.now());
+  const timedOut = (what: unknown) => new TimeoutError(`${typeof what === 'string' && what ? what : 'deadline'}: ${budget} ms deadline passed`);
+  return Object.freeze({
+    remainingMs,
+    expired: () => remainingMs() === 0,
+    check: (what?: unknown) => { if (remainingMs() === 0) throw timedOut(what); },
+    /** `promise`, or a TimeoutError when the deadline comes first (the promise itself is not stopped). */
+    race: (promise: unknown, what?: unknown) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(timedOut(what)), remainingMs());
+      Promise.resolve(promise).then((v) => { clearTimeout(timer); resolve(v); }, (e: unknown) => { clearTimeout(timer); reject(e); });
+    }),
+  });
+}
+
+/** Calls `predicate` every `intervalMs` until it returns something truthy (returned), or throws TimeoutError. */
+async function waitUntil(predicate: unknown, options: unknown): Promise<unknown> {
+  if (typeof predicate !== 'function') throw new TypeError('helpers.waitUntil: pass a function, e.g. () => page.locator(sel).count()');
+  const o = (options ?? {}) as { timeoutMs?: unknown; intervalMs?: unknown; message?: unknown };
+  const timeoutMs = msOption('helpers.waitUntil timeoutMs', o.timeoutMs, defaultTimeoutMs);
+  const intervalMs = msOption('helpers.waitUntil intervalMs', o.intervalMs, 250, 10);
+  const at = Date.now() + timeoutMs;
+  for (;;) {
+    const v: unknown = await (predicate as () => unknown)();
+    if (v) return v;
+    const left = at - Date.now();
+    if (left <= 0) throw new TimeoutError(`helpers.waitUntil: ${typeof o.message === 'string' && o.message ? o.message : 'the condition'} not met within ${timeoutMs} ms`);
+    await sleep(Math.min(intervalMs, left));
+  }
+}
+
+/** Result builders of this run: what a builder holds and has not committed is committed when the script ends. */
+const builders = new Set<{ flush(): void }>();
+
+function resultBuilder(fire: (m: string, args: unknown[]) => void): object {
+  const data: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  let dirty = false;
+  const key = (k: unknown) => {
+    if (typeof k !== 'string' || !k || k === '__proto__') throw new TypeError('helpers.result(): keys are non-empty strings');
+    return k;
+  };
+  const commit = () => {
+    // A copy in JSON's terms, as setResult sends it: what the script changes later does not change it.
+    const snapshot = JSON.parse(JSON.stringify(data)) as unknown;
+    fire('setResult', [snapshot]);
+    dirty = false;
+    return snapshot;
+  };
+  const b = { flush: () => { if (dirty) commit(); } };
+  builders.add(b);
+  const api = Object.freeze({
+    set: (k: unknown, v: unknown) => { data[key(k)] = v; dirty = true; return api; },
+    push: (k: unknown, item: unknown) => {
+      const list = data[key(k)];
+      if (list !== undefined && !Array.isArray(list)) throw new TypeError(`helpers.result(): "${String(k)}" is not a list`);
+      data[key(k)] = [...(list ?? []), item];
+      dirty = true;
+      return api;
+    },
+    warn: (text: unknown) => api.push('warnings', String(text)),
+    get: () => JSON.parse(JSON.stringify(data)) as unknown,
+    commit,
+  });
+  return api;
+}
+
+function flushResults(): void {
+  for (const b of builders) {
+    try {
+      b.flush();
+    } catch { /* a value JSON cannot hold: the script's own setResult would have thrown the same */ }
+  }
+}
+
 function helpersFacade(h: number): object {
   const fire = (m: string, args: unknown[]) => { void call(h, m, args).catch(() => {}); };
   return Object.freeze({
+    sleep: (ms: unknown) => sleep(Math.min(msOption('helpers.sleep(ms)', ms, 0), MAX_SLEEP_MS)),
+    waitUntil,
+    deadline: deadlineOf,
+    result: () => resultBuilder(fire),
+    detectBlocker: () => call(h, 'detectBlocker', []),
     log: (message: unknown) => fire('log', [String(message)]),
     setResult: (data: unknown) => {
       if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new TypeError('helpers.setResult: pass an object; its keys are merged into parsed-data.json');
@@ -277,8 +372,11 @@ async function start(m: Extract<ToChild, { t: 'start' }>): Promise<void> {
     });
     const entry = new vm.Script(`${MODULE_HOLDER}.default(${MODULE_HOLDER}.args)`, { filename: `${m.filename}#entry` });
     await (entry.runInContext(sandbox, { timeout: m.syncTimeoutMs }) as unknown);
+    flushResults();
     send({ t: 'done' });
   } catch (e) {
+    // The evidence up to the failure is kept: so is what result builders held.
+    flushResults();
     fail(isTimeout(e) ? 'timeout' : 'error', e);
   }
 }

@@ -394,6 +394,7 @@ export class SandboxHost {
       case 'fillTotp': return helpers.fillTotp(String(args[0]), String(args[1]));
       case 'extract': return helpers.extract(String(args[0]), args[1] as Record<string, string>);
       case 'solveCaptcha': return helpers.solveCaptcha();
+      case 'detectBlocker': return helpers.detectBlocker();
       case 'handoff': {
         const o = args[1] as { timeoutMs?: unknown } | undefined;
         return helpers.handoff(String(args[0]), o && typeof o === 'object' && o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs as number } : undefined);
