@@ -1,8 +1,8 @@
 /**
  * Templates in step values (docs/scripts.md "Templates"): `{{metadata.NAME}}` is the job's metadata field NAME,
  * `{{row.NAME}}` a field the enclosing `forEach {fields}` read from its row, `{{index}}` the 1-based number of a
- * `downloadAll` file. Nothing else: every `{{` and `}}` in a templated value must be one of these, so a typo is a
- * compile error, not a literal `{{metadata.mnth}}` typed into a portal. A template is compiled to a JS expression of
+ * `downloadAll` file. Nothing else: every `{{` in a templated value must start one of these, so a typo is a compile
+ * error, not a literal `{{metadata.mnth}}` typed into a portal (a lone `}}` is text: JSON bodies end objects so). A template is compiled to a JS expression of
  * string literals (`lit`) and calls of fixed helper functions with literal names — never to code built from its text.
  */
 
@@ -24,9 +24,8 @@ export function parseTemplate(text: string, scope: TemplateScope): TemplatePart[
   const parts: TemplatePart[] = [];
   let last = 0;
   const literal = (s: string) => {
-    if (s.includes('{{') || s.includes('}}')) {
-      const at = s.indexOf('{{') >= 0 ? s.slice(s.indexOf('{{'), s.indexOf('{{') + 40) : s.slice(Math.max(0, s.indexOf('}}') - 40), s.indexOf('}}') + 2);
-      throw new Error(`"${at}" is not a template: use {{metadata.NAME}}${scope.rowFields ? ', {{row.NAME}}' : ''}${scope.index ? ', {{index}}' : ''}`);
+    if (s.includes('{{')) {
+      throw new Error(`"${s.slice(s.indexOf('{{'), s.indexOf('{{') + 40)}" is not a template: use {{metadata.NAME}}${scope.rowFields ? ', {{row.NAME}}' : ''}${scope.index ? ', {{index}}' : ''}`);
     }
     if (s) parts.push(s);
   };
