@@ -31,23 +31,27 @@ export function hostAllowed(url: URL, allowedHosts: readonly string[]): boolean 
   return urlHostAllowed(url, allowedHosts);
 }
 
-function flowInvalid(message: string, details?: unknown): SriError {
-  return new SriError('FLOW_INVALID', message, { details });
+function flowInvalid(message: string, details?: Record<string, unknown>): SriError {
+  // `step`: the index of the flow's own step the problem is in (the dashboard's editor marks it); `path` names the
+  // nested step itself (`steps[2].steps[0]`).
+  const top = typeof details?.['path'] === 'string' ? /^steps\[(\d+)\]/.exec(details['path']) : null;
+  return new SriError('FLOW_INVALID', message, { details: top ? { step: Number(top[1]), ...details } : details });
 }
 
 function checkUrl(where: string, raw: string, provider: CompileProvider): void {
+  const bad = (message: string) => flowInvalid(message, { path: where.replace(/ \(.*$/, '') });
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw flowInvalid(`${where}: "${raw.slice(0, 200)}" is not an absolute URL`);
+    throw bad(`${where}: "${raw.slice(0, 200)}" is not an absolute URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw flowInvalid(`${where}: only http and https URLs are allowed, got ${url.protocol}`);
+    throw bad(`${where}: only http and https URLs are allowed, got ${url.protocol}`);
   }
-  if (url.username || url.password) throw flowInvalid(`${where}: URLs must not carry credentials; use a secretRef`);
+  if (url.username || url.password) throw bad(`${where}: URLs must not carry credentials; use a secretRef`);
   if (!hostAllowed(url, provider.allowedHosts)) {
-    throw flowInvalid(`${where}: host ${url.host} is not in provider ${provider.id}'s allowedHosts (${provider.allowedHosts.join(', ')})`);
+    throw bad(`${where}: host ${url.host} is not in provider ${provider.id}'s allowedHosts (${provider.allowedHosts.join(', ')})`);
   }
 }
 
