@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { compileLoginSteps, compileSteps, secretRefsOfScript } from '../../src/control-plane/flows/compile.ts';
 import { MAX_NESTING, MAX_STEPS } from '../../src/control-plane/flows/steps.ts';
+import { sriComprobantesRecibidosSteps } from '../../src/control-plane/flows/templates/sri-comprobantes-recibidos.ts';
 import { isSriError } from '../../src/shared/errors.ts';
 
 const demo = { id: 'demo', allowedHosts: ['127.0.0.1', 'portal.example'] };
@@ -298,5 +299,17 @@ describe('step compiler: steps that hold steps, templates, fetch', () => {
     assertParses(script.replace(/^[^\n]*\n/, ''));
     assert.match(flowError(() => compileLoginSteps([{ type: 'ifExists', selector: 'a', steps: [{ type: 'download', selector: 'a' }] }], provider)).message,
       /steps\[0\]\.steps\[0\] \(download\): a login flow may use only/);
+  });
+
+  it('compiles the (unverified) SRI comprobantes-recibidos template, by download and by the authorisation service', () => {
+    const sri = { id: 'sri', allowedHosts: ['127.0.0.1'] };
+    const byLink = compileSteps(sriComprobantesRecibidosSteps({ base: 'http://127.0.0.1:3100' }), sri).script;
+    assertParses(byLink);
+    assert.match(byLink, /await helpers\.download\(\(\) => \$row\d+\.locator\(.*\)\.first\(\)\.click\(\), \{ saveAs: \(\$field\(\$f\d+, "claveAcceso"\) \+ "\.xml"\) \}\);/);
+    assert.deepEqual(secretRefsOfScript(byLink).sort(), ['sriPassword', 'sriUser']);
+    const byService = compileSteps(sriComprobantesRecibidosSteps({ base: 'http://127.0.0.1:3100', authorisationUrl: 'http://127.0.0.1:3100/sri/ws/autorizacion' }), sri).script;
+    assertParses(byService);
+    assert.match(byService, /await helpers\.fetch\("http:\/\/127\.0\.0\.1:3100\/sri\/ws\/autorizacion", \{ method: "POST", body: \(.*\$field\(\$f\d+, "claveAcceso"\)/);
+    assert.match(flowError(() => compileSteps(sriComprobantesRecibidosSteps({ base: 'https://srienlinea.sri.gob.ec' }), sri)).message, /host srienlinea\.sri\.gob\.ec is not in provider sri's allowedHosts/);
   });
 });
