@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { compileLoginSteps, compileSteps, secretRefsOfScript } from '../../src/control-plane/flows/compile.ts';
 import { MAX_NESTING, MAX_STEPS } from '../../src/control-plane/flows/steps.ts';
 import { sriComprobantesRecibidosSteps } from '../../src/control-plane/flows/templates/sri-comprobantes-recibidos.ts';
+import { namesFilledBy } from '../../src/execution-plane/job/session-health.ts';
 import { isSriError } from '../../src/shared/errors.ts';
 
 const demo = { id: 'demo', allowedHosts: ['127.0.0.1', 'portal.example'] };
@@ -297,6 +298,8 @@ describe('step compiler: steps that hold steps, templates, fetch', () => {
       { type: 'select', selector: '#kind', value: 'ruc' },
     ], provider);
     assertParses(script.replace(/^[^\n]*\n/, ''));
+    // The worker reads what a login flow fills from its script (whether a connection can sign in): nested fills too.
+    assert.deepEqual(namesFilledBy(script), { secrets: ['ci'], totp: [] });
     assert.match(flowError(() => compileLoginSteps([{ type: 'ifExists', selector: 'a', steps: [{ type: 'download', selector: 'a' }] }], provider)).message,
       /steps\[0\]\.steps\[0\] \(download\): a login flow may use only/);
   });
