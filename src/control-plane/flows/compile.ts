@@ -294,6 +294,8 @@ function emitStep(step: Step, s: EmitScope, e: Emitter, indent: string, label: s
       const inner: EmitScope = { ...s, inLoop: true };
       out(`for (let $p${n} = 1; ; $p${n}++) {`);
       emitList(step.steps, inner, e, `${indent}  `, label);
+      // Rows extracted so far are written after every page: a job stopped later (its time limit) keeps them.
+      e.lines.push(`${FLUSH_MARK}${indent}  `);
       out(`  if ($p${n} >= ${step.maxPages}) break;`);
       out(`  const $next${n} = ${inScope(s, step.next)};`);
       out(`  if (!(await $next${n}.count()) || !(await $next${n}.isVisible()) || !(await $next${n}.isEnabled())) break;`);
@@ -322,6 +324,12 @@ function emitStep(step: Step, s: EmitScope, e: Emitter, indent: string, label: s
   }
 }
 
+/**
+ * Stands for `$flush();` in the emitted lines until the body knows whether it accumulates rows at all. No line of
+ * user text can start with it: lit() escapes control characters.
+ */
+const FLUSH_MARK = '\u0000flush:';
+
 /** Rows a forEach visits and links a downloadAll clicks when the step does not say (maxItems). */
 export const DEFAULT_MAX_ITEMS = 200;
 
@@ -344,9 +352,12 @@ function emitBody(steps: readonly Step[]): string {
     emitStep(step, top, e, '  ', `${i + 1}.`);
   });
   const prelude = (['meta', 'field', 'append'] as const).filter((u) => e.uses.has(u)).map((u) => PRELUDE[u]);
-  if (!e.uses.has('append')) return [...prelude, ...e.lines].join('\n');
-  // Rows extracted in loops are kept in the script and written once, also when a later step fails.
-  return [...prelude, '  try {', ...e.lines.map((l) => `  ${l}`), '  } finally {', '    $flush();', '  }'].join('\n');
+  const appends = e.uses.has('append');
+  const lines = e.lines.flatMap((l) => (!l.startsWith(FLUSH_MARK) ? [l] : appends ? [`${l.slice(FLUSH_MARK.length)}$flush();`] : []));
+  if (!appends) return [...prelude, ...lines].join('\n');
+  // Rows extracted in loops are kept in the script and written after each page and at the end, also when a later
+  // step fails.
+  return [...prelude, '  try {', ...lines.map((l) => `  ${l}`), '  } finally {', '    $flush();', '  }'].join('\n');
 }
 
 /** Compiles checked steps into the script text (deterministic: same steps, same text, same hash). */
