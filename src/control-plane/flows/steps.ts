@@ -4,6 +4,9 @@
  */
 import { z } from 'zod';
 
+/** Steps in a flow, nested ones included. */
+export const MAX_STEPS = 200;
+
 const Selector = z.string().min(1, 'must not be empty').max(2000);
 /** Absolute URL; the allowed-hosts and scheme checks happen in the compiler, which knows the provider. */
 const UrlText = z.string().min(1, 'must not be empty').max(4096);
@@ -40,7 +43,12 @@ export const WaitForStep = z.strictObject({
 }).refine((s) => [s.selector, s.url, s.urlPrefix, s.timeoutMs].filter((v) => v !== undefined).length === 1,
   'needs exactly one of selector, url, urlPrefix or timeoutMs');
 export const ScreenshotStep = z.strictObject({ type: z.literal('screenshot'), fullPage: z.boolean().optional() });
-export const DownloadStep = z.strictObject({ type: z.literal('download'), selector: Selector });
+export const DownloadStep = z.strictObject({
+  type: z.literal('download'),
+  selector: Selector,
+  /** Name of the file (templates allowed); @default the name the portal gives */
+  saveAs: z.string().min(1, 'must not be empty').max(300).optional(),
+});
 const ExtractField = z.union([
   Selector,
   z.strictObject({ selector: Selector.optional(), attribute: z.string().regex(/^[A-Za-z_:][A-Za-z0-9_.:-]{0,127}$/, 'must be an attribute name').optional() }),
@@ -62,6 +70,81 @@ export const HandoffStep = z.strictObject({
   /** @default 300000 (5 min); the worker's WORKER_HANDOFF_MAX_MS bounds it */
   timeoutMs: z.number().int().min(1000).max(24 * 3600 * 1000).optional(),
 });
+/**
+ * Steps that hold steps (forEach, paginate, ifExists) list them as plain arrays here: the compiler (compile.ts) checks
+ * nesting depth and the total number of steps before it parses a nested step, so a nesting bomb is refused without
+ * recursing into it.
+ */
+const StepList = z.array(z.unknown()).min(1, 'must not be empty').max(MAX_STEPS)
+  .meta({ description: 'Steps run in this step\'s scope (docs/scripts.md "Flow steps"); nested steps count towards the flow\'s 200.' });
+/**
+ * Text that may hold templates of the job's metadata (`{{metadata.month}}`) and, inside `forEach {fields}`, of the
+ * row's fields (`{{row.claveAcceso}}`); compile.ts template.ts checks every `{{` and `}}`.
+ */
+const TemplateText = z.string().max(10_000);
+/** A file name for evidence (templates allowed); the worker reduces it to a safe object name. */
+const FileTemplate = z.string().min(1, 'must not be empty').max(300);
+
+/** Chooses an option of a <select> by its value or its visible label. */
+export const SelectStep = z.strictObject({
+  type: z.literal('select'),
+  selector: Selector,
+  value: TemplateText.optional(),
+  label: TemplateText.optional(),
+}).refine((s) => (s.value === undefined) !== (s.label === undefined), 'needs exactly one of value or label');
+
+/** Runs `steps` once per element matching `selector`, with that element (the row) as their scope. */
+export const ForEachStep = z.strictObject({
+  type: z.literal('forEach'),
+  selector: Selector,
+  /** Values read from each row before its steps run, usable as `{{row.NAME}}` in them (as extract's fields). */
+  fields: z.record(FieldName, ExtractField).refine((f) => Object.keys(f).length <= 20, 'at most 20 fields').optional(),
+  /** @default 200 — rows beyond it are left (the log says so) */
+  maxItems: z.number().int().min(1).max(1000).optional(),
+  steps: StepList,
+});
+
+/** Runs `steps`, then clicks `next` while it exists, is visible and enabled, for at most `maxPages` pages. */
+export const PaginateStep = z.strictObject({
+  type: z.literal('paginate'),
+  next: Selector,
+  maxPages: z.number().int().min(1).max(500),
+  steps: StepList,
+});
+
+/** Runs `steps` when `selector` matches something (after waiting up to `timeoutMs`), else `else`. */
+export const IfExistsStep = z.strictObject({
+  type: z.literal('ifExists'),
+  selector: Selector,
+  /** @default 0 — look once, do not wait */
+  timeoutMs: z.number().int().min(0).max(60_000).optional(),
+  steps: StepList,
+  else: StepList.optional(),
+});
+
+/** Clicks every element matching `selector` and keeps each download as evidence. */
+export const DownloadAllStep = z.strictObject({
+  type: z.literal('downloadAll'),
+  selector: Selector,
+  /** Name of each file (templates, and `{{index}}`: 1, 2, …); @default the name the portal gives */
+  saveAs: FileTemplate.optional(),
+  /** @default 200 */
+  maxItems: z.number().int().min(1).max(1000).optional(),
+});
+
+export const FETCH_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+/** An HTTP request made by the page (so through the job's egress policy, with the page's cookies for its origin). */
+export const FetchStep = z.strictObject({
+  type: z.literal('fetch'),
+  url: UrlText,
+  /** @default GET */
+  method: z.enum(FETCH_METHODS).optional(),
+  body: z.string().max(1024 * 1024).optional(),
+  contentType: z.string().regex(/^[A-Za-z0-9!#$&^_.+-]{1,64}\/[A-Za-z0-9!#$&^_.+-]{1,64}(; ?[A-Za-z0-9_-]{1,32}=[A-Za-z0-9_.-]{1,64})?$/, 'must be a media type such as text/xml; charset=utf-8').optional(),
+  /** Keeps the response body as evidence under this name (templates allowed). */
+  saveAs: FileTemplate.optional(),
+}).refine((s) => s.body === undefined || (s.method ?? 'GET') !== 'GET', 'a GET request has no body; use method POST');
+
 export const STEP_SCHEMAS = {
   navigate: NavigateStep,
   click: ClickStep,
@@ -71,12 +154,30 @@ export const STEP_SCHEMAS = {
   download: DownloadStep,
   extract: ExtractStep,
   handoff: HandoffStep,
+  select: SelectStep,
+  forEach: ForEachStep,
+  paginate: PaginateStep,
+  ifExists: IfExistsStep,
+  downloadAll: DownloadAllStep,
+  fetch: FetchStep,
 } as const;
 
 export type StepType = keyof typeof STEP_SCHEMAS;
-export type Step = { [K in StepType]: z.output<(typeof STEP_SCHEMAS)[K]> }[StepType];
+type Out<K extends StepType> = z.output<(typeof STEP_SCHEMAS)[K]>;
+/** A checked step; the steps it holds are checked steps too. */
+export type Step =
+  | Out<'navigate' | 'click' | 'fill' | 'waitFor' | 'screenshot' | 'download' | 'extract' | 'handoff' | 'select' | 'downloadAll' | 'fetch'>
+  | (Omit<Out<'forEach'>, 'steps'> & { steps: Step[] })
+  | (Omit<Out<'paginate'>, 'steps'> & { steps: Step[] })
+  | (Omit<Out<'ifExists'>, 'steps' | 'else'> & { steps: Step[]; else?: Step[] });
 export const STEP_TYPES = Object.keys(STEP_SCHEMAS) as StepType[];
-export const MAX_STEPS = 200;
+/** Steps that hold steps. */
+export const CONTAINER_TYPES: readonly StepType[] = ['forEach', 'paginate', 'ifExists'];
+/** Containers inside containers, at most (a forEach in a paginate is 2). */
+export const MAX_NESTING = 4;
 
 /** Any step, for the OpenAPI description. */
-export const AnyStep = z.union([NavigateStep, ClickStep, FillStep, WaitForStep, ScreenshotStep, DownloadStep, ExtractStep, HandoffStep]);
+export const AnyStep = z.union([
+  NavigateStep, ClickStep, FillStep, WaitForStep, ScreenshotStep, DownloadStep, ExtractStep, HandoffStep,
+  SelectStep, ForEachStep, PaginateStep, IfExistsStep, DownloadAllStep, FetchStep,
+]);

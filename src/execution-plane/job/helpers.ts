@@ -7,9 +7,9 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Download, Page } from 'playwright-core';
+import type { Download, Locator, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../shared/errors.ts';
 import type { ResultArtifact } from '../../shared/schemas.ts';
 import { totpCode, type TotpSeed } from '../../shared/totp.ts';
@@ -25,8 +25,18 @@ export interface ScriptHelpers {
   fillSecret(selector: string, name: string): Promise<void>;
   /** Types the current code of the connection's TOTP seed `name`; neither the seed nor the code reaches the script. */
   fillTotp(selector: string, name: string): Promise<void>;
-  download(trigger: () => Promise<unknown>): Promise<{ name: string; size: number }>;
-  extract(selector: string, fields: Record<string, ExtractField>): Promise<Array<Record<string, string | null>>>;
+  download(trigger: () => Promise<unknown>, opts?: DownloadOptions): Promise<{ name: string; size: number }>;
+  /**
+   * Rows of `selector` — on the page, or inside `within` (a forEach row) — as records of their fields; `selector` null
+   * with `within`: the elements `within` matches are the rows.
+   */
+  extract(selector: string | null, fields: Record<string, ExtractField>, within?: Locator): Promise<Array<Record<string, string | null>>>;
+  /**
+   * An HTTP request made by the page (`fetch` in the page: through the job's egress policy, with the page's cookies
+   * for its own origin); the response body is kept as evidence under `saveAs` when given. A status outside 200–299
+   * fails with SCRIPT_ERROR.
+   */
+  fetch(url: string, opts?: FetchOptions): Promise<{ status: number; bytes: number; name?: string }>;
   setResult(data: Record<string, unknown>): void;
   /**
    * Hands the page to a person (the dashboard's live view) and resolves when they press "Done"; "Give up" fails the
@@ -44,13 +54,31 @@ export interface ScriptHelpers {
   detectBlocker(): Promise<Blocker | null>;
   /** For the sandbox host (script/sandbox/host.ts), which splits download() around the script's trigger. */
   waitForDownload(timeoutMs: number): Promise<Download>;
-  saveDownload(download: Download): Promise<{ name: string; size: number }>;
+  saveDownload(download: Download, opts?: DownloadOptions): Promise<{ name: string; size: number }>;
   /**
    * For the sandbox host: called before each page action that may send requests (PACED_ACTIONS in host.ts); waits
    * while the provider's requests-per-minute budget is spent (gate-step.ts ProviderRequestPacer).
    */
   beforeAction(): Promise<void>;
 }
+
+export interface DownloadOptions {
+  /** The evidence file's name (sanitised like a portal's); @default the name the portal suggests */
+  saveAs?: string;
+}
+
+export const FETCH_METHODS: readonly string[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+export interface FetchOptions {
+  /** @default GET */
+  method?: string;
+  body?: string;
+  contentType?: string;
+  saveAs?: string;
+}
+
+/** Largest request body helpers.fetch sends, and largest response it reads (WORKER_MAX_DOWNLOAD_BYTES too). */
+export const MAX_FETCH_BODY_BYTES = 1024 * 1024;
+export const MAX_FETCH_RESPONSE_BYTES = 16 * 1024 * 1024;
 
 /** What one job may produce (WORKER_MAX_SCREENSHOTS, WORKER_MAX_DOWNLOADS, WORKER_MAX_DOWNLOAD_BYTES). */
 export interface EvidenceLimits {
@@ -138,6 +166,40 @@ const EXTRACT_IN_PAGE = new Function(`return (rows, fields) => rows.map((row) =>
   return out;
 })`)() as (rows: Element[], fields: Record<string, ExtractField>) => Array<Record<string, string | null>>;
 
+/**
+ * Runs in the page (for the same reason as EXTRACT_IN_PAGE, written as text): the page's own fetch — the browser's
+ * network, so the job's egress proxy, its cookies for the page's origin and CORS apply as to the portal's scripts.
+ * The body is read up to `max` bytes and returned as base64 (the evaluate result is JSON).
+ */
+const FETCH_IN_PAGE = new Function(`return async ({ url, method, body, contentType, max }) => {
+  let res;
+  try {
+    res = await fetch(url, { method, body: body === null ? undefined : body, headers: contentType ? { 'content-type': contentType } : {}, credentials: 'same-origin', redirect: 'follow' });
+  } catch (e) {
+    return { error: String((e && e.message) || e) };
+  }
+  const head = { status: res.status, type: res.headers.get('content-type'), disposition: res.headers.get('content-disposition'), url: res.url };
+  const declared = Number(res.headers.get('content-length') || 0);
+  if (declared > max) { try { await res.body?.cancel(); } catch {} return { ...head, tooBig: declared }; }
+  const chunks = [];
+  let total = 0;
+  if (res.body) {
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > max) { try { await reader.cancel(); } catch {} return { ...head, tooBig: total }; }
+      chunks.push(value);
+    }
+  }
+  let bin = '';
+  for (const c of chunks) for (let i = 0; i < c.length; i += 0x8000) bin += String.fromCharCode.apply(null, c.subarray(i, i + 0x8000));
+  return { ...head, data: btoa(bin) };
+}`)() as (a: { url: string; method: string; body: string | null; contentType: string | null; max: number }) => Promise<FetchInPage>;
+
+interface FetchInPage { error?: string; status?: number; type?: string | null; disposition?: string | null; url?: string; tooBig?: number; data?: string }
+
 function checkFields(fields: unknown): Record<string, ExtractField> {
   if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
     throw new SriError('SCRIPT_ERROR', 'helpers.extract: fields must be an object of name → selector or { selector?, attribute? }');
@@ -204,8 +266,51 @@ export function createHelpers(opts: {
   let parsedBytes = 2;
   let scriptLinesDropped = 0;
 
+  /** `base`, or `base-1`, `base-2`… when the job already stored a file of that name. */
+  function uniqueName(base: string): string {
+    let name = base;
+    for (let i = 1; usedNames.has(name); i++) name = base.replace(/(\.[^.]*)?$/, `-${i}$1`);
+    usedNames.add(name);
+    return name;
+  }
+
+  /** Streams `source` (`size` bytes) to the store under `name`, hashing it on the way, and lists it as evidence. */
+  async function putEvidence(name: string, source: Readable, size: number, what: string): Promise<{ name: string; size: number; sha256: string }> {
+    const contentType = contentTypeOf(name);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const measure = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk);
+        bytes += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    const signal = AbortSignal.timeout(DOWNLOAD_STORE_BASE_MS + Math.ceil(size / (1024 * 1024)) * 1000);
+    let uri: string;
+    try {
+      const piping = pipeline(source, measure, { signal });
+      piping.catch(() => {}); // its failure reaches the upload, which reads `measure`
+      try {
+        uri = await opts.store.put(name, measure, contentType, signal);
+      } catch (e) {
+        source.destroy();
+        measure.destroy();
+        throw e;
+      }
+      await piping;
+    } catch (e) {
+      const err = new SriError('UPLOAD_FAILED', `${what}: storing ${name} failed: ${(e as Error).message}`, { cause: e });
+      artifacts.storeError ??= err;
+      throw err;
+    }
+    const sha256 = hash.digest('hex');
+    artifacts.downloads.push({ name, kind: 'download', uri, bytes, sha256, contentType });
+    return { name, size: bytes, sha256 };
+  }
+
   /** Waits for the download to finish, checks its size, and streams it to the store as it was served. */
-  async function storeDownload(download: Download): Promise<{ name: string; size: number }> {
+  async function storeDownload(download: Download, saveAs: string | undefined): Promise<{ name: string; size: number }> {
     const failure = await download.failure();
     if (failure) throw new SriError('SCRIPT_ERROR', `helpers.download: the download failed: ${failure}`);
     try {
@@ -219,49 +324,40 @@ export function createHelpers(opts: {
       if (isMadeInPage(download.url()) && !opts.charge(size)) {
         throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.download: the file the page made (${size} bytes) is over the job's byte budget (WORKER_EGRESS_MAX_BYTES); it was not kept.`);
       }
-      const base = sanitizeFileName(opts.redact(download.suggestedFilename()));
-      let name = base;
-      for (let i = 1; usedNames.has(name); i++) name = base.replace(/(\.[^.]*)?$/, `-${i}$1`);
-      usedNames.add(name);
-      const contentType = contentTypeOf(name);
-      const hash = createHash('sha256');
-      let bytes = 0;
-      const measure = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          hash.update(chunk);
-          bytes += chunk.length;
-          callback(null, chunk);
-        },
-      });
-      const signal = AbortSignal.timeout(DOWNLOAD_STORE_BASE_MS + Math.ceil(size / (1024 * 1024)) * 1000);
-      let uri: string;
-      try {
-        const source = await download.createReadStream();
-        const piping = pipeline(source, measure, { signal });
-        piping.catch(() => {}); // its failure reaches the upload, which reads `measure`
-        try {
-          uri = await opts.store.put(name, measure, contentType, signal);
-        } catch (e) {
-          source.destroy();
-          measure.destroy();
-          throw e;
-        }
-        await piping;
-      } catch (e) {
-        const err = new SriError('UPLOAD_FAILED', `helpers.download: storing ${name} failed: ${(e as Error).message}`, { cause: e });
-        artifacts.storeError ??= err;
-        throw err;
-      }
-      const sha256 = hash.digest('hex');
-      artifacts.downloads.push({ name, kind: 'download', uri, bytes, sha256, contentType });
-      exec.info(`download ${name} (${bytes} bytes, sha256 ${sha256})`);
-      return { name, size: bytes };
+      const name = uniqueName(sanitizeFileName(opts.redact(saveAs ?? download.suggestedFilename())));
+      const stored = await putEvidence(name, await download.createReadStream(), size, 'helpers.download');
+      exec.info(`download ${name} (${stored.size} bytes, sha256 ${stored.sha256})`);
+      return { name, size: stored.size };
     } catch (e) {
       if (isSriError(e)) throw e;
       throw new SriError('SCRIPT_ERROR', `helpers.download: ${(e as Error).message.split('\n')[0]}`, { cause: e });
     } finally {
       await download.delete().catch(() => {});
     }
+  }
+
+  /** Checks helpers.fetch's arguments (the script is untrusted: the compiler's checks do not bind a hand-written one). */
+  function fetchRequest(url: unknown, o: FetchOptions | undefined): { target: URL; method: string; body: string | null; contentType: string | null; saveAs: string | undefined } {
+    const bad = (m: string) => new SriError('SCRIPT_ERROR', `helpers.fetch: ${m}`);
+    let target: URL;
+    try {
+      target = new URL(String(url));
+    } catch {
+      throw bad('pass an absolute http(s) URL');
+    }
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') throw bad(`only http and https URLs, got ${target.protocol}`);
+    if (target.username || target.password) throw bad('URLs must not carry credentials');
+    const method = typeof o?.method === 'string' ? o.method.toUpperCase() : 'GET';
+    if (!FETCH_METHODS.includes(method)) throw bad(`method must be one of ${FETCH_METHODS.join(', ')}`);
+    const body = o?.body ?? null;
+    if (body !== null && typeof body !== 'string') throw bad('body must be a string');
+    if (body !== null && method === 'GET') throw bad('a GET request has no body');
+    if (body !== null && Buffer.byteLength(body) > MAX_FETCH_BODY_BYTES) throw bad(`the body is over ${MAX_FETCH_BODY_BYTES} bytes`);
+    const contentType = o?.contentType ?? null;
+    if (contentType !== null && (typeof contentType !== 'string' || contentType.length > 200 || /[\r\n]/.test(contentType))) throw bad('contentType must be a media type');
+    const saveAs = o?.saveAs;
+    if (saveAs !== undefined && (typeof saveAs !== 'string' || !saveAs)) throw bad('saveAs must be a file name');
+    return { target, method, body, contentType, saveAs };
   }
 
   const helpers: ScriptHelpers = {
@@ -321,23 +417,25 @@ export function createHelpers(opts: {
       exec.info(`filled TOTP code of "${String(name)}" into ${String(selector)}`);
     },
 
-    async download(trigger) {
+    async download(trigger, o) {
       if (typeof trigger !== 'function') throw new SriError('SCRIPT_ERROR', 'helpers.download: pass a function that starts the download, e.g. () => page.click(sel)');
       const [download] = await Promise.all([helpers.waitForDownload(opts.timeoutMs), trigger()]);
-      return helpers.saveDownload(download);
+      return helpers.saveDownload(download, o);
     },
 
     waitForDownload(timeoutMs) {
       return page.waitForEvent('download', { timeout: timeoutMs });
     },
 
-    async saveDownload(download) {
+    async saveDownload(download, o) {
+      const saveAs = (o as DownloadOptions | undefined)?.saveAs;
+      if (saveAs !== undefined && (typeof saveAs !== 'string' || !saveAs)) throw new SriError('SCRIPT_ERROR', 'helpers.download: saveAs must be a file name');
       // Counted before any await, so downloads saved at once cannot all pass the limit.
       if (++downloadsTaken > opts.limits.maxDownloads) {
         await download.cancel().catch(() => {});
         throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.download: the job already has ${opts.limits.maxDownloads} downloads (WORKER_MAX_DOWNLOADS); it was stopped.`);
       }
-      const storing = storeDownload(download);
+      const storing = storeDownload(download, saveAs);
       artifacts.storing.add(storing);
       try {
         return await storing;
@@ -348,10 +446,46 @@ export function createHelpers(opts: {
 
     beforeAction: opts.beforeAction ?? (() => Promise.resolve()),
 
-    async extract(selector, fields) {
-      const rows = await page.$$eval(String(selector), EXTRACT_IN_PAGE, checkFields(fields));
-      exec.info(`extract ${String(selector)}: ${rows.length} row(s)`);
-      return rows;
+    async extract(selector, fields, within) {
+      const spec = checkFields(fields);
+      if (!within) {
+        const rows = await page.$$eval(String(selector), EXTRACT_IN_PAGE, spec);
+        exec.info(`extract ${String(selector)}: ${rows.length} row(s)`);
+        return rows;
+      }
+      // Within a forEach row: the row itself (its fields), or rows under it. Not logged per row: a forEach over 200
+      // rows would write 200 lines that say nothing new.
+      return (selector === null ? within : within.locator(String(selector))).evaluateAll(EXTRACT_IN_PAGE, spec);
+    },
+
+    async fetch(url, o) {
+      const req = fetchRequest(url, o);
+      const shown = `${req.method} ${req.target.origin}${req.target.pathname}`;
+      // Counted before any await, like downloads: a response kept as evidence is one of the job's files.
+      if (req.saveAs !== undefined && ++downloadsTaken > opts.limits.maxDownloads) {
+        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.fetch: the job already has ${opts.limits.maxDownloads} files (WORKER_MAX_DOWNLOADS); it was stopped.`);
+      }
+      const max = Math.min(opts.limits.maxDownloadBytes, MAX_FETCH_RESPONSE_BYTES);
+      const r = await page.evaluate(FETCH_IN_PAGE, { url: req.target.href, method: req.method, body: req.body, contentType: req.contentType, max });
+      if (r.error !== undefined) throw new SriError('SCRIPT_ERROR', `helpers.fetch: ${shown} failed in the page: ${r.error} (a host outside the job's allowed hosts, or another origin without CORS?)`);
+      if (r.tooBig !== undefined) {
+        throw new SriError('SCRIPT_RESOURCE_LIMIT', `helpers.fetch: the response of ${shown} is over ${max} bytes (WORKER_MAX_DOWNLOAD_BYTES); it was not kept.`);
+      }
+      const status = r.status ?? 0;
+      const body = Buffer.from(r.data ?? '', 'base64');
+      if (status < 200 || status > 299) throw new SriError('SCRIPT_ERROR', `helpers.fetch: ${shown} answered ${status}`);
+      exec.info(`fetch ${shown}: ${status} (${body.length} bytes)`);
+      if (req.saveAs === undefined) return { status, bytes: body.length };
+      const name = uniqueName(sanitizeFileName(opts.redact(req.saveAs)));
+      const storing = putEvidence(name, Readable.from([body]), body.length, 'helpers.fetch');
+      artifacts.storing.add(storing);
+      try {
+        const stored = await storing;
+        exec.info(`fetch saved ${name} (${stored.size} bytes, sha256 ${stored.sha256})`);
+        return { status, bytes: stored.size, name };
+      } finally {
+        artifacts.storing.delete(storing);
+      }
     },
 
     async detectBlocker() {

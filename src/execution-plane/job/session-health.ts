@@ -57,9 +57,12 @@ export async function loadSessionHealth(redis: Redis, providerName: string, sign
   return { check: entry.check, login };
 }
 
-/** Names a script passes to fillSecret and fillTotp (one step a line, names plain characters: compile.ts). */
+/**
+ * Names a script passes to fillSecret and fillTotp (one step a line, indented by its nesting — a fill inside an
+ * ifExists counts too — names plain characters: compile.ts).
+ */
 export function namesFilledBy(script: string): { secrets: string[]; totp: string[] } {
-  const of = (helper: string) => [...new Set([...script.matchAll(new RegExp(`^ {2}await helpers\\.${helper}\\(".*", "([A-Za-z0-9_.-]{1,64})"\\);$`, 'gm'))].map((m) => m[1]!))];
+  const of = (helper: string) => [...new Set([...script.matchAll(new RegExp(`^ +await helpers\\.${helper}\\(".*", "([A-Za-z0-9_.-]{1,64})"\\);$`, 'gm'))].map((m) => m[1]!))];
   return { secrets: of('fillSecret'), totp: of('fillTotp') };
 }
 

@@ -1369,6 +1369,7 @@ export interface components {
             /** @enum {string} */
             type: "download";
             selector: string;
+            saveAs?: string;
         } | {
             /** @enum {string} */
             type: "extract";
@@ -1385,6 +1386,56 @@ export interface components {
             type: "handoff";
             reason: string;
             timeoutMs?: number;
+        } | {
+            /** @enum {string} */
+            type: "select";
+            selector: string;
+            value?: string;
+            label?: string;
+        } | {
+            /** @enum {string} */
+            type: "forEach";
+            selector: string;
+            fields?: {
+                [key: string]: string | {
+                    selector?: string;
+                    attribute?: string;
+                };
+            };
+            maxItems?: number;
+            /** @description Steps run in this step's scope (docs/scripts.md "Flow steps"); nested steps count towards the flow's 200. */
+            steps: unknown[];
+        } | {
+            /** @enum {string} */
+            type: "paginate";
+            next: string;
+            maxPages: number;
+            /** @description Steps run in this step's scope (docs/scripts.md "Flow steps"); nested steps count towards the flow's 200. */
+            steps: unknown[];
+        } | {
+            /** @enum {string} */
+            type: "ifExists";
+            selector: string;
+            timeoutMs?: number;
+            /** @description Steps run in this step's scope (docs/scripts.md "Flow steps"); nested steps count towards the flow's 200. */
+            steps: unknown[];
+            /** @description Steps run in this step's scope (docs/scripts.md "Flow steps"); nested steps count towards the flow's 200. */
+            else?: unknown[];
+        } | {
+            /** @enum {string} */
+            type: "downloadAll";
+            selector: string;
+            saveAs?: string;
+            maxItems?: number;
+        } | {
+            /** @enum {string} */
+            type: "fetch";
+            url: string;
+            /** @enum {string} */
+            method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+            body?: string;
+            contentType?: string;
+            saveAs?: string;
         };
         User: {
             id: string;

@@ -246,6 +246,12 @@ export const en = {
       download: 'download',
       extract: 'extract',
       handoff: 'hand off to a person',
+      select: 'choose an option',
+      forEach: 'for each row',
+      paginate: 'every page',
+      ifExists: 'if it exists',
+      downloadAll: 'download all',
+      fetch: 'request (fetch)',
     },
   },
   jobs: {

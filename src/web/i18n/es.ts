@@ -248,6 +248,12 @@ export const es: Catalogue = {
       download: 'descargar',
       extract: 'extraer',
       handoff: 'pasar a una persona',
+      select: 'elegir una opción',
+      forEach: 'por cada fila',
+      paginate: 'cada página',
+      ifExists: 'si existe',
+      downloadAll: 'descargar todo',
+      fetch: 'petición (fetch)',
     },
   },
   jobs: {

@@ -318,9 +318,10 @@ function helpersFacade(h: number): object {
     screenshot: (opts?: unknown) => call(h, 'screenshot', [opts]),
     fillSecret: (selector: unknown, name: unknown) => call(h, 'fillSecret', [selector, name]),
     fillTotp: (selector: unknown, name: unknown) => call(h, 'fillTotp', [selector, name]),
-    extract: (selector: unknown, fields: unknown) => call(h, 'extract', [selector, fields]),
+    extract: (selector: unknown, fields: unknown, within?: unknown) => call(h, 'extract', within === undefined ? [selector, fields] : [selector, fields, within]),
+    fetch: (url: unknown, opts?: unknown) => call(h, 'fetch', [url, opts]),
     handoff: (reason: unknown, opts?: unknown) => call(h, 'handoff', [reason, opts]),
-    download: async (trigger: unknown) => {
+    download: async (trigger: unknown, opts?: unknown) => {
       if (typeof trigger !== 'function') throw new TypeError('helpers.download: pass a function that starts the download, e.g. () => page.click(sel)');
       const waiter = await call(h, 'expectDownload', []);
       try {
@@ -329,7 +330,7 @@ function helpersFacade(h: number): object {
         void call(h, 'forgetDownload', [waiter]).catch(() => {});
         throw e;
       }
-      return call(h, 'saveDownload', [waiter]);
+      return call(h, 'saveDownload', [waiter, opts]);
     },
   });
 }

@@ -9,7 +9,7 @@
  */
 import type { BrowserContext, Dialog, Download, Frame, Locator, FrameLocator, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../../shared/errors.ts';
-import type { ScriptHelpers } from '../../job/helpers.ts';
+import type { FetchOptions, ScriptHelpers } from '../../job/helpers.ts';
 import { BUILDERS, CALLS, CHILD_ONLY_CALLS, FUNCTION_ARG, PAGE_EVENTS, takesFunction, WAITABLE_EVENTS, type Kind } from './methods.ts';
 import type { FromChild, HandleRef, Step, ToChild } from './protocol.ts';
 
@@ -239,7 +239,7 @@ export class SandboxHost {
     const args = msg.a.map((x, i) => (takesFunction(m, i) ? this.functionArg(x) : this.decode(x, m)));
 
     // A page action that may send requests waits while its provider's requests-per-minute budget is spent.
-    if (t.kind !== 'Helpers' && t.kind !== 'Dialog' && t.kind !== 'Download' && PACED_ACTIONS.has(m)) await this.helpers.beforeAction();
+    if ((t.kind === 'Helpers' ? m === 'fetch' : t.kind !== 'Dialog' && t.kind !== 'Download' && PACED_ACTIONS.has(m))) await this.helpers.beforeAction();
     switch (t.kind) {
       case 'Helpers': return this.helperCall(t.obj, m, args);
       case 'Dialog': return m === 'accept' ? t.obj.accept(typeof args[0] === 'string' ? args[0] : undefined) : t.obj.dismiss();
@@ -392,7 +392,14 @@ export class SandboxHost {
       case 'screenshot': return helpers.screenshot(args[0] as { fullPage?: boolean } | undefined);
       case 'fillSecret': return helpers.fillSecret(String(args[0]), String(args[1]));
       case 'fillTotp': return helpers.fillTotp(String(args[0]), String(args[1]));
-      case 'extract': return helpers.extract(String(args[0]), args[1] as Record<string, string>);
+      case 'extract': {
+        // A third argument scopes the rows to a locator (a forEach row); decode() made it a Locator of this job.
+        const within = args[2] === undefined ? undefined : (args[2] as Locator | null);
+        if (within !== undefined && (within === null || !isLocator(within))) throw new Error('helpers.extract: the third argument must be a locator');
+        if (args[0] === null && !within) throw new Error('helpers.extract: pass a selector');
+        return helpers.extract(args[0] === null ? null : String(args[0]), args[1] as Record<string, string>, within);
+      }
+      case 'fetch': return helpers.fetch(String(args[0]), options(args[1]) as FetchOptions | undefined);
       case 'solveCaptcha': return helpers.solveCaptcha();
       case 'detectBlocker': return helpers.detectBlocker();
       case 'handoff': {
@@ -411,11 +418,23 @@ export class SandboxHost {
         const waiting = this.downloads.get(args[0] as number);
         if (!waiting) throw new Error('helpers.download: no such download');
         this.downloads.delete(args[0] as number);
-        return helpers.saveDownload(await waiting);
+        return helpers.saveDownload(await waiting, options(args[1]) as { saveAs?: string } | undefined);
       }
       default: this.downloads.delete(args[0] as number); return null;
     }
   }
+}
+
+/** An options argument: an object of data, or nothing. */
+function options(v: unknown): Record<string, unknown> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Error('options must be an object');
+  return v as Record<string, unknown>;
+}
+
+/** What decode() makes of a `$loc` argument: a Playwright Locator (it has locator() and evaluateAll()). */
+function isLocator(v: unknown): v is Locator {
+  return typeof (v as { evaluateAll?: unknown }).evaluateAll === 'function' && typeof (v as { locator?: unknown }).locator === 'function';
 }
 
 /**

@@ -49,7 +49,7 @@ export const CALLS: Readonly<Record<Kind, readonly string[]>> = {
   FrameLocator: [],
   Dialog: ['accept', 'dismiss'],
   Download: ['failure', 'save', 'cancel'],
-  Helpers: ['log', 'screenshot', 'fillSecret', 'fillTotp', 'extract', 'setResult', 'handoff', 'solveCaptcha', 'expectDownload', 'saveDownload', 'forgetDownload', 'detectBlocker'],
+  Helpers: ['log', 'screenshot', 'fillSecret', 'fillTotp', 'extract', 'setResult', 'handoff', 'solveCaptcha', 'fetch', 'expectDownload', 'saveDownload', 'forgetDownload', 'detectBlocker'],
 };
 
 /**

@@ -31,6 +31,11 @@ export interface EditorStep {
   /** handoff: what the person is asked to do, and how long the job waits (ms; empty: the default, 5 min). */
   reason: string;
   handoffTimeoutMs: string;
+  /**
+   * A step of a type the editor has no form for (select, forEach, paginate, ifExists, downloadAll, fetch), loaded from
+   * an existing flow: kept as it was, so a new version made from that flow keeps it.
+   */
+  raw?: ApiStep;
 }
 
 let counter = Date.now();
@@ -68,6 +73,9 @@ export function toApiStep(s: EditorStep): ApiStep {
         f.name.trim(), f.attribute.trim() ? { ...(f.selector ? { selector: f.selector } : {}), attribute: f.attribute.trim() } : f.selector,
       ])),
     };
+    default:
+      if (s.raw?.type === s.type) return s.raw;
+      throw new Error(`the editor cannot build a ${s.type} step`);
   }
 }
 
@@ -108,6 +116,9 @@ export function fromApiStep(step: ApiStep): EditorStep {
       s.fields = Object.entries(step.fields).map(([name, f]) => ({
         key: nextKey(), name, selector: typeof f === 'string' ? f : f.selector ?? '', attribute: typeof f === 'string' ? '' : f.attribute ?? '',
       }));
+      break;
+    default:
+      s.raw = step;
       break;
   }
   return s;
