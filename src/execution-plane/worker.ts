@@ -252,6 +252,9 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
       gate: ProviderGate.connect(redis, observability.metrics.gateObserver()), queue, redis, logger,
       probeMs: (job) => (job.timeoutMs ?? config.executionTimeoutMs) + config.leaseMs,
     },
+    // TODO(issue 16): wire the SRI parser once src/sri/parse.ts is merged — `import { parseSriDocument } from '../sri/parse.ts';`
+    // and then: the XML evidence of `sri` jobs is read into parsed data, which the control plane keeps as documents.
+    // evidenceParser: { parse: parseSriDocument },
   };
 
   // A cancel reaches the job's worker through sri:control within one message; the renewal's check is the backup.
