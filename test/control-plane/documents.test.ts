@@ -109,7 +109,7 @@ describe('SRI documents: one record per access key, the list, the XML link and t
     assert.equal((await get(a, `/api/documents/${NOV_2.claveAcceso}`)).body.document.seenAgain, 1);
   });
 
-  it('leaves out objects that break the parser output contract, with the reason logged, and keeps the rest', async () => {
+  it('leaves out objects that break the parser output contract or that the database refuses, with the reason logged, and keeps the rest', async () => {
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, new Writable({ write(chunk, _enc, done) { lines.push(String(chunk)); done(); } }));
     const jobId = await t.runJob(a);
@@ -118,6 +118,8 @@ describe('SRI documents: one record per access key, the list, the XML link and t
       { ...good, claveAcceso: '123' },
       { ...good, claveAcceso: good.claveAcceso.replace(/^\d/, '9'), totales: { ...good.totales, importeTotal: 1.5 } },
       'not an object', null,
+      // A well-formed date the contract lets through but PostgreSQL has no year 0 for: refused by the database, alone.
+      makeDocument({ fecha: '0000-10-02', ruc: RUC_A, razonSocial: 'Año cero S.A.', secuencial: 2, sinImpuestos: '1.00', total: '1.00' }),
       good,
     ];
     const prefix = `results/${a.orgId}/${a.userId}/${jobId}/`;
@@ -134,7 +136,8 @@ describe('SRI documents: one record per access key, the list, the XML link and t
     assert.deepEqual(warnings.map((w) => w.index), [0, 1, 2, 3]);
     assert.match(warnings[0].reason, /claveAcceso/);
     assert.match(warnings[1].reason, /totales\.importeTotal/);
-    assert.ok(lines.some((l) => /"rejected":4/.test(l) && /"inserted":1/.test(l)), lines.join(''));
+    assert.ok(lines.some((l) => /SRI document not recorded: the database refused it/.test(l)), lines.join(''));
+    assert.ok(lines.some((l) => /"rejected":5/.test(l) && /"inserted":1/.test(l)), lines.join(''));
     // Out of the way of the filters below.
     await t.db.withOrg(a.orgId, (tx) => tx.query('DELETE FROM documents WHERE clave_acceso = $1', [good.claveAcceso]));
   });

@@ -50,7 +50,17 @@ export async function recordDocuments(tx: Tx, input: {
   const count: Record<UpsertOutcome, keyof RecordedDocuments> = { inserted: 'inserted', 'seen-again': 'seenAgain', 'same-job': 'unchanged' };
   for (const doc of documents) {
     const evidence = evidenceOf(doc.claveAcceso, input.artifacts, files, input.orgId, input.resultsBucket);
-    out[count[await upsertDocument(tx, input.orgId, input.jobId, doc, evidence)]]++;
+    // A savepoint per document: one the database refuses (a value the contract lets through but a column does not)
+    // is left out, and neither the other documents nor the job's result, in the same transaction, are lost.
+    await tx.query('SAVEPOINT sri_document');
+    try {
+      out[count[await upsertDocument(tx, input.orgId, input.jobId, doc, evidence)]]++;
+      await tx.query('RELEASE SAVEPOINT sri_document');
+    } catch (err) {
+      await tx.query('ROLLBACK TO SAVEPOINT sri_document');
+      out.rejected++;
+      input.logger.warn({ err, orgId: input.orgId, jobId: input.jobId, claveAcceso: doc.claveAcceso }, 'SRI document not recorded: the database refused it');
+    }
   }
   return out;
 }
