@@ -174,4 +174,13 @@ describe('the documents page, in Chromium', () => {
     assert.equal(csvRows(await saved(download)).length, 23, 'the headers and the 22 documents found');
     await checkPage('documents, searched from the keyboard');
   });
+
+  it('fits a phone without sideways scrolling (the table scrolls in its own region)', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto('/documents?month=2026-11');
+    await totals().getByText('23', { exact: true }).waitFor(SLOW);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `the page is ${overflow}px wider than the phone`);
+    await checkPage('documents at phone width');
+  });
 });
