@@ -23,6 +23,7 @@ import { TokenService } from './http/auth.ts';
 import { installErrorHandlers } from './http/errors.ts';
 import { contractDocument, contractSerializer, contractTransform, contractValidator, documentBase } from './http/openapi.ts';
 import { authRoutes } from './http/routes/auth.ts';
+import { documentRoutes } from './http/routes/documents.ts';
 import { flowRoutes } from './http/routes/flows.ts';
 import { healthRoutes } from './http/routes/health.ts';
 import { adminRoutes } from './http/routes/admin.ts';
@@ -110,6 +111,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   sessionRoutes(app, ctx);
   memberRoutes(app, ctx);
   scheduleRoutes(app, ctx);
+  documentRoutes(app, ctx);
   // The dashboard at / (after the API's routes: its catch-all never shadows them); screenshots come from S3 links.
   await installWebApp(app, { imageOrigins: [new URL(ctx.config.s3Endpoint).origin] });
   return app;

@@ -29,6 +29,7 @@ import { WorkerObservability } from './observability/worker-observability.ts';
 import type { ResourcePaths } from './observability/resources.ts';
 import { resolveWorkerIdentity } from './enrolment.ts';
 import { isAuthRefusal, RevocationWatch } from './revocation.ts';
+import { parseSriDocument } from '../sri/parse.ts';
 
 export type WorkerState = 'starting' | 'ready' | 'busy' | 'reconnecting' | 'draining' | 'stopped';
 
@@ -252,6 +253,8 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
       gate: ProviderGate.connect(redis, observability.metrics.gateObserver()), queue, redis, logger,
       probeMs: (job) => (job.timeoutMs ?? config.executionTimeoutMs) + config.leaseMs,
     },
+    // The XML evidence of `sri` jobs is read into parsed data, which the control plane keeps as documents.
+    evidenceParser: { parse: parseSriDocument },
   };
 
   // A cancel reaches the job's worker through sri:control within one message; the renewal's check is the backup.

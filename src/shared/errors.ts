@@ -83,6 +83,7 @@ export const ERRORS = {
   FLOW_TAMPERED: spec(500, false, 'The stored flow script no longer matches its hash or signature; re-create the flow.'),
   SCHEDULE_CRON_INVALID: spec(400, false, 'The schedule\'s cron pattern is not valid or never comes due; use five fields (minute hour day-of-month month day-of-week, e.g. "0 8 * * 1-5") or six with seconds first (e.g. "*/30 * * * * *").'),
   SCHEDULE_TIMEZONE_INVALID: spec(400, false, 'The schedule\'s timezone is not an IANA time zone name; use one such as America/Guayaquil, Europe/Madrid or UTC.'),
+  EXPORT_TOO_LARGE: spec(422, false, 'More documents match the filter than one export may hold (50,000); narrow it — a shorter period, one type or one issuer — and export each part.'),
   IDEMPOTENCY_CONFLICT: spec(409, false, 'This Idempotency-Key was used with a different request; use a new key.'),
   SECRETS_NOT_CONFIGURED: spec(503, false, 'Tenant secrets need SECRETS_KEYS on the API (kid:base64key of 32 bytes; docs/configuration.md); ask the operator to set it.'),
   RATE_LIMITED: spec(429, true, 'Too many requests; wait the seconds Retry-After gives, then try again.'),

@@ -19,6 +19,7 @@ const FlowEditorPage = lazy(() => import('./pages/flow-editor/flow-editor-page.t
 const FlowPage = lazy(() => import('./pages/flow/flow-page.tsx'));
 const JobsPage = lazy(() => import('./pages/jobs/jobs-page.tsx'));
 const JobPage = lazy(() => import('./pages/job/job-page.tsx'));
+const DocumentsPage = lazy(() => import('./pages/documents/documents-page.tsx'));
 const MembersPage = lazy(() => import('./pages/members/members-page.tsx'));
 const InvitationPage = lazy(() => import('./pages/invitation/invitation-page.tsx'));
 const DeadLettersPage = lazy(() => import('./pages/dead-letters/dead-letters-page.tsx'));
@@ -56,6 +57,7 @@ export function App() {
               <Route path="/flows/:id" element={<FlowPage />} />
               <Route path="/jobs" element={<JobsPage />} />
               <Route path="/jobs/:id" element={<JobPage />} />
+              <Route path="/documents" element={<DocumentsPage />} />
               <Route path="/members" element={<MembersPage />} />
               <Route path="/admin" element={<Navigate to="/admin/dead-letters" replace />} />
               <Route path="/admin/dead-letters" element={<DeadLettersPage />} />

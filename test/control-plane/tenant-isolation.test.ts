@@ -20,6 +20,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { Database, Tx } from '../../src/control-plane/db/index.ts';
 import { findJob, listJobs } from '../../src/control-plane/db/queries/jobs.ts';
 import { findFlow, listFlows } from '../../src/control-plane/db/queries/flows.ts';
+import { upsertDocument } from '../../src/control-plane/db/queries/documents.ts';
 import { TokenService } from '../../src/control-plane/http/auth.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { JobQueue } from '../../src/shared/queue/job-queue.ts';
@@ -27,6 +28,7 @@ import { writeHeartbeat } from '../../src/shared/worker-registry.ts';
 import { startTestApi, TEST_JWT_SECRET, type TestApi } from '../support/api.ts';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.ts';
 import { waitFor } from '../support/services.ts';
+import { makeDocument } from '../support/sri-documents.ts';
 import { ensureWebBuilt } from '../../src/embedded/web-build.ts';
 
 const METRICS_TOKEN = `metrics-${randomBytes(12).toString('hex')}`;
@@ -47,6 +49,8 @@ interface Tenant {
   scheduleId: string;
   /** A member added with a password, and one invited by link (its one-time token). */
   memberId: string; memberEmail: string; invitedId: string; invitedEmail: string; invitationToken: string;
+  /** An SRI document fetched by jobFailed (0014_documents.sql): its access key and its issuer's name, a marker. */
+  claveAcceso: string; issuerMarker: string;
 }
 
 /** Ids that are not B's but shaped to trip a careless query or path join. */
@@ -128,11 +132,16 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       const memberId = (await ok('POST', '/api/members', { token, body: { email: memberEmail, name: `${tag}-member`, password: 'correct-horse-42' } })).member.id as string;
       const invitedEmail = `${tag}-invited-${u}@example.com`;
       const invited = await ok('POST', '/api/members', { token, body: { email: invitedEmail, name: `${tag}-invited` } });
+      const issuerMarker = `${tag}-issuer-${u}`;
+      const doc = makeDocument({ fecha: '2026-11-03', ruc: tag === 'alice' ? '1790011111001' : '0990022222001', razonSocial: issuerMarker,
+        secuencial: Number.parseInt(u.slice(0, 6), 16), sinImpuestos: '10.00', total: '11.50', iva: [['4', '15', '10.00', '1.50']] });
+      await t.db.withOrg(reg.org.id, (tx) => upsertDocument(tx, reg.org.id, jobFailed, doc, null));
       return {
         token, userId: reg.user.id, orgId: reg.org.id, email, name, orgName, flowId: flow.id, flowName, scriptMarker,
         jobQueued, jobFailed, jobDead, idempotencyKey, metadataMarker, webhookId, webhookUrl, secretName, secretValue, dlqEntryId: '',
         scheduleId,
         memberId, memberEmail, invitedId: invited.member.id, invitedEmail, invitationToken: invited.invitation.token,
+        claveAcceso: doc.claveAcceso, issuerMarker,
       };
     }
 
@@ -200,6 +209,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       ['dlq entry', x.dlqEntryId], ['session cookie', 'bob-cookie-'], ['schedule id', x.scheduleId],
       ['member id', x.memberId], ['member e-mail', x.memberEmail],
       ['invited member id', x.invitedId], ['invited e-mail', x.invitedEmail], ['invitation token', x.invitationToken],
+      ['document access key', x.claveAcceso], ['document issuer', x.issuerMarker],
     ];
 
     /**
@@ -256,6 +266,23 @@ function backendSuite(backend: 'pglite' | 'postgres') {
     // ── the attack table: one entry per route of the app ─────────────────────────────────────────────────────────
 
     const attacks: Record<string, () => Promise<void>> = {
+      'GET /api/documents': async () => {
+        const r = await asA('GET', '/api/documents?pageSize=100');
+        assert.deepEqual([r.body.total, r.body.documents.map((d: { claveAcceso: string }) => d.claveAcceso)], [1, [a.claveAcceso]]);
+        for (const q of [`q=${b.issuerMarker}`, `q=${b.claveAcceso}`, 'issuerRuc=0990022222001', `q=${encodeURIComponent("' OR '1'='1")}`, 'q=%25']) {
+          const other = await asA('GET', `/api/documents?${q}`);
+          assert.equal(other.body.total, 0, q);
+          assert.equal(other.body.totals.count, 0, q);
+        }
+      },
+      'GET /api/documents/:claveAcceso': async () => { await probeIds('GET', (id) => `/api/documents/${id}`, [b.claveAcceso]); },
+      'GET /api/documents/export': async () => {
+        const r = await asA('GET', '/api/documents/export?format=csv');
+        assert.equal(r.status, 200);
+        assert.ok(r.text.includes(a.claveAcceso), 'A exports its own document');
+        const other = await asA('GET', `/api/documents/export?q=${b.issuerMarker}`);
+        assert.equal(other.text.trim().split('\r\n').length, 1, 'the headers only');
+      },
       'POST /api/auth/register': async () => {
         const taken = await asA('POST', '/api/auth/register', { body: { email: b.email, password: 'another-pass-99', name: 'Mallory', orgName: 'M' } });
         assert.equal(taken.status, 409);

@@ -196,11 +196,15 @@ describe('the dashboard with the keyboard alone, in Chromium', () => {
     await checkPage('job page, cancelled');
   });
 
-  it('reaches the jobs list, the members page and every admin page, disconnects the provider, and logs out', async () => {
+  it('reaches the jobs list, the documents page, the members page and every admin page, disconnects the provider, and logs out', async () => {
     await press(page, nav('Jobs'), 'Jobs in the main navigation');
     await heading('Jobs').waitFor(SLOW);
     await page.getByRole('row').filter({ hasText: 'Demo supplier portal' }).first().waitFor(SLOW);
     await checkPage('jobs');
+    await press(page, nav('Documents'), 'Documents in the main navigation');
+    await heading('Documents').waitFor(SLOW);
+    await page.getByText('No documents yet.', { exact: false }).waitFor(SLOW);
+    await checkPage('documents (empty)');
     await press(page, nav('Members'), 'Members in the main navigation');
     await heading('Members').waitFor(SLOW);
     await checkPage('members');

@@ -63,6 +63,7 @@ export const TAGS = {
   providers: 'The provider catalogue, and the caller\'s portal sessions (cookies, credentials) for each provider.',
   flows: 'Flows: browser automations written as steps, compiled into a signed script; one active flow per provider.',
   jobs: 'Runs of a provider\'s active flow: status, result, evidence (artifacts), live log, cancel and retry.',
+  documents: 'The SRI\'s electronic documents the organisation\'s jobs fetched, one record per access key: list, totals, the authorised XML, exports.',
   schedules: 'Schedules: runs that start by themselves at the due times of a cron pattern in a time zone, one run per due time.',
   secrets: 'The organisation\'s secrets (encrypted, never readable back), filled into portals by flows.',
   webhooks: 'Webhooks: job results POSTed, signed, to the organisation\'s own receivers.',

@@ -19,6 +19,7 @@ import { contextFromTraceparent, setSpanError, SpanKind, traceIdOf, type Tracer 
 import type { Database } from '../db/index.ts';
 import { findJob, listUnfinishedJobs, recordProgress, recordResult, recordWaiting } from '../db/queries/jobs.ts';
 import { markConnectionExpired, renewConnection } from '../db/queries/providers.ts';
+import { recordDocuments } from '../documents/record.ts';
 import { ReconcileOrder } from './reconcile-order.ts';
 
 /** parsed-data.json larger than this is not copied into PostgreSQL (the file stays in S3). */
@@ -112,6 +113,14 @@ async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage):
         if (await markConnectionExpired(tx, { userId: msg.userId, providerId: msg.providerId, expired })) {
           deps.logger.info({ orgId, userId: msg.userId, providerId: msg.providerId, jobId: msg.jobId }, expired ? 'provider connection expired' : 'provider connection working again');
         }
+      }
+      // SRI documents the worker parsed from the job's evidence (docs/documents.md): in the same transaction, so a
+      // recorded result never lacks its documents. Invalid objects are logged and left out, never fatal.
+      if (final && result !== null) {
+        const docs = await recordDocuments(tx, {
+          orgId, jobId: msg.jobId, parsed: result, artifacts: msg.artifacts ?? [], resultsBucket: deps.resultsBucket, logger: deps.logger,
+        });
+        if (docs.inserted + docs.seenAgain + docs.unchanged + docs.rejected > 0) deps.logger.info({ orgId, jobId: msg.jobId, ...docs }, 'SRI documents recorded');
       }
       return 'recorded';
     }

@@ -24,7 +24,7 @@ import { moduleRefScript } from '../../shared/modules/ref.ts';
 import { ERRORS, isSriError, SriError, type ErrorCode } from '../../shared/errors.ts';
 import { keys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/logger.ts';
-import { isNotFound, s3Uri, type BlobStore } from '../../shared/s3.ts';
+import { isNotFound, parseS3Uri, s3Uri, type BlobStore } from '../../shared/s3.ts';
 import type { Keyring } from '../../shared/sealed.ts';
 import type { Cookie, JobMessage, ResultArtifact, ResultFiles, ResultMessage, Session } from '../../shared/schemas.ts';
 import { decodeSession, openJobSecrets, transportKeyring } from '../../shared/transport-secrets.ts';
@@ -46,6 +46,7 @@ import { parseJobMessage } from './message.ts';
 import { gateJob, recordGateOutcome, watchPortal, type GateStepDeps, type PortalWatch } from './gate-step.ts';
 import type { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { Redactor, SecretValues } from './redactor.ts';
+import { parseXmlEvidence, withParsedEvidence, type EvidenceParser } from './parse-evidence.ts';
 import { ensureSession, loadSessionHealth, saveRefreshedCookies, sessionToCheck, StoredSession, type SessionHealth } from './session-health.ts';
 
 export interface PipelineDeps {
@@ -70,6 +71,8 @@ export interface PipelineDeps {
   readonly gate?: GateStepDeps;
   /** Module bundles of jobs that name `module` (module-loader.ts). @default one loader per blob store (moduleLoaderOf) */
   readonly modules?: ModuleLoader;
+  /** Reads the XML evidence of its provider's jobs into parsed data (parse-evidence.ts, docs/documents.md). @default none */
+  readonly evidenceParser?: EvidenceParser;
 }
 
 export interface JobOutcome {
@@ -302,6 +305,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   trace.enter('upload');
   const logs = await closeLiveLog();
   if (exec.consoleLinesDropped) exec.warn(`page console: ${exec.consoleLinesDropped} line(s) beyond the first ${MAX_CONSOLE_LINES} were not kept`);
+  if (deps.evidenceParser) await addParsedEvidence(deps.evidenceParser, job, exec, artifacts, deps);
   const { files, list, uploadError } = await uploadEvidence(job, exec, artifacts, secretValues, deps);
   if (uploadError) {
     log.error({ err: redactor.redact(uploadError.message) }, 'uploading the evidence failed');
@@ -573,6 +577,27 @@ function toJobError(e: unknown, phase: 'prepare' | 'browser' | 'script', browser
   // Playwright appends a multi-line call log; the first lines say what failed.
   message = message.split('\n').slice(0, 3).join(' ').slice(0, 2000);
   return { code, message: redactor.redact(message) };
+}
+
+/**
+ * The SRI pack's reading of the job's XML evidence into parsed data (parse-evidence.ts). Whatever happens here is
+ * logged and never fails the job: the evidence is stored either way, and documents can be read from it again.
+ */
+async function addParsedEvidence(parser: EvidenceParser, job: JobMessage, exec: ExecutionLog, artifacts: JobArtifacts, deps: PipelineDeps): Promise<void> {
+  try {
+    await Promise.allSettled([...artifacts.storing]);
+    const parsed = await parseXmlEvidence(parser, job.providerName, artifacts.downloads, {
+      read: async (uri) => {
+        const loc = parseS3Uri(uri);
+        return loc ? boundWait(deps.blobStore.get(loc.bucket, loc.key), UPLOAD_TIMEOUT_MS, `reading ${loc.key}`) : undefined;
+      },
+      info: (line) => exec.info(line),
+      warn: (line) => exec.warn(line),
+    });
+    if (parsed) artifacts.parsedData = withParsedEvidence(artifacts.parsedData, parsed);
+  } catch (e) {
+    exec.warn(`SRI: the XML evidence could not be read into parsed data: ${messageOf(e)}`);
+  }
 }
 
 const sha256Of = (body: Buffer) => createHash('sha256').update(body).digest('hex');

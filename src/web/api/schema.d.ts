@@ -878,6 +878,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organisation's SRI documents, newest issue date first, paged; optionally of a period, a type, an issuer or matching a text; with the totals of all that match. */
+        get: operations["listDocuments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/documents/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every document matching the filters as a ledger an accountant can use (CSV, or XLSX), Spanish headers, oldest first.
+         * @description Columns: Fecha de emisión, Tipo de comprobante, Serie-Secuencial, RUC emisor, Razón social emisor, Clave de acceso, Número de autorización, one "Subtotal N %" per VAT rate present (0 % always), Subtotal no objeto / exento de IVA when present, Descuento, IVA, Total, Retenciones. Text cells that a spreadsheet would run as a formula (starting with = + - @) get a leading apostrophe.
+         */
+        get: operations["exportDocuments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/documents/{claveAcceso}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One document: its fields, the parser's whole object and a link to its authorised XML. */
+        get: operations["getDocument"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -939,6 +993,188 @@ export interface components {
             /** @description The start of the raw message. */
             preview: string;
         };
+        DocumentDetail: {
+            claveAcceso: string;
+            /** @description Whether the access key's check digit (modulo 11) is right. */
+            claveAccesoValida: boolean;
+            /** @enum {string} */
+            type: "factura" | "notaCredito" | "notaDebito" | "retencion" | "liquidacionCompra" | "guiaRemision";
+            version: string;
+            ambiente: string;
+            estado: string | null;
+            numeroAutorizacion: string | null;
+            /** Format: date-time */
+            fechaAutorizacion: string | null;
+            issuer: {
+                ruc: string;
+                razonSocial: string;
+                nombreComercial: string | null;
+            };
+            receptor: {
+                tipoIdentificacion: string;
+                identificacion: string;
+                razonSocial: string;
+            };
+            /** @description establecimiento-puntoEmision, e.g. 001-001. */
+            serie: string;
+            secuencial: string;
+            /** Format: date */
+            fechaEmision: string;
+            moneda: string;
+            /** @description totalSinImpuestos. */
+            subtotal: string;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            descuento: string;
+            /** @description The sum of the VAT (tax code 2) of the document. */
+            iva: string;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            importeTotal: string;
+            /** @description The sum of the withholdings (valorRetenido) of a comprobante de retención; 0 for other types. */
+            retenido: string;
+            /** @description How many problems the parser reported (check digit, totals that do not add up…); the detail lists them. */
+            problems: number;
+            /** @description The job that first fetched it. */
+            firstJobId: string;
+            lastJobId: string;
+            /** Format: date-time */
+            firstSeenAt: string;
+            /** Format: date-time */
+            lastSeenAt: string;
+            /** @description How many later jobs fetched it again (0: only the first). */
+            seenAgain: number;
+            /** @description The parser's whole object: lines, taxes, withholdings, additional information and problems. */
+            document: {
+                claveAcceso: string;
+                claveAccesoValida: boolean;
+                /** @enum {string} */
+                tipo: "factura" | "notaCredito" | "notaDebito" | "retencion" | "liquidacionCompra" | "guiaRemision";
+                version: string;
+                ambiente: string;
+                estado?: string | null;
+                numeroAutorizacion?: string | null;
+                fechaAutorizacion?: string | null;
+                emisor: {
+                    ruc: string;
+                    razonSocial: string;
+                    nombreComercial?: string | null;
+                };
+                receptor: {
+                    tipoIdentificacion: string;
+                    identificacion: string;
+                    razonSocial: string;
+                };
+                serie: string;
+                secuencial: string;
+                /** Format: date */
+                fechaEmision: string;
+                moneda: string;
+                totales: {
+                    sinImpuestos: string;
+                    descuento: string;
+                    impuestos: {
+                        codigo: string;
+                        codigoPorcentaje: string;
+                        tarifa?: string | null;
+                        baseImponible: string;
+                        valor: string;
+                    }[];
+                    importeTotal: string;
+                };
+                detalles: {
+                    codigoPrincipal?: string | null;
+                    descripcion: string;
+                    cantidad: string;
+                    precioUnitario: string;
+                    descuento: string;
+                    precioTotalSinImpuesto: string;
+                }[];
+                retenciones?: {
+                    codigo: string;
+                    codigoRetencion: string;
+                    baseImponible: string;
+                    porcentajeRetener: string;
+                    valorRetenido: string;
+                    docSustento?: unknown;
+                }[] | null;
+                infoAdicional?: {
+                    [key: string]: string;
+                } | null;
+                problemas: {
+                    codigo: string;
+                    mensaje: string;
+                }[];
+            };
+            /** @description The evidence file the document was read from; null when the job kept none. */
+            xml: {
+                name: string;
+                /** @description A presigned download link of the authorised XML as the portal served it, valid for ARTIFACT_URL_TTL_SECONDS. */
+                url: string;
+            } | null;
+        };
+        DocumentSummary: {
+            claveAcceso: string;
+            /** @description Whether the access key's check digit (modulo 11) is right. */
+            claveAccesoValida: boolean;
+            /** @enum {string} */
+            type: "factura" | "notaCredito" | "notaDebito" | "retencion" | "liquidacionCompra" | "guiaRemision";
+            version: string;
+            ambiente: string;
+            estado: string | null;
+            numeroAutorizacion: string | null;
+            /** Format: date-time */
+            fechaAutorizacion: string | null;
+            issuer: {
+                ruc: string;
+                razonSocial: string;
+                nombreComercial: string | null;
+            };
+            receptor: {
+                tipoIdentificacion: string;
+                identificacion: string;
+                razonSocial: string;
+            };
+            /** @description establecimiento-puntoEmision, e.g. 001-001. */
+            serie: string;
+            secuencial: string;
+            /** Format: date */
+            fechaEmision: string;
+            moneda: string;
+            /** @description totalSinImpuestos. */
+            subtotal: string;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            descuento: string;
+            /** @description The sum of the VAT (tax code 2) of the document. */
+            iva: string;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            importeTotal: string;
+            /** @description The sum of the withholdings (valorRetenido) of a comprobante de retención; 0 for other types. */
+            retenido: string;
+            /** @description How many problems the parser reported (check digit, totals that do not add up…); the detail lists them. */
+            problems: number;
+            /** @description The job that first fetched it. */
+            firstJobId: string;
+            lastJobId: string;
+            /** Format: date-time */
+            firstSeenAt: string;
+            /** Format: date-time */
+            lastSeenAt: string;
+            /** @description How many later jobs fetched it again (0: only the first). */
+            seenAgain: number;
+        };
+        /** @description Sums over every document matching the filter, on every page. */
+        DocumentTotals: {
+            count: number;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            subtotal: string;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            descuento: string;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            iva: string;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            importeTotal: string;
+            /** @description A decimal, exact, with a dot ("1234.50"). */
+            retenido: string;
+        };
         Enrolment: {
             workerId: string;
             name: string | null;
@@ -959,7 +1195,7 @@ export interface components {
                  * @description A stable code from docs/errors.md: match on it, never on the message.
                  * @enum {string}
                  */
-                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "CAPTCHA_UNSOLVED" | "MODULE_NOT_FOUND" | "MODULE_NOT_ALLOWED" | "MODULE_INTEGRITY" | "MODULE_SIGNATURE_INVALID" | "JOB_POISONED" | "SRI_XML_INVALID" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "MODULE_INVALID" | "MODULE_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
+                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "CAPTCHA_UNSOLVED" | "MODULE_NOT_FOUND" | "MODULE_NOT_ALLOWED" | "MODULE_INTEGRITY" | "MODULE_SIGNATURE_INVALID" | "JOB_POISONED" | "SRI_XML_INVALID" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "MODULE_INVALID" | "MODULE_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "EXPORT_TOO_LARGE" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
                 /** @description What happened and what to do next. */
                 message: string;
                 /** @description VALIDATION_FAILED: a list of ValidationIssue. Other codes, when they have details: an object the code's entry in docs/errors.md describes. */
@@ -7295,6 +7531,253 @@ export interface operations {
                 content: {
                     "application/json": {
                         runs: components["schemas"]["ScheduleRun"][];
+                    };
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `NOT_FOUND`: Nothing with this id exists in your organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listDocuments: {
+        parameters: {
+            query?: {
+                /** @description The page, from 1. */
+                page?: number;
+                /** @description Documents per page. */
+                pageSize?: number;
+                /** @description Only documents issued on or after this day (YYYY-MM-DD). */
+                from?: string;
+                /** @description Only documents issued on or before this day (YYYY-MM-DD, included). */
+                to?: string;
+                /** @description Only documents issued in this year (or, with month, this month); not with from/to. */
+                year?: number;
+                /** @description With year: only documents issued in this month. */
+                month?: number;
+                /** @description Only documents of this type. */
+                type?: "factura" | "notaCredito" | "notaDebito" | "retencion" | "liquidacionCompra" | "guiaRemision";
+                /** @description Only documents of this issuer (its RUC). */
+                issuerRuc?: string;
+                /** @description Text found in the issuer's name or trade name, the document number (001-001-000000123) or the access key; case-insensitive. */
+                q?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of documents, how many match in all, and their sums. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        documents: components["schemas"]["DocumentSummary"][];
+                        page: number;
+                        pageSize: number;
+                        /** @description Documents matching the filters, on every page. */
+                        total: number;
+                        totals: components["schemas"]["DocumentTotals"];
+                    };
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exportDocuments: {
+        parameters: {
+            query?: {
+                /** @description csv (UTF-8, comma-separated, Spanish headers) or xlsx. */
+                format?: "csv" | "xlsx";
+                /** @description Only documents issued on or after this day (YYYY-MM-DD). */
+                from?: string;
+                /** @description Only documents issued on or before this day (YYYY-MM-DD, included). */
+                to?: string;
+                /** @description Only documents issued in this year (or, with month, this month); not with from/to. */
+                year?: number;
+                /** @description With year: only documents issued in this month. */
+                month?: number;
+                /** @description Only documents of this type. */
+                type?: "factura" | "notaCredito" | "notaDebito" | "retencion" | "liquidacionCompra" | "guiaRemision";
+                /** @description Only documents of this issuer (its RUC). */
+                issuerRuc?: string;
+                /** @description Text found in the issuer's name or trade name, the document number (001-001-000000123) or the access key; case-insensitive. */
+                q?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ledger, as an attachment. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid; see details for each field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `UNAUTHENTICATED`: Send "Authorization: Bearer <token>"; get a token from POST /api/auth/login.
+             *
+             *     `TOKEN_INVALID`: The token is invalid or expired; log in again with POST /api/auth/login.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `EXPORT_TOO_LARGE`: More documents match the filter than one export may hold (50,000); narrow it — a shorter period, one type or one issuer — and export each part. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getDocument: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's 49-digit access key. */
+                claveAcceso: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The document. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        document: components["schemas"]["DocumentDetail"];
                     };
                 };
             };

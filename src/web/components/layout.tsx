@@ -30,6 +30,7 @@ export function Layout() {
         <nav aria-label={t('app.mainNav')}>
           <ul>
             <li><NavLink to="/jobs">{t('nav.jobs')}</NavLink></li>
+            <li><NavLink to="/documents">{t('nav.documents')}</NavLink></li>
             <li><NavLink to="/flows">{t('nav.flows')}</NavLink></li>
             <li><NavLink to="/providers">{t('nav.providers')}</NavLink></li>
             {/* The admin pages are for admins only (the API refuses anyone else with FORBIDDEN). */}
