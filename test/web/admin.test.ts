@@ -319,7 +319,7 @@ describe('jobs filters, members and admin pages, in Chromium', () => {
       const deliveries = page.getByRole('region', { name: `Deliveries of ${hookUrl}` });
       const row = deliveries.getByRole('row').filter({ hasText: finished.slice(0, 8) });
       await row.getByText('job.done').waitFor(SLOW);
-      await row.getByText('delivered').waitFor(SLOW);
+      await row.getByText('Delivered', { exact: true }).waitFor(SLOW);
       await row.getByText('204').waitFor(SLOW);
       await checkPage(admin, 'webhooks, a delivery listed');
     } finally {

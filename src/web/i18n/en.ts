@@ -487,6 +487,7 @@ export const en = {
   },
   webhooks: {
     title: 'Webhooks',
+    deliveryStatus: { pending: 'Pending', retrying: 'Retrying', delivered: 'Delivered', failed: 'Failed' },
     intro: 'Job results POSTed, signed, to your own receivers.',
     empty: 'No webhooks yet. Add one to be told when jobs finish.',
     url: 'URL',

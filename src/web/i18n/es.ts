@@ -489,6 +489,7 @@ export const es: Catalogue = {
   },
   webhooks: {
     title: 'Webhooks',
+    deliveryStatus: { pending: 'Pendiente', retrying: 'Reintentando', delivered: 'Entregado', failed: 'Fallido' },
     intro: 'Resultados de los trabajos enviados por POST, firmados, a sus propios receptores.',
     empty: 'Aún no hay webhooks. Agregue uno para saber cuándo terminan los trabajos.',
     url: 'URL',

@@ -39,7 +39,7 @@ function Deliveries({ id, url }: { id: string; url: string }) {
         <tbody>
           {list.data.deliveries.map((d) => (
             <tr key={d.id}>
-              <td>{d.event}</td><td><code>{d.jobId.slice(0, 8)}</code></td><td>{d.status}</td><td>{d.attempts}</td>
+              <td>{d.event}</td><td><code>{d.jobId.slice(0, 8)}</code></td><td>{t(`webhooks.deliveryStatus.${d.status}`)}</td><td>{d.attempts}</td>
               <td>{d.responseStatus ?? t('common.none')}</td><td>{d.errorClass ?? t('common.none')}</td><td>{f.dateTime(d.createdAt)}</td>
             </tr>
           ))}
