@@ -5,9 +5,13 @@
  * Jobs never share a context: each gets `newContext()` and closes it (ARCHITECTURE.md invariant 3).
  */
 import { existsSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { Logger } from '../shared/logger.ts';
 import { SriError } from '../shared/errors.ts';
+import type { PreparedLease } from './job/egress-proxy.ts';
+import type { EgressPolicy } from './job/egress-policy.ts';
+import { GuardRules, installGuard } from './job/host-guard.ts';
+import type { OnBlocked } from './job/egress-proxy.ts';
 
 const SYSTEM_CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'];
 
@@ -32,16 +36,80 @@ const RESTART_PAUSE_MS = 5000;
 
 const runningAsRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
+/**
+ * A context's life: prepared ahead (`idle`), handed to one job (`reserved`), its script running (`running`), closed
+ * with its job (`recycled`). No state leads back: a context serves one job, ever (ARCHITECTURE.md invariant 3).
+ */
+export type ContextState = 'idle' | 'reserved' | 'running' | 'recycled';
+
+/**
+ * A fresh context with one blank page behind an egress lease that reaches nothing until the job arms it. Nothing
+ * has run in it: it has no cookie, storage, cache or service worker (they are blocked) of anybody.
+ */
+export class PreparedContext {
+  private current: ContextState = 'idle';
+
+  constructor(
+    readonly browser: Browser, readonly context: BrowserContext, readonly page: Page,
+    private readonly lease: PreparedLease, private readonly guard: GuardRules,
+  ) {}
+
+  /**
+   * Gives the context its job's egress policy, in both lines of defence at once: the route guard and the proxy
+   * lease (until then both refuse everything). The returned lease is the job's to release.
+   */
+  arm(policy: EgressPolicy, onBlocked: OnBlocked, opts: Parameters<PreparedLease['arm']>[2]): ReturnType<PreparedLease['arm']> {
+    this.guard.set(policy, onBlocked);
+    return this.lease.arm(policy, onBlocked, opts);
+  }
+
+  get state(): ContextState {
+    return this.current;
+  }
+
+  /** Moves forward only: idle → reserved → running → recycled (recycled from any state). */
+  to(next: ContextState): void {
+    const order: ContextState[] = ['idle', 'reserved', 'running', 'recycled'];
+    if (order.indexOf(next) <= order.indexOf(this.current)) throw new Error(`context cannot go from ${this.current} to ${next}`);
+    this.current = next;
+  }
+
+  /** True while it can still be given to a job. */
+  usable(): boolean {
+    return this.current === 'idle' && this.browser.isConnected() && !this.page.isClosed();
+  }
+
+  /** Closes the context; a lease never armed is released here (an armed one is its job's to release). */
+  async recycle(): Promise<void> {
+    const armedBefore = this.current !== 'idle';
+    this.current = 'recycled';
+    if (!armedBefore) this.lease.release();
+    await this.context.close().catch(() => {});
+  }
+}
+
+/** What every job's context is opened with: downloads kept as evidence, service workers blocked. */
+const JOB_CONTEXT_OPTIONS = { acceptDownloads: true, serviceWorkers: 'block' } as const;
+
 export class BrowserPool {
   private browser: Browser | undefined;
   private launching: Promise<Browser> | undefined;
   private closed = false;
   private launches = 0;
+  private readonly warm: PreparedContext[] = [];
+  private preparing: Promise<void> | undefined;
 
   constructor(private readonly opts: {
     chromiumPath?: string; launchTimeoutMs: number; logger: Logger;
     /** Called for every launch after the first. */
     onRestart?: () => void;
+    /** Egress credentials for a context prepared before its job (EgressProxy.prepareLease); without it, no `reserve`. */
+    prepareLease?: () => PreparedLease;
+    /**
+     * Contexts kept prepared ahead (one per job slot): a job takes one instead of waiting for a context and its
+     * page to open. 0: each job opens its own when it starts. @default 0
+     */
+    warmContexts?: number;
   }) {}
 
   /** True while a launched browser is connected. */
@@ -74,6 +142,59 @@ export class BrowserPool {
         if (this.browser === browser) this.browser = undefined;
         await browser.close().catch(() => {});
       }
+    }
+  }
+
+  /**
+   * A context for one job, `reserved`: a prepared one when one waits (and another is prepared in its place), else
+   * one opened now. The caller arms its lease with the job's policy and recycles it when the job ends.
+   */
+  async reserve(): Promise<PreparedContext> {
+    let prepared: PreparedContext | undefined;
+    while ((prepared = this.warm.shift()) !== undefined && !prepared.usable()) void prepared.recycle();
+    prepared ??= await this.prepare();
+    prepared.to('reserved');
+    this.refill();
+    return prepared;
+  }
+
+  /** Starts preparing contexts until `warmContexts` wait; one at a time, off the caller's path. */
+  refill(): void {
+    const want = this.opts.warmContexts ?? 0;
+    if (this.closed || this.preparing || this.warm.length >= want) return;
+    this.preparing = (async () => {
+      try {
+        while (!this.closed && this.warm.length < want) {
+          const p = await this.prepare();
+          if (this.closed) await p.recycle();
+          else this.warm.push(p);
+        }
+      } catch (e) {
+        // The next reserve opens its context itself (and relaunches the browser if it must).
+        this.opts.logger.warn({ err: (e as Error).message.split('\n')[0] }, 'preparing a warm context failed');
+      } finally {
+        this.preparing = undefined;
+      }
+    })();
+  }
+
+  private async prepare(): Promise<PreparedContext> {
+    if (!this.opts.prepareLease) throw new Error('this BrowserPool has no egress proxy: it opens no job context');
+    const lease = this.opts.prepareLease();
+    try {
+      const { browser, context } = await this.newContext({ ...JOB_CONTEXT_OPTIONS, proxy: lease.proxy });
+      try {
+        // The host guard before the page: every request the context ever makes goes through it.
+        const guard = new GuardRules();
+        await installGuard(context, guard);
+        return new PreparedContext(browser, context, await context.newPage(), lease, guard);
+      } catch (e) {
+        await context.close().catch(() => {});
+        throw e;
+      }
+    } catch (e) {
+      lease.release();
+      throw e;
     }
   }
 
@@ -120,6 +241,8 @@ export class BrowserPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.preparing;
+    await Promise.all(this.warm.splice(0).map((p) => p.recycle()));
     const b = this.browser ?? (await this.launching?.catch(() => undefined));
     this.browser = undefined;
     await b?.close().catch(() => {});

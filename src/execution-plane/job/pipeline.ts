@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Browser, BrowserContext } from 'playwright-core';
 import type { WorkerConfig } from '../config.ts';
-import type { BrowserPool } from '../browser.ts';
+import type { BrowserPool, PreparedContext } from '../browser.ts';
 import type { JobQueue, Taken } from '../../shared/queue/job-queue.ts';
 import type { ScriptRunner } from '../script/runner.ts';
 import type { Tracer } from '../../shared/tracing.ts';
@@ -37,7 +37,6 @@ import { createHelpers, JobArtifacts, type Artifact, type EvidenceStore } from '
 import type { EgressProxy } from './egress-proxy.ts';
 import { describeJobHosts, egressPolicyMissingError, egressPolicyOf, resolveJobHosts } from './egress-hosts.ts';
 import { egressLimitError, EgressTally, type ResultEgress } from './egress-report.ts';
-import { installHostGuard } from './host-guard.ts';
 import { guardJob, rememberFinished } from './job-guard.ts';
 import { JobTrace } from './job-trace.ts';
 import { parseJobMessage } from './message.ts';
@@ -246,22 +245,22 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     const missing = (cause?: unknown) => egressPolicyMissingError(job.providerName, tally.blockedTotal, cause);
     // Over its byte budget the job ends at once: closing the context fails every pending page call.
     let closeContext: (() => void) | undefined;
-    const lease = deps.egress.lease(policy, onBlocked, { maxBytes: config.egressMaxBytes, onLimitExceeded: () => closeContext?.() });
+    let reserved: PreparedContext;
     try {
-      let context: BrowserContext;
-      try {
-        // A context of its own: no cookie, storage or cache of another job (invariant 3).
-        ({ browser, context } = await deps.browsers.newContext({
-          acceptDownloads: true, serviceWorkers: 'block', proxy: lease.proxy,
-        }));
-      } catch (e) {
-        if (isSriError(e)) throw e;
-        throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
-      }
+      // A context of its own, prepared ahead or opened now: no cookie, storage or cache of another job (invariant 3).
+      reserved = await deps.browsers.reserve();
+    } catch (e) {
+      if (isSriError(e)) throw e;
+      throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
+    }
+    browser = reserved.browser;
+    const lease = reserved.arm(policy, onBlocked, { maxBytes: config.egressMaxBytes, onLimitExceeded: () => closeContext?.() });
+    try {
+      const context = reserved.context;
       closeContext = () => { void context.close().catch(() => {}); };
       portal = watchPortal(context, job.providerName, pacing, deps.gate);
       const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), protect: (v: string) => { redactor.add([v]); secretValues.add([v]); }, secretValues };
-      await runInBrowser(job, taken, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions);
+      await runInBrowser(job, taken, script, session, reserved, deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions);
     } catch (e) {
       throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : hosts.source === 'missing' && tally.blockedTotal ? missing(e) : e;
     } finally {
@@ -431,10 +430,11 @@ function evidenceStore(job: JobMessage, deps: PipelineDeps): EvidenceStore {
 }
 
 async function runInBrowser(
-  job: JobMessage, taken: Taken, script: VerifiedScript, session: Session, context: BrowserContext, hostGuard: (context: BrowserContext) => Promise<void>, deps: PipelineDeps,
+  job: JobMessage, taken: Taken, script: VerifiedScript, session: Session, reserved: PreparedContext, deps: PipelineDeps,
   exec: ExecutionLog, artifacts: JobArtifacts, evidence: EvidenceIo, signal: AbortSignal, scriptStarts: () => void, sessions: JobSessions,
 ): Promise<void> {
   const { config } = deps;
+  const context = reserved.context;
   const attempt = taken.attempt;
   const runStarted = Date.now();
   let closing = false;
@@ -442,7 +442,7 @@ async function runInBrowser(
   try {
     context.setDefaultTimeout(config.playwrightTimeoutMs);
     context.setDefaultNavigationTimeout(config.playwrightTimeoutMs);
-    await hostGuard(context);
+    // The host guard was installed when the context was prepared (browser.ts); `arm` gave it this job's policy.
     const cookies = toPlaywrightCookies(session.cookies, (t) => exec.warn(t));
     try {
       if (cookies.length) await context.addCookies(cookies);
@@ -451,7 +451,8 @@ async function runInBrowser(
     }
     // The page's console (the portal's own and the script's `evaluate`), every page of the context.
     context.on('console', (m) => exec.console(m.type(), m.text()));
-    const page = await context.newPage();
+    // The prepared context's one page, blank until the script navigates.
+    const page = reserved.page;
     // Popups and window.open: at most WORKER_MAX_PAGES open at once; the rest are closed as they open.
     let pagesClosed = 0;
     context.on('page', (p) => {
@@ -484,6 +485,7 @@ async function runInBrowser(
       flowId: job.flowId, flowVersion: job.flowVersion, attempt,
     });
     scriptStarts();
+    reserved.to('running');
     // Before the flow's steps: is the portal session still logged in? Logged out, the provider's login flow signs in
     // again in this context, sandboxed and bounded like the script (docs/sessions.md).
     const health = sessions.health;
@@ -516,7 +518,7 @@ async function runInBrowser(
       evidence.secretValues.add(cookies.filter((c) => c.httpOnly).map((c) => c.value));
       sessions.finalCookies = cookies;
     }
-    await context.close().catch(() => {});
+    await reserved.recycle();
   }
 }
 
