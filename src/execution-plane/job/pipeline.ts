@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Browser, BrowserContext } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { WorkerConfig } from '../config.ts';
 import type { BrowserPool, PreparedContext } from '../browser.ts';
 import type { JobQueue, Taken } from '../../shared/queue/job-queue.ts';
@@ -195,6 +195,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   let error: JobError | undefined;
   let phase: 'prepare' | 'browser' | 'script' = 'prepare';
   let browser: Browser | undefined;
+  const crash = { crashed: false };
   let egress: ResultEgress | undefined;
   let portal: PortalWatch | undefined;
   /** The connection's session, whose renewedUntil says when this job saved renewed cookies to it. */
@@ -260,7 +261,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
       closeContext = () => { void context.close().catch(() => {}); };
       portal = watchPortal(context, job.providerName, pacing, deps.gate);
       const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), protect: (v: string) => { redactor.add([v]); secretValues.add([v]); }, secretValues };
-      await runInBrowser(job, taken, script, session, reserved, deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions);
+      await runInBrowser(job, taken, script, session, reserved, deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions, crash);
     } catch (e) {
       throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : hosts.source === 'missing' && tally.blockedTotal ? missing(e) : e;
     } finally {
@@ -273,7 +274,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     // Cookies the portal renewed during the job go back to the connection (a daily schedule keeps its session).
     if (sessions.finalCookies) await saveRefreshedCookies(sessions.stored, sessions.finalCookies, exec);
   } catch (e) {
-    error = toJobError(e, phase, browser, redactor);
+    error = toJobError(e, phase, browser, redactor, crash.crashed);
     // A flow that failed on a 5xx page of its portal failed because of the portal (gate-step.ts).
     if (portal) error = portal.explain(error, (t) => redactor.redact(t));
     trace.fail(error.code, error.message);
@@ -432,12 +433,14 @@ function evidenceStore(job: JobMessage, deps: PipelineDeps): EvidenceStore {
 async function runInBrowser(
   job: JobMessage, taken: Taken, script: VerifiedScript, session: Session, reserved: PreparedContext, deps: PipelineDeps,
   exec: ExecutionLog, artifacts: JobArtifacts, evidence: EvidenceIo, signal: AbortSignal, scriptStarts: () => void, sessions: JobSessions,
+  crash: { crashed: boolean },
 ): Promise<void> {
   const { config } = deps;
   const context = reserved.context;
   const attempt = taken.attempt;
   const runStarted = Date.now();
   let closing = false;
+  let scriptRuns = false;
   context.once('close', () => { closing = true; });
   try {
     context.setDefaultTimeout(config.playwrightTimeoutMs);
@@ -453,6 +456,17 @@ async function runInBrowser(
     context.on('console', (m) => exec.console(m.type(), m.text()));
     // The prepared context's one page, blank until the script navigates.
     const page = reserved.page;
+    // A page whose renderer crashed answers nothing more: the job ends at once (BROWSER_CRASHED, retried) instead of
+    // waiting for its deadline; the context is closed with it, and the slot's next job has a fresh one anyway.
+    const onCrash = () => {
+      if (crash.crashed) return;
+      crash.crashed = true;
+      exec.error('the page crashed (its renderer process died)');
+      closing = true;
+      void context.close().catch(() => {});
+    };
+    page.on('crash', onCrash);
+    context.on('page', (p) => p.on('crash', onCrash));
     // Popups and window.open: at most WORKER_MAX_PAGES open at once; the rest are closed as they open.
     let pagesClosed = 0;
     context.on('page', (p) => {
@@ -503,10 +517,16 @@ async function runInBrowser(
       });
     }
     exec.info(`running the script (${deps.runner.name}, limit ${timeoutMs} ms)`);
+    scriptRuns = true;
     await withDeadline(
       deps.runner.run(script, { page, payload: structuredClone(job.metadata ?? {}), helpers, context: jobContext },
         { timeoutMs, signal, clock, filename: `flow-${job.flowId}-${job.flowVersion}.js` }),
       timeoutMs, signal, () => { closing = true; return context.close(); }, clock);
+  } catch (e) {
+    // What a person needs to see why: the page as it was when the script failed. Not from a page that is gone
+    // (crash, timeout, cancel: the context is closing) — the job's end must not wait on it.
+    if (scriptRuns && !closing && !crash.crashed) await captureFailure(reserved.page, artifacts, evidence.redact, exec);
+    throw e;
   } finally {
     // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
     // with the context; each is bounded by its own upload deadline.
@@ -519,6 +539,29 @@ async function runInBrowser(
       sessions.finalCookies = cookies;
     }
     await reserved.recycle();
+  }
+}
+
+/** Longest the failure captures may take together: the job's failure is reported after them. */
+const FAILURE_CAPTURE_MS = 5000;
+
+/**
+ * A screenshot (secret fields masked, as helpers.screenshot does) and the page's HTML (redacted: the job's secrets
+ * replaced) at the moment of failure, kept as `failure` evidence. Best effort: a capture that fails is logged.
+ */
+async function captureFailure(page: Page, artifacts: JobArtifacts, redact: (text: string) => string, exec: ExecutionLog): Promise<void> {
+  const capture = async () => {
+    const mask = [...artifacts.secretFields].map((sel) => page.locator(sel));
+    const shot = await page.screenshot({ timeout: FAILURE_CAPTURE_MS, ...(mask.length ? { mask } : {}) });
+    artifacts.failure.push({ name: 'failure-screenshot.png', body: shot, contentType: 'image/png' });
+    const html = redact(await page.content());
+    artifacts.failure.push({ name: 'failure-page.html', body: Buffer.from(html, 'utf8'), contentType: 'text/html; charset=utf-8' });
+  };
+  try {
+    await boundWait(capture(), FAILURE_CAPTURE_MS, 'capturing the failed page');
+    exec.info(`failure captured: ${artifacts.failure.map((a) => `${a.name} (${a.body.length} bytes)`).join(', ')}`);
+  } catch (e) {
+    exec.warn(`the failed page could not be captured: ${redact(messageOf(e).split('\n')[0] ?? '')}`);
   }
 }
 
@@ -536,10 +579,15 @@ function isNavigationError(e: unknown): boolean {
   return /net::ERR_|NS_ERROR_NET/.test(m) || /^(page|frame)\.(goto|reload|goBack|goForward|waitForNavigation|waitForURL): Timeout/.test(m);
 }
 
-function toJobError(e: unknown, phase: 'prepare' | 'browser' | 'script', browser: Browser | undefined, redactor: Redactor): JobError {
+function toJobError(e: unknown, phase: 'prepare' | 'browser' | 'script', browser: Browser | undefined, redactor: Redactor, crashed = false): JobError {
   let code: ErrorCode;
   let message: string;
-  if (isSriError(e)) {
+  const timeUp = isSriError(e) && (e.code === 'EXECUTION_TIMEOUT' || e.code === 'CANCELLED' || e.code === 'WORKER_SHUTDOWN');
+  if ((crashed || (phase === 'script' && browser && !browser.isConnected())) && !timeUp) {
+    // Whatever the script made of it (a failed call, an error of its own): the page or the browser under it died.
+    code = 'BROWSER_CRASHED';
+    message = crashed ? `The job's page crashed while the job ran: ${messageOf(e)}` : `The browser stopped while running the job: ${messageOf(e)}`;
+  } else if (isSriError(e)) {
     code = e.code;
     message = e.message;
   } else if (browser && !browser.isConnected()) {
@@ -583,8 +631,10 @@ async function uploadEvidence(
   await Promise.allSettled([...artifacts.storing]);
   const screenshots = artifacts.screenshots.filter((s) => s.body.length > 0);
   const shots: (ResultArtifact | undefined)[] = [];
+  const failure: (ResultArtifact | undefined)[] = [];
   let parsed: ResultArtifact | undefined;
   const uploads: Promise<void>[] = screenshots.map(async (s, i) => { shots[i] = await put(s, 'screenshot'); });
+  uploads.push(...artifacts.failure.map(async (a, i) => { failure[i] = await put(a, 'failure'); }));
   if (artifacts.parsedData !== undefined) {
     const body = Buffer.from(secretValues.stringify(artifacts.parsedData, 2), 'utf8');
     uploads.push(put({ name: 'parsed-data.json', body, contentType: 'application/json' }, 'parsedData').then((a) => { parsed = a; }));
@@ -598,7 +648,7 @@ async function uploadEvidence(
   files.screenshots = shots.filter((s) => s !== undefined).map((s) => s.uri);
   if (parsed) files.parsedData = parsed.uri;
   if (uploadError) exec.error(`upload failed: ${uploadError.message}`);
-  const count = screenshots.length + downloads.length + (artifacts.parsedData ? 1 : 0);
+  const count = screenshots.length + downloads.length + (artifacts.parsedData ? 1 : 0) + artifacts.failure.length;
   exec.info(`evidence: ${count} file(s) under s3://${bucket}/${prefix}`);
   const list: ResultArtifact[] = [];
   try {
@@ -606,6 +656,6 @@ async function uploadEvidence(
   } catch (e) {
     uploadError ??= e as Error;
   }
-  list.push(...shots.filter((s) => s !== undefined), ...downloads, ...(parsed ? [parsed] : []));
+  list.push(...shots.filter((s) => s !== undefined), ...downloads, ...(parsed ? [parsed] : []), ...failure.filter((a) => a !== undefined));
   return { files, list, uploadError };
 }
