@@ -30,9 +30,19 @@ export function chromiumArgs(): string[] {
     '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--webrtc-ip-handling-policy=disable_non_proxied_udp'];
 }
 
-/** A browser that disconnects within this long of its launch is relaunched only after RESTART_PAUSE_MS. */
+/**
+ * A browser that disconnects within this long of its launch died young: its relaunch waits, longer with each young
+ * death in a row (exponential backoff: RESTART_BACKOFF_BASE_MS × 2^(n-1), at most RESTART_BACKOFF_MAX_MS), so a
+ * browser that cannot stay up does not restart in a tight loop. A browser that lived longer resets the count.
+ */
 const RESTART_PAUSE_WITHIN_MS = 30_000;
-const RESTART_PAUSE_MS = 5000;
+const RESTART_BACKOFF_BASE_MS = 5000;
+const RESTART_BACKOFF_MAX_MS = 5 * 60_000;
+
+/** The pause before relaunching after `youngDeaths` deaths in a row of browsers that died young (0: at once). */
+export function restartBackoffMs(youngDeaths: number): number {
+  return youngDeaths <= 0 ? 0 : Math.min(RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_BASE_MS * 2 ** Math.min(youngDeaths - 1, 20));
+}
 
 const runningAsRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -98,6 +108,13 @@ export class BrowserPool {
   private launches = 0;
   private readonly warm: PreparedContext[] = [];
   private preparing: Promise<void> | undefined;
+  private youngDeaths = 0;
+  /** The current browser's contexts opened so far and its launch time: what retirement counts. */
+  private contextsOpened = 0;
+  private launchedAt = 0;
+  /** Contexts still open per browser, so a retired browser is closed when its last job ends. */
+  private readonly openContexts = new Map<Browser, number>();
+  private readonly retired = new Set<Browser>();
 
   constructor(private readonly opts: {
     chromiumPath?: string; launchTimeoutMs: number; logger: Logger;
@@ -110,6 +127,13 @@ export class BrowserPool {
      * page to open. 0: each job opens its own when it starts. @default 0
      */
     warmContexts?: number;
+    /**
+     * A browser gives no new context after this many (long-running Chromium creeps in memory): the next context
+     * opens in a new browser, and the old one closes when its last context does. @default unlimited
+     */
+    maxContextsPerBrowser?: number;
+    /** Likewise after this long since its launch. @default unlimited */
+    maxBrowserAgeMs?: number;
   }) {}
 
   /** True while a launched browser is connected. */
@@ -120,6 +144,7 @@ export class BrowserPool {
   /** The connected browser, launching (once, however many callers wait) when there is none. */
   async get(): Promise<Browser> {
     if (this.closed) throw new SriError('WORKER_SHUTDOWN', 'The worker is stopping; no browser is available.');
+    if (this.browser?.isConnected() && this.dueForRetirement()) this.retire(this.browser);
     if (this.browser?.isConnected()) return this.browser;
     this.launching ??= this.launch().finally(() => { this.launching = undefined; });
     return this.launching;
@@ -134,7 +159,15 @@ export class BrowserPool {
     for (let attempt = 0; ; attempt++) {
       const browser = await this.get();
       try {
-        return { browser, context: await browser.newContext(options) };
+        const context = await browser.newContext(options);
+        if (browser === this.browser) this.contextsOpened++;
+        this.openContexts.set(browser, (this.openContexts.get(browser) ?? 0) + 1);
+        context.once('close', () => {
+          const left = (this.openContexts.get(browser) ?? 1) - 1;
+          this.openContexts.set(browser, left);
+          if (left <= 0 && this.retired.has(browser)) void browser.close().catch(() => {});
+        });
+        return { browser, context };
       } catch (e) {
         const dead = !browser.isConnected() || /closed|disconnected|crash/i.test((e as Error).message);
         if (!dead || attempt >= 1) throw e;
@@ -198,6 +231,23 @@ export class BrowserPool {
     }
   }
 
+  private dueForRetirement(): boolean {
+    const { maxContextsPerBrowser: maxContexts, maxBrowserAgeMs: maxAge } = this.opts;
+    return (maxContexts !== undefined && this.contextsOpened >= maxContexts)
+      || (maxAge !== undefined && Date.now() - this.launchedAt >= maxAge);
+  }
+
+  /** The browser takes no new context; it closes once its open ones have (now, when it has none). */
+  private retiredLast = false;
+
+  private retire(browser: Browser): void {
+    this.retiredLast = true;
+    this.opts.logger.info({ contexts: this.contextsOpened, ageMs: Date.now() - this.launchedAt }, 'browser retired; the next context opens in a new one');
+    this.retired.add(browser);
+    if (this.browser === browser) this.browser = undefined;
+    if ((this.openContexts.get(browser) ?? 0) <= 0) void browser.close().catch(() => {});
+  }
+
   private async launch(): Promise<Browser> {
     const executablePath = resolveChromiumPath(this.opts.chromiumPath);
     const started = Date.now();
@@ -217,13 +267,19 @@ export class BrowserPool {
     }
     this.opts.logger.info({ executablePath: executablePath ?? 'playwright', version: browser.version(), duration: Date.now() - started }, 'browser launched');
     const launchedAt = Date.now();
-    if (this.launches++ > 0) this.opts.onRestart?.();
+    // A launch that replaces a retired browser is no restart: only those after a crash count (the restart-loop alert).
+    const replacesRetired = this.launches > 0 && this.retiredLast;
+    this.retiredLast = false;
+    if (this.launches++ > 0 && !replacesRetired) this.opts.onRestart?.();
     browser.on('disconnected', () => {
+      this.openContexts.delete(browser);
+      if (this.retired.delete(browser)) return;
       if (this.browser === browser) this.browser = undefined;
       if (this.closed) return;
-      // A browser that dies soon after its launch is relaunched after a pause, not in a tight loop.
-      const pauseMs = Date.now() - launchedAt < RESTART_PAUSE_WITHIN_MS ? RESTART_PAUSE_MS : 0;
-      this.opts.logger.warn({ pauseMs }, 'browser disconnected; relaunching');
+      // A browser that dies soon after its launch is relaunched after a pause that doubles with each such death.
+      this.youngDeaths = Date.now() - launchedAt < RESTART_PAUSE_WITHIN_MS ? this.youngDeaths + 1 : 0;
+      const pauseMs = restartBackoffMs(this.youngDeaths);
+      this.opts.logger.warn({ pauseMs, youngDeaths: this.youngDeaths }, 'browser disconnected; relaunching');
       const relaunch = () => {
         if (this.closed || this.browser) return;
         this.get().catch((e: unknown) => this.opts.logger.error({ err: (e as Error).message }, 'relaunching the browser failed; the next job tries again'));
@@ -236,6 +292,8 @@ export class BrowserPool {
       throw new SriError('WORKER_SHUTDOWN');
     }
     this.browser = browser;
+    this.launchedAt = launchedAt;
+    this.contextsOpened = 0;
     return browser;
   }
 
@@ -245,6 +303,7 @@ export class BrowserPool {
     await Promise.all(this.warm.splice(0).map((p) => p.recycle()));
     const b = this.browser ?? (await this.launching?.catch(() => undefined));
     this.browser = undefined;
-    await b?.close().catch(() => {});
+    await Promise.all([b, ...this.retired].map((x) => x?.close().catch(() => {})));
+    this.retired.clear();
   }
 }

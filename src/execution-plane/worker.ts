@@ -120,6 +120,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     chromiumPath: config.chromiumPath, launchTimeoutMs: 60_000, logger, onRestart: () => observability.metrics.browserRestarted(),
     // One context waiting per job slot, prepared while the slot's current job runs (issue 14).
     prepareLease: () => egress.prepareLease(), warmContexts: config.maxJobs,
+    maxContextsPerBrowser: config.browserMaxContexts, maxBrowserAgeMs: config.browserMaxAgeMs,
   });
   const tracing = deps.tracing ?? createTracing({
     serviceName: 'sri-worker', otlpEndpoint: config.otlpEndpoint, resource: { 'service.instance.id': workerId },
