@@ -621,7 +621,10 @@ async function uploadEvidence(
   const bucket = deps.config.s3ResultsBucket;
   const prefix = `results/${job.orgId}/${job.userId}/${job.jobId}/`;
   const put = async (a: Artifact, kind: ResultArtifact['kind']): Promise<ResultArtifact> => {
-    const uri = await boundWait(deps.blobStore.put(bucket, prefix + a.name, a.body, a.contentType), UPLOAD_TIMEOUT_MS, `uploading ${a.name}`);
+    // An upload given up on (over its bound) is cancelled too, so it does not go on in the background.
+    const cancel = new AbortController();
+    const uri = await boundWait(deps.blobStore.put(bucket, prefix + a.name, a.body, a.contentType, { signal: cancel.signal }), UPLOAD_TIMEOUT_MS, `uploading ${a.name}`)
+      .catch((e: unknown) => { cancel.abort(); throw e; });
     return { name: a.name, kind, uri, bytes: a.body.length, sha256: sha256Of(a.body), contentType: a.contentType };
   };
   const files: ResultFiles = { log: s3Uri(bucket, `${prefix}execution.log`), screenshots: [] };
