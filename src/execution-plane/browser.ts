@@ -1,8 +1,11 @@
 /**
- * One warm Chromium per worker, launched at start and relaunched at once when it disconnects (crash, OOM kill), so
- * the worker stays ready (/readyz) and the next job does not pay the launch; a relaunch that fails is tried again
- * by the next job. Every launch after the first is a restart (`onRestart`, the sri_browser_restarts_total metric).
- * Jobs never share a context: each gets `newContext()` and closes it (ARCHITECTURE.md invariant 3).
+ * The worker's browsers (BrowserPool): one warm Chromium, launched at start and relaunched when it disconnects
+ * (crash, OOM kill) — at once, or after an exponential backoff when it keeps dying young — so the worker stays ready
+ * (/readyz) and the next job does not pay the launch. Every relaunch after a crash is a restart (`onRestart`, the
+ * sri_browser_restarts_total metric and its restart-loop alert); a browser retired after its maximum of contexts or
+ * its maximum age (memory creep) is replaced without counting one, and closes after its last job.
+ * Jobs never share a context (ARCHITECTURE.md invariant 3): each reserves a PreparedContext, opened ahead for its slot
+ * and never handed out twice (idle → reserved → running → recycled).
  */
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
