@@ -187,11 +187,25 @@ export class BrowserPool {
    */
   async reserve(): Promise<PreparedContext> {
     let prepared: PreparedContext | undefined;
-    while ((prepared = this.warm.shift()) !== undefined && !prepared.usable()) void prepared.recycle();
+    while ((prepared = this.warm.shift()) !== undefined && !(await this.alive(prepared))) void prepared.recycle();
     prepared ??= await this.prepare();
     prepared.to('reserved');
     this.refill();
     return prepared;
+  }
+
+  /**
+   * A browser that died can still look connected for a moment (its 'disconnected' event not yet delivered): one
+   * round trip to the context tells, before a job is given a context of a dead browser.
+   */
+  private async alive(prepared: PreparedContext): Promise<boolean> {
+    if (!prepared.usable()) return false;
+    try {
+      await prepared.context.cookies();
+      return prepared.usable();
+    } catch {
+      return false;
+    }
   }
 
   /** Starts preparing contexts until `warmContexts` wait; one at a time, off the caller's path. */
