@@ -1,13 +1,20 @@
 /**
- * One warm Chromium per worker, launched at start and relaunched at once when it disconnects (crash, OOM kill), so
- * the worker stays ready (/readyz) and the next job does not pay the launch; a relaunch that fails is tried again
- * by the next job. Every launch after the first is a restart (`onRestart`, the sri_browser_restarts_total metric).
- * Jobs never share a context: each gets `newContext()` and closes it (ARCHITECTURE.md invariant 3).
+ * The worker's browsers (BrowserPool): one warm Chromium, launched at start and relaunched when it disconnects
+ * (crash, OOM kill) — at once, or after an exponential backoff when it keeps dying young — so the worker stays ready
+ * (/readyz) and the next job does not pay the launch. Every relaunch after a crash is a restart (`onRestart`, the
+ * sri_browser_restarts_total metric and its restart-loop alert); a browser retired after its maximum of contexts or
+ * its maximum age (memory creep) is replaced without counting one, and closes after its last job.
+ * Jobs never share a context (ARCHITECTURE.md invariant 3): each reserves a PreparedContext, opened ahead for its slot
+ * and never handed out twice (idle → reserved → running → recycled).
  */
 import { existsSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { Logger } from '../shared/logger.ts';
 import { SriError } from '../shared/errors.ts';
+import type { PreparedLease } from './job/egress-proxy.ts';
+import type { EgressPolicy } from './job/egress-policy.ts';
+import { GuardRules, installGuard } from './job/host-guard.ts';
+import type { OnBlocked } from './job/egress-proxy.ts';
 
 const SYSTEM_CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'];
 
@@ -26,22 +33,110 @@ export function chromiumArgs(): string[] {
     '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--webrtc-ip-handling-policy=disable_non_proxied_udp'];
 }
 
-/** A browser that disconnects within this long of its launch is relaunched only after RESTART_PAUSE_MS. */
+/**
+ * A browser that disconnects within this long of its launch died young: its relaunch waits, longer with each young
+ * death in a row (exponential backoff: RESTART_BACKOFF_BASE_MS × 2^(n-1), at most RESTART_BACKOFF_MAX_MS), so a
+ * browser that cannot stay up does not restart in a tight loop. A browser that lived longer resets the count.
+ */
 const RESTART_PAUSE_WITHIN_MS = 30_000;
-const RESTART_PAUSE_MS = 5000;
+const RESTART_BACKOFF_BASE_MS = 5000;
+const RESTART_BACKOFF_MAX_MS = 5 * 60_000;
+
+/** The pause before relaunching after `youngDeaths` deaths in a row of browsers that died young (0: at once). */
+export function restartBackoffMs(youngDeaths: number): number {
+  return youngDeaths <= 0 ? 0 : Math.min(RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_BASE_MS * 2 ** Math.min(youngDeaths - 1, 20));
+}
 
 const runningAsRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
+
+/**
+ * A context's life: prepared ahead (`idle`), handed to one job (`reserved`), its script running (`running`), closed
+ * with its job (`recycled`). No state leads back: a context serves one job, ever (ARCHITECTURE.md invariant 3).
+ */
+export type ContextState = 'idle' | 'reserved' | 'running' | 'recycled';
+
+/**
+ * A fresh context with one blank page behind an egress lease that reaches nothing until the job arms it. Nothing
+ * has run in it: it has no cookie, storage, cache or service worker (they are blocked) of anybody.
+ */
+export class PreparedContext {
+  private current: ContextState = 'idle';
+
+  constructor(
+    readonly browser: Browser, readonly context: BrowserContext, readonly page: Page,
+    private readonly lease: PreparedLease, private readonly guard: GuardRules,
+  ) {}
+
+  /**
+   * Gives the context its job's egress policy, in both lines of defence at once: the route guard and the proxy
+   * lease (until then both refuse everything). The returned lease is the job's to release.
+   */
+  arm(policy: EgressPolicy, onBlocked: OnBlocked, opts: Parameters<PreparedLease['arm']>[2]): ReturnType<PreparedLease['arm']> {
+    this.guard.set(policy, onBlocked);
+    return this.lease.arm(policy, onBlocked, opts);
+  }
+
+  get state(): ContextState {
+    return this.current;
+  }
+
+  /** Moves forward only: idle → reserved → running → recycled (recycled from any state). */
+  to(next: ContextState): void {
+    const order: ContextState[] = ['idle', 'reserved', 'running', 'recycled'];
+    if (order.indexOf(next) <= order.indexOf(this.current)) throw new Error(`context cannot go from ${this.current} to ${next}`);
+    this.current = next;
+  }
+
+  /** True while it can still be given to a job. */
+  usable(): boolean {
+    return this.current === 'idle' && this.browser.isConnected() && !this.page.isClosed();
+  }
+
+  /** Closes the context; a lease never armed is released here (an armed one is its job's to release). */
+  async recycle(): Promise<void> {
+    const armedBefore = this.current !== 'idle';
+    this.current = 'recycled';
+    if (!armedBefore) this.lease.release();
+    await this.context.close().catch(() => {});
+  }
+}
+
+/** What every job's context is opened with: downloads kept as evidence, service workers blocked. */
+const JOB_CONTEXT_OPTIONS = { acceptDownloads: true, serviceWorkers: 'block' } as const;
 
 export class BrowserPool {
   private browser: Browser | undefined;
   private launching: Promise<Browser> | undefined;
   private closed = false;
   private launches = 0;
+  private readonly warm: PreparedContext[] = [];
+  private preparing: Promise<void> | undefined;
+  private youngDeaths = 0;
+  /** The current browser's contexts opened so far and its launch time: what retirement counts. */
+  private contextsOpened = 0;
+  private launchedAt = 0;
+  /** Contexts still open per browser, so a retired browser is closed when its last job ends. */
+  private readonly openContexts = new Map<Browser, number>();
+  private readonly retired = new Set<Browser>();
 
   constructor(private readonly opts: {
     chromiumPath?: string; launchTimeoutMs: number; logger: Logger;
     /** Called for every launch after the first. */
     onRestart?: () => void;
+    /** Egress credentials for a context prepared before its job (EgressProxy.prepareLease); without it, no `reserve`. */
+    prepareLease?: () => PreparedLease;
+    /**
+     * Contexts kept prepared ahead (one per job slot): a job takes one instead of waiting for a context and its
+     * page to open. 0: each job opens its own when it starts. @default 0
+     */
+    warmContexts?: number;
+    /**
+     * A browser gives no new context after this many (long-running Chromium creeps in memory): the next context
+     * opens in a new browser, and the old one closes when its last context does. @default unlimited
+     */
+    maxContextsPerBrowser?: number;
+    /** Likewise after this long since its launch. @default unlimited */
+    maxBrowserAgeMs?: number;
   }) {}
 
   /** True while a launched browser is connected. */
@@ -52,6 +147,7 @@ export class BrowserPool {
   /** The connected browser, launching (once, however many callers wait) when there is none. */
   async get(): Promise<Browser> {
     if (this.closed) throw new SriError('WORKER_SHUTDOWN', 'The worker is stopping; no browser is available.');
+    if (this.browser?.isConnected() && this.dueForRetirement()) this.retire(this.browser);
     if (this.browser?.isConnected()) return this.browser;
     this.launching ??= this.launch().finally(() => { this.launching = undefined; });
     return this.launching;
@@ -66,7 +162,15 @@ export class BrowserPool {
     for (let attempt = 0; ; attempt++) {
       const browser = await this.get();
       try {
-        return { browser, context: await browser.newContext(options) };
+        const context = await browser.newContext(options);
+        if (browser === this.browser) this.contextsOpened++;
+        this.openContexts.set(browser, (this.openContexts.get(browser) ?? 0) + 1);
+        context.once('close', () => {
+          const left = (this.openContexts.get(browser) ?? 1) - 1;
+          this.openContexts.set(browser, left);
+          if (left <= 0 && this.retired.has(browser)) void browser.close().catch(() => {});
+        });
+        return { browser, context };
       } catch (e) {
         const dead = !browser.isConnected() || /closed|disconnected|crash/i.test((e as Error).message);
         if (!dead || attempt >= 1) throw e;
@@ -75,6 +179,90 @@ export class BrowserPool {
         await browser.close().catch(() => {});
       }
     }
+  }
+
+  /**
+   * A context for one job, `reserved`: a prepared one when one waits (and another is prepared in its place), else
+   * one opened now. The caller arms its lease with the job's policy and recycles it when the job ends.
+   */
+  async reserve(): Promise<PreparedContext> {
+    let prepared: PreparedContext | undefined;
+    while ((prepared = this.warm.shift()) !== undefined && !(await this.alive(prepared))) void prepared.recycle();
+    prepared ??= await this.prepare();
+    prepared.to('reserved');
+    this.refill();
+    return prepared;
+  }
+
+  /**
+   * A browser that died can still look connected for a moment (its 'disconnected' event not yet delivered): one
+   * round trip to the context tells, before a job is given a context of a dead browser.
+   */
+  private async alive(prepared: PreparedContext): Promise<boolean> {
+    if (!prepared.usable()) return false;
+    try {
+      await prepared.context.cookies();
+      return prepared.usable();
+    } catch {
+      return false;
+    }
+  }
+
+  /** Starts preparing contexts until `warmContexts` wait; one at a time, off the caller's path. */
+  refill(): void {
+    const want = this.opts.warmContexts ?? 0;
+    if (this.closed || this.preparing || this.warm.length >= want) return;
+    this.preparing = (async () => {
+      try {
+        while (!this.closed && this.warm.length < want) {
+          const p = await this.prepare();
+          if (this.closed) await p.recycle();
+          else this.warm.push(p);
+        }
+      } catch (e) {
+        // The next reserve opens its context itself (and relaunches the browser if it must).
+        this.opts.logger.warn({ err: (e as Error).message.split('\n')[0] }, 'preparing a warm context failed');
+      } finally {
+        this.preparing = undefined;
+      }
+    })();
+  }
+
+  private async prepare(): Promise<PreparedContext> {
+    if (!this.opts.prepareLease) throw new Error('this BrowserPool has no egress proxy: it opens no job context');
+    const lease = this.opts.prepareLease();
+    try {
+      const { browser, context } = await this.newContext({ ...JOB_CONTEXT_OPTIONS, proxy: lease.proxy });
+      try {
+        // The host guard before the page: every request the context ever makes goes through it.
+        const guard = new GuardRules();
+        await installGuard(context, guard);
+        return new PreparedContext(browser, context, await context.newPage(), lease, guard);
+      } catch (e) {
+        await context.close().catch(() => {});
+        throw e;
+      }
+    } catch (e) {
+      lease.release();
+      throw e;
+    }
+  }
+
+  private dueForRetirement(): boolean {
+    const { maxContextsPerBrowser: maxContexts, maxBrowserAgeMs: maxAge } = this.opts;
+    return (maxContexts !== undefined && this.contextsOpened >= maxContexts)
+      || (maxAge !== undefined && Date.now() - this.launchedAt >= maxAge);
+  }
+
+  /** The browser takes no new context; it closes once its open ones have (now, when it has none). */
+  private retiredLast = false;
+
+  private retire(browser: Browser): void {
+    this.retiredLast = true;
+    this.opts.logger.info({ contexts: this.contextsOpened, ageMs: Date.now() - this.launchedAt }, 'browser retired; the next context opens in a new one');
+    this.retired.add(browser);
+    if (this.browser === browser) this.browser = undefined;
+    if ((this.openContexts.get(browser) ?? 0) <= 0) void browser.close().catch(() => {});
   }
 
   private async launch(): Promise<Browser> {
@@ -96,13 +284,19 @@ export class BrowserPool {
     }
     this.opts.logger.info({ executablePath: executablePath ?? 'playwright', version: browser.version(), duration: Date.now() - started }, 'browser launched');
     const launchedAt = Date.now();
-    if (this.launches++ > 0) this.opts.onRestart?.();
+    // A launch that replaces a retired browser is no restart: only those after a crash count (the restart-loop alert).
+    const replacesRetired = this.launches > 0 && this.retiredLast;
+    this.retiredLast = false;
+    if (this.launches++ > 0 && !replacesRetired) this.opts.onRestart?.();
     browser.on('disconnected', () => {
+      this.openContexts.delete(browser);
+      if (this.retired.delete(browser)) return;
       if (this.browser === browser) this.browser = undefined;
       if (this.closed) return;
-      // A browser that dies soon after its launch is relaunched after a pause, not in a tight loop.
-      const pauseMs = Date.now() - launchedAt < RESTART_PAUSE_WITHIN_MS ? RESTART_PAUSE_MS : 0;
-      this.opts.logger.warn({ pauseMs }, 'browser disconnected; relaunching');
+      // A browser that dies soon after its launch is relaunched after a pause that doubles with each such death.
+      this.youngDeaths = Date.now() - launchedAt < RESTART_PAUSE_WITHIN_MS ? this.youngDeaths + 1 : 0;
+      const pauseMs = restartBackoffMs(this.youngDeaths);
+      this.opts.logger.warn({ pauseMs, youngDeaths: this.youngDeaths }, 'browser disconnected; relaunching');
       const relaunch = () => {
         if (this.closed || this.browser) return;
         this.get().catch((e: unknown) => this.opts.logger.error({ err: (e as Error).message }, 'relaunching the browser failed; the next job tries again'));
@@ -115,13 +309,18 @@ export class BrowserPool {
       throw new SriError('WORKER_SHUTDOWN');
     }
     this.browser = browser;
+    this.launchedAt = launchedAt;
+    this.contextsOpened = 0;
     return browser;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.preparing;
+    await Promise.all(this.warm.splice(0).map((p) => p.recycle()));
     const b = this.browser ?? (await this.launching?.catch(() => undefined));
     this.browser = undefined;
-    await b?.close().catch(() => {});
+    await Promise.all([b, ...this.retired].map((x) => x?.close().catch(() => {})));
+    this.retired.clear();
   }
 }

@@ -110,15 +110,18 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
   const logger = baseLogger.child({ workerId });
   const redis = deps.redis ?? createRedis(config, { name: `sri-worker-${workerId}` });
   const blobStore = deps.blobStore ?? new BlobStore(createS3Client(config));
-  const browsers = new BrowserPool({
-    chromiumPath: config.chromiumPath, launchTimeoutMs: 60_000, logger, onRestart: () => observability.metrics.browserRestarted(),
-  });
   // The platform's own services are never a job's destination, whatever its allowedHosts (docs/security.md "Egress").
-  const egress = new EgressProxy(logger, {
+  const egress: EgressProxy = new EgressProxy(logger, {
     // Every node of a Redis Cluster is one of them (the startup nodes; they name the others in the same network).
     platformServices: [serviceOf(config.redisUrl), ...(config.redisClusterNodes ?? []), serviceOf(config.s3Endpoint),
       typeof config.httpPort === 'number' && config.httpPort > 0 ? { host: config.httpHost, port: config.httpPort } : undefined]
       .filter((x): x is { host: string; port: number } => x !== undefined),
+  });
+  const browsers = new BrowserPool({
+    chromiumPath: config.chromiumPath, launchTimeoutMs: 60_000, logger, onRestart: () => observability.metrics.browserRestarted(),
+    // One context waiting per job slot, prepared while the slot's current job runs (issue 14).
+    prepareLease: () => egress.prepareLease(), warmContexts: config.maxJobs,
+    maxContextsPerBrowser: config.browserMaxContexts, maxBrowserAgeMs: config.browserMaxAgeMs,
   });
   const tracing = deps.tracing ?? createTracing({
     serviceName: 'sri-worker', otlpEndpoint: config.otlpEndpoint, resource: { 'service.instance.id': workerId },
@@ -148,6 +151,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
 
   const closeOwned = async () => {
     control.disconnect();
+    if (!deps.runner) runner.close?.();
     await browsers.close();
     await egress.close();
     if (!deps.redis) {
@@ -226,6 +230,9 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     await heartbeat.start();
     await egress.start();
     await Promise.race([browsers.get(), outageDuringStart]);
+    // The first job's context and sandbox are ready before it is taken; each job starts its successor's.
+    browsers.refill();
+    if (!deps.runner) runner.prepare?.(config.maxJobs);
   } catch (e) {
     revocation.stop();
     await heartbeat.stop();

@@ -31,6 +31,7 @@ export const ERRORS = {
   SCRIPT_RESOURCE_LIMIT: spec(422, false, 'The script went over a per-job limit (calls, screenshots, downloads, download size, message size or egress bytes; the message names it) and was stopped.'),
   SANDBOX_UNAVAILABLE: spec(500, false, 'The worker cannot isolate scripts as WORKER_SANDBOX asks (bubblewrap or prlimit missing, or user namespaces not allowed); install bubblewrap, allow unprivileged user namespaces, or set WORKER_SANDBOX=process to run with the weaker process sandbox (see docs/security.md).'),
   BROWSER_ERROR: spec(503, true, 'The browser failed while running the job; it will be restarted. Try the job again.'),
+  BROWSER_CRASHED: spec(503, true, 'The job\'s page or browser crashed while it ran (out of memory, a renderer or GPU fault); the job is retried in a fresh context.'),
   UPLOAD_FAILED: spec(503, true, 'Uploading the evidence to S3 failed; check S3_ENDPOINT and the results bucket.'),
   WORKER_SHUTDOWN: spec(503, true, 'The worker stopped before the job could finish; run it again.'),
   EGRESS_POLICY_MISSING: spec(403, false, 'The job\'s browser had no hosts it may reach, so every request was refused: the job names no allowedHosts and its provider is not in the provider catalogue (sri:provider:{providerName} in Redis). Name allowedHosts in the job, or register the provider in the control plane (the API publishes the catalogue as it starts).'),

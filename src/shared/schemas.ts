@@ -86,7 +86,7 @@ export const ResultFiles = z.object({
 export type ResultFiles = z.infer<typeof ResultFiles>;
 
 /** What an evidence file is: the kinds `GET /api/jobs/{id}` lists under `artifacts`. */
-export const ArtifactKind = z.enum(['log', 'screenshot', 'download', 'parsedData']);
+export const ArtifactKind = z.enum(['log', 'screenshot', 'download', 'parsedData', 'failure']);
 export type ArtifactKind = z.infer<typeof ArtifactKind>;
 
 /**

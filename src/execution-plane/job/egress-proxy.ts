@@ -24,7 +24,7 @@ import {
 import { connect, isIP, type AddressInfo, type Socket } from 'node:net';
 import { Transform } from 'node:stream';
 import type { Logger } from '../../shared/logger.ts';
-import { canonicalAddress, canonicalHost, classifyAddress, type EgressBlockReason, type EgressPolicy, type HostPattern } from './egress-policy.ts';
+import { canonicalAddress, canonicalHost, classifyAddress, type EgressBlockReason, EgressPolicy, type HostPattern } from './egress-policy.ts';
 
 /** All addresses of a host name, in the order to try them. Injected by tests (no DNS there). */
 export type Resolve = (hostname: string) => Promise<readonly string[]>;
@@ -70,6 +70,14 @@ export interface ProxyLease {
   release(): void;
 }
 
+/** A lease made before its job: its credentials reach nothing until `arm` gives it the job's policy. */
+export interface PreparedLease {
+  readonly proxy: ProxyLease['proxy'];
+  arm(policy: EgressPolicy, onBlocked: OnBlocked, opts?: LeaseOptions): ProxyLease;
+  /** For a lease never armed (its context was dropped); an armed one is released through its ProxyLease. */
+  release(): void;
+}
+
 export interface EgressProxyOptions {
   /** @default systemResolve (dns.lookup, all addresses) */
   readonly resolve?: Resolve;
@@ -108,14 +116,23 @@ class Lease {
   released = false;
   private readonly live = new Set<Destroyable>();
 
-  constructor(
-    readonly password: Buffer,
-    readonly policy: EgressPolicy,
-    readonly onBlocked: OnBlocked,
-    private readonly maxBytes: number,
-    private readonly maxConnections: number,
-    private readonly onLimit: ((limit: EgressLimit) => void) | undefined,
-  ) {}
+  /** Until `arm`: nothing is allowed and nothing is reported (a context prepared ahead has no job yet). */
+  policy: EgressPolicy = new EgressPolicy([]);
+  onBlocked: OnBlocked = () => {};
+  private maxBytes = 0;
+  private maxConnections = 0;
+  private onLimit: ((limit: EgressLimit) => void) | undefined;
+
+  constructor(readonly password: Buffer) {}
+
+  /** Gives the lease its job's policy and limits; once only. */
+  arm(policy: EgressPolicy, onBlocked: OnBlocked, opts: LeaseOptions): void {
+    this.policy = policy;
+    this.onBlocked = onBlocked;
+    this.maxBytes = opts.maxBytes ?? DEFAULT_EGRESS_MAX_BYTES;
+    this.maxConnections = opts.maxConnections ?? DEFAULT_EGRESS_MAX_CONNECTIONS;
+    this.onLimit = opts.onLimitExceeded;
+  }
 
   /** Counts `n` bytes; false — and every connection cut — once over the budget. */
   account(n: number): boolean {
@@ -286,23 +303,45 @@ export class EgressProxy {
    * allowedHosts or its provider's; none at all reaches nothing).
    */
   lease(policy: EgressPolicy, onBlocked: OnBlocked, opts: LeaseOptions = {}): ProxyLease {
+    return this.prepareLease().arm(policy, onBlocked, opts);
+  }
+
+  /**
+   * Credentials for a context prepared before its job is known (browser.ts): until `arm` they reach nothing. Each
+   * is armed for one job and released with it, like any lease.
+   */
+  prepareLease(): PreparedLease {
     if (!this.server) throw new Error('egress proxy not started');
     const username = `job-${randomUUID()}`;
     const password = randomBytes(18).toString('base64url');
-    const lease = new Lease(Buffer.from(password), policy, onBlocked,
-      opts.maxBytes ?? DEFAULT_EGRESS_MAX_BYTES, opts.maxConnections ?? DEFAULT_EGRESS_MAX_CONNECTIONS, opts.onLimitExceeded);
+    const lease = new Lease(Buffer.from(password));
     this.leases.set(username, lease);
+    const proxy = { server: `http://127.0.0.1:${this.port}`, username, password };
+    const release = () => {
+      this.leases.delete(username);
+      lease.released = true;
+      lease.cut();
+    };
+    let armed = false;
     return {
-      proxy: { server: `http://127.0.0.1:${this.port}`, username, password },
+      proxy, release,
+      arm: (policy, onBlocked, opts = {}) => {
+        if (armed) throw new Error('a prepared egress lease is armed once');
+        armed = true;
+        lease.arm(policy, onBlocked, opts);
+        return this.handle(lease, proxy, release);
+      },
+    };
+  }
+
+  private handle(lease: Lease, proxy: ProxyLease['proxy'], release: () => void): ProxyLease {
+    return {
+      proxy,
       limitExceeded: () => lease.exceeded,
       bytes: () => lease.bytes,
       charge: (n) => lease.account(n),
       connectionsRefused: () => lease.refused,
-      release: () => {
-        this.leases.delete(username);
-        lease.released = true;
-        lease.cut();
-      },
+      release,
     };
   }
 

@@ -114,10 +114,14 @@ export class JobArtifacts {
   readonly storing = new Set<Promise<unknown>>();
   /** The first download that could not be stored: the job fails with UPLOAD_FAILED, even if the script caught it. */
   storeError: Error | undefined;
+  /** Selectors fillSecret filled: every screenshot of the job masks what they match (docs/security.md). */
+  readonly secretFields = new Set<string>();
+  /** What the page showed when the job failed (failure-screenshot.png, failure-page.html), taken by the pipeline. */
+  readonly failure: Artifact[] = [];
 }
 
 /** Names the pipeline writes itself; a download never takes one of them. */
-const RESERVED = /^(execution\.log|parsed-data\.json|screenshot-\d+\.png)$/i;
+const RESERVED = /^(execution\.log|parsed-data\.json|screenshot-\d+\.png|failure-screenshot\.png|failure-page\.html)$/i;
 
 /** A download's suggested name reduced to a safe object name: no path, no odd characters, no leading dots. */
 export function sanitizeFileName(suggested: string): string {
@@ -258,8 +262,7 @@ export function createHelpers(opts: {
 }): ScriptHelpers {
   const { page, exec, artifacts } = opts;
   const usedNames = new Set<string>();
-  /** Selectors fillSecret filled: every screenshot of the job masks what they match (docs/security.md). */
-  const secretFields = new Set<string>();
+  const secretFields = artifacts.secretFields;
   let downloadsTaken = 0;
   let scriptLogChars = 0;
   const parsedSizes = new Map<string, number>();

@@ -8,7 +8,7 @@
  */
 import type { BrowserContext } from 'playwright-core';
 import { hostAndPort, parsePattern, patternMatches } from '../../shared/host-match.ts';
-import { canonicalHost, type EgressBlockReason, type EgressPolicy } from './egress-policy.ts';
+import { canonicalHost, EgressPolicy, type EgressBlockReason } from './egress-policy.ts';
 
 /**
  * `pattern` is a host name (any port), `host:port` (that port only) or `*.domain` (any subdomain of domain, not
@@ -41,21 +41,45 @@ export function urlAllowed(url: string, policy: EgressPolicy): { allowed: boolea
 export async function installHostGuard(
   context: BrowserContext, policy: EgressPolicy, onBlocked: (host: string, reason: EgressBlockReason) => void,
 ): Promise<void> {
+  const rules = new GuardRules();
+  rules.set(policy, onBlocked);
+  await installGuard(context, rules);
+}
+
+/**
+ * The rules of a guard installed before its job is known (a context prepared ahead, browser.ts): nothing passes,
+ * and nothing is reported, until `set` gives it the job's policy — once.
+ */
+export class GuardRules {
+  policy: EgressPolicy = new EgressPolicy([]);
+  onBlocked: (host: string, reason: EgressBlockReason) => void = () => {};
+  private given = false;
+
+  set(policy: EgressPolicy, onBlocked: (host: string, reason: EgressBlockReason) => void): void {
+    if (this.given) throw new Error('a host guard\'s rules are set once');
+    this.given = true;
+    this.policy = policy;
+    this.onBlocked = onBlocked;
+  }
+}
+
+/** Installs the guard on `context` under `rules`, read at each request (so rules set later apply from then on). */
+export async function installGuard(context: BrowserContext, rules: GuardRules): Promise<void> {
   await context.route(() => true, async (route) => {
-    const verdict = urlAllowed(route.request().url(), policy);
+    const verdict = urlAllowed(route.request().url(), rules.policy);
     if (verdict.allowed) {
       await route.fallback();
     } else {
-      onBlocked(verdict.host, verdict.reason ?? 'not-allowed');
+      rules.onBlocked(verdict.host, verdict.reason ?? 'not-allowed');
       await route.abort('blockedbyclient');
     }
   });
   await context.routeWebSocket(() => true, (ws) => {
-    const verdict = urlAllowed(ws.url(), policy);
+    const verdict = urlAllowed(ws.url(), rules.policy);
     if (verdict.allowed) {
       ws.connectToServer();
     } else {
-      onBlocked(verdict.host, verdict.reason ?? 'not-allowed');
+      rules.onBlocked(verdict.host, verdict.reason ?? 'not-allowed');
       void ws.close({ code: 1008, reason: 'host not allowed' });
     }
   });

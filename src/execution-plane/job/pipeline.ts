@@ -12,9 +12,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Browser, BrowserContext } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { WorkerConfig } from '../config.ts';
-import type { BrowserPool } from '../browser.ts';
+import type { BrowserPool, PreparedContext } from '../browser.ts';
 import type { JobQueue, Taken } from '../../shared/queue/job-queue.ts';
 import type { ScriptRunner } from '../script/runner.ts';
 import type { Tracer } from '../../shared/tracing.ts';
@@ -39,7 +39,6 @@ import { createHelpers, JobArtifacts, type Artifact, type EvidenceStore } from '
 import type { EgressProxy } from './egress-proxy.ts';
 import { describeJobHosts, egressPolicyMissingError, egressPolicyOf, resolveJobHosts } from './egress-hosts.ts';
 import { egressLimitError, EgressTally, type ResultEgress } from './egress-report.ts';
-import { installHostGuard } from './host-guard.ts';
 import { guardJob, rememberFinished } from './job-guard.ts';
 import { JobTrace } from './job-trace.ts';
 import { parseJobMessage } from './message.ts';
@@ -203,6 +202,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   let error: JobError | undefined;
   let phase: 'prepare' | 'browser' | 'script' = 'prepare';
   let browser: Browser | undefined;
+  const crash = { crashed: false };
   let egress: ResultEgress | undefined;
   let portal: PortalWatch | undefined;
   /** The connection's session, whose renewedUntil says when this job saved renewed cookies to it. */
@@ -253,25 +253,25 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     const missing = (cause?: unknown) => egressPolicyMissingError(job.providerName, tally.blockedTotal, cause);
     // Over its byte budget the job ends at once: closing the context fails every pending page call.
     let closeContext: (() => void) | undefined;
-    const lease = deps.egress.lease(policy, onBlocked, { maxBytes: config.egressMaxBytes, onLimitExceeded: () => closeContext?.() });
+    let reserved: PreparedContext;
     try {
-      let context: BrowserContext;
-      try {
-        // A context of its own: no cookie, storage or cache of another job (invariant 3).
-        ({ browser, context } = await deps.browsers.newContext({
-          acceptDownloads: true, serviceWorkers: 'block', proxy: lease.proxy,
-        }));
-      } catch (e) {
-        if (isSriError(e)) throw e;
-        throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
-      }
+      // A context of its own, prepared ahead or opened now: no cookie, storage or cache of another job (invariant 3).
+      reserved = await deps.browsers.reserve();
+    } catch (e) {
+      if (isSriError(e)) throw e;
+      throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
+    }
+    browser = reserved.browser;
+    const lease = reserved.arm(policy, onBlocked, { maxBytes: config.egressMaxBytes, onLimitExceeded: () => closeContext?.() });
+    try {
+      const context = reserved.context;
       closeContext = () => { void context.close().catch(() => {}); };
       portal = watchPortal(context, job.providerName, pacing, deps.gate, {
         signal,
         onHeld: (until, used, ceiling) => exec.info(`provider ${job.providerName}: ${used} of its ${ceiling} requests per minute are used (every organisation together); the job's next page action waits until ${new Date(until).toISOString()}`),
       });
       const evidence = { store: evidenceStore(job, deps), charge: (n: number) => lease.charge(n), redact: (t: string) => redactor.redact(t), protect: (v: string) => { redactor.add([v]); secretValues.add([v]); }, secretValues };
-      await runInBrowser(job, taken, script, session, context, (c) => installHostGuard(c, policy, onBlocked), deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions, portal.beforeAction);
+      await runInBrowser(job, taken, script, session, reserved, deps, exec, artifacts, evidence, signal, () => { phase = 'script'; }, sessions, crash, portal.beforeAction);
     } catch (e) {
       throw lease.limitExceeded() ? egressLimitError(config.egressMaxBytes, e) : hosts.source === 'missing' && tally.blockedTotal ? missing(e) : e;
     } finally {
@@ -284,7 +284,7 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     // Cookies the portal renewed during the job go back to the connection (a daily schedule keeps its session).
     if (sessions.finalCookies) await saveRefreshedCookies(sessions.stored, sessions.finalCookies, exec);
   } catch (e) {
-    error = toJobError(e, phase, browser, redactor);
+    error = toJobError(e, phase, browser, redactor, crash.crashed);
     // A flow that failed on a 5xx page of its portal failed because of the portal (gate-step.ts).
     if (portal) error = portal.explain(error, (t) => redactor.redact(t));
     trace.fail(error.code, error.message);
@@ -451,19 +451,22 @@ function evidenceStore(job: JobMessage, deps: PipelineDeps): EvidenceStore {
 }
 
 async function runInBrowser(
-  job: JobMessage, taken: Taken, script: VerifiedScript, session: Session, context: BrowserContext, hostGuard: (context: BrowserContext) => Promise<void>, deps: PipelineDeps,
+  job: JobMessage, taken: Taken, script: VerifiedScript, session: Session, reserved: PreparedContext, deps: PipelineDeps,
   exec: ExecutionLog, artifacts: JobArtifacts, evidence: EvidenceIo, signal: AbortSignal, scriptStarts: () => void, sessions: JobSessions,
+  crash: { crashed: boolean },
   beforeAction: (() => Promise<void>) | undefined,
 ): Promise<void> {
   const { config } = deps;
+  const context = reserved.context;
   const attempt = taken.attempt;
   const runStarted = Date.now();
   let closing = false;
+  let scriptRuns = false;
   context.once('close', () => { closing = true; });
   try {
     context.setDefaultTimeout(config.playwrightTimeoutMs);
     context.setDefaultNavigationTimeout(config.playwrightTimeoutMs);
-    await hostGuard(context);
+    // The host guard was installed when the context was prepared (browser.ts); `arm` gave it this job's policy.
     const cookies = toPlaywrightCookies(session.cookies, (t) => exec.warn(t));
     try {
       if (cookies.length) await context.addCookies(cookies);
@@ -472,7 +475,19 @@ async function runInBrowser(
     }
     // The page's console (the portal's own and the script's `evaluate`), every page of the context.
     context.on('console', (m) => exec.console(m.type(), m.text()));
-    const page = await context.newPage();
+    // The prepared context's one page, blank until the script navigates.
+    const page = reserved.page;
+    // A page whose renderer crashed answers nothing more: the job ends at once (BROWSER_CRASHED, retried) instead of
+    // waiting for its deadline; the context is closed with it, and the slot's next job has a fresh one anyway.
+    const onCrash = () => {
+      if (crash.crashed) return;
+      crash.crashed = true;
+      exec.error('the page crashed (its renderer process died)');
+      closing = true;
+      void context.close().catch(() => {});
+    };
+    page.on('crash', onCrash);
+    context.on('page', (p) => p.on('crash', onCrash));
     // Popups and window.open: at most WORKER_MAX_PAGES open at once; the rest are closed as they open.
     let pagesClosed = 0;
     context.on('page', (p) => {
@@ -505,6 +520,7 @@ async function runInBrowser(
       flowId: job.flowId, flowVersion: job.flowVersion, attempt,
     });
     scriptStarts();
+    reserved.to('running');
     // Before the flow's steps: is the portal session still logged in? Logged out, the provider's login flow signs in
     // again in this context, sandboxed and bounded like the script (docs/sessions.md).
     const health = sessions.health;
@@ -522,10 +538,16 @@ async function runInBrowser(
       });
     }
     exec.info(`running the script (${deps.runner.name}, limit ${timeoutMs} ms)`);
+    scriptRuns = true;
     await withDeadline(
       deps.runner.run(script, { page, payload: structuredClone(job.metadata ?? {}), helpers, context: jobContext },
         { timeoutMs, signal, clock, filename: `flow-${job.flowId}-${job.flowVersion}.js` }),
       timeoutMs, signal, () => { closing = true; return context.close(); }, clock);
+  } catch (e) {
+    // What a person needs to see why: the page as it was when the script failed. Not from a page that is gone
+    // (crash, timeout, cancel: the context is closing) — the job's end must not wait on it.
+    if (scriptRuns && !closing && !crash.crashed) await captureFailure(reserved.page, artifacts, evidence.redact, exec);
+    throw e;
   } finally {
     // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
     // with the context; each is bounded by its own upload deadline.
@@ -537,7 +559,30 @@ async function runInBrowser(
       evidence.secretValues.add(cookies.filter((c) => c.httpOnly).map((c) => c.value));
       sessions.finalCookies = cookies;
     }
-    await context.close().catch(() => {});
+    await reserved.recycle();
+  }
+}
+
+/** Longest the failure captures may take together: the job's failure is reported after them. */
+const FAILURE_CAPTURE_MS = 5000;
+
+/**
+ * A screenshot (secret fields masked, as helpers.screenshot does) and the page's HTML (redacted: the job's secrets
+ * replaced) at the moment of failure, kept as `failure` evidence. Best effort: a capture that fails is logged.
+ */
+async function captureFailure(page: Page, artifacts: JobArtifacts, redact: (text: string) => string, exec: ExecutionLog): Promise<void> {
+  const capture = async () => {
+    const mask = [...artifacts.secretFields].map((sel) => page.locator(sel));
+    const shot = await page.screenshot({ timeout: FAILURE_CAPTURE_MS, ...(mask.length ? { mask } : {}) });
+    artifacts.failure.push({ name: 'failure-screenshot.png', body: shot, contentType: 'image/png' });
+    const html = redact(await page.content());
+    artifacts.failure.push({ name: 'failure-page.html', body: Buffer.from(html, 'utf8'), contentType: 'text/html; charset=utf-8' });
+  };
+  try {
+    await boundWait(capture(), FAILURE_CAPTURE_MS, 'capturing the failed page');
+    exec.info(`failure captured: ${artifacts.failure.map((a) => `${a.name} (${a.body.length} bytes)`).join(', ')}`);
+  } catch (e) {
+    exec.warn(`the failed page could not be captured: ${redact(messageOf(e).split('\n')[0] ?? '')}`);
   }
 }
 
@@ -555,10 +600,15 @@ function isNavigationError(e: unknown): boolean {
   return /net::ERR_|NS_ERROR_NET/.test(m) || /^(page|frame)\.(goto|reload|goBack|goForward|waitForNavigation|waitForURL): Timeout/.test(m);
 }
 
-function toJobError(e: unknown, phase: 'prepare' | 'browser' | 'script', browser: Browser | undefined, redactor: Redactor): JobError {
+function toJobError(e: unknown, phase: 'prepare' | 'browser' | 'script', browser: Browser | undefined, redactor: Redactor, crashed = false): JobError {
   let code: ErrorCode;
   let message: string;
-  if (isSriError(e)) {
+  const timeUp = isSriError(e) && (e.code === 'EXECUTION_TIMEOUT' || e.code === 'CANCELLED' || e.code === 'WORKER_SHUTDOWN');
+  if ((crashed || (phase === 'script' && browser && !browser.isConnected())) && !timeUp) {
+    // Whatever the script made of it (a failed call, an error of its own): the page or the browser under it died.
+    code = 'BROWSER_CRASHED';
+    message = crashed ? `The job's page crashed while the job ran: ${messageOf(e)}` : `The browser stopped while running the job: ${messageOf(e)}`;
+  } else if (isSriError(e)) {
     code = e.code;
     message = e.message;
   } else if (browser && !browser.isConnected()) {
@@ -613,7 +663,10 @@ async function uploadEvidence(
   const bucket = deps.config.s3ResultsBucket;
   const prefix = `results/${job.orgId}/${job.userId}/${job.jobId}/`;
   const put = async (a: Artifact, kind: ResultArtifact['kind']): Promise<ResultArtifact> => {
-    const uri = await boundWait(deps.blobStore.put(bucket, prefix + a.name, a.body, a.contentType), UPLOAD_TIMEOUT_MS, `uploading ${a.name}`);
+    // An upload given up on (over its bound) is cancelled too, so it does not go on in the background.
+    const cancel = new AbortController();
+    const uri = await boundWait(deps.blobStore.put(bucket, prefix + a.name, a.body, a.contentType, { signal: cancel.signal }), UPLOAD_TIMEOUT_MS, `uploading ${a.name}`)
+      .catch((e: unknown) => { cancel.abort(); throw e; });
     return { name: a.name, kind, uri, bytes: a.body.length, sha256: sha256Of(a.body), contentType: a.contentType };
   };
   const files: ResultFiles = { log: s3Uri(bucket, `${prefix}execution.log`), screenshots: [] };
@@ -623,8 +676,10 @@ async function uploadEvidence(
   await Promise.allSettled([...artifacts.storing]);
   const screenshots = artifacts.screenshots.filter((s) => s.body.length > 0);
   const shots: (ResultArtifact | undefined)[] = [];
+  const failure: (ResultArtifact | undefined)[] = [];
   let parsed: ResultArtifact | undefined;
   const uploads: Promise<void>[] = screenshots.map(async (s, i) => { shots[i] = await put(s, 'screenshot'); });
+  uploads.push(...artifacts.failure.map(async (a, i) => { failure[i] = await put(a, 'failure'); }));
   if (artifacts.parsedData !== undefined) {
     const body = Buffer.from(secretValues.stringify(artifacts.parsedData, 2), 'utf8');
     uploads.push(put({ name: 'parsed-data.json', body, contentType: 'application/json' }, 'parsedData').then((a) => { parsed = a; }));
@@ -638,7 +693,7 @@ async function uploadEvidence(
   files.screenshots = shots.filter((s) => s !== undefined).map((s) => s.uri);
   if (parsed) files.parsedData = parsed.uri;
   if (uploadError) exec.error(`upload failed: ${uploadError.message}`);
-  const count = screenshots.length + downloads.length + (artifacts.parsedData ? 1 : 0);
+  const count = screenshots.length + downloads.length + (artifacts.parsedData ? 1 : 0) + artifacts.failure.length;
   exec.info(`evidence: ${count} file(s) under s3://${bucket}/${prefix}`);
   const list: ResultArtifact[] = [];
   try {
@@ -646,6 +701,6 @@ async function uploadEvidence(
   } catch (e) {
     uploadError ??= e as Error;
   }
-  list.push(...shots.filter((s) => s !== undefined), ...downloads, ...(parsed ? [parsed] : []));
+  list.push(...shots.filter((s) => s !== undefined), ...downloads, ...(parsed ? [parsed] : []), ...failure.filter((a) => a !== undefined));
   return { files, list, uploadError };
 }

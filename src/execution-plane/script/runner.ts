@@ -43,4 +43,11 @@ export interface ScriptRunner {
    * SCRIPT_INVALID (bad shape), EXECUTION_TIMEOUT (synchronous part too long) or the script's own error as is.
    */
   run(script: VerifiedScript, args: ScriptArgs, opts: ScriptRunOptions): Promise<void>;
+  /**
+   * Keeps up to `count` sandboxes started ahead and waiting, each for one script: a job then does not wait for a
+   * process to start (issue 14). Each still runs exactly one script and is killed after it.
+   */
+  prepare?(count: number): void;
+  /** Stops the sandboxes started ahead. */
+  close?(): void;
 }

@@ -403,6 +403,7 @@ export const en = {
       EXECUTION_TIMEOUT: 'The job took too long and was stopped. Check the log for the step that waited, then retry.',
       CANCELLED: 'The job was cancelled. Run the flow again if you still need it.',
       BROWSER_ERROR: 'The browser failed; retry the job.',
+      BROWSER_CRASHED: 'The page crashed while the job ran; the job is retried by itself.',
       JOB_POISONED: 'The job lost its worker on every attempt. Retry it; if it happens again, tell the platform operator.',
       HANDOFF_ABANDONED: 'The person the job handed the page to gave up. Do the step on the portal yourself, or run the job again.',
       HANDOFF_TIMEOUT: 'Nobody answered the job in time. Run it again and open it when it waits for you (a job.waiting_for_user webhook can tell you).',

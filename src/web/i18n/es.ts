@@ -405,6 +405,7 @@ export const es: Catalogue = {
       EXECUTION_TIMEOUT: 'El trabajo tardó demasiado y se detuvo. Revise en el registro el paso que esperaba y reintente.',
       CANCELLED: 'El trabajo fue cancelado. Ejecute el flujo de nuevo si aún lo necesita.',
       BROWSER_ERROR: 'El navegador falló; reintente el trabajo.',
+      BROWSER_CRASHED: 'La página se bloqueó mientras se ejecutaba el trabajo; el trabajo se reintenta solo.',
       JOB_POISONED: 'El trabajo perdió su trabajador en cada intento. Reinténtelo; si vuelve a ocurrir, avise al operador de la plataforma.',
       HANDOFF_ABANDONED: 'La persona a quien el trabajo pasó la página lo abandonó. Haga el paso en el portal usted mismo o ejecute el trabajo de nuevo.',
       HANDOFF_TIMEOUT: 'Nadie atendió el trabajo a tiempo. Ejecútelo de nuevo y ábralo cuando le espere (un webhook job.waiting_for_user puede avisarle).',

@@ -34,6 +34,13 @@ export interface SandboxOptions extends SandboxLimits {
 
 export class SandboxRunner implements ScriptRunner {
   readonly name: string;
+  /**
+   * Children started ahead (prepare), each waiting on its stdin for the one `start` message it will ever get. They
+   * have seen nothing of any job: taking one instead of spawning is the same isolation, minus the process start.
+   */
+  private readonly spares: ChildProcess[] = [];
+  private spareCount = 0;
+  private closed = false;
 
   private constructor(readonly kind: SandboxKind, private readonly opts: SandboxOptions) {
     this.name = `sandbox-${kind}`;
@@ -61,10 +68,51 @@ export class SandboxRunner implements ScriptRunner {
     return new SandboxRunner('process', opts);
   }
 
+  prepare(count: number): void {
+    this.spareCount = Math.max(0, count);
+    this.refill();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.spares.splice(0)) c.kill('SIGKILL');
+  }
+
+  private spawnChild(): ChildProcess {
+    const { file, args: argv } = childCommand(this.kind, this.opts, childBundle());
+    return spawn(file, argv, { env: CHILD_ENV, stdio: ['pipe', 'pipe', 'pipe'] });
+  }
+
+  private refill(): void {
+    while (!this.closed && this.spares.length < this.spareCount) {
+      const child = this.spawnChild();
+      // A spare that cannot start or dies while waiting is dropped; the job that would have taken it spawns its own.
+      const drop = () => {
+        const i = this.spares.indexOf(child);
+        if (i >= 0) this.spares.splice(i, 1);
+      };
+      child.on('error', drop);
+      child.on('exit', drop);
+      child.stdin?.on('error', () => {});
+      this.spares.push(child);
+    }
+  }
+
+  /** A waiting spare (and another started in its place), else a child spawned now. */
+  private takeChild(): ChildProcess {
+    let child: ChildProcess | undefined;
+    while ((child = this.spares.shift()) !== undefined) {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined && child.stdin?.writable) break;
+      child.kill('SIGKILL');
+    }
+    // The next spare starts after this job's own work is under way, not in its path.
+    if (this.spareCount > 0 && !this.closed) setImmediate(() => this.refill());
+    return child ?? this.spawnChild();
+  }
+
   async run(script: VerifiedScript, args: ScriptArgs, opts: ScriptRunOptions): Promise<void> {
     const code = rewriteModule(script.text);
-    const { file, args: argv } = childCommand(this.kind, this.opts, childBundle());
-    const child = spawn(file, argv, { env: CHILD_ENV, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = this.takeChild();
     try {
       await this.serve(child, code, args, opts);
     } finally {
