@@ -12,9 +12,10 @@ import { table, type CliIo } from './queue-ops.ts';
 
 type Env = Record<string, string | undefined>;
 
-interface OperatorOptions { api: string; operatorToken?: string; json?: boolean }
+export interface OperatorOptions { api: string; operatorToken?: string; json?: boolean }
 
-async function callApi(env: Env, o: OperatorOptions, method: string, path: string, body?: unknown): Promise<any> {
+/** One call of an /api/operator/* endpoint with the operator token (sri enrol, sri ops). */
+export async function callApi(env: Env, o: OperatorOptions, method: string, path: string, body?: unknown): Promise<any> {
   const token = o.operatorToken ?? env['OPERATOR_TOKEN'];
   if (!token) throw new SriError('OPERATOR_ONLY', 'give the operator token with --operator-token or OPERATOR_TOKEN');
   let res: Response;

@@ -1,7 +1,7 @@
 /**
  * The one CLI: `sri up | api | worker | migrate | demo`, `sri logs` (a job's log through the API, logs.ts), the
  * operator commands on the queue (`sri dlq | cancel | quota`, queue-ops.ts), `sri workers` (workers.ts) and
- * `sri enrol` (worker enrolment through the API, enrol.ts). Each command imports what it runs only when chosen, so
+ * `sri enrol` (worker enrolment through the API, enrol.ts), `sri ops` and `sri ops-worker` (system updates, ops.ts). Each command imports what it runs only when chosen, so
  * `sri demo` (an HTTP client) never loads PGlite or Chromium.
  *
  * Exit codes (src/cli/options.ts): 0 success; 1 a runtime failure — an expected one (SriError) prints one line
@@ -15,6 +15,7 @@ import { isSriError } from '../shared/errors.ts';
 import { readStoredSecrets } from '../embedded/secrets.ts';
 import { addEnrolCommand } from './enrol.ts';
 import { addLogsCommand } from './logs.ts';
+import { addOpsCommands } from './ops.ts';
 import { cliVersion, EXIT_USAGE, integerOption } from './options.ts';
 import { addQueueCommands, type CliIo } from './queue-ops.ts';
 import { addSecretsCommand } from './secrets.ts';
@@ -134,6 +135,7 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
   addSecretsCommand(program, withStoredSecrets(env, ['SECRETS_KEYS']), io);
   addWorkersCommand(program, env, io);
   addEnrolCommand(program, env, io);
+  addOpsCommands(program, env, io);
 
   return program;
 }

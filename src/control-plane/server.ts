@@ -32,6 +32,7 @@ import { jobLogRoutes } from './http/routes/job-logs.ts';
 import { jobRoutes } from './http/routes/jobs.ts';
 import { memberRoutes } from './http/routes/members.ts';
 import { operatorRoutes } from './http/routes/operator.ts';
+import { opsRoutes } from './http/routes/ops.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
 import { secretRoutes } from './http/routes/secrets.ts';
@@ -105,6 +106,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   secretRoutes(app, ctx);
   workerRoutes(app, ctx);
   operatorRoutes(app, ctx);
+  opsRoutes(app, ctx);
   sessionRoutes(app, ctx);
   memberRoutes(app, ctx);
   scheduleRoutes(app, ctx);
