@@ -50,7 +50,7 @@ export const opsWorkerSettings = {
     'Extra readiness checks, `service=url,…` (the API\'s /ready, a worker\'s /readyz): each must answer 2xx before the update counts as healthy.'),
   migrateService: setting('OPS_MIGRATE_SERVICE', ServiceName.default('api'),
     'The compose service whose new image runs the migrations (a one-off `compose run --rm` container).'),
-  migrateCommand: setting('OPS_MIGRATE_COMMAND', z.string().min(1).default('sri migrate'),
+  migrateCommand: setting('OPS_MIGRATE_COMMAND', z.string().min(1).default('node bin/sri.js migrate'),
     'The command, split on spaces, the one-off migration container runs.'),
   engineEnv: setting('OPS_ENGINE_ENV', csv.pipe(z.array(z.string().regex(/^[A-Z_][A-Z0-9_]*$/))).default(['DOCKER_HOST', 'DOCKER_CONFIG', 'CONTAINERS_CONF', 'CONTAINERS_REGISTRIES_CONF', 'CONTAINERS_STORAGE_CONF', 'XDG_RUNTIME_DIR']),
     'Names of the ops worker\'s environment variables its steps get besides PATH and HOME (how to reach the container engine).'),

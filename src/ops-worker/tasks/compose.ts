@@ -43,13 +43,16 @@ export const HEALTH_BODY = `${COMPOSE_FN}
 deadline=$((SECONDS + SRI_HEALTH_TIMEOUT_S))
 check() {
   local id=$1 service state health kind
-  read -r service state health < <(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id")
+  read -r state health service < <(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{index .Config.Labels "com.docker.compose.service"}}' "$id")
+  service=\${service:-$id}
   if [ "$state" != running ]; then echo "$service: $state"; return 1; fi
   if [ "$health" = healthy ]; then echo "$service: healthy"; return 0; fi
   kind=$(docker inspect --format '{{if .Config.Healthcheck}}{{if .Config.Healthcheck.Test}}{{index .Config.Healthcheck.Test 0}}{{end}}{{end}}' "$id")
   case "$kind" in
     CMD)
       mapfile -t args < <(docker inspect --format '{{range $i, $a := .Config.Healthcheck.Test}}{{if $i}}{{$a}}{{"\\n"}}{{end}}{{end}}' "$id")
+      # docker inspect ends its output with a newline of its own: one empty line too many.
+      if [ "\${#args[@]}" -gt 0 ] && [ -z "\${args[-1]}" ]; then unset 'args[-1]'; fi
       if docker exec "$id" "\${args[@]}" >/dev/null 2>&1; then echo "$service: health check passed"; return 0; fi ;;
     CMD-SHELL)
       cmd=$(docker inspect --format '{{index .Config.Healthcheck.Test 1}}' "$id")
