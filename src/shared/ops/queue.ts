@@ -47,7 +47,7 @@ export class OpsQueue {
 
   /** Control plane: enqueues a task; a second system.update while one is queued or running is refused (OPS_BUSY). */
   async enqueue(task: OpsTaskMessage): Promise<void> {
-    const [code, active] = await this.call('enqueueTask', [keys.opsJobs, keys.opsStatuses, keys.opsActiveUpdate, keys.opsLease],
+    const [code, active] = await this.call('enqueueTask', [keys.opsJobs, keys.opsStatuses, keys.opsActiveUpdate],
       [task.taskId, JSON.stringify(task), task.kind === 'system.update' ? '1' : '0']);
     if (code === OpsCode.Busy) {
       throw new SriError('OPS_BUSY', `System update ${active} is still queued or running (or rolling back); wait for its outcome `

@@ -7,7 +7,6 @@
   KEYS[1]   sri:ops:jobs            list, waiting tasks (LPUSH; the ops worker takes the oldest, right end)
   KEYS[2]   sri:ops:statuses        hash, task id → status
   KEYS[3]   sri:ops:active-update   string, id of the update queued or running
-  KEYS[4]   sri:ops:lease           hash, the task running now (read only: names a running update in Busy)
   ARGV[1]   task id
   ARGV[2]   the task message, JSON
   ARGV[3]   '1' when the task is a system.update
