@@ -49,7 +49,7 @@ export const opsWorkerSettings = {
   healthUrls: setting('OPS_HEALTH_URLS', csv.pipe(z.array(z.string().regex(/^[^=]+=https?:\/\/\S+$/, 'service=http(s)://…'))).default([]),
     'Extra readiness checks, `service=url,…` (the API\'s /ready, a worker\'s /readyz): each must answer 2xx before the update counts as healthy.'),
   migrateService: setting('OPS_MIGRATE_SERVICE', ServiceName.default('api'),
-    'The compose service whose new image runs the migrations (a one-off `compose run --rm` container).'),
+    'The compose service whose new image runs the migrations (a one-off `docker run --rm` container of its new image, with its environment and network).'),
   migrateCommand: setting('OPS_MIGRATE_COMMAND', z.string().min(1).default('node bin/sri.js migrate'),
     'The command, split on spaces, the one-off migration container runs.'),
   engineEnv: setting('OPS_ENGINE_ENV', csv.pipe(z.array(z.string().regex(/^[A-Z_][A-Z0-9_]*$/))).default(['DOCKER_HOST', 'DOCKER_CONFIG', 'CONTAINERS_CONF', 'CONTAINERS_REGISTRIES_CONF', 'CONTAINERS_STORAGE_CONF', 'XDG_RUNTIME_DIR']),

@@ -314,7 +314,7 @@ services:
     const logKey = keys.opsTaskLogs(id);
     const admin = createRedis(`redis://sri-admin:${passwords.admin}@127.0.0.1:${redisServer.port}`);
     try {
-      await waitFor(async () => ((await admin.xrange(logKey, '-', '+')).some(([, f]) => String(f[1]).includes('step health:')) ? true : undefined), { timeoutMs: 120_000, what: 'the health step' });
+      await waitFor(async () => ((await admin.xrange(logKey, '-', '+')).some(([, f]) => String(f[1]).includes('step health')) ? true : undefined), { timeoutMs: 300_000, what: 'the health step' });
       await stopChild(opsWorker, 'SIGKILL');
       assert.equal((await task(id)).status, 'running', 'nobody has noticed yet');
       opsWorker = startOpsWorker();

@@ -30,9 +30,20 @@ export const RETAG_BODY = `while read -r image id; do
   echo "tagged $id as $image"
 done <<< "$SRI_ROLLBACK_IMAGES"`;
 
+/**
+ * Runs the migrations in a one-off container of the service's new image, with the environment and network of the
+ * service's running container (its DATABASE_URL included): \`docker run --rm\`, the environment through an env-file
+ * read from a pipe, so no value is on a command line. (\`compose run\` would do the same, but compose 1.29 asks the
+ * engine for links, which podman's Docker API refuses.)
+ */
 export const MIGRATE_BODY = `${COMPOSE_FN}
+id=$(compose ps -q "$SRI_MIGRATE_SERVICE" | head -n 1)
+if [ -z "$id" ]; then echo "no running container of $SRI_MIGRATE_SERVICE"; exit 1; fi
+image=$(docker inspect --format '{{.Image}}' "$id")
+network=$(docker inspect --format '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$id" | awk '{print $1}')
+echo "one-off container of $SRI_MIGRATE_SERVICE: image $image, network \${network:-default}"
 # shellcheck disable=SC2086 # the command is split on spaces on purpose
-compose run --rm --no-deps "$SRI_MIGRATE_SERVICE" $SRI_MIGRATE_COMMAND`;
+docker run --rm \${network:+--network "$network"} --env-file <(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$id") "$image" $SRI_MIGRATE_COMMAND`;
 
 /**
  * Waits until every container of the services is healthy: its engine health status says so, or — when the engine

@@ -127,7 +127,7 @@ export async function systemUpdate(ctx: TaskContext, params: SystemUpdateParams)
     await waitHealthy(ctx, 'health', env(target));
     if (params.runMigrations) {
       const o = await ctx.step({
-        name: 'migrate', command: `compose run --rm --no-deps ${c.migrateService} ${c.migrateCommand}`, body: MIGRATE_BODY,
+        name: 'migrate', command: `docker run --rm <${c.migrateService}'s new image, its environment and network> ${c.migrateCommand}`, body: MIGRATE_BODY,
         env: { ...env(target), SRI_MIGRATE_SERVICE: c.migrateService, SRI_MIGRATE_COMMAND: c.migrateCommand },
       });
       if (!o.ok) throw new StepFailed('migrate', o.outputTail, 'The migrations failed.');
