@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
@@ -240,6 +240,13 @@ services:
       try { run('docker-compose', ['-f', composeFile, '-p', project, 'down', '-t', '1'], { SRI_VERSION: '1' }); } catch { /* reported by the tests */ }
     }
     for (const c of children.reverse()) await stopChild(c);
+    // What podman left behind under this test's directory (conmon keeps an exec session 5 minutes after it ended)
+    // and any step the SIGKILLed ops worker left running: found by the directory in their command line, killed by pid.
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir.path)) process.kill(Number(pid), 'SIGKILL');
+      } catch { /* gone, or not ours to read */ }
+    }
     await Promise.all([redisServer?.stop(), s3?.close()]);
     // podman's storage holds files owned by the containers' users: removed as root like the rest.
     dir.remove();
