@@ -135,7 +135,7 @@ export class OpsWorker {
       SRI_COMPOSE: config.composeCommand, COMPOSE_FILE: config.composeFile, COMPOSE_PROJECT_NAME: config.composeProject,
       SRI_NODE: process.execPath, ...this.engineEnv,
     }, log, (line, stream) => batcher.append({ ts: Date.now(), level: stream === 'stderr' ? 'warn' : 'info', stream: 'script', message: line }),
-    abort.signal, deadline);
+    abort.signal, deadline, this.stopping.signal);
 
     let outcome: TaskOutcome;
     try {

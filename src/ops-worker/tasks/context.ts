@@ -16,7 +16,15 @@ export interface StepSpec {
   env?: Record<string, string>;
   /** @default what is left of the task's time */
   timeoutMs?: number;
+  /**
+   * A rollback step: it runs even after the task's deadline cut the step that failed (the services must not stay
+   * half-updated), bounded by its own `timeoutMs` and stopped only when the worker stops.
+   */
+  rollback?: boolean;
 }
+
+/** Longest a rollback step without its own timeout may run (ms). */
+export const ROLLBACK_STEP_TIMEOUT_MS = 10 * 60_000;
 
 export type LogFn = (message: string, level?: 'info' | 'warn' | 'error') => void;
 
@@ -32,6 +40,8 @@ export class TaskContext {
     private readonly onLine: (line: string, stream: 'stdout' | 'stderr') => void,
     readonly signal: AbortSignal,
     private readonly deadline: number,
+    /** Aborted when the worker stops (a rollback step's only stop). */
+    private readonly stopSignal: AbortSignal = signal,
   ) {}
 
   remainingMs(): number {
@@ -40,9 +50,10 @@ export class TaskContext {
 
   async step(spec: StepSpec): Promise<StepOutcome> {
     this.log(`── step ${spec.name}: ${spec.command}`);
+    const timeoutMs = spec.rollback ? (spec.timeoutMs ?? ROLLBACK_STEP_TIMEOUT_MS) : Math.min(spec.timeoutMs ?? Infinity, this.remainingMs());
     const outcome = await this.executor.run({
-      name: spec.name, body: spec.body, timeoutMs: Math.min(spec.timeoutMs ?? Infinity, this.remainingMs()),
-      env: { ...this.baseEnv, ...spec.env }, signal: this.signal, onLine: this.onLine,
+      name: spec.name, body: spec.body, timeoutMs,
+      env: { ...this.baseEnv, ...spec.env }, signal: spec.rollback ? this.stopSignal : this.signal, onLine: this.onLine,
       ...(spec.secrets ? { secrets: spec.secrets } : {}),
     });
     this.record(spec.name, spec.command, outcome);

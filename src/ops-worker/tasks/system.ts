@@ -142,10 +142,10 @@ export async function systemUpdate(ctx: TaskContext, params: SystemUpdateParams)
   }
 }
 
-async function waitHealthy(ctx: TaskContext, name: string, env: Record<string, string>): Promise<void> {
+async function waitHealthy(ctx: TaskContext, name: string, env: Record<string, string>, rollback = false): Promise<void> {
   const c = ctx.config;
   const o = await ctx.step({
-    name, command: 'docker inspect health of each container (or its own health check with docker exec), until healthy', body: HEALTH_BODY,
+    rollback, name, command: 'docker inspect health of each container (or its own health check with docker exec), until healthy', body: HEALTH_BODY,
     env: { ...env, SRI_HEALTH_TIMEOUT_S: String(Math.ceil(c.healthTimeoutMs / 1000)) }, timeoutMs: c.healthTimeoutMs + 60_000,
   });
   if (!o.ok) throw new StepFailed(name, o.outputTail, 'The services did not become healthy in time (OPS_HEALTH_TIMEOUT_MS).');
@@ -155,7 +155,7 @@ async function waitHealthy(ctx: TaskContext, name: string, env: Record<string, s
     const until = started + c.healthTimeoutMs;
     let last = '';
     let ok = false;
-    while (!ok && Date.now() < until && !ctx.signal.aborted) {
+    while (!ok && Date.now() < until && (rollback || !ctx.signal.aborted)) {
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
         last = `${service}: GET ${url} → ${res.status}`;
@@ -180,13 +180,13 @@ async function rollBack(ctx: TaskContext, running: readonly RunningService[], ve
   }
   const env = { SRI_SERVICES: services.join(' '), [ctx.config.versionVariable]: version };
   const retag = await ctx.step({
-    name: 'rollback-retag', command: 'docker tag <recorded image id> <image it ran as>, for each service', body: RETAG_BODY,
+    rollback: true, name: 'rollback-retag', command: 'docker tag <recorded image id> <image it ran as>, for each service', body: RETAG_BODY,
     env: { SRI_ROLLBACK_IMAGES: running.map((r) => `${r.image} ${r.imageId}`).join('\n') },
   });
-  const up = retag.ok ? await ctx.step({ name: 'rollback-up', command: `compose up -d --no-build ${services.join(' ')} (${ctx.config.versionVariable}=${version})`, body: UP_BODY, env }) : retag;
+  const up = retag.ok ? await ctx.step({ rollback: true, name: 'rollback-up', command: `compose up -d --no-build ${services.join(' ')} (${ctx.config.versionVariable}=${version})`, body: UP_BODY, env }) : retag;
   if (!up.ok) return { attempted: true, healthy: false };
   try {
-    await waitHealthy(ctx, 'rollback-health', env);
+    await waitHealthy(ctx, 'rollback-health', env, true);
     ctx.log(`rolled back to ${version}; every service is healthy`);
     return { attempted: true, healthy: true };
   } catch {
