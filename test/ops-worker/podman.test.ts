@@ -99,6 +99,9 @@ describe('ops worker: Redis ACL of its queue (deploy/redis/users.acl)', () => {
     const api = connect('sri-api', passwords.api);
     assert.equal(await api.lpush(keys.opsJobs, '{}'), 1);
     await api.del(keys.opsJobs);
+    // And hears the results (src/control-plane/ops/recorder.ts).
+    const sub = connect('sri-api', passwords.api);
+    assert.equal(await sub.subscribe(keys.opsDone), 1);
   });
 });
 
