@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Installs the system programs the platform runs (redis-server, chromium, bubblewrap for the script sandbox, and
-// the PostgreSQL server the tests start) and promtool (the tests check the alert rules and /metrics with it) when
+// the PostgreSQL server the tests start), the container tools of the ops worker's test (podman, runc, docker-compose,
+// docker-registry, busybox-static, the docker CLI) and promtool (the tests check the alert rules and /metrics with it) when
 // they are missing. As root on Debian/Ubuntu it uses apt-get; elsewhere it prints the install line.
 // Set SRI_SKIP_SYSTEM_DEPS=1 to skip (for example in a container image that already has them).
 //
@@ -24,6 +25,18 @@ const wanted = [
   { pkg: 'bubblewrap', ok: () => has('bwrap') || process.platform !== 'linux', brew: '' },
   // promtool only (test/deploy/promtool.test.ts): the package's Prometheus service is not wanted (below).
   { pkg: 'prometheus', ok: () => has('promtool'), brew: 'prometheus' },
+  // The ops worker's integration test (test/ops-worker/podman.test.ts, docs/operations.md): a container engine that
+  // runs without a daemon (podman + runc, serving the Docker API on a socket), compose, the docker CLI, a local
+  // registry and busybox-static for a base image built without the internet. Linux only.
+  ...(process.platform === 'linux' ? [
+    { pkg: 'podman', ok: () => has('podman'), brew: '' },
+    { pkg: 'runc', ok: () => has('runc'), brew: '' },
+    { pkg: 'docker-compose', ok: () => has('docker-compose'), brew: '' },
+    { pkg: 'docker-registry', ok: () => has('docker-registry'), brew: '' },
+    { pkg: 'busybox-static', ok: () => existsSync('/bin/busybox') && spawnSync('sh', ['-c', 'ldd /bin/busybox 2>&1 | grep -q "not a dynamic"'], { stdio: 'ignore' }).status === 0, brew: '' },
+    // The docker CLI only (Debian 12 has no docker-cli package): its daemon is not wanted and is disabled below.
+    { pkg: 'docker.io', ok: () => has('docker'), brew: '' },
+  ] : []),
 ];
 const missing = wanted.filter((w) => !w.ok());
 if (missing.length === 0) process.exit(0);
@@ -58,6 +71,13 @@ if (process.platform === 'linux' && has('apt-get') && isRoot) {
     if (has('update-rc.d')) quietly('update-rc.d', ['prometheus', 'disable']);
     if (existsSync('/run/systemd/system') && has('systemctl')) quietly('systemctl', ['stop', 'prometheus.service']);
     console.log('[sri] prometheus installed for promtool; its service is disabled');
+  }
+  for (const svc of ['docker-registry', 'docker']) {
+    // Installed for their programs (the tests start a registry and podman themselves): no daemon at boot.
+    if (!missing.some((m) => m.pkg === (svc === 'docker' ? 'docker.io' : svc))) continue;
+    if (has('deb-systemd-helper')) quietly('deb-systemd-helper', ['disable', `${svc}.service`]);
+    if (has('update-rc.d')) quietly('update-rc.d', [svc, 'disable']);
+    if (existsSync('/run/systemd/system') && has('systemctl')) quietly('systemctl', ['stop', `${svc}.service`]);
   }
   if (process.exitCode) process.exit(process.exitCode);
 } else {

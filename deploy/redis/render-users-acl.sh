@@ -3,22 +3,23 @@
 # password in the environment variable SRI_<USER>_REDIS_PASSWORD, for redis-server --aclfile (docs/security.md
 # "Redis ACL"). The passwords themselves never enter the file. Usage:
 #   SRI_ADMIN_REDIS_PASSWORD=… SRI_API_REDIS_PASSWORD=… SRI_WORKER_REDIS_PASSWORD=… SRI_ENROL_REDIS_PASSWORD=… \
-#   [SRI_KEDA_REDIS_PASSWORD=…] [SRI_PRODUCER_REDIS_PASSWORD=…] [SRI_ACL_KEEP_FROM=/data/users.acl] \
+#   [SRI_KEDA_REDIS_PASSWORD=…] [SRI_PRODUCER_REDIS_PASSWORD=…] [SRI_OPS_REDIS_PASSWORD=…] [SRI_ACL_KEEP_FROM=/data/users.acl] \
 #   sh deploy/redis/render-users-acl.sh > /data/users.acl.new && mv /data/users.acl.new /data/users.acl
-# ADMIN, API, WORKER and ENROL are required. KEDA and PRODUCER are optional: without a password that user is `off`.
+# ADMIN, API, WORKER and ENROL are required. KEDA, PRODUCER and OPS (the operations worker, docs/operations.md) are
+# optional: without a password that user is `off`.
 # SRI_ACL_KEEP_FROM: a previous ACL file (the one Redis wrote with ACL SAVE); its `user worker-*` lines — the users the
 # API created for enrolled workers — are carried over, so re-rendering at every Redis start does not drop them.
 set -eu
 here=$(dirname "$0")
 sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 script=""
-for user in ADMIN API WORKER ENROL KEDA PRODUCER; do
+for user in ADMIN API WORKER ENROL KEDA PRODUCER OPS; do
   eval "pw=\${SRI_${user}_REDIS_PASSWORD:-}"
   name=$(printf '%s' "$user" | tr 'A-Z' 'a-z')
   if [ -n "$pw" ]; then
     script="$script
 s/{{SRI_${user}_REDIS_PASSWORD_SHA256}}/$(sha256 "$pw")/"
-  elif [ "$user" = KEDA ] || [ "$user" = PRODUCER ]; then
+  elif [ "$user" = KEDA ] || [ "$user" = PRODUCER ] || [ "$user" = OPS ]; then
     echo "render-users-acl.sh: SRI_${user}_REDIS_PASSWORD is unset: user sri-$name is off" >&2
     script="$script
 s/^user sri-$name on #{{SRI_${user}_REDIS_PASSWORD_SHA256}} /user sri-$name off /"

@@ -14,6 +14,7 @@ type Env = Record<string, string | undefined>;
 
 export interface OperatorOptions { api: string; operatorToken?: string; json?: boolean }
 
+/** One call of an /api/operator/* endpoint with the operator token (sri enrol, sri ops). */
 export async function callApi(env: Env, o: OperatorOptions, method: string, path: string, body?: unknown): Promise<any> {
   const token = o.operatorToken ?? env['OPERATOR_TOKEN'];
   if (!token) throw new SriError('OPERATOR_ONLY', 'give the operator token with --operator-token or OPERATOR_TOKEN');

@@ -26,6 +26,8 @@ export interface LogsOptions {
   apiUrl: string;
   token: string;
   jobId: string;
+  /** The log's endpoint. @default /api/jobs/{jobId}/logs (sri ops logs: /api/operator/system/tasks/{id}/logs) */
+  path?: string;
   follow: boolean;
   /** One JSON object per log line instead of text. @default false */
   json?: boolean;
@@ -45,7 +47,7 @@ const STABLE_CONNECTION_MS = 10_000;
 
 export async function runLogs(o: LogsOptions): Promise<void> {
   const io = o.io ?? { write: (t) => { process.stdout.write(t); } };
-  const url = new URL(`/api/jobs/${encodeURIComponent(o.jobId)}/logs`, o.apiUrl);
+  const url = new URL(o.path ?? `/api/jobs/${encodeURIComponent(o.jobId)}/logs`, o.apiUrl);
   if (!o.follow) {
     url.searchParams.set('follow', 'false');
     // The deadline is for the answer to start; a long log may take longer to arrive, and is printed as it does.

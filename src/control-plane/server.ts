@@ -34,6 +34,7 @@ import { jobRoutes } from './http/routes/jobs.ts';
 import { memberRoutes } from './http/routes/members.ts';
 import { moduleRoutes } from './http/routes/modules.ts';
 import { operatorRoutes } from './http/routes/operator.ts';
+import { opsRoutes } from './http/routes/ops.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
 import { secretRoutes } from './http/routes/secrets.ts';
@@ -108,6 +109,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   workerRoutes(app, ctx);
   moduleRoutes(app, ctx);
   operatorRoutes(app, ctx);
+  opsRoutes(app, ctx);
   sessionRoutes(app, ctx);
   memberRoutes(app, ctx);
   scheduleRoutes(app, ctx);

@@ -95,6 +95,13 @@ export const ERRORS = {
   OPERATOR_ONLY: spec(403, false, 'This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.'),
   WORKER_NOT_FOUND: spec(404, false, 'No worker and no enrolment with this id; list enrolments with GET /api/operator/worker-enrolments and workers with sri workers.'),
   WORKER_ACL_UNAVAILABLE: spec(503, false, 'The API\'s Redis user may not manage Redis ACL users (ACL SETUSER/DELUSER/USERS/SAVE, CLIENT KILL); give it the rules of the sri-api line of deploy/redis/users.acl, or run without enrolled workers.'),
+  // ── Operations worker (docs/operations.md): API answers and the error.code of an ops task's result ────────────
+  OPS_BUSY: spec(409, true, 'A system update is already queued or running (its rollback included); wait for its outcome (GET /api/operator/system/tasks/{id}, sri ops logs <id>), then start another.'),
+  OPS_TASK_NOT_FOUND: spec(404, false, 'No ops task with this id; list them with GET /api/operator/system/tasks or sri ops tasks.'),
+  OPS_STEP_FAILED: spec(500, false, 'A step of the ops task exited with a non-zero code; the task names the step and the tail of its output (an update rolled back to the images that ran before). Fix the cause and start it again.'),
+  OPS_INTERRUPTED: spec(500, false, 'The ops worker stopped while it ran the task (killed, or lost Redis for longer than its lease); it is not run again, since an update is not idempotent. Check the services (sri ops check) and start a new update if needed.'),
+  OPS_TASK_TIMEOUT: spec(504, false, 'The ops task ran longer than OPS_TASK_TIMEOUT_MS and its step was killed; raise the limit or look at the step that hung.'),
+  OPS_REGISTRY_UNAVAILABLE: spec(502, true, 'The image registry (OPS_REGISTRY) could not be read or refused the credentials; check OPS_REGISTRY, OPS_REGISTRY_USER and OPS_REGISTRY_TOKEN_FILE.'),
   SERVICE_UNAVAILABLE: spec(503, true, 'A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready.'),
   INTERNAL: spec(500, true, 'Unexpected error; it has been logged with the request id.'),
   // ── Start-up errors (CLI, embedded stack) ─────────────────────────────────────────────────────────────────────

@@ -160,6 +160,21 @@ const singleNodeKeys = {
   runRateOrg: (orgId: string) => `sri:ratelimit:run:org:${orgId}`,
   /** string (counter), TTL = RUN_RATE_LIMIT_WINDOW_MS — runs the user started in the current window. */
   runRateUser: (userId: string) => `sri:ratelimit:run:user:${userId}`,
+  // ── Operations worker (src/shared/ops, docs/operations.md): only `sri:ops:*`, the ops worker's ACL user's keys ───
+  /** list — ops tasks waiting (OpsTaskMessage JSON); the control plane LPUSHes through enqueueTask, the ops worker takes the oldest. */
+  opsJobs: 'sri:ops:jobs',
+  /** pub/sub channel — `{"taskId":…}` each time a task's result is written to `sri:ops:results`. */
+  opsDone: 'sri:ops:done',
+  /** hash — the one task running now: `token, taskId, kind, workerId, takenAt, deadline, raw` (one task at a time, all ops workers). */
+  opsLease: 'sri:ops:lease',
+  /** hash — task id → status (`queued | running | done | failed | interrupted`), for the tasks Redis knows. */
+  opsStatuses: 'sri:ops:statuses',
+  /** hash — task id → result message JSON not yet recorded in PostgreSQL; the control plane deletes each field it recorded. */
+  opsResults: 'sri:ops:results',
+  /** string — id of the system.update queued or running (rollback included); a second update is refused (OPS_BUSY) while it exists. */
+  opsActiveUpdate: 'sri:ops:active-update',
+  /** stream, capped, TTL — a task's live log, in the format of a job's (src/shared/job-logs.ts). */
+  opsTaskLogs: (taskId: string) => `sri:ops:task:${taskId}:logs`,
 } as const;
 
 type SingleNodeKeys = typeof singleNodeKeys;
@@ -172,7 +187,7 @@ type KeyName = keyof SingleNodeKeys;
  * whose names are part of the contract (channels have no slot). Every other key, including any added later, is
  * tagged: the safe default, as a key that later joins a multi-key step would otherwise fail there with CROSSSLOT.
  */
-export const UNTAGGED_ON_CLUSTER: ReadonlySet<KeyName> = new Set<KeyName>(['session', 'jobLogs', 'jobFinished', 'jobHandoff', 'jobLiveFrames', 'jobLiveInput', 'orgDone', 'orgDonePattern', 'queueControl']);
+export const UNTAGGED_ON_CLUSTER: ReadonlySet<KeyName> = new Set<KeyName>(['session', 'jobLogs', 'jobFinished', 'jobHandoff', 'jobLiveFrames', 'jobLiveInput', 'orgDone', 'orgDonePattern', 'queueControl', 'opsDone', 'opsTaskLogs']);
 
 let clusterNames = false;
 

@@ -5,12 +5,13 @@ import { commonSettings, type SettingsTable } from '../../src/shared/config.ts';
 import { apiSettings } from '../../src/control-plane/config.ts';
 import { workerSettings } from '../../src/execution-plane/config.ts';
 import { embeddedSettings } from '../../src/embedded/config.ts';
+import { opsWorkerSettings } from '../../src/ops-worker/config.ts';
 
 const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
 const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
 /** Variables documented as rows of a table: "| `NAME` | default | meaning |". */
 const documented = new Set([...doc.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map((m) => m[1]!));
-const tables: Record<string, SettingsTable> = { commonSettings, apiSettings, workerSettings, embeddedSettings };
+const tables: Record<string, SettingsTable> = { commonSettings, apiSettings, workerSettings, embeddedSettings, opsWorkerSettings };
 const allEnv = new Set(Object.values(tables).flatMap((t) => Object.values(t).map((s) => s.env)));
 
 describe('docs/configuration.md', () => {

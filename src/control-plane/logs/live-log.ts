@@ -30,6 +30,10 @@ export interface LiveLogOptions {
   /** The API process's one blocking reader: tells when the stream has new entries. */
   reader: SharedLogReader;
   jobId: string;
+  /** The stream to follow. @default keys.jobLogs(jobId); an ops task's is keys.opsTaskLogs(taskId) */
+  streamKey?: string;
+  /** Whether a status returned by `jobStatus` is final. @default one of the job statuses TERMINAL_STATUSES */
+  isFinal?: (status: string | undefined) => boolean;
   /** Send the entries after this id (`0` = from the start). */
   fromId: string;
   /** Set when the job had already finished at the request: what the stream holds is all there will be. */
@@ -50,7 +54,8 @@ const isFinal = (s: string | undefined) => s !== undefined && (TERMINAL_STATUSES
 /** Writes the stream to `out` (headers must be sent already) until the job's end or `signal`; does not end `out`. */
 export async function writeLiveLog(o: LiveLogOptions): Promise<LiveLogOutcome> {
   const { out, signal } = o;
-  const key = keys.jobLogs(o.jobId);
+  const key = o.streamKey ?? keys.jobLogs(o.jobId);
+  const final = o.isFinal ?? isFinal;
   const follow = new AbortController();
   const stopFollowing = () => follow.abort();
   signal.addEventListener('abort', stopFollowing, { once: true });
@@ -76,7 +81,7 @@ export async function writeLiveLog(o: LiveLogOptions): Promise<LiveLogOutcome> {
     checking = true;
     try {
       const status = await o.jobStatus().catch(() => undefined);
-      finalTicks = isFinal(status) ? finalTicks + 1 : 0;
+      finalTicks = final(status) ? finalTicks + 1 : 0;
       if (finalTicks >= 2) {
         finishedStatus = status;
         follow.abort();
@@ -108,7 +113,7 @@ export async function writeLiveLog(o: LiveLogOptions): Promise<LiveLogOutcome> {
 
   try {
     if (finishedStatus === undefined) {
-      for await (const entry of followSharedJobLogs(o.reader, o.redis, o.jobId, lastId, follow.signal, { maxWaitMs: o.maxWaitMs })) {
+      for await (const entry of followSharedJobLogs(o.reader, o.redis, o.jobId, lastId, follow.signal, { maxWaitMs: o.maxWaitMs, ...(o.streamKey ? { streamKey: o.streamKey } : {}) })) {
         if (await send(entry)) return 'end';
         if (signal.aborted) return 'aborted';
       }

@@ -174,6 +174,8 @@ export interface SharedFollowOptions {
   count?: number;
   /** Longest a follower waits for the reader before it reads again anyway (ms). @default 5000 */
   maxWaitMs?: number;
+  /** The stream. @default keys.jobLogs(jobId) */
+  streamKey?: string;
 }
 
 /**
@@ -184,10 +186,10 @@ export interface SharedFollowOptions {
  */
 export async function* followSharedJobLogs(reader: SharedLogReader, redis: Redis, jobId: string, fromId: string, signal: AbortSignal, opts: SharedFollowOptions = {}): AsyncGenerator<LogEntry, void, undefined> {
   if (signal.aborted) return;
-  const key = keys.jobLogs(jobId);
+  const key = opts.streamKey ?? keys.jobLogs(jobId);
   const count = opts.count ?? 100;
   const maxWaitMs = opts.maxWaitMs ?? 5000;
-  const watch = reader.watch(jobId);
+  const watch = reader.watchStream(key);
   let lastId = fromId;
   try {
     // '$' would mean "after the newest entry" anew on every read: pin it.
