@@ -70,8 +70,8 @@ describe('the SRI pack against the imitation of the portal, end to end', () => {
     return { status: r.status, text, body: json };
   }
 
-  async function runToEnd(): Promise<any> {
-    const r = await http('POST', '/api/run', { providerId: 'sri', metadata: { year, month, type: SRI_TYPE_CODES.factura }, maxAttempts: 1 });
+  async function runToEnd(m = month): Promise<any> {
+    const r = await http('POST', '/api/run', { providerId: 'sri', metadata: { year, month: m, type: SRI_TYPE_CODES.factura }, maxAttempts: 1 });
     assert.equal(r.status, 202, r.text);
     const jobId = r.body.jobId as string;
     return waitFor(async () => {
@@ -81,11 +81,11 @@ describe('the SRI pack against the imitation of the portal, end to end', () => {
   }
 
   /** Every document of the filter, all pages. */
-  async function documents(): Promise<{ total: number; totals: any; documents: any[] }> {
+  async function documents(m = month): Promise<{ total: number; totals: any; documents: any[] }> {
     const all: any[] = [];
     let first: any;
     for (let page = 1; ; page++) {
-      const r = await http('GET', `/api/documents?year=${year}&month=${month}&type=factura&page=${page}&pageSize=100`);
+      const r = await http('GET', `/api/documents?year=${year}&month=${m}&type=factura&page=${page}&pageSize=100`);
       assert.equal(r.status, 200, r.text);
       first ??= r.body;
       all.push(...r.body.documents);
@@ -187,5 +187,25 @@ describe('the SRI pack against the imitation of the portal, end to end', () => {
     assert.equal(rows.length, expected.length);
     assert.deepEqual(rows.map((row) => row[clave]).sort(), expected.map((d) => d.claveAcceso).sort());
     assert.equal(rows.reduce((s, row) => s + micros(row[total]!), 0n), expected.reduce((s, d) => s + micros(d.importeTotal), 0n));
+  });
+
+  it('fetches each XML from the authorisation web service when the flow is built with its URL', async () => {
+    // January's facturas, by a second version of the flow that asks the SOAP service for each row's key.
+    const january = sriDocumentsFor(sriDataset(), { year, month: 1, tipo: 'factura' });
+    assert.ok(january.length > 0);
+    const flow = await http('POST', '/api/flows', {
+      ...sriComprobantesRecibidosFlow('sri', { base: portal.url, authorisationUrl: `${portal.url}${SRI_PORTAL_PATHS.autorizacion}` }), version: '0.2.0',
+    });
+    assert.equal(flow.status, 201, flow.text);
+    assert.equal((await http('POST', `/api/flows/${flow.body.flow.id}/activate`, {})).status, 200);
+    const before = portal.sri.stats();
+    const job = await runToEnd(1);
+    assert.equal(job.status, 'done', JSON.stringify(job.error));
+    const stats = portal.sri.stats();
+    assert.equal(stats.soapCalls - before.soapCalls, january.length, JSON.stringify(stats));
+    assert.equal(stats.xmlDownloads, before.xmlDownloads, 'no XML by its link');
+    const docs = await documents(1);
+    assert.deepEqual(docs.documents.map((d) => d.claveAcceso).sort(), january.map((d) => d.claveAcceso).sort());
+    assert.equal(micros(docs.totals.importeTotal), january.reduce((s, d) => s + micros(d.importeTotal), 0n));
   });
 });
