@@ -230,6 +230,12 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     const demoPort = config.demoPort || await freePort();
     const { upsertProvider } = await import('../control-plane/db/queries/providers.ts');
     await db.asSystem((tx) => upsertProvider(tx, demoProvider(demoPort)));
+    // The `sri` provider also reaches the demo portal's imitation of the SRI's portal (/sri, docs/sri.md "Run the SRI
+    // pack"), besides the SRI's own hosts (migration 0001); its pacing and concurrency are kept.
+    await db.asSystem((tx) => upsertProvider(tx, {
+      id: 'sri', name: 'sri', displayName: 'SRI en línea (Ecuador tax authority)',
+      allowedHosts: ['srienlinea.sri.gob.ec', '*.sri.gob.ec', `127.0.0.1:${demoPort}`, `localhost:${demoPort}`],
+    }));
 
     // ── Dashboard (src/web → dist/web), before the API that serves it ──
     if (options.web !== 'skip') {
@@ -254,6 +260,8 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     workerEnv['REQUIRE_JOB_SIGNATURE'] = env['REQUIRE_JOB_SIGNATURE'] || 'false';
     // One command on any machine: bubblewrap when it works, else the process sandbox — said by each worker at start.
     workerEnv['WORKER_SANDBOX'] = env['WORKER_SANDBOX'] || 'auto';
+    // The SRI pack's busy month keeps 55 XML files and a report in one job: more than the default of 50 files.
+    workerEnv['WORKER_MAX_DOWNLOADS'] = env['WORKER_MAX_DOWNLOADS'] || '200';
     const workers: StackWorker[] = [];
     const spawned: Array<{ workerId: string; child: SpawnedWorker }> = [];
     for (let i = 1; i <= config.workers; i++) {

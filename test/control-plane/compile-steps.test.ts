@@ -304,15 +304,15 @@ describe('step compiler: steps that hold steps, templates, fetch', () => {
       /steps\[0\]\.steps\[0\] \(download\): a login flow may use only/);
   });
 
-  it('compiles the (unverified) SRI comprobantes-recibidos template, by download and by the authorisation service', () => {
+  it('compiles the SRI comprobantes-recibidos template, by download and by the authorisation service', () => {
     const sri = { id: 'sri', allowedHosts: ['127.0.0.1'] };
     const byLink = compileSteps(sriComprobantesRecibidosSteps({ base: 'http://127.0.0.1:3100' }), sri).script;
     assertParses(byLink);
     assert.match(byLink, /await helpers\.download\(\(\) => \$row\d+\.locator\(.*\)\.first\(\)\.click\(\), \{ saveAs: \(\$field\(\$f\d+, "claveAcceso"\) \+ "\.xml"\) \}\);/);
     assert.deepEqual(secretRefsOfScript(byLink).sort(), ['sriPassword', 'sriUser']);
-    const byService = compileSteps(sriComprobantesRecibidosSteps({ base: 'http://127.0.0.1:3100', authorisationUrl: 'http://127.0.0.1:3100/sri/ws/autorizacion' }), sri).script;
+    const byService = compileSteps(sriComprobantesRecibidosSteps({ base: 'http://127.0.0.1:3100', authorisationUrl: 'http://127.0.0.1:3100/sri/comprobantes-electronicos-ws/AutorizacionComprobantesOffline' }), sri).script;
     assertParses(byService);
-    assert.match(byService, /await helpers\.fetch\("http:\/\/127\.0\.0\.1:3100\/sri\/ws\/autorizacion", \{ method: "POST", body: \(.*\$field\(\$f\d+, "claveAcceso"\)/);
+    assert.match(byService, /await helpers\.fetch\("http:\/\/127\.0\.0\.1:3100\/sri\/comprobantes-electronicos-ws\/AutorizacionComprobantesOffline", \{ method: "POST", body: \(.*\$field\(\$f\d+, "claveAcceso"\)/);
     assert.match(flowError(() => compileSteps(sriComprobantesRecibidosSteps({ base: 'https://srienlinea.sri.gob.ec' }), sri)).message, /host srienlinea\.sri\.gob\.ec is not in provider sri's allowedHosts/);
   });
 });

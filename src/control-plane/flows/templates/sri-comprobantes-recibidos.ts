@@ -3,16 +3,26 @@
  * compiler (compile.ts): reuse the session or log in, choose the period and document type from the job's metadata
  * (`{year, month, type}`), search, walk every results page, keep each document's authorised XML under its access key
  * (`{claveAcceso}.xml`) — through the authorisation web service when the flow is built with its URL, else by the
- * row's XML link — and the page's report of access keys.
+ * row's XML link — and the search's report of access keys.
  *
- * UNVERIFIED: written against the URL contract of the SRI portal imitation (login form at /sri/login, search page at
- * /sri/comprobantes-recibidos) before the imitation existed. The selectors below (SRI_SELECTORS) follow the real
- * portal's JSF ids but are assumptions, as are the option values of the period and type selects (`month` 1–12 without
- * a leading zero, `day` 0 for the whole month, `type` the document type's name as the issue spells it). Check them
- * against the imitation, and run the template end to end, before it is offered as a built-in flow.
+ * Verified end to end against the SRI portal imitation (src/embedded/sri-portal/, docs/sri.md; test/e2e/sri-pack.test.ts):
+ * its paths (SRI_PORTAL_PATHS, the real portal's, under `/sri`), ids and option values. Metadata: `year` (e.g. 2026),
+ * `month` 1–12 (no leading zero), `type` the value of `#cmbTipoComprobante` (SRI_TYPE_CODES: 1 factura,
+ * 2 liquidación de compra, 3 nota de crédito, 4 nota de débito, 6 retención). A job keeps one file per document plus
+ * the report: a month of more than WORKER_MAX_DOWNLOADS − 1 documents (default 50) needs that limit raised.
  */
 
-/** What the template assumes of the portal's pages; one place to adapt when the imitation says otherwise. */
+/** The portal's paths, relative to its origin (the imitation's SRI_PATHS, src/embedded/sri-portal/index.ts). */
+export const SRI_PORTAL_PATHS = {
+  login: '/sri/auth/login',
+  recibidos: '/sri/comprobantes-electronicos-internet/pages/consultas/recibidos/comprobantesRecibidos.jsf',
+  autorizacion: '/sri/comprobantes-electronicos-ws/AutorizacionComprobantesOffline',
+} as const;
+
+/** The values of the portal's `#cmbTipoComprobante` (the job's `type`) by the parser's `tipo`. */
+export const SRI_TYPE_CODES = { factura: '1', liquidacionCompra: '2', notaCredito: '3', notaDebito: '4', retencion: '6' } as const;
+
+/** What the template expects of the portal's pages (docs/sri.md "The imitation of the portal"). */
 export const SRI_SELECTORS = {
   loginForm: 'form#kc-form-login',
   user: '#usuario',
@@ -20,21 +30,24 @@ export const SRI_SELECTORS = {
   /** The optional "additional CI" field of the login form. */
   ci: '#ciAdicional',
   loginSubmit: '#kc-login',
-  year: 'select[id="frmPrincipal:ano"]',
-  month: 'select[id="frmPrincipal:mes"]',
-  day: 'select[id="frmPrincipal:dia"]',
-  type: 'select[id="frmPrincipal:cmbTipoComprobante"]',
-  search: 'button[id="btnRecaptcha"]',
-  /** Shown when the invisible CAPTCHA check of the search refuses the run: a person (or the solver) gets past it. */
-  captcha: '.g-recaptcha, #captcha',
-  results: 'table[id="frmPrincipal:tablaCompRecibidos"]',
-  rows: 'table[id="frmPrincipal:tablaCompRecibidos"] tbody tr[data-ri]',
-  /** In a row: the access key cell and the link to its authorised XML. */
-  claveAcceso: 'td.clave-acceso',
-  xmlLink: 'a[id$=":lnkXml"]',
-  next: '.ui-paginator-next:not(.ui-state-disabled)',
-  report: 'a[id="frmPrincipal:lnkTxtlistado"]',
-  noResults: '.ui-datatable-empty-message',
+  searchForm: 'form#frmPrincipal',
+  year: '#ano',
+  month: '#mes',
+  day: '#dia',
+  type: '#cmbTipoComprobante',
+  search: '#btnRecaptcha',
+  /** The search's invisible CAPTCHA: a person (or the solver) gets past it. */
+  captcha: '.g-recaptcha',
+  /** What a search ends on: the results, the notice that there are none, or the portal's refusal. */
+  outcome: '#tablaCompRecibidos, #sin-resultados, #consulta-error',
+  results: '#tablaCompRecibidos',
+  rows: 'tr.comprobante[data-clave]',
+  /** In a row: its access key (an attribute of the row) and the link to its authorised XML. */
+  claveAcceso: { attribute: 'data-clave' },
+  xmlLink: 'a.xml',
+  next: '#siguiente',
+  report: '#lnkTxtlistado',
+  noResults: '#sin-resultados',
 } as const;
 
 /** Names of the connection's credentials the login steps fill (POST /api/providers/{id}/connect {credentials}). */
@@ -44,8 +57,8 @@ export interface SriTemplateOptions {
   /** Origin of the portal, e.g. `http://127.0.0.1:3100` for the imitation of `sri up`. */
   base: string;
   /**
-   * The authorisation web service (SOAP `autorizacionComprobante`), e.g. `${base}/sri/ws/autorizacion` (an assumed
-   * path): when given, each XML is fetched from it, not downloaded by its link. It must be on the provider's hosts.
+   * The authorisation web service (SOAP `autorizacionComprobante`), e.g. `${base}${SRI_PORTAL_PATHS.autorizacion}`:
+   * when given, each XML is fetched from it, not downloaded by its link. It must be on the provider's hosts.
    */
   authorisationUrl?: string;
   /** @default 100 — pages of results walked at most */
@@ -70,24 +83,24 @@ export function sriComprobantesRecibidosSteps(o: SriTemplateOptions): unknown[] 
         body: AUTHORISATION_REQUEST, saveAs: '{{row.claveAcceso}}.xml',
       };
   return [
-    { type: 'navigate', url: `${base}/sri/comprobantes-recibidos` },
-    // The session of the connection is reused; when it has expired the portal shows its login form instead.
+    { type: 'navigate', url: `${base}${SRI_PORTAL_PATHS.recibidos}` },
+    // The session of the connection is reused; without one the portal shows its login form (redirect back here).
     { type: 'ifExists', selector: s.loginForm, steps: [
       { type: 'fill', selector: s.user, secretRef: SRI_SECRETS.user },
       { type: 'fill', selector: s.password, secretRef: SRI_SECRETS.password },
       { type: 'click', selector: s.loginSubmit },
-      { type: 'navigate', url: `${base}/sri/comprobantes-recibidos` },
     ] },
-    { type: 'waitFor', selector: s.year },
+    // After a login the portal sends the browser back to the search page.
+    { type: 'waitFor', selector: s.searchForm },
     { type: 'select', selector: s.year, value: '{{metadata.year}}' },
     { type: 'select', selector: s.month, value: '{{metadata.month}}' },
     { type: 'select', selector: s.day, value: '0' },
     { type: 'select', selector: s.type, value: '{{metadata.type}}' },
-    { type: 'click', selector: s.search },
-    { type: 'ifExists', selector: s.captcha, timeoutMs: 2000, steps: [
+    { type: 'ifExists', selector: s.captcha, steps: [
       { type: 'handoff', reason: 'The SRI portal asks to prove a person is searching: solve the check, press Consultar, then Done.' },
-    ] },
-    { type: 'ifExists', selector: s.results, timeoutMs: 30_000, steps: [
+    ], else: [{ type: 'click', selector: s.search }] },
+    { type: 'waitFor', selector: s.outcome },
+    { type: 'ifExists', selector: s.results, steps: [
       { type: 'download', selector: s.report, saveAs: 'reporte-{{metadata.year}}-{{metadata.month}}-{{metadata.type}}.txt' },
       { type: 'paginate', next: s.next, maxPages: o.maxPages ?? 100, steps: [
         { type: 'extract', name: 'comprobantes', selector: s.rows, fields: { claveAcceso: s.claveAcceso } },
@@ -103,7 +116,7 @@ export function sriComprobantesRecibidosFlow(providerId: string, o: SriTemplateO
     providerId,
     name: 'comprobantes recibidos',
     version: '0.1.0',
-    description: 'Received electronic documents of a period and type ({year, month, type} in the run\'s metadata): every page of results, each authorised XML as {claveAcceso}.xml, and the report. UNVERIFIED against the portal imitation.',
+    description: 'Received electronic documents of a period and type ({year, month 1–12, type 1|2|3|4|6} in the run\'s metadata): every page of results, each authorised XML as {claveAcceso}.xml, and the report.',
     steps: sriComprobantesRecibidosSteps(o),
   };
 }
