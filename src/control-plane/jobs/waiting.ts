@@ -17,24 +17,22 @@ export type WaitingReason = (typeof WAITING_REASONS)[number];
 export interface JobWaiting { readonly reason: WaitingReason; readonly until?: string }
 
 const Deferred = z.object({ j: z.string(), w: z.string() });
-/** HSCAN steps spent looking for a deferred job before giving up (each covers about 200 entries). */
-const MAX_SCAN_STEPS = 20;
+/** Deferred jobs read at most to find one (HGETALL of sri:queue:deferred:jobs). */
+const MAX_DEFERRED_READ = 4000;
 
 export async function jobWaiting(redis: Redis, job: { id: string; orgId: string; userId: string; providerName: string | undefined; maxConcurrentPerAccount: number | undefined }): Promise<JobWaiting | undefined> {
-  let cursor = '0';
-  for (let step = 0; step < MAX_SCAN_STEPS; step++) {
-    // Its fields are take tokens (HSCAN's MATCH sees only those): the job id is in the value.
-    const [next, entries] = await redis.hscan(keys.queueDeferredJobs, cursor, 'COUNT', 200);
-    for (let i = 0; i + 1 < entries.length; i += 2) {
-      if (!entries[i + 1]!.includes(job.id)) continue;
-      const d = Deferred.safeParse(safeJson(entries[i + 1]!));
+  // Its fields are take tokens, the job id is in the value: read whole while it is small (the API's Redis user may
+  // read a hash, not scan one); a queue with more deferred jobs than that says nothing of them here.
+  if (await redis.hlen(keys.queueDeferredJobs) <= MAX_DEFERRED_READ) {
+    const entries = await redis.hgetall(keys.queueDeferredJobs);
+    for (const [token, value] of Object.entries(entries)) {
+      if (!value.includes(job.id)) continue;
+      const d = Deferred.safeParse(safeJson(value));
       if (!d.success || d.data.j !== job.id) continue;
-      const score = await redis.zscore(keys.queueDeferred, entries[i]!);
+      const score = await redis.zscore(keys.queueDeferred, token);
       const reason = (WAITING_REASONS as readonly string[]).includes(d.data.w) ? d.data.w as WaitingReason : 'spacing';
       return { reason, ...(score !== null ? { until: new Date(Number(score)).toISOString() } : {}) };
     }
-    cursor = next;
-    if (cursor === '0') break;
   }
   if (job.providerName === undefined) return undefined;
   const held = Number(await redis.hget(keys.queueLeasedByOrg, `${job.orgId}/${job.userId}/${job.providerName}`) ?? 0);
