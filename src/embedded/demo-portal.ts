@@ -10,6 +10,7 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { totpValid } from '../shared/totp.ts';
 import { registerSriPortal, type SriPortalControl, type SriPortalOptions } from './sri-portal/index.ts';
+import { onePagePdf } from './one-page-pdf.ts';
 
 export const DEMO_USERNAME = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
@@ -379,28 +380,10 @@ ${rows}
 }
 
 /**
- * A one-page PDF written by hand. The cross-reference table needs exact byte offsets, so they are computed from the
- * objects rather than typed in.
+ * The invoice as a one-page PDF (onePagePdf).
  */
 export function invoicePdf(invoice: DemoInvoice): Buffer {
   const text = `Invoice ${invoice.number}  ${invoice.date}  USD ${invoice.amount}`.replace(/[()\\]/g, '');
   const content = `BT /F1 14 Tf 72 720 Td (${text}) Tj ET`;
-  const objects = [
-    '<< /Type /Catalog /Pages 2 0 R >>',
-    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
-    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>',
-    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
-    `<< /Length ${Buffer.byteLength(content, 'latin1')} >>\nstream\n${content}\nendstream`,
-  ];
-  let out = '%PDF-1.4\n';
-  const offsets: number[] = [];
-  objects.forEach((body, i) => {
-    offsets.push(Buffer.byteLength(out, 'latin1'));
-    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
-  });
-  const xref = Buffer.byteLength(out, 'latin1');
-  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
-  for (const o of offsets) out += `${String(o).padStart(10, '0')} 00000 n \n`;
-  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
-  return Buffer.from(out, 'latin1');
+  return onePagePdf(content, { width: 612, height: 792 });
 }

@@ -445,11 +445,7 @@ function factura(doc: Node, r: Reader): Body {
   const moneda = r.opt(info, 'moneda');
   return {
     fechaRaw: r.req(info, 'fechaEmision', W), fechaWhere: `${W}/fechaEmision`,
-    receptor: {
-      tipoIdentificacion: r.req(info, 'tipoIdentificacionComprador', W),
-      identificacion: r.req(info, 'identificacionComprador', W),
-      razonSocial: r.req(info, 'razonSocialComprador', W),
-    },
+    receptor: receptorOf(info, r, W, 'Comprador'),
     ...(moneda !== undefined ? { moneda } : {}),
     totales, detalles,
   };
@@ -470,13 +466,18 @@ function liquidacionCompra(doc: Node, r: Reader): Body {
   const moneda = r.opt(info, 'moneda');
   return {
     fechaRaw: r.req(info, 'fechaEmision', W), fechaWhere: `${W}/fechaEmision`,
-    receptor: {
-      tipoIdentificacion: r.req(info, 'tipoIdentificacionProveedor', W),
-      identificacion: r.req(info, 'identificacionProveedor', W),
-      razonSocial: r.req(info, 'razonSocialProveedor', W),
-    },
+    receptor: receptorOf(info, r, W, 'Proveedor'),
     ...(moneda !== undefined ? { moneda } : {}),
     totales, detalles,
+  };
+}
+
+/** The receiving party of a document: its fields are named after the role (Comprador, Proveedor, SujetoRetenido). */
+function receptorOf(info: Node | undefined, r: Reader, W: string, role: 'Comprador' | 'Proveedor' | 'SujetoRetenido'): Body['receptor'] {
+  return {
+    tipoIdentificacion: r.req(info, `tipoIdentificacion${role}`, W),
+    identificacion: r.req(info, `identificacion${role}`, W),
+    razonSocial: r.req(info, `razonSocial${role}`, W),
   };
 }
 
@@ -505,11 +506,7 @@ function notaCredito(doc: Node, r: Reader): Body {
   const moneda = r.opt(info, 'moneda');
   return {
     fechaRaw: r.req(info, 'fechaEmision', W), fechaWhere: `${W}/fechaEmision`,
-    receptor: {
-      tipoIdentificacion: r.req(info, 'tipoIdentificacionComprador', W),
-      identificacion: r.req(info, 'identificacionComprador', W),
-      razonSocial: r.req(info, 'razonSocialComprador', W),
-    },
+    receptor: receptorOf(info, r, W, 'Comprador'),
     ...(moneda !== undefined ? { moneda } : {}),
     totales, detalles, docModificado: docModificadoOf(info, r, W),
   };
@@ -534,11 +531,7 @@ function notaDebito(doc: Node, r: Reader): Body {
   const moneda = r.opt(info, 'moneda');
   return {
     fechaRaw: r.req(info, 'fechaEmision', W), fechaWhere: `${W}/fechaEmision`,
-    receptor: {
-      tipoIdentificacion: r.req(info, 'tipoIdentificacionComprador', W),
-      identificacion: r.req(info, 'identificacionComprador', W),
-      razonSocial: r.req(info, 'razonSocialComprador', W),
-    },
+    receptor: receptorOf(info, r, W, 'Comprador'),
     ...(moneda !== undefined ? { moneda } : {}),
     totales, detalles, docModificado: docModificadoOf(info, r, W),
   };
@@ -598,11 +591,7 @@ function retencion(doc: Node, r: Reader, version: string): Body {
   }
   return {
     fechaRaw: r.req(info, 'fechaEmision', W), fechaWhere: `${W}/fechaEmision`,
-    receptor: {
-      tipoIdentificacion: r.req(info, 'tipoIdentificacionSujetoRetenido', W),
-      identificacion: r.req(info, 'identificacionSujetoRetenido', W),
-      razonSocial: r.req(info, 'razonSocialSujetoRetenido', W),
-    },
+    receptor: receptorOf(info, r, W, 'SujetoRetenido'),
     // A retención's worth is what it withholds; it has no subtotal, discount or taxes of its own.
     totales: { sinImpuestos: '0.00', descuento: '0.00', impuestos: [], importeTotal: formatScaled(sum(retenciones.map((x) => x.valorRetenido))) },
     detalles: [], retenciones,

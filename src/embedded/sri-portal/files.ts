@@ -4,6 +4,7 @@
  */
 import type { SriGeneratedDocument } from '../../sri/generate.ts';
 import { authorisationXml } from '../../sri/generate.ts';
+import { onePagePdf } from '../one-page-pdf.ts';
 
 export const TIPO_LABEL: Readonly<Record<string, string>> = {
   factura: 'Factura',
@@ -15,8 +16,7 @@ export const TIPO_LABEL: Readonly<Record<string, string>> = {
 };
 
 /**
- * A one-page PDF with the RIDE's main lines (Helvetica, WinAnsi text). The cross-reference table needs exact byte
- * offsets, so they are computed from the objects, as the demo portal's invoicePdf does.
+ * A one-page PDF with the RIDE's main lines (Helvetica, WinAnsi text; onePagePdf).
  */
 export function ridePdf(d: SriGeneratedDocument): Buffer {
   const lines = [
@@ -29,24 +29,7 @@ export function ridePdf(d: SriGeneratedDocument): Buffer {
     `Importe total USD ${d.importeTotal}`,
   ];
   const text = lines.map((l, i) => `BT /F1 11 Tf 56 ${760 - i * 18} Td (${pdfText(l)}) Tj ET`).join('\n');
-  const objects = [
-    '<< /Type /Catalog /Pages 2 0 R >>',
-    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
-    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>',
-    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>',
-    `<< /Length ${Buffer.byteLength(text, 'latin1')} >>\nstream\n${text}\nendstream`,
-  ];
-  let out = '%PDF-1.4\n';
-  const offsets: number[] = [];
-  objects.forEach((body, i) => {
-    offsets.push(Buffer.byteLength(out, 'latin1'));
-    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
-  });
-  const xref = Buffer.byteLength(out, 'latin1');
-  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
-  for (const o of offsets) out += `${String(o).padStart(10, '0')} 00000 n \n`;
-  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
-  return Buffer.from(out, 'latin1');
+  return onePagePdf(text, { width: 595, height: 842, winAnsi: true });
 }
 
 /** PDF string literal text: Latin-1 only, with its three special characters escaped. */
