@@ -138,26 +138,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
   const jobId = run.body.jobId;
   print(`6. queued job ${jobId}`);
 
-  const deadline = Date.now() + (opts.jobTimeoutMs ?? 120_000);
-  let status: JobStatus = 'queued';
-  for (;;) {
-    status = (await api.request<{ status: JobStatus }>('GET', `/api/jobs/${encodeURIComponent(jobId)}/status`)).body.status;
-    waiting(`job ${jobId}: ${status}`);
-    if (TERMINAL_STATUSES.includes(status)) break;
-    if (Date.now() > deadline) {
-      throw new SriError('EXECUTION_TIMEOUT', `job ${jobId} is still ${status} after ${opts.jobTimeoutMs ?? 120_000} ms; is a worker running? (WORKERS, or sri worker)`);
-    }
-    // Polling, not a fixed sleep: the loop ends as soon as the status is final.
-    await new Promise((r) => setTimeout(r, 300));
-  }
-
-  // The status key is the worker's; the job record follows when the API's results listener has recorded it.
-  let job: DemoJob;
-  for (;;) {
-    job = (await api.request<{ job: DemoJob }>('GET', `/api/jobs/${encodeURIComponent(jobId)}`)).body.job;
-    if (TERMINAL_STATUSES.includes(job.status) || Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const job = await waitForJob(api, jobId, opts.jobTimeoutMs ?? 120_000, waiting);
 
   print(`7. job ${jobId} ${job.status}${job.error ? `: ${job.error.code} ${job.error.message}` : ''}`);
   if (job.artifacts.length) {
@@ -166,6 +147,31 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
   }
   if (job.result) print(`   parsed data:\n${JSON.stringify(job.result, null, 2).replace(/^/gm, '     ')}`);
   return { token: reg.body.token, portalSession: sessionCookie, user: reg.body.user, org: reg.body.org, flowId, jobId, job };
+}
+
+/**
+ * Polls the job's status until it is final, then its record until the API's results listener has recorded it (the
+ * status key is the worker's; the record follows). Throws EXECUTION_TIMEOUT past `timeoutMs`.
+ */
+export async function waitForJob(api: ApiClient, jobId: string, timeoutMs: number, waiting: (text: string) => void): Promise<DemoJob> {
+  const deadline = Date.now() + timeoutMs;
+  let status: JobStatus = 'queued';
+  for (;;) {
+    status = (await api.request<{ status: JobStatus }>('GET', `/api/jobs/${encodeURIComponent(jobId)}/status`)).body.status;
+    waiting(`job ${jobId}: ${status}`);
+    if (TERMINAL_STATUSES.includes(status)) break;
+    if (Date.now() > deadline) {
+      throw new SriError('EXECUTION_TIMEOUT', `job ${jobId} is still ${status} after ${timeoutMs} ms; is a worker running? (WORKERS, or sri worker)`);
+    }
+    // Polling, not a fixed sleep: the loop ends as soon as the status is final.
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  let job: DemoJob;
+  for (;;) {
+    job = (await api.request<{ job: DemoJob }>('GET', `/api/jobs/${encodeURIComponent(jobId)}`)).body.job;
+    if (TERMINAL_STATUSES.includes(job.status) || Date.now() > deadline) return job;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { isSriError } from '../shared/errors.ts';
 import { readStoredSecrets } from '../embedded/secrets.ts';
 import { addEnrolCommand } from './enrol.ts';
@@ -126,6 +126,33 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
         progress.stop();
       }
       if (opts.json) (io?.out ?? ((t: string) => console.log(t)))(JSON.stringify(demoJson(outcome), null, 2));
+      if (outcome.job.status !== 'done') {
+        console.error(`error ${outcome.job.error?.code ?? 'JOB_FAILED'}: job ${outcome.jobId} ${outcome.job.status}${outcome.job.error ? `: ${outcome.job.error.message}` : ''}`);
+        process.exitCode = 1;
+      }
+    });
+
+  program.command('demo-sri')
+    .description('run the SRI pack against the demo portal\'s imitation of the SRI on a running stack (docs/sri.md): a month\'s documents into the documents table')
+    .option('--api <url>', 'API base URL', `http://127.0.0.1:${env['PORT'] || 3000}`)
+    .option('--portal <url>', 'demo portal base URL', `http://127.0.0.1:${env['DEMO_PORT'] || 3100}`)
+    .option('--year <n>', 'year of the documents', integerOption(2000, 2100), 2026)
+    .option('--month <n>', 'month of the documents, 1-12', integerOption(1, 12), 3)
+    .addOption(new Option('--type <name>', 'the type of document').choices(['factura', 'liquidacionCompra', 'notaCredito', 'notaDebito', 'retencion']).default('factura'))
+    .option('--timeout <ms>', 'how long to wait for the job (ms)', integerOption(1, MAX_DEMO_TIMEOUT_MS), 600_000)
+    .action(async (opts: { api: string; portal: string; year: number; month: number; type: string; timeout: number }) => {
+      const { runSriDemo } = await import('./sri-demo.ts');
+      const { createProgress } = await import('./progress.ts');
+      const progress = createProgress({ json: false, env });
+      let outcome;
+      try {
+        outcome = await runSriDemo({
+          apiUrl: opts.api, portalUrl: opts.portal, year: opts.year, month: opts.month, type: opts.type as never, jobTimeoutMs: opts.timeout,
+          print: (l) => progress.line(l), waiting: (t) => progress.waiting(t),
+        });
+      } finally {
+        progress.stop();
+      }
       if (outcome.job.status !== 'done') {
         console.error(`error ${outcome.job.error?.code ?? 'JOB_FAILED'}: job ${outcome.jobId} ${outcome.job.status}${outcome.job.error ? `: ${outcome.job.error.message}` : ''}`);
         process.exitCode = 1;

@@ -23,7 +23,7 @@ describe('sri CLI', () => {
   it('lists its commands through the bin launcher', async () => {
     const r = await runSri(['--help']);
     assert.equal(r.code, 0);
-    for (const cmd of ['up', 'api', 'worker', 'migrate', 'demo']) assert.match(r.stdout, new RegExp(`\\n  ${cmd}\\b`));
+    for (const cmd of ['up', 'api', 'worker', 'migrate', 'demo', 'demo-sri']) assert.match(r.stdout, new RegExp(`\\n  ${cmd}\\b`));
   });
 
   it('`sri --version` and `-V` print package.json\'s version and exit 0', async () => {
@@ -58,6 +58,8 @@ describe('sri CLI', () => {
     const closed = await freePort();
     const cases: [string[], RegExp][] = [
       [['demo', '--timeout', 'abc'], /^error: option '--timeout <ms>' argument 'abc' is invalid\. Give a whole number from 1 to 86400000\.$/m],
+      [['demo-sri', '--type', 'bogus'], /^error: option '--type <name>' argument 'bogus' is invalid\. Allowed choices are factura, liquidacionCompra, notaCredito, notaDebito, retencion\.$/m],
+      [['demo-sri', '--month', '13'], /'--month <n>' argument '13' is invalid/],
       [['demo', '--timeout', '1e3'], /'--timeout <ms>' argument '1e3' is invalid/],
       [['demo', '--timeout', '0'], /'--timeout <ms>' argument '0' is invalid/],
       [['demo', '--timeout', ' 5'], /'--timeout <ms>' argument ' 5' is invalid/],

@@ -6,6 +6,7 @@
  * them and the control plane records one document each. A second run adds none (each is seen again), and the CSV
  * export's Total column adds up to the XMLs' importeTotal.
  */
+import { runSriDemo } from '../../src/cli/sri-demo.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -207,5 +208,16 @@ describe('the SRI pack against the imitation of the portal, end to end', () => {
     const docs = await documents(1);
     assert.deepEqual(docs.documents.map((d) => d.claveAcceso).sort(), january.map((d) => d.claveAcceso).sort());
     assert.equal(micros(docs.totals.importeTotal), january.reduce((s, d) => s + micros(d.importeTotal), 0n));
+  });
+
+  it('sri demo-sri runs the pack for a month in a new organisation and says what the documents table holds', { timeout: 600_000 }, async () => {
+    const lines: string[] = [];
+    const january = sriDocumentsFor(sriDataset(), { year, month: 1, tipo: 'factura' });
+    const out = await runSriDemo({ apiUrl: t.api.url, portalUrl: portal.url, year, month: 1, type: 'factura', jobTimeoutMs: 400_000, print: (l) => lines.push(l), waiting: () => {} });
+    assert.equal(out.job.status, 'done', JSON.stringify(out.job.error));
+    assert.equal(out.documents.total, january.length);
+    const sum = january.reduce((acc, d) => acc + micros(d.importeTotal), 0n);
+    assert.equal(micros(String((out.documents.totals as { importeTotal: string }).importeTotal)), sum);
+    assert.match(lines.join('\n'), new RegExp(`6\\. documents of factura for ${year}-01: ${january.length};`));
   });
 });
