@@ -220,4 +220,34 @@ describe('the SRI pack against the imitation of the portal, end to end', () => {
     assert.equal(micros(String((out.documents.totals as { importeTotal: string }).importeTotal)), sum);
     assert.match(lines.join('\n'), new RegExp(`6\\. documents of factura for ${year}-01: ${january.length};`));
   });
+
+  it('gets past the search\'s CAPTCHA through a person in the live view, then searches and keeps the documents', { timeout: 600_000 }, async () => {
+    portal.sri.configure({ searchCaptcha: true });
+    try {
+      const refusalsBefore = portal.sri.stats().captchaRefusals;
+      const r = await http('POST', '/api/run', { providerId: 'sri', metadata: { year, month: 1, type: SRI_TYPE_CODES.factura }, maxAttempts: 1 });
+      assert.equal(r.status, 202, r.text);
+      const jobId = r.body.jobId as string;
+      // The worker sees the widget after opening the search page and, without a solver, asks a person.
+      const handoff = await waitFor(async () => {
+        const h = await http('GET', `/api/jobs/${jobId}/handoff`);
+        return h.status === 200 ? h.body.handoff : undefined;
+      }, { timeoutMs: 300_000, what: 'the job waiting for a person' });
+      assert.equal(handoff.source, 'captcha');
+      // The answer field has the focus: the person types the answer, and says Done.
+      assert.equal((await http('POST', `/api/jobs/${jobId}/live/input`, { type: 'type', text: 'human' })).status, 202);
+      assert.equal((await http('POST', `/api/jobs/${jobId}/handoff`, { answer: 'done' })).status, 202);
+      const job = await waitFor(async () => {
+        const j = await http('GET', `/api/jobs/${jobId}`);
+        return ['done', 'failed', 'dead', 'cancelled'].includes(j.body?.job?.status) ? j.body.job : undefined;
+      }, { timeoutMs: 300_000, intervalMs: 500, what: `job ${jobId} to finish` });
+      assert.equal(job.status, 'done', JSON.stringify(job.error));
+      const january = sriDocumentsFor(sriDataset(), { year, month: 1, tipo: 'factura' });
+      const xmls = (job.artifacts as { name: string }[]).filter((a) => a.name.endsWith('.xml')).map((a) => a.name).sort();
+      assert.deepEqual(xmls, january.map((d) => `${d.claveAcceso}.xml`).sort(), 'every XML of the month, after the CAPTCHA');
+      assert.equal(portal.sri.stats().captchaRefusals, refusalsBefore, 'the search went through at once');
+    } finally {
+      portal.sri.configure({ searchCaptcha: false });
+    }
+  });
 });

@@ -25,7 +25,7 @@ form.login{display:grid;gap:.5rem;max-width:20rem}.error{color:#b00}.aviso{color
 export function captchaWidget(siteKey: string, invisible: boolean): string {
   return `<div class="g-recaptcha" id="captcha" data-sitekey="${esc(siteKey)}"${invisible ? ' data-size="invisible"' : ''}>
 <textarea name="g-recaptcha-response" id="g-recaptcha-response" style="display:none"></textarea>
-<label>Verificación: escriba <strong>human</strong> <input id="captcha-answer" name="answer" autocomplete="off"></label>
+<label>Verificación: escriba <strong>human</strong> <input id="captcha-answer" name="answer" autocomplete="off"${invisible ? ' autofocus' : ''}></label>
 </div>`;
 }
 

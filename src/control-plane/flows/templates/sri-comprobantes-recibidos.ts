@@ -89,16 +89,19 @@ export function sriComprobantesRecibidosSteps(o: SriTemplateOptions): unknown[] 
       { type: 'fill', selector: s.user, secretRef: SRI_SECRETS.user },
       { type: 'fill', selector: s.password, secretRef: SRI_SECRETS.password },
       { type: 'click', selector: s.loginSubmit },
+      // After a login the portal sends the browser back to the search page; opening it again lets the worker look
+      // for a CAPTCHA on it, as it does after every navigation (a solver's token, else a person: docs/scripts.md).
+      { type: 'waitFor', selector: s.searchForm },
+      { type: 'navigate', url: `${base}${SRI_PORTAL_PATHS.recibidos}` },
     ] },
-    // After a login the portal sends the browser back to the search page.
     { type: 'waitFor', selector: s.searchForm },
     { type: 'select', selector: s.year, value: '{{metadata.year}}' },
     { type: 'select', selector: s.month, value: '{{metadata.month}}' },
     { type: 'select', selector: s.day, value: '0' },
     { type: 'select', selector: s.type, value: '{{metadata.type}}' },
-    { type: 'ifExists', selector: s.captcha, steps: [
-      { type: 'handoff', reason: 'The SRI portal asks to prove a person is searching: solve the check, press Consultar, then Done.' },
-    ], else: [{ type: 'click', selector: s.search }] },
+    // The search's CAPTCHA, when the portal shows one, was answered when the page opened (the worker's check after a
+    // navigation: the solver's token is in the form, or a person typed the answer in the live view).
+    { type: 'click', selector: s.search },
     { type: 'waitFor', selector: s.outcome },
     { type: 'ifExists', selector: s.results, steps: [
       { type: 'download', selector: s.report, saveAs: 'reporte-{{metadata.year}}-{{metadata.month}}-{{metadata.type}}.txt' },
