@@ -663,6 +663,48 @@ function backendSuite(backend: 'pglite' | 'postgres') {
           assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY'], id);
         }
       },
+      'GET /api/operator/modules': async () => {
+        const r = await asA('GET', '/api/operator/modules');
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+      },
+      'POST /api/operator/modules': async () => {
+        const r = await asA('POST', '/api/operator/modules', { body: { manifest: { name: 'evil', version: '1.0.0' }, files: {} } });
+        assert.equal(r.status === 403 || r.status === 400, true, `refused: ${r.status}`);
+        if (r.status === 403) assert.equal(r.body.error.code, 'OPERATOR_ONLY');
+      },
+      'GET /api/admin/modules': async () => {
+        // Modules are the platform's; an organisation's admin lists those whose manifest allows its organisation.
+        const r = await asA('GET', '/api/admin/modules');
+        assert.equal(r.status, 200, r.text);
+        assertNoLeak('GET /api/admin/modules', r, '');
+      },
+      'GET /api/operator/system/tasks': async () => {
+        const r = await asA('GET', '/api/operator/system/tasks');
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+      },
+      'GET /api/operator/system/tasks/:id': async () => {
+        for (const id of [randomUUID(), ...CRAFTED_IDS.filter((c) => c.length <= 100)]) {
+          const r = await asA('GET', `/api/operator/system/tasks/${encodeURIComponent(id)}`);
+          assert.equal(r.status === 403 || r.status === 400 || r.status === 404, true, `${id}: ${r.status}`);
+          if (r.status === 403) assert.equal(r.body.error.code, 'OPERATOR_ONLY');
+        }
+      },
+      'GET /api/operator/system/tasks/:id/logs': async () => {
+        // An event stream: no HEAD route, like a job's logs.
+        const path = `/api/operator/system/tasks/${randomUUID()}/logs`;
+        const r = await call('GET', path, { token: a.token });
+        assertNoLeak(`GET ${path}`, r, path);
+        assert.deepEqual([r.status, (r.body as { error: { code: string } }).error.code], [403, 'OPERATOR_ONLY']);
+      },
+      'POST /api/operator/system/check': async () => {
+        const r = await asA('POST', '/api/operator/system/check', { body: {} });
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+      },
+      'POST /api/operator/system/update': async () => {
+        const r = await asA('POST', '/api/operator/system/update', { body: { runMigrations: false } });
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+        assert.equal(await t.redis.llen(keys.opsJobs), 0, 'no task was queued');
+      },
       'POST /api/operator/workers/:id/revoke': async () => {
         for (const id of ['shared-worker-1', randomUUID(), ...CRAFTED_IDS.filter((c) => c.length <= 100)]) {
           const r = await asA('POST', `/api/operator/workers/${encodeURIComponent(id)}/revoke`);
@@ -713,6 +755,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
     const GLOBAL_TABLES = new Map([
       ['providers', 'the provider catalogue, the same for everyone, written by migrations only (sri_app: SELECT)'],
       ['schema_migrations', 'the migration loader\'s record (no grant to sri_app)'],
+      ['ops_tasks', 'the operations worker\'s audit of system updates and checks: the platform\'s, not an organisation\'s, read only through the operator\'s endpoints (OPERATOR_TOKEN)'],
     ]);
 
     interface TableInfo { name: string; orgColumn: string; rls: boolean; forced: boolean; pk: string[]; referenced: boolean }
