@@ -108,4 +108,28 @@ describe('a hand-off answered in the dashboard\'s live view', () => {
     assert.equal(await page.getByRole('heading', { level: 2, name: 'Es su turno: el trabajo le está esperando' }).count(), 0, 'the live view is gone');
     assertNoProblems(w, 'job page after the hand-off');
   });
+
+  it('lets a person without a mouse point and click into the live view with Shift+arrows and Shift+Enter', async () => {
+    const { jobId } = await call<{ jobId: string }>('POST', '/api/run', { providerId: 'demo' });
+    await waitFor(async () => (await call<{ status: string }>('GET', `/api/jobs/${jobId}/status`)).status === 'waiting_for_user',
+      { what: 'the job waiting for a person', timeoutMs: 180_000 });
+    await page.goto(`/jobs/${jobId}`);
+    const view = page.getByRole('group', { name: 'Vista en vivo de la página del portal' });
+    await view.getByRole('img', { name: 'La página del portal tal como la muestra ahora el navegador del trabajo' }).waitFor(SLOW);
+    await view.focus();
+    // From the page's centre (640, 360), five steps down: (640, 460), inside the answer field (45-85 % of 720).
+    for (let i = 0; i < 5; i++) await page.keyboard.press('Shift+ArrowDown');
+    await page.getByText('Puntero en 640, 460 de la página: Mayús+Intro hace clic ahí.').waitFor(SLOW);
+    await page.keyboard.press('Shift+Enter');
+    await page.keyboard.type('human');
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Listo' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByText('terminado', { exact: true }).first().waitFor(SLOW);
+    const job = await call<{ job: { status: string; result: { outcome?: { text: string }[] } } }>('GET', `/api/jobs/${jobId}`);
+    assert.equal(job.job.status, 'done');
+    // The demo CAPTCHA's answer field has no focus of its own: only the click at the pointer put "human" into it.
+    assert.deepEqual(job.job.result.outcome, [{ text: 'You are a person.' }], 'the keyboard\'s click reached the answer field');
+    assertNoProblems(w, 'job page, keyboard pointer');
+  });
 });

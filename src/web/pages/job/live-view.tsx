@@ -22,6 +22,9 @@ type Input = { type: 'click'; x: number; y: number } | { type: 'type'; text: str
 const NAMED_KEYS = new Set(['Enter', 'Backspace', 'Delete', 'Escape', 'ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown', 'Space']);
 const WHEEL_BATCH_MS = 100;
 
+/** Shift+arrow: how far the keyboard's pointer moves (viewport pixels). */
+const POINTER_STEPS: Record<string, [number, number]> = { ArrowLeft: [-20, 0], ArrowRight: [20, 0], ArrowUp: [0, -20], ArrowDown: [0, 20] };
+
 export function LiveView({ jobId, onAnswered }: { jobId: string; onAnswered: () => void }) {
   const { t } = useTranslation();
   const f = useFormat();
@@ -31,6 +34,8 @@ export function LiveView({ jobId, onAnswered }: { jobId: string; onAnswered: () 
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const chain = useRef<Promise<unknown>>(Promise.resolve());
+  /** The keyboard's pointer on the page (viewport pixels): Shift+arrows move it, Shift+Enter clicks there. */
+  const [pointer, setPointer] = useState<{ x: number; y: number } | null>(null);
   const wheel = useRef<{ x: number; y: number; deltaX: number; deltaY: number; timer?: number } | null>(null);
 
   useEffect(() => {
@@ -78,6 +83,22 @@ export function LiveView({ jobId, onAnswered }: { jobId: string; onAnswered: () 
 
   const onKeyDown = (e: KeyboardEvent<HTMLDivElement>) => {
     if (e.key === 'Tab' || e.altKey || e.metaKey) return;
+    // Pointing without a mouse: Shift+arrows move a pointer over the page (starting at its centre), Shift+Enter
+    // clicks where it is.
+    const vw = frame?.viewportWidth ?? 1280;
+    const vh = frame?.viewportHeight ?? 720;
+    const step = POINTER_STEPS[e.key];
+    if (e.shiftKey && !e.ctrlKey && (step || e.key === 'Enter')) {
+      const at = pointer ?? { x: Math.round(vw / 2), y: Math.round(vh / 2) };
+      if (step) {
+        setPointer({ x: Math.min(Math.max(0, at.x + step[0]), vw - 1), y: Math.min(Math.max(0, at.y + step[1]), vh - 1) });
+      } else {
+        setPointer(at);
+        send({ type: 'click', ...at });
+      }
+      e.preventDefault();
+      return;
+    }
     if (e.key.length === 1 && !e.ctrlKey) {
       send({ type: 'type', text: e.key });
     } else if (NAMED_KEYS.has(e.key)) {
@@ -131,8 +152,13 @@ export function LiveView({ jobId, onAnswered }: { jobId: string; onAnswered: () 
           {frame
             ? <img src={frame.src} alt={t('live.alt')} onClick={onClick} onWheel={onWheel} draggable={false} />
             : <p role="status">{t('live.connecting')}</p>}
+          {frame && pointer && (
+            <span className="live-pointer" aria-hidden="true"
+              style={{ left: `${(pointer.x / frame.viewportWidth) * 100}%`, top: `${(pointer.y / frame.viewportHeight) * 100}%` }} />
+          )}
         </div>
       )}
+      {!ended && pointer && <p className="hint" role="status">{t('live.pointer', { x: pointer.x, y: pointer.y })}</p>}
       {error !== null && <ErrorMessage error={error} />}
       <div className="actions">
         <button type="button" className="primary" disabled={busy || ended} onClick={() => void answer('done')}>{t('live.done')}</button>
