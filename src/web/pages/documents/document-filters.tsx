@@ -3,7 +3,7 @@
  * period of issue, `type`, `ruc` (the issuer's 13 digits) and `q` (text in the issuer's name, the document number or
  * the access key). Choosing a month clears from/to and the other way round; any change goes back to the first page.
  */
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import type { SetURLSearchParams } from 'react-router';
 import type { paths } from '../../api/client.ts';
@@ -60,15 +60,35 @@ export function documentQueryString(f: DocumentFilters): URLSearchParams {
   return out;
 }
 
+/** The filters as the URL's parameters say them (what documentFiltersFrom reads back). */
+function paramsOf(f: DocumentFilters): URLSearchParams {
+  const out = new URLSearchParams();
+  for (const k of KEYS) if (f[k]) out.set(k, f[k]);
+  return out;
+}
+
 export function DocumentFiltersForm({ params, setParams }: { params: URLSearchParams; setParams: SetURLSearchParams }) {
   const { t } = useTranslation();
   // The fields show what was typed at once; the URL (which the list follows) is updated with it.
   const fromUrl = documentFiltersFrom(params);
   const urlKey = JSON.stringify(fromUrl);
   const [f, setF] = useState<DocumentFilters>(fromUrl);
-  useEffect(() => setF(JSON.parse(urlKey) as DocumentFilters), [urlKey]);
+  // The URL follows the fields one change at a time, and may still show an earlier change while the person types on:
+  // such an echo of our own must not put an older text back into the field (typed characters would be lost). Only
+  // a URL this form did not write (back, forward, "Clear filters") replaces what the fields show.
+  const written = useRef<string[]>([]);
+  useEffect(() => {
+    const i = written.current.indexOf(urlKey);
+    if (i >= 0) {
+      written.current = written.current.slice(i + 1);
+      return;
+    }
+    written.current = [];
+    setF(JSON.parse(urlKey) as DocumentFilters);
+  }, [urlKey]);
   const update = (chosen: DocumentFilters) => {
     setF(chosen);
+    written.current.push(JSON.stringify(documentFiltersFrom(paramsOf(chosen))));
     setParams((prev) => {
       const next = new URLSearchParams(prev);
       next.delete('page');

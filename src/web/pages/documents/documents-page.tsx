@@ -15,6 +15,7 @@ import { Loading } from '../../components/loading.tsx';
 import { Page } from '../../components/page.tsx';
 import { useFormat } from '../../lib/format.ts';
 import { DocumentFiltersForm, documentFiltersFrom, documentQuery, documentQueryString, hasDocumentFilters } from './document-filters.tsx';
+import { Pager } from '../../components/pager.tsx';
 
 const PAGE_SIZE = 20;
 type Format = 'csv' | 'xlsx';
@@ -153,11 +154,7 @@ export default function DocumentsPage() {
               </tbody>
             </table>
           </div>
-          <nav className="pager" aria-label={t('common.pageOf', { page, pages })}>
-            <button type="button" disabled={page <= 1} onClick={() => goTo(page - 1)}>{t('common.previous')}</button>
-            <span>{t('common.pageOf', { page, pages })}</span>
-            <button type="button" disabled={page >= pages} onClick={() => goTo(page + 1)}>{t('common.next')}</button>
-          </nav>
+          <Pager page={page} pages={pages} goTo={goTo} />
         </>
       )}
     </Page>

@@ -17,6 +17,7 @@ import { isFinal, StatusBadge } from '../../components/status-badge.tsx';
 import { useFormat } from '../../lib/format.ts';
 import { useProviders } from '../providers/providers-page.tsx';
 import { JobFilters, filtersFrom, filterQuery, hasFilters } from './job-filters.tsx';
+import { Pager } from '../../components/pager.tsx';
 
 const PAGE_SIZE = 20;
 /** How often the list is read again while one of its jobs is unfinished, and otherwise. */
@@ -93,11 +94,7 @@ export default function JobsPage() {
               </tbody>
             </table>
           </div>
-          <nav className="pager" aria-label={t('common.pageOf', { page, pages })}>
-            <button type="button" disabled={page <= 1} onClick={() => goTo(page - 1)}>{t('common.previous')}</button>
-            <span>{t('common.pageOf', { page, pages })}</span>
-            <button type="button" disabled={page >= pages} onClick={() => goTo(page + 1)}>{t('common.next')}</button>
-          </nav>
+          <Pager page={page} pages={pages} goTo={goTo} />
         </>
       )}
     </Page>
