@@ -9,6 +9,7 @@
  * for three pages of the portal's results table.
  */
 import { buildAccessKey, COD_DOC_OF, type SriTipo } from './access-key.ts';
+import { mulberry32 } from '../shared/prng.ts';
 
 /** The organisation that received the documents: the imitation's login user. */
 export const SRI_DEMO_RECEPTOR = Object.freeze({ ruc: '1792146739001', razonSocial: 'ORGANIZACION DEMO S.A.', tipoIdentificacion: '04' });
@@ -68,17 +69,6 @@ export interface SriDatasetOptions {
   readonly busyMonth?: number;
 }
 
-/** Mulberry32: small, fast and the same on every platform. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const cache = new Map<string, readonly SriGeneratedDocument[]>();
 
@@ -92,7 +82,7 @@ export function sriDataset(seed: number = SRI_DEFAULT_SEED, opts: SriDatasetOpti
   const id = `${seed}:${year}:${busyMonth}`;
   const hit = cache.get(id);
   if (hit) return hit;
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const sequence = new Map<string, number>();
@@ -278,6 +268,14 @@ function makeDocument(
   let total: number;
   const sustentoNum = `${pad2(int(1, 3)).padStart(3, '0')}${pad2(int(1, 9)).padStart(3, '0')}${String(int(1000, 99999)).padStart(9, '0')}`;
   const sustentoDay = `${pad2(Math.max(1, day.day - int(0, 5)))}/${pad2(day.month)}/${day.year}`;
+  // The buyer (this organisation) as a factura, nota de crédito or nota de débito names it, and the factura a note
+  // modifies (a new number drawn each time it is written).
+  const comprador = `<tipoIdentificacionComprador>${R.tipoIdentificacion}</tipoIdentificacionComprador>
+    <razonSocialComprador>${esc(R.razonSocial)}</razonSocialComprador>
+    <identificacionComprador>${R.ruc}</identificacionComprador>`;
+  const docModificado = () => `<codDocModificado>01</codDocModificado>
+    <numDocModificado>${issuer.estab}-${issuer.ptoEmi}-${String(int(1, 99999)).padStart(9, '0')}</numDocModificado>
+    <fechaEmisionDocSustento>${sustentoDay}</fechaEmisionDocSustento>`;
 
   switch (kind) {
     case 'factura-1.0.0':
@@ -318,9 +316,7 @@ function makeDocument(
     <fechaEmision>${fechaSlash}</fechaEmision>
     ${establishment}
     ${contabilidad}
-    <tipoIdentificacionComprador>${R.tipoIdentificacion}</tipoIdentificacionComprador>
-    <razonSocialComprador>${esc(R.razonSocial)}</razonSocialComprador>
-    <identificacionComprador>${R.ruc}</identificacionComprador>
+    ${comprador}
     <totalSinImpuestos>${money(sub)}</totalSinImpuestos>
     <totalDescuento>${money(disc)}</totalDescuento>
     ${totalConImpuestos(groups, false)}
@@ -341,13 +337,9 @@ function makeDocument(
       body = `<infoNotaCredito>
     <fechaEmision>${fechaSlash}</fechaEmision>
     ${establishment}
-    <tipoIdentificacionComprador>${R.tipoIdentificacion}</tipoIdentificacionComprador>
-    <razonSocialComprador>${esc(R.razonSocial)}</razonSocialComprador>
-    <identificacionComprador>${R.ruc}</identificacionComprador>
+    ${comprador}
     ${contabilidad}
-    <codDocModificado>01</codDocModificado>
-    <numDocModificado>${issuer.estab}-${issuer.ptoEmi}-${String(int(1, 99999)).padStart(9, '0')}</numDocModificado>
-    <fechaEmisionDocSustento>${sustentoDay}</fechaEmisionDocSustento>
+    ${docModificado()}
     <totalSinImpuestos>${money(sub)}</totalSinImpuestos>
     <valorModificacion>${money(total)}</valorModificacion>
     <moneda>DOLAR</moneda>
@@ -366,13 +358,9 @@ function makeDocument(
       body = `<infoNotaDebito>
     <fechaEmision>${fechaSlash}</fechaEmision>
     ${establishment}
-    <tipoIdentificacionComprador>${R.tipoIdentificacion}</tipoIdentificacionComprador>
-    <razonSocialComprador>${esc(R.razonSocial)}</razonSocialComprador>
-    <identificacionComprador>${R.ruc}</identificacionComprador>
+    ${comprador}
     ${contabilidad}
-    <codDocModificado>01</codDocModificado>
-    <numDocModificado>${issuer.estab}-${issuer.ptoEmi}-${String(int(1, 99999)).padStart(9, '0')}</numDocModificado>
-    <fechaEmisionDocSustento>${sustentoDay}</fechaEmisionDocSustento>
+    ${docModificado()}
     <totalSinImpuestos>${money(sub)}</totalSinImpuestos>
     <impuestos>
       <impuesto>

@@ -428,11 +428,14 @@ function checkTotals(lineTotals: readonly string[], totales: SriDocument['totale
   }
 }
 
-function factura(doc: Node, r: Reader): Body {
-  const W = 'infoFactura';
+/**
+ * A factura and a liquidación de compra have the same body: lines, totals (a factura may add a tip), and the other
+ * party — the buyer of a factura, the supplier of a liquidación.
+ */
+function salesDocument(doc: Node, r: Reader, W: 'infoFactura' | 'infoLiquidacionCompra', role: 'Comprador' | 'Proveedor'): Body {
   const info = child(doc, W);
   const detalles = detallesOf(children(child(doc, 'detalles'), 'detalle'), r, 'codigoPrincipal');
-  const propina = r.opt(info, 'propina');
+  const propina = W === 'infoFactura' ? r.opt(info, 'propina') : undefined;
   const totales = {
     sinImpuestos: r.amount(info, 'totalSinImpuestos', W),
     descuento: r.amount(info, 'totalDescuento', W),
@@ -445,32 +448,14 @@ function factura(doc: Node, r: Reader): Body {
   const moneda = r.opt(info, 'moneda');
   return {
     fechaRaw: r.req(info, 'fechaEmision', W), fechaWhere: `${W}/fechaEmision`,
-    receptor: receptorOf(info, r, W, 'Comprador'),
+    receptor: receptorOf(info, r, W, role),
     ...(moneda !== undefined ? { moneda } : {}),
     totales, detalles,
   };
 }
 
-function liquidacionCompra(doc: Node, r: Reader): Body {
-  const W = 'infoLiquidacionCompra';
-  const info = child(doc, W);
-  const detalles = detallesOf(children(child(doc, 'detalles'), 'detalle'), r, 'codigoPrincipal');
-  const totales = {
-    sinImpuestos: r.amount(info, 'totalSinImpuestos', W),
-    descuento: r.amount(info, 'totalDescuento', W),
-    impuestos: impuestosOf(children(child(info, 'totalConImpuestos'), 'totalImpuesto'), r, `${W}/totalConImpuestos`),
-    importeTotal: r.amount(info, 'importeTotal', W),
-  };
-  checkLines(detalles, r);
-  checkTotals(detalles.map((d) => d.precioTotalSinImpuesto), totales, r);
-  const moneda = r.opt(info, 'moneda');
-  return {
-    fechaRaw: r.req(info, 'fechaEmision', W), fechaWhere: `${W}/fechaEmision`,
-    receptor: receptorOf(info, r, W, 'Proveedor'),
-    ...(moneda !== undefined ? { moneda } : {}),
-    totales, detalles,
-  };
-}
+const factura = (doc: Node, r: Reader): Body => salesDocument(doc, r, 'infoFactura', 'Comprador');
+const liquidacionCompra = (doc: Node, r: Reader): Body => salesDocument(doc, r, 'infoLiquidacionCompra', 'Proveedor');
 
 /** The receiving party of a document: its fields are named after the role (Comprador, Proveedor, SujetoRetenido). */
 function receptorOf(info: Node | undefined, r: Reader, W: string, role: 'Comprador' | 'Proveedor' | 'SujetoRetenido'): Body['receptor'] {

@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { JobMessage } from '../../../src/shared/schemas.ts';
 import { signScript, verifyScript } from '../../../src/shared/signing.ts';
+import { mulberry32 } from '../../../src/shared/prng.ts';
 
 export type Expectation = 'dlq' | 'failed' | 'terminal';
 
@@ -29,16 +30,7 @@ export function storedText(raw: string | Buffer): string {
 }
 
 /** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 const UNICODE = ['é', 'ß', '中文', '🙂', '👩‍👩‍👧', '\u202e', '\u0000', '\u2028', '\ufeff', 'ﷺ', '\ud800', '\udfff', '𝕏', 'Ω', '\u0301'];
 const KIND_WEIGHTS = {
