@@ -56,7 +56,7 @@ export async function runSriDemo(o: SriDemoOptions): Promise<SriDemoOutcome> {
   print(`3. created and activated the flow "comprobantes recibidos" (${flowId}, sha256 ${flow.body.flow.scriptHash.slice(0, 12)}…)`);
 
   const run = await api.request<{ jobId: string }>('POST', '/api/run', {
-    providerId: 'sri', metadata: { year: o.year, month: o.month, type: SRI_TYPE_CODES[o.type] },
+    providerId: 'sri', metadata: { year: o.year, month: o.month, type: o.type },
   }, { 'idempotency-key': `sri-demo-${suffix}` });
   const jobId = run.body.jobId;
   print(`4. queued job ${jobId}: ${o.type} of ${o.year}-${String(o.month).padStart(2, '0')}`);

@@ -104,6 +104,16 @@ describe('step compiler: steps that hold steps, templates, fetch', () => {
     await assert.rejects(runRecorded(script, { month: { toString: 1 }, type: 'x', year: 1 }), /metadata has no value for month/);
   });
 
+  it('translates a select\'s templated value through its values map; unlisted values pass as they are, prototype keys map to nothing', async () => {
+    const { script } = compileSteps([{ type: 'select', selector: '#tipo', value: '{{metadata.type}}', values: { factura: '1', notaCredito: '3' } }], demo);
+    assertParses(script);
+    for (const [type, want] of [['factura', '1'], ['notaCredito', '3'], ['6', '6'], ['constructor', 'constructor'], ['__proto__', '__proto__']]) {
+      assert.deepEqual(await runRecorded(script, { type }), [['page.selectOption', '#tipo', { value: want }]], type);
+    }
+    assert.throws(() => compileSteps([{ type: 'select', selector: '#t', label: 'x', values: { a: '1' } }], demo), /values translates a value/);
+    assert.throws(() => compileSteps([{ type: 'select', selector: '#t', value: 'x', values: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`k${i}`, 'v'])) }], demo), /at most 100 entries/);
+  });
+
   it('runs forEach\'s steps once per row, scoped to the row, with the row\'s fields in templates', async () => {
     const { script } = compileSteps([
       { type: 'forEach', selector: 'table tr', fields: { clave: 'td.clave' }, steps: [

@@ -246,7 +246,11 @@ function emitStep(step: Step, s: EmitScope, e: Emitter, indent: string, label: s
       return;
     }
     case 'select': {
-      const option = step.value !== undefined ? `{ value: ${e.template(step.value, s)} }` : `{ label: ${e.template(step.label!, s)} }`;
+      const value = step.value === undefined ? undefined
+        // The map is data (JSON, an object literal); own keys only, so "constructor" or "__proto__" map to nothing.
+        : step.values ? `((m, v) => (Object.hasOwn(m, v) ? m[v] : v))(${JSON.stringify(step.values)}, ${e.template(step.value, s)})`
+          : e.template(step.value, s);
+      const option = value !== undefined ? `{ value: ${value} }` : `{ label: ${e.template(step.label!, s)} }`;
       out(onPage ? `await page.selectOption(${lit(step.selector)}, ${option});` : `await ${inScope(s, step.selector)}.selectOption(${option});`);
       return;
     }

@@ -85,13 +85,21 @@ const TemplateText = z.string().max(10_000);
 /** A file name for evidence (templates allowed); the worker reduces it to a safe object name. */
 const FileTemplate = z.string().min(1, 'must not be empty').max(300);
 
-/** Chooses an option of a <select> by its value or its visible label. */
+/**
+ * Chooses an option of a <select> by its value or its visible label. `values` translates what the value's template
+ * gives into the portal's option values (`{"factura": "1"}`: a job's metadata says `factura`, the portal's select
+ * wants `1`); a value it does not list is used as it is.
+ */
 export const SelectStep = z.strictObject({
   type: z.literal('select'),
   selector: Selector,
   value: TemplateText.optional(),
   label: TemplateText.optional(),
-}).refine((s) => (s.value === undefined) !== (s.label === undefined), 'needs exactly one of value or label');
+  values: z.record(z.string().min(1).max(100), z.string().max(500))
+    .refine((m) => Object.keys(m).length <= 100, 'at most 100 entries')
+    .refine((m) => !Object.hasOwn(m, '__proto__'), '"__proto__" cannot be a key').optional(),
+}).refine((s) => (s.value === undefined) !== (s.label === undefined), 'needs exactly one of value or label')
+  .refine((s) => s.values === undefined || s.value !== undefined, 'values translates a value: give value, not label');
 
 /** Runs `steps` once per element matching `selector`, with that element (the row) as their scope. */
 export const ForEachStep = z.strictObject({

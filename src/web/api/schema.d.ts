@@ -1767,6 +1767,9 @@ export interface components {
             selector: string;
             value?: string;
             label?: string;
+            values?: {
+                [key: string]: string;
+            };
         } | {
             /** @enum {string} */
             type: "forEach";

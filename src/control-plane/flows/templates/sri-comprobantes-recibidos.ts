@@ -7,8 +7,9 @@
  *
  * Verified end to end against the SRI portal imitation (src/embedded/sri-portal/, docs/sri.md; test/e2e/sri-pack.test.ts):
  * its paths (SRI_PORTAL_PATHS, the real portal's, under `/sri`), ids and option values. Metadata: `year` (e.g. 2026),
- * `month` 1–12 (no leading zero), `type` the value of `#cmbTipoComprobante` (SRI_TYPE_CODES: 1 factura,
- * 2 liquidación de compra, 3 nota de crédito, 4 nota de débito, 6 retención). A job keeps one file per document plus
+ * `month` 1–12 (no leading zero), `type` by name (factura, liquidacionCompra, notaCredito, notaDebito, retencion) or
+ * by the value of `#cmbTipoComprobante` (SRI_TYPE_CODES: 1 factura, 2 liquidación de compra, 3 nota de crédito,
+ * 4 nota de débito, 6 retención). A job keeps one file per document plus
  * the report: a month of more than WORKER_MAX_DOWNLOADS − 1 documents (default 50) needs that limit raised.
  */
 
@@ -98,7 +99,8 @@ export function sriComprobantesRecibidosSteps(o: SriTemplateOptions): unknown[] 
     { type: 'select', selector: s.year, value: '{{metadata.year}}' },
     { type: 'select', selector: s.month, value: '{{metadata.month}}' },
     { type: 'select', selector: s.day, value: '0' },
-    { type: 'select', selector: s.type, value: '{{metadata.type}}' },
+    // The type by name (factura, notaCredito…) or by the portal's own code ("1", "3"…).
+    { type: 'select', selector: s.type, value: '{{metadata.type}}', values: { ...SRI_TYPE_CODES } },
     // The search's CAPTCHA, when the portal shows one, was answered when the page opened (the worker's check after a
     // navigation: the solver's token is in the form, or a person typed the answer in the live view).
     { type: 'click', selector: s.search },
