@@ -12,9 +12,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
@@ -33,6 +32,7 @@ import { startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/s
 import { startTestPortal, type TestPortal } from '../execution-plane/support/portal.ts';
 import { boundToParent } from '../../src/embedded/bound-child.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { writeUsersAcl } from '../support/acl.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const USERS = ['admin', 'api', 'worker', 'enrol'] as const;
@@ -114,12 +114,7 @@ describe('worker enrolment and revocation (Redis ACL of deploy/redis/users.acl)'
   });
 
   before(async () => {
-    const rendered = execFileSync('sh', [join(ROOT, 'deploy/redis/render-users-acl.sh')], {
-      env: { PATH: process.env['PATH'], ...Object.fromEntries(USERS.map((u) => [`SRI_${u.toUpperCase()}_REDIS_PASSWORD`, passwords[u]])) },
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).toString();
-    const aclFile = join(dir.path, 'users.acl');
-    writeFileSync(aclFile, rendered, { mode: 0o600 });
+    const aclFile = writeUsersAcl(dir.path, passwords).path;
     [redisServer, s3, portal, db] = await Promise.all([
       freePort().then((port) => startEmbeddedRedis({ dir: join(dir.path, 'redis'), port, extraArgs: ['--aclfile', aclFile] })),
       startTestS3(), startTestPortal(), openDatabase({}),

@@ -14,9 +14,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -38,6 +37,7 @@ import { startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/s
 import { startTestPortal, type TestPortal } from '../execution-plane/support/portal.ts';
 import { NORMAL_SCRIPT, signedJob, testWorkerConfig } from '../execution-plane/support/jobs.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { writeUsersAcl } from '../support/acl.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const USERS = ['admin', 'api', 'worker', 'enrol', 'keda', 'producer'] as const;
@@ -139,12 +139,8 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
 
   before(async () => {
     // The file as a deployment renders it: the script puts the SHA-256 of each password in.
-    const rendered = execFileSync('sh', [join(ROOT, 'deploy/redis/render-users-acl.sh')], {
-      env: { PATH: process.env['PATH'], ...Object.fromEntries(USERS.map((u) => [`SRI_${u.toUpperCase()}_REDIS_PASSWORD`, passwords[u]])) },
-    }).toString();
+    const { path: aclFile, text: rendered } = writeUsersAcl(dir.path, passwords);
     for (const u of USERS) assert.ok(!rendered.includes(passwords[u]), 'no password in clear in the rendered file');
-    const aclFile = join(dir.path, 'users.acl');
-    writeFileSync(aclFile, rendered, { mode: 0o600 });
     [redisServer, s3, portal, flaky, db] = await Promise.all([
       freePort().then((port) => startEmbeddedRedis({ dir: join(dir.path, 'redis'), port, extraArgs: ['--aclfile', aclFile] })),
       startTestS3(), startTestPortal(), startFlakyServer(), openDatabase({}),

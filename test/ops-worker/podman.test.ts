@@ -15,7 +15,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -31,6 +31,7 @@ import { createLogger } from '../../src/shared/logger.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { TEST_JWT_SECRET } from '../support/api.ts';
 import { startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { writeUsersAcl } from '../support/acl.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const USERS = ['admin', 'api', 'worker', 'enrol', 'ops'] as const;
@@ -62,12 +63,7 @@ describe('ops worker: Redis ACL of its queue (deploy/redis/users.acl)', () => {
   };
 
   before(async () => {
-    const rendered = execFileSync('sh', [join(ROOT, 'deploy/redis/render-users-acl.sh')], {
-      env: { PATH: process.env['PATH'], ...Object.fromEntries(USERS.map((u) => [`SRI_${u.toUpperCase()}_REDIS_PASSWORD`, passwords[u]])) },
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).toString();
-    const aclFile = join(dir.path, 'users.acl');
-    writeFileSync(aclFile, rendered, { mode: 0o600 });
+    const aclFile = writeUsersAcl(dir.path, passwords).path;
     redisServer = await startEmbeddedRedis({ dir: join(dir.path, 'redis'), port: await freePort(), extraArgs: ['--aclfile', aclFile] });
   });
   after(async () => {
@@ -219,13 +215,9 @@ services:
     run('docker-compose', ['-f', composeFile, '-p', project, 'up', '-d'], { SRI_VERSION: '1' });
     podmanReady = true;
 
-    const rendered = execFileSync('sh', [join(ROOT, 'deploy/redis/render-users-acl.sh')], {
-      env: { PATH: process.env['PATH'], ...Object.fromEntries(USERS.map((u) => [`SRI_${u.toUpperCase()}_REDIS_PASSWORD`, passwords[u]])) },
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).toString();
-    writeFileSync(join(p, 'users.acl'), rendered, { mode: 0o600 });
+    const aclFile = writeUsersAcl(p, passwords).path;
     [redisServer, s3, db] = await Promise.all([
-      freePort().then((port) => startEmbeddedRedis({ dir: join(p, 'redis'), port, extraArgs: ['--aclfile', join(p, 'users.acl')] })),
+      freePort().then((port) => startEmbeddedRedis({ dir: join(p, 'redis'), port, extraArgs: ['--aclfile', aclFile] })),
       startTestS3(), openDatabase({}),
     ]);
     await migrate(db);
