@@ -83,4 +83,23 @@ describe('result artifacts: stored by the results listener, shown by GET /api/jo
     const job = await waitFor(async () => { const j = await getJob(jobId); return j.status === 'done' ? j : undefined; }, { what: 'the job recorded as done' });
     assert.deepEqual(job.artifacts.map((a) => a.uri), [log!.uri]);
   });
+
+  it('records parsed data and an error message holding NUL characters (U+FFFD in PostgreSQL, the S3 file unchanged)', async () => {
+    const jobId = await t.runJob(org);
+    const bucket = t.config.s3ResultsBucket;
+    const key = `results/${org.orgId}/${org.userId}/${jobId}/parsed-data.json`;
+    const raw = Buffer.from(JSON.stringify({ razonSocial: 'ACME\u0000 S.A.', ['k\u0000ey']: ['a\u0000b', 1, null], nested: { ok: 'sí' } }));
+    await t.blobStore.put(bucket, key, raw, 'application/json');
+    await publishDone(jobId, { 'execution.log': Buffer.from('line\n') }, {
+      success: false, status: 'failed', error: { code: 'SCRIPT_ERROR', message: 'bad\u0000byte' },
+      files: { log: s3Uri(bucket, `results/${org.orgId}/${org.userId}/${jobId}/execution.log`), screenshots: [], parsedData: s3Uri(bucket, key) },
+    });
+    const row = await waitFor(async () => {
+      const j = await t.db.withOrg(org.orgId, (tx) => findJob(tx, jobId));
+      return j?.status === 'failed' ? j : undefined;
+    }, { what: 'the job recorded as failed' });
+    assert.deepEqual(row.result, { razonSocial: 'ACME\uFFFD S.A.', ['k\uFFFDey']: ['a\uFFFDb', 1, null], nested: { ok: 'sí' } });
+    assert.equal(row.error_message, 'bad\uFFFDbyte');
+    assert.deepEqual(await t.blobStore.get(bucket, key), raw, 'the evidence in S3 keeps its bytes');
+  });
 });

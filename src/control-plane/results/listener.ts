@@ -55,11 +55,29 @@ async function readParsedData(deps: ResultsDeps, orgId: string, uri: string | un
       return { truncated: true, reason: `parsed-data.json is larger than ${MAX_PARSED_DATA_BYTES} bytes; download it from the artifacts` };
     }
     const bytes = await deps.blobStore.get(loc.bucket, loc.key);
-    return bytes ? JSON.parse(bytes.toString('utf8')) : null;
+    if (!bytes) return null;
+    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+    const nul = { count: 0 };
+    const recordable = withoutNul(parsed, nul);
+    if (nul.count > 0) deps.logger.warn({ orgId, uri, strings: nul.count }, 'parsed data holds NUL characters, which PostgreSQL cannot store: U+FFFD in the recorded copy, the file in S3 unchanged');
+    return recordable;
   } catch (err) {
     deps.logger.warn({ err, orgId, uri }, 'could not read parsed data');
     return null;
   }
+}
+
+/**
+ * PostgreSQL's jsonb (and text) cannot hold U+0000, which a portal's data or a script's result may contain: the
+ * recorded copy of the parsed data has U+FFFD in its place, in values and keys, so the result is still recorded;
+ * parsed-data.json in S3 keeps the bytes as the worker wrote them.
+ */
+function withoutNul(v: unknown, nul: { count: number }): unknown {
+  const clean = (x: string) => (x.includes('\u0000') ? (nul.count += 1, x.replaceAll('\u0000', '\uFFFD')) : x);
+  if (typeof v === 'string') return clean(v);
+  if (Array.isArray(v)) return v.map((x) => withoutNul(x, nul));
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [clean(k), withoutNul(x, nul)]));
 }
 
 /** Records one result message (already parsed) for the job in `orgId`. */
@@ -100,7 +118,7 @@ async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage):
   const outcome = await deps.db.withOrg(orgId, async (tx): Promise<RecordOutcome> => {
     const changed = await recordResult(tx, {
       id: msg.jobId, status: msg.status, attempt: msg.attempt, workerId: msg.workerId, durationMs: msg.duration,
-      finishedAt: final ? msg.finishedAt : null, errorCode: msg.error?.code ?? null, errorMessage: msg.error?.message ?? null,
+      finishedAt: final ? msg.finishedAt : null, errorCode: msg.error?.code ?? null, errorMessage: msg.error ? (withoutNul(msg.error.message, { count: 0 }) as string) : null,
       files: msg.files, result, ...(msg.artifacts ? { artifacts: msg.artifacts } : {}),
     });
     if (changed) {
