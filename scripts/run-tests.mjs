@@ -1,7 +1,10 @@
 #!/usr/bin/env node
-// Runs every test file under test/ with node's test runner (files one at a time: Chromium and PGlite each want
-// a core on a 2-core machine). Extra arguments filter files by substring: `npm test -- worker`.
-import { readdirSync, statSync } from 'node:fs';
+// Runs every test file under test/ with node's test runner, in two passes: the pure unit files (UNIT_FILES: no
+// Chromium, no server, no child process, no port, no timing) two at a time, then every other file one at a time
+// (Chromium and PGlite each want a core on a 2-core machine). Extra arguments filter files by substring:
+// `npm test -- worker`. At the end it prints each file's wall time, slowest first, and the totals (docs/testing.md).
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -20,19 +23,84 @@ if (major < 24) {
   process.exit(1);
 }
 process.stdout.write(`node ${process.version} (${process.execPath})\n`);
+
+/**
+ * Files that only call functions and read files of the repository: they start no Chromium, server, Redis, PGlite or
+ * child process, open no port and time nothing, so two of them (one per core) cannot slow each other into a failure.
+ * Run three times two at a time before they were listed here (docs/testing.md). A file not listed runs alone; list a
+ * new file here only if it is like these.
+ */
+const UNIT_FILES = new Set([
+  'test/cli/progress.test.ts',
+  'test/deploy/observability.test.ts',
+  'test/docs/configuration.test.ts',
+  'test/docs/errors.test.ts',
+  'test/docs/readme.test.ts',
+  'test/docs/redis-keys.test.ts',
+  'test/execution-plane/job-clock.test.ts',
+  'test/execution-plane/parse-evidence.test.ts',
+  'test/execution-plane/redactor.test.ts',
+  'test/shared/host-match.test.ts',
+  'test/shared/modules.test.ts',
+  'test/shared/redis-cluster-config.test.ts',
+  'test/shared/sealed.test.ts',
+  'test/shared/sse.test.ts',
+  'test/shared/totp.test.ts',
+  'test/sri/parse.test.ts',
+]);
+
 const filters = process.argv.slice(2);
-const files = walk('test').sort().filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+const files = walk('test').map((f) => f.split('\\').join('/')).sort()
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
 // With no file, node's runner would look for tests itself and run them all.
 if (files.length === 0) {
   process.stderr.write(`error: no test file matches ${filters.join(', ')}\n`);
   process.exit(1);
 }
-const r = spawnSync(process.execPath, [
-  '--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 1}`,
-  // Every file stops what it starts (by PID, in its after hooks); a file whose tests all passed but whose process
-  // then stayed up (seen once, test/deploy/least-privilege.test.ts, not reproduced) must not hold the run for the
-  // 300 s file timeout and fail it: once its tests are done, the file's process exits.
-  '--test-force-exit',
-  '--test-timeout=300000', ...files,
-], { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
-process.exit(r.status ?? 1);
+// TEST_CONCURRENCY=n runs every file in one pass, n at a time (as before the two passes).
+const passes = process.env.TEST_CONCURRENCY !== undefined
+  ? [{ files, concurrency: Number(process.env.TEST_CONCURRENCY) }]
+  : [
+      { files: files.filter((f) => UNIT_FILES.has(f)), concurrency: 2 },
+      { files: files.filter((f) => !UNIT_FILES.has(f)), concurrency: 1 },
+    ].filter((p) => p.files.length > 0);
+
+const reportDir = mkdtempSync(join(tmpdir(), 'sri-test-durations-'));
+const started = Date.now();
+let failed = false;
+const timings = [];
+for (const [i, pass] of passes.entries()) {
+  if (passes.length > 1) process.stdout.write(`\n── pass ${i + 1} of ${passes.length}: ${pass.files.length} file(s), ${pass.concurrency} at a time ──\n`);
+  const durationsFile = join(reportDir, `pass-${i + 1}.jsonl`);
+  const passStarted = Date.now();
+  const r = spawnSync(process.execPath, [
+    '--import', 'tsx', '--test',
+    // The spec output on the terminal as before; the second reporter writes each file's wall time for the summary.
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=./scripts/durations-reporter.mjs', `--test-reporter-destination=${durationsFile}`,
+    `--test-concurrency=${pass.concurrency}`,
+    // Every file stops what it starts (by PID, in its after hooks); a file whose tests all passed but whose process
+    // then stayed up (seen once, test/deploy/least-privilege.test.ts, not reproduced) must not hold the run for the
+    // 300 s file timeout and fail it: once its tests are done, the file's process exits.
+    '--test-force-exit',
+    '--test-timeout=300000', ...pass.files,
+  ], { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+  if (r.status !== 0) failed = true;
+  let lines = [];
+  try { lines = readFileSync(durationsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)); } catch { /* no file finished */ }
+  timings.push(...lines);
+  const missing = pass.files.filter((f) => !lines.some((t) => t.file === f));
+  if (missing.length) process.stdout.write(`no time reported for ${missing.join(', ')}\n`);
+  pass.ms = Date.now() - passStarted;
+}
+rmSync(reportDir, { recursive: true, force: true });
+
+const s = (ms) => `${(ms / 1000).toFixed(1)} s`;
+const SHOWN = 25;
+timings.sort((a, b) => b.ms - a.ms);
+process.stdout.write(`\n── slowest ${Math.min(SHOWN, timings.length)} of ${timings.length} test files (wall time of each file's process) ──\n`);
+for (const t of timings.slice(0, SHOWN)) process.stdout.write(`${s(t.ms).padStart(9)}  ${t.file}${t.passed ? '' : '  (failed)'}\n`);
+const sum = timings.reduce((a, t) => a + t.ms, 0);
+process.stdout.write(`files: ${s(sum)} in all; ${passes.map((p, i) => `pass ${i + 1} (${p.files.length} files, ${p.concurrency} at a time) ${s(p.ms)}`).join(', ')}; ` +
+  `run ${s(Date.now() - started)} wall\n`);
+process.exit(failed ? 1 : 0);

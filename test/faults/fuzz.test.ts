@@ -1,10 +1,13 @@
 /**
- * Fuzz test of issue 3: over 10,000 random and mutated payloads (not JSON, truncated JSON, wrong types, missing
+ * Fuzz test of issue 3: random and mutated payloads (not JSON, truncated JSON, wrong types, missing
  * fields, strings over 1 MiB, unicode, prototype keys, valid JSON with bad signatures, depth bombs) pushed with a
  * raw LPUSH into three organisations' queues, interleaved with valid hand-signed jobs, served by one worker
  * process. Every valid job ends 'done', every malformed payload ends in the dead-letter list with a reason, every
  * well-formed job with a bad script ends terminal without a retry, the worker never crashes, and the whole run
  * stays within a generous bound.
+ *
+ * How many: FUZZ_PAYLOADS (default 2,000, every kind of payload at least once, then random kinds; the issue's soak is
+ * FUZZ_PAYLOADS=10000, about five times as long — docs/testing.md). FUZZ_SEED replays a run.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,11 +19,18 @@ import { JobQueue, type DlqEntry } from '../../src/shared/queue/job-queue.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { startTestPortal, type TestPortal } from '../execution-plane/support/portal.ts';
 import { setSession, signedJob, testOrg } from '../execution-plane/support/jobs.ts';
-import { PayloadGenerator, storedText, type Payload, type PayloadContext } from './support/payloads.ts';
+import { PAYLOAD_KINDS, PayloadGenerator, storedText, type Payload, type PayloadContext } from './support/payloads.ts';
 import { isAlive, spawnWorker, stopWorker, waitForHeartbeat, type WorkerProcess } from './support/processes.ts';
 import { publishDemoProvider } from '../support/providers.ts';
 
-const BAD_PAYLOADS = 10_000;
+/**
+ * 2,000 by default: each kind comes at least once (the first payloads go through PAYLOAD_KINDS in turn), the
+ * common ones hundreds of times; the worker's handling does not change with the count, only the run's length does.
+ */
+const BAD_PAYLOADS = Number(process.env['FUZZ_PAYLOADS'] ?? 2_000);
+if (!Number.isInteger(BAD_PAYLOADS) || BAD_PAYLOADS < PAYLOAD_KINDS.length) {
+  throw new Error(`FUZZ_PAYLOADS must be a whole number of at least ${PAYLOAD_KINDS.length} (one payload of each kind), not ${process.env['FUZZ_PAYLOADS']}`);
+}
 /** One valid job after every this many bad payloads. */
 const VALID_EVERY = 100;
 const MAX_JOB_BYTES = 1024 * 1024;
@@ -57,7 +67,7 @@ function claim(p: Pushed): { jobId: string; sameOrg: boolean } | undefined {
   }
 }
 
-describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () => {
+describe(`fuzz: ${BAD_PAYLOADS.toLocaleString('en')} bad payloads among valid jobs, one worker process`, () => {
   let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
   let s3: Awaited<ReturnType<typeof startTestS3>>;
   let portal: TestPortal;
@@ -112,7 +122,8 @@ describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () =>
         const ctx: PayloadContext = {
           orgId, otherOrgId: orgs.find((o) => o !== orgId)!, secret: TEST_SIGNING_SECRET, script: TINY_SCRIPT, maxJobBytes: MAX_JOB_BYTES,
         };
-        const p = gen.next(ctx);
+        const n = i + j;
+        const p = n < PAYLOAD_KINDS.length ? gen.next(ctx, PAYLOAD_KINDS[n]) : gen.next(ctx);
         pushed.push({ ...p, orgId });
         pipe.lpush(keys.orgJobs(orgId), p.raw);
       }
@@ -126,6 +137,7 @@ describe('fuzz: 10,000 bad payloads among valid jobs, one worker process', () =>
     const byExpect = (e: Payload['expect']) => pushed.filter((p) => p.expect === e);
     const kinds = new Map<string, number>();
     for (const p of pushed) kinds.set(`${p.kind}→${p.expect}`, (kinds.get(`${p.kind}→${p.expect}`) ?? 0) + 1);
+    for (const k of PAYLOAD_KINDS) assert.ok(pushed.some((p) => p.kind === k), `a ${k} payload was pushed`);
     console.log(`pushed ${pushed.length} bad payloads (${[...kinds].sort().map(([k, n]) => `${k} ${n}`).join(', ')}) and ${valid.length} valid jobs in ${Date.now() - started} ms`);
 
     // ── wait until everything is accounted for, bounded ──

@@ -38,6 +38,9 @@ const KIND_WEIGHTS = {
   'json-scalar': 4, 'bad-signature': 2, 'bad-hash': 2, 'unicode-fields': 3, 'prototype-keys': 3, 'other-org': 4,
   'depth-bomb': 3, 'deep-metadata': 2, 'bad-ids': 5, 'huge-field-name': 2, 'duplicate-keys': 3,
 } as const;
+/** Every kind of bad payload the generator makes; the fuzz test pushes each of them at least once. */
+export const PAYLOAD_KINDS: readonly PayloadKind[] = [...Object.keys(KIND_WEIGHTS) as Array<keyof typeof KIND_WEIGHTS>, 'huge'];
+export type PayloadKind = keyof typeof KIND_WEIGHTS | 'huge';
 const WEIGHTED_KINDS = Object.entries(KIND_WEIGHTS).flatMap(([k, w]) => Array<keyof typeof KIND_WEIGHTS>(w).fill(k as keyof typeof KIND_WEIGHTS));
 const WRONG_VALUES: unknown[] = [null, 0, -1, 1e308, true, false, [], {}, [1, 2], { a: 1 }, '', ' ', '../..', 'x'.repeat(300), '🙂'];
 
@@ -85,11 +88,8 @@ export class PayloadGenerator {
     };
   }
 
-  /** One bad payload of a random kind. */
-  next(ctx: PayloadContext): Payload {
-    // Weighted: kinds that reach script verification (and upload an execution.log) or the browser cost more per
-    // payload than those stopped at parsing; oversized ones are costly to push. A few percent of each is plenty.
-    const kind = this.int(1000) < 3 ? 'huge' : this.pick(WEIGHTED_KINDS);
+  /** One bad payload of `kind`, or of a random kind. */
+  next(ctx: PayloadContext, kind: PayloadKind = this.randomKind()): Payload {
     const job = this.validJob(ctx);
     // Most well-formed oddities also carry a bad signature; the rest must run like any signed job.
     const mostlyUnsigned = () => { if (this.int(10) > 0) job['signature'] = this.randomHex(); };
@@ -184,6 +184,14 @@ export class PayloadGenerator {
         return this.classify(ctx, kind, this.int(2) ? big : JSON.stringify(this.validJob(ctx, { metadata: { big } })));
       }
     }
+  }
+
+  /**
+   * Weighted: kinds that reach script verification (and upload an execution.log) or the browser cost more per
+   * payload than those stopped at parsing; oversized ones are costly to push. A few percent of each is plenty.
+   */
+  private randomKind(): PayloadKind {
+    return this.int(1000) < 3 ? 'huge' : this.pick(WEIGHTED_KINDS);
   }
 
   private randomHex(): string {

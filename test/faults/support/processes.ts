@@ -82,8 +82,11 @@ export async function stopWorker(p: WorkerProcess, graceMs = 10_000): Promise<vo
   clearTimeout(t);
 }
 
-/** A worker counts as started once its heartbeat key exists (configuration parsed, Redis reached, browser up). */
-export async function waitForHeartbeat(redisUrl: string, p: WorkerProcess, timeoutMs = 60_000): Promise<void> {
+/**
+ * A worker counts as started once its heartbeat key exists (configuration parsed, Redis reached, browser up).
+ * 180 s: three workers launching Chromium at once on a busy 2-core machine (load ≈ 30) missed 60 s.
+ */
+export async function waitForHeartbeat(redisUrl: string, p: WorkerProcess, timeoutMs = 180_000): Promise<void> {
   const redis = createRedis(redisUrl, { maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
   try {
