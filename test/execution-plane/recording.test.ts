@@ -18,12 +18,14 @@ import type { ResultMessage } from '../../src/shared/schemas.ts';
 
 const SYSTEM_FFMPEG = '/usr/bin/ffmpeg';
 const browsersDir = tempDir('sri-record-pw-');
-const hasFfmpeg = existsSync(SYSTEM_FFMPEG);
-if (hasFfmpeg && process.env['PLAYWRIGHT_BROWSERS_PATH'] === undefined) {
-  const pw = JSON.parse(readFileSync(new URL('../../node_modules/playwright-core/browsers.json', import.meta.url), 'utf8')) as { browsers: { name: string; revision: string }[] };
-  const revision = pw.browsers.find((b) => b.name === 'ffmpeg')!.revision;
-  mkdirSync(join(browsersDir.path, `ffmpeg-${revision}`));
-  symlinkSync(SYSTEM_FFMPEG, join(browsersDir.path, `ffmpeg-${revision}`, 'ffmpeg-linux'));
+const pw = JSON.parse(readFileSync(new URL('../../node_modules/playwright-core/browsers.json', import.meta.url), 'utf8')) as { browsers: { name: string; revision: string }[] };
+const ffmpegDir = `ffmpeg-${pw.browsers.find((b) => b.name === 'ffmpeg')!.revision}`;
+const preset = process.env['PLAYWRIGHT_BROWSERS_PATH'];
+// A browsers folder given from outside (PLAYWRIGHT_BROWSERS_PATH=/empty shows the no-ffmpeg path) is used as it is.
+const hasFfmpeg = preset !== undefined ? existsSync(join(preset, ffmpegDir, 'ffmpeg-linux')) : existsSync(SYSTEM_FFMPEG);
+if (preset === undefined && hasFfmpeg) {
+  mkdirSync(join(browsersDir.path, ffmpegDir));
+  symlinkSync(SYSTEM_FFMPEG, join(browsersDir.path, ffmpegDir, 'ffmpeg-linux'));
   process.env['PLAYWRIGHT_BROWSERS_PATH'] = browsersDir.path;
 }
 // Loaded after PLAYWRIGHT_BROWSERS_PATH is set: Playwright reads it once, when it loads.
