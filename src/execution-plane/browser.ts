@@ -8,7 +8,7 @@
  * and never handed out twice (idle → reserved → running → recycled).
  */
 import { existsSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
 import type { Logger } from '../shared/logger.ts';
 import { SriError } from '../shared/errors.ts';
 import type { PreparedLease } from './job/egress-proxy.ts';
@@ -104,6 +104,9 @@ export class PreparedContext {
 /** What every job's context is opened with: downloads kept as evidence, service workers blocked. */
 const JOB_CONTEXT_OPTIONS = { acceptDownloads: true, serviceWorkers: 'block' } as const;
 
+/** What a job may add to its context's options: a video of its pages (job/recording.ts). */
+export type JobContextExtras = Pick<BrowserContextOptions, 'recordVideo'>;
+
 export class BrowserPool {
   private browser: Browser | undefined;
   private launching: Promise<Browser> | undefined;
@@ -185,7 +188,13 @@ export class BrowserPool {
    * A context for one job, `reserved`: a prepared one when one waits (and another is prepared in its place), else
    * one opened now. The caller arms its lease with the job's policy and recycles it when the job ends.
    */
-  async reserve(): Promise<PreparedContext> {
+  async reserve(extras?: JobContextExtras): Promise<PreparedContext> {
+    if (extras) {
+      // Options fixed at context creation (a video): a context of its own, opened now and prepared like the warm ones.
+      const own = await this.prepare(extras);
+      own.to('reserved');
+      return own;
+    }
     let prepared: PreparedContext | undefined;
     while ((prepared = this.warm.shift()) !== undefined && !(await this.alive(prepared))) void prepared.recycle();
     prepared ??= await this.prepare();
@@ -228,11 +237,11 @@ export class BrowserPool {
     })();
   }
 
-  private async prepare(): Promise<PreparedContext> {
+  private async prepare(extras: JobContextExtras = {}): Promise<PreparedContext> {
     if (!this.opts.prepareLease) throw new Error('this BrowserPool has no egress proxy: it opens no job context');
     const lease = this.opts.prepareLease();
     try {
-      const { browser, context } = await this.newContext({ ...JOB_CONTEXT_OPTIONS, proxy: lease.proxy });
+      const { browser, context } = await this.newContext({ ...extras, ...JOB_CONTEXT_OPTIONS, proxy: lease.proxy });
       try {
         // The host guard before the page: every request the context ever makes goes through it.
         const guard = new GuardRules();

@@ -68,6 +68,8 @@ export const workerSettings = {
     'Pages (tabs, popups) a job\'s browser context may have open at once; further ones are closed at once and counted in the log.'),
   egressMaxBytes: setting('WORKER_EGRESS_MAX_BYTES', intSetting(256 * 1024 * 1024, 1024),
     'Bytes a job\'s browser may move through the egress proxy, both directions, all its connections together; over it every connection is cut and the job fails (egress-bytes), so a huge download cannot fill the disk. @default 268435456 (256 MiB)'),
+  maxRecordingBytes: setting('WORKER_MAX_RECORDING_BYTES', intSetting(100 * 1024 * 1024, 1024),
+    'Largest trace.zip or video.webm a job keeps when its flow or run asks for recordings (bytes, each file on its own); a larger one is not stored and execution.log says so. @default 104857600 (100 MiB)'),
   // ── Hand-off to a person (src/execution-plane/job/handoff.ts, docs/dashboard.md "Hand-off") ──
   handoffMaxMs: setting('WORKER_HANDOFF_MAX_MS', intSetting(30 * 60 * 1000, 1000),
     'Longest a job may wait for a person in a hand-off (ms), whatever its step or helper asks; the wait does not count against the job\'s EXECUTION_TIMEOUT. @default 1800000 (30 min)'),

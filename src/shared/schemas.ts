@@ -20,6 +20,14 @@ export const Hostname = z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}(:\d{1,5})?$/
 
 export const JobPriority = z.enum(['normal', 'high']);
 
+/**
+ * When the worker keeps a Playwright trace (trace.zip) and a video (video.webm) of the job's page
+ * (src/execution-plane/job/recording.ts, docs/scripts.md "Recordings"): `onFailure` when the job fails, `always` on
+ * every outcome, `none` never. A flow's setting, overridden by a run's.
+ */
+export const RecordMode = z.enum(['none', 'onFailure', 'always']);
+export type RecordMode = z.infer<typeof RecordMode>;
+
 export const JobMessage = z.object({
   jobId: Id,
   orgId: Id,
@@ -62,6 +70,12 @@ export const JobMessage = z.object({
    * (modules/ref.ts moduleRefScript), so the reference is signed and, through scriptHash, in the job envelope.
    */
   module: ModuleRefText.optional(),
+  /**
+   * Keep a trace and a video of the job's page (RecordMode); absent = none, so messages made before it stay valid.
+   * Unsigned, like scheduleId: it changes nothing about what runs, under which ids or with which session, and what it
+   * adds lands under the job's own results prefix, redacted and size-bounded (docs/security.md "Job envelope").
+   */
+  record: RecordMode.optional(),
 }).refine((j) => j.scriptContent !== undefined || j.scriptKey !== undefined || j.module !== undefined, {
   message: 'either scriptContent, scriptKey or module is required', path: ['scriptContent'],
 }).refine((j) => j.module === undefined || (j.scriptContent === undefined && j.scriptKey === undefined), {
@@ -86,7 +100,7 @@ export const ResultFiles = z.object({
 export type ResultFiles = z.infer<typeof ResultFiles>;
 
 /** What an evidence file is: the kinds `GET /api/jobs/{id}` lists under `artifacts`. */
-export const ArtifactKind = z.enum(['log', 'screenshot', 'download', 'parsedData', 'failure']);
+export const ArtifactKind = z.enum(['log', 'screenshot', 'download', 'parsedData', 'failure', 'trace', 'video']);
 export type ArtifactKind = z.infer<typeof ArtifactKind>;
 
 /**

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { STREAM_ENTRY_ID } from '../../shared/log-events.ts';
 import { ModuleRefText } from '../../shared/modules/ref.ts';
-import { ArtifactKind, Cookie, JobPriority, JobStatus } from '../../shared/schemas.ts';
+import { ArtifactKind, Cookie, JobPriority, JobStatus, RecordMode } from '../../shared/schemas.ts';
 import { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { MAX_TOTP_SEEDS, TOTP_ALGORITHMS, TOTP_NAME } from '../../shared/totp.ts';
 import { AnyStep, MAX_STEPS } from '../flows/steps.ts';
@@ -63,6 +63,8 @@ export const ConnectBody = z.object({
     .describe('TOTP seeds by name, base32 as the portal showed them (or with algorithm, digits, period): a flow\'s fill {selector, totp: name} step and helpers.fillTotp type the current code. Stored sealed with the session; never shown again.'),
 });
 
+const RECORD_DOC = 'Keep a Playwright trace (trace.zip: screenshots and DOM snapshots, cookies and typed secrets removed) and a video (video.webm) of the job\'s page as evidence: onFailure when the job fails, always on every outcome, none never (docs/scripts.md "Recordings").';
+
 export const CreateFlowBody = z.object({
   providerId: PathId,
   version: z.string().min(1).max(64),
@@ -75,6 +77,7 @@ export const CreateFlowBody = z.object({
   steps: z.array(z.unknown()).max(MAX_STEPS).meta(STEPS_DOC).optional(),
   /** Instead of steps: a module bundle (docs/modules.md) its jobs run, resolved by the worker when each job starts. */
   module: ModuleRefText.optional().describe('A module bundle its jobs run instead of compiled steps: name@version or name@range (e.g. "invoices@^1"); the worker resolves the range when each job starts (docs/modules.md).'),
+  record: RecordMode.optional().describe(RECORD_DOC),
 }).refine((b) => (b.steps === undefined) !== (b.module === undefined), { message: 'give either steps or module', path: ['steps'] });
 
 export const RunBody = z.object({
@@ -84,6 +87,8 @@ export const RunBody = z.object({
   priority: JobPriority.optional(),
   /** How many times the job may run; @default the flow's maxAttempts, else the queue's default (3). */
   maxAttempts: MaxAttempts.optional(),
+  /** A recording of this run's page; @default the flow's `record`, else none. */
+  record: RecordMode.optional().describe(`${RECORD_DOC} Overrides the flow's setting for this run.`),
 });
 export const RunHeaders = z.object({
   'idempotency-key': z.string().min(1).max(200).optional()
@@ -209,6 +214,7 @@ export const Flow = z.object({
   active: z.boolean(),
   maxAttempts: z.number().int().nullable().describe('Attempts a job of this flow may make; null: the queue\'s default.'),
   module: z.string().optional().describe('The module bundle the flow runs (name@range), for a flow made with module instead of steps.'),
+  record: RecordMode.describe('When its jobs keep a trace and a video of the page (docs/scripts.md "Recordings"); none unless set.'),
   createdAt: Timestamp,
 }).meta({ id: 'Flow' });
 export const FlowWithScript = Flow.extend({ script: z.string().describe('The compiled, signed script (an ES module).') }).meta({ id: 'FlowWithScript' });

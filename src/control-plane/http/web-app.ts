@@ -33,12 +33,14 @@ export function isApiPath(url: string): boolean {
 
 /**
  * The app's Content-Security-Policy. `img-src` also allows `imageOrigins` (the S3 endpoint of presigned screenshot
- * links) and `data:` (nothing else); `style-src 'self'` forbids <style> elements and style="" attributes in markup —
+ * links) and `data:` (nothing else), `media-src` the same origins (a job's recorded video); `style-src 'self'` forbids <style> elements and style="" attributes in markup —
  * React sets styles through the DOM's style property, which CSP does not restrict.
  */
 export function appCsp(imageOrigins: readonly string[] = []): string {
   return [
     "default-src 'self'", "script-src 'self'", "style-src 'self'", `img-src 'self' data: ${imageOrigins.join(' ')}`.trim(),
+    // The job page plays a recorded video.webm from the same presigned links (docs/scripts.md "Recordings").
+    `media-src 'self' ${imageOrigins.join(' ')}`.trim(),
     "font-src 'self'", "connect-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
   ].join('; ');
 }

@@ -30,6 +30,8 @@ export function verifiedJobMessage(a: {
   const { job, flow, provider } = a;
   assertFlowIntact(flow, a.signingSecret);
   const maxAttempts = job.max_attempts ?? flow.max_attempts ?? undefined;
+  // The run's recording override, else the flow's (docs/scripts.md "Recordings"); unsigned, like scheduleId.
+  const record = job.record ?? flow.record ?? undefined;
   const envelope = {
     jobId: job.id, orgId: job.org_id, userId: job.user_id, providerId: provider.id,
     flowId: flow.id, flowVersion: flow.version, scriptHash: flow.script_hash, createdAt: new Date(job.created_at).toISOString(),
@@ -42,6 +44,7 @@ export function verifiedJobMessage(a: {
     metadata: job.metadata ?? undefined, traceId: job.trace_id ?? undefined, allowedHosts: provider.allowedHosts,
     priority: job.priority, attempt: a.attempt ?? job.attempt, ...(maxAttempts === undefined ? {} : { maxAttempts }),
     ...(a.secrets === undefined ? {} : { secrets: a.secrets }),
+    ...(record === undefined || record === 'none' ? {} : { record }),
     ...(job.schedule_id === null || job.due_at === null ? {} : { scheduleId: job.schedule_id, dueAt: new Date(job.due_at).toISOString() }),
     // The queue runs at most this many jobs of the job's portal account at once (docs/queue.md); unsigned.
     ...(provider.maxConcurrentPerAccount === undefined ? {} : { maxConcurrentPerAccount: provider.maxConcurrentPerAccount }),

@@ -7,7 +7,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SriError } from '../../shared/errors.ts';
 import type { z } from 'zod';
-import type { JobPriority, JobStatus } from '../../shared/schemas.ts';
+import type { JobPriority, JobStatus, RecordMode } from '../../shared/schemas.ts';
 import { setSpanError, traceFields, type Span } from '../../shared/tracing.ts';
 import type { ApiContext } from '../context.ts';
 import { isUniqueViolation } from '../db/index.ts';
@@ -24,6 +24,8 @@ export interface RunRequest {
   metadata?: Record<string, unknown> | undefined;
   priority?: z.infer<typeof JobPriority> | undefined;
   maxAttempts?: number | undefined;
+  /** The run's recording override (docs/scripts.md "Recordings"); @default the flow's. */
+  record?: RecordMode | undefined;
   /** Same key + same request → the first job; same key + another request → IDEMPOTENCY_CONFLICT. */
   idempotencyKey?: string | undefined;
   /** Runs this flow of the provider (a schedule pinned to it) instead of the provider's active flow. */
@@ -55,6 +57,7 @@ export async function submitRun(ctx: ApiContext, admission: RunAdmission, run: R
     ...(run.priority === undefined ? {} : { priority: run.priority }),
     ...(run.maxAttempts === undefined ? {} : { maxAttempts: run.maxAttempts }),
     ...(run.flowId === undefined ? {} : { flowId: run.flowId }),
+    ...(run.record === undefined ? {} : { record: run.record }),
   })).digest('hex');
 
   if (idempotencyKey !== undefined) {
@@ -82,7 +85,7 @@ export async function submitRun(ctx: ApiContext, admission: RunAdmission, run: R
         id: jobId, orgId, userId, providerId: provider.id, flowId: flow.id, flowVersion: flow.version,
         idempotencyKey, requestHash, metadata: run.metadata, traceId, priority: run.priority, maxAttempts: run.maxAttempts,
         // A second job for the same schedule and due time fails the insert (jobs_schedule_due_key).
-        schedule: run.schedule,
+        schedule: run.schedule, record: run.record,
       });
       // Built (and the flow verified) before the commit: a tampered flow leaves no job behind.
       return { flow, message: await sealedJobMessage(tx, ctx, { job, flow, provider }) };

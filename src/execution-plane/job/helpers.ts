@@ -118,10 +118,12 @@ export class JobArtifacts {
   readonly secretFields = new Set<string>();
   /** What the page showed when the job failed (failure-screenshot.png, failure-page.html), taken by the pipeline. */
   readonly failure: Artifact[] = [];
+  /** The job's trace.zip and video.webm, already stored (recording.ts), when its flow or run asked for them. */
+  readonly recordings: ResultArtifact[] = [];
 }
 
 /** Names the pipeline writes itself; a download never takes one of them. */
-const RESERVED = /^(execution\.log|parsed-data\.json|screenshot-\d+\.png|failure-screenshot\.png|failure-page\.html)$/i;
+const RESERVED = /^(execution\.log|parsed-data\.json|screenshot-\d+\.png|failure-screenshot\.png|failure-page\.html|trace\.zip|video\.webm)$/i;
 
 /** A download's suggested name reduced to a safe object name: no path, no odd characters, no leading dots. */
 export function sanitizeFileName(suggested: string): string {

@@ -46,6 +46,7 @@ import { gateJob, recordGateOutcome, watchPortal, type GateStepDeps, type Portal
 import type { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { Redactor, SecretValues } from './redactor.ts';
 import { parseXmlEvidence, withParsedEvidence, type EvidenceParser } from './parse-evidence.ts';
+import { recordingOf, reserveContext } from './recording.ts';
 import { ensureSession, loadSessionHealth, saveRefreshedCookies, sessionToCheck, StoredSession, type SessionHealth } from './session-health.ts';
 
 export interface PipelineDeps {
@@ -256,7 +257,8 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     let reserved: PreparedContext;
     try {
       // A context of its own, prepared ahead or opened now: no cookie, storage or cache of another job (invariant 3).
-      reserved = await deps.browsers.reserve();
+      // A job that asks for recordings gets a context of its own with a video (recording.ts).
+      reserved = await reserveContext(job, { browsers: deps.browsers, maxBytes: config.maxRecordingBytes, exec, artifacts, store: evidenceStore(job, deps), redact: (t) => redactor.redact(t) });
     } catch (e) {
       if (isSriError(e)) throw e;
       throw new SriError('BROWSER_ERROR', `Could not open a browser context: ${messageOf(e).split('\n')[0]}`, { cause: e });
@@ -473,6 +475,7 @@ async function runInBrowser(
     } catch (e) {
       throw new SriError('SESSION_NOT_FOUND', `Session not found: the browser refused its cookies (${(e as Error).message.split('\n')[0]}); connect the provider again.`);
     }
+    await recordingOf(context)?.start(); // after the cookies: their values are not in the trace
     // The page's console (the portal's own and the script's `evaluate`), every page of the context.
     context.on('console', (m) => exec.console(m.type(), m.text()));
     // The prepared context's one page, blank until the script navigates.
@@ -544,6 +547,7 @@ async function runInBrowser(
         { timeoutMs, signal, clock, filename: `flow-${job.flowId}-${job.flowVersion}.js` }),
       timeoutMs, signal, () => { closing = true; return context.close(); }, clock);
   } catch (e) {
+    recordingOf(context)?.failed();
     // What a person needs to see why: the page as it was when the script failed. Not from a page that is gone
     // (crash, timeout, cancel: the context is closing) — the job's end must not wait on it.
     if (scriptRuns && !closing && !crash.crashed) await captureFailure(reserved.page, artifacts, evidence.redact, exec);
@@ -552,6 +556,7 @@ async function runInBrowser(
     // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
     // with the context; each is bounded by its own upload deadline.
     await Promise.allSettled([...artifacts.storing]);
+    await recordingOf(context)?.stop(); // before the cookies are read back: they stay out of the trace
     // Cookies the portal set during the job (a new session token after a login) count for parsed data too. Not
     // asked of a context already closing (timeout, cancel, byte budget): the job's end must not wait on it.
     if (!closing) {
@@ -701,6 +706,6 @@ async function uploadEvidence(
   } catch (e) {
     uploadError ??= e as Error;
   }
-  list.push(...shots.filter((s) => s !== undefined), ...downloads, ...(parsed ? [parsed] : []), ...failure.filter((a) => a !== undefined));
+  list.push(...shots.filter((s) => s !== undefined), ...downloads, ...(parsed ? [parsed] : []), ...failure.filter((a) => a !== undefined), ...artifacts.recordings);
   return { files, list, uploadError };
 }

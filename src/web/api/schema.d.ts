@@ -1029,7 +1029,7 @@ export interface components {
     schemas: {
         Artifact: {
             /** @enum {string} */
-            kind: "log" | "screenshot" | "download" | "parsedData" | "failure";
+            kind: "log" | "screenshot" | "download" | "parsedData" | "failure" | "trace" | "video";
             name: string;
             /** @description s3://bucket/key */
             uri: string;
@@ -1313,6 +1313,11 @@ export interface components {
             maxAttempts: number | null;
             /** @description The module bundle the flow runs (name@range), for a flow made with module instead of steps. */
             module?: string;
+            /**
+             * @description When its jobs keep a trace and a video of the page (docs/scripts.md "Recordings"); none unless set.
+             * @enum {string}
+             */
+            record: "none" | "onFailure" | "always";
             /** Format: date-time */
             createdAt: string;
         };
@@ -1334,6 +1339,11 @@ export interface components {
             maxAttempts: number | null;
             /** @description The module bundle the flow runs (name@range), for a flow made with module instead of steps. */
             module?: string;
+            /**
+             * @description When its jobs keep a trace and a video of the page (docs/scripts.md "Recordings"); none unless set.
+             * @enum {string}
+             */
+            record: "none" | "onFailure" | "always";
             /** Format: date-time */
             createdAt: string;
             /** @description The compiled, signed script (an ES module). */
@@ -2803,6 +2813,11 @@ export interface operations {
                     steps?: components["schemas"]["Step"][];
                     /** @description A module bundle its jobs run instead of compiled steps: name@version or name@range (e.g. "invoices@^1"); the worker resolves the range when each job starts (docs/modules.md). */
                     module?: string;
+                    /**
+                     * @description Keep a Playwright trace (trace.zip: screenshots and DOM snapshots, cookies and typed secrets removed) and a video (video.webm) of the job's page as evidence: onFailure when the job fails, always on every outcome, none never (docs/scripts.md "Recordings").
+                     * @enum {string}
+                     */
+                    record?: "none" | "onFailure" | "always";
                 };
             };
         };
@@ -3086,6 +3101,11 @@ export interface operations {
                     /** @enum {string} */
                     priority?: "normal" | "high";
                     maxAttempts?: number;
+                    /**
+                     * @description Keep a Playwright trace (trace.zip: screenshots and DOM snapshots, cookies and typed secrets removed) and a video (video.webm) of the job's page as evidence: onFailure when the job fails, always on every outcome, none never (docs/scripts.md "Recordings"). Overrides the flow's setting for this run.
+                     * @enum {string}
+                     */
+                    record?: "none" | "onFailure" | "always";
                 };
             };
         };

@@ -1,4 +1,5 @@
 /** Flows. Every query runs inside withOrg, so row-level security limits it to the caller's organisation. */
+import type { RecordMode } from '../../../shared/schemas.ts';
 import type { Tx } from '../types.ts';
 
 export interface FlowRow {
@@ -16,17 +17,19 @@ export interface FlowRow {
   active: boolean;
   /** How many times a job of this flow may run; NULL = the queue's default. A run's own maxAttempts wins. */
   max_attempts: number | null;
+  /** Recordings of its jobs' pages (0017_record_mode.sql); NULL = not set (none). A run's own record wins. */
+  record: RecordMode | null;
   created_at: Date;
 }
 
-const COLUMNS = 'id, org_id, provider_id, version, name, description, steps, script, script_hash, signature, script_key, active, max_attempts, created_at';
+const COLUMNS = 'id, org_id, provider_id, version, name, description, steps, script, script_hash, signature, script_key, active, max_attempts, record, created_at';
 
 export async function insertFlow(tx: Tx, f: Omit<FlowRow, 'created_at' | 'active'> & { created_by: string }): Promise<FlowRow> {
   const rows = await tx.query<FlowRow>(`INSERT INTO flows
-      (id, org_id, provider_id, version, name, description, steps, script, script_hash, signature, script_key, created_by, max_attempts)
-    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13) RETURNING ${COLUMNS}`,
+      (id, org_id, provider_id, version, name, description, steps, script, script_hash, signature, script_key, created_by, max_attempts, record)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14) RETURNING ${COLUMNS}`,
   [f.id, f.org_id, f.provider_id, f.version, f.name, f.description, JSON.stringify(f.steps), f.script, f.script_hash,
-    f.signature, f.script_key, f.created_by, f.max_attempts]);
+    f.signature, f.script_key, f.created_by, f.max_attempts, f.record]);
   return rows[0]!;
 }
 

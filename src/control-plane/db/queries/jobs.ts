@@ -3,7 +3,7 @@
  * A final status (done, failed, cancelled, dead) is never overwritten by a result; only an explicit retry or a
  * dead-letter requeue puts a job back to queued.
  */
-import type { JobMessage, ResultArtifact, ResultFiles } from '../../../shared/schemas.ts';
+import type { JobMessage, RecordMode, ResultArtifact, ResultFiles } from '../../../shared/schemas.ts';
 
 type JobPriority = NonNullable<JobMessage['priority']>;
 import type { Tx } from '../types.ts';
@@ -39,25 +39,27 @@ export interface JobRow {
   /** The schedule and due time the job was made for (0008_schedules.sql); null for a run started by hand. */
   schedule_id: string | null;
   due_at: Date | null;
+  /** The run's recording override (0017_record_mode.sql); null: the flow's setting applies. */
+  record: RecordMode | null;
 }
 
 const COLUMNS = `id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash,
   created_at, started_at, finished_at, duration_ms, worker_id, error_code, error_message, result, files, artifacts, metadata, trace_id,
-  priority, max_attempts, schedule_id, due_at`;
+  priority, max_attempts, schedule_id, due_at, record`;
 const FINAL_SQL = `('done', 'failed', 'cancelled', 'dead')`;
 
 export async function insertJob(tx: Tx, j: {
   id: string; orgId: string; userId: string; providerId: string; flowId: string; flowVersion: string;
   idempotencyKey?: string; requestHash?: string; metadata?: unknown; traceId: string;
-  priority?: JobPriority; maxAttempts?: number; schedule?: { id: string; dueAt: Date } | undefined;
+  priority?: JobPriority; maxAttempts?: number; schedule?: { id: string; dueAt: Date } | undefined; record?: RecordMode | undefined;
 }): Promise<JobRow> {
   return (await tx.query<JobRow>(`INSERT INTO jobs
       (id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash, metadata, trace_id,
-       priority, max_attempts, schedule_id, due_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'queued', 1, $7, $8, $9::jsonb, $10, $11, $12, $13, $14) RETURNING ${COLUMNS}`,
+       priority, max_attempts, schedule_id, due_at, record)
+    VALUES ($1, $2, $3, $4, $5, $6, 'queued', 1, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15) RETURNING ${COLUMNS}`,
   [j.id, j.orgId, j.userId, j.providerId, j.flowId, j.flowVersion, j.idempotencyKey ?? null, j.requestHash ?? null,
     j.metadata === undefined ? null : JSON.stringify(j.metadata), j.traceId, j.priority ?? 'normal', j.maxAttempts ?? null,
-    j.schedule?.id ?? null, j.schedule?.dueAt ?? null]))[0]!;
+    j.schedule?.id ?? null, j.schedule?.dueAt ?? null, j.record ?? null]))[0]!;
 }
 
 export async function findJobByIdempotencyKey(tx: Tx, key: string): Promise<JobRow | undefined> {

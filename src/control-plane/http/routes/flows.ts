@@ -22,7 +22,7 @@ export function flowJson(f: FlowRow): z.infer<typeof Flow> {
   return {
     id: f.id, providerId: f.provider_id, version: f.version, name: f.name, description: f.description ?? null,
     steps: f.steps, scriptHash: f.script_hash, signature: f.signature, scriptKey: f.script_key, active: f.active,
-    maxAttempts: f.max_attempts, ...(moduleRefOfScript(f.script) === undefined ? {} : { module: moduleRefOfScript(f.script) }),
+    maxAttempts: f.max_attempts, record: f.record ?? 'none', ...(moduleRefOfScript(f.script) === undefined ? {} : { module: moduleRefOfScript(f.script) }),
     createdAt: new Date(f.created_at).toISOString(),
   };
 }
@@ -74,7 +74,7 @@ export function flowRoutes(app: FastifyInstance, ctx: ApiContext): void {
         const flow = await ctx.db.withOrg(orgId, (tx) => insertFlow(tx, {
           id: randomUUID(), org_id: orgId, provider_id: provider.id, version: body.version, name: body.name,
           description: body.description ?? null, steps, script, script_hash: scriptHash, signature, script_key: scriptKey, created_by: userId,
-          max_attempts: body.maxAttempts ?? null,
+          max_attempts: body.maxAttempts ?? null, record: body.record ?? null,
         }));
         return reply.status(201).send({ flow: flowJson(flow) });
       } catch (e) {

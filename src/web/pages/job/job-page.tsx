@@ -57,6 +57,9 @@ export default function JobPage() {
   const j = job.data.job;
   const final = isFinal(j.status);
   const screenshots = j.artifacts.filter((a) => a.kind === 'screenshot');
+  // A flow or run with `record` (docs/scripts.md "Recordings"): the page's video and its trace.
+  const video = j.artifacts.find((a) => a.kind === 'video');
+  const trace = j.artifacts.find((a) => a.kind === 'trace');
   const providerName = providers.data?.providers.find((p) => p.id === j.providerId)?.displayName ?? j.providerId;
   return (
     <Page title={title} actions={(
@@ -123,6 +126,13 @@ export default function JobPage() {
         )}
         <ScreenshotViewer shot={viewing} onClose={() => setViewing(null)} />
       </section>
+      {(video || trace) && (
+        <section>
+          <h2 id="recording-heading">{t('job.recordings')}</h2>
+          {video && <video controls preload="metadata" src={video.url} aria-label={t('job.videoLabel', { name: video.name })} className="recording" />}
+          {trace && <p><a href={trace.url} download={trace.name}>{trace.name}</a> — {t('job.traceHint')}</p>}
+        </section>
+      )}
       <section>
         <h2 id="files-heading">{t('job.downloads')}</h2>
         {j.artifacts.length === 0 ? <p>{t('job.noDownloads')}</p> : (
