@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Installs the system programs the platform runs (redis-server, chromium, bubblewrap for the script sandbox, and
-// the PostgreSQL server the tests start), the container tools of the ops worker's test (podman, runc, docker-compose,
+// the PostgreSQL server the tests start, ffmpeg for video recordings), the container tools of the ops worker's test (podman, runc, docker-compose,
 // docker-registry, busybox-static, the docker CLI) and promtool (the tests check the alert rules and /metrics with it) when
 // they are missing. As root on Debian/Ubuntu it uses apt-get; elsewhere it prints the install line.
 // Set SRI_SKIP_SYSTEM_DEPS=1 to skip (for example in a container image that already has them).
@@ -10,7 +10,9 @@
 // denies every service start (Debian's own mechanism, honoured by invoke-rc.d and deb-systemd-invoke, with or without
 // systemd), removed after; and the prometheus service this installed is disabled and, on systemd, stopped.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 
 if (process.env.SRI_SKIP_SYSTEM_DEPS === '1') process.exit(0);
 
@@ -23,6 +25,8 @@ const wanted = [
   { pkg: 'postgresql', ok: pgBin, brew: 'postgresql' },
   // The workers' script sandbox (WORKER_SANDBOX=bwrap); prlimit comes with util-linux, which Debian always has.
   { pkg: 'bubblewrap', ok: () => has('bwrap') || process.platform !== 'linux', brew: '' },
+  // Playwright's video encoder for recordings (docs/scripts.md "Recordings"); linked where Playwright looks (below).
+  { pkg: 'ffmpeg', ok: () => has('ffmpeg'), brew: 'ffmpeg' },
   // promtool only (test/deploy/promtool.test.ts): the package's Prometheus service is not wanted (below).
   { pkg: 'prometheus', ok: () => has('promtool'), brew: 'prometheus' },
   // The ops worker's integration test (test/ops-worker/podman.test.ts, docs/operations.md): a container engine that
@@ -39,7 +43,7 @@ const wanted = [
   ] : []),
 ];
 const missing = wanted.filter((w) => !w.ok());
-if (missing.length === 0) process.exit(0);
+if (missing.length === 0) { linkFfmpeg(); process.exit(0); }
 
 const names = missing.map((m) => m.pkg).join(' ');
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -80,9 +84,33 @@ if (process.platform === 'linux' && has('apt-get') && isRoot) {
     if (existsSync('/run/systemd/system') && has('systemctl')) quietly('systemctl', ['stop', `${svc}.service`]);
   }
   if (process.exitCode) process.exit(process.exitCode);
+  linkFfmpeg();
 } else {
   const line = process.platform === 'darwin'
     ? missing.map((m) => `brew install ${m.brew}`).join(' && ')
     : has('apt-get') ? `sudo apt-get install -y ${names}` : `install ${names} with your system's package manager`;
   console.warn(`[sri] missing system programs: ${names}. Install them: ${line}`);
+}
+
+/**
+ * Playwright records video with its own ffmpeg build, looked up only in its browsers folder
+ * ($PLAYWRIGHT_BROWSERS_PATH, else ~/.cache/ms-playwright on Linux) as ffmpeg-<revision>/ffmpeg-linux; that download
+ * needs the internet (`npx playwright install ffmpeg`). The system's ffmpeg does the same job: link it there, so a
+ * recording job of `npm start`'s worker has its video (the worker image does the same, deploy/docker/Dockerfile).
+ */
+function linkFfmpeg() {
+  if (process.platform !== 'linux' || !existsSync('/usr/bin/ffmpeg')) return;
+  try {
+    const browsers = JSON.parse(readFileSync(new URL('../node_modules/playwright-core/browsers.json', import.meta.url), 'utf8')).browsers;
+    const revision = browsers.find((b) => b.name === 'ffmpeg')?.revision;
+    if (!revision) return;
+    const root = process.env.PLAYWRIGHT_BROWSERS_PATH || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'ms-playwright');
+    const dir = join(root, `ffmpeg-${revision}`);
+    if (existsSync(join(dir, 'ffmpeg-linux'))) return;
+    mkdirSync(dir, { recursive: true });
+    symlinkSync('/usr/bin/ffmpeg', join(dir, 'ffmpeg-linux'));
+    console.log(`[sri] linked /usr/bin/ffmpeg as Playwright's video encoder (${dir})`);
+  } catch (e) {
+    console.warn(`[sri] could not link ffmpeg for Playwright's video recordings: ${e.message} (recordings then keep the trace only)`);
+  }
 }
