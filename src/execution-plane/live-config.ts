@@ -65,10 +65,10 @@ export class LiveConfigWatcher {
   constructor(private readonly opts: LiveConfigWatcherOptions) {
     if (opts.registry) {
       const registers = [opts.registry];
-      const self = this;
+      const version = () => this.currentVersion;
       new Gauge({
         name: 'sri_worker_config_version', help: 'Version of the live configuration (sri:worker-config) this worker applies; 0: none written, the environment\'s values.',
-        registers, collect() { this.set(self.currentVersion); },
+        registers, collect() { this.set(version()); },
       });
       this.rejected = new Counter({ name: 'sri_worker_config_rejected_total', help: 'Live configuration documents this worker read and ignored as invalid (it kept its last good one).', registers });
     }
