@@ -1,7 +1,7 @@
 /**
  * The one CLI: `sri up | api | worker | migrate | demo`, `sri logs` (a job's log through the API, logs.ts), the
  * operator commands on the queue (`sri dlq | cancel | quota`, queue-ops.ts), `sri workers` (workers.ts) and
- * `sri enrol` (worker enrolment through the API, enrol.ts), `sri module` (module bundles, modules.ts), `sri ops` and `sri ops-worker` (system updates, ops.ts). Each command imports what it runs only when chosen, so
+ * `sri enrol` (worker enrolment through the API, enrol.ts), `sri module` (module bundles, modules.ts), `sri ops` and `sri ops-worker` (system updates, ops.ts), `sri config` (the workers' live configuration, worker-config.ts). Each command imports what it runs only when chosen, so
  * `sri demo` (an HTTP client) never loads PGlite or Chromium.
  *
  * Exit codes (src/cli/options.ts): 0 success; 1 a runtime failure — an expected one (SriError) prints one line
@@ -18,6 +18,7 @@ import { addModuleCommand } from './modules.ts';
 import { addLogsCommand } from './logs.ts';
 import { addParseCommand } from './parse.ts';
 import { addOpsCommands } from './ops.ts';
+import { addConfigCommand } from './worker-config.ts';
 import { cliVersion, EXIT_USAGE, integerOption } from './options.ts';
 import { addQueueCommands, type CliIo } from './queue-ops.ts';
 import { addSecretsCommand } from './secrets.ts';
@@ -167,6 +168,7 @@ export function buildProgram(env: Env = process.env, io?: CliIo): Command {
   addParseCommand(program, io);
   addModuleCommand(program, env, io);
   addOpsCommands(program, env, io);
+  addConfigCommand(program, env, io);
 
   return program;
 }

@@ -34,6 +34,7 @@ import { jobRoutes } from './http/routes/jobs.ts';
 import { memberRoutes } from './http/routes/members.ts';
 import { moduleRoutes } from './http/routes/modules.ts';
 import { operatorRoutes } from './http/routes/operator.ts';
+import { workerConfigRoutes } from './http/routes/worker-config.ts';
 import { opsRoutes } from './http/routes/ops.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
@@ -109,6 +110,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   workerRoutes(app, ctx);
   moduleRoutes(app, ctx);
   operatorRoutes(app, ctx);
+  workerConfigRoutes(app, ctx);
   opsRoutes(app, ctx);
   sessionRoutes(app, ctx);
   memberRoutes(app, ctx);

@@ -30,6 +30,7 @@ import type { ResourcePaths } from './observability/resources.ts';
 import { resolveWorkerIdentity } from './enrolment.ts';
 import { isAuthRefusal, RevocationWatch } from './revocation.ts';
 import { parseSriDocument } from '../sri/parse.ts';
+import { LiveConfigWatcher, liveDefaultsOf } from './live-config.ts';
 
 export type WorkerState = 'starting' | 'ready' | 'busy' | 'reconnecting' | 'draining' | 'stopped';
 
@@ -178,7 +179,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
   let giveUp: (e: SriError) => void = () => {};
   const fatal = new Promise<SriError>((resolve) => { giveUp = resolve; });
   const observability: WorkerObservability = new WorkerObservability({
-    config, redis, logger, resourcePaths: deps.resourcePaths,
+    config, redis, logger, resourcePaths: deps.resourcePaths, maxJobs: () => live.maxJobs(),
     state: () => state, jobsInFlight: () => running.size, browserUp: () => browsers.isUp(),
     lastHeartbeatAt: () => heartbeat.lastAcknowledgedAt(),
     onRedisChange: (link) => {
@@ -194,12 +195,14 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
       else startFailed(e);
     },
   });
+  // Live configuration (issue 14): maxJobs, retries, breaker threshold from sri:worker-config, within WORKER_MAX_JOBS.
+  const live = new LiveConfigWatcher({ redis, subscriber: control, logger, defaults: liveDefaultsOf(config), registry: observability.metrics.registry, onChange: () => waker.wake() });
   const heartbeat: Heartbeat = new Heartbeat({
     redis, workerId, intervalMs: config.heartbeatIntervalMs, logger, onFailure: () => observability.metrics.heartbeatFailed(),
     onRevoked: () => revocation.markedRevoked(),
     report: () => ({
       workerId, state, host: hostname(), pid: process.pid, startedAt, heartbeatIntervalMs: config.heartbeatIntervalMs,
-      maxJobs: config.maxJobs, jobsInFlight: running.size, httpUrl: observability.httpUrl, resources: observability.resources.current(),
+      maxJobs: live.maxJobs(), jobsInFlight: running.size, httpUrl: observability.httpUrl, resources: observability.resources.current(),
       sandbox: runner.name,
     }),
   });
@@ -227,6 +230,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     await queue.assertServerSupported();
     await queue.initWorkerStats(workerId, Date.now());
     await control.subscribe(keys.queueControl);
+    await live.start();
     await heartbeat.start();
     await egress.start();
     await Promise.race([browsers.get(), outageDuringStart]);
@@ -234,6 +238,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     browsers.refill();
     if (!deps.runner) runner.prepare?.(config.maxJobs);
   } catch (e) {
+    live.stop();
     revocation.stop();
     await heartbeat.stop();
     // Before closing Redis: the supervisor must not take our own disconnect for an outage.
@@ -252,13 +257,15 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
   const pipelineDeps: PipelineDeps = {
     config, redis, queue, blobStore, browsers, egress, logger, tracer: tracing.tracer, runner,
     // A finishing job still counts in `running`, so a full worker's slot takes its own successor and no more.
-    takeNextFor: () => (isRunning() && running.size <= config.maxJobs ? workerId : undefined),
+    takeNextFor: () => (isRunning() && running.size <= live.maxJobs() ? workerId : undefined),
+    retryPolicy: (job) => live.retryFor(job.providerName),
     onLiveLogClosed: (end) => observability.metrics.liveLogClosed(end),
     // Pacing, maintenance windows and circuit breakers of providers (docs/providers.md); a probe holds the others
     // back for as long as the job may run, plus a lease.
     gate: {
       gate: ProviderGate.connect(redis, observability.metrics.gateObserver()), queue, redis, logger,
       probeMs: (job) => (job.timeoutMs ?? config.executionTimeoutMs) + config.leaseMs,
+      adjustPacing: (providerName, pacing) => live.pacingFor(providerName, pacing),
     },
     // The XML evidence of `sri` jobs is read into parsed data, which the control plane keeps as documents.
     evidenceParser: { parse: parseSriDocument },
@@ -357,7 +364,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
           await queue.discoverOrgs();
           lastRefresh = Date.now();
         }
-        if (running.size >= config.maxJobs) {
+        if (running.size >= live.maxJobs()) {
           await waker.sleep(config.pollIntervalMs);
           continue;
         }
@@ -379,7 +386,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
   void heartbeat.beat();
   every(Math.max(10, Math.floor(config.leaseMs / 3)), renewLeases);
   every(config.recoveryIntervalMs, sweep);
-  logger.info({ maxJobs: config.maxJobs, pollIntervalMs: config.pollIntervalMs, leaseMs: config.leaseMs }, 'worker ready');
+  logger.info({ maxJobs: live.maxJobs(), maxJobsCeiling: config.maxJobs, workerConfigVersion: live.version(), pollIntervalMs: config.pollIntervalMs, leaseMs: config.leaseMs }, 'worker ready');
   const loopDone = pollLoop();
 
   let stopping: Promise<void> | undefined;
@@ -404,6 +411,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
       }
       // Leases are renewed until every job has settled: a draining worker must not lose its jobs to others.
       for (const t of timers) clearInterval(t);
+      live.stop();
       revocation.stop();
       await heartbeat.stop();
       process.off('unhandledRejection', onUnhandled);
@@ -424,6 +432,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
       state = 'draining';
       waker.wake();
       for (const t of timers) clearInterval(t);
+      live.stop();
       revocation.stop();
       for (const r of running.values()) r.abort.abort(new SriError('WORKER_SHUTDOWN', e.message));
       process.off('unhandledRejection', onUnhandled);

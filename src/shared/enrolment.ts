@@ -100,7 +100,7 @@ export function workerAclRules(workerId?: string): string[] {
     '~sri:org:*:jobs', '~sri:org:*:ready:*', '~sri:org:*:dlq', '~sri:queue:*', '~sri:lease:*', '~sri:job:*',
     '~sri:dlq:*', workerId === undefined ? '~sri:worker:*' : `~sri:worker:${workerId}:*`, '~sri:workers', '~sri:provider-gate:*',
     '~sri:sessions:*', '%R~sri:orgs', '%R~sri:org:*:quota', '%R~sri:workers:revoked', '%R~sri:provider:*',
-    '&sri:control', '&sri:org:*:done',
+    '%R~sri:worker-config', '&sri:control', '&sri:org:*:done', '&sri:worker-config:changed',
   ]);
 }
 

@@ -95,6 +95,7 @@ export const ERRORS = {
   OPERATOR_ONLY: spec(403, false, 'This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.'),
   WORKER_NOT_FOUND: spec(404, false, 'No worker and no enrolment with this id; list enrolments with GET /api/operator/worker-enrolments and workers with sri workers.'),
   WORKER_ACL_UNAVAILABLE: spec(503, false, 'The API\'s Redis user may not manage Redis ACL users (ACL SETUSER/DELUSER/USERS/SAVE, CLIENT KILL); give it the rules of the sri-api line of deploy/redis/users.acl, or run without enrolled workers.'),
+  WORKER_CONFIG_CONFLICT: spec(409, true, 'The workers\' live configuration changed since you read it (its version is no longer the one you sent); read it again (GET /api/operator/worker-config, sri config get), apply your change to it and send it with the new version.'),
   // ── Operations worker (docs/operations.md): API answers and the error.code of an ops task's result ────────────
   OPS_BUSY: spec(409, true, 'A system update is already queued or running (its rollback included); wait for its outcome (GET /api/operator/system/tasks/{id}, sri ops logs <id>), then start another.'),
   OPS_TASK_NOT_FOUND: spec(404, false, 'No ops task with this id; list them with GET /api/operator/system/tasks or sri ops tasks.'),

@@ -128,6 +128,16 @@ const singleNodeKeys = {
   dlqSeq: 'sri:dlq:seq',
   /** set — organisations that have dead-letter entries (so purging all names every list it deletes). */
   dlqOrgs: 'sri:dlq:orgs',
+  // ── Live configuration of the workers (src/shared/live-config.ts, docs/configuration.md "Live configuration") ──
+  /**
+   * string — the workers' live configuration, one versioned JSON document `{version, config, updatedAt, updatedBy}`
+   * written whole by the API's setWorkerConfig script (version check); workers may only read it.
+   */
+  workerConfig: 'sri:worker-config',
+  /** list, capped — the audit of its changes, newest first: `{version, at, by, changed}` JSON (API only). */
+  workerConfigHistory: 'sri:worker-config:history',
+  /** pub/sub channel — `{"version":n}` after each write of workerConfig; workers reread it at once. */
+  workerConfigChanged: 'sri:worker-config:changed',
   // ── Worker enrolment and revocation (src/shared/enrolment.ts, docs/security.md "Worker enrolment") ────────────
   /**
    * string, TTL = the token's lifetime — one unused enrolment token, named by the SHA-256 of the token: the worker's
@@ -187,7 +197,7 @@ type KeyName = keyof SingleNodeKeys;
  * whose names are part of the contract (channels have no slot). Every other key, including any added later, is
  * tagged: the safe default, as a key that later joins a multi-key step would otherwise fail there with CROSSSLOT.
  */
-export const UNTAGGED_ON_CLUSTER: ReadonlySet<KeyName> = new Set<KeyName>(['session', 'jobLogs', 'jobFinished', 'jobHandoff', 'jobLiveFrames', 'jobLiveInput', 'orgDone', 'orgDonePattern', 'queueControl', 'opsDone', 'opsTaskLogs']);
+export const UNTAGGED_ON_CLUSTER: ReadonlySet<KeyName> = new Set<KeyName>(['session', 'jobLogs', 'jobFinished', 'jobHandoff', 'jobLiveFrames', 'jobLiveInput', 'orgDone', 'orgDonePattern', 'queueControl', 'opsDone', 'opsTaskLogs', 'workerConfigChanged']);
 
 let clusterNames = false;
 

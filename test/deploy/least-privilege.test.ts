@@ -40,6 +40,7 @@ import { seedDemoProvider } from '../support/providers.ts';
 import { writeUsersAcl } from '../support/acl.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OPERATOR_TOKEN = `op-${randomBytes(24).toString('hex')}`;
 const USERS = ['admin', 'api', 'worker', 'enrol', 'keda', 'producer'] as const;
 type AclUser = (typeof USERS)[number];
 
@@ -151,7 +152,7 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     admin = connect('admin');
     const config = loadApiConfig({
       JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: urlOf('api'), S3_ENDPOINT: s3.endpoint,
-      PORT: '0', AUTH_RATE_LIMIT_MAX: '1000', LOG_LEVEL: 'silent',
+      PORT: '0', AUTH_RATE_LIMIT_MAX: '1000', LOG_LEVEL: 'silent', OPERATOR_TOKEN,
     });
     blobStore = new BlobStore(createS3Client(config));
     const logger = createLogger({ name: 'api-acl', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -266,6 +267,17 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     await waitForJob(other, 'done');
   });
 
+  it('writes the workers\' live configuration as sri-api (PUT /api/operator/worker-config) and the worker on sri-worker applies it', async () => {
+    const r = await fetch(`${api.url}/api/operator/worker-config`, {
+      method: 'PUT', headers: { authorization: `Bearer ${OPERATOR_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ version: 0, config: { global: { maxJobs: 1 } } }),
+    });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.ok(worker?.httpUrl, 'the worker serves /metrics');
+    await waitFor(async () => /^sri_worker_config_version\{[^}]*\} 1$/m.test(await (await fetch(`${worker!.httpUrl}/metrics`)).text()),
+      { timeoutMs: 20_000, what: 'the worker applies version 1' });
+  });
+
   it('needed no permission outside the ACL: ACL LOG holds no refusal of the API\'s or the worker\'s commands', async () => {
     // Read paths of the API too: status, live log, workers, quota, queue metrics.
     const [last] = (await http('GET', '/api/jobs?pageSize=1')).body.jobs;
@@ -348,6 +360,14 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     assert.match(String(await w.hget(keys.provider('demo'), 'allowedHosts')), /127\.0\.0\.1/, 'reading the catalogue is what a job needs');
     await assert.rejects(w.hset(keys.provider('demo'), 'allowedHosts', '["*.evil.example"]'), refusedKey, 'widening a provider\'s hosts');
     await assert.rejects(w.del(keys.provider('demo')), refusedKey, 'deleting a provider\'s entry');
+    // The workers' live configuration: read it, never write it (raising every worker's limits is the API's alone).
+    const liveConfig = await w.get(keys.workerConfig);
+    assert.match(String(liveConfig), /"version":1/, 'reading the live configuration is what a worker needs');
+    await assert.rejects(w.set(keys.workerConfig, '{"version":2,"config":{"global":{"maxJobs":1000}}}'), refusedKey, 'writing the live configuration');
+    await assert.rejects(w.del(keys.workerConfig), refusedKey, 'deleting the live configuration');
+    await assert.rejects(w.lpush(keys.workerConfigHistory, 'x'), refusedKey, 'writing its audit');
+    await assert.rejects(w.eval("return redis.call('SET', KEYS[1], '{}')", 1, keys.workerConfig), /NOPERM|can't access at least one of the keys/i, 'a live configuration write from Lua');
+    assert.equal(await admin.get(keys.workerConfig), liveConfig, 'unchanged');
     for (const key of ['other-app:data', 'sri:secrets:x', 'sri:enrolment:x', 'sri:sessionsx', 'sri:org:x:other']) {
       await assert.rejects(w.get(key), refusedKey, `GET ${key}`);
       await assert.rejects(w.set(key, '1'), refusedKey, `SET ${key}`);

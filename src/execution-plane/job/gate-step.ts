@@ -30,6 +30,8 @@ export interface GateStepDeps {
   readonly logger: Logger;
   /** The job's longest run (its timeoutMs, else EXECUTION_TIMEOUT): how long a half-open breaker's probe holds the others. */
   readonly probeMs: (job: JobMessage) => number;
+  /** The pacing as the live configuration adjusts it (its breaker threshold, ../live-config.ts). @default as in the catalogue */
+  readonly adjustPacing?: (providerName: string, pacing: ProviderPacing) => ProviderPacing;
 }
 
 export type GateStep =
@@ -43,7 +45,7 @@ export async function gateJob(job: JobMessage, taken: Taken, deps: GateStepDeps)
     deps.logger.warn({ jobId: job.jobId, provider: job.providerName, problem: read.problem }, 'provider pacing unreadable in the catalogue; the job runs unpaced');
     return { deferred: false, pacing: {} };
   }
-  const pacing = read.pacing;
+  const pacing = deps.adjustPacing ? deps.adjustPacing(job.providerName, read.pacing) : read.pacing;
   const decision = await deps.gate.pass(job.providerName, job.jobId, pacing, { probeMs: deps.probeMs(job) });
   if (decision.go) return { deferred: false, pacing };
   const until = decision.until + Math.floor(Math.random() * SPREAD_MS);

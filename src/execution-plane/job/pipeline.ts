@@ -44,6 +44,7 @@ import { JobTrace } from './job-trace.ts';
 import { parseJobMessage } from './message.ts';
 import { gateJob, recordGateOutcome, watchPortal, type GateStepDeps, type PortalWatch } from './gate-step.ts';
 import type { ProviderPacing } from '../../shared/provider-pacing.ts';
+import type { RetryPolicy } from '../../shared/live-config.ts';
 import { Redactor, SecretValues } from './redactor.ts';
 import { parseXmlEvidence, withParsedEvidence, type EvidenceParser } from './parse-evidence.ts';
 import { recordingOf, reserveContext } from './recording.ts';
@@ -73,6 +74,8 @@ export interface PipelineDeps {
   readonly modules?: ModuleLoader;
   /** Reads the XML evidence of its provider's jobs into parsed data (parse-evidence.ts, docs/documents.md). @default none */
   readonly evidenceParser?: EvidenceParser;
+  /** The live retry policy of a job's provider (../live-config.ts), asked at start and at failure. @default the environment's */
+  readonly retryPolicy?: (job: JobMessage) => RetryPolicy;
 }
 
 export interface JobOutcome {
@@ -129,7 +132,7 @@ async function processLeased(taken: Taken, deps: PipelineDeps, signal: AbortSign
     return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt: taken.attempt },
       { code: 'INVALID_JOB', message: `Invalid job message: ${reason}` }, deps, trace, started);
   }
-  const maxAttempts = job.maxAttempts ?? deps.config.maxAttempts;
+  const maxAttempts = job.maxAttempts ?? deps.retryPolicy?.(job).maxAttempts ?? deps.config.maxAttempts;
   if (taken.recovered && taken.attempt > maxAttempts) {
     // Retries stop at maxAttempts; a recovery raised the attempt past it: the job lost its worker again and again.
     // (A job queued again by hand with a higher attempt runs: recovered is false for it.)
@@ -323,8 +326,11 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
   const finishedAt = Date.now();
   const durationMs = finishedAt - started;
   const retryable = error !== undefined && error.code !== 'CANCELLED' && ERRORS[error.code].retryable;
+  // Read again at the failure: a live change made while the job ran applies to it (issue 14).
+  const retry = deps.retryPolicy?.(job);
+  if (retry && job.maxAttempts === undefined) maxAttempts = retry.maxAttempts;
   if (error && retryable && attempt < maxAttempts) {
-    const delayMs = retryDelayMs(attempt, config.retryBaseMs, config.retryMaxMs);
+    const delayMs = retryDelayMs(attempt, retry?.backoffBaseMs ?? config.retryBaseMs, retry?.backoffMaxMs ?? config.retryMaxMs);
     // The next attempt is the message as pushed with only `attempt` changed (unknown fields kept).
     const next = { ...(JSON.parse(taken.raw) as Record<string, unknown>), attempt: attempt + 1 };
     const outcome = await deps.queue.retry(taken, JSON.stringify(next), finishedAt + delayMs, error);

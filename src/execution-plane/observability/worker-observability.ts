@@ -26,6 +26,8 @@ export interface WorkerObservabilityOptions {
   onRedisChange(state: RedisLinkState): void;
   /** An outage reached WORKER_REDIS_MAX_OUTAGE_MS. */
   onRedisOutageLimit(outageMs: number): void;
+  /** Jobs at once now (the live configuration's, held at WORKER_MAX_JOBS). @default WORKER_MAX_JOBS */
+  maxJobs?: () => number;
   /** Where cgroup files are read (tests). */
   resourcePaths?: ResourcePaths;
 }
@@ -51,7 +53,7 @@ export class WorkerObservability {
     this.metrics = new WorkerMetrics({
       workerId: config.workerId, redis, queueMaxOrgs: config.metricsQueueMaxOrgs,
       sources: {
-        state: opts.state, jobsInFlight: opts.jobsInFlight, maxJobs: () => config.maxJobs, browserUp: opts.browserUp,
+        state: opts.state, jobsInFlight: opts.jobsInFlight, maxJobs: opts.maxJobs ?? (() => config.maxJobs), browserUp: opts.browserUp,
         redisState: () => this.redisLink.state(), redisOutageMs: () => this.redisLink.outageMs(), redisReconnects: () => this.redisLink.reconnects(),
         lastHeartbeatAt: opts.lastHeartbeatAt, resources: () => this.resources.current(), eventLoop: () => this.eventLoop.status(),
       },

@@ -701,6 +701,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/operator/worker-config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workers' live configuration — jobs at once, retries, breaker threshold, per provider — with its version and latest changes (operator only). */
+        get: operations["getWorkerConfig"];
+        /**
+         * Replace the workers' live configuration whole, given the version you read; running workers apply it within seconds (operator only).
+         * @description The whole document: a setting left out goes back to the workers' environment value. Refused with VALIDATION_FAILED (the field named) or WORKER_CONFIG_CONFLICT (someone wrote since you read: read again); either way nothing changes.
+         */
+        put: operations["setWorkerConfig"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/operator/system/update": {
         parameters: {
             query?: never;
@@ -1286,7 +1307,7 @@ export interface components {
                  * @description A stable code from docs/errors.md: match on it, never on the message.
                  * @enum {string}
                  */
-                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "BROWSER_CRASHED" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "CAPTCHA_UNSOLVED" | "MODULE_NOT_FOUND" | "MODULE_NOT_ALLOWED" | "MODULE_INTEGRITY" | "MODULE_SIGNATURE_INVALID" | "JOB_POISONED" | "SRI_XML_INVALID" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "MODULE_INVALID" | "MODULE_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "EXPORT_TOO_LARGE" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "OPS_BUSY" | "OPS_TASK_NOT_FOUND" | "OPS_STEP_FAILED" | "OPS_INTERRUPTED" | "OPS_TASK_TIMEOUT" | "OPS_REGISTRY_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
+                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "BROWSER_CRASHED" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "CAPTCHA_UNSOLVED" | "MODULE_NOT_FOUND" | "MODULE_NOT_ALLOWED" | "MODULE_INTEGRITY" | "MODULE_SIGNATURE_INVALID" | "JOB_POISONED" | "SRI_XML_INVALID" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "MODULE_INVALID" | "MODULE_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "EXPORT_TOO_LARGE" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "WORKER_CONFIG_CONFLICT" | "OPS_BUSY" | "OPS_TASK_NOT_FOUND" | "OPS_STEP_FAILED" | "OPS_INTERRUPTED" | "OPS_TASK_TIMEOUT" | "OPS_REGISTRY_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
                 /** @description What happened and what to do next. */
                 message: string;
                 /** @description VALIDATION_FAILED: a list of ValidationIssue. Other codes, when they have details: an object the code's entry in docs/errors.md describes. */
@@ -1932,6 +1953,105 @@ export interface components {
             } | null;
             /** @description How the worker isolates scripts: `sandbox-bwrap` (bubblewrap namespaces) or the weaker `sandbox-process`; null before its first heartbeat. */
             sandbox: string | null;
+        };
+        WorkerConfig: {
+            /** @description The document's version; 0: never written. Send it back with a PUT. */
+            version: number;
+            config: components["schemas"]["WorkerLiveConfig"];
+            updatedAt: string | null;
+            /** @description `operator:<first 12 hex of SHA-256 of the token>` (no token is kept). */
+            updatedBy: string | null;
+            /** @description Set when the stored document does not validate (written by hand): workers ignore it and keep their last good configuration. A PUT with `version` replaces it. */
+            problem?: string;
+            /** @description The latest changes, newest first. */
+            history: components["schemas"]["WorkerConfigAudit"][];
+        };
+        WorkerConfigAudit: {
+            version: number;
+            at: string;
+            by: string;
+            /** @description Dotted paths of the settings that changed (`global.maxJobs`, `providers.sri.retry.maxAttempts`). */
+            changed: string[];
+        };
+        /** @description The workers' live configuration; every setting optional (absent: the worker's environment, or the provider's pacing). */
+        WorkerLiveConfig: {
+            /** @default {} */
+            global: {
+                /** @description Jobs one worker runs at once, at most its WORKER_MAX_JOBS (the hard ceiling). 0: workers take no new job (running ones finish). Absent: WORKER_MAX_JOBS. */
+                maxJobs?: number;
+                retry?: {
+                    /** @description Attempts of a job whose message sets no maxAttempts (then dead-lettered). Absent: WORKER_MAX_ATTEMPTS. */
+                    maxAttempts?: number;
+                    /** @description Backoff base of transient failures: attempt n waits a random time in [0, min(backoffMaxMs, base × 2^(n-1))]. Absent: WORKER_RETRY_BASE_MS. */
+                    backoffBaseMs?: number;
+                    /** @description Backoff cap of transient failures. Absent: WORKER_RETRY_MAX_MS. */
+                    backoffMaxMs?: number;
+                };
+                breaker?: {
+                    /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
+                    failureThreshold?: number;
+                };
+            };
+            /**
+             * @description Overrides by provider name (the job message's providerName); a provider's setting wins over the global one.
+             * @default {}
+             */
+            providers: {
+                [key: string]: {
+                    retry?: {
+                        /** @description Attempts of a job whose message sets no maxAttempts (then dead-lettered). Absent: WORKER_MAX_ATTEMPTS. */
+                        maxAttempts?: number;
+                        /** @description Backoff base of transient failures: attempt n waits a random time in [0, min(backoffMaxMs, base × 2^(n-1))]. Absent: WORKER_RETRY_BASE_MS. */
+                        backoffBaseMs?: number;
+                        /** @description Backoff cap of transient failures. Absent: WORKER_RETRY_MAX_MS. */
+                        backoffMaxMs?: number;
+                    };
+                    breaker?: {
+                        /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
+                        failureThreshold?: number;
+                    };
+                };
+            };
+        };
+        /** @description The workers' live configuration; every setting optional (absent: the worker's environment, or the provider's pacing). */
+        WorkerLiveConfigInput: {
+            /** @default {} */
+            global: {
+                /** @description Jobs one worker runs at once, at most its WORKER_MAX_JOBS (the hard ceiling). 0: workers take no new job (running ones finish). Absent: WORKER_MAX_JOBS. */
+                maxJobs?: number;
+                retry?: {
+                    /** @description Attempts of a job whose message sets no maxAttempts (then dead-lettered). Absent: WORKER_MAX_ATTEMPTS. */
+                    maxAttempts?: number;
+                    /** @description Backoff base of transient failures: attempt n waits a random time in [0, min(backoffMaxMs, base × 2^(n-1))]. Absent: WORKER_RETRY_BASE_MS. */
+                    backoffBaseMs?: number;
+                    /** @description Backoff cap of transient failures. Absent: WORKER_RETRY_MAX_MS. */
+                    backoffMaxMs?: number;
+                };
+                breaker?: {
+                    /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
+                    failureThreshold?: number;
+                };
+            };
+            /**
+             * @description Overrides by provider name (the job message's providerName); a provider's setting wins over the global one.
+             * @default {}
+             */
+            providers: {
+                [key: string]: {
+                    retry?: {
+                        /** @description Attempts of a job whose message sets no maxAttempts (then dead-lettered). Absent: WORKER_MAX_ATTEMPTS. */
+                        maxAttempts?: number;
+                        /** @description Backoff base of transient failures: attempt n waits a random time in [0, min(backoffMaxMs, base × 2^(n-1))]. Absent: WORKER_RETRY_BASE_MS. */
+                        backoffBaseMs?: number;
+                        /** @description Backoff cap of transient failures. Absent: WORKER_RETRY_MAX_MS. */
+                        backoffMaxMs?: number;
+                    };
+                    breaker?: {
+                        /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
+                        failureThreshold?: number;
+                    };
+                };
+            };
         };
     };
     responses: never;
@@ -6171,6 +6291,148 @@ export interface operations {
             };
             /** @description `PROVIDER_NOT_FOUND`: No provider with this id; list them with GET /api/providers. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getWorkerConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The configuration in force. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerConfig"];
+                };
+            };
+            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    setWorkerConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The version you read (GET); 0 when none was written yet. */
+                    version: number;
+                    config: components["schemas"]["WorkerLiveConfigInput"];
+                };
+            };
+        };
+        responses: {
+            /** @description The configuration now in force. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerConfig"];
+                };
+            };
+            /**
+             * @description `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `WORKER_CONFIG_CONFLICT`: The workers' live configuration changed since you read it (its version is no longer the one you sent); read it again (GET /api/operator/worker-config, sri config get), apply your change to it and send it with the new version. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

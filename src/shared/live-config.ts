@@ -1,0 +1,150 @@
+/**
+ * The workers' live configuration (docs/configuration.md "Live configuration"): limits an operator changes without
+ * restarting workers. One Redis key (keys.workerConfig) holds one versioned JSON document, written whole by the
+ * API (PUT /api/operator/worker-config, `sri config set`) with a version check, announced on
+ * keys.workerConfigChanged; every worker reads it at start, on the announcement and every few seconds.
+ *
+ * Every setting here is one a worker honours (src/execution-plane/live-config.ts), and every one is optional: an
+ * absent setting means the worker's environment value (WORKER_MAX_JOBS, WORKER_MAX_ATTEMPTS, WORKER_RETRY_BASE_MS,
+ * WORKER_RETRY_MAX_MS) or, for the breaker, the provider's pacing in the catalogue. WORKER_MAX_JOBS stays the hard
+ * ceiling: a live maxJobs above it is held at it by each worker (a worker's ceiling is its own environment's, which
+ * the API does not know, so the write is not refused for it).
+ *
+ * Shared by both planes: the API validates with it before writing, the worker validates what it reads (a document
+ * written by hand with redis-cli may be anything; the worker then keeps its last good configuration).
+ */
+import { z } from 'zod';
+import { ProviderName } from './schemas.ts';
+
+/** Most jobs one worker may be told to run at once; each worker's WORKER_MAX_JOBS caps it further. */
+export const LIVE_MAX_JOBS_LIMIT = 1000;
+
+export const LiveRetry = z.object({
+  maxAttempts: z.number().int().min(1).max(100).optional()
+    .describe('Attempts of a job whose message sets no maxAttempts (then dead-lettered). Absent: WORKER_MAX_ATTEMPTS.'),
+  backoffBaseMs: z.number().int().min(0).max(3_600_000).optional()
+    .describe('Backoff base of transient failures: attempt n waits a random time in [0, min(backoffMaxMs, base × 2^(n-1))]. Absent: WORKER_RETRY_BASE_MS.'),
+  backoffMaxMs: z.number().int().min(0).max(24 * 3_600_000).optional()
+    .describe('Backoff cap of transient failures. Absent: WORKER_RETRY_MAX_MS.'),
+}).strict();
+export type LiveRetry = z.infer<typeof LiveRetry>;
+
+export const LiveBreaker = z.object({
+  failureThreshold: z.number().int().min(1).max(1000).optional()
+    .describe('Consecutive infrastructure failures (network errors, 5xx pages) that open a provider\'s circuit breaker, for providers whose pacing has a breaker. Absent: the pacing\'s own.'),
+}).strict();
+export type LiveBreaker = z.infer<typeof LiveBreaker>;
+
+export const LiveGlobal = z.object({
+  maxJobs: z.number().int().min(0).max(LIVE_MAX_JOBS_LIMIT).optional()
+    .describe('Jobs one worker runs at once, at most its WORKER_MAX_JOBS (the hard ceiling). 0: workers take no new job (running ones finish). Absent: WORKER_MAX_JOBS.'),
+  retry: LiveRetry.optional(),
+  breaker: LiveBreaker.optional(),
+}).strict();
+
+export const LiveProviderOverride = z.object({
+  retry: LiveRetry.optional(),
+  breaker: LiveBreaker.optional(),
+}).strict();
+
+/** Checks a retry block alone and merged over its global block: base ≤ cap. */
+function checkBackoff(retry: LiveRetry | undefined, over: LiveRetry | undefined, path: (string | number)[], ctx: z.RefinementCtx): void {
+  const base = retry?.backoffBaseMs ?? over?.backoffBaseMs;
+  const cap = retry?.backoffMaxMs ?? over?.backoffMaxMs;
+  if (base !== undefined && cap !== undefined && base > cap) {
+    const field = retry?.backoffBaseMs !== undefined ? 'backoffBaseMs' : 'backoffMaxMs';
+    ctx.addIssue({ code: 'custom', path: [...path, 'retry', field], message: `backoffBaseMs (${base}) must not be above backoffMaxMs (${cap})${over && path.length ? ' (the global value counts where the provider sets none)' : ''}` });
+  }
+}
+
+export const LiveConfig = z.object({
+  global: LiveGlobal.default({}),
+  providers: z.record(ProviderName, LiveProviderOverride).default({})
+    .refine((p) => Object.keys(p).length <= 500, 'at most 500 providers')
+    .describe('Overrides by provider name (the job message\'s providerName); a provider\'s setting wins over the global one.'),
+}).strict().superRefine((c, ctx) => {
+  checkBackoff(c.global.retry, undefined, ['global'], ctx);
+  for (const [name, p] of Object.entries(c.providers)) checkBackoff(p.retry, c.global.retry, ['providers', name], ctx);
+}).meta({ id: 'WorkerLiveConfig', description: 'The workers\' live configuration; every setting optional (absent: the worker\'s environment, or the provider\'s pacing).' });
+export type LiveConfig = z.infer<typeof LiveConfig>;
+
+/** The document stored in keys.workerConfig. */
+export const LiveConfigDocument = z.object({
+  version: z.number().int().min(1),
+  config: LiveConfig,
+  updatedAt: z.string(),
+  updatedBy: z.string(),
+}).strict();
+export type LiveConfigDocument = z.infer<typeof LiveConfigDocument>;
+
+/** Largest document accepted (bytes): the API's write and the worker's read refuse more. */
+export const LIVE_CONFIG_MAX_BYTES = 256 * 1024;
+
+/** The configuration when the key does not exist: nothing set, version 0. */
+export const EMPTY_LIVE_CONFIG: LiveConfig = Object.freeze({ global: {}, providers: {} });
+
+export type ReadLiveConfig =
+  | { readonly state: 'absent' }
+  | { readonly state: 'valid'; readonly document: LiveConfigDocument }
+  | { readonly state: 'invalid'; readonly version: number; readonly problem: string };
+
+/** The stored text as a document, or why it is not one (first problem, with its field). Never throws. */
+export function parseLiveConfigDocument(raw: string | null): ReadLiveConfig {
+  if (raw === null) return { state: 'absent' };
+  if (Buffer.byteLength(raw, 'utf8') > LIVE_CONFIG_MAX_BYTES) return { state: 'invalid', version: 0, problem: `larger than ${LIVE_CONFIG_MAX_BYTES} bytes` };
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { state: 'invalid', version: 0, problem: 'not JSON' };
+  }
+  const version = typeof (json as { version?: unknown } | null)?.version === 'number' ? (json as { version: number }).version : 0;
+  const parsed = LiveConfigDocument.safeParse(json);
+  if (parsed.success) return { state: 'valid', document: parsed.data };
+  return { state: 'invalid', version, problem: describeIssue(parsed.error.issues[0]) };
+}
+
+/** `config.global.maxJobs: Too big: expected number to be <=1000`. */
+export function describeIssue(issue: z.core.$ZodIssue | undefined): string {
+  if (!issue) return 'invalid';
+  return `${issue.path.length ? issue.path.join('.') : '(root)'}: ${issue.message}`;
+}
+
+/** What a worker's environment gives when the live document sets nothing. */
+export interface LiveDefaults {
+  readonly maxJobs: number;
+  readonly maxAttempts: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+}
+
+export interface RetryPolicy {
+  readonly maxAttempts: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+}
+
+/** The worker's jobs-at-once: the live value held at the environment's ceiling. */
+export function effectiveMaxJobs(config: LiveConfig, env: LiveDefaults): number {
+  return Math.min(config.global.maxJobs ?? env.maxJobs, env.maxJobs);
+}
+
+/** The retry policy of a provider's jobs: the provider's setting, else the global one, else the environment's. */
+export function effectiveRetry(config: LiveConfig, providerName: string, env: LiveDefaults): RetryPolicy {
+  const p = Object.hasOwn(config.providers, providerName) ? config.providers[providerName]?.retry : undefined;
+  const g = config.global.retry;
+  const maxAttempts = p?.maxAttempts ?? g?.maxAttempts ?? env.maxAttempts;
+  const backoffBaseMs = p?.backoffBaseMs ?? g?.backoffBaseMs ?? env.backoffBaseMs;
+  const backoffMaxMs = p?.backoffMaxMs ?? g?.backoffMaxMs ?? env.backoffMaxMs;
+  // The environment's pair is not checked against the live one (base from one, cap from the other): the cap wins.
+  return { maxAttempts, backoffBaseMs: Math.min(backoffBaseMs, backoffMaxMs), backoffMaxMs };
+}
+
+/** The breaker threshold the live document sets for a provider, if any. */
+export function breakerThresholdFor(config: LiveConfig, providerName: string): number | undefined {
+  const p = Object.hasOwn(config.providers, providerName) ? config.providers[providerName]?.breaker : undefined;
+  return p?.failureThreshold ?? config.global.breaker?.failureThreshold;
+}
+
+/** The message on keys.workerConfigChanged after a write: the new version. */
+export interface LiveConfigChanged { readonly version: number }
