@@ -34,6 +34,7 @@ import { jobRoutes } from './http/routes/jobs.ts';
 import { memberRoutes } from './http/routes/members.ts';
 import { moduleRoutes } from './http/routes/modules.ts';
 import { operatorRoutes } from './http/routes/operator.ts';
+import { operatorSessionRoutes } from './http/routes/operator-session.ts';
 import { opsRoutes } from './http/routes/ops.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
@@ -110,6 +111,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   moduleRoutes(app, ctx);
   operatorRoutes(app, ctx);
   opsRoutes(app, ctx);
+  operatorSessionRoutes(app, ctx);
   sessionRoutes(app, ctx);
   memberRoutes(app, ctx);
   scheduleRoutes(app, ctx);
