@@ -577,6 +577,7 @@ export const en = {
     versionRunning: '{{version}} (running)',
     runMigrations: 'Run the database migrations after the update',
     updateHint: 'The ops worker pulls the images, restarts the services and waits for their health checks; if they fail, it rolls back to the version running now. One update at a time.',
+    updateRunning: 'An update is running: a new one is refused until it has finished (its task is in the list below).',
     updateTo: 'Update to version {{version}}',
     confirm: 'Update the platform from version {{running}} to version {{version}}? The services restart.',
     confirmWithMigrations: 'Update the platform from version {{running}} to version {{version}} and run the database migrations? The services restart.',

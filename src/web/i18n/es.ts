@@ -579,6 +579,7 @@ export const es: Catalogue = {
     versionRunning: '{{version}} (en ejecución)',
     runMigrations: 'Ejecutar las migraciones de la base de datos después de actualizar',
     updateHint: 'El worker de operaciones descarga las imágenes, reinicia los servicios y espera sus comprobaciones de salud; si fallan, vuelve a la versión que corre ahora. Una actualización a la vez.',
+    updateRunning: 'Hay una actualización en curso: una nueva se rechaza hasta que termine (su tarea está en la lista de abajo).',
     updateTo: 'Actualizar a la versión {{version}}',
     confirm: '¿Actualizar la plataforma de la versión {{running}} a la versión {{version}}? Los servicios se reinician.',
     confirmWithMigrations: '¿Actualizar la plataforma de la versión {{running}} a la versión {{version}} y ejecutar las migraciones de la base de datos? Los servicios se reinician.',

@@ -205,8 +205,10 @@ export default function SystemPage() {
               <span>{t('system.runMigrations')}</span>
             </label>
             <p className="muted">{t('system.updateHint')}</p>
+            {updating && <p className="alert alert-info" role="status">{t('system.updateRunning')}</p>}
             {!confirming && (
-              <button type="submit" className="primary" disabled={!target || update.isPending || updating}>
+              // Not disabled while an update runs: what the page knows may be stale; the API decides (409 OPS_BUSY, shown).
+              <button type="submit" className="primary" disabled={!target || update.isPending}>
                 {t('system.updateTo', { version: target ?? '' })}
               </button>
             )}

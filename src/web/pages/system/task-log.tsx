@@ -43,7 +43,7 @@ export function TaskLog({ taskId, onEnd }: { taskId: string; onEnd: () => void }
   const { t } = useTranslation();
   const f = useFormat();
   const { lines, state } = useTaskLog(taskId, onEnd);
-  const box = useRef<HTMLOListElement>(null);
+  const box = useRef<HTMLDivElement>(null);
   const atEnd = useRef(true);
   // Following: each new line scrolls the log to its end, unless the reader scrolled up, until they scroll back down.
   useEffect(() => {
@@ -53,16 +53,16 @@ export function TaskLog({ taskId, onEnd }: { taskId: string; onEnd: () => void }
   return (
     <section aria-labelledby="task-log-heading">
       <h3 id="task-log-heading">{t('system.log')} {state === 'live' && <span className="badge badge-running">{t('job.logLive')}</span>}</h3>
-      <ol
+      <div
         ref={box} className="ops-log" role="log" aria-live="polite" aria-labelledby="task-log-heading" tabIndex={0}
         onScroll={(e) => { const el = e.currentTarget; atEnd.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24; }}
       >
         {lines.map((l, i) => (
-          <li key={i} className={`level-${l.level}`}>
+          <div key={i} className={`line level-${l.level}`}>
             <span className="muted">{l.ts ? f.time(l.ts) : ''}</span> <span className={`level level-${l.level}`}>{l.level.toUpperCase()}</span> <span className="message">{l.message}</span>
-          </li>
+          </div>
         ))}
-      </ol>
+      </div>
       {lines.length === 0 && state === 'live' && <p className="muted">{t('system.logWaiting')}</p>}
       <p role="status" className="muted">
         {state === 'ended' ? t('system.logEnded') : state === 'failed' ? t('system.logFailed') : ''}
