@@ -22,8 +22,11 @@ import { assertNoProblems, checkAccessibility, launchChromium, openPage, type Wa
 const OPERATOR_TOKEN = randomBytes(24).toString('hex');
 // Podman on a loaded 2-core machine: an update (pull, up, health checks every 2 s, migrations) takes tens of seconds.
 const UPDATE = { timeout: 240_000 };
+/** Bound of each setup hook and each test (ms): generous, every wait inside ends as soon as its condition holds. */
+const SETUP_MS = 600_000;
+const BOUND = { timeout: SETUP_MS };
 
-describe('the System page: an operator updates the platform on podman from the dashboard', { skip: podmanSkip() }, () => {
+describe('the System page: an operator updates the platform on podman from the dashboard', { skip: podmanSkip(), timeout: 30 * 60_000 }, () => {
   let stack: PodmanOpsStack;
   let browser: Browser;
   let w: WatchedPage;
@@ -41,11 +44,14 @@ describe('the System page: an operator updates the platform on podman from the d
     assertNoProblems(w, what);
   }
 
+  // Hooks of their own, each with its own bound: building the app and the images are each minutes on a loaded machine.
+  // The API serves dist/web: built here when it is missing or older than src/web (as `sri up` does).
+  before(async () => { await ensureWebBuilt(); }, { timeout: SETUP_MS });
   before(async () => {
-    // The API serves dist/web: built here when it is missing or older than src/web (as `sri up` does).
-    await ensureWebBuilt();
     stack = new PodmanOpsStack({ operatorToken: OPERATOR_TOKEN, versions: ['1', '2'], broken: [], logName: 'api-system-page' });
     await stack.start();
+  }, { timeout: SETUP_MS });
+  before(async () => {
     browser = await launchChromium();
     w = await openPage(browser, { locale: 'en-US', timezoneId: 'America/Guayaquil', baseURL: stack.api.url });
     page = w.page;
@@ -54,9 +60,9 @@ describe('the System page: an operator updates the platform on podman from the d
   after(async () => {
     await browser?.close();
     await stack?.stop();
-  });
+  }, { timeout: 120_000 });
 
-  it('signs the operator in with OPERATOR_TOKEN, keeping no token where a script can read it, and shows only the system page', async () => {
+  it('signs the operator in with OPERATOR_TOKEN, keeping no token where a script can read it, and shows only the system page', BOUND, async () => {
     await page.goto('/operator/system');
     await page.waitForURL(/\/operator\/login$/);
     await page.getByRole('heading', { level: 1, name: 'Platform operator sign-in' }).waitFor();
@@ -86,7 +92,7 @@ describe('the System page: an operator updates the platform on podman from the d
     await checkPage('system page, nothing run yet');
   });
 
-  it('checks for updates: version 1 runs, the registry offers 2', async () => {
+  it('checks for updates: version 1 runs, the registry offers 2', BOUND, async () => {
     await page.getByRole('button', { name: 'Check for updates' }).click();
     // The check's task opens with its live log, which ends when the ops worker has finished.
     await page.getByRole('heading', { level: 2, name: 'Task: Check for updates' }).waitFor();
@@ -99,7 +105,7 @@ describe('the System page: an operator updates the platform on podman from the d
     await page.getByRole('button', { name: 'Update to version 2' }).waitFor();
   });
 
-  it('updates to version 2 with the migrations after a confirmation, and follows the task\'s live log to its end', async () => {
+  it('updates to version 2 with the migrations after a confirmation, and follows the task\'s live log to its end', BOUND, async () => {
     await page.getByLabel('Run the database migrations after the update').check();
     await page.getByRole('button', { name: 'Update to version 2' }).click();
     const confirm = page.getByRole('group', { name: /version 2 and run the database migrations\?/ });
@@ -136,7 +142,7 @@ describe('the System page: an operator updates the platform on podman from the d
     await checkPage('system page, the update done');
   });
 
-  it('signs out: the session ends, and the system page asks to sign in again', async () => {
+  it('signs out: the session ends, and the system page asks to sign in again', BOUND, async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.waitForURL(/\/operator\/login\?signedOut=1$/);
     await page.getByText('You have signed out.').waitFor();

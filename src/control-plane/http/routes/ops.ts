@@ -73,7 +73,12 @@ export function opsRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   const view = async (row: OpsTaskRow): Promise<z.infer<typeof OpsTask>> => {
     let status = row.status;
-    if (!isFinalOpsStatus(status)) status = (await queue.status(row.id).catch(() => undefined)) ?? status;
+    if (!isFinalOpsStatus(status)) {
+      const live = await queue.status(row.id).catch(() => undefined);
+      // The ops worker sets a final status a moment before its result is recorded here (sri:ops:results, drained by
+      // the recorder): a final status is reported only with its recorded outcome; until then the task is running.
+      if (live) status = isFinalOpsStatus(live) ? 'running' : live;
+    }
     return {
       id: row.id, kind: row.kind, params: row.params, status, requestedBy: row.requested_by, requestedAt: iso(row.requested_at)!,
       startedAt: iso(row.started_at), finishedAt: iso(row.finished_at), workerId: row.worker_id, steps: row.steps ?? [],
