@@ -100,14 +100,16 @@ describe('ops worker on podman: system.check, update, rollback, kill -9', { skip
     return ['done', 'failed', 'interrupted'].includes(t?.status) ? t : undefined;
   }, { timeoutMs, intervalMs: 500, what: `ops task ${id} to finish` });
 
+  // Its own bound: building and pushing three images is minutes on a loaded machine (the file's 300 s per test was
+  // exceeded with the load average above 60).
   before(async () => {
     stack = new PodmanOpsStack({ operatorToken: OPERATOR_TOKEN });
     await stack.start();
-  });
+  }, { timeout: 600_000 });
 
   after(async () => {
     await stack?.stop();
-  });
+  }, { timeout: 120_000 });
 
   it('system.check: reads the running version from the containers and the offered ones from the registry', async () => {
     const r = await http('POST', '/api/operator/system/check');
