@@ -68,6 +68,8 @@ export const apiSettings = {
   // ── Platform operator (docs/security.md "Worker enrolment") ──
   operatorToken: setting('OPERATOR_TOKEN', z.string().min(32, 'must be at least 32 characters').optional(),
     'Bearer token of the platform operator\'s endpoints (/api/operator/*: worker enrolment and revocation). Unset: they answer OPERATOR_ONLY to everyone. API only: a worker refuses to start with it.'),
+  operatorSessionSeconds: setting('OPERATOR_SESSION_SECONDS', intSetting(3600, 60),
+    'Lifetime (s) of the operator\'s dashboard session (POST /api/operator/session); the operator signs in again with OPERATOR_TOKEN after it.'),
   // ── Observability (docs/observability.md) ──
   metricsToken: setting('METRICS_TOKEN', z.string().min(16, 'must be at least 16 characters').optional(),
     'When set, GET /metrics answers only "Authorization: Bearer <METRICS_TOKEN>" and includes the per-organisation queue series. Unset: /metrics is open but has the request and process metrics only (the queue series name organisations).'),

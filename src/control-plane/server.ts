@@ -35,6 +35,7 @@ import { memberRoutes } from './http/routes/members.ts';
 import { moduleRoutes } from './http/routes/modules.ts';
 import { operatorRoutes } from './http/routes/operator.ts';
 import { workerConfigRoutes } from './http/routes/worker-config.ts';
+import { operatorSessionRoutes } from './http/routes/operator-session.ts';
 import { opsRoutes } from './http/routes/ops.ts';
 import { providerRoutes } from './http/routes/providers.ts';
 import { runRoutes } from './http/routes/run.ts';
@@ -112,6 +113,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   operatorRoutes(app, ctx);
   workerConfigRoutes(app, ctx);
   opsRoutes(app, ctx);
+  operatorSessionRoutes(app, ctx);
   sessionRoutes(app, ctx);
   memberRoutes(app, ctx);
   scheduleRoutes(app, ctx);

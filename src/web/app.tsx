@@ -10,6 +10,7 @@ import { ApiError } from './api/client.ts';
 import { Layout } from './components/layout.tsx';
 import { Loading } from './components/loading.tsx';
 import { LoginPage } from './pages/login/login-page.tsx';
+import { RequireOperator } from './session/operator-session.tsx';
 import { RequireSession, SessionWatch } from './session/session.tsx';
 
 const RegisterPage = lazy(() => import('./pages/register/register-page.tsx'));
@@ -27,6 +28,9 @@ const WebhooksPage = lazy(() => import('./pages/webhooks/webhooks-page.tsx'));
 const SecretsPage = lazy(() => import('./pages/secrets/secrets-page.tsx'));
 const QuotaPage = lazy(() => import('./pages/quota/quota-page.tsx'));
 const WorkersPage = lazy(() => import('./pages/workers/workers-page.tsx'));
+const OperatorLoginPage = lazy(() => import('./pages/operator-login/operator-login-page.tsx'));
+const OperatorLayout = lazy(() => import('./pages/system/operator-layout.tsx'));
+const SystemPage = lazy(() => import('./pages/system/system-page.tsx'));
 const NotFoundPage = lazy(() => import('./pages/not-found/not-found-page.tsx'));
 
 const client = new QueryClient({
@@ -49,6 +53,12 @@ export function App() {
             <Route path="/login" element={<LoginPage />} />
             <Route path="/register" element={<RegisterPage />} />
             <Route path="/invitation" element={<InvitationPage />} />
+            {/* The platform operator's pages: a session of their own, no organisation page (docs/dashboard.md). */}
+            <Route path="/operator/login" element={<OperatorLoginPage />} />
+            <Route element={<RequireOperator><OperatorLayout /></RequireOperator>}>
+              <Route path="/operator" element={<Navigate to="/operator/system" replace />} />
+              <Route path="/operator/system" element={<SystemPage />} />
+            </Route>
             <Route element={<RequireSession><Layout /></RequireSession>}>
               <Route index element={<Navigate to="/jobs" replace />} />
               <Route path="/providers" element={<ProvidersPage />} />

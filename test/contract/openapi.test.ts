@@ -55,7 +55,7 @@ describe('the served OpenAPI document', () => {
     for (const tag of doc.tags ?? []) assert.ok(tag.description, `tag ${tag.name} has a description`);
     const used = new Set(ops.flatMap(({ op }) => op.tags ?? []));
     for (const name of used) assert.ok(doc.tags?.some((t) => t.name === name), `tag ${name} is declared`);
-    assert.deepEqual(Object.keys(doc.components?.securitySchemes ?? {}).sort(), ['bearerAuth', 'cookieAuth', 'metricsAuth', 'operatorAuth']);
+    assert.deepEqual(Object.keys(doc.components?.securitySchemes ?? {}).sort(), ['bearerAuth', 'cookieAuth', 'metricsAuth', 'operatorAuth', 'operatorCookieAuth']);
   });
 
   it('names every operation with a unique camelCase operationId and says who may call it', () => {

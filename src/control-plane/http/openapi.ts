@@ -22,7 +22,7 @@ import { createJsonSchemaTransform, createJsonSchemaTransformObject, serializerC
 import type { OpenAPIV3 } from 'openapi-types';
 import { z } from 'zod';
 import { ERROR_CODES, ERRORS, type ErrorCode } from '../../shared/errors.ts';
-import { SESSION_COOKIE } from './session-cookie.ts';
+import { OPERATOR_SESSION_COOKIE, SESSION_COOKIE } from './session-cookie.ts';
 
 // ── The shared error body ─────────────────────────────────────────────────────────────────────────────────────────
 
@@ -141,7 +141,7 @@ const SECURITY: Record<Access, OpenAPIV3.SecurityRequirementObject[]> = {
   public: [],
   user: [{ bearerAuth: [] }, { cookieAuth: [] }],
   admin: [{ bearerAuth: [] }, { cookieAuth: [] }],
-  operator: [{ operatorAuth: [] }],
+  operator: [{ operatorAuth: [] }, { operatorCookieAuth: [] }],
   // `{}`: no credential is an alternative too (the API without METRICS_TOKEN).
   metrics: [{ metricsAuth: [] }, {}],
 };
@@ -155,7 +155,11 @@ export function errorCodesOf(method: HTTPMethods, spec: Pick<EndpointSpec, 'acce
     if (UNSAFE_METHODS.includes(method)) codes.add('CSRF_TOKEN_INVALID');
   }
   if (spec.access === 'admin') codes.add('FORBIDDEN');
-  if (spec.access === 'operator') codes.add('OPERATOR_ONLY');
+  if (spec.access === 'operator') {
+    codes.add('OPERATOR_ONLY');
+    // The operator's dashboard session (auth/operator-session.ts) needs its CSRF token on these too.
+    if (UNSAFE_METHODS.includes(method)) codes.add('CSRF_TOKEN_INVALID');
+  }
   if (spec.access === 'metrics') codes.add('UNAUTHENTICATED');
   if (spec.body || spec.params || spec.querystring || spec.headers) codes.add('VALIDATION_FAILED');
   if (spec.body) codes.add('MALFORMED_BODY').add('PAYLOAD_TOO_LARGE').add('UNSUPPORTED_MEDIA_TYPE');
@@ -269,6 +273,7 @@ export function documentBase(): Partial<OpenAPIV3.Document> {
         bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A token from POST /api/auth/register or /api/auth/login (they expire; log in again).' },
         cookieAuth: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE, description: `The dashboard's HttpOnly session cookie (POST /api/session); state-changing requests also send the x-csrf-token header.` },
         operatorAuth: { type: 'http', scheme: 'bearer', description: 'The platform operator\'s OPERATOR_TOKEN (an API setting).' },
+        operatorCookieAuth: { type: 'apiKey', in: 'cookie', name: OPERATOR_SESSION_COOKIE, description: 'The operator\'s HttpOnly dashboard session (POST /api/operator/session); state-changing requests also send the x-csrf-token header (the sri_operator_csrf cookie).' },
         metricsAuth: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN, when the API has one set.' },
       },
     },

@@ -18,6 +18,12 @@ import { keys } from '../../shared/keys.ts';
 export const SESSION_COOKIE = 'sri_session';
 /** The readable cookie carrying the session's CSRF token (the page copies it into `x-csrf-token`). */
 export const CSRF_COOKIE = 'sri_csrf';
+/**
+ * The platform operator's dashboard session (../auth/operator-session.ts): cookies of their own, so that neither kind
+ * of session is ever read as the other, and signing in as one never overwrites the other's CSRF token.
+ */
+export const OPERATOR_SESSION_COOKIE = 'sri_operator_session';
+export const OPERATOR_CSRF_COOKIE = 'sri_operator_csrf';
 /** The header a cookie-authenticated state-changing request must carry. */
 export const CSRF_HEADER = 'x-csrf-token';
 
@@ -48,14 +54,14 @@ export interface CookieOptions {
   secure?: CookieSecure;
 }
 
-function serialise(name: string, value: string, attrs: { path: string; maxAgeSeconds: number; httpOnly: boolean; secure: boolean }): string {
+export function serialiseCookie(name: string, value: string, attrs: { path: string; maxAgeSeconds: number; httpOnly: boolean; secure: boolean }): string {
   return [
     `${name}=${encodeURIComponent(value)}`, `Path=${attrs.path}`, `Max-Age=${Math.max(0, Math.floor(attrs.maxAgeSeconds))}`,
     'SameSite=Strict', ...(attrs.httpOnly ? ['HttpOnly'] : []), ...(attrs.secure ? ['Secure'] : []),
   ].join('; ');
 }
 
-const secureFor = (req: FastifyRequest, opt: CookieSecure | undefined) => (opt === 'true' ? true : opt === 'false' ? false : req.protocol === 'https');
+export const secureFor = (req: FastifyRequest, opt: CookieSecure | undefined) => (opt === 'true' ? true : opt === 'false' ? false : req.protocol === 'https');
 
 /**
  * Sets the session cookie (HttpOnly, Path=/api: only API requests carry it) and the CSRF cookie (readable, Path=/:
@@ -64,8 +70,8 @@ const secureFor = (req: FastifyRequest, opt: CookieSecure | undefined) => (opt =
 export function setSessionCookies(req: FastifyRequest, reply: FastifyReply, token: string, csrfToken: string, maxAgeSeconds: number, opts: CookieOptions = {}): void {
   const secure = secureFor(req, opts.secure);
   reply.header('set-cookie', [
-    serialise(SESSION_COOKIE, token, { path: '/api', maxAgeSeconds, httpOnly: true, secure }),
-    serialise(CSRF_COOKIE, csrfToken, { path: '/', maxAgeSeconds, httpOnly: false, secure }),
+    serialiseCookie(SESSION_COOKIE, token, { path: '/api', maxAgeSeconds, httpOnly: true, secure }),
+    serialiseCookie(CSRF_COOKIE, csrfToken, { path: '/', maxAgeSeconds, httpOnly: false, secure }),
   ]);
 }
 
@@ -73,8 +79,8 @@ export function setSessionCookies(req: FastifyRequest, reply: FastifyReply, toke
 export function clearSessionCookies(req: FastifyRequest, reply: FastifyReply, opts: CookieOptions = {}): void {
   const secure = secureFor(req, opts.secure);
   reply.header('set-cookie', [
-    serialise(SESSION_COOKIE, '', { path: '/api', maxAgeSeconds: 0, httpOnly: true, secure }),
-    serialise(CSRF_COOKIE, '', { path: '/', maxAgeSeconds: 0, httpOnly: false, secure }),
+    serialiseCookie(SESSION_COOKIE, '', { path: '/api', maxAgeSeconds: 0, httpOnly: true, secure }),
+    serialiseCookie(CSRF_COOKIE, '', { path: '/', maxAgeSeconds: 0, httpOnly: false, secure }),
   ]);
 }
 

@@ -3,9 +3,9 @@
  * serves (`npm run generate:api` writes schema.d.ts), so a changed endpoint breaks the app's type check.
  *
  * Requests go to the page's own origin with the HttpOnly session cookie (never a token the page holds); every
- * state-changing request carries the session's CSRF token, read from the `sri_csrf` cookie. A 401 from any endpoint
- * but the session's own means the session ended (expired, logged out elsewhere, member removed): the app is told,
- * and sends the user to log in (session/session.tsx).
+ * state-changing request carries the session's CSRF token, read from the `sri_csrf` cookie (`sri_operator_csrf` for the
+ * operator's endpoints). A 401 from any endpoint but the session's own means the session ended (expired, logged out
+ * elsewhere, member removed): the app is told, and sends the user to log in (session/session.tsx).
  */
 import createClient, { type Middleware } from 'openapi-fetch';
 import type { paths } from './schema.d.ts';
@@ -13,6 +13,8 @@ import type { paths } from './schema.d.ts';
 export type { paths };
 
 const CSRF_COOKIE = 'sri_csrf';
+/** The platform operator's session has a CSRF cookie of its own (session/operator-session.tsx), for /api/operator. */
+const OPERATOR_CSRF_COOKIE = 'sri_operator_csrf';
 const CSRF_HEADER = 'x-csrf-token';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -47,7 +49,7 @@ export function onSessionEnded(handler: (() => void) | undefined): void {
 const middleware: Middleware = {
   onRequest({ request }) {
     if (!SAFE_METHODS.has(request.method)) {
-      const token = readCookie(CSRF_COOKIE);
+      const token = readCookie(new URL(request.url).pathname.startsWith('/api/operator/') ? OPERATOR_CSRF_COOKIE : CSRF_COOKIE);
       if (token) request.headers.set(CSRF_HEADER, token);
     }
     return request;

@@ -813,6 +813,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/operator/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in operator; with the session cookie, also its CSRF token and expiry (operator only). */
+        get: operations["getOperatorSession"];
+        put?: never;
+        /**
+         * Sign the platform operator in to the dashboard: exchanges OPERATOR_TOKEN for an HttpOnly session cookie (sri_operator_session, sent only to /api/operator) and the readable CSRF cookie (sri_operator_csrf).
+         * @description The token is compared in constant time and never kept; the session lasts OPERATOR_SESSION_SECONDS and ends when OPERATOR_TOKEN changes. Wrong tokens count towards the login lockout of one account, the operator's: after AUTH_LOCKOUT_MAX_FAILURES of them every sign-in is refused with ACCOUNT_LOCKED for AUTH_LOCKOUT_MS.
+         */
+        post: operations["createOperatorSession"];
+        /** Sign the operator out of the dashboard: the session is refused from now on (by every API process) and both cookies are cleared. Without a live session it only clears them. */
+        delete: operations["deleteOperatorSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/session": {
         parameters: {
             query?: never;
@@ -1522,6 +1544,25 @@ export interface components {
             invitationExpiresAt: string | null;
             /** Format: date-time */
             createdAt: string;
+        };
+        OperatorSession: {
+            operator: {
+                /** @description `operator:<12 hex of SHA-256(OPERATOR_TOKEN)>`, what the audit of ops tasks records. */
+                identity: string;
+            };
+            /** @enum {string} */
+            via: "bearer" | "cookie";
+            /** @description Send it as x-csrf-token on every POST and DELETE the operator's session cookie authenticates (also in the sri_operator_csrf cookie). Absent for the bearer token. */
+            csrfToken?: string;
+            /**
+             * Format: date-time
+             * @description When the session ends (sign in again then). Absent for the bearer token.
+             */
+            expiresAt?: string;
+        };
+        OperatorSignInInput: {
+            /** @description OPERATOR_TOKEN, as the API is configured with it. */
+            token: string;
         };
         /** @description One ops task and its audit: who asked, when, every step (what ran, exit code, duration, output tail), the outcome. */
         OpsTask: {
@@ -5735,7 +5776,11 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            /**
+             * @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5962,7 +6007,11 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            /**
+             * @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6050,7 +6099,11 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            /**
+             * @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6182,7 +6235,11 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            /**
+             * @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6280,7 +6337,11 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            /**
+             * @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6422,7 +6483,11 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            /**
+             * @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6520,7 +6585,11 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            /**
+             * @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6596,7 +6665,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            /**
+             * @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN.
+             *
+             *     `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6799,6 +6872,207 @@ export interface operations {
             };
             /** @description `OPS_TASK_NOT_FOUND`: No ops task with this id; list them with GET /api/operator/system/tasks or sri ops tasks. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getOperatorSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OperatorSession"];
+                };
+            };
+            /** @description `OPERATOR_ONLY`: This endpoint is for the platform operator: send "Authorization: Bearer <OPERATOR_TOKEN>". It answers nobody while the API has no OPERATOR_TOKEN. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    createOperatorSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OperatorSignInInput"];
+            };
+        };
+        responses: {
+            /** @description Signed in; the cookies are set. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        operator: {
+                            /** @description `operator:<12 hex of SHA-256(OPERATOR_TOKEN)>`, what the audit of ops tasks records. */
+                            identity: string;
+                        };
+                        /** @enum {string} */
+                        via: "bearer" | "cookie";
+                        /** @description Send it as x-csrf-token on every POST and DELETE the operator's session cookie authenticates (also in the sri_operator_csrf cookie). Absent for the bearer token. */
+                        csrfToken: string;
+                        /**
+                         * Format: date-time
+                         * @description When the session ends (sign in again then). Absent for the bearer token.
+                         */
+                        expiresAt: string;
+                    };
+                };
+            };
+            /**
+             * @description `VALIDATION_FAILED`: The request is not valid; see details for each field.
+             *
+             *     `MALFORMED_BODY`: The request body is not valid JSON; send Content-Type: application/json with a JSON object.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INVALID_CREDENTIALS`: E-mail or password is wrong. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: Send the body as application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `ACCOUNT_LOCKED`: Too many failed logins for this account; it is locked for a while, even for the right password. Wait for the time Retry-After gives, then log in again.
+             *
+             *     `RATE_LIMITED`: Too many requests; wait the seconds Retry-After gives, then try again.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INTERNAL`: Unexpected error; it has been logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: A backing service (PostgreSQL, Redis or S3) is unreachable; check GET /ready. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deleteOperatorSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed out: both cookies are cleared. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `CSRF_TOKEN_INVALID`: This request was authenticated by the dashboard's session cookie but did not carry its CSRF token in the x-csrf-token header (the value of the sri_csrf cookie); reload the dashboard, or log in again. API callers send "Authorization: Bearer <token>" instead and need no CSRF token. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,10 +1,10 @@
 /**
- * The platform operator's system endpoints (OPERATOR_TOKEN, ../operator-guard.ts; docs/operations.md): start a
+ * The platform operator's system endpoints (OPERATOR_TOKEN or the operator's dashboard session, ../operator-guard.ts; docs/operations.md): start a
  * system update or check, list the audit of ops tasks, read one, follow its live log over SSE. The API holds no
  * container engine socket and runs no shell command: it enqueues on `sri:ops:jobs` (src/shared/ops/queue.ts) and
  * records what the ops worker reports (../../ops/recorder.ts).
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -21,7 +21,7 @@ import { deleteOpsTask, findOpsTask, insertOpsTask, listOpsTasks, type OpsTaskRo
 import { writeLiveLog } from '../../logs/live-log.ts';
 import { SharedLogReader } from '../../logs/shared-log-reader.ts';
 import { OpsRecorder } from '../../ops/recorder.ts';
-import { operatorOnly } from '../operator-guard.ts';
+import { operatorOf, operatorOnly } from '../operator-guard.ts';
 import { endpoint, json, type ContractTypeProvider } from '../openapi.ts';
 import { LogsHeaders } from '../schemas.ts';
 
@@ -46,12 +46,11 @@ const TextAnswer = (description: string) => z.custom<string | Readable>((v) => t
 
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
 
-/** `operator:<first 12 hex of SHA-256(token)>`: tells tokens apart in the audit without keeping one. */
+/** Who asked: the operator as the guard identified them (the same identity by bearer token or dashboard session). */
 function requestedBy(req: FastifyRequest): z.infer<typeof RequestedBy> {
-  const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
   const ua = req.headers['user-agent'];
   return {
-    identity: `operator:${createHash('sha256').update(token, 'utf8').digest('hex').slice(0, 12)}`,
+    identity: operatorOf(req).identity,
     address: req.ip,
     ...(ua ? { userAgent: ua.slice(0, 300) } : {}),
   };
@@ -74,7 +73,12 @@ export function opsRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   const view = async (row: OpsTaskRow): Promise<z.infer<typeof OpsTask>> => {
     let status = row.status;
-    if (!isFinalOpsStatus(status)) status = (await queue.status(row.id).catch(() => undefined)) ?? status;
+    if (!isFinalOpsStatus(status)) {
+      const live = await queue.status(row.id).catch(() => undefined);
+      // The ops worker sets a final status a moment before its result is recorded here (sri:ops:results, drained by
+      // the recorder): a final status is reported only with its recorded outcome; until then the task is running.
+      if (live) status = isFinalOpsStatus(live) ? 'running' : live;
+    }
     return {
       id: row.id, kind: row.kind, params: row.params, status, requestedBy: row.requested_by, requestedAt: iso(row.requested_at)!,
       startedAt: iso(row.started_at), finishedAt: iso(row.finished_at), workerId: row.worker_id, steps: row.steps ?? [],

@@ -4,8 +4,7 @@
  * A value the schema refuses is answered VALIDATION_FAILED with its field named in the message and the details, and
  * nothing is written. Every write is audited (who, when, which settings) in keys.workerConfigHistory and the log.
  */
-import { createHash } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { SriError } from '../../../shared/errors.ts';
 import { LiveConfig } from '../../../shared/live-config.ts';
@@ -34,11 +33,6 @@ const PutWorkerConfigBody = z.object({
   config: LiveConfig,
 }).strict();
 
-/** `operator:<first 12 hex of SHA-256(token)>`: tells tokens apart in the audit without keeping one (as ops tasks do). */
-function operatorIdentity(req: FastifyRequest): string {
-  const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
-  return `operator:${createHash('sha256').update(token, 'utf8').digest('hex').slice(0, 12)}`;
-}
 
 /** The validator's refusal as VALIDATION_FAILED whose message names the first bad field. */
 function refusal(err: Error): SriError {
@@ -77,7 +71,7 @@ export function workerConfigRoutes(app: FastifyInstance, ctx: ApiContext): void 
     preValidation,
     handler: async (req) => {
       if (req.validationError) throw refusal(req.validationError);
-      const by = operatorIdentity(req);
+      const by = req.operator!.identity; // operator-guard.ts: the bearer's or the dashboard session's, one identity
       const { audit } = await store.write(req.body.config, req.body.version, by);
       ctx.logger.info({ workerConfigVersion: audit.version, by, changed: audit.changed }, 'workers\' live configuration changed');
       return answer();
