@@ -254,6 +254,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     // A finishing job still counts in `running`, so a full worker's slot takes its own successor and no more.
     takeNextFor: () => (isRunning() && running.size <= config.maxJobs ? workerId : undefined),
     onLiveLogClosed: (end) => observability.metrics.liveLogClosed(end),
+    onBlocker: (provider, kind) => observability.metrics.blockerSeen(provider, kind),
     // Pacing, maintenance windows and circuit breakers of providers (docs/providers.md); a probe holds the others
     // back for as long as the job may run, plus a lease.
     gate: {
