@@ -7,7 +7,7 @@
  *   - One evaluate per main-frame navigation: the look started by the navigation is the one the CAPTCHA path after a
  *     script's goto uses (helpers.solveCaptcha asks `look`), not a second one.
  *   - Cheap and bounded: the look waits for the document (domcontentloaded) at most SETTLE_MS, its evaluate at most
- *     LOOK_MS; a navigation's look runs beside the script, never in its way; nothing here throws or fails the job.
+ *     LOOK_MS (a look that got no answer may be asked again); a navigation's look runs beside the script, never in its way; nothing here throws or fails the job.
  *   - What it keeps and logs is redacted: the URL without query or fragment, the evidence through the job's redactor.
  */
 import type { BrowserContext, Page, Response } from 'playwright-core';
@@ -19,7 +19,7 @@ import type { ExecutionLog } from './execution-log.ts';
 /** Longest a navigation's look waits for its document to be parsed. */
 const SETTLE_MS = 5_000;
 /** Longest one look's evaluate may take. */
-const LOOK_MS = 2_000;
+const LOOK_MS = 3_000;
 
 export interface BlockerWatchOptions {
   readonly exec: ExecutionLog;
@@ -95,7 +95,10 @@ export class BlockerWatch {
     const promise = lookAtPage(page, { loggedOut: this.opts.loggedOut, passwordFieldIsLoginWall: false, status: state.status, timeoutMs: this.opts.lookMs ?? LOOK_MS })
       .catch(() => null)
       .then((found) => { if (found?.blocker) this.record(found.blocker); return found; });
-    state.look = { seq: state.seq, promise };
+    const entry = { seq: state.seq, promise };
+    state.look = entry;
+    // A look that found nothing to read (the bound passed on a busy page, the page went away) may be asked again.
+    void promise.then((found) => { if (found === null && state.look === entry) state.look = undefined; });
     return promise;
   }
 

@@ -561,6 +561,7 @@ async function runInBrowser(
     // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
     // with the context; each is bounded by its own upload deadline.
     await Promise.allSettled([...artifacts.storing]);
+    await blockers?.settle(); // a navigation's look still under way (bounded: blocker-watch.ts)
     // Cookies the portal set during the job (a new session token after a login) count for parsed data too. Not
     // asked of a context already closing (timeout, cancel, byte budget): the job's end must not wait on it.
     if (!closing) {
