@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { totpValid } from '../shared/totp.ts';
 import { registerSriPortal, type SriPortalControl, type SriPortalOptions } from './sri-portal/index.ts';
 import { onePagePdf } from './one-page-pdf.ts';
+import { registerDemoBlockers } from './demo-blockers.ts';
 
 export const DEMO_USERNAME = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
@@ -220,6 +221,9 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
     if (!solved && (typeof answer !== 'string' || answer.trim().toLowerCase() !== DEMO_CAPTCHA_ANSWER)) return html(reply, 401, 'Security check', captchaForm(true));
     return html(reply, 200, 'Security check passed', '<p id="captcha-ok">You are a person.</p>');
   });
+
+  // Blocker pages on demand (login wall, CAPTCHAs, rate limit, maintenance, access denied): demo-blockers.ts.
+  registerDemoBlockers(app, html);
 
   app.post('/logout', async (req, reply) => {
     const token = parseCookies(req.headers.cookie)[DEMO_SESSION_COOKIE];

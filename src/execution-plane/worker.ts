@@ -260,6 +260,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     takeNextFor: () => (isRunning() && running.size <= live.maxJobs() ? workerId : undefined),
     retryPolicy: (job) => live.retryFor(job.providerName),
     onLiveLogClosed: (end) => observability.metrics.liveLogClosed(end),
+    onBlocker: (provider, kind) => observability.metrics.blockerSeen(provider, kind),
     // Pacing, maintenance windows and circuit breakers of providers (docs/providers.md); a probe holds the others
     // back for as long as the job may run, plus a lease.
     gate: {

@@ -117,6 +117,16 @@ export const ResultArtifact = z.object({
 });
 export type ResultArtifact = z.infer<typeof ResultArtifact>;
 
+/** Kinds of blocker a worker tells apart (src/execution-plane/job/blocker.ts). */
+export const BLOCKER_KINDS = ['login-wall', 'captcha', 'rate-limit', 'maintenance', 'access-denied'] as const;
+export type BlockerKind = (typeof BLOCKER_KINDS)[number];
+export const ResultBlocker = z.object({
+  kind: z.enum(BLOCKER_KINDS),
+  url: z.string().max(2048),
+  evidence: z.string().max(300),
+});
+export type ResultBlocker = z.infer<typeof ResultBlocker>;
+
 export const ResultMessage = z.object({
   jobId: z.string(),
   orgId: z.string(),
@@ -166,6 +176,12 @@ export const ResultMessage = z.object({
    * when (epoch ms). A malformed one is dropped, never the message with it.
    */
   handoff: z.object({ reason: z.string().max(500), expiresAt: z.number().int() }).optional().catch(undefined),
+  /**
+   * What stood between the job and its page (docs/scripts.md "Blockers"): the last or decisive blocker the worker
+   * classified after a navigation or at the failure. Redacted: the URL without query or fragment, short evidence.
+   * A malformed one is dropped, never the result with it; results of older workers have none.
+   */
+  blocker: ResultBlocker.optional().catch(undefined),
 });
 export type ResultMessage = z.infer<typeof ResultMessage>;
 export type ResultEgress = NonNullable<ResultMessage['egress']>;

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { STREAM_ENTRY_ID } from '../../shared/log-events.ts';
 import { ModuleRefText } from '../../shared/modules/ref.ts';
-import { ArtifactKind, Cookie, JobPriority, JobStatus, RecordMode } from '../../shared/schemas.ts';
+import { ArtifactKind, BLOCKER_KINDS, Cookie, JobPriority, JobStatus, RecordMode } from '../../shared/schemas.ts';
 import { ProviderPacing } from '../../shared/provider-pacing.ts';
 import { MAX_TOTP_SEEDS, TOTP_ALGORITHMS, TOTP_NAME } from '../../shared/totp.ts';
 import { AnyStep, MAX_STEPS } from '../flows/steps.ts';
@@ -237,6 +237,11 @@ export const Artifact = z.object({
   url: z.string().describe('A presigned download link, valid for ARTIFACT_URL_TTL_SECONDS.'),
   bytes: z.number().int().optional(), sha256: z.string().optional().describe('Of the stored bytes, lower-case hex.'), contentType: z.string().optional(),
 }).meta({ id: 'Artifact' });
+export const JobBlocker = z.object({
+  kind: z.enum(BLOCKER_KINDS).describe('login-wall, captcha, rate-limit, maintenance or access-denied.'),
+  url: z.string().describe('The page, without query or fragment.'),
+  evidence: z.string().describe('The rule that matched: a status code, the phrase found, the widget or marker seen.'),
+}).meta({ id: 'JobBlocker' });
 export const JobDetail = Job.extend({
   waiting: z.object({
     reason: z.enum(WAITING_REASONS).describe('account: another run of the same portal account (organisation, user, provider) is under way, and the provider allows maxConcurrentPerAccount at once; maintenance, breaker, rate, spacing: the provider\'s gate holds it (docs/providers.md).'),
@@ -244,6 +249,7 @@ export const JobDetail = Job.extend({
   }).nullable().describe('Why a queued job has not started; null when it only waits for its turn (or is not queued).'),
   result: z.unknown().describe('The parsed data the flow set (parsed-data.json); null until the job has some.'),
   artifacts: z.array(Artifact),
+  blocker: JobBlocker.nullable().describe('What stood between the last recorded attempt and its page (docs/scripts.md "Blockers"); null when it met none.'),
 }).meta({ id: 'JobDetail' });
 // An intersection rather than Job.extend(): the list's items stay a Job (the component clients name) plus what the
 // list adds.

@@ -119,7 +119,7 @@ async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage):
     const changed = await recordResult(tx, {
       id: msg.jobId, status: msg.status, attempt: msg.attempt, workerId: msg.workerId, durationMs: msg.duration,
       finishedAt: final ? msg.finishedAt : null, errorCode: msg.error?.code ?? null, errorMessage: msg.error ? (withoutNul(msg.error.message, { count: 0 }) as string) : null,
-      files: msg.files, result, ...(msg.artifacts ? { artifacts: msg.artifacts } : {}),
+      files: msg.files, result, ...(msg.artifacts ? { artifacts: msg.artifacts } : {}), ...(msg.blocker ? { blocker: msg.blocker } : {}),
     });
     if (changed) {
       // Renewed cookies saved by the job started the session's lifetime again: the connection lasts until then.

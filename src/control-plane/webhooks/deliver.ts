@@ -28,7 +28,7 @@ import { findWebhook, insertDelivery, updateDelivery, webhooksFor, type Delivery
 import { decryptSecret, signLegacyWebhook, signStandardWebhook } from './secrets.ts';
 import { checkedAddresses, DeliveryError, postOnce, storedError, systemResolve, type Resolve } from './target.ts';
 
-export const WEBHOOK_EVENTS = ['job.done', 'job.failed', 'job.dead', 'job.cancelled', 'job.waiting_for_user', 'session.expired'] as const;
+export const WEBHOOK_EVENTS = ['job.done', 'job.failed', 'job.dead', 'job.cancelled', 'job.waiting_for_user', 'job.blocked', 'session.expired'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 const EVENT_OF: Partial<Record<JobStatus, WebhookEvent>> = {
@@ -43,13 +43,16 @@ export function eventOf(status: JobStatus): WebhookEvent | undefined {
 }
 
 /**
- * Every event a result announces: its status's, and `session.expired` for a job that ended SESSION_EXPIRED (the
- * portal logged the connection out and no login flow could sign in again; docs/sessions.md).
+ * Every event a result announces: its status's; `job.blocked` for an attempt's outcome that names a blocker (a login
+ * wall, CAPTCHA, rate limit, maintenance or access-denied page the worker classified; docs/scripts.md "Blockers") —
+ * once per attempt, as every event; and `session.expired` for a job that ended SESSION_EXPIRED (the portal logged the
+ * connection out and no login flow could sign in again; docs/sessions.md).
  */
 export function eventsOf(result: ResultMessage): WebhookEvent[] {
   const event = eventOf(result.status);
+  const blocked = result.blocker !== undefined && result.status !== 'waiting_for_user';
   const expired = result.error?.code === 'SESSION_EXPIRED' && (result.status === 'failed' || result.status === 'dead');
-  return [...(event ? [event] : []), ...(expired ? ['session.expired' as const] : [])];
+  return [...(event ? [event] : []), ...(blocked ? ['job.blocked' as const] : []), ...(expired ? ['session.expired' as const] : [])];
 }
 
 /** Bytes of a receiver's answer read before its socket is destroyed (none of them is kept). */

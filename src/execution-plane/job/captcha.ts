@@ -33,9 +33,9 @@ export interface DetectedCaptcha {
 /**
  * Runs in the page. Written as source text and turned into a function here, because the TypeScript loader decorates
  * functions in this file with helpers (`__name`) that do not exist in the page (as EXTRACT_IN_PAGE in helpers.ts).
- * Our own constant, never script input.
+ * Our own constant, never script input. Exported as text: blocker.ts runs it in the same evaluate as its own look.
  */
-const DETECT_IN_PAGE = new Function(`return () => {
+export const DETECT_IN_PAGE_SOURCE = `() => {
   const otp = document.querySelector('input[autocomplete="one-time-code" i]');
   const otpForm = !!otp && otp.getClientRects().length > 0 && getComputedStyle(otp).visibility !== 'hidden';
   const captcha = (() => {
@@ -73,7 +73,8 @@ const DETECT_IN_PAGE = new Function(`return () => {
   return null;
   })();
   return { captcha, otpForm };
-}`)() as () => { captcha: Omit<DetectedCaptcha, 'url'> | null; otpForm: boolean };
+}`;
+const DETECT_IN_PAGE = new Function(`return ${DETECT_IN_PAGE_SOURCE}`)() as () => { captcha: Omit<DetectedCaptcha, 'url'> | null; otpForm: boolean };
 
 /** What one look at a page found: a CAPTCHA widget, and whether it shows a one-time-code field. */
 export interface PageChallenges {

@@ -11,9 +11,10 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Download, Locator, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../shared/errors.ts';
-import type { ResultArtifact } from '../../shared/schemas.ts';
+import type { ResultArtifact, ResultBlocker } from '../../shared/schemas.ts';
 import { totpCode, type TotpSeed } from '../../shared/totp.ts';
 import { detectBlocker, type Blocker } from './blocker.ts';
+import type { BlockerWatch } from './blocker-watch.ts';
 import { getPastCaptcha, inspectPage, type CaptchaKind, type CaptchaSolver } from './captcha.ts';
 import { MAX_LINE_CHARS, type ExecutionLog } from './execution-log.ts';
 
@@ -120,6 +121,8 @@ export class JobArtifacts {
   readonly failure: Artifact[] = [];
   /** The job's trace.zip and video.webm, already stored (recording.ts), when its flow or run asked for them. */
   readonly recordings: ResultArtifact[] = [];
+  /** The last blocker the worker classified (blocker-watch.ts): the result's `blocker`. */
+  blocker: ResultBlocker | undefined;
 }
 
 /** Names the pipeline writes itself; a download never takes one of them. */
@@ -261,6 +264,11 @@ export function createHelpers(opts: {
   redact: (text: string) => string;
   /** The provider's pacing of page actions (gate-step.ts). @default no wait */
   beforeAction?: () => Promise<void>;
+  /**
+   * The job's blocker classification (blocker-watch.ts): solveCaptcha takes the CAPTCHA from its look at the page, and
+   * detectBlocker uses the provider's logged-out check. @default none: both look at the page themselves
+   */
+  blockers?: BlockerWatch;
 }): ScriptHelpers {
   const { page, exec, artifacts } = opts;
   const usedNames = new Set<string>();
@@ -494,7 +502,7 @@ export function createHelpers(opts: {
     },
 
     async detectBlocker() {
-      const found = await detectBlocker(page);
+      const found = await detectBlocker(page, opts.blockers ? { loggedOut: opts.blockers.loggedOut } : {});
       exec.info(found ? `blocker: ${found.kind} at ${found.url} (${found.evidence})` : 'blocker: none seen');
       return found;
     },
@@ -503,7 +511,8 @@ export function createHelpers(opts: {
       const c = opts.captcha;
       if (!c) return { outcome: 'none' };
       const on = target ?? page;
-      const seen = await inspectPage(on);
+      // The look the navigation already started (one evaluate a navigation), which also records its blocker.
+      const seen = (opts.blockers ? (await opts.blockers.look(on))?.challenges : undefined) ?? await inspectPage(on);
       const r = await getPastCaptcha(on, { solver: c.solver, signal: c.signal, handoff: (reason) => c.handoff(reason, 'captcha'), log: (m) => exec.info(`captcha: ${m}`) }, seen.captcha);
       if (r.outcome !== 'none') return { outcome: r.outcome, kind: r.captcha.kind };
       // A one-time-code form and no TOTP seed to type its code with: a person types it (the connection's seeds, when

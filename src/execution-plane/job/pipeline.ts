@@ -26,10 +26,11 @@ import { keys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { isNotFound, parseS3Uri, s3Uri, type BlobStore } from '../../shared/s3.ts';
 import type { Keyring } from '../../shared/sealed.ts';
-import type { Cookie, JobMessage, ResultArtifact, ResultFiles, ResultMessage, Session } from '../../shared/schemas.ts';
+import type { BlockerKind, Cookie, ResultBlocker, JobMessage, ResultArtifact, ResultFiles, ResultMessage, Session } from '../../shared/schemas.ts';
 import { decodeSession, openJobSecrets, transportKeyring } from '../../shared/transport-secrets.ts';
 import { totpSecretOf } from '../../shared/totp.ts';
 import { boundWait, JobClock, withDeadline } from './deadline.ts';
+import { watchJobBlockers } from './blocker-watch.ts';
 import { captchaSolverFor } from './captcha.ts';
 import { JobHandoff } from './handoff.ts';
 import { ExecutionLog, MAX_CONSOLE_LINES } from './execution-log.ts';
@@ -76,6 +77,8 @@ export interface PipelineDeps {
   readonly evidenceParser?: EvidenceParser;
   /** The live retry policy of a job's provider (../live-config.ts), asked at start and at failure. @default the environment's */
   readonly retryPolicy?: (job: JobMessage) => RetryPolicy;
+  /** Told each kind of blocker a job attempt meets, once per attempt (the worker's blocker metrics; blocker-watch.ts). */
+  readonly onBlocker?: (providerName: string, kind: BlockerKind) => void;
 }
 
 export interface JobOutcome {
@@ -159,7 +162,7 @@ async function processLeased(taken: Taken, deps: PipelineDeps, signal: AbortSign
 
 /** Dead-letters a leased message; with `report`, status 'dead' and the error result published. */
 async function bury(
-  taken: Taken, reason: string, report: { jobId: string; orgId: string; userId: string; providerId: string; attempt: number } | undefined,
+  taken: Taken, reason: string, report: { jobId: string; orgId: string; userId: string; providerId: string; attempt: number; blocker?: ResultBlocker } | undefined,
   error: JobError, deps: PipelineDeps, trace: JobTrace, started: number, files: ResultFiles = { log: '', screenshots: [] },
   artifacts?: ResultArtifact[],
 ): Promise<JobOutcome> {
@@ -170,7 +173,7 @@ async function bury(
   const result: ResultMessage | undefined = report && {
     jobId: report.jobId, orgId: report.orgId, userId: report.userId, providerId: report.providerId,
     success: false, status: 'dead', duration: durationMs, attempt: report.attempt, workerId: config.workerId,
-    finishedAt: new Date().toISOString(), error, files, ...(artifacts ? { artifacts } : {}), ...trace.resultFields(),
+    finishedAt: new Date().toISOString(), error, files, ...(artifacts ? { artifacts } : {}), ...(report.blocker ? { blocker: report.blocker } : {}), ...trace.resultFields(),
   };
   const r = await queue.bury(taken, reason, result);
   if (r === 'late') return { jobId: report?.jobId, status: 'late', durationMs, errorCode: error.code };
@@ -348,11 +351,12 @@ async function runValidJob(job: JobMessage, taken: Taken, maxAttempts: number, d
     finishedAt: new Date(finishedAt).toISOString(), ...(error ? { error } : {}), files, artifacts: list, logs,
     ...(egress ? { egress: { ...egress, blocked: egress.blocked.map((b) => ({ ...b, host: redactor.redact(b.host) })) } } : {}),
     ...(storedSession?.renewedUntil ? { session: { renewedUntil: storedSession.renewedUntil.toISOString() } } : {}),
+    ...(artifacts.blocker ? { blocker: artifacts.blocker } : {}),
     ...trace.resultFields(),
   };
   if (status === 'dead') {
     const reason = `exhausted: ${attempt} of ${maxAttempts} attempts failed; last ${redacted.error!.code}: ${redacted.error!.message}`;
-    return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt },
+    return bury(taken, reason, { jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, attempt, ...(redacted.blocker ? { blocker: redacted.blocker } : {}) },
       redacted.error as JobError, deps, trace, started, files, list);
   }
   // The worker's counters are kept in the same step; with takeNextFor the slot's next job comes back with it.
@@ -470,6 +474,7 @@ async function runInBrowser(
   const runStarted = Date.now();
   let closing = false;
   let scriptRuns = false;
+  let blockers: ReturnType<typeof watchJobBlockers> | undefined;
   context.once('close', () => { closing = true; });
   try {
     context.setDefaultTimeout(config.playwrightTimeoutMs);
@@ -517,7 +522,10 @@ async function runInBrowser(
         files: { log: '', screenshots: [] }, handoff: { reason: evidence.redact(state.reason), expiresAt: state.expiresAt },
       }),
     });
+    // Blocker classification after each navigation and at a failure (blocker-watch.ts, docs/scripts.md "Blockers").
+    blockers = watchJobBlockers(context, page, { exec, redact: evidence.redact, loggedOut: sessions.health?.check, artifacts, onBlocker: deps.onBlocker && ((k) => deps.onBlocker!(job.providerName, k)) });
     const helpers = createHelpers({
+      blockers,
       handoff: (reason, o) => handoff.request(reason, o),
       captcha: { solver: captchaSolverFor(config), signal, handoff: (reason, source) => handoff.request(reason, { source }) },
       page, credentials: session.credentials ?? {}, totp: session.totp ?? {}, protect: evidence.protect, exec, artifacts, timeoutMs: config.playwrightTimeoutMs,
@@ -556,12 +564,14 @@ async function runInBrowser(
     recordingOf(context)?.failed();
     // What a person needs to see why: the page as it was when the script failed. Not from a page that is gone
     // (crash, timeout, cancel: the context is closing) — the job's end must not wait on it.
+    if (!closing && !crash.crashed) await blockers?.atFailure(reserved.page);
     if (scriptRuns && !closing && !crash.crashed) await captureFailure(reserved.page, artifacts, evidence.redact, exec);
     throw e;
   } finally {
     // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
     // with the context; each is bounded by its own upload deadline.
     await Promise.allSettled([...artifacts.storing]);
+    await blockers?.settle(); // a navigation's look still under way (bounded: blocker-watch.ts)
     await recordingOf(context)?.stop(); // before the cookies are read back: they stay out of the trace
     // Cookies the portal set during the job (a new session token after a login) count for parsed data too. Not
     // asked of a context already closing (timeout, cancel, byte budget): the job's end must not wait on it.

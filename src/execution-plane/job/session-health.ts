@@ -78,6 +78,14 @@ export function sessionToCheck(health: SessionHealth, session: Session): boolean
   return needs.secrets.every((n) => Object.hasOwn(session.credentials ?? {}, n)) && needs.totp.every((n) => Object.hasOwn(session.totp ?? {}, n));
 }
 
+/**
+ * Whether `url` is the provider's logged-out address (the check's `loggedOutUrl`). One rule for the session check here
+ * and for the login-wall blocker the worker classifies after each navigation (blocker.ts).
+ */
+export function isLoggedOutUrl(check: SessionCheck, url: string): boolean {
+  return check.loggedOutUrl !== undefined && new RegExp(check.loggedOutUrl).test(url);
+}
+
 /** Opens the check's page and tells whether the portal shows it logged in. Navigation failures are NAVIGATION_ERROR (retried). */
 export async function loggedIn(page: Page, check: SessionCheck): Promise<{ loggedIn: boolean; why: string }> {
   const timeout = check.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS;
@@ -87,7 +95,7 @@ export async function loggedIn(page: Page, check: SessionCheck): Promise<{ logge
     if (isSriError(e)) throw e;
     throw new SriError('NAVIGATION_ERROR', `The session check could not open its page: ${firstLine(e)}`);
   }
-  if (check.loggedOutUrl !== undefined && new RegExp(check.loggedOutUrl).test(page.url())) return { loggedIn: false, why: 'the page went to a logged-out address' };
+  if (isLoggedOutUrl(check, page.url())) return { loggedIn: false, why: 'the page went to a logged-out address' };
   if (check.loggedOutSelector !== undefined && await page.locator(check.loggedOutSelector).count() > 0) return { loggedIn: false, why: 'the page shows the logged-out marker' };
   if (check.loggedInSelector !== undefined) {
     try {

@@ -5,6 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { BLOCKER_KINDS, type BlockerKind } from '../../shared/schemas.ts';
 import { BoundedLabel, createMetricsRegistry, type Registry } from '../../shared/metrics/registry.ts';
 import { registerQueueDepthGauges } from '../../shared/metrics/queue-depth.ts';
 import type { LogStreamEnd } from '../../shared/job-logs.ts';
@@ -53,6 +54,7 @@ export class WorkerMetrics {
   private readonly gateDeferrals: Counter<'provider' | 'reason'>;
   private readonly breakerState: Gauge<'provider' | 'state'>;
   private readonly breakerTransitions: Counter<'provider' | 'to'>;
+  private readonly blockers: Counter<'provider' | 'kind'>;
 
   constructor(opts: { workerId: string; sources: WorkerMetricsSources; redis?: Redis; queueMaxOrgs?: number; now?: () => number }) {
     const s = opts.sources;
@@ -81,6 +83,10 @@ export class WorkerMetrics {
     this.breakerState = new Gauge({
       name: 'sri_provider_breaker_state', help: 'A provider\'s circuit breaker as this worker last saw it: 1 for its state (closed, open, half_open), 0 for the others.',
       labelNames: ['provider', 'state'], registers,
+    });
+    this.blockers = new Counter({
+      name: 'sri_job_blockers_total', help: 'Job attempts on this worker that met a blocker (login wall, CAPTCHA, rate limit, maintenance, access denied), by provider and kind; an attempt counts once per kind.',
+      labelNames: ['provider', 'kind'], registers,
     });
     this.breakerTransitions = new Counter({
       name: 'sri_provider_breaker_transitions_total', help: 'Changes of a provider\'s circuit breaker this worker made, by provider and new state.', labelNames: ['provider', 'to'], registers,
@@ -151,6 +157,12 @@ export class WorkerMetrics {
       },
       breakerTransition: (provider, _from, to) => this.breakerTransitions.inc({ provider: this.providers.value(provider), to }),
     };
+  }
+
+  /** A job attempt met a blocker of `kind` (job/blocker-watch.ts): once per attempt and kind. */
+  blockerSeen(provider: string, kind: BlockerKind): void {
+    // The kind is one of BLOCKER_KINDS (the label stays bounded); anything else is counted as `other`.
+    this.blockers.inc({ provider: this.providers.value(provider), kind: (BLOCKER_KINDS as readonly string[]).includes(kind) ? kind : 'other' });
   }
 
   /** The live log of a job attempt was closed (src/execution-plane/job/pipeline.ts). */

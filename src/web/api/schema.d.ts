@@ -1445,6 +1445,17 @@ export interface components {
                 dueAt: string;
             } | null;
         };
+        JobBlocker: {
+            /**
+             * @description login-wall, captcha, rate-limit, maintenance or access-denied.
+             * @enum {string}
+             */
+            kind: "login-wall" | "captcha" | "rate-limit" | "maintenance" | "access-denied";
+            /** @description The page, without query or fragment. */
+            url: string;
+            /** @description The rule that matched: a status code, the phrase found, the widget or marker seen. */
+            evidence: string;
+        };
         JobDetail: {
             id: string;
             /** @enum {string} */
@@ -1493,6 +1504,8 @@ export interface components {
             /** @description The parsed data the flow set (parsed-data.json); null until the job has some. */
             result: unknown;
             artifacts: components["schemas"]["Artifact"][];
+            /** @description What stood between the last recorded attempt and its page (docs/scripts.md "Blockers"); null when it met none. */
+            blocker: components["schemas"]["JobBlocker"] | null;
         };
         JobListItem: components["schemas"]["Job"] & {
             /** @description The name of the user who ran it (also when they have since been removed from the organisation). */
@@ -4977,7 +4990,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url: string;
-                    events: ("job.done" | "job.failed" | "job.dead" | "job.cancelled" | "job.waiting_for_user" | "session.expired" | "*")[];
+                    events: ("job.done" | "job.failed" | "job.dead" | "job.cancelled" | "job.waiting_for_user" | "job.blocked" | "session.expired" | "*")[];
                 };
             };
         };

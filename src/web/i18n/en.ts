@@ -355,6 +355,25 @@ export const en = {
   },
   job: {
     title: 'Job {{id}}',
+    blocker: {
+      heading: 'What blocked the portal',
+      page: 'Page',
+      evidence: 'Seen',
+      kinds: {
+        'login-wall': 'A login wall: the portal asked to sign in again.',
+        captcha: 'A CAPTCHA: the portal asked to prove a person is there.',
+        'rate-limit': 'A rate limit: the portal said there were too many requests.',
+        maintenance: 'A maintenance page: the portal is temporarily unavailable.',
+        'access-denied': 'Access denied: the portal refused this page.',
+      },
+      advice: {
+        'login-wall': 'Connect the provider again with a fresh session, or give it a login flow so the platform signs in by itself.',
+        captcha: 'Configure a CAPTCHA solver, or open the job while it waits for a person and solve it in the live view.',
+        'rate-limit': 'Run fewer jobs against this portal: lower the provider\'s requests per minute or space its schedules, then retry later.',
+        maintenance: 'Retry after the portal\'s maintenance; a maintenance window on the provider keeps jobs from starting meanwhile.',
+        'access-denied': 'Check that the portal account may see this page, and that the job reaches the portal from an allowed address.',
+      },
+    },
     waiting: {
       account: '— waiting for another run of this portal account to finish (runs of one account take turns); it starts as soon as one ends.',
       maintenance: "— waiting for the portal's maintenance window to end ({{until}}); no attempt is used.",

@@ -357,6 +357,25 @@ export const es: Catalogue = {
   },
   job: {
     title: 'Trabajo {{id}}',
+    blocker: {
+      heading: 'Qué bloqueó al portal',
+      page: 'Página',
+      evidence: 'Visto',
+      kinds: {
+        'login-wall': 'Un muro de inicio de sesión: el portal pidió ingresar de nuevo.',
+        captcha: 'Un CAPTCHA: el portal pidió demostrar que hay una persona.',
+        'rate-limit': 'Un límite de solicitudes: el portal dijo que hubo demasiadas solicitudes.',
+        maintenance: 'Una página de mantenimiento: el portal no está disponible temporalmente.',
+        'access-denied': 'Acceso denegado: el portal rechazó esta página.',
+      },
+      advice: {
+        'login-wall': 'Conecte de nuevo el proveedor con una sesión nueva, o dele un flujo de inicio de sesión para que la plataforma ingrese por sí misma.',
+        captcha: 'Configure un servicio que resuelva CAPTCHAs, o abra el trabajo mientras espera a una persona y resuélvalo en la vista en vivo.',
+        'rate-limit': 'Ejecute menos trabajos contra este portal: baje las solicitudes por minuto del proveedor o espacie sus programaciones, y vuelva a intentarlo más tarde.',
+        maintenance: 'Vuelva a intentarlo después del mantenimiento del portal; una ventana de mantenimiento en el proveedor evita que los trabajos empiecen mientras tanto.',
+        'access-denied': 'Compruebe que la cuenta del portal puede ver esta página y que el trabajo llega al portal desde una dirección permitida.',
+      },
+    },
     waiting: {
       account: '— esperando a que termine otra ejecución de esta cuenta del portal (las ejecuciones de una cuenta se turnan); empieza en cuanto termine una.',
       maintenance: '— esperando a que termine la ventana de mantenimiento del portal ({{until}}); no gasta intentos.',

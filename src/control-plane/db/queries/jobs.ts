@@ -3,7 +3,7 @@
  * A final status (done, failed, cancelled, dead) is never overwritten by a result; only an explicit retry or a
  * dead-letter requeue puts a job back to queued.
  */
-import type { JobMessage, RecordMode, ResultArtifact, ResultFiles } from '../../../shared/schemas.ts';
+import type { JobMessage, RecordMode, ResultArtifact, ResultBlocker, ResultFiles } from '../../../shared/schemas.ts';
 
 type JobPriority = NonNullable<JobMessage['priority']>;
 import type { Tx } from '../types.ts';
@@ -32,6 +32,8 @@ export interface JobRow {
   files: ResultFiles | null;
   /** Every evidence file with size and SHA-256 (0006_result_artifacts.sql); null for results without the list. */
   artifacts: ResultArtifact[] | null;
+  /** The blocker the last recorded attempt met (0018_job_blocker.sql); null when none. */
+  blocker: ResultBlocker | null;
   metadata: Record<string, unknown> | null;
   trace_id: string | null;
   priority: JobPriority;
@@ -44,7 +46,7 @@ export interface JobRow {
 }
 
 const COLUMNS = `id, org_id, user_id, provider_id, flow_id, flow_version, status, attempt, idempotency_key, request_hash,
-  created_at, started_at, finished_at, duration_ms, worker_id, error_code, error_message, result, files, artifacts, metadata, trace_id,
+  created_at, started_at, finished_at, duration_ms, worker_id, error_code, error_message, result, files, artifacts, blocker, metadata, trace_id,
   priority, max_attempts, schedule_id, due_at, record`;
 const FINAL_SQL = `('done', 'failed', 'cancelled', 'dead')`;
 
@@ -118,13 +120,14 @@ export async function failJob(tx: Tx, id: string, code: string, message: string)
 export async function recordResult(tx: Tx, r: {
   id: string; status: string; attempt: number; workerId: string; durationMs: number; finishedAt: string | null;
   errorCode: string | null; errorMessage: string | null; files: ResultFiles; result: unknown; artifacts?: ResultArtifact[];
+  blocker?: ResultBlocker;
 }): Promise<boolean> {
   const rows = await tx.query(`UPDATE jobs SET status = $2, attempt = GREATEST(attempt, $3), worker_id = $4, duration_ms = $5,
-      finished_at = $6::timestamptz, error_code = $7, error_message = $8, files = $9::jsonb, result = $10::jsonb, artifacts = $11::jsonb
+      finished_at = $6::timestamptz, error_code = $7, error_message = $8, files = $9::jsonb, result = $10::jsonb, artifacts = $11::jsonb, blocker = $12::jsonb
     WHERE id = $1 AND status NOT IN ${FINAL_SQL} AND ($2 IN ${FINAL_SQL} OR attempt <= $3) RETURNING id`,
   [r.id, r.status, r.attempt, r.workerId, Math.round(r.durationMs), r.finishedAt, r.errorCode, r.errorMessage,
     JSON.stringify(r.files), r.result === undefined || r.result === null ? null : JSON.stringify(r.result),
-    r.artifacts === undefined ? null : JSON.stringify(r.artifacts)]);
+    r.artifacts === undefined ? null : JSON.stringify(r.artifacts), r.blocker === undefined ? null : JSON.stringify(r.blocker)]);
   return rows.length > 0;
 }
 
@@ -141,7 +144,7 @@ export async function cancelJob(tx: Tx, id: string, errorCode: string, errorMess
  */
 export async function requeueFinishedJob(tx: Tx, id: string, attempt: number): Promise<JobRow | undefined> {
   return (await tx.query<JobRow>(`UPDATE jobs SET status = 'queued', attempt = $2, started_at = NULL, finished_at = NULL,
-      duration_ms = NULL, worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL, artifacts = NULL
+      duration_ms = NULL, worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL, artifacts = NULL, blocker = NULL
     WHERE id = $1 AND status IN ('failed', 'dead') RETURNING ${COLUMNS}`, [id, attempt]))[0];
 }
 
@@ -151,7 +154,7 @@ export async function requeueFinishedJob(tx: Tx, id: string, attempt: number): P
  */
 export async function markJobRequeued(tx: Tx, id: string, attempt: number): Promise<boolean> {
   const rows = await tx.query(`UPDATE jobs SET status = 'queued', attempt = $2, started_at = NULL, finished_at = NULL, duration_ms = NULL,
-      worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL, artifacts = NULL
+      worker_id = NULL, error_code = NULL, error_message = NULL, result = NULL, files = NULL, artifacts = NULL, blocker = NULL
     WHERE id = $1 AND status IN ('failed', 'dead') RETURNING id`, [id, attempt]);
   return rows.length > 0;
 }

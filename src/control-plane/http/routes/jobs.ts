@@ -100,7 +100,7 @@ export function jobRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const live = isFinalStatus(job.status) ? undefined : JobStatus.safeParse(await ctx.redis.get(keys.jobStatus(job.id)).catch(() => null));
       const status = live?.success && !isFinalStatus(live.data) ? { status: live.data } : {};
       const waiting = (status.status ?? job.status) === 'queued' ? await waitingOf(ctx, orgId, job) : null;
-      return { job: { ...jobJson(job), ...status, waiting, result: job.result ?? null, artifacts: await artifactsOf(ctx, job) } };
+      return { job: { ...jobJson(job), ...status, waiting, result: job.result ?? null, artifacts: await artifactsOf(ctx, job), blocker: job.blocker ?? null } };
     },
   });
 

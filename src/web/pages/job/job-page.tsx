@@ -15,6 +15,7 @@ import { Page } from '../../components/page.tsx';
 import { isFinal, StatusBadge } from '../../components/status-badge.tsx';
 import { useFormat } from '../../lib/format.ts';
 import { useProviders } from '../providers/providers-page.tsx';
+import { BlockerNotice } from './blocker-notice.tsx';
 import { DataTables } from './data-tables.tsx';
 import { JobLog } from './job-log.tsx';
 import { LiveView } from './live-view.tsx';
@@ -98,6 +99,7 @@ export default function JobPage() {
           <p>{isHinted(j.error.code) ? t(`job.hints.${j.error.code}`) : t('job.hints.default')}</p>
         </section>
       )}
+      {j.blocker && <BlockerNotice blocker={j.blocker} />}
       {j.status === 'waiting_for_user' && <LiveView jobId={j.id} onAnswered={refetchJob} />}
       <JobLog jobId={j.id} final={final} />
       <section>
