@@ -20,7 +20,8 @@ import type { WorkerConfig } from './config.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { EgressProxy, serviceOf } from './job/egress-proxy.ts';
 import { boundWait } from './job/deadline.ts';
-import { LEASE_LOST, processJob, type PipelineDeps } from './job/pipeline.ts';
+import { processJob, type PipelineDeps } from './job/pipeline.ts';
+import { jobTimeoutMs, LEASE_LOST } from './job/attempt.ts';
 import { JobQueue, type ControlMessage, type Taken } from '../shared/queue/job-queue.ts';
 import { ProviderGate } from '../shared/provider-gate/gate.ts';
 import type { ScriptRunner } from './script/runner.ts';
@@ -258,7 +259,7 @@ export async function startWorker(configured: WorkerConfig, deps: WorkerDeps = {
     // back for as long as the job may run, plus a lease.
     gate: {
       gate: ProviderGate.connect(redis, observability.metrics.gateObserver()), queue, redis, logger,
-      probeMs: (job) => (job.timeoutMs ?? config.executionTimeoutMs) + config.leaseMs,
+      probeMs: (job) => jobTimeoutMs(job, config) + config.leaseMs,
     },
     // The XML evidence of `sri` jobs is read into parsed data, which the control plane keeps as documents.
     evidenceParser: { parse: parseSriDocument },
