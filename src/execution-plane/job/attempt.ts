@@ -103,14 +103,13 @@ export class JobAttempt {
    * still keeps its evidence.
    */
   ioSignal(ms = S3_CALL_TIMEOUT_MS): AbortSignal {
-    const timeout = AbortSignal.timeout(ms);
-    const shutdown = this.shutdownSignal();
-    return shutdown ? AbortSignal.any([timeout, shutdown]) : timeout;
+    return AbortSignal.any([AbortSignal.timeout(ms), this.stopSignal()]);
   }
 
-  /** Aborted when `signal` aborts for a worker shutdown or a lost lease (not for a cancel). */
   private shutdown: AbortController | undefined;
-  private shutdownSignal(): AbortSignal | undefined {
+
+  /** Aborted when `signal` aborts for a worker shutdown or a lost lease (not for a cancel). */
+  stopSignal(): AbortSignal {
     if (!this.shutdown) {
       const c = new AbortController();
       const check = () => {

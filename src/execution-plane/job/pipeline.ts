@@ -170,6 +170,8 @@ async function runAttempt(a: JobAttempt, pacing: ProviderPacing | undefined): Pr
   if (exec.consoleLinesDropped) exec.warn(`page console: ${exec.consoleLinesDropped} line(s) beyond the first ${MAX_CONSOLE_LINES} were not kept`);
   await addParsedEvidence(a);
   const { files, list, uploadError } = await uploadEvidence(a);
+  // The worker shut down during the upload (its S3 calls were cancelled): the job goes back untouched.
+  if (uploadError && a.abortKind() === 'shutdown') return release(a, false);
   if (uploadError) {
     a.log.error({ err: redactor.redact(uploadError.message) }, 'uploading the evidence failed');
     // A download that could not be stored fails the job as UPLOAD_FAILED (retried), also when the script, handed the

@@ -21,7 +21,8 @@ const prefixOf = (a: JobAttempt) => `results/${a.job.orgId}/${a.job.userId}/${a.
 export function evidenceStore(a: JobAttempt): EvidenceStore {
   const bucket = a.config.s3ResultsBucket;
   const prefix = prefixOf(a);
-  return { put: (name, body, contentType, signal) => a.deps.blobStore.put(bucket, prefix + name, body, contentType, { signal }) };
+  // A download's own bound (helpers.ts), and the attempt's shutdown: a worker that stops does not wait on it.
+  return { put: (name, body, contentType, signal) => a.deps.blobStore.put(bucket, prefix + name, body, contentType, { signal: AbortSignal.any([signal, a.stopSignal()]) }) };
 }
 
 /**
@@ -37,7 +38,8 @@ export async function addParsedEvidence(a: JobAttempt): Promise<void> {
     const parsed = await parseXmlEvidence(parser, job.providerName, artifacts.downloads, {
       read: async (uri) => {
         const loc = parseS3Uri(uri);
-        return loc ? boundWait(deps.blobStore.get(loc.bucket, loc.key), S3_CALL_TIMEOUT_MS, `reading ${loc.key}`) : undefined;
+        const signal = a.ioSignal();
+        return loc ? boundWait(deps.blobStore.get(loc.bucket, loc.key, { signal }), S3_CALL_TIMEOUT_MS, `reading ${loc.key}`, signal) : undefined;
       },
       info: (line) => exec.info(line),
       warn: (line) => exec.warn(line),
@@ -58,10 +60,10 @@ export async function uploadEvidence(a: JobAttempt): Promise<{ files: ResultFile
   const bucket = a.config.s3ResultsBucket;
   const prefix = prefixOf(a);
   const put = async (x: Artifact, kind: ResultArtifact['kind']): Promise<ResultArtifact> => {
-    // An upload given up on (over its bound) is cancelled too, so it does not go on in the background.
-    const cancel = new AbortController();
-    const uri = await boundWait(deps.blobStore.put(bucket, prefix + x.name, x.body, x.contentType, { signal: cancel.signal }), S3_CALL_TIMEOUT_MS, `uploading ${x.name}`)
-      .catch((e: unknown) => { cancel.abort(); throw e; });
+    // Cancelled, not only given up on, over its time or when the worker shuts down (JobAttempt.ioSignal): an upload
+    // never goes on in the background after the attempt stopped waiting for it.
+    const signal = a.ioSignal();
+    const uri = await boundWait(deps.blobStore.put(bucket, prefix + x.name, x.body, x.contentType, { signal }), S3_CALL_TIMEOUT_MS, `uploading ${x.name}`, signal);
     return { name: x.name, kind, uri, bytes: x.body.length, sha256: sha256Of(x.body), contentType: x.contentType };
   };
   const files: ResultFiles = { log: s3Uri(bucket, `${prefix}execution.log`), screenshots: [] };

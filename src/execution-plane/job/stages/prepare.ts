@@ -95,7 +95,9 @@ async function loadVerifiedScript(a: JobAttempt, note: (line: string) => void): 
     const key = job.scriptKey!;
     let body: Buffer | undefined;
     try {
-      body = await boundWait(deps.blobStore.get(config.s3ScriptsBucket, key), S3_CALL_TIMEOUT_MS, 'reading the script');
+      // Cancelled, not only given up on, over its time or when the worker shuts down (JobAttempt.ioSignal).
+      const signal = a.ioSignal();
+      body = await boundWait(deps.blobStore.get(config.s3ScriptsBucket, key, { signal }), S3_CALL_TIMEOUT_MS, 'reading the script', signal);
     } catch (e) {
       if (isNotFound(e)) body = undefined;
       else throw new SriError('SERVICE_UNAVAILABLE', `Could not read the script ${key} from S3: ${(e as Error).message}`);

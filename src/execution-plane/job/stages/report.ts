@@ -55,9 +55,9 @@ export async function bury(
 }
 
 /** The job goes back to the front of its queue untouched (worker shutdown after the grace period). */
-export async function release(a: JobAttempt): Promise<JobOutcome> {
+export async function release(a: JobAttempt, closeLiveLog = true): Promise<JobOutcome> {
   a.exec.info('worker stopping: the job goes back to its queue untouched');
-  await a.closeLiveLog();
+  if (closeLiveLog) await a.closeLiveLog();
   await a.deps.queue.release(a.taken);
   a.log.info({ duration: a.elapsedMs() }, 'job released back to its queue (worker stopping)');
   return { jobId: a.job.jobId, status: 'released', durationMs: a.elapsedMs() };
