@@ -1,6 +1,7 @@
 /**
- * The worker's browsers (BrowserPool): one warm Chromium, launched at start and relaunched when it disconnects
- * (crash, OOM kill) — at once, or after an exponential backoff when it keeps dying young — so the worker stays ready
+ * The worker's browsers (BrowserPool): WORKER_BROWSERS warm Chromium processes (BrowserHost, one each; @default 1),
+ * launched at start, the job slots' contexts spread over them (the least loaded first). Each is relaunched when it
+ * disconnects (crash, OOM kill) — a crash fails only the jobs running in it, the others go on — at once, or after an exponential backoff when it keeps dying young — so the worker stays ready
  * (/readyz) and the next job does not pay the launch. Every relaunch after a crash is a restart (`onRestart`, the
  * sri_browser_restarts_total metric and its restart-loop alert); a browser retired after its maximum of contexts or
  * its maximum age (memory creep) is replaced without counting one, and closes after its last job.
@@ -107,44 +108,73 @@ const JOB_CONTEXT_OPTIONS = { acceptDownloads: true, serviceWorkers: 'block' } a
 /** What a job may add to its context's options: a video of its pages (job/recording.ts). */
 export type JobContextExtras = Pick<BrowserContextOptions, 'recordVideo'>;
 
-export class BrowserPool {
+/** The settings of a BrowserPool; those of one browser apply to each of its browsers. */
+export interface BrowserPoolOptions {
+  chromiumPath?: string; launchTimeoutMs: number; logger: Logger;
+  /** Called for every launch after the first of a browser, unless it replaces a retired one. */
+  onRestart?: () => void;
+  /** Egress credentials for a context prepared before its job (EgressProxy.prepareLease); without it, no `reserve`. */
+  prepareLease?: () => PreparedLease;
+  /**
+   * Contexts kept prepared ahead (one per job slot): a job takes one instead of waiting for a context and its
+   * page to open. 0: each job opens its own when it starts. @default 0
+   */
+  warmContexts?: number;
+  /**
+   * A browser gives no new context after this many (long-running Chromium creeps in memory): the next context
+   * opens in a new browser, and the old one closes when its last context does. @default unlimited
+   */
+  maxContextsPerBrowser?: number;
+  /** Likewise after this long since its launch. @default unlimited */
+  maxBrowserAgeMs?: number;
+  /**
+   * Browsers (Chromium processes) the pool keeps (WORKER_BROWSERS): new contexts go to the one with the fewest open,
+   * so job slots spread over them; each is retired, relaunched and backed off on its own, and a crash of one fails
+   * only the jobs running in it. @default 1
+   */
+  browsers?: number;
+}
+
+/**
+ * One of the pool's browsers: launched on demand, relaunched when it disconnects (after a backoff when it keeps
+ * dying young), retired after its maximum of contexts or age — all on its own, whatever its siblings do.
+ */
+class BrowserHost {
   private browser: Browser | undefined;
   private launching: Promise<Browser> | undefined;
   private closed = false;
   private launches = 0;
-  private readonly warm: PreparedContext[] = [];
-  private preparing: Promise<void> | undefined;
   private youngDeaths = 0;
+  /** Until then, after a crash, the pool prefers its other browsers (the relaunch waits out the backoff). */
+  private backoffUntil = 0;
   /** The current browser's contexts opened so far and its launch time: what retirement counts. */
   private contextsOpened = 0;
   private launchedAt = 0;
   /** Contexts still open per browser, so a retired browser is closed when its last job ends. */
   private readonly openContexts = new Map<Browser, number>();
   private readonly retired = new Set<Browser>();
+  /** The browser takes no new context; it closes once its open ones have (now, when it has none). */
+  private retiredLast = false;
 
-  constructor(private readonly opts: {
-    chromiumPath?: string; launchTimeoutMs: number; logger: Logger;
-    /** Called for every launch after the first. */
-    onRestart?: () => void;
-    /** Egress credentials for a context prepared before its job (EgressProxy.prepareLease); without it, no `reserve`. */
-    prepareLease?: () => PreparedLease;
-    /**
-     * Contexts kept prepared ahead (one per job slot): a job takes one instead of waiting for a context and its
-     * page to open. 0: each job opens its own when it starts. @default 0
-     */
-    warmContexts?: number;
-    /**
-     * A browser gives no new context after this many (long-running Chromium creeps in memory): the next context
-     * opens in a new browser, and the old one closes when its last context does. @default unlimited
-     */
-    maxContextsPerBrowser?: number;
-    /** Likewise after this long since its launch. @default unlimited */
-    maxBrowserAgeMs?: number;
-  }) {}
+  constructor(private readonly opts: BrowserPoolOptions, private readonly logger: Logger) {}
 
   /** True while a launched browser is connected. */
   isUp(): boolean {
     return !this.closed && this.browser?.isConnected() === true;
+  }
+
+  /** Not waiting out a crash backoff: the pool may open contexts here. */
+  available(): boolean {
+    return !this.closed && Date.now() >= this.backoffUntil;
+  }
+
+  /** Contexts open in the current browser (the pool's measure of load). */
+  load(): number {
+    return this.browser ? this.openContexts.get(this.browser) ?? 0 : 0;
+  }
+
+  get retryAt(): number {
+    return this.backoffUntil;
   }
 
   /** The connected browser, launching (once, however many callers wait) when there is none. */
@@ -157,7 +187,7 @@ export class BrowserPool {
   }
 
   /**
-   * A new context in the warm browser. A browser that died can still look connected for a moment (its
+   * A new context in this host's browser. A browser that died can still look connected for a moment (its
    * 'disconnected' event not yet delivered): when opening the context fails that way, the browser is dropped and
    * one relaunch is tried.
    */
@@ -177,11 +207,137 @@ export class BrowserPool {
       } catch (e) {
         const dead = !browser.isConnected() || /closed|disconnected|crash/i.test((e as Error).message);
         if (!dead || attempt >= 1) throw e;
-        this.opts.logger.warn({ err: (e as Error).message.split('\n')[0] }, 'browser is gone; relaunching');
+        this.logger.warn({ err: (e as Error).message.split('\n')[0] }, 'browser is gone; relaunching');
         if (this.browser === browser) this.browser = undefined;
         await browser.close().catch(() => {});
       }
     }
+  }
+
+  private dueForRetirement(): boolean {
+    const { maxContextsPerBrowser: maxContexts, maxBrowserAgeMs: maxAge } = this.opts;
+    return (maxContexts !== undefined && this.contextsOpened >= maxContexts)
+      || (maxAge !== undefined && Date.now() - this.launchedAt >= maxAge);
+  }
+
+  private retire(browser: Browser): void {
+    this.retiredLast = true;
+    this.logger.info({ contexts: this.contextsOpened, ageMs: Date.now() - this.launchedAt }, 'browser retired; the next context opens in a new one');
+    this.retired.add(browser);
+    if (this.browser === browser) this.browser = undefined;
+    if ((this.openContexts.get(browser) ?? 0) <= 0) void browser.close().catch(() => {});
+  }
+
+  private async launch(): Promise<Browser> {
+    const executablePath = resolveChromiumPath(this.opts.chromiumPath);
+    const started = Date.now();
+    let browser: Browser;
+    try {
+      browser = await chromium.launch({
+        executablePath,
+        headless: true,
+        args: chromiumArgs(),
+        // Chromium's own sandbox cannot start as root; as any other user it stays on.
+        chromiumSandbox: !runningAsRoot(),
+        timeout: this.opts.launchTimeoutMs,
+        handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
+      });
+    } catch (e) {
+      throw new SriError('BROWSER_ERROR', `Chromium did not start (${executablePath ?? 'Playwright\'s own browser'}): ${(e as Error).message.split('\n')[0]}. Set CHROMIUM_PATH or install chromium.`, { cause: e });
+    }
+    this.logger.info({ executablePath: executablePath ?? 'playwright', version: browser.version(), duration: Date.now() - started }, 'browser launched');
+    const launchedAt = Date.now();
+    // A launch that replaces a retired browser is no restart: only those after a crash count (the restart-loop alert).
+    const replacesRetired = this.launches > 0 && this.retiredLast;
+    this.retiredLast = false;
+    if (this.launches++ > 0 && !replacesRetired) this.opts.onRestart?.();
+    browser.on('disconnected', () => {
+      this.openContexts.delete(browser);
+      if (this.retired.delete(browser)) return;
+      if (this.browser === browser) this.browser = undefined;
+      if (this.closed) return;
+      // A browser that dies soon after its launch is relaunched after a pause that doubles with each such death.
+      this.youngDeaths = Date.now() - launchedAt < RESTART_PAUSE_WITHIN_MS ? this.youngDeaths + 1 : 0;
+      const pauseMs = restartBackoffMs(this.youngDeaths);
+      this.backoffUntil = Date.now() + pauseMs;
+      this.logger.warn({ pauseMs, youngDeaths: this.youngDeaths }, 'browser disconnected; relaunching');
+      const relaunch = () => {
+        if (this.closed || this.browser) return;
+        this.get().catch((e: unknown) => this.logger.error({ err: (e as Error).message }, 'relaunching the browser failed; the next job tries again'));
+      };
+      if (pauseMs) setTimeout(relaunch, pauseMs).unref();
+      else relaunch();
+    });
+    if (this.closed) {
+      await browser.close().catch(() => {});
+      throw new SriError('WORKER_SHUTDOWN');
+    }
+    this.browser = browser;
+    this.launchedAt = launchedAt;
+    this.contextsOpened = 0;
+    return browser;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const b = this.browser ?? (await this.launching?.catch(() => undefined));
+    this.browser = undefined;
+    await Promise.all([b, ...this.retired].map((x) => x?.close().catch(() => {})));
+    this.retired.clear();
+  }
+}
+
+export class BrowserPool {
+  private closed = false;
+  private readonly hosts: BrowserHost[];
+  private readonly warm: PreparedContext[] = [];
+  private preparing: Promise<void> | undefined;
+  /** Where the search for the least loaded browser starts, so equal loads take turns. */
+  private nextHost = 0;
+
+  constructor(private readonly opts: BrowserPoolOptions) {
+    const n = Math.max(1, opts.browsers ?? 1);
+    this.hosts = Array.from({ length: n }, (_, i) => new BrowserHost(opts, n > 1 ? opts.logger.child({ browser: i }) : opts.logger));
+  }
+
+  /** True while at least one of its browsers is launched and connected. */
+  isUp(): boolean {
+    return !this.closed && this.hosts.some((h) => h.isUp());
+  }
+
+  /** How many of its browsers are launched and connected. */
+  browsersUp(): number {
+    return this.closed ? 0 : this.hosts.filter((h) => h.isUp()).length;
+  }
+
+  /** Every browser launched (once, however many callers wait); resolves with the first one's. */
+  async get(): Promise<Browser> {
+    if (this.closed) throw new SriError('WORKER_SHUTDOWN', 'The worker is stopping; no browser is available.');
+    const up = this.hosts.filter((h) => h.available());
+    const [first] = await Promise.all((up.length ? up : this.hosts).map((h) => h.get()));
+    return first!;
+  }
+
+  /**
+   * The browser a new context goes to: of those not waiting out a crash backoff, the one with the fewest open
+   * contexts (turns taken among equals); when every one is backing off, the first to be done with it.
+   */
+  private pick(): BrowserHost {
+    const n = this.hosts.length;
+    let best: BrowserHost | undefined;
+    for (let i = 0; i < n; i++) {
+      const h = this.hosts[(this.nextHost + i) % n]!;
+      if (h.available() && (!best || h.load() < best.load())) best = h;
+    }
+    best ??= this.hosts.reduce((a, b) => (b.retryAt < a.retryAt ? b : a));
+    this.nextHost = (this.hosts.indexOf(best) + 1) % n;
+    return best;
+  }
+
+  /** A new context in the least loaded browser (BrowserHost.newContext). */
+  async newContext(options: Parameters<Browser['newContext']>[0]): Promise<{ browser: Browser; context: BrowserContext }> {
+    if (this.closed) throw new SriError('WORKER_SHUTDOWN', 'The worker is stopping; no browser is available.');
+    return this.pick().newContext(options);
   }
 
   /**
@@ -257,79 +413,10 @@ export class BrowserPool {
     }
   }
 
-  private dueForRetirement(): boolean {
-    const { maxContextsPerBrowser: maxContexts, maxBrowserAgeMs: maxAge } = this.opts;
-    return (maxContexts !== undefined && this.contextsOpened >= maxContexts)
-      || (maxAge !== undefined && Date.now() - this.launchedAt >= maxAge);
-  }
-
-  /** The browser takes no new context; it closes once its open ones have (now, when it has none). */
-  private retiredLast = false;
-
-  private retire(browser: Browser): void {
-    this.retiredLast = true;
-    this.opts.logger.info({ contexts: this.contextsOpened, ageMs: Date.now() - this.launchedAt }, 'browser retired; the next context opens in a new one');
-    this.retired.add(browser);
-    if (this.browser === browser) this.browser = undefined;
-    if ((this.openContexts.get(browser) ?? 0) <= 0) void browser.close().catch(() => {});
-  }
-
-  private async launch(): Promise<Browser> {
-    const executablePath = resolveChromiumPath(this.opts.chromiumPath);
-    const started = Date.now();
-    let browser: Browser;
-    try {
-      browser = await chromium.launch({
-        executablePath,
-        headless: true,
-        args: chromiumArgs(),
-        // Chromium's own sandbox cannot start as root; as any other user it stays on.
-        chromiumSandbox: !runningAsRoot(),
-        timeout: this.opts.launchTimeoutMs,
-        handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
-      });
-    } catch (e) {
-      throw new SriError('BROWSER_ERROR', `Chromium did not start (${executablePath ?? 'Playwright\'s own browser'}): ${(e as Error).message.split('\n')[0]}. Set CHROMIUM_PATH or install chromium.`, { cause: e });
-    }
-    this.opts.logger.info({ executablePath: executablePath ?? 'playwright', version: browser.version(), duration: Date.now() - started }, 'browser launched');
-    const launchedAt = Date.now();
-    // A launch that replaces a retired browser is no restart: only those after a crash count (the restart-loop alert).
-    const replacesRetired = this.launches > 0 && this.retiredLast;
-    this.retiredLast = false;
-    if (this.launches++ > 0 && !replacesRetired) this.opts.onRestart?.();
-    browser.on('disconnected', () => {
-      this.openContexts.delete(browser);
-      if (this.retired.delete(browser)) return;
-      if (this.browser === browser) this.browser = undefined;
-      if (this.closed) return;
-      // A browser that dies soon after its launch is relaunched after a pause that doubles with each such death.
-      this.youngDeaths = Date.now() - launchedAt < RESTART_PAUSE_WITHIN_MS ? this.youngDeaths + 1 : 0;
-      const pauseMs = restartBackoffMs(this.youngDeaths);
-      this.opts.logger.warn({ pauseMs, youngDeaths: this.youngDeaths }, 'browser disconnected; relaunching');
-      const relaunch = () => {
-        if (this.closed || this.browser) return;
-        this.get().catch((e: unknown) => this.opts.logger.error({ err: (e as Error).message }, 'relaunching the browser failed; the next job tries again'));
-      };
-      if (pauseMs) setTimeout(relaunch, pauseMs).unref();
-      else relaunch();
-    });
-    if (this.closed) {
-      await browser.close().catch(() => {});
-      throw new SriError('WORKER_SHUTDOWN');
-    }
-    this.browser = browser;
-    this.launchedAt = launchedAt;
-    this.contextsOpened = 0;
-    return browser;
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     await this.preparing;
     await Promise.all(this.warm.splice(0).map((p) => p.recycle()));
-    const b = this.browser ?? (await this.launching?.catch(() => undefined));
-    this.browser = undefined;
-    await Promise.all([b, ...this.retired].map((x) => x?.close().catch(() => {})));
-    this.retired.clear();
+    await Promise.all(this.hosts.map((h) => h.close()));
   }
 }

@@ -60,6 +60,8 @@ export const workerSettings = {
     'Largest file a job may keep from a download (bytes); a larger one fails the job with SCRIPT_RESOURCE_LIMIT.'),
   moduleCacheMax: setting('WORKER_MODULE_CACHE_MAX', intSetting(32, 1),
     'Module versions (name@version, verified) one worker keeps in memory; the least recently used goes first (docs/modules.md).'),
+  browsers: setting('WORKER_BROWSERS', intSetting(1, 1),
+    'Chromium processes one worker keeps: its job slots\' contexts spread over them, each is retired and relaunched on its own, and a crash of one fails only the jobs running in it (BROWSER_CRASHED, retried). @default 1'),
   browserMaxContexts: setting('WORKER_BROWSER_MAX_CONTEXTS', intSetting(500, 1),
     'Contexts (jobs) one Chromium serves before it is retired: the next job opens in a new browser and the old one closes after its last job, so memory creep of a long-running Chromium is bounded.'),
   browserMaxAgeMs: setting('WORKER_BROWSER_MAX_AGE_MS', intSetting(3_600_000, 1000),

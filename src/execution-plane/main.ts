@@ -43,7 +43,8 @@ export async function runWorkerProcess(env: Record<string, string | undefined> =
   const onSignal = (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'signal received; draining');
     h.stop().then(
-      () => logger.flush(() => process.exit(0)),
+      // Jobs left unsettled (WORKER_SHUTDOWN_TIMEOUT): exit non-zero; their leases expire and they run elsewhere.
+      (r) => logger.flush(() => process.exit(r.error ? exitCodeOf(r.error) : 0)),
       (e: unknown) => { logger.error({ err: (e as Error).message }, 'stop failed'); logger.flush(() => process.exit(1)); },
     );
   };

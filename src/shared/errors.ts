@@ -116,6 +116,7 @@ export const ERRORS = {
   ENROLMENT_TOKEN_INVALID: spec(1, false, 'The worker\'s enrolment token is unknown, expired or already used (which one is not said); ask the operator for a new one (POST /api/operator/worker-enrolments).'),
   WORKER_REVOKED: spec(1, false, 'Redis refuses this worker\'s credentials (it was revoked, POST /api/operator/workers/{id}/revoke) or the worker was marked revoked; it exited with code 77 and takes no more jobs. Enrol a new worker if it should run again.'),
   WORKER_REDIS_LOST: spec(1, true, 'The worker could not reach Redis for longer than WORKER_REDIS_MAX_OUTAGE_MS and exited so that its supervisor restarts it; check Redis and REDIS_URL.'),
+  WORKER_SHUTDOWN_TIMEOUT: spec(1, true, 'The worker stopped with jobs that had not settled after they were aborted; their leases expire and other workers run them again. Look at the worker\'s log for what the jobs were waiting on.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -87,10 +87,10 @@ export class BlobStore {
     return s3Uri(bucket, key);
   }
 
-  /** The object's bytes, or undefined when it does not exist. */
-  async get(bucket: string, key: string): Promise<Buffer | undefined> {
+  /** The object's bytes, or undefined when it does not exist. `signal` aborts the request and the read of its body. */
+  async get(bucket: string, key: string, opts: { signal?: AbortSignal } = {}): Promise<Buffer | undefined> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const r = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: opts.signal });
       return Buffer.from(await r.Body!.transformToByteArray());
     } catch (e) {
       if (isNotFound(e)) return undefined;

@@ -1,7 +1,8 @@
 /**
  * The worker's BrowserPool on real Chromium: contexts prepared ahead go idle → reserved → running → recycled and are
  * never handed out twice; a browser is retired after WORKER_BROWSER_MAX_CONTEXTS contexts (no restart counted) and
- * closes when its last context does; a killed browser is relaunched and counted; the relaunch backoff doubles.
+ * closes when its last context does; a killed browser is relaunched and counted; the relaunch backoff doubles; with
+ * WORKER_BROWSERS=2 contexts spread over two browsers and a crash of one leaves the other's contexts serving.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -87,6 +88,36 @@ describe('BrowserPool', () => {
       assert.equal(restarts, 1);
       const { context } = await pool.newContext({});
       await context.close();
+    } finally {
+      await pool.close();
+    }
+  });
+  it('spreads contexts over WORKER_BROWSERS browsers; a crash of one leaves the other serving, and only it is relaunched', async () => {
+    let restarts = 0;
+    const pool = new BrowserPool({ launchTimeoutMs: 60_000, logger, browsers: 2, onRestart: () => { restarts++; } });
+    try {
+      await pool.get();
+      assert.equal(pool.browsersUp(), 2, 'both browsers launched at start');
+      const a = await pool.newContext({});
+      const b = await pool.newContext({});
+      assert.notEqual(a.browser, b.browser, 'the second context goes to the other, less loaded browser');
+      const pageB = await b.context.newPage();
+      await pageB.setContent('<p id="x">still here</p>');
+      const pageA = await a.context.newPage();
+      // Crashes one browser's process, as an out-of-memory kill would.
+      const cdp = await a.browser.newBrowserCDPSession();
+      await cdp.send('Browser.crash').catch(() => {});
+      await waitFor(() => !a.browser.isConnected(), { timeoutMs: 20_000, what: 'the crashed browser gone' });
+      await assert.rejects(pageA.evaluate(() => 1), 'the crashed browser\'s page answers no more');
+      assert.ok(b.browser.isConnected(), 'the other browser is untouched');
+      assert.equal(await pageB.locator('#x').textContent(), 'still here', 'the other browser\'s job goes on');
+      const c = await pool.newContext({});
+      const pageC = await c.context.newPage();
+      assert.equal(await pageC.evaluate(() => 1 + 1), 2, 'a new context is served');
+      await waitFor(() => pool.browsersUp() === 2, { timeoutMs: 60_000, what: 'the crashed browser relaunched' });
+      assert.equal(restarts, 1, 'one restart: only the crashed browser');
+      await b.context.close();
+      await c.context.close();
     } finally {
       await pool.close();
     }

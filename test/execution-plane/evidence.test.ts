@@ -15,10 +15,11 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { inflateSync } from 'node:zlib';
 import { keys } from '../../src/shared/keys.ts';
-import { createRedis, type Redis } from '../../src/shared/redis.ts';
-import { BlobStore, createS3Client, parseS3Uri } from '../../src/shared/s3.ts';
+import type { Redis } from '../../src/shared/redis.ts';
+import { parseS3Uri, type BlobStore } from '../../src/shared/s3.ts';
 import { ResultMessage } from '../../src/shared/schemas.ts';
-import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
 import { push, setSession, signedJob, testOrg } from './support/jobs.ts';
 import { startWorkerHarness, type WorkerHarness } from './support/worker-harness.ts';
 
@@ -310,31 +311,24 @@ function peakRss(pid: number): number {
 }
 
 describe('large downloads are streamed to S3, not held in the worker (a worker process of its own)', () => {
-  let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
-  let s3: Awaited<ReturnType<typeof startTestS3>>;
+  let h: ServicesHarness<Portal>;
   let portal: Portal;
   let redis: Redis;
-  let sub: Redis;
   let store: BlobStore;
+  let results: Map<string, ResultMessage>;
   let child: ChildProcess | undefined;
   let exited: Promise<unknown> | undefined;
   let output = '';
-  const logs = tempDir('sri-evidence-proc-');
-  const results = new Map<string, ResultMessage>();
 
   before(async () => {
-    [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startPortal()]);
-    redis = createRedis(redisServer.url);
-    sub = createRedis(redisServer.url);
-    sub.on('pmessage', (_p: string, _c: string, m: string) => { const r = ResultMessage.parse(JSON.parse(m)); results.set(r.jobId, r); });
-    await sub.psubscribe(keys.orgDonePattern);
-    store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
+    h = await startServicesHarness({ portal: startPortal, logPrefix: 'sri-evidence-proc-' });
+    ({ portal, redis, store, results } = h);
     child = spawn(process.execPath, ['--import', 'tsx', 'src/execution-plane/main.ts'], {
       env: {
         PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NODE_NO_WARNINGS: '1',
-        REDIS_URL: redisServer.url, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
+        REDIS_URL: h.redisUrl, S3_ENDPOINT: h.s3Endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
         WORKER_ID: `mem-worker-${randomUUID().slice(0, 8)}`, WORKER_POLL_INTERVAL: '50', WORKER_MAX_JOBS: '1', WORKER_HTTP_PORT: '0',
-        LOG_DIR: logs.path, LOG_LEVEL: 'warn', EXECUTION_TIMEOUT: '240000', PLAYWRIGHT_TIMEOUT: '120000',
+        LOG_DIR: h.logDir, LOG_LEVEL: 'warn', EXECUTION_TIMEOUT: '240000', PLAYWRIGHT_TIMEOUT: '120000',
         WORKER_EGRESS_MAX_BYTES: String(1024 ** 3), WORKER_MAX_DOWNLOAD_BYTES: String(100 * 1024 * 1024),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -350,11 +344,7 @@ describe('large downloads are streamed to S3, not held in the worker (a worker p
       child.kill('SIGKILL');
       await exited;
     }
-    sub?.disconnect();
-    redis?.disconnect();
-    store?.client.destroy();
-    await Promise.all([redisServer?.stop(), s3?.close(), portal?.close()]);
-    logs.remove();
+    await h?.stop();
   });
 
   async function run(org: string, body: string, timeoutMs: number): Promise<ResultMessage> {

@@ -10,20 +10,20 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { keys } from '../../src/shared/keys.ts';
-import { createLogger } from '../../src/shared/logger.ts';
 import { JobQueue } from '../../src/shared/queue/job-queue.ts';
-import { createRedis, type Redis } from '../../src/shared/redis.ts';
-import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
-import { ResultMessage, type JobMessage } from '../../src/shared/schemas.ts';
+import type { Redis } from '../../src/shared/redis.ts';
+import type { BlobStore } from '../../src/shared/s3.ts';
+import type { ResultMessage, JobMessage } from '../../src/shared/schemas.ts';
 import { parseKeyring } from '../../src/shared/sealed.ts';
 import { signEnvelope, signScript } from '../../src/shared/signing.ts';
 import { sealSession, transportKeyring } from '../../src/shared/transport-secrets.ts';
 import type { WorkerConfig } from '../../src/execution-plane/config.ts';
-import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
-import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
-import { startTestPortal, type TestPortal } from './support/portal.ts';
-import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
-import { publishDemoProvider } from '../support/providers.ts';
+import type { WorkerHandle } from '../../src/execution-plane/worker.ts';
+import { TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
+import { startWorkerOn } from './support/worker-harness.ts';
+import type { TestPortal } from './support/portal.ts';
+import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg } from './support/jobs.ts';
 
 /** A script that leaves a trace at the portal, so a refused job can be shown to have run nothing. */
 const TRACE_SCRIPT = `export default async function run({ page, payload, helpers }) {
@@ -33,50 +33,28 @@ const TRACE_SCRIPT = `export default async function run({ page, payload, helpers
 `;
 
 describe('job envelope and replay checks on a real worker', () => {
-  let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
-  let s3: Awaited<ReturnType<typeof startTestS3>>;
+  let h: ServicesHarness;
   let portal: TestPortal;
   let redis: Redis;
-  let sub: Redis;
   let queue: JobQueue;
   let store: BlobStore;
-  const logs = tempDir('sri-envelope-logs-');
-  const results = new Map<string, ResultMessage>();
+  let results: Map<string, ResultMessage>;
 
   before(async () => {
-    [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
-    redis = createRedis(redisServer.url);
-    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
-    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
-    await publishDemoProvider(redis);
+    h = await startServicesHarness({ logPrefix: 'sri-envelope-logs-' });
+    ({ portal, redis, store, results } = h);
     queue = await JobQueue.connect(redis);
-    sub = createRedis(redisServer.url);
-    sub.on('pmessage', (_p: string, _c: string, m: string) => {
-      const r = ResultMessage.parse(JSON.parse(m));
-      results.set(r.jobId, r);
-    });
-    await sub.psubscribe(keys.orgDonePattern);
-    store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
   });
 
   after(async () => {
-    sub?.disconnect();
-    redis?.disconnect();
-    store?.client.destroy();
-    await Promise.all([redisServer?.stop(), s3?.close(), portal?.close()]);
-    logs.remove();
+    await h?.stop();
   });
 
   const session = () => ({ cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });
 
-  async function startTestWorker(extra: Record<string, string> = {}): Promise<{ worker: WorkerHandle; config: WorkerConfig }> {
-    const config = testWorkerConfig({
-      redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path,
-      extra: { WORKER_RETRY_BASE_MS: '50', WORKER_RETRY_MAX_MS: '100', WORKER_RECOVERY_INTERVAL_MS: '100', ...extra },
-    });
-    const logger = createLogger({ name: 'worker', level: 'warn', logDir: logs.path, stdout: false });
-    return { worker: await startWorker(config, { logger, orgRefreshMs: 100 }), config };
-  }
+  const startTestWorker = (extra: Record<string, string> = {}): Promise<{ worker: WorkerHandle; config: WorkerConfig }> =>
+    startWorkerOn(h, { env: { WORKER_RETRY_BASE_MS: '50', WORKER_RETRY_MAX_MS: '100', WORKER_RECOVERY_INTERVAL_MS: '100', ...extra }, logLevel: 'warn' });
+
 
   /** Pushes `message` to `queueOrg` and waits for the result published for its job id. */
   async function run(queueOrg: string, message: JobMessage): Promise<ResultMessage> {

@@ -17,16 +17,15 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseLogEntry } from '../../src/shared/job-logs.ts';
 import { keys } from '../../src/shared/keys.ts';
-import { createLogger } from '../../src/shared/logger.ts';
-import { createRedis, type Redis } from '../../src/shared/redis.ts';
-import { BlobStore, createS3Client, parseS3Uri } from '../../src/shared/s3.ts';
-import { ResultMessage } from '../../src/shared/schemas.ts';
+import type { Redis } from '../../src/shared/redis.ts';
+import type { ResultMessage } from '../../src/shared/schemas.ts';
 import { sealJobSecrets, transportKeyring } from '../../src/shared/transport-secrets.ts';
-import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
+import type { WorkerHandle } from '../../src/execution-plane/worker.ts';
 import type { WorkerConfig } from '../../src/execution-plane/config.ts';
-import { startTestRedis, startTestS3, tempDir, waitFor } from '../support/services.ts';
-import { push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
-import { publishDemoProvider } from '../support/providers.ts';
+import { waitFor } from '../support/services.ts';
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
+import { startWorkerOn } from './support/worker-harness.ts';
+import { push, setSession, signedJob, testOrg } from './support/jobs.ts';
 
 const SECRET = `Sk-${randomBytes(10).toString('hex')}/+&"<é%`;
 const NOTE = [`line-one-${randomBytes(6).toString('hex')}`, `line-two-${randomBytes(6).toString('hex')}`, `line-three-${randomBytes(6).toString('hex')}`].join('\n');
@@ -105,48 +104,26 @@ const SCRIPT = `export default async function run({ page, payload, helpers }) {
 `;
 
 describe('redaction of secrets filled with fillSecret, on a real worker', () => {
-  let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
-  let s3: Awaited<ReturnType<typeof startTestS3>>;
+  let h: ServicesHarness<Awaited<ReturnType<typeof startEchoPortal>>>;
   let portal: Awaited<ReturnType<typeof startEchoPortal>>;
   let redis: Redis;
-  let sub: Redis;
-  let store: BlobStore;
   let worker: WorkerHandle;
   let config: WorkerConfig;
-  const logs = tempDir('sri-redaction-logs-');
-  const results = new Map<string, ResultMessage>();
+  let results: Map<string, ResultMessage>;
 
   before(async () => {
-    [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startEchoPortal()]);
-    redis = createRedis(redisServer.url);
-    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
-    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
-    await publishDemoProvider(redis);
-    sub = createRedis(redisServer.url);
-    sub.on('pmessage', (_p: string, _c: string, m: string) => {
-      const r = ResultMessage.parse(JSON.parse(m));
-      results.set(r.jobId, r);
-    });
-    await sub.psubscribe(keys.orgDonePattern);
-    store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
-    config = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path });
-    worker = await startWorker(config, { logger: createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false }), orgRefreshMs: 100 });
+    h = await startServicesHarness({ portal: startEchoPortal, logPrefix: 'sri-redaction-logs-' });
+    ({ portal, redis, results } = h);
+    ({ worker, config } = await startWorkerOn(h));
   });
 
   after(async () => {
     await worker?.stop({ graceMs: 5000 });
-    sub?.disconnect();
-    redis?.disconnect();
-    store?.client.destroy();
-    await Promise.all([redisServer?.stop(), s3?.close(), portal?.close()]);
-    logs.remove();
+    await h?.stop();
   });
 
-  async function object(uri: string | undefined): Promise<string> {
-    const loc = parseS3Uri(uri ?? '');
-    assert.ok(loc, `an s3 uri: ${uri}`);
-    return (await store.get(loc.bucket, loc.key))!.toString('utf8');
-  }
+  const object = async (uri: string | undefined): Promise<string> => (await h.object(uri)).toString('utf8');
+
 
   it('keeps every form of the secrets and the cookie out of the log, live log, result and worker log; keeps the download as served and replaces only secret values in parsed data', async () => {
     const org = testOrg('redact');
@@ -189,8 +166,8 @@ describe('redaction of secrets filled with fillSecret, on a real worker', () => 
     const live = (await redis.xrange(keys.jobLogs(job.jobId), '-', '+'))
       .flatMap(([id, fields]) => { const e = parseLogEntry(id, fields); return e && 'lines' in e ? e.lines : []; });
     assert.ok(live.length > 10, 'the live log was written');
-    await waitFor(() => readFileSync(join(logs.path, 'worker-combined.log'), 'utf8').includes(job.jobId), { what: 'the worker log line' });
-    const workerLog = readFileSync(join(logs.path, 'worker-combined.log'), 'utf8');
+    await waitFor(() => readFileSync(join(h.logDir, 'worker-combined.log'), 'utf8').includes(job.jobId), { what: 'the worker log line' });
+    const workerLog = readFileSync(join(h.logDir, 'worker-combined.log'), 'utf8');
 
     // The messages of each log, joined without separators: a value split over two lines would show here.
     const logMessages = log.split('\n').map((l) => l.replace(/^\S+ \S+\s+/, '')).join('');

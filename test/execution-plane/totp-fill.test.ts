@@ -11,16 +11,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_TOTP_SEED, startDemoPortal, type DemoPortal } from '../../src/embedded/demo-portal.ts';
 import { keys } from '../../src/shared/keys.ts';
-import { createLogger } from '../../src/shared/logger.ts';
-import { createRedis, type Redis } from '../../src/shared/redis.ts';
-import { BlobStore, createS3Client, parseS3Uri } from '../../src/shared/s3.ts';
-import { ResultMessage } from '../../src/shared/schemas.ts';
+import type { Redis } from '../../src/shared/redis.ts';
+import type { ResultMessage } from '../../src/shared/schemas.ts';
 import { totpCode } from '../../src/shared/totp.ts';
-import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
-import type { WorkerConfig } from '../../src/execution-plane/config.ts';
-import { startTestRedis, startTestS3, tempDir, waitFor } from '../support/services.ts';
-import { publishDemoProvider } from '../support/providers.ts';
-import { push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
+import type { WorkerHandle } from '../../src/execution-plane/worker.ts';
+import { waitFor } from '../support/services.ts';
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
+import { startWorkerOn } from './support/worker-harness.ts';
+import { push, setSession, signedJob, testOrg } from './support/jobs.ts';
 
 const SCRIPT = `export default async function run({ page, payload, helpers }) {
   await page.goto(payload.base + '/2fa');
@@ -36,46 +34,25 @@ const SCRIPT = `export default async function run({ page, payload, helpers }) {
 `;
 
 describe('helpers.fillTotp on a real worker', () => {
-  let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
-  let s3: Awaited<ReturnType<typeof startTestS3>>;
+  let h: ServicesHarness<DemoPortal>;
   let portal: DemoPortal;
   let redis: Redis;
-  let sub: Redis;
-  let store: BlobStore;
   let worker: WorkerHandle;
-  let config: WorkerConfig;
-  const logs = tempDir('sri-totp-fill-');
-  const results = new Map<string, ResultMessage>();
+  let results: Map<string, ResultMessage>;
 
   before(async () => {
-    [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startDemoPortal({ port: 0 })]);
-    redis = createRedis(redisServer.url);
-    await publishDemoProvider(redis);
-    sub = createRedis(redisServer.url);
-    sub.on('pmessage', (_p: string, _c: string, m: string) => {
-      const r = ResultMessage.parse(JSON.parse(m));
-      results.set(r.jobId, r);
-    });
-    await sub.psubscribe(keys.orgDonePattern);
-    store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
-    config = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path });
-    worker = await startWorker(config, { logger: createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false }), orgRefreshMs: 100 });
+    h = await startServicesHarness({ portal: () => startDemoPortal({ port: 0 }), logPrefix: 'sri-totp-fill-' });
+    ({ portal, redis, results } = h);
+    ({ worker } = await startWorkerOn(h));
   });
 
   after(async () => {
     await worker?.stop({ graceMs: 5000 });
-    sub?.disconnect();
-    redis?.disconnect();
-    store?.client.destroy();
-    await Promise.all([redisServer?.stop(), s3?.close(), portal?.close()]);
-    logs.remove();
+    await h?.stop();
   });
 
-  async function object(uri: string | undefined): Promise<string> {
-    const loc = parseS3Uri(uri ?? '');
-    assert.ok(loc, `an s3 uri: ${uri}`);
-    return (await store.get(loc.bucket, loc.key))!.toString('utf8');
-  }
+  const object = async (uri: string | undefined): Promise<string> => (await h.object(uri)).toString('utf8');
+
 
   it('types a code the portal accepts, and the code the script reads back is redacted in the log, error, parsed data, result and worker log', async () => {
     const org = testOrg('totp');
@@ -98,8 +75,8 @@ describe('helpers.fillTotp on a real worker', () => {
     const parsed = JSON.parse(await object(r.files.parsedData)) as { typed: string; accepted: string };
     assert.deepEqual(parsed, { typed: '[redacted]', accepted: 'Your code was accepted.' });
 
-    await waitFor(() => readFileSync(join(logs.path, 'worker-combined.log'), 'utf8').includes(job.jobId), { timeoutMs: 30_000, what: 'the worker log line' });
-    const workerLog = readFileSync(join(logs.path, 'worker-combined.log'), 'utf8');
+    await waitFor(() => readFileSync(join(h.logDir, 'worker-combined.log'), 'utf8').includes(job.jobId), { timeoutMs: 30_000, what: 'the worker log line' });
+    const workerLog = readFileSync(join(h.logDir, 'worker-combined.log'), 'utf8');
     const stored = (await redis.get(keys.jobResult(job.jobId))) ?? '';
     const codes = new Set<string>();
     for (let t = startedAt - 30_000; t <= endedAt + 30_000; t += 10_000) codes.add(totpCode(DEMO_TOTP_SEED, t));

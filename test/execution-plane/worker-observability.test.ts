@@ -5,18 +5,18 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createRedis, type Redis } from '../../src/shared/redis.ts';
+import type { Redis } from '../../src/shared/redis.ts';
 import { keys } from '../../src/shared/keys.ts';
-import { createLogger } from '../../src/shared/logger.ts';
-import { ResultMessage } from '../../src/shared/schemas.ts';
+import type { ResultMessage } from '../../src/shared/schemas.ts';
 import { listWorkers } from '../../src/shared/worker-registry.ts';
-import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
+import type { WorkerHandle } from '../../src/execution-plane/worker.ts';
 import type { WorkerConfig } from '../../src/execution-plane/config.ts';
-import { startTestRedis, startTestS3, tempDir, waitFor } from '../support/services.ts';
+import { waitFor } from '../support/services.ts';
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
+import { startWorkerOn } from './support/worker-harness.ts';
 import { metricValue, scrape } from '../support/metrics.ts';
-import { startTestPortal, type TestPortal } from './support/portal.ts';
-import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
-import { publishDemoProvider } from '../support/providers.ts';
+import type { TestPortal } from './support/portal.ts';
+import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg } from './support/jobs.ts';
 
 /** Chromium processes this test process started (the worker runs in it): their parent is us. */
 function ourChromiumPids(): number[] {
@@ -25,46 +25,28 @@ function ourChromiumPids(): number[] {
 }
 
 describe('worker metrics, probes and registry entry on real Redis, S3 and Chromium', () => {
-  let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
-  let s3: Awaited<ReturnType<typeof startTestS3>>;
+  let h: ServicesHarness;
   let portal: TestPortal;
   let redis: Redis;
-  let sub: Redis;
   let worker: WorkerHandle;
   let config: WorkerConfig;
   let base: string;
-  const logs = tempDir('sri-worker-obs-');
-  const results = new Map<string, ResultMessage>();
+  let results: Map<string, ResultMessage>;
 
   before(async () => {
-    [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
-    redis = createRedis(redisServer.url);
-    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
-    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
-    await publishDemoProvider(redis);
-    sub = createRedis(redisServer.url);
-    sub.on('pmessage', (_p: string, _ch: string, m: string) => {
-      const r = ResultMessage.parse(JSON.parse(m));
-      results.set(r.jobId, r);
-    });
-    await sub.psubscribe(keys.orgDonePattern);
-    config = testWorkerConfig({
-      redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path,
+    h = await startServicesHarness({ logPrefix: 'sri-worker-obs-' });
+    ({ portal, redis, results } = h);
+    ({ worker, config } = await startWorkerOn(h, {
       // One line per live-log batch and one batch in flight: a script that logs in a loop outruns Redis for sure.
-      extra: { WORKER_HEARTBEAT_INTERVAL_MS: '300', WORKER_LOG_BATCH_MAX_LINES: '1', WORKER_LOG_MAX_PENDING_BATCHES: '1', WORKER_MAX_JOBS: '1' },
-    });
-    const logger = createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false });
-    worker = await startWorker(config, { logger, orgRefreshMs: 100 });
+      env: { WORKER_HEARTBEAT_INTERVAL_MS: '300', WORKER_LOG_BATCH_MAX_LINES: '1', WORKER_LOG_MAX_PENDING_BATCHES: '1', WORKER_MAX_JOBS: '1' },
+    }));
     assert.ok(worker.httpUrl, 'the worker serves HTTP');
     base = worker.httpUrl;
   });
 
   after(async () => {
     await worker?.stop({ graceMs: 5000 });
-    sub?.disconnect();
-    redis?.disconnect();
-    await Promise.all([redisServer?.stop(), s3?.close(), portal?.close()]);
-    logs.remove();
+    await h?.stop();
   });
 
   const session = () => ({ cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });

@@ -6,10 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRedis, type Redis } from '../../src/shared/redis.ts';
+import type { Redis } from '../../src/shared/redis.ts';
 import { parseLogEntry } from '../../src/shared/job-logs.ts';
 import { keys } from '../../src/shared/keys.ts';
-import { BlobStore, createS3Client, parseS3Uri } from '../../src/shared/s3.ts';
+import type { BlobStore } from '../../src/shared/s3.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import { isSriError } from '../../src/shared/errors.ts';
 import { ResultMessage, type JobMessage } from '../../src/shared/schemas.ts';
@@ -17,75 +17,43 @@ import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker
 import { JobQueue } from '../../src/shared/queue/job-queue.ts';
 import { startEmbeddedRedis } from '../../src/embedded/redis-server.ts';
 import type { WorkerConfig } from '../../src/execution-plane/config.ts';
-import { startTestRedis, startTestS3, tempDir, waitFor } from '../support/services.ts';
-import { startTestPortal, type TestPortal } from './support/portal.ts';
+import { waitFor } from '../support/services.ts';
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
+import { startWorkerOn, testSession } from './support/worker-harness.ts';
+import type { TestPortal } from './support/portal.ts';
 import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg, testWorkerConfig } from './support/jobs.ts';
-import { publishDemoProvider } from '../support/providers.ts';
 
 describe('worker on real Redis, S3 and Chromium', () => {
-  let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
-  let s3: Awaited<ReturnType<typeof startTestS3>>;
+  let h: ServicesHarness;
   let portal: TestPortal;
   let redis: Redis;
   let queue: JobQueue;
-  let sub: Redis;
   let store: BlobStore;
   let worker: WorkerHandle;
   let config: WorkerConfig;
-  const logs = tempDir('sri-worker-logs-');
-  const results = new Map<string, ResultMessage>();
+  let results: Map<string, ResultMessage>;
 
   before(async () => {
-    [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
-    redis = createRedis(redisServer.url);
-    // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
-    // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
-    await publishDemoProvider(redis);
+    h = await startServicesHarness();
+    ({ portal, redis, store, results } = h);
     queue = await JobQueue.connect(redis);
-    sub = createRedis(redisServer.url);
-    sub.on('pmessage', (_p: string, _ch: string, m: string) => {
-      const r = ResultMessage.parse(JSON.parse(m));
-      results.set(r.jobId, r);
-    });
-    await sub.psubscribe(keys.orgDonePattern);
-    store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
-    config = testWorkerConfig({
-      redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path,
-      // Short leases (renewed every second) and fast retries, so every test also exercises renewal.
-      extra: { WORKER_LEASE_MS: '3000', WORKER_RETRY_BASE_MS: '100', WORKER_RETRY_MAX_MS: '400', WORKER_RECOVERY_INTERVAL_MS: '100' },
-    });
-    const logger = createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false });
-    worker = await startWorker(config, { logger, orgRefreshMs: 100 });
+    // Short leases (renewed every second) and fast retries, so every test also exercises renewal.
+    ({ worker, config } = await startWorkerOn(h, {
+      env: { WORKER_LEASE_MS: '3000', WORKER_RETRY_BASE_MS: '100', WORKER_RETRY_MAX_MS: '400', WORKER_RECOVERY_INTERVAL_MS: '100' },
+    }));
   });
 
   after(async () => {
     await worker?.stop({ graceMs: 5000 });
-    sub?.disconnect();
-    redis?.disconnect();
-    store?.client.destroy();
-    await Promise.all([redisServer?.stop(), s3?.close(), portal?.close()]);
-    logs.remove();
+    await h?.stop();
   });
 
-  const session = () => ({
-    cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }],
-    credentials: { password: portal.password },
-    connectedAt: Date.now(),
-  });
+  const session = () => testSession(portal);
 
-  /** Pushes a job (message or raw text) and waits for its published result. */
-  async function run(orgId: string, message: JobMessage): Promise<ResultMessage> {
-    await push(redis, orgId, message);
-    return waitFor(() => results.get(message.jobId), { timeoutMs: 30_000, what: `result of ${message.jobId}` });
-  }
+  /** Pushes a job and waits for its published result. */
+  const run = (orgId: string, message: JobMessage): Promise<ResultMessage> => h.run(orgId, message);
 
-  async function object(uri: string | undefined): Promise<Buffer> {
-    const loc = parseS3Uri(uri ?? '');
-    assert.ok(loc, `an s3 uri: ${uri}`);
-    const body = await store.get(loc.bucket, loc.key);
-    assert.ok(body, `object ${uri} exists`);
-    return body;
-  }
+  const object = (uri: string | undefined): Promise<Buffer> => h.object(uri);
 
   /** The follow-up every failure test runs: the same worker still serves a normal job. */
   async function normalJobSucceeds(orgId: string): Promise<void> {
@@ -310,8 +278,8 @@ describe('worker on real Redis, S3 and Chromium', () => {
       assert.ok(!text.includes(portal.sessionId), 'no cookie value');
     }
     // The worker's own log files neither.
-    await waitFor(() => readFileSync(join(logs.path, 'worker-combined.log'), 'utf8').includes(r.jobId), { what: 'worker log line' });
-    const workerLog = readFileSync(join(logs.path, 'worker-combined.log'), 'utf8');
+    await waitFor(() => readFileSync(join(h.logDir, 'worker-combined.log'), 'utf8').includes(r.jobId), { what: 'worker log line' });
+    const workerLog = readFileSync(join(h.logDir, 'worker-combined.log'), 'utf8');
     assert.ok(!workerLog.includes(portal.password) && !workerLog.includes(portal.sessionId));
     assert.match(workerLog, /"jobId":"[^"]+","orgId":"[^"]+","userId":"user-1"/);
     await normalJobSucceeds(org);
@@ -434,10 +402,11 @@ describe('worker on real Redis, S3 and Chromium', () => {
     await queue.enqueue(org, leased);
     await queue.enqueue(org, waiting);
     await waitFor(async () => (await redis.get(keys.jobStatus(leased.jobId))) === 'running', { what: 'first job running' });
+    const redisServer = h.redisServer;
     await redisServer.kill();
     const restarted = await startEmbeddedRedis({ dir: redisServer.dir, port: redisServer.port });
     const removeDir = redisServer.stop;
-    redisServer = { ...restarted, dir: redisServer.dir, stop: async (g?: number) => { await restarted.stop(g); await removeDir(g); } };
+    h.redisServer = { ...restarted, dir: redisServer.dir, stop: async (g?: number) => { await restarted.stop(g); await removeDir(g); } };
     // The stored result, in case it was published before the test's subscriber was back.
     const outcome = async (jobId: string) => results.get(jobId)
       ?? (await redis.get(keys.jobResult(jobId)).then((x) => (x ? ResultMessage.parse(JSON.parse(x)) : undefined)));
@@ -511,7 +480,7 @@ describe('worker on real Redis, S3 and Chromium', () => {
   });
 
   it('refuses to start, naming CHROMIUM_PATH, when Chromium cannot be launched', async () => {
-    const bad = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path, extra: { CHROMIUM_PATH: '/nonexistent/chromium' } });
+    const bad = testWorkerConfig({ redisUrl: h.redisUrl, s3Endpoint: h.s3Endpoint, logDir: h.logDir, extra: { CHROMIUM_PATH: '/nonexistent/chromium' } });
     const logger = createLogger({ name: 'worker-bad', level: 'silent', stdout: false });
     await assert.rejects(startWorker(bad, { logger }), (e: unknown) => isSriError(e) && e.code === 'BROWSER_ERROR' && /CHROMIUM_PATH/.test(e.message));
     assert.equal(await redis.exists(keys.workerHeartbeat(bad.workerId)), 0);

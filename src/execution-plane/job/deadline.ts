@@ -33,12 +33,23 @@ export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: Abo
   });
 }
 
-/** Bounds an operation that cannot be cancelled (an S3 upload): it keeps running, but we stop waiting. */
-export function boundWait<T>(work: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+/**
+ * Stops waiting for `work` after `timeoutMs`, or when `signal` aborts (then with its reason, or a plain "cancelled"
+ * error). Give `work` the same signal when it can be cancelled (an S3 call: BlobStore, JobAttempt.ioSignal), so it
+ * does not go on in the background.
+ */
+export function boundWait<T>(work: Promise<T>, timeoutMs: number, what: string, signal?: AbortSignal): Promise<T> {
   work.catch(() => {});
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutMs} ms`)), timeoutMs);
-    work.then((v) => { clearTimeout(timer); resolve(v); }, (e: unknown) => { clearTimeout(timer); reject(e); });
+    const done = () => { clearTimeout(timer); signal?.removeEventListener('abort', onAbort); };
+    const onAbort = () => {
+      done();
+      reject(isSriError(signal?.reason) ? signal.reason : new Error(`${what} was cancelled`));
+    };
+    const timer = setTimeout(() => { done(); reject(new Error(`${what} took longer than ${timeoutMs} ms`)); }, timeoutMs);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    work.then((v) => { done(); resolve(v); }, (e: unknown) => { done(); reject(e); });
   });
 }
 

@@ -1,21 +1,36 @@
 /**
- * A worker on real services for a test file: redis-server, s3rver, the test portal and Chromium, with helpers to
- * push a hand-signed job and wait for its published result, read evidence from S3 and check that the worker still
- * serves a normal job. The `demo` provider is in the catalogue (test/support/providers.ts). Everything started here
- * is stopped by `stop()`.
+ * A worker on the services of a test file (services-harness.ts): `startWorkerOn` starts one (or several, one per
+ * call) with the file's settings; `startWorkerHarness` is both in one, with helpers to push a hand-signed job and
+ * wait for its published result, read evidence from S3 and check that the worker still serves a normal job.
+ * Everything started here is stopped by `stop()`.
  */
 import assert from 'node:assert/strict';
-import { createRedis, type Redis } from '../../../src/shared/redis.ts';
-import { keys } from '../../../src/shared/keys.ts';
-import { BlobStore, createS3Client, parseS3Uri } from '../../../src/shared/s3.ts';
+import type { Redis } from '../../../src/shared/redis.ts';
+import type { BlobStore } from '../../../src/shared/s3.ts';
 import { createLogger } from '../../../src/shared/logger.ts';
-import { ResultMessage, type JobMessage } from '../../../src/shared/schemas.ts';
-import { startWorker, type WorkerHandle } from '../../../src/execution-plane/worker.ts';
+import type { ResultMessage, JobMessage } from '../../../src/shared/schemas.ts';
+import { startWorker, type WorkerDeps, type WorkerHandle } from '../../../src/execution-plane/worker.ts';
 import type { WorkerConfig } from '../../../src/execution-plane/config.ts';
-import { startTestRedis, startTestS3, tempDir, waitFor } from '../../support/services.ts';
-import { startTestPortal, type TestPortal } from './portal.ts';
-import { NORMAL_SCRIPT, push, signedJob, testWorkerConfig } from './jobs.ts';
-import { publishDemoProvider } from '../../support/providers.ts';
+import type { TestPortal } from './portal.ts';
+import { NORMAL_SCRIPT, signedJob, testWorkerConfig } from './jobs.ts';
+import { startServicesHarness, type ServicesHarness } from './services-harness.ts';
+
+/** A worker on the test's services: its handle and configuration. */
+export interface TestWorker {
+  readonly worker: WorkerHandle;
+  readonly config: WorkerConfig;
+}
+
+/**
+ * Starts a worker on `services`: testWorkerConfig with `env` on top, logging to the services' log directory, new
+ * organisations seen within 100 ms. The caller stops it (`worker.stop`), before the services.
+ */
+export async function startWorkerOn(services: Pick<ServicesHarness<{ close(): Promise<unknown> }>, 'redisUrl' | 's3Endpoint' | 'logDir'>,
+  opts: { env?: Record<string, string>; deps?: WorkerDeps; logLevel?: string; name?: string } = {}): Promise<TestWorker> {
+  const config = testWorkerConfig({ redisUrl: services.redisUrl, s3Endpoint: services.s3Endpoint, logDir: services.logDir, extra: opts.env ?? {} });
+  const logger = createLogger({ name: opts.name ?? 'worker', level: opts.logLevel ?? 'info', logDir: services.logDir, stdout: false });
+  return { worker: await startWorker(config, { logger, orgRefreshMs: 100, ...opts.deps }), config };
+}
 
 export interface WorkerHarness {
   readonly redis: Redis;
@@ -24,6 +39,7 @@ export interface WorkerHarness {
   readonly store: BlobStore;
   readonly worker: WorkerHandle;
   readonly config: WorkerConfig;
+  readonly services: ServicesHarness;
   /** The session a job of the portal needs (cookie and password). */
   session(): { cookies: { name: string; value: string; url: string }[]; credentials: Record<string, string>; connectedAt: number };
   /** Pushes a job and waits for its published result. */
@@ -36,61 +52,40 @@ export interface WorkerHarness {
 }
 
 export async function startWorkerHarness(extraEnv: Record<string, string> = {}): Promise<WorkerHarness> {
-  const [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
-  const logs = tempDir('sri-worker-logs-');
-  const redis = createRedis(redisServer.url);
-  const sub = createRedis(redisServer.url);
-  const results = new Map<string, ResultMessage>();
-  sub.on('pmessage', (_p: string, _ch: string, m: string) => {
-    const r = ResultMessage.parse(JSON.parse(m));
-    results.set(r.jobId, r);
-  });
-  await sub.psubscribe(keys.orgDonePattern);
-  // The catalogue entry the control plane would publish for `demo`: hand-pushed jobs without allowedHosts reach its
-  // hosts (127.0.0.1 and localhost), as they would under `sri up`; without it they would reach nothing.
-  await publishDemoProvider(redis);
-  const store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
-  const config = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path, extra: extraEnv });
-  const logger = createLogger({ name: 'worker', level: 'info', logDir: logs.path, stdout: false });
-  let worker: WorkerHandle;
+  const services = await startServicesHarness();
+  const { portal } = services;
+  let started: TestWorker;
   try {
-    worker = await startWorker(config, { logger, orgRefreshMs: 100 });
+    started = await startWorkerOn(services, { env: extraEnv });
   } catch (e) {
-    sub.disconnect();
-    redis.disconnect();
-    store.client.destroy();
-    await Promise.all([redisServer.stop(), s3.close(), portal.close()]);
-    logs.remove();
+    await services.stop();
     throw e;
   }
-
-  const run = async (orgId: string, message: JobMessage, timeoutMs = 30_000) => {
-    await push(redis, orgId, message);
-    return waitFor(() => results.get(message.jobId), { timeoutMs, what: `result of ${message.jobId}` });
-  };
-  const object = async (uri: string | undefined) => {
-    const loc = parseS3Uri(uri ?? '');
-    assert.ok(loc, `an s3 uri: ${uri}`);
-    const body = await store.get(loc.bucket, loc.key);
-    assert.ok(body, `object ${uri} exists`);
-    return body;
-  };
+  const { worker, config } = started;
   return {
-    redis, redisUrl: redisServer.url, portal, store, worker, config, run, object,
-    session: () => ({ cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], credentials: { password: portal.password }, connectedAt: Date.now() }),
+    redis: services.redis, redisUrl: services.redisUrl, portal, store: services.store, worker, config, services,
+    run: (orgId, message, timeoutMs) => services.run(orgId, message, timeoutMs),
+    object: (uri) => services.object(uri),
+    session: () => testSession(portal),
     async normalJobSucceeds(orgId) {
-      assert.ok(['ready', 'busy'].includes(worker.state()), `the worker is up (state ${worker.state()})`);
-      const r = await run(orgId, signedJob(orgId, NORMAL_SCRIPT, { metadata: { base: portal.url } }));
-      assert.equal(r.status, 'done', JSON.stringify(r.error));
-      assert.deepEqual(JSON.parse((await object(r.files.parsedData)).toString()), { rows: 2 });
+      await normalJobSucceeds(services, worker, orgId);
     },
     async stop() {
       await worker.stop({ graceMs: 5000 });
-      sub.disconnect();
-      redis.disconnect();
-      store.client.destroy();
-      await Promise.all([redisServer.stop(), s3.close(), portal.close()]);
-      logs.remove();
+      await services.stop();
     },
   };
+}
+
+/** The session a job of the test portal needs (its cookie and password). */
+export function testSession(portal: TestPortal) {
+  return { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], credentials: { password: portal.password }, connectedAt: Date.now() };
+}
+
+/** The worker is still up and runs a normal job of `orgId` (whose session is set) to done. */
+export async function normalJobSucceeds(services: ServicesHarness, worker: WorkerHandle, orgId: string): Promise<void> {
+  assert.ok(['ready', 'busy'].includes(worker.state()), `the worker is up (state ${worker.state()})`);
+  const r = await services.run(orgId, signedJob(orgId, NORMAL_SCRIPT, { metadata: { base: services.portal.url } }));
+  assert.equal(r.status, 'done', JSON.stringify(r.error));
+  assert.deepEqual(JSON.parse((await services.object(r.files.parsedData)).toString()), { rows: 2 });
 }
