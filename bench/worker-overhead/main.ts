@@ -14,6 +14,10 @@
  * runs, so a load change on the (shared) machine during the round weighs on both sides. Every job's spans (verify,
  * session, run, upload, publish: job-trace.ts) are collected in memory, and the execution.log of the last job gives
  * the steps inside `run`: the profile printed at the end says where the platform's time goes.
+ *
+ * Each run's CPU seconds (cpu.ts: this process, its reaped children and its live descendants — Chromium, redis-server,
+ * sandbox children) are printed per job and side, as a ratio and by process kind: unlike elapsed time, they do not
+ * move with the load of a shared machine.
  */
 import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
