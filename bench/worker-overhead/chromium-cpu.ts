@@ -1,7 +1,8 @@
 /**
  * `tsx bench/worker-overhead/chromium-cpu.ts [--jobs N] [--variants a,b]`: CPU seconds per job of one Chromium
  * (its whole process tree, by process type) and of this process, for the issue 14 job shape with one platform
- * ingredient at a time — the egress proxy, the route guard, the WebSocket guard, a page prepared ahead, extra
+ * ingredient at a time — the egress proxy, the route guard, the WebSocket guard, a context and page prepared ahead
+ * (`prepared`) or the context alone (`prepctx`), extra
  * Chromium flags — so the platform's extra CPU per job can be pinned to its causes on a loaded machine.
  */
 import { parseArgs } from 'node:util';
@@ -39,21 +40,24 @@ for (const variant of values.variants!.split(',')) {
     if (has('route')) await context.route(() => true, (r) => r.fallback());
     if (has('ws')) await context.routeWebSocket(() => true, (ws) => ws.connectToServer());
     if (has('guardfull')) await installGuard(context, rules);
-    const page = await context.newPage();
+    // prepctx: the context is prepared ahead, its page opened when the job takes it.
+    const page = has('prepctx') ? undefined : await context.newPage();
     return { context, page, lease, rules };
   };
-  let next = has('prepared') ? await open() : undefined;
+  const ahead = has('prepared') || has('prepctx');
+  let next = ahead ? await open() : undefined;
   let t = performance.now();
   let s0 = meter.snapshot();
   for (let i = -1; i < N; i++) {
     if (i === 0) { s0 = meter.snapshot(); t = performance.now(); }
     const job = next ?? await open();
-    if (has('prepared')) next = await open();
+    if (ahead) next = await open();
     const lease = job.lease?.arm(policy, () => {});
     if (has('guardfull')) job.rules.set(policy, () => {});
     await job.context.addCookies([cookie]);
-    await job.page.goto(target);
-    await job.page.screenshot();
+    const page = job.page ?? await job.context.newPage();
+    await page.goto(target);
+    await page.screenshot();
     await job.context.close();
     lease?.release();
   }
