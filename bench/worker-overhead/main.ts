@@ -14,6 +14,10 @@
  * runs, so a load change on the (shared) machine during the round weighs on both sides. Every job's spans (verify,
  * session, run, upload, publish: job-trace.ts) are collected in memory, and the execution.log of the last job gives
  * the steps inside `run`: the profile printed at the end says where the platform's time goes.
+ *
+ * Each run's CPU seconds (cpu.ts: this process, its reaped children and its live descendants — Chromium, redis-server,
+ * sandbox children) are printed per job and side, as a ratio and by process kind: unlike elapsed time, they do not
+ * move with the load of a shared machine.
  */
 import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -31,6 +35,7 @@ import { createTracing } from '../../src/shared/tracing.ts';
 import { push, setSession, signedJob, testOrg, testWorkerConfig } from '../../test/execution-plane/support/jobs.ts';
 import { publishDemoProvider } from '../../test/support/providers.ts';
 import { startTestRedis, startTestS3, tempDir } from '../../test/support/services.ts';
+import { CpuMeter, cpuSpent, type CpuSnapshot } from './cpu.ts';
 
 const { values } = parseArgs({ options: {
   jobs: { type: 'string', default: '20' }, rounds: { type: 'string', default: '3' }, sandbox: { type: 'string', default: 'auto' },
@@ -75,10 +80,36 @@ async function main(): Promise<void> {
   const config = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path,
     extra: { WORKER_MAX_JOBS: '1', WORKER_SANDBOX: values.sandbox!, PLAYWRIGHT_TIMEOUT: '30000', EXECUTION_TIMEOUT: '60000', LOG_LEVEL: 'warn' } });
   const worker = await startWorker(config, { logger: createLogger({ name: 'worker', level: 'warn', logDir: logs.path, stdout: false }), orgRefreshMs: 100, tracing });
+  const browsersBefore = new Set(CpuMeter.children(/chrom/i));
   const browser = await chromium.launch({ executablePath: resolveChromiumPath(config.chromiumPath), args: chromiumArgs(), headless: true,
     chromiumSandbox: !(typeof process.getuid === 'function' && process.getuid() === 0) });
   const orgId = testOrg('bench');
   await setSession(redis, orgId, 'user-1', { cookies: [cookie], credentials: {}, connectedAt: Date.now() });
+
+  const meter = new CpuMeter();
+  // The raw side's browser: the Chromium child that its launch added (the worker's was launched before).
+  for (const pid of CpuMeter.children(/chrom/i)) if (!browsersBefore.has(pid)) meter.label(pid, 'chromium (raw side\'s browser)');
+  meter.start();
+  /** CPU seconds per side over all rounds, per category. */
+  const cpuBySide = { raw: new Map<string, number>(), platform: new Map<string, number>() };
+  const measured = async <T>(side: 'raw' | 'platform', f: () => Promise<T>): Promise<{ value: T; cpuS: number }> => {
+    const before: CpuSnapshot = meter.snapshot();
+    const value = await f();
+    // What a side set going finishes after its last job (the platform prepares the next context and sandbox child,
+    // Chromium tears a context down) is that side's work: the end is taken once the tree has gone quiet (under
+    // 10 % of a core over 150 ms; at most 3 s), outside the timed part.
+    let end = meter.snapshot();
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      const now = meter.snapshot();
+      const quiet = cpuSpent(end, now).total < 0.015;
+      end = now;
+      if (quiet) break;
+    }
+    const { total, parts } = cpuSpent(before, end);
+    for (const [k, v] of parts) cpuBySide[side].set(k, (cpuBySide[side].get(k) ?? 0) + v);
+    return { value, cpuS: total };
+  };
 
   const rawRun = async (n: number): Promise<number> => {
     const t = performance.now();
@@ -115,20 +146,32 @@ async function main(): Promise<void> {
     await platformRun(2);
     spans.reset();
     const ratios: number[] = [];
+    const cpuRatios: number[] = [];
     let last: ResultMessage | undefined;
     for (let r = 1; r <= ROUNDS; r++) {
       const loadBefore = load();
-      const raw1 = await rawRun(N);
-      const platform = await platformRun(N);
-      const raw2 = await rawRun(N);
-      last = platform.last;
-      const raw = (raw1 + raw2) / 2;
-      const ratio = platform.ms / raw;
+      const raw1 = await measured('raw', () => rawRun(N));
+      const platform = await measured('platform', () => platformRun(N));
+      const raw2 = await measured('raw', () => rawRun(N));
+      last = platform.value.last;
+      const raw = (raw1.value + raw2.value) / 2;
+      const ratio = platform.value.ms / raw;
       ratios.push(ratio);
-      process.stdout.write(`round ${r}: raw ${(N / raw * 1000).toFixed(2)} jobs/s (${(raw / N).toFixed(0)} ms/job; runs ${(raw1 / N).toFixed(0)} and ${(raw2 / N).toFixed(0)}), `
-        + `platform ${(N / platform.ms * 1000).toFixed(2)} jobs/s (${(platform.ms / N).toFixed(0)} ms/job) → platform/raw ${ratio.toFixed(2)}  [load ${loadBefore} → ${load()}]\n`);
+      const rawCpu = (raw1.cpuS + raw2.cpuS) / 2 / N;
+      const platformCpu = platform.cpuS / N;
+      cpuRatios.push(platformCpu / rawCpu);
+      process.stdout.write(`round ${r}: raw ${(N / raw * 1000).toFixed(2)} jobs/s (${(raw / N).toFixed(0)} ms/job; runs ${(raw1.value / N).toFixed(0)} and ${(raw2.value / N).toFixed(0)}), `
+        + `platform ${(N / platform.value.ms * 1000).toFixed(2)} jobs/s (${(platform.value.ms / N).toFixed(0)} ms/job) → platform/raw ${ratio.toFixed(2)}  [load ${loadBefore} → ${load()}]\n`
+        + `         CPU per job: raw ${(rawCpu * 1000).toFixed(0)} ms (runs ${(raw1.cpuS / N * 1000).toFixed(0)} and ${(raw2.cpuS / N * 1000).toFixed(0)}), platform ${(platformCpu * 1000).toFixed(0)} ms → platform/raw ${(platformCpu / rawCpu).toFixed(2)}\n`);
     }
     process.stdout.write(`platform/raw: median ${median(ratios).toFixed(2)}, best ${Math.min(...ratios).toFixed(2)}, worst ${Math.max(...ratios).toFixed(2)}\n`);
+    process.stdout.write(`CPU per job platform/raw: median ${median(cpuRatios).toFixed(2)}, best ${Math.min(...cpuRatios).toFixed(2)}, worst ${Math.max(...cpuRatios).toFixed(2)}\n`);
+    for (const side of ['raw', 'platform'] as const) {
+      const jobs = N * ROUNDS * (side === 'raw' ? 2 : 1);
+      const parts = [...cpuBySide[side]].filter(([, v]) => Math.abs(v) >= 0.0005).sort((a, b) => b[1] - a[1]);
+      const total = parts.reduce((a, [, v]) => a + v, 0);
+      process.stdout.write(`CPU per job, ${side} (${jobs} jobs): ${(total / jobs * 1000).toFixed(0)} ms = ${parts.map(([k, v]) => `${k} ${(v / jobs * 1000).toFixed(0)}`).join(', ')}\n`);
+    }
 
     // Profile: the median duration of each span of the job attempts measured above.
     const byName = new Map<string, number[]>();
@@ -150,6 +193,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    meter.stop();
     await browser.close();
     await worker.stop({ graceMs: 5000 });
     await tracing.shutdown();

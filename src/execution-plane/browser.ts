@@ -26,12 +26,38 @@ export function resolveChromiumPath(configured: string | undefined, exists: (p: 
 }
 
 /**
+ * The features playwright-core (1.65) disables in every Chromium it launches (its chromiumSwitches.ts). Chromium
+ * honours only the LAST `--disable-features` on its command line, and ours comes after Playwright's: it must repeat
+ * them, or they would be switched back on. test/execution-plane/chromium-args.test.ts checks this list against the
+ * installed playwright-core, so an upgrade that adds one fails there instead of silently losing it.
+ */
+export const PLAYWRIGHT_DISABLED_FEATURES: readonly string[] = [
+  'AvoidUnnecessaryBeforeUnloadCheckSync', 'DestroyProfileOnBrowserClose', 'HttpsUpgrades', 'HttpsFirstBalancedModeAutoEnable',
+  'LensOverlay', 'MediaRouter', 'PaintHolding', 'ThirdPartyStoragePartitioning', 'AvoidCorsURLLoaderRestartOnRedirect',
+  'TcpPortRandomizationWin', 'OptimizationHints', 'NetworkTimeServiceQuerying', 'AimEnabled', 'PreconnectToSearch',
+  'msForceBrowserSignIn', 'msEdgeUpdateLaunchServicesPreferredVersion',
+];
+
+/**
+ * Features the worker's browser does without (docs/benchmarks.md "Worker overhead against raw Playwright"):
+ * - SpareRendererForSitePerProcess: after each navigation Chromium starts a spare renderer process for the next
+ *   one, bound to that browser context — a context that serves one job never uses it, and with a context prepared
+ *   ahead (BrowserPool) it was started and thrown away about twice a job, a process start each time;
+ * - AutofillServerCommunication: Chromium sends the signatures of the forms it sees to content-autofill.googleapis.com
+ *   (the route guard and the proxy refused them, four a job on the demo portal's login page): nothing of a portal's
+ *   forms is sent anywhere now.
+ */
+export const WORKER_DISABLED_FEATURES: readonly string[] = ['SpareRendererForSitePerProcess', 'AutofillServerCommunication'];
+
+/**
  * Flags for a headless worker browser: no background traffic, no QUIC (so routing sees every request), and no
- * WebRTC over UDP — STUN/TURN packets would go around the egress proxy (TURN over TCP still goes through it).
+ * WebRTC over UDP — STUN/TURN packets would go around the egress proxy (TURN over TCP still goes through it); the
+ * disabled features are Playwright's and the worker's, in one switch (the last one wins).
  */
 export function chromiumArgs(): string[] {
   return ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--webrtc-ip-handling-policy=disable_non_proxied_udp'];
+    '--no-first-run', '--disable-quic', '--disable-dev-shm-usage', '--webrtc-ip-handling-policy=disable_non_proxied_udp',
+    `--disable-features=${[...PLAYWRIGHT_DISABLED_FEATURES, ...WORKER_DISABLED_FEATURES].join(',')}`];
 }
 
 /**

@@ -1,0 +1,63 @@
+/**
+ * The worker's Chromium flags: Chromium honours only the last `--disable-features` switch, and ours comes after
+ * Playwright's own, so ours must carry every feature the installed playwright-core disables (else an upgrade would
+ * silently switch them back on) — checked against playwright-core's source and on a launched browser's command line.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { chromiumArgs, PLAYWRIGHT_DISABLED_FEATURES, resolveChromiumPath, WORKER_DISABLED_FEATURES } from '../../src/execution-plane/browser.ts';
+
+/** The features of `disabledFeatures = [ … ]` in playwright-core's chromiumSwitches (bundled in lib/). */
+function playwrightDisabledFeatures(): string[] {
+  const lib = join(dirname(createRequire(import.meta.url).resolve('playwright-core')), 'lib');
+  const candidates = ['coreBundle.js', 'server/chromium/chromiumSwitches.js'].map((f) => join(lib, f));
+  for (const file of candidates) {
+    let text: string;
+    try { text = readFileSync(file, 'utf8'); } catch { continue; }
+    const m = /disabledFeatures = \[([\s\S]*?)\]\.filter\(Boolean\)/.exec(text) ?? /disabledFeatures = \[([\s\S]*?)\]/.exec(text);
+    if (m) return [...m[1]!.replace(/\/\/[^\n]*/g, '').matchAll(/"([A-Za-z0-9_]+)"|'([A-Za-z0-9_]+)'/g)].map((x) => x[1] ?? x[2]!);
+  }
+  assert.fail(`playwright-core's disabled features were not found in ${readdirSync(lib).join(', ')}`);
+}
+
+const disableSwitches = (args: readonly string[]) => args.filter((a) => a.startsWith('--disable-features='));
+
+describe('worker Chromium flags', () => {
+  it('repeat every feature playwright-core disables, plus the worker\'s, in one --disable-features switch', () => {
+    const pw = playwrightDisabledFeatures();
+    assert.ok(pw.length >= 5, `found ${pw.length} features`);
+    const missing = pw.filter((f) => !PLAYWRIGHT_DISABLED_FEATURES.includes(f));
+    assert.deepEqual(missing, [], 'playwright-core disables these too: add them to PLAYWRIGHT_DISABLED_FEATURES (browser.ts)');
+    const switches = disableSwitches(chromiumArgs());
+    assert.equal(switches.length, 1);
+    const ours = switches[0]!.slice('--disable-features='.length).split(',');
+    for (const f of [...pw, ...WORKER_DISABLED_FEATURES]) assert.ok(ours.includes(f), f);
+  });
+
+  it('reach the launched browser: its last --disable-features holds Playwright\'s and the worker\'s', { timeout: 120_000 }, async () => {
+    const browser = await chromium.launch({ executablePath: resolveChromiumPath(undefined), args: chromiumArgs(), headless: true,
+      chromiumSandbox: !(typeof process.getuid === 'function' && process.getuid() === 0) });
+    try {
+      // The browser process: a child of this process whose command line has Playwright's debugging pipe.
+      const lines = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
+        try {
+          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+          if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== process.pid) return [];
+          const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+          return argv.includes('--remote-debugging-pipe') ? [argv] : [];
+        } catch {
+          return [];
+        }
+      });
+      assert.equal(lines.length, 1, 'one browser process');
+      const last = disableSwitches(lines[0]!).at(-1)!.slice('--disable-features='.length).split(',');
+      for (const f of [...playwrightDisabledFeatures(), ...WORKER_DISABLED_FEATURES]) assert.ok(last.includes(f), f);
+    } finally {
+      await browser.close();
+    }
+  });
+});
