@@ -4,11 +4,10 @@
  * hashed on the way — so a job holds no download in memory; screenshots and parsed data are kept in JobArtifacts
  * and uploaded once by the pipeline, also when the script fails, so the evidence up to the failure is never lost.
  */
-import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { storeHashed, type StoredFile } from './store-hashed.ts';
 import type { Download, Locator, Page } from 'playwright-core';
 import { isSriError, SriError } from '../../shared/errors.ts';
 import type { ResultArtifact, ResultBlocker } from '../../shared/schemas.ts';
@@ -290,36 +289,17 @@ export function createHelpers(opts: {
   /** Streams `source` (`size` bytes) to the store under `name`, hashing it on the way, and lists it as evidence. */
   async function putEvidence(name: string, source: Readable, size: number, what: string): Promise<{ name: string; size: number; sha256: string }> {
     const contentType = contentTypeOf(name);
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const measure = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        callback(null, chunk);
-      },
-    });
     const signal = AbortSignal.timeout(DOWNLOAD_STORE_BASE_MS + Math.ceil(size / (1024 * 1024)) * 1000);
-    let uri: string;
+    let stored: StoredFile;
     try {
-      const piping = pipeline(source, measure, { signal });
-      piping.catch(() => {}); // its failure reaches the upload, which reads `measure`
-      try {
-        uri = await opts.store.put(name, measure, contentType, signal);
-      } catch (e) {
-        source.destroy();
-        measure.destroy();
-        throw e;
-      }
-      await piping;
+      stored = await storeHashed(source, (body, sig) => opts.store.put(name, body, contentType, sig), signal);
     } catch (e) {
       const err = new SriError('UPLOAD_FAILED', `${what}: storing ${name} failed: ${(e as Error).message}`, { cause: e });
       artifacts.storeError ??= err;
       throw err;
     }
-    const sha256 = hash.digest('hex');
-    artifacts.downloads.push({ name, kind: 'download', uri, bytes, sha256, contentType });
-    return { name, size: bytes, sha256 };
+    artifacts.downloads.push({ name, kind: 'download', uri: stored.uri, bytes: stored.bytes, sha256: stored.sha256, contentType });
+    return { name, size: stored.bytes, sha256: stored.sha256 };
   }
 
   /** Waits for the download to finish, checks its size, and streams it to the store as it was served. */

@@ -15,13 +15,12 @@
  *   and listed in the result (`artifacts`, kinds `trace` and `video`). Storing one is best effort: a failure is
  *   logged and does not fail the job. The temporary folder is removed in every outcome, once the context closed.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { storeHashed } from './store-hashed.ts';
 import type { BrowserContext } from 'playwright-core';
 import type { BrowserPool, PreparedContext } from '../browser.ts';
 import type { JobMessage, RecordMode, ResultArtifact } from '../../shared/schemas.ts';
@@ -199,29 +198,16 @@ export class JobRecording {
 
   /** Streams `source` to the job's prefix, hashing it on the way, and lists it with the job's evidence. */
   private async put(name: string, kind: ResultArtifact['kind'], source: Readable, size: number, contentType: string): Promise<void> {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const measure = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        callback(null, chunk);
-      },
-    });
     const signal = AbortSignal.timeout(STORE_BASE_MS + Math.ceil(size / (1024 * 1024)) * 1000);
-    const piping = pipeline(source, measure, { signal });
-    piping.catch(() => {}); // its failure reaches the upload, which reads `measure`
     try {
-      const uri = await this.deps.store.put(name, measure, contentType, signal);
-      await piping;
-      this.deps.artifacts.recordings.push({ name, kind, uri, bytes, sha256: hash.digest('hex'), contentType });
+      const { uri, bytes, sha256 } = await storeHashed(source, (body, sig) => this.deps.store.put(name, body, contentType, sig), signal);
+      this.deps.artifacts.recordings.push({ name, kind, uri, bytes, sha256, contentType });
       this.deps.exec.info(`recording: ${name} stored (${bytes} bytes)`);
     } catch (e) {
-      source.destroy();
-      measure.destroy();
       this.deps.exec.warn(`recording: storing ${name} failed: ${firstLine(e)}`);
     }
   }
+
 }
 
 function firstLine(e: unknown): string {
