@@ -13,6 +13,8 @@ import type { MetricObject } from 'prom-client';
 import { WorkerMetrics } from '../../src/execution-plane/observability/metrics.ts';
 import { ApiMetrics } from '../../src/control-plane/http/metrics.ts';
 import { createRedis } from '../../src/shared/redis.ts';
+import { createLogger } from '../../src/shared/logger.ts';
+import { LiveConfigWatcher } from '../../src/execution-plane/live-config.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DIR = join(ROOT, 'deploy', 'observability');
@@ -31,6 +33,11 @@ function exported(): Map<string, Set<string>> {
       redisReconnects: () => 0, lastHeartbeatAt: () => undefined, browserUp: () => true, resources: () => undefined,
       eventLoop: () => ({ maxDelayMs: 0, sinceLastTickMs: 0, windowMs: 10_000, limitMs: 5000, stuck: false, blocks: 0 }),
     },
+  });
+  // The live configuration's metrics go on the worker's registry when the worker makes its watcher (worker.ts).
+  new LiveConfigWatcher({
+    redis: idle, subscriber: idle, logger: createLogger({ name: 'observability-test', level: 'silent' }),
+    defaults: { maxJobs: 1, maxAttempts: 3, backoffBaseMs: 1000, backoffMaxMs: 60_000 }, registry: worker.registry,
   });
   const api = new ApiMetrics({ redis: idle, queueMaxOrgs: 10 });
   const out = new Map<string, Set<string>>();
