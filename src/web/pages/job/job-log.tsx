@@ -5,15 +5,15 @@
  * execution.log.
  */
 import { useQuery } from '@tanstack/react-query';
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useRef } from 'react';
 import { useTranslation } from 'react-i18next';
 import { api } from '../../api/client.ts';
 import { useFormat } from '../../lib/format.ts';
+import { useLiveLines, type LogLine } from '../../lib/live-lines.ts';
 
-interface Line { ts?: number; level: string; stream: string; message: string }
 
 /** A line of execution.log: `2026-01-05T10:00:00.000Z INFO   message` or `… CONSOLE:warn message`. */
-export function parseLogLine(text: string): Line {
+export function parseLogLine(text: string): LogLine {
   const m = /^(\d{4}-\d\d-\d\dT[\d:.]+Z) (\S+)\s+([\s\S]*)$/.exec(text);
   if (!m) return { level: 'info', stream: 'script', message: text };
   const tag = m[2]!;
@@ -22,35 +22,11 @@ export function parseLogLine(text: string): Line {
   return { ts, level: tag.toLowerCase(), stream: 'script', message: m[3]! };
 }
 
-function useLiveLines(jobId: string, enabled: boolean) {
-  const [lines, setLines] = useState<Line[]>([]);
-  const [ended, setEnded] = useState(false);
-  useEffect(() => {
-    if (!enabled) return;
-    setLines([]);
-    setEnded(false);
-    const source = new EventSource(`/api/jobs/${encodeURIComponent(jobId)}/logs`);
-    source.addEventListener('line', (e) => {
-      try {
-        const l = JSON.parse((e as MessageEvent<string>).data) as Line;
-        setLines((prev) => [...prev, l]);
-      } catch {
-        // not a line this page can show
-      }
-    });
-    source.addEventListener('end', () => {
-      setEnded(true);
-      source.close();
-    });
-    return () => source.close();
-  }, [jobId, enabled]);
-  return { lines, ended };
-}
-
 export function JobLog({ jobId, final }: { jobId: string; final: boolean }) {
   const { t } = useTranslation();
   const f = useFormat();
-  const live = useLiveLines(jobId, !final);
+  const followed = useLiveLines(final ? undefined : `/api/jobs/${encodeURIComponent(jobId)}/logs`);
+  const live = { lines: followed.lines, ended: followed.state === 'ended' };
   const stored = useQuery({
     queryKey: ['jobs', jobId, 'log'],
     enabled: final,

@@ -4,45 +4,15 @@
  * The region is a live region (role="log", aria-live="polite"): a screen reader hears new lines as they come, and
  * the end of the log is said too. A finished task's log is answered the same way while Redis keeps it.
  */
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useRef } from 'react';
 import { useTranslation } from 'react-i18next';
 import { useFormat } from '../../lib/format.ts';
-
-interface Line { ts?: number; level: string; stream: string; message: string }
-
-function useTaskLog(taskId: string, onEnd: () => void) {
-  const [lines, setLines] = useState<Line[]>([]);
-  const [state, setState] = useState<'live' | 'ended' | 'failed'>('live');
-  const ended = useRef(onEnd);
-  ended.current = onEnd;
-  useEffect(() => {
-    setLines([]);
-    setState('live');
-    const source = new EventSource(`/api/operator/system/tasks/${encodeURIComponent(taskId)}/logs`);
-    source.addEventListener('line', (e) => {
-      try {
-        const l = JSON.parse((e as MessageEvent<string>).data) as Line;
-        setLines((prev) => [...prev, l]);
-      } catch {
-        // not a line this page can show
-      }
-    });
-    source.addEventListener('end', () => {
-      setState('ended');
-      source.close();
-      ended.current();
-    });
-    // A refused stream (signed out, unknown task) closes the source; a dropped connection is retried by EventSource.
-    source.onerror = () => { if (source.readyState === EventSource.CLOSED) setState('failed'); };
-    return () => source.close();
-  }, [taskId]);
-  return { lines, state };
-}
+import { useLiveLines } from '../../lib/live-lines.ts';
 
 export function TaskLog({ taskId, onEnd }: { taskId: string; onEnd: () => void }) {
   const { t } = useTranslation();
   const f = useFormat();
-  const { lines, state } = useTaskLog(taskId, onEnd);
+  const { lines, state } = useLiveLines(`/api/operator/system/tasks/${encodeURIComponent(taskId)}/logs`, onEnd);
   const box = useRef<HTMLDivElement>(null);
   const atEnd = useRef(true);
   // Following: each new line scrolls the log to its end, unless the reader scrolled up, until they scroll back down.
