@@ -241,7 +241,7 @@ export const JobBlocker = z.object({
   kind: z.enum(BLOCKER_KINDS).describe('login-wall, captcha, rate-limit, maintenance or access-denied.'),
   url: z.string().describe('The page, without query or fragment.'),
   evidence: z.string().describe('The rule that matched: a status code, the phrase found, the widget or marker seen.'),
-}).meta({ id: 'JobBlocker' });
+});
 export const JobDetail = Job.extend({
   waiting: z.object({
     reason: z.enum(WAITING_REASONS).describe('account: another run of the same portal account (organisation, user, provider) is under way, and the provider allows maxConcurrentPerAccount at once; maintenance, breaker, rate, spacing: the provider\'s gate holds it (docs/providers.md).'),

@@ -1329,7 +1329,7 @@ export interface components {
                  * @description A stable code from docs/errors.md: match on it, never on the message.
                  * @enum {string}
                  */
-                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "BROWSER_CRASHED" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "CAPTCHA_UNSOLVED" | "MODULE_NOT_FOUND" | "MODULE_NOT_ALLOWED" | "MODULE_INTEGRITY" | "MODULE_SIGNATURE_INVALID" | "JOB_POISONED" | "SRI_XML_INVALID" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "MODULE_INVALID" | "MODULE_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "EXPORT_TOO_LARGE" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "WORKER_CONFIG_CONFLICT" | "OPS_BUSY" | "OPS_TASK_NOT_FOUND" | "OPS_STEP_FAILED" | "OPS_INTERRUPTED" | "OPS_TASK_TIMEOUT" | "OPS_REGISTRY_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST";
+                code: "INVALID_JOB" | "SCRIPT_INTEGRITY" | "SCRIPT_UNAUTHORIZED" | "SCRIPT_NOT_FOUND" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SCRIPT_ERROR" | "SCRIPT_INVALID" | "EXECUTION_TIMEOUT" | "SCRIPT_CPU_LIMIT" | "SCRIPT_MEMORY_LIMIT" | "SCRIPT_RESOURCE_LIMIT" | "SANDBOX_UNAVAILABLE" | "BROWSER_ERROR" | "BROWSER_CRASHED" | "UPLOAD_FAILED" | "WORKER_SHUTDOWN" | "EGRESS_POLICY_MISSING" | "NAVIGATION_ERROR" | "PORTAL_UNAVAILABLE" | "CANCELLED" | "JOB_SIGNATURE_INVALID" | "JOB_REPLAYED" | "SECRETS_UNREADABLE" | "HANDOFF_ABANDONED" | "HANDOFF_TIMEOUT" | "CAPTCHA_UNSOLVED" | "MODULE_NOT_FOUND" | "MODULE_NOT_ALLOWED" | "MODULE_INTEGRITY" | "MODULE_SIGNATURE_INVALID" | "JOB_POISONED" | "SRI_XML_INVALID" | "VALIDATION_FAILED" | "MALFORMED_BODY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "UNAUTHENTICATED" | "TOKEN_INVALID" | "CSRF_TOKEN_INVALID" | "INVALID_CREDENTIALS" | "EMAIL_TAKEN" | "WEAK_PASSWORD" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "FORBIDDEN" | "LAST_ADMIN" | "INVITATION_INVALID" | "WEBHOOK_TARGET_REFUSED" | "JOB_FINAL" | "DLQ_ENTRY_TRUNCATED" | "JOB_NOT_RETRYABLE" | "LOG_NOT_READY" | "HANDOFF_NOT_WAITING" | "LOG_NOT_FOUND" | "PROVIDER_NOT_FOUND" | "TOTP_SEED_INVALID" | "PROVIDER_NOT_CONNECTED" | "NO_ACTIVE_FLOW" | "FLOW_INVALID" | "FLOW_VERSION_EXISTS" | "MODULE_INVALID" | "MODULE_VERSION_EXISTS" | "FLOW_TAMPERED" | "SCHEDULE_CRON_INVALID" | "SCHEDULE_TIMEZONE_INVALID" | "EXPORT_TOO_LARGE" | "IDEMPOTENCY_CONFLICT" | "SECRETS_NOT_CONFIGURED" | "RATE_LIMITED" | "QUEUE_FULL" | "METADATA_TOO_LARGE" | "TOO_MANY_STREAMS" | "ACCOUNT_LOCKED" | "OPERATOR_ONLY" | "WORKER_NOT_FOUND" | "WORKER_ACL_UNAVAILABLE" | "WORKER_CONFIG_CONFLICT" | "OPS_BUSY" | "OPS_TASK_NOT_FOUND" | "OPS_STEP_FAILED" | "OPS_INTERRUPTED" | "OPS_TASK_TIMEOUT" | "OPS_REGISTRY_UNAVAILABLE" | "SERVICE_UNAVAILABLE" | "INTERNAL" | "CONFIG_INVALID" | "PORT_IN_USE" | "DEPENDENCY_MISSING" | "BUILD_MISSING" | "EMBEDDED_S3_MISSING" | "REDIS_TOO_OLD" | "REDIS_TLS_CERT_EXPIRED" | "ENROLMENT_TOKEN_INVALID" | "WORKER_REVOKED" | "WORKER_REDIS_LOST" | "WORKER_SHUTDOWN_TIMEOUT";
                 /** @description What happened and what to do next. */
                 message: string;
                 /** @description VALIDATION_FAILED: a list of ValidationIssue. Other codes, when they have details: an object the code's entry in docs/errors.md describes. */
@@ -1445,17 +1445,6 @@ export interface components {
                 dueAt: string;
             } | null;
         };
-        JobBlocker: {
-            /**
-             * @description login-wall, captcha, rate-limit, maintenance or access-denied.
-             * @enum {string}
-             */
-            kind: "login-wall" | "captcha" | "rate-limit" | "maintenance" | "access-denied";
-            /** @description The page, without query or fragment. */
-            url: string;
-            /** @description The rule that matched: a status code, the phrase found, the widget or marker seen. */
-            evidence: string;
-        };
         JobDetail: {
             id: string;
             /** @enum {string} */
@@ -1505,7 +1494,17 @@ export interface components {
             result: unknown;
             artifacts: components["schemas"]["Artifact"][];
             /** @description What stood between the last recorded attempt and its page (docs/scripts.md "Blockers"); null when it met none. */
-            blocker: components["schemas"]["JobBlocker"] | null;
+            blocker: {
+                /**
+                 * @description login-wall, captcha, rate-limit, maintenance or access-denied.
+                 * @enum {string}
+                 */
+                kind: "login-wall" | "captcha" | "rate-limit" | "maintenance" | "access-denied";
+                /** @description The page, without query or fragment. */
+                url: string;
+                /** @description The rule that matched: a status code, the phrase found, the widget or marker seen. */
+                evidence: string;
+            } | null;
         };
         JobListItem: components["schemas"]["Job"] & {
             /** @description The name of the user who ran it (also when they have since been removed from the organisation). */

@@ -5,7 +5,8 @@
 import { useTranslation } from 'react-i18next';
 import type { components } from '../../api/schema.d.ts';
 
-type JobBlocker = components['schemas']['JobBlocker'];
+// Inline in JobDetail (a named schema made nullable is a $ref with a nullable sibling, which OpenAPI 3.0 does not allow).
+type JobBlocker = NonNullable<components['schemas']['JobDetail']['blocker']>;
 
 export function BlockerNotice({ blocker }: { blocker: JobBlocker }) {
   const { t } = useTranslation();
