@@ -705,6 +705,30 @@ function backendSuite(backend: 'pglite' | 'postgres') {
         assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
         assert.equal(await t.redis.llen(keys.opsJobs), 0, 'no task was queued');
       },
+      'POST /api/operator/session': async () => {
+        // An organisation's API token is no operator token: no operator cookie for it.
+        const r = await asA('POST', '/api/operator/session', { body: { token: a.token } });
+        assert.deepEqual([r.status, r.body.error.code], [401, 'INVALID_CREDENTIALS']);
+        assert.equal(r.headers.get('set-cookie'), null, 'no cookie set');
+      },
+      'GET /api/operator/session': async () => {
+        const r = await asA('GET', '/api/operator/session');
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+      },
+      'DELETE /api/operator/session': async () => {
+        // Without an operator session it only clears the operator's cookies: nothing of anyone's to touch.
+        const r = await asA('DELETE', '/api/operator/session');
+        assert.equal(r.status, 204);
+      },
+      'GET /api/operator/worker-config': async () => {
+        const r = await asA('GET', '/api/operator/worker-config');
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+      },
+      'PUT /api/operator/worker-config': async () => {
+        const r = await asA('PUT', '/api/operator/worker-config', { body: { version: 0, config: { global: { maxJobs: 0 } } } });
+        assert.deepEqual([r.status, r.body.error.code], [403, 'OPERATOR_ONLY']);
+        assert.equal(await t.redis.exists(keys.workerConfig), 0, 'the workers\' configuration was not written');
+      },
       'POST /api/operator/workers/:id/revoke': async () => {
         for (const id of ['shared-worker-1', randomUUID(), ...CRAFTED_IDS.filter((c) => c.length <= 100)]) {
           const r = await asA('POST', `/api/operator/workers/${encodeURIComponent(id)}/revoke`);
