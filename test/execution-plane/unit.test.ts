@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadWorkerConfig } from '../../src/execution-plane/config.ts';
 import { parseJobMessage } from '../../src/execution-plane/job/message.ts';
-import { retryDelayMs } from '../../src/execution-plane/job/pipeline.ts';
+import { retryDelayMs } from '../../src/execution-plane/job/stages/report.ts';
 import { MODULE_HOLDER, rewriteModule } from '../../src/execution-plane/script/module-rewrite.ts';
 import { verifyJobScript } from '../../src/execution-plane/script/verified-script.ts';
 import { hostMatches, urlAllowed } from '../../src/execution-plane/job/host-guard.ts';

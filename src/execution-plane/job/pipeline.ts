@@ -38,10 +38,6 @@ import { runBrowserStage, type BrowserStageResult } from './stages/browser.ts';
 import { addParsedEvidence, uploadEvidence } from './stages/evidence.ts';
 import { bury, release, reportOutcome, toJobError, type JobError } from './stages/report.ts';
 
-export { LEASE_LOST } from './attempt.ts';
-export { retryDelayMs } from './stages/report.ts';
-export { toPlaywrightCookies } from './stages/browser.ts';
-
 export interface PipelineDeps {
   readonly config: WorkerConfig;
   readonly redis: Redis;
