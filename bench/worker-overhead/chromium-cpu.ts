@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 import { startDemoPortal } from '../../src/embedded/demo-portal.ts';
 import { chromiumArgs, resolveChromiumPath } from '../../src/execution-plane/browser.ts';
+import { lookAtPage } from '../../src/execution-plane/job/blocker.ts';
 import { EgressPolicy } from '../../src/execution-plane/job/egress-policy.ts';
 import { EgressProxy } from '../../src/execution-plane/job/egress-proxy.ts';
 import { GuardRules, installGuard } from '../../src/execution-plane/job/host-guard.ts';
@@ -27,7 +28,11 @@ const extraArgs = values.args ? values.args.split(' ') : [];
 
 for (const variant of values.variants!.split(',')) {
   const before = new Set(CpuMeter.children(/chrom/i));
-  const browser = await chromium.launch({ executablePath: resolveChromiumPath(undefined), args: [...chromiumArgs(), ...extraArgs], headless: true, chromiumSandbox: false });
+  // pwdefault: playwright-core's own flags only (raw Playwright as its users launch it); nospare: the worker's flags
+  // with the spare renderer off (Chromium honours only the last --disable-features, so the list is extended).
+  const flags = variant.includes('pwdefault') ? [] : variant.includes('nospare')
+    ? chromiumArgs().map((a) => a.startsWith('--disable-features=') ? `${a},SpareRendererForSitePerProcess` : a) : chromiumArgs();
+  const browser = await chromium.launch({ executablePath: resolveChromiumPath(undefined), args: [...flags, ...extraArgs], headless: true, chromiumSandbox: false });
   const meter = new CpuMeter();
   for (const pid of CpuMeter.children(/chrom/i)) if (!before.has(pid)) meter.label(pid, 'chromium');
   meter.start();
@@ -57,6 +62,7 @@ for (const variant of values.variants!.split(',')) {
     await job.context.addCookies([cookie]);
     const page = job.page ?? await job.context.newPage();
     await page.goto(target);
+    if (has('look')) await lookAtPage(page, {});
     await page.screenshot();
     await job.context.close();
     lease?.release();

@@ -6,7 +6,9 @@
  * session's cookies, a page, a navigation to the demo portal and a screenshot.
  *
  *   raw       N × (browser.newContext → addCookies → newPage → goto → screenshot → close) with playwright-core, one
- *             after another, in a browser launched with the worker's own flags;
+ *             after another, in a browser launched with the worker's own flags (`--raw-flags worker`, the default:
+ *             the platform's flags then count for neither side) or with playwright-core's defaults
+ *             (`--raw-flags playwright`: raw Playwright as a user of it launches it, the issue's method);
  *   platform  the same N jobs pushed at once to the queue and run by one embedded worker (WORKER_MAX_JOBS=1, the
  *             sandbox as configured: bubblewrap where it works), from the first push to the last published result.
  *
@@ -39,7 +41,9 @@ import { CpuMeter, cpuSpent, type CpuSnapshot } from './cpu.ts';
 
 const { values } = parseArgs({ options: {
   jobs: { type: 'string', default: '20' }, rounds: { type: 'string', default: '3' }, sandbox: { type: 'string', default: 'auto' },
+  'raw-flags': { type: 'string', default: 'worker' },
 } });
+if (values['raw-flags'] !== 'worker' && values['raw-flags'] !== 'playwright') throw new Error('--raw-flags is worker or playwright');
 const N = Number(values.jobs);
 const ROUNDS = Number(values.rounds);
 
@@ -58,7 +62,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 async function main(): Promise<void> {
   process.stdout.write(`worker-overhead bench — ${machine()}, load average ${load()}\n`);
-  process.stdout.write(`job shape: new context + 1 cookie + page + goto demo portal + screenshot; ${N} jobs per run, ${ROUNDS} round(s)\n`);
+  process.stdout.write(`job shape: new context + 1 cookie + page + goto demo portal + screenshot; ${N} jobs per run, ${ROUNDS} round(s); raw side launched with ${values['raw-flags'] === 'worker' ? 'the worker\'s flags' : 'playwright-core\'s defaults'}\n`);
   const logs = tempDir('sri-bench-overhead-');
   const [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startDemoPortal({ port: 0 })]);
   const target = `${portal.url}/login`;
@@ -81,7 +85,7 @@ async function main(): Promise<void> {
     extra: { WORKER_MAX_JOBS: '1', WORKER_SANDBOX: values.sandbox!, PLAYWRIGHT_TIMEOUT: '30000', EXECUTION_TIMEOUT: '60000', LOG_LEVEL: 'warn' } });
   const worker = await startWorker(config, { logger: createLogger({ name: 'worker', level: 'warn', logDir: logs.path, stdout: false }), orgRefreshMs: 100, tracing });
   const browsersBefore = new Set(CpuMeter.children(/chrom/i));
-  const browser = await chromium.launch({ executablePath: resolveChromiumPath(config.chromiumPath), args: chromiumArgs(), headless: true,
+  const browser = await chromium.launch({ executablePath: resolveChromiumPath(config.chromiumPath), args: values['raw-flags'] === 'worker' ? chromiumArgs() : [], headless: true,
     chromiumSandbox: !(typeof process.getuid === 'function' && process.getuid() === 0) });
   const orgId = testOrg('bench');
   await setSession(redis, orgId, 'user-1', { cookies: [cookie], credentials: {}, connectedAt: Date.now() });
@@ -92,7 +96,10 @@ async function main(): Promise<void> {
   meter.start();
   /** CPU seconds per side over all rounds, per category. */
   const cpuBySide = { raw: new Map<string, number>(), platform: new Map<string, number>() };
+  /** Processes started per side over all rounds, per kind (a renderer started is CPU spent: zygote fork + init). */
+  const startedBySide = { raw: new Map<string, number>(), platform: new Map<string, number>() };
   const measured = async <T>(side: 'raw' | 'platform', f: () => Promise<T>): Promise<{ value: T; cpuS: number }> => {
+    const seenBefore = new Set(meter.pidsSeen);
     const before: CpuSnapshot = meter.snapshot();
     const value = await f();
     // What a side set going finishes after its last job (the platform prepares the next context and sandbox child,
@@ -108,6 +115,11 @@ async function main(): Promise<void> {
     }
     const { total, parts } = cpuSpent(before, end);
     for (const [k, v] of parts) cpuBySide[side].set(k, (cpuBySide[side].get(k) ?? 0) + v);
+    for (const k of meter.pidsSeen) {
+      if (seenBefore.has(k)) continue;
+      const kind = k.slice(0, k.lastIndexOf('|'));
+      startedBySide[side].set(kind, (startedBySide[side].get(kind) ?? 0) + 1);
+    }
     return { value, cpuS: total };
   };
 
@@ -171,6 +183,7 @@ async function main(): Promise<void> {
       const parts = [...cpuBySide[side]].filter(([, v]) => Math.abs(v) >= 0.0005).sort((a, b) => b[1] - a[1]);
       const total = parts.reduce((a, [, v]) => a + v, 0);
       process.stdout.write(`CPU per job, ${side} (${jobs} jobs): ${(total / jobs * 1000).toFixed(0)} ms = ${parts.map(([k, v]) => `${k} ${(v / jobs * 1000).toFixed(0)}`).join(', ')}\n`);
+      process.stdout.write(`  processes started per job, ${side}: ${[...startedBySide[side]].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / jobs).toFixed(2)}`).join(', ')}\n`);
     }
 
     // Profile: the median duration of each span of the job attempts measured above.

@@ -82,16 +82,31 @@ const runningAsRoot = () => typeof process.getuid === 'function' && process.getu
 export type ContextState = 'idle' | 'reserved' | 'running' | 'recycled';
 
 /**
- * A fresh context with one blank page behind an egress lease that reaches nothing until the job arms it. Nothing
- * has run in it: it has no cookie, storage, cache or service worker (they are blocked) of anybody.
+ * A fresh context behind an egress lease that reaches nothing until the job arms it. Nothing has run in it: it has
+ * no page, cookie, storage, cache or service worker (they are blocked) of anybody. Its page is opened when a job
+ * reserves it (BrowserPool.reserve), not ahead: a page opened ahead starts a renderer, and Chromium a spare one
+ * bound to this context that its job never uses — +400 ms of Chromium CPU a job, measured in docs/benchmarks.md.
  */
 export class PreparedContext {
   private current: ContextState = 'idle';
+  private opened: Page | undefined;
 
   constructor(
-    readonly browser: Browser, readonly context: BrowserContext, readonly page: Page,
+    readonly browser: Browser, readonly context: BrowserContext,
     private readonly lease: PreparedLease, private readonly guard: GuardRules,
   ) {}
+
+  /** The job's page, opened by `openPage` when the context was reserved. */
+  get page(): Page {
+    if (!this.opened) throw new Error('the context\'s page is opened when a job reserves it');
+    return this.opened;
+  }
+
+  /** Opens the job's page; it also proves the browser alive (a dead one's round trip fails). */
+  async openPage(): Promise<Page> {
+    this.opened ??= await this.context.newPage();
+    return this.opened;
+  }
 
   /**
    * Gives the context its job's egress policy, in both lines of defence at once: the route guard and the proxy
@@ -115,7 +130,7 @@ export class PreparedContext {
 
   /** True while it can still be given to a job. */
   usable(): boolean {
-    return this.current === 'idle' && this.browser.isConnected() && !this.page.isClosed();
+    return this.current === 'idle' && this.browser.isConnected() && this.opened?.isClosed() !== true;
   }
 
   /** Closes the context; a lease never armed is released here (an armed one is its job's to release). */
@@ -373,25 +388,40 @@ export class BrowserPool {
     if (extras) {
       // Options fixed at context creation (a video): a context of its own, opened now and prepared like the warm ones.
       const own = await this.prepare(extras);
+      try {
+        await own.openPage();
+      } catch (e) {
+        void own.recycle();
+        throw e;
+      }
       own.to('reserved');
       return own;
     }
     let prepared: PreparedContext | undefined;
     while ((prepared = this.warm.shift()) !== undefined && !(await this.alive(prepared))) void prepared.recycle();
-    prepared ??= await this.prepare();
+    if (!prepared) {
+      prepared = await this.prepare();
+      try {
+        await prepared.openPage();
+      } catch (e) {
+        void prepared.recycle();
+        throw e;
+      }
+    }
     prepared.to('reserved');
     this.refill();
     return prepared;
   }
 
   /**
-   * A browser that died can still look connected for a moment (its 'disconnected' event not yet delivered): one
-   * round trip to the context tells, before a job is given a context of a dead browser.
+   * Opens the job's page in a prepared context. A browser that died can still look connected for a moment (its
+   * 'disconnected' event not yet delivered): the page's round trip tells, before a job is given a context of a
+   * dead browser.
    */
   private async alive(prepared: PreparedContext): Promise<boolean> {
     if (!prepared.usable()) return false;
     try {
-      await prepared.context.cookies();
+      await prepared.openPage();
       return prepared.usable();
     } catch {
       return false;
@@ -427,7 +457,7 @@ export class BrowserPool {
         // The host guard before the page: every request the context ever makes goes through it.
         const guard = new GuardRules();
         await installGuard(context, guard);
-        return new PreparedContext(browser, context, await context.newPage(), lease, guard);
+        return new PreparedContext(browser, context, lease, guard);
       } catch (e) {
         await context.close().catch(() => {});
         throw e;
