@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32, deflateRawSync } from 'node:zlib';
-import { cleanTrace, readZip, writeZip } from '../../src/execution-plane/job/trace-zip.ts';
+import JSZip from 'jszip';
+import { cleanTrace } from '../../src/execution-plane/job/trace-zip.ts';
 import { Redactor } from '../../src/execution-plane/job/redactor.ts';
 import { tempDir } from '../support/services.ts';
 
@@ -17,15 +17,18 @@ const COOKIE = 'sid-0123456789abcdef';
 const PASSWORD = 'pw-correct-horse';
 const PORTAL_COOKIE = 'fresh-token-from-portal';
 
-function entry(name: string, text: string | Buffer, compress = true) {
-  const body = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
-  const data = compress ? deflateRawSync(body) : body;
-  return { name, method: compress ? 8 : 0, crc: crc32(body) >>> 0, compressedSize: data.length, size: body.length, time: 0, date: 0x21, data };
+type Entry = [name: string, body: string | Buffer, compress?: boolean];
+
+/** A zip as Playwright writes one (deflated entries, some stored), made here with JSZip. */
+async function writeZip(entries: Entry[]): Promise<Buffer> {
+  const zip = new JSZip();
+  for (const [name, body, compress = true] of entries) zip.file(name, body, { compression: compress ? 'DEFLATE' : 'STORE' });
+  return zip.generateAsync({ type: 'nodebuffer' });
 }
 
 const lines = (...events: unknown[]) => events.map((e) => JSON.stringify(e)).join('\n') + '\n';
 
-function sampleTrace(): Buffer {
+function sampleTrace(): Promise<Buffer> {
   const network = lines(
     { type: 'resource-snapshot', snapshot: {
       request: { method: 'POST', url: 'http://portal/login', headers: [{ name: 'Cookie', value: `sid=${COOKIE}` }, { name: 'Accept', value: 'text/html' }],
@@ -43,18 +46,18 @@ function sampleTrace(): Buffer {
     { type: 'frame-snapshot', snapshot: { html: ['INPUT', { __playwright_value_: PASSWORD, id: 'password' }] } },
   );
   return writeZip([
-    entry('trace.trace', trace), entry('trace.network', network), entry('trace.stacks', '{"files":["/app/dist/worker.js"]}'),
-    entry('resources/post.dat', `password=${PASSWORD}`), entry('resources/page.html', '<h1>Invoices</h1>', false),
-    entry('screencast/page@1-1.jpeg', Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3])),
+    ['trace.trace', trace], ['trace.network', network], ['trace.stacks', '{"files":["/app/dist/worker.js"]}'],
+    ['resources/post.dat', `password=${PASSWORD}`], ['resources/page.html', '<h1>Invoices</h1>', false],
+    ['screencast/page@1-1.jpeg', Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3])],
   ]);
 }
 
 describe('trace-zip: cleaning a Playwright trace', () => {
   it('removes cookies, request bodies, cookie call results, stacks and secrets, and keeps the pages and frames', async () => {
     const redactor = new Redactor([COOKIE, PASSWORD]);
-    const { zip, removedResources } = await cleanTrace(sampleTrace(), (t) => redactor.redact(t));
+    const { zip, removedResources } = await cleanTrace(await sampleTrace(), (t) => redactor.redact(t));
     assert.equal(removedResources, 1);
-    const names = readZip(zip).map((e) => e.name).sort();
+    const names = Object.values((await JSZip.loadAsync(zip)).files).filter((f) => !f.dir).map((f) => f.name).sort();
     assert.deepEqual(names, ['resources/page.html', 'screencast/page@1-1.jpeg', 'trace.network', 'trace.trace']);
 
     const dir = tempDir('sri-trace-zip-');

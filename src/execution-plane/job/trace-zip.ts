@@ -18,112 +18,11 @@
  * wherever it appears in a string of `trace.trace` or `trace.network` (`redact`, as in execution.log). Response
  * bodies and screencast frames are copied unchanged: they are the portal's pages as served and shown.
  *
- * The zip is read and written in memory, so callers bound its size first (WORKER_MAX_RECORDING_BYTES); the JSON
- * files are inflated and deflated asynchronously (libuv's pool), never on the worker's event loop in one block.
+ * The zip is read and written with JSZip, in memory, so callers bound its size first (WORKER_MAX_RECORDING_BYTES);
+ * JSZip works in chunks between event-loop turns, never in one block. Entries that are not rewritten keep their
+ * compressed bytes as Playwright stored them (JSZip reuses an entry's compressed data when its method is unchanged).
  */
-import { promisify } from 'node:util';
-import { crc32, deflateRaw, inflateRaw } from 'node:zlib';
-
-const inflate = promisify(inflateRaw);
-const deflate = promisify(deflateRaw);
-
-const EOCD = 0x06054b50;
-const CENTRAL = 0x02014b50;
-const LOCAL = 0x04034b50;
-
-interface ZipEntry {
-  name: string;
-  method: number;
-  crc: number;
-  compressedSize: number;
-  size: number;
-  time: number;
-  date: number;
-  /** The entry's compressed bytes as stored. */
-  data: Buffer;
-}
-
-/** The entries of a zip (no zip64, no encryption: what Playwright writes for a bounded trace). */
-export function readZip(zip: Buffer): ZipEntry[] {
-  let eocd = -1;
-  for (let i = zip.length - 22; i >= Math.max(0, zip.length - 22 - 0xffff); i--) {
-    if (zip.readUInt32LE(i) === EOCD) { eocd = i; break; }
-  }
-  if (eocd < 0) throw new Error('not a zip file (no end of central directory)');
-  const count = zip.readUInt16LE(eocd + 10);
-  let p = zip.readUInt32LE(eocd + 16);
-  if (count === 0xffff || p === 0xffffffff) throw new Error('zip64 archives are not supported');
-  const entries: ZipEntry[] = [];
-  for (let n = 0; n < count; n++) {
-    if (zip.readUInt32LE(p) !== CENTRAL) throw new Error('corrupt zip central directory');
-    const flags = zip.readUInt16LE(p + 8);
-    const method = zip.readUInt16LE(p + 10);
-    const compressedSize = zip.readUInt32LE(p + 20);
-    const size = zip.readUInt32LE(p + 24);
-    const nameLen = zip.readUInt16LE(p + 28);
-    const extraLen = zip.readUInt16LE(p + 30);
-    const commentLen = zip.readUInt16LE(p + 32);
-    const local = zip.readUInt32LE(p + 42);
-    if (flags & 1) throw new Error('encrypted zip entries are not supported');
-    if (compressedSize === 0xffffffff || size === 0xffffffff || local === 0xffffffff) throw new Error('zip64 archives are not supported');
-    if (method !== 0 && method !== 8) throw new Error(`zip compression method ${method} is not supported`);
-    const name = zip.toString('utf8', p + 46, p + 46 + nameLen);
-    if (zip.readUInt32LE(local) !== LOCAL) throw new Error(`corrupt zip entry ${name}`);
-    const start = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
-    if (start + compressedSize > zip.length) throw new Error(`truncated zip entry ${name}`);
-    entries.push({
-      name, method, crc: zip.readUInt32LE(p + 16), compressedSize, size,
-      time: zip.readUInt16LE(p + 12), date: zip.readUInt16LE(p + 14), data: zip.subarray(start, start + compressedSize),
-    });
-    p += 46 + nameLen + extraLen + commentLen;
-  }
-  return entries;
-}
-
-/** A zip of `entries` (stored as given: the data is already compressed by `method`). */
-export function writeZip(entries: readonly ZipEntry[]): Buffer {
-  const parts: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name, 'utf8');
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(LOCAL, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0x0800, 6); // UTF-8 names; sizes in this header (no data descriptor)
-    local.writeUInt16LE(e.method, 8);
-    local.writeUInt16LE(e.time, 10);
-    local.writeUInt16LE(e.date, 12);
-    local.writeUInt32LE(e.crc, 14);
-    local.writeUInt32LE(e.data.length, 18);
-    local.writeUInt32LE(e.size, 22);
-    local.writeUInt16LE(name.length, 26);
-    const cd = Buffer.alloc(46);
-    cd.writeUInt32LE(CENTRAL, 0);
-    cd.writeUInt16LE(20, 4);
-    cd.writeUInt16LE(20, 6);
-    cd.writeUInt16LE(0x0800, 8);
-    cd.writeUInt16LE(e.method, 10);
-    cd.writeUInt16LE(e.time, 12);
-    cd.writeUInt16LE(e.date, 14);
-    cd.writeUInt32LE(e.crc, 16);
-    cd.writeUInt32LE(e.data.length, 20);
-    cd.writeUInt32LE(e.size, 24);
-    cd.writeUInt16LE(name.length, 28);
-    cd.writeUInt32LE(offset, 42);
-    parts.push(local, name, e.data);
-    central.push(cd, name);
-    offset += 30 + name.length + e.data.length;
-  }
-  const cdSize = central.reduce((n, b) => n + b.length, 0);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(EOCD, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cdSize, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, ...central, end]);
-}
+import JSZip from 'jszip';
 
 /** Request headers that carry the browser's credentials; response headers that set them. */
 const SECRET_REQUEST_HEADERS = new Set(['cookie', 'authorization', 'proxy-authorization']);
@@ -200,18 +99,15 @@ function cleanTraceLine(event: Json, cookieCalls: Set<string>): Json {
   return event;
 }
 
-async function rewriteLines(e: ZipEntry, clean: (event: Json) => Json, redact: (text: string) => string): Promise<ZipEntry> {
-  const raw = e.method === 8 ? await inflate(e.data) : e.data;
-  const lines = raw.toString('utf8').split('\n').map((line) => {
+function rewriteLines(text: string, clean: (event: Json) => Json, redact: (text: string) => string): string {
+  return text.split('\n').map((line) => {
     if (!line.trim()) return line;
     try {
       return JSON.stringify(redactStrings(clean(JSON.parse(line) as Json), redact));
     } catch {
       return redact(line);
     }
-  });
-  const text = Buffer.from(lines.join('\n'), 'utf8');
-  return { ...e, method: 8, crc: crc32(text) >>> 0, size: text.length, data: await deflate(text), compressedSize: 0 };
+  }).join('\n');
 }
 
 /**
@@ -219,21 +115,25 @@ async function rewriteLines(e: ZipEntry, clean: (event: Json) => Json, redact: (
  * when `zip` is no zip Playwright would write; the caller then keeps no trace.
  */
 export async function cleanTrace(zip: Buffer, redact: (text: string) => string): Promise<{ zip: Buffer; removedResources: number }> {
-  const entries = readZip(zip);
+  let archive: JSZip;
+  try {
+    archive = await JSZip.loadAsync(zip, { checkCRC32: true });
+  } catch (e) {
+    throw new Error(`not a zip file: ${(e as Error).message}`);
+  }
+  const entries = Object.values(archive.files).filter((f) => !f.dir);
   const dropped = new Set<string>();
   const kept = new Set<string>();
   const cookieCalls = new Set<string>();
-  const out: ZipEntry[] = [];
   // The network files first: they name the request bodies to drop.
-  const network = entries.filter((e) => e.name.endsWith('.network'));
-  const cleaned = new Map<string, ZipEntry>();
-  for (const e of network) cleaned.set(e.name, await rewriteLines(e, (ev) => cleanNetworkLine(ev, dropped, kept), redact));
-  for (const name of kept) dropped.delete(name);
-  for (const e of entries) {
-    if (e.name.endsWith('.stacks') || dropped.has(e.name)) continue;
-    if (e.name.endsWith('.network')) out.push(cleaned.get(e.name)!);
-    else if (e.name.endsWith('.trace')) out.push(await rewriteLines(e, (ev) => cleanTraceLine(ev, cookieCalls), redact));
-    else out.push(e);
+  for (const f of entries.filter((e) => e.name.endsWith('.network'))) {
+    archive.file(f.name, rewriteLines(await f.async('string'), (ev) => cleanNetworkLine(ev, dropped, kept), redact), { compression: 'DEFLATE' });
   }
-  return { zip: writeZip(out), removedResources: dropped.size };
+  for (const name of kept) dropped.delete(name);
+  for (const f of entries) {
+    if (f.name.endsWith('.stacks') || dropped.has(f.name)) archive.remove(f.name);
+    else if (f.name.endsWith('.trace')) archive.file(f.name, rewriteLines(await f.async('string'), (ev) => cleanTraceLine(ev, cookieCalls), redact), { compression: 'DEFLATE' });
+  }
+  const removedResources = [...dropped].filter((name) => entries.some((e) => e.name === name)).length;
+  return { zip: await archive.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE', platform: 'UNIX' }), removedResources };
 }
