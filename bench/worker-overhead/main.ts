@@ -42,6 +42,9 @@ import { CpuMeter, cpuSpent, type CpuSnapshot } from './cpu.ts';
 const { values } = parseArgs({ options: {
   jobs: { type: 'string', default: '20' }, rounds: { type: 'string', default: '3' }, sandbox: { type: 'string', default: 'auto' },
   'raw-flags': { type: 'string', default: 'worker' },
+  // The worker's job slots: 1 by default (one job at a time, like the raw side); `--max-jobs 2` is the worker's own
+  // default (WORKER_MAX_JOBS), what the embedded platform runs with.
+  'max-jobs': { type: 'string', default: '1' },
 } });
 if (values['raw-flags'] !== 'worker' && values['raw-flags'] !== 'playwright') throw new Error('--raw-flags is worker or playwright');
 const N = Number(values.jobs);
@@ -62,7 +65,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 async function main(): Promise<void> {
   process.stdout.write(`worker-overhead bench — ${machine()}, load average ${load()}\n`);
-  process.stdout.write(`job shape: new context + 1 cookie + page + goto demo portal + screenshot; ${N} jobs per run, ${ROUNDS} round(s); raw side launched with ${values['raw-flags'] === 'worker' ? 'the worker\'s flags' : 'playwright-core\'s defaults'}\n`);
+  process.stdout.write(`job shape: new context + 1 cookie + page + goto demo portal + screenshot; ${N} jobs per run, ${ROUNDS} round(s); worker slots (WORKER_MAX_JOBS) ${values['max-jobs']}; raw side launched with ${values['raw-flags'] === 'worker' ? 'the worker\'s flags' : 'playwright-core\'s defaults'}\n`);
   const logs = tempDir('sri-bench-overhead-');
   const [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startDemoPortal({ port: 0 })]);
   const target = `${portal.url}/login`;
@@ -82,7 +85,7 @@ async function main(): Promise<void> {
   const spans = new InMemorySpanExporter();
   const tracing = createTracing({ serviceName: 'sri-worker', exporters: [spans] });
   const config = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path,
-    extra: { WORKER_MAX_JOBS: '1', WORKER_SANDBOX: values.sandbox!, PLAYWRIGHT_TIMEOUT: '30000', EXECUTION_TIMEOUT: '60000', LOG_LEVEL: 'warn' } });
+    extra: { WORKER_MAX_JOBS: values['max-jobs']!, WORKER_SANDBOX: values.sandbox!, PLAYWRIGHT_TIMEOUT: '30000', EXECUTION_TIMEOUT: '60000', LOG_LEVEL: 'warn' } });
   const worker = await startWorker(config, { logger: createLogger({ name: 'worker', level: 'warn', logDir: logs.path, stdout: false }), orgRefreshMs: 100, tracing });
   const browsersBefore = new Set(CpuMeter.children(/chrom/i));
   const browser = await chromium.launch({ executablePath: resolveChromiumPath(config.chromiumPath), args: values['raw-flags'] === 'worker' ? chromiumArgs() : [], headless: true,

@@ -3,8 +3,8 @@
  * configuration"): the document in keys.workerConfig, read at start, again at once when keys.workerConfigChanged
  * announces a write, and every `pollMs` whatever happens (a missed announcement, a reconnect, a document edited by
  * hand: all converge within one poll). The worker asks it at each decision — before each take (maxJobs), when a job
- * fails (retries), when a job passes its provider's gate (breaker threshold) — so a change applies to the next
- * decision, never half: one document is swapped in whole.
+ * fails (retries), when a job passes its provider's gate (breaker threshold), when a job attempt starts (feature
+ * flags) — so a change applies to the next decision, never half: one document is swapped in whole.
  *
  * A document that does not validate is ignored: the worker keeps its last good configuration, says so once per
  * bad document in its log and counts it (sri_worker_config_rejected_total). A missing key means the environment's
@@ -15,8 +15,8 @@ import { Counter, Gauge } from 'prom-client';
 import { keys } from '../shared/keys.ts';
 import type { Logger } from '../shared/logger.ts';
 import {
-  breakerThresholdFor, effectiveMaxJobs, effectiveRetry, EMPTY_LIVE_CONFIG, parseLiveConfigDocument,
-  type LiveConfig, type LiveDefaults, type RetryPolicy,
+  breakerThresholdFor, effectiveFeatures, effectiveMaxJobs, effectiveRetry, EMPTY_LIVE_CONFIG, parseLiveConfigDocument,
+  type LiveConfig, type LiveDefaults, type RetryPolicy, type WorkerFeatures,
 } from '../shared/live-config.ts';
 import type { Registry } from '../shared/metrics/registry.ts';
 import type { ProviderPacing } from '../shared/provider-pacing.ts';
@@ -106,6 +106,11 @@ export class LiveConfigWatcher {
   /** The retry policy of a provider's jobs now (a job's own maxAttempts still wins over it). */
   retryFor(providerName: string): RetryPolicy {
     return effectiveRetry(this.config, providerName, this.opts.defaults);
+  }
+
+  /** The feature flags of a provider's jobs now (an attempt reads them once, at its start). */
+  featuresFor(providerName: string): WorkerFeatures {
+    return effectiveFeatures(this.config, providerName);
   }
 
   /** The provider's pacing with the live breaker threshold, when the pacing has a breaker and the document sets one. */

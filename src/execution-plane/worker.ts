@@ -340,6 +340,7 @@ class Worker implements WorkerHandle {
       // A finishing job still counts in `running`, so a full worker's slot takes its own successor and no more.
       takeNextFor: () => (this.isRunning() && this.running.size <= this.live.maxJobs() ? this.workerId : undefined),
       retryPolicy: (job) => this.live.retryFor(job.providerName),
+      features: (job) => this.live.featuresFor(job.providerName),
       onLiveLogClosed: (end) => metrics.liveLogClosed(end),
       onBlocker: (provider, kind) => metrics.blockerSeen(provider, kind),
       // Pacing, maintenance windows and circuit breakers of providers (docs/providers.md); a probe holds the others

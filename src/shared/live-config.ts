@@ -35,16 +35,31 @@ export const LiveBreaker = z.object({
 }).strict();
 export type LiveBreaker = z.infer<typeof LiveBreaker>;
 
+export const LiveFeatures = z.object({
+  blockerWatch: z.boolean().optional()
+    .describe('Classify each page after every main-frame navigation and at a failure (blocker detection: the result\'s `blocker`, the job.blocked webhook, sri_job_blockers_total). false: only a script\'s helpers.detectBlocker() classifies. Absent: true.'),
+  failureCapture: z.boolean().optional()
+    .describe('A screenshot and the page\'s HTML (redacted) at the moment a script fails. Absent: true.'),
+  recordings: z.boolean().optional()
+    .describe('Honour a job\'s `record` (Playwright trace and video of the page). false: no recording is made, and the job\'s log says so. Absent: true.'),
+}).strict();
+export type LiveFeatures = z.infer<typeof LiveFeatures>;
+
+/** Every feature flag resolved: the provider's, else the global one, else on. */
+export type WorkerFeatures = Required<LiveFeatures>;
+
 export const LiveGlobal = z.object({
   maxJobs: z.number().int().min(0).max(LIVE_MAX_JOBS_LIMIT).optional()
     .describe('Jobs one worker runs at once, at most its WORKER_MAX_JOBS (the hard ceiling). 0: workers take no new job (running ones finish). Absent: WORKER_MAX_JOBS.'),
   retry: LiveRetry.optional(),
   breaker: LiveBreaker.optional(),
+  features: LiveFeatures.optional().describe('Feature flags of the worker\'s job runtime; each absent flag is on.'),
 }).strict();
 
 export const LiveProviderOverride = z.object({
   retry: LiveRetry.optional(),
   breaker: LiveBreaker.optional(),
+  features: LiveFeatures.optional(),
 }).strict();
 
 /** Checks a retry block alone and merged over its global block: base ≤ cap. */
@@ -138,6 +153,17 @@ export function effectiveRetry(config: LiveConfig, providerName: string, env: Li
   const backoffMaxMs = p?.backoffMaxMs ?? g?.backoffMaxMs ?? env.backoffMaxMs;
   // The environment's pair is not checked against the live one (base from one, cap from the other): the cap wins.
   return { maxAttempts, backoffBaseMs: Math.min(backoffBaseMs, backoffMaxMs), backoffMaxMs };
+}
+
+/** The feature flags of a provider's jobs: the provider's flag, else the global one, else on. */
+export function effectiveFeatures(config: LiveConfig, providerName: string): WorkerFeatures {
+  const p = Object.hasOwn(config.providers, providerName) ? config.providers[providerName]?.features : undefined;
+  const g = config.global.features;
+  return {
+    blockerWatch: p?.blockerWatch ?? g?.blockerWatch ?? true,
+    failureCapture: p?.failureCapture ?? g?.failureCapture ?? true,
+    recordings: p?.recordings ?? g?.recordings ?? true,
+  };
 }
 
 /** The breaker threshold the live document sets for a provider, if any. */

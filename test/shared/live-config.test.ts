@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  breakerThresholdFor, effectiveMaxJobs, effectiveRetry, LiveConfig, parseLiveConfigDocument, type LiveDefaults,
+  breakerThresholdFor, effectiveFeatures, effectiveMaxJobs, effectiveRetry, LiveConfig, parseLiveConfigDocument, type LiveDefaults,
 } from '../../src/shared/live-config.ts';
 import { LiveConfigWatcher } from '../../src/execution-plane/live-config.ts';
 import { changedPaths } from '../../src/control-plane/workers/worker-config.ts';
@@ -20,7 +20,9 @@ describe('live configuration rules', () => {
     assert.deepEqual(LiveConfig.parse({}), { global: {}, providers: {} });
     const issue = (v: unknown) => { const r = LiveConfig.safeParse(v); assert.ok(!r.success); return r.error.issues[0]!.path.join('.'); };
     assert.equal(issue({ global: { maxJobs: 1001 } }), 'global.maxJobs');
-    assert.equal(issue({ global: { features: {} } }), 'global');
+    assert.equal(issue({ global: { flags: {} } }), 'global');
+    assert.equal(issue({ global: { features: { blockerWatch: 'no' } } }), 'global.features.blockerWatch');
+    assert.equal(issue({ providers: { sri: { features: { screenshots: false } } } }), 'providers.sri.features');
     assert.equal(issue({ providers: { sri: { retry: { backoffMaxMs: 10 } } }, global: { retry: { backoffBaseMs: 500 } } }), 'providers.sri.retry.backoffMaxMs');
   });
 
@@ -32,6 +34,15 @@ describe('live configuration rules', () => {
     assert.deepEqual(effectiveRetry(c, 'sri', env), { maxAttempts: 1, backoffBaseMs: 10, backoffMaxMs: 60_000 });
     assert.deepEqual(effectiveRetry(c, 'demo', env), { maxAttempts: 5, backoffBaseMs: 1000, backoffMaxMs: 60_000 });
     assert.deepEqual(effectiveRetry(c, 'constructor', env).maxAttempts, 5, 'an inherited property is no provider');
+  });
+
+  it('resolves feature flags provider → global → on', () => {
+    const all = { blockerWatch: true, failureCapture: true, recordings: true };
+    assert.deepEqual(effectiveFeatures(LiveConfig.parse({}), 'sri'), all);
+    const c = LiveConfig.parse({ global: { features: { recordings: false, blockerWatch: false } }, providers: { sri: { features: { blockerWatch: true, failureCapture: false } } } });
+    assert.deepEqual(effectiveFeatures(c, 'sri'), { blockerWatch: true, failureCapture: false, recordings: false });
+    assert.deepEqual(effectiveFeatures(c, 'demo'), { blockerWatch: false, failureCapture: true, recordings: false });
+    assert.deepEqual(effectiveFeatures(c, 'constructor'), effectiveFeatures(c, 'demo'), 'an inherited property is no provider');
   });
 
   it('sets the breaker threshold only on a pacing that has a breaker', () => {

@@ -25,6 +25,7 @@ import { JobArtifacts } from './helpers.ts';
 import type { JobTrace } from './job-trace.ts';
 import { Redactor, SecretValues } from './redactor.ts';
 import type { PipelineDeps } from './pipeline.ts';
+import type { WorkerFeatures } from '../../shared/live-config.ts';
 
 /** The abort reason the worker uses when a job's lease was lost: the job is someone else's now. */
 export const LEASE_LOST = 'lease-lost';
@@ -52,6 +53,8 @@ export class JobAttempt {
   /** execution.log; every line (redacted) is also batched into the job's live Redis stream, never blocking. */
   readonly exec: ExecutionLog;
   readonly artifacts = new JobArtifacts();
+  /** The live feature flags of the job's provider, read once at the attempt's start (../live-config.ts). */
+  readonly features: WorkerFeatures;
   phase: AttemptPhase = 'prepare';
   /** The browser the job's context belongs to, once reserved: a dead one makes the failure BROWSER_CRASHED. */
   browser: Browser | undefined;
@@ -75,6 +78,7 @@ export class JobAttempt {
     const { config } = deps;
     this.attempt = taken.attempt;
     this.timeoutMs = jobTimeoutMs(job, config);
+    this.features = deps.features?.(job) ?? { blockerWatch: true, failureCapture: true, recordings: true };
     this.log = deps.logger.child({ jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, ...trace.logFields() });
     this.redactor = new Redactor([config.scriptSigningSecret, config.s3SecretKey]);
     this.secretValues = new SecretValues([config.scriptSigningSecret, config.s3SecretKey]);

@@ -31,6 +31,11 @@ export interface BlockerWatchOptions {
   readonly onBlocker?: (kind: BlockerKind) => void;
   /** Where the last blocker goes (the job's artifacts, which the pipeline reports). */
   readonly keep: (blocker: ResultBlocker) => void;
+  /**
+   * Look after each main-frame navigation and at a failure (the live feature flag features.blockerWatch). false: only
+   * when asked (`look`, helpers.detectBlocker). @default true
+   */
+  readonly automatic?: boolean;
   /** @default SETTLE_MS, LOOK_MS */
   readonly settleMs?: number;
   readonly lookMs?: number;
@@ -57,6 +62,11 @@ export class BlockerWatch {
 
   constructor(private readonly opts: BlockerWatchOptions) {}
 
+  /** False when blocker detection after navigations is switched off (features.blockerWatch): looks only when asked. */
+  get automatic(): boolean {
+    return this.opts.automatic !== false;
+  }
+
   /** The provider's session check the login-wall rule uses. */
   get loggedOut(): SessionCheck | undefined {
     return this.opts.loggedOut;
@@ -77,6 +87,7 @@ export class BlockerWatch {
       state.seq++;
       // A same-document navigation (history.pushState, #hash) has no response: the document's status stays.
       if (state.pendingStatus !== undefined) { state.status = state.pendingStatus; state.pendingStatus = undefined; }
+      if (this.opts.automatic === false) return;
       const seq = state.seq;
       const started = page.waitForLoadState('domcontentloaded', { timeout: this.opts.settleMs ?? SETTLE_MS }).catch(() => {})
         .then(() => (state.seq === seq && !page.isClosed() ? this.look(page) : null));
@@ -104,7 +115,7 @@ export class BlockerWatch {
 
   /** At the job's failure: the page as it is then (its look, if its navigation had none yet). Bounded; never throws. */
   async atFailure(page: Page): Promise<void> {
-    if (page.isClosed()) return;
+    if (page.isClosed() || this.opts.automatic === false) return;
     await this.look(page);
   }
 
@@ -138,8 +149,9 @@ export class BlockerWatch {
 export function watchJobBlockers(
   context: BrowserContext, page: Page,
   o: { exec: ExecutionLog; redact: (text: string) => string; loggedOut: SessionCheck | undefined; artifacts: { blocker: ResultBlocker | undefined }; onBlocker?: ((kind: BlockerKind) => void) | undefined },
+  flags: { automatic: boolean } = { automatic: true },
 ): BlockerWatch {
-  const watch = new BlockerWatch({ exec: o.exec, redact: o.redact, loggedOut: o.loggedOut, keep: (b) => { o.artifacts.blocker = b; }, ...(o.onBlocker ? { onBlocker: o.onBlocker } : {}) });
+  const watch = new BlockerWatch({ exec: o.exec, redact: o.redact, loggedOut: o.loggedOut, keep: (b) => { o.artifacts.blocker = b; }, automatic: flags.automatic, ...(o.onBlocker ? { onBlocker: o.onBlocker } : {}) });
   watch.watch(page);
   context.on('page', (p) => watch.watch(p));
   return watch;

@@ -491,8 +491,9 @@ export function createHelpers(opts: {
       const c = opts.captcha;
       if (!c) return { outcome: 'none' };
       const on = target ?? page;
-      // The look the navigation already started (one evaluate a navigation), which also records its blocker.
-      const seen = (opts.blockers ? (await opts.blockers.look(on))?.challenges : undefined) ?? await inspectPage(on);
+      // The look the navigation already started (one evaluate a navigation), which also records its blocker — unless
+      // blocker detection is switched off (features.blockerWatch): then a look of its own that records nothing.
+      const seen = (opts.blockers?.automatic ? (await opts.blockers.look(on))?.challenges : undefined) ?? await inspectPage(on);
       const r = await getPastCaptcha(on, { solver: c.solver, signal: c.signal, handoff: (reason) => c.handoff(reason, 'captcha'), log: (m) => exec.info(`captcha: ${m}`) }, seen.captcha);
       if (r.outcome !== 'none') return { outcome: r.outcome, kind: r.captcha.kind };
       // A one-time-code form and no TOTP seed to type its code with: a person types it (the connection's seeds, when

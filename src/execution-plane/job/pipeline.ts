@@ -30,7 +30,7 @@ import { parseJobMessage } from './message.ts';
 import { gateJob, recordGateOutcome, type GateStepDeps } from './gate-step.ts';
 import type { ProviderPacing } from '../../shared/provider-pacing.ts';
 import type { EvidenceParser } from './parse-evidence.ts';
-import type { RetryPolicy } from '../../shared/live-config.ts';
+import type { RetryPolicy, WorkerFeatures } from '../../shared/live-config.ts';
 import type { BlockerKind, JobMessage } from '../../shared/schemas.ts';
 import { JobAttempt } from './attempt.ts';
 import { prepareAttempt, type Prepared } from './stages/prepare.ts';
@@ -64,6 +64,8 @@ export interface PipelineDeps {
   readonly evidenceParser?: EvidenceParser;
   /** The live retry policy of a job's provider (../live-config.ts), asked at start and at failure. @default the environment's */
   readonly retryPolicy?: (job: JobMessage) => RetryPolicy;
+  /** The live feature flags of a job's provider (../live-config.ts), read once when its attempt starts. @default all on */
+  readonly features?: (job: JobMessage) => WorkerFeatures;
   /** Told each kind of blocker a job attempt meets, once per attempt (the worker's blocker metrics; blocker-watch.ts). */
   readonly onBlocker?: (providerName: string, kind: BlockerKind) => void;
 }

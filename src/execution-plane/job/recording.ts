@@ -55,13 +55,15 @@ export function recordingOf(context: BrowserContext): JobRecording | undefined {
 }
 
 /**
- * The job's context: a prepared one (BrowserPool.reserve) when the job asks for no recording; else one opened for it
+ * The job's context: a prepared one (BrowserPool.reserve) when the job asks for no recording (or `allowed`, the live
+ * feature flag, is false); else one opened for it
  * with `recordVideo`, whose recording `recordingOf(context)` returns. Without ffmpeg (Playwright's video encoder) the
  * job gets a warm context and a trace only, and execution.log says why.
  */
-export async function reserveContext(job: JobMessage, deps: RecordingDeps): Promise<PreparedContext> {
+export async function reserveContext(job: JobMessage, allowed: boolean, deps: RecordingDeps): Promise<PreparedContext> {
   const mode: RecordMode = job.record ?? 'none';
-  if (mode === 'none') return deps.browsers.reserve();
+  if (mode !== 'none' && !allowed) deps.exec.warn(`recording: the job asks for one (record: ${mode}), but recordings are switched off by the live configuration (features.recordings); none is made`);
+  if (mode === 'none' || !allowed) return deps.browsers.reserve();
   const dir = await mkdtemp(join(tmpdir(), 'sri-record-'));
   let reserved: PreparedContext;
   let video = true;

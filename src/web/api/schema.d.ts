@@ -2044,6 +2044,15 @@ export interface components {
                     /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
                     failureThreshold?: number;
                 };
+                /** @description Feature flags of the worker's job runtime; each absent flag is on. */
+                features?: {
+                    /** @description Classify each page after every main-frame navigation and at a failure (blocker detection: the result's `blocker`, the job.blocked webhook, sri_job_blockers_total). false: only a script's helpers.detectBlocker() classifies. Absent: true. */
+                    blockerWatch?: boolean;
+                    /** @description A screenshot and the page's HTML (redacted) at the moment a script fails. Absent: true. */
+                    failureCapture?: boolean;
+                    /** @description Honour a job's `record` (Playwright trace and video of the page). false: no recording is made, and the job's log says so. Absent: true. */
+                    recordings?: boolean;
+                };
             };
             /**
              * @description Overrides by provider name (the job message's providerName); a provider's setting wins over the global one.
@@ -2062,6 +2071,14 @@ export interface components {
                     breaker?: {
                         /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
                         failureThreshold?: number;
+                    };
+                    features?: {
+                        /** @description Classify each page after every main-frame navigation and at a failure (blocker detection: the result's `blocker`, the job.blocked webhook, sri_job_blockers_total). false: only a script's helpers.detectBlocker() classifies. Absent: true. */
+                        blockerWatch?: boolean;
+                        /** @description A screenshot and the page's HTML (redacted) at the moment a script fails. Absent: true. */
+                        failureCapture?: boolean;
+                        /** @description Honour a job's `record` (Playwright trace and video of the page). false: no recording is made, and the job's log says so. Absent: true. */
+                        recordings?: boolean;
                     };
                 };
             };
@@ -2084,6 +2101,15 @@ export interface components {
                     /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
                     failureThreshold?: number;
                 };
+                /** @description Feature flags of the worker's job runtime; each absent flag is on. */
+                features?: {
+                    /** @description Classify each page after every main-frame navigation and at a failure (blocker detection: the result's `blocker`, the job.blocked webhook, sri_job_blockers_total). false: only a script's helpers.detectBlocker() classifies. Absent: true. */
+                    blockerWatch?: boolean;
+                    /** @description A screenshot and the page's HTML (redacted) at the moment a script fails. Absent: true. */
+                    failureCapture?: boolean;
+                    /** @description Honour a job's `record` (Playwright trace and video of the page). false: no recording is made, and the job's log says so. Absent: true. */
+                    recordings?: boolean;
+                };
             };
             /**
              * @description Overrides by provider name (the job message's providerName); a provider's setting wins over the global one.
@@ -2102,6 +2128,14 @@ export interface components {
                     breaker?: {
                         /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
                         failureThreshold?: number;
+                    };
+                    features?: {
+                        /** @description Classify each page after every main-frame navigation and at a failure (blocker detection: the result's `blocker`, the job.blocked webhook, sri_job_blockers_total). false: only a script's helpers.detectBlocker() classifies. Absent: true. */
+                        blockerWatch?: boolean;
+                        /** @description A screenshot and the page's HTML (redacted) at the moment a script fails. Absent: true. */
+                        failureCapture?: boolean;
+                        /** @description Honour a job's `record` (Playwright trace and video of the page). false: no recording is made, and the job's log says so. Absent: true. */
+                        recordings?: boolean;
                     };
                 };
             };

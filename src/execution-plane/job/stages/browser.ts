@@ -49,7 +49,7 @@ export async function runBrowserStage(a: JobAttempt, prepared: Prepared, pacing:
   try {
     // A context of its own, prepared ahead or opened now: no cookie, storage or cache of another job (invariant 3).
     // A job that asks for recordings gets a context of its own with a video (recording.ts).
-    reserved = await reserveContext(job, {
+    reserved = await reserveContext(job, a.features.recordings, {
       browsers: deps.browsers, maxBytes: config.maxRecordingBytes, exec, artifacts: a.artifacts, store: evidenceStore(a), redact: (t) => redactor.redact(t),
     });
   } catch (e) {
@@ -159,11 +159,13 @@ export async function runInBrowser(run: BrowserRun): Promise<void> {
         files: { log: '', screenshots: [] }, handoff: { reason: evidence.redact(state.reason), expiresAt: state.expiresAt },
       }),
     });
-    // Blocker classification after each navigation and at a failure (blocker-watch.ts, docs/scripts.md "Blockers").
+    // Blocker classification after each navigation and at a failure (blocker-watch.ts, docs/scripts.md "Blockers"),
+    // unless the live configuration switched it off (then only helpers.detectBlocker classifies).
     blockers = watchJobBlockers(context, page, {
       exec, redact: evidence.redact, loggedOut: sessions.health?.check, artifacts,
       onBlocker: deps.onBlocker && ((k) => deps.onBlocker!(job.providerName, k)),
-    });
+    }, { automatic: a.features.blockerWatch });
+    if (!a.features.blockerWatch) exec.info('blocker detection after navigations is off (live configuration features.blockerWatch)');
     const helpers = createHelpers({
       blockers,
       handoff: (reason, o) => handoff.request(reason, o),
@@ -205,7 +207,7 @@ export async function runInBrowser(run: BrowserRun): Promise<void> {
     // What a person needs to see why: the page as it was when the script failed. Not from a page that is gone
     // (crash, timeout, cancel: the context is closing) — the job's end must not wait on it.
     if (!closing && !a.crashed) await blockers?.atFailure(reserved.page);
-    if (scriptRuns && !closing && !a.crashed) await captureFailure(reserved.page, artifacts, evidence.redact, exec);
+    if (scriptRuns && !closing && !a.crashed && a.features.failureCapture) await captureFailure(reserved.page, artifacts, evidence.redact, exec);
     throw e;
   } finally {
     // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
