@@ -15,11 +15,12 @@ import { Counter, Gauge } from 'prom-client';
 import { keys } from '../shared/keys.ts';
 import type { Logger } from '../shared/logger.ts';
 import {
-  breakerThresholdFor, effectiveFeatures, effectiveMaxJobs, effectiveRetry, EMPTY_LIVE_CONFIG, parseLiveConfigDocument,
+  breakerBlockerKindsFor, breakerThresholdFor, effectiveFeatures, effectiveMaxJobs, effectiveRetry, EMPTY_LIVE_CONFIG, parseLiveConfigDocument,
   type LiveConfig, type LiveDefaults, type RetryPolicy, type WorkerFeatures,
 } from '../shared/live-config.ts';
 import type { Registry } from '../shared/metrics/registry.ts';
 import type { ProviderPacing } from '../shared/provider-pacing.ts';
+import type { BlockerKind } from '../shared/schemas.ts';
 import type { WorkerConfig } from './config.ts';
 
 /** How often the document is read even without an announcement. @default 5000 */
@@ -111,6 +112,11 @@ export class LiveConfigWatcher {
   /** The feature flags of a provider's jobs now (an attempt reads them once, at its start). */
   featuresFor(providerName: string): WorkerFeatures {
     return effectiveFeatures(this.config, providerName);
+  }
+
+  /** Blocker kinds that count as failures in the provider's circuit breaker now (breaker.blockerKinds). */
+  breakerBlockerKinds(providerName: string): readonly BlockerKind[] {
+    return breakerBlockerKindsFor(this.config, providerName);
   }
 
   /** The provider's pacing with the live breaker threshold, when the pacing has a breaker and the document sets one. */

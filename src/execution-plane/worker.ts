@@ -349,6 +349,7 @@ class Worker implements WorkerHandle {
         gate: ProviderGate.connect(redis, metrics.gateObserver()), queue, redis, logger,
         probeMs: (job) => jobTimeoutMs(job, config) + config.leaseMs,
         adjustPacing: (providerName, pacing) => this.live.pacingFor(providerName, pacing),
+        breakerBlockerKinds: (providerName) => this.live.breakerBlockerKinds(providerName),
       },
       // The XML evidence of `sri` jobs is read into parsed data, which the control plane keeps as documents.
       evidenceParser: { parse: parseSriDocument },

@@ -14,7 +14,7 @@
  * written by hand with redis-cli may be anything; the worker then keeps its last good configuration).
  */
 import { z } from 'zod';
-import { ProviderName } from './schemas.ts';
+import { BLOCKER_KINDS, ProviderName, type BlockerKind } from './schemas.ts';
 
 /** Most jobs one worker may be told to run at once; each worker's WORKER_MAX_JOBS caps it further. */
 export const LIVE_MAX_JOBS_LIMIT = 1000;
@@ -32,6 +32,9 @@ export type LiveRetry = z.infer<typeof LiveRetry>;
 export const LiveBreaker = z.object({
   failureThreshold: z.number().int().min(1).max(1000).optional()
     .describe('Consecutive infrastructure failures (network errors, 5xx pages) that open a provider\'s circuit breaker, for providers whose pacing has a breaker. Absent: the pacing\'s own.'),
+  blockerKinds: z.array(z.enum(BLOCKER_KINDS)).max(BLOCKER_KINDS.length)
+    .refine((k) => new Set(k).size === k.length, 'each kind at most once').optional()
+    .describe('Blocker kinds that count as the portal\'s failure in the provider\'s circuit breaker: a job attempt that met one (the result\'s `blocker`) counts as a failure even when it ended done, so failureThreshold blocked attempts in a row open the breaker and the provider\'s jobs wait its cool-down. Absent: blockers do not count.'),
 }).strict();
 export type LiveBreaker = z.infer<typeof LiveBreaker>;
 
@@ -164,6 +167,12 @@ export function effectiveFeatures(config: LiveConfig, providerName: string): Wor
     failureCapture: p?.failureCapture ?? g?.failureCapture ?? true,
     recordings: p?.recordings ?? g?.recordings ?? true,
   };
+}
+
+/** The blocker kinds the live document counts as breaker failures for a provider (the provider's list, else the global one). */
+export function breakerBlockerKindsFor(config: LiveConfig, providerName: string): readonly BlockerKind[] {
+  const p = Object.hasOwn(config.providers, providerName) ? config.providers[providerName]?.breaker : undefined;
+  return p?.blockerKinds ?? config.global.breaker?.blockerKinds ?? [];
 }
 
 /** The breaker threshold the live document sets for a provider, if any. */

@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  breakerThresholdFor, effectiveFeatures, effectiveMaxJobs, effectiveRetry, LiveConfig, parseLiveConfigDocument, type LiveDefaults,
+  breakerBlockerKindsFor, breakerThresholdFor, effectiveFeatures, effectiveMaxJobs, effectiveRetry, LiveConfig, parseLiveConfigDocument, type LiveDefaults,
 } from '../../src/shared/live-config.ts';
 import { LiveConfigWatcher } from '../../src/execution-plane/live-config.ts';
 import { changedPaths } from '../../src/control-plane/workers/worker-config.ts';
@@ -49,6 +49,12 @@ describe('live configuration rules', () => {
     const c = LiveConfig.parse({ global: { breaker: { failureThreshold: 7 } }, providers: { sri: { breaker: { failureThreshold: 2 } } } });
     assert.equal(breakerThresholdFor(c, 'sri'), 2);
     assert.equal(breakerThresholdFor(c, 'demo'), 7);
+    const kinds = LiveConfig.parse({ global: { breaker: { blockerKinds: ['rate-limit', 'maintenance'] } }, providers: { sri: { breaker: { blockerKinds: [] } } } });
+    assert.deepEqual(breakerBlockerKindsFor(kinds, 'demo'), ['rate-limit', 'maintenance']);
+    assert.deepEqual(breakerBlockerKindsFor(kinds, 'sri'), [], 'a provider\'s empty list wins over the global one');
+    assert.deepEqual(breakerBlockerKindsFor(LiveConfig.parse({}), 'sri'), []);
+    assert.ok(!LiveConfig.safeParse({ global: { breaker: { blockerKinds: ['teapot'] } } }).success, 'an unknown kind is refused');
+    assert.ok(!LiveConfig.safeParse({ global: { breaker: { blockerKinds: ['captcha', 'captcha'] } } }).success, 'a kind twice is refused');
     const watcher = new LiveConfigWatcher({ redis: null as never, subscriber: null as never, logger: null as never, defaults: env });
     // Before any document: the pacing as the catalogue has it.
     const pacing = { breaker: { failureThreshold: 5, coolDownMs: 1000 } };

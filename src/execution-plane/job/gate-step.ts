@@ -13,7 +13,7 @@
 import type { BrowserContext } from 'playwright-core';
 import type { Redis } from 'ioredis';
 import type { JobQueue, Taken } from '../../shared/queue/job-queue.ts';
-import type { JobMessage } from '../../shared/schemas.ts';
+import type { BlockerKind, JobMessage } from '../../shared/schemas.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { ErrorCode } from '../../shared/errors.ts';
 import { readCataloguePacing } from '../../shared/provider-catalogue.ts';
@@ -32,6 +32,8 @@ export interface GateStepDeps {
   readonly probeMs: (job: JobMessage) => number;
   /** The pacing as the live configuration adjusts it (its breaker threshold, ../live-config.ts). @default as in the catalogue */
   readonly adjustPacing?: (providerName: string, pacing: ProviderPacing) => ProviderPacing;
+  /** Blocker kinds the live configuration counts as the portal's failure in the breaker (breaker.blockerKinds). @default none */
+  readonly breakerBlockerKinds?: (providerName: string) => readonly BlockerKind[];
 }
 
 export type GateStep =
@@ -56,12 +58,17 @@ export async function gateJob(job: JobMessage, taken: Taken, deps: GateStepDeps)
 }
 
 /** Tells the provider's breaker what the job said of the portal; a failure to do so is logged, never the job's. */
-export async function recordGateOutcome(job: JobMessage, status: string, errorCode: string | undefined, pacing: ProviderPacing, deps: GateStepDeps): Promise<void> {
+export async function recordGateOutcome(
+  job: JobMessage, status: string, errorCode: string | undefined, pacing: ProviderPacing, deps: GateStepDeps, blocker?: BlockerKind,
+): Promise<void> {
   if (!pacing.breaker || status === 'late' || status === 'released') return;
   try {
-    const r = await deps.gate.record(job.providerName, job.jobId, breakerOutcomeOf(status, errorCode), pacing);
+    // A blocker of a kind the live configuration counts (a rate-limit or maintenance page, say) is the portal's failure,
+    // however the job ended: enough of them in a row open the breaker, and the provider's jobs wait its cool-down.
+    const blocked = blocker !== undefined && (deps.breakerBlockerKinds?.(job.providerName) ?? []).includes(blocker);
+    const r = await deps.gate.record(job.providerName, job.jobId, blocked ? 'failure' : breakerOutcomeOf(status, errorCode), pacing);
     if (r && r.before !== r.after) {
-      deps.logger.warn({ provider: job.providerName, from: r.before, to: r.after, failures: r.failures, jobId: job.jobId, errorCode }, `provider circuit breaker ${r.after === 'open' ? 'opened' : r.after}`);
+      deps.logger.warn({ provider: job.providerName, from: r.before, to: r.after, failures: r.failures, jobId: job.jobId, errorCode, ...(blocked ? { blocker } : {}) }, `provider circuit breaker ${r.after === 'open' ? 'opened' : r.after}`);
     }
   } catch (e) {
     deps.logger.warn({ provider: job.providerName, err: (e as Error).message }, 'could not record the job\'s outcome in its provider\'s circuit breaker');

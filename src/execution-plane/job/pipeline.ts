@@ -139,7 +139,7 @@ async function processLeased(taken: Taken, deps: PipelineDeps, signal: AbortSign
   } finally {
     await attempt.dispose();
   }
-  if (gated && deps.gate) await recordGateOutcome(job, outcome.status, outcome.errorCode, gated.pacing, deps.gate);
+  if (gated && deps.gate) await recordGateOutcome(job, outcome.status, outcome.errorCode, gated.pacing, deps.gate, attempt.artifacts.blocker?.kind);
   return outcome;
 }
 

@@ -2043,6 +2043,8 @@ export interface components {
                 breaker?: {
                     /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
                     failureThreshold?: number;
+                    /** @description Blocker kinds that count as the portal's failure in the provider's circuit breaker: a job attempt that met one (the result's `blocker`) counts as a failure even when it ended done, so failureThreshold blocked attempts in a row open the breaker and the provider's jobs wait its cool-down. Absent: blockers do not count. */
+                    blockerKinds?: ("login-wall" | "captcha" | "rate-limit" | "maintenance" | "access-denied")[];
                 };
                 /** @description Feature flags of the worker's job runtime; each absent flag is on. */
                 features?: {
@@ -2071,6 +2073,8 @@ export interface components {
                     breaker?: {
                         /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
                         failureThreshold?: number;
+                        /** @description Blocker kinds that count as the portal's failure in the provider's circuit breaker: a job attempt that met one (the result's `blocker`) counts as a failure even when it ended done, so failureThreshold blocked attempts in a row open the breaker and the provider's jobs wait its cool-down. Absent: blockers do not count. */
+                        blockerKinds?: ("login-wall" | "captcha" | "rate-limit" | "maintenance" | "access-denied")[];
                     };
                     features?: {
                         /** @description Classify each page after every main-frame navigation and at a failure (blocker detection: the result's `blocker`, the job.blocked webhook, sri_job_blockers_total). false: only a script's helpers.detectBlocker() classifies. Absent: true. */
@@ -2100,6 +2104,8 @@ export interface components {
                 breaker?: {
                     /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
                     failureThreshold?: number;
+                    /** @description Blocker kinds that count as the portal's failure in the provider's circuit breaker: a job attempt that met one (the result's `blocker`) counts as a failure even when it ended done, so failureThreshold blocked attempts in a row open the breaker and the provider's jobs wait its cool-down. Absent: blockers do not count. */
+                    blockerKinds?: ("login-wall" | "captcha" | "rate-limit" | "maintenance" | "access-denied")[];
                 };
                 /** @description Feature flags of the worker's job runtime; each absent flag is on. */
                 features?: {
@@ -2128,6 +2134,8 @@ export interface components {
                     breaker?: {
                         /** @description Consecutive infrastructure failures (network errors, 5xx pages) that open a provider's circuit breaker, for providers whose pacing has a breaker. Absent: the pacing's own. */
                         failureThreshold?: number;
+                        /** @description Blocker kinds that count as the portal's failure in the provider's circuit breaker: a job attempt that met one (the result's `blocker`) counts as a failure even when it ended done, so failureThreshold blocked attempts in a row open the breaker and the provider's jobs wait its cool-down. Absent: blockers do not count. */
+                        blockerKinds?: ("login-wall" | "captcha" | "rate-limit" | "maintenance" | "access-denied")[];
                     };
                     features?: {
                         /** @description Classify each page after every main-frame navigation and at a failure (blocker detection: the result's `blocker`, the job.blocked webhook, sri_job_blockers_total). false: only a script's helpers.detectBlocker() classifies. Absent: true. */
