@@ -75,6 +75,10 @@ export class BlockerWatch {
     page.on('framenavigated', (frame) => {
       if (frame !== page.mainFrame()) return;
       state.seq++;
+      // The browser's own error page (a navigation that failed: refused by the egress policy, unreachable) is no
+      // portal's page: it has no response, so the previous document's status must not be read as its own (a 429
+      // before it would name the error page a rate limit), and nothing on it is a blocker — the error explains it.
+      if (isBrowserErrorPage(frame.url())) { state.status = 0; state.pendingStatus = undefined; return; }
       // A same-document navigation (history.pushState, #hash) has no response: the document's status stays.
       if (state.pendingStatus !== undefined) { state.status = state.pendingStatus; state.pendingStatus = undefined; }
       const seq = state.seq;
@@ -92,6 +96,7 @@ export class BlockerWatch {
     let state = this.pages.get(page);
     if (!state) { this.watch(page); state = this.pages.get(page)!; }
     if (state.look?.seq === state.seq) return state.look.promise;
+    if (isBrowserErrorPage(page.url())) return Promise.resolve(null);
     const promise = lookAtPage(page, { loggedOut: this.opts.loggedOut, passwordFieldIsLoginWall: false, status: state.status, timeoutMs: this.opts.lookMs ?? LOOK_MS })
       .catch(() => null)
       .then((found) => { if (found?.blocker) this.record(found.blocker); return found; });
@@ -129,6 +134,11 @@ export class BlockerWatch {
       try { this.opts.onBlocker?.(kept.kind); } catch { /* metrics never fail a job */ }
     }
   }
+}
+
+/** Chromium's page for a navigation that failed (`chrome-error://chromewebdata/`). */
+function isBrowserErrorPage(url: string): boolean {
+  return url.startsWith('chrome-error:');
 }
 
 /**

@@ -1493,7 +1493,7 @@ export interface components {
             /** @description The parsed data the flow set (parsed-data.json); null until the job has some. */
             result: unknown;
             artifacts: components["schemas"]["Artifact"][];
-            /** @description What stood between the last recorded attempt and its page (docs/scripts.md "Blockers"); null when it met none. */
+            /** @description The last blocker an attempt of this run met — a login wall, CAPTCHA, rate limit, maintenance or access-denied page (docs/scripts.md "Blockers"); kept when a later attempt met none; null when no attempt met one. */
             blocker: {
                 /**
                  * @description login-wall, captcha, rate-limit, maintenance or access-denied.
