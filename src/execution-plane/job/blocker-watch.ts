@@ -13,7 +13,7 @@
 import type { BrowserContext, Page, Response } from 'playwright-core';
 import type { SessionCheck } from '../../shared/provider-catalogue.ts';
 import type { BlockerKind, ResultBlocker } from '../../shared/schemas.ts';
-import { lookAtPage, type PageLook } from './blocker.ts';
+import { lookAtPage, type Blocker, type PageLook } from './blocker.ts';
 import type { ExecutionLog } from './execution-log.ts';
 
 /** Longest a navigation's look waits for its document to be parsed. */
@@ -107,10 +107,13 @@ export class BlockerWatch {
     return promise;
   }
 
-  /** At the job's failure: the page as it is then (its look, if its navigation had none yet). Bounded; never throws. */
-  async atFailure(page: Page): Promise<void> {
-    if (page.isClosed()) return;
-    await this.look(page);
+  /**
+   * At the job's failure: the page as it is then (its look, if its navigation had none yet); returns the blocker on
+   * it, if any (a login wall there is the session lost mid-flow: stages/browser.ts). Bounded; never throws.
+   */
+  async atFailure(page: Page): Promise<Blocker | null> {
+    if (page.isClosed()) return null;
+    return (await this.look(page))?.blocker ?? null;
   }
 
   /** Waits, bounded, for the looks under way (a navigation just before the script ended). */
