@@ -61,13 +61,13 @@ export const DEMO_BLOCKER_PAGES: Readonly<Record<string, BlockerPage>> = {
 
 /**
  * Registers `/blockers` (a list of links to each page), `/blockers/:page` (and `/blockers/login-redirect`, which sends the visitor to the demo portal's login
- * page — its provider's logged-out address — as a portal whose session expired does). `html` writes a page of the
- * portal's layout.
+ * page — its provider's logged-out address — as a portal whose session expired does; `/blockers/session-ends`, which
+ * ends the session too, lives in demo-portal.ts beside the sessions). `html` writes a page of the portal's layout.
  */
 export function registerDemoBlockers(app: FastifyInstance, html: (reply: FastifyReply, status: number, title: string, body: string, lang?: Lang) => FastifyReply): void {
   // Link texts with underscores: "rate-limit" as text would make this list a rate-limit page.
   app.get('/blockers', async (_req, reply) => html(reply, 200, 'Blocker pages',
-    `<ul>${[...Object.keys(DEMO_BLOCKER_PAGES), 'login-redirect'].map((n) => `<li><a id="${n}" href="/blockers/${n}">${n.replace(/-/g, '_')}</a></li>`).join('')}</ul>`));
+    `<ul>${[...Object.keys(DEMO_BLOCKER_PAGES), 'login-redirect', 'session-ends'].map((n) => `<li><a id="${n}" href="/blockers/${n}">${n.replace(/-/g, '_')}</a></li>`).join('')}</ul>`));
   app.get('/blockers/login-redirect', async (_req, reply) => reply.redirect('/login?redirect=%2Fblockers%2Flogin-redirect'));
   app.get('/blockers/:page', async (req, reply) => {
     const name = (req.params as { page: string }).page;

@@ -156,6 +156,22 @@ export async function startDemoPortal(opts: DemoPortalOptions): Promise<DemoPort
   app.get('/__admin/requests', async () => ({ requests: requestLog }));
   app.post('/__admin/expire-sessions', async () => ({ expired: expireSessions() }));
 
+  // A session that expires while a flow runs: this page ends the visitor's session and sends them to the login page
+  // (the demo provider's logged-out address). With `?once=<id>` only the first visit with that id ends it; later
+  // ones go on to /invoices (a flow retried after signing in again gets past it). Ids kept: the last 1000.
+  const endedOnce = new Set<string>();
+  app.get('/blockers/session-ends', async (req, reply) => {
+    const once = (req.query as Record<string, string | undefined>)['once'];
+    if (once !== undefined && endedOnce.has(once)) return reply.redirect('/invoices');
+    if (once !== undefined) {
+      endedOnce.add(once);
+      if (endedOnce.size > 1000) endedOnce.delete(endedOnce.values().next().value!);
+    }
+    const token = parseCookies(req.headers.cookie)[DEMO_SESSION_COOKIE];
+    if (token !== undefined) sessions.delete(token);
+    return reply.redirect('/login?redirect=%2Finvoices');
+  });
+
   app.get('/api/health', async () => ({ status: 'ok' }));
   app.get('/', async (req, reply) => reply.redirect(loggedIn(req) ? '/invoices' : '/login'));
 

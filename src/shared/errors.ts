@@ -22,6 +22,7 @@ export const ERRORS = {
   SCRIPT_UNAUTHORIZED: spec(401, false, 'Unauthorized script'),
   SCRIPT_NOT_FOUND: spec(404, false, 'The script named by scriptKey is not in the scripts bucket; re-create the flow or fix scriptKey.'),
   SESSION_NOT_FOUND: spec(404, false, 'Session not found'),
+  SESSION_LOGGED_OUT: spec(409, true, 'The portal logged the session out while the flow ran (its login wall appeared mid-flow): the job is retried, and its next attempt\'s session check signs in again with the provider\'s login flow, or ends SESSION_EXPIRED when none can.'),
   SESSION_EXPIRED: spec(409, false, 'The portal logged the connection\'s session out and no login flow could sign in again (the provider has none, or it failed): connect the provider again with a fresh session, or fix its credentials and TOTP seed; the connection shows as expired until then.'),
   SCRIPT_ERROR: spec(422, false, 'The script threw an error; read execution.log and fix the flow.'),
   SCRIPT_INVALID: spec(422, false, 'The script is not an ES module whose default export is a function; see docs/scripts.md.'),

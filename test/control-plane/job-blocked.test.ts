@@ -1,7 +1,8 @@
 /**
  * Blockers on the control plane (docs/scripts.md "Blockers", docs/webhooks.md): a result whose attempt met a blocker
  * is recorded with it, GET /api/jobs/{id} shows it, and a webhook subscribed to `job.blocked` gets one delivery per
- * attempt with the blocker's kind and URL; results without one (older workers) announce nothing more, and a
+ * attempt with the blocker's kind and URL — a retried attempt's too (its `retrying` result), while the job keeps the
+ * last blocker seen; results without one (older workers) announce nothing more, and a
  * malformed blocker is dropped, never the result with it. Real redis-server, S3 server, PGlite and a local receiver.
  */
 import { after, before, describe, it } from 'node:test';
@@ -47,10 +48,11 @@ describe('job.blocked: the control plane records a result\'s blocker, shows it a
     assert.equal(r.status, 202, JSON.stringify(r.body));
     return r.body.jobId as string;
   };
-  const result = (jobId: string, status: 'done' | 'failed', extra: Record<string, unknown> = {}): ResultMessage => ({
+  const result = (jobId: string, status: 'done' | 'failed' | 'retrying', extra: Record<string, unknown> = {}): ResultMessage => ({
     jobId, orgId: user.orgId, userId: user.userId, providerId: 'demo', success: status === 'done', status, duration: 10, attempt: 1,
     workerId: 'worker-t', finishedAt: new Date().toISOString(),
     ...(status === 'failed' ? { error: { code: 'SCRIPT_ERROR', message: 'boom' } } : {}),
+    ...(status === 'retrying' ? { error: { code: 'NAVIGATION_ERROR', message: 'net::ERR_FAILED' } } : {}),
     files: { log: `s3://sri-results/results/${user.orgId}/${user.userId}/${jobId}/execution.log`, screenshots: [] },
     ...extra,
   } as ResultMessage);
@@ -133,6 +135,63 @@ describe('job.blocked: the control plane records a result\'s blocker, shows it a
     assert.equal((await http('GET', `/api/jobs/${clean}`)).body.job.blocker, null);
 
     for (const id of [hook.body.webhook.id, all.body.webhook.id]) assert.equal((await http('DELETE', `/api/webhooks/${id}`)).status, 204);
+  });
+
+  it('announces each retried attempt\'s blocker (status retrying) once, and the job keeps the last blocker seen after a clean attempt', async () => {
+    const hook = await http('POST', '/api/webhooks', { url: `${receiverUrl}/retried`, events: ['*'] });
+    assert.equal(hook.status, 201, JSON.stringify(hook.body));
+    const path = '/retried';
+    const jobId = await newJob();
+    const rateLimit = { kind: 'rate-limit', url: 'http://127.0.0.1:3100/blockers/rate-limit', evidence: 'HTTP status 429' };
+    const maintenance = { kind: 'maintenance', url: 'http://127.0.0.1:3100/blockers/maintenance', evidence: 'page text: "under maintenance" (HTTP status 503)' };
+
+    // Attempt 1 blocked and retried: job.blocked alone, the job retrying with that blocker. The worker's retryJob sets
+    // the status key and publishes the attempt's result in one step; the API shows the key's status until final.
+    await redis.set(keys.jobStatus(jobId), 'retrying');
+    await publish(result(jobId, 'retrying', { attempt: 1, blocker: rateLimit }));
+    await waitFor(() => at(path).length === 1, { what: 'job.blocked of attempt 1' });
+    const first = JSON.parse(at(path)[0]!.body);
+    assert.equal(first.event, 'job.blocked');
+    assert.equal(first.result.status, 'retrying');
+    assert.equal(first.result.attempt, 1);
+    assert.deepEqual(first.result.blocker, rateLimit);
+    const retrying = (await http('GET', `/api/jobs/${jobId}`)).body.job;
+    assert.equal(retrying.status, 'retrying');
+    assert.equal(retrying.attempt, 1);
+    assert.equal(retrying.error?.code, 'NAVIGATION_ERROR');
+    assert.deepEqual(retrying.blocker, rateLimit);
+
+    // The same announcement again (a duplicate publish) is not delivered twice; attempt 2 blocked by another page is.
+    await publish(result(jobId, 'retrying', { attempt: 1, blocker: rateLimit }));
+    await publish(result(jobId, 'retrying', { attempt: 2, blocker: maintenance }));
+    await waitFor(() => at(path).length === 2, { what: 'job.blocked of attempt 2' });
+    const second = JSON.parse(at(path)[1]!.body);
+    assert.equal(second.event, 'job.blocked');
+    assert.equal(second.result.attempt, 2);
+    assert.deepEqual(second.result.blocker, maintenance);
+    assert.deepEqual((await http('GET', `/api/jobs/${jobId}`)).body.job.blocker, maintenance);
+
+    // Attempt 3 meets none and finishes: job.done only; the job shows the last blocker seen (attempt 2's).
+    await publish(result(jobId, 'done', { attempt: 3 }));
+    await waitFor(() => at(path).length === 3, { what: 'job.done of attempt 3' });
+    const done = JSON.parse(at(path)[2]!.body);
+    assert.equal(done.event, 'job.done');
+    assert.equal(done.result.attempt, 3);
+    const final = (await http('GET', `/api/jobs/${jobId}`)).body.job;
+    assert.equal(final.status, 'done');
+    assert.equal(final.attempt, 3);
+    assert.deepEqual(final.blocker, maintenance);
+
+    // A retrying result without a blocker announces nothing (no worker sends one; an older one might).
+    const plain = await newJob();
+    await redis.set(keys.jobStatus(plain), 'retrying');
+    await publish(result(plain, 'retrying', { attempt: 1 }));
+    await waitFor(async () => (await http('GET', `/api/jobs/${plain}`)).body.job.error?.code === 'NAVIGATION_ERROR' || undefined, { what: 'the plain retrying result recorded' });
+    await publish(result(plain, 'done', { attempt: 2 }));
+    await waitFor(() => at(path).length === 4, { what: 'job.done of the plain job' });
+    assert.deepEqual(at(path).map((r) => JSON.parse(r.body).event), ['job.blocked', 'job.blocked', 'job.done', 'job.done']);
+    assert.equal((await http('GET', `/api/jobs/${plain}`)).body.job.blocker, null);
+    assert.equal((await http('DELETE', `/api/webhooks/${hook.body.webhook.id}`)).status, 204);
   });
 
   it('records a result whose blocker is malformed, without the blocker', async () => {

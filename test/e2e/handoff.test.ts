@@ -126,7 +126,8 @@ describe('hand-off to a person: live view, input and answers through the API', (
     sub = createRedis(t.redisUrl);
     sub.on('pmessage', (_p: string, _c: string, m: string) => {
       const r = ResultMessage.safeParse(JSON.parse(m));
-      if (r.success && r.data.status !== 'waiting_for_user') results.set(r.data.jobId, r.data);
+      // Final results only: a hand-off's announcement, or a retried attempt's blocker (`retrying`), is not one.
+      if (r.success && r.data.status !== 'waiting_for_user' && r.data.status !== 'retrying') results.set(r.data.jobId, r.data);
     });
     await sub.psubscribe(keys.orgDonePattern);
     const config = testWorkerConfig({ redisUrl: t.redisUrl, s3Endpoint: t.config.s3Endpoint, logDir: logs.path, extra: {

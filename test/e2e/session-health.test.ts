@@ -5,7 +5,8 @@
  * context, the job succeeds and the connection's session in Redis holds the fresh cookies; a provider with a check
  * and no login flow ends the job SESSION_EXPIRED, not retried, the connection shows expired in the API and the
  * organisation's webhook receives `session.expired`; a login flow that fails ends the same way; cookies a flow
- * gets from the portal during a job are saved back to the connection at its end.
+ * gets from the portal during a job are saved back to the connection at its end; a session the portal ends while the
+ * flow runs (the flow fails on the login wall) retries the job, announces the attempt's blocker, and signs in again.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -219,6 +220,52 @@ describe('session health: check, re-login with TOTP, SESSION_EXPIRED, cookies sa
     assert.ok(!JSON.stringify(job).includes('not-the-password'), 'the password stays out of the job');
     await waitFor(async () => (await connection('demo'))?.status === 'expired', { what: 'the connection shown expired' });
     await waitFor(() => received.some((r) => r.event === 'session.expired' && r.body.result.jobId === jobId), { what: 'the session.expired webhook' });
+  });
+
+  it('retries a job whose session the portal ended mid-flow (a login wall): SESSION_LOGGED_OUT, job.blocked for that attempt, then the login flow signs in again and the job succeeds', async () => {
+    const blockedHook = await http('POST', '/api/webhooks', { url: `${receiverUrl}/blocked`, events: ['job.blocked'] });
+    assert.equal(blockedHook.status, 201, blockedHook.text);
+    const old = await loginToDemoPortal(portal.url);
+    await connect('demo', {
+      cookies: [sessionCookie(old)], credentials: { portalUser: DEMO_USERNAME, portalPassword: DEMO_PASSWORD }, totp: { demo: DEMO_TOTP_SEED },
+    });
+    // The invoices, then a page where the portal ends the session (the first visit only), then the invoices again:
+    // the first attempt meets the login page where it waits for #invoices.
+    await activate('demo', [
+      { type: 'navigate', url: `${portal.url}/invoices` },
+      { type: 'waitFor', selector: '#invoices' },
+      { type: 'navigate', url: `${portal.url}/blockers/session-ends?once=${randomUUID()}` },
+      ...invoiceSteps(),
+    ]);
+    const since = Date.now();
+    const jobId = await run('demo');
+    const job = await finished(jobId);
+    assert.equal(job.status, 'done', JSON.stringify(job));
+    assert.equal(job.attempt, 2, 'retried once');
+    assert.deepEqual(job.result.invoices.map((r: { number: string }) => r.number), ['INV-1001', 'INV-1002', 'INV-1003']);
+    assert.equal(job.blocker?.kind, 'login-wall');
+
+    // The first attempt: SESSION_LOGGED_OUT (retried), its login wall announced as job.blocked.
+    const blocked = await waitFor(() => received.find((r) => r.event === 'job.blocked' && r.body.result.jobId === jobId && r.body.result.attempt === 1), { what: 'job.blocked of attempt 1' });
+    assert.equal(blocked.body.result.status, 'retrying');
+    assert.equal(blocked.body.result.error.code, 'SESSION_LOGGED_OUT');
+    assert.match(blocked.body.result.error.message, /^The portal logged the session out while the flow ran \(the provider.s logged-out address/);
+    assert.equal(blocked.body.result.blocker.kind, 'login-wall');
+    assert.match(blocked.body.result.blocker.url, /\/login$/);
+    assert.ok(!JSON.stringify(blocked.body).includes(old), 'no cookie in the webhook');
+
+    // The second attempt's session check found the session logged out and the login flow signed in again.
+    const seen = portal.requests().filter((r) => r.at >= since).map((r) => `${r.method} ${r.url}`);
+    const ended = seen.findIndex((x) => x.startsWith('GET /blockers/session-ends'));
+    assert.ok(ended >= 0, seen.join(', '));
+    const after = seen.slice(ended + 1);
+    for (const step of ['GET /login?mfa=1', 'POST /login?mfa=1', 'POST /2fa']) assert.ok(after.includes(step), `${step} after the session ended: ${after.join(', ')}`);
+    const session = await storedSession('demo');
+    const fresh = session.cookies.find((c) => c.name === DEMO_SESSION_COOKIE);
+    assert.ok(fresh && fresh.value !== old && await portalAccepts(fresh.value), 'the new session was saved');
+    assert.equal((await connection('demo'))?.status, 'connected');
+    assert.ok(!received.some((r) => r.event === 'session.expired' && r.body.result.jobId === jobId), 'no session.expired');
+    assert.equal((await http('DELETE', `/api/webhooks/${blockedHook.body.webhook.id}`)).status, 204);
   });
 
   it('saves the cookies the portal renewed during the job back to the connection, and starts its lifetime again', async () => {

@@ -3,7 +3,8 @@
  * portal's blocker pages, and the published result names the blocker (kind, URL without query, short evidence), the
  * job's log says it, the worker's metrics count it by provider and kind. A CAPTCHA goes the existing hand-off path
  * (no solver configured: nobody answers within WORKER_HANDOFF_MAX_MS, HANDOFF_TIMEOUT); a page reached by a click
- * is classified too; a job that meets no blocker has none.
+ * is classified too; a job that meets no blocker has none. An attempt that met one and is retried publishes its
+ * `retrying` result with the blocker (the control plane's job.blocked for it).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +25,17 @@ const CLICK = `export default async function run({ page, payload, helpers }) {
   await page.click('#denied');
   await page.waitForURL('**/blockers/denied');
   helpers.log('landed');
+}`;
+
+// Attempt 1 meets the rate-limit page, then a navigation the egress policy refuses (NAVIGATION_ERROR, retried);
+// attempt 2 reaches a clean page and finishes.
+const RETRIED = `export default async function run({ page, payload, helpers, context }) {
+  if (context.attempt === 1) {
+    await page.goto(payload.base + '/blockers/rate-limit');
+    await page.goto('http://not-allowed.invalid/');
+  }
+  await page.goto(payload.base + '/api/health');
+  helpers.log('attempt ' + context.attempt + ' landed');
 }`;
 
 describe('blocker classification on a real worker', () => {
@@ -91,6 +103,28 @@ describe('blocker classification on a real worker', () => {
     const clean = await finalResult(org, signedJob(org, GOTO, { metadata: { url: `${portal.url}/api/health` } }));
     assert.equal(clean.status, 'done');
     assert.equal(clean.blocker, undefined);
+  });
+
+  it('publishes a retried attempt\'s blocker with its retrying result, before the job\'s final result', async () => {
+    const org = testOrg('blk-retry');
+    await setSession(h.redis, org, 'user-1', h.session());
+    const job = signedJob(org, RETRIED, { metadata: { base: portal.url }, maxAttempts: 3 });
+    const r = await finalResult(org, job);
+    assert.equal(r.status, 'done', JSON.stringify(r.error));
+    assert.equal(r.attempt, 2);
+    assert.equal(r.blocker, undefined, 'the second attempt met no blocker');
+    const retried = h.services.retried.filter((m) => m.jobId === job.jobId);
+    assert.equal(retried.length, 1, JSON.stringify(retried));
+    const first = retried[0]!;
+    assert.equal(first.status, 'retrying');
+    assert.equal(first.success, false);
+    assert.equal(first.attempt, 1);
+    assert.equal(first.error?.code, 'NAVIGATION_ERROR');
+    assert.equal(first.blocker?.kind, 'rate-limit');
+    assert.equal(first.blocker?.url, `${portal.url}/blockers/rate-limit`);
+    assert.match(first.blocker?.evidence ?? '', /^HTTP status 429$/);
+    // The harness's `results` never takes a retrying result for the job's result.
+    assert.equal(h.services.results.get(job.jobId)?.status, 'done');
   });
 
   it('counts blockers per provider and kind in the worker\'s metrics', async () => {

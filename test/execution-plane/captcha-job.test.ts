@@ -97,7 +97,7 @@ describe('a CAPTCHA on a job\'s page: solved by a 2captcha-compatible service, o
       const key = keys.jobLiveInput(job.jobId);
       const events = [...answer(state), { type: 'answer', answer: 'done' } as const];
       await redis.multi().rpush(key, ...events.map((e) => JSON.stringify(e))).expire(key, LIVE_KEYS_TTL_SECONDS).exec();
-      const result = await waitFor(() => results.find((m) => m.jobId === job.jobId && m.status !== 'waiting_for_user'), { timeoutMs: 120_000, what: 'the job\'s final result' });
+      const result = await waitFor(() => results.find((m) => m.jobId === job.jobId && m.status !== 'waiting_for_user' && m.status !== 'retrying'), { timeoutMs: 120_000, what: 'the job\'s final result' });
       return { state, status, announced: results.some((m) => m.status === 'waiting_for_user'), result };
     } finally {
       sub.disconnect();

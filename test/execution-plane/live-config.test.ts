@@ -6,20 +6,30 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
 import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { keys } from '../../src/shared/keys.ts';
+import { queueCatalogueEntry } from '../../src/shared/provider-catalogue.ts';
+import { readProviderHealth } from '../../src/shared/provider-gate/gate.ts';
+import type { ProviderPacing } from '../../src/shared/provider-pacing.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import type { ResultMessage } from '../../src/shared/schemas.ts';
 import { TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { metricValue, scrape } from '../support/metrics.ts';
-import { publishDemoProvider, seedDemoProvider } from '../support/providers.ts';
+import { publishDemoProvider, seedDemoProvider, testDemoProvider } from '../support/providers.ts';
 import { runSri } from '../support/cli.ts';
 import { push, setSession, signedJob, testOrg } from './support/jobs.ts';
 import { startWorkerHarness, type WorkerHarness } from './support/worker-harness.ts';
 
 const OPERATOR_TOKEN = `op-${randomBytes(24).toString('hex')}`;
+// Fails on the portal's 500 page (PORTAL_UNAVAILABLE: an infrastructure failure for the breaker), done on its good one.
+const GOTO_SCRIPT = `export default async function run({ page, payload }) {
+  await page.goto(payload.url);
+  await page.locator('#ok').waitFor({ timeout: 5000 });
+}`;
 const HOLD_SCRIPT = `export default async function run({ page, payload }) { await page.goto(payload.base + '/hold', { timeout: 120000 }); }`;
 
 describe('live worker configuration: written through the operator API, applied by a running worker', () => {
@@ -78,6 +88,10 @@ describe('live worker configuration: written through the operator API, applied b
       [{ providers: { demo: { retry: { maxAttempts: 0 } } } }, 'config.providers.demo.retry.maxAttempts'],
       [{ global: { concurrency: 2 } }, 'config.global'],
       [{ providers: { 'Not A Name': {} } }, 'config.providers'],
+      [{ providers: { demo: { breaker: { failureThreshold: 0 } } } }, 'config.providers.demo.breaker.failureThreshold'],
+      [{ global: { breaker: { failureThreshold: 1.5 } } }, 'config.global.breaker.failureThreshold'],
+      // Good values beside a bad one: the document is refused whole, none of it is applied.
+      [{ global: { maxJobs: 1, breaker: { failureThreshold: 2 } }, providers: { demo: { breaker: { failureThreshold: 2000 } } } }, 'config.providers.demo.breaker.failureThreshold'],
     ];
     for (const [config, field] of bad) {
       const r = await call('PUT', { version: 0, config });
@@ -89,6 +103,8 @@ describe('live worker configuration: written through the operator API, applied b
     assert.equal(await h.redis.exists(keys.workerConfig), 0, 'nothing written');
     assert.equal(await h.redis.llen(keys.workerConfigHistory), 0, 'nothing audited');
     assert.equal((await call('GET')).body.version, 0);
+    assert.equal(await workerVersion(), 0, 'the worker still runs version 0');
+    assert.equal(metricValue(await metrics(), 'sri_worker_max_jobs'), 3, 'the good maxJobs beside a bad value was not applied');
   });
 
   it('lowers maxJobs on a running worker within seconds: it runs one job at a time; raised with sri config set, it takes more at once', async () => {
@@ -191,5 +207,70 @@ describe('live worker configuration: written through the operator API, applied b
     await h.redis.set(keys.workerConfig, JSON.stringify(doc));
     await waitFor(async () => (await workerVersion()) === 11, { timeoutMs: 20_000, what: 'the worker polls version 11' });
     assert.equal(metricValue(await metrics(), 'sri_worker_max_jobs'), 1);
+  });
+
+  it('opens a provider\'s breaker at the live threshold set with sri config set: two failures open it where the catalogue\'s five would not', async () => {
+    let down = true;
+    const flaky = createServer((_req, res) => {
+      res.writeHead(down ? 500 : 200, { 'content-type': 'text/html' });
+      res.end(down ? '<h1>Service unavailable</h1>' : '<p id="ok">portal up</p>');
+    });
+    await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
+    const flakyUrl = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}/`;
+    // The catalogue's breaker: five consecutive infrastructure failures, a long cool-down (nothing half-opens here).
+    const pacing: ProviderPacing = { breaker: { failureThreshold: 5, coolDownMs: 600_000 } };
+    const multi = h.redis.multi();
+    queueCatalogueEntry(multi, { ...testDemoProvider(), pacing });
+    await multi.exec();
+    const org = testOrg('breaker');
+    await setSession(h.redis, org, 'user-1', h.session());
+    const job = () => signedJob(org, GOTO_SCRIPT, { metadata: { url: flakyUrl }, maxAttempts: 1 });
+    const fails = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const r = await h.run(org, job(), 60_000);
+        assert.equal(r.error?.code, 'PORTAL_UNAVAILABLE', JSON.stringify(r.error));
+      }
+    };
+    try {
+      // The catalogue's threshold: two failures leave the breaker closed; a success resets the count.
+      await fails(2);
+      // The worker tells the breaker after it publishes the result: wait for the count, not for the result.
+      const before = await waitFor(async () => { const b = (await readProviderHealth(h.redis, 'demo', pacing)).breaker; return b.consecutiveFailures === 2 ? b : undefined; },
+        { timeoutMs: 15_000, what: 'two failures counted' });
+      assert.equal(before.state, 'closed', 'two failures stay under the catalogue\'s five');
+      down = false;
+      assert.equal((await h.run(org, job(), 60_000)).status, 'done');
+      await waitFor(async () => (await readProviderHealth(h.redis, 'demo', pacing)).breaker.consecutiveFailures === 0, { timeoutMs: 15_000, what: 'the success resets the count' });
+
+      // Lowered to two through the CLI (PUT /api/operator/worker-config): the running worker picks it up within seconds.
+      const set = await cli(['set', 'providers.demo.breaker.failureThreshold=2']);
+      assert.equal(set.code, 0, set.stderr);
+      const version = (await call('GET')).body.version as number;
+      assert.equal((await call('GET')).body.config.providers.demo.breaker.failureThreshold, 2);
+      await waitFor(async () => (await workerVersion()) === version, { timeoutMs: 15_000, what: `the worker applies version ${version}` });
+
+      down = true;
+      await fails(2);
+      const open = await waitFor(async () => { const b = (await readProviderHealth(h.redis, 'demo', pacing)).breaker; return b.consecutiveFailures === 2 ? b : undefined; },
+        { timeoutMs: 15_000, what: 'two failures counted' });
+      assert.equal(open.state, 'open', 'two failures opened it');
+      assert.ok(metricValue(await metrics(), 'sri_provider_breaker_transitions_total', { provider: 'demo', to: 'open' })! >= 1);
+
+      // The breaker acts: a new job of the provider is held (deferred, still queued), not run, though the portal is up.
+      down = false;
+      const held = job();
+      await push(h.redis, org, held);
+      const deferred = await waitFor(async () => Object.values(await h.redis.hgetall(keys.queueDeferredJobs))
+        .map((v) => JSON.parse(v) as { j: string; w: string }).find((d) => d.j === held.jobId), { timeoutMs: 30_000, what: 'the job held by the open breaker' });
+      assert.match(deferred.w, /breaker/);
+      assert.equal(await h.redis.get(keys.jobStatus(held.jobId)), 'queued');
+      assert.equal(h.services.results.get(held.jobId), undefined, 'it did not run');
+    } finally {
+      const reset = h.redis.multi();
+      queueCatalogueEntry(reset, testDemoProvider());
+      await reset.exec();
+      flaky.closeAllConnections();
+      await new Promise<void>((r) => flaky.close(() => r()));
+    }
   });
 });

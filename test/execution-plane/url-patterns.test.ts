@@ -11,17 +11,16 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { ResultMessage } from '../../src/shared/schemas.ts';
-import { BlobStore, createS3Client, parseS3Uri } from '../../src/shared/s3.ts';
+import { parseS3Uri } from '../../src/shared/s3.ts';
 import { compileSteps } from '../../src/control-plane/flows/compile.ts';
 import { chromiumArgs, resolveChromiumPath } from '../../src/execution-plane/browser.ts';
 import type { ScriptHelpers } from '../../src/execution-plane/job/helpers.ts';
 import { pageRegExp, SandboxHost } from '../../src/execution-plane/script/sandbox/host.ts';
 import type { FromChild } from '../../src/execution-plane/script/sandbox/protocol.ts';
-import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
-import { startTestPortal, type TestPortal } from './support/portal.ts';
+import { TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
 import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg } from './support/jobs.ts';
 
 /**
@@ -36,26 +35,21 @@ const RUN = 'a'.repeat(56);
 interface Watch { probes: number; slowestProbeMs: number; failedProbes: string[]; oldestHeartbeatMs: number; leaseLapsedMs: number }
 
 describe('URL patterns never run on the worker\'s event loop', () => {
-  let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
-  let s3: Awaited<ReturnType<typeof startTestS3>>;
-  let portal: TestPortal;
-  let redis: Redis;
-  let store: BlobStore;
+  // The services harness (redis-server, s3rver, the test portal); the worker is a process of its own, so that this
+  // test process stays free to probe it while a hostile pattern runs.
+  let s: ServicesHarness;
   let child: ChildProcess | undefined;
   let output = '';
   let healthz = '';
   const workerId = `patterns-${randomUUID().slice(0, 8)}`;
-  const logs = tempDir('sri-url-patterns-');
 
   before(async () => {
-    [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
-    redis = createRedis(redisServer.url);
-    store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
+    s = await startServicesHarness({ logPrefix: 'sri-url-patterns-' });
     child = spawn(process.execPath, ['--import', 'tsx', 'src/execution-plane/main.ts'], {
       env: {
         PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NODE_NO_WARNINGS: '1',
-        REDIS_URL: redisServer.url, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
-        WORKER_ID: workerId, WORKER_POLL_INTERVAL: '50', WORKER_MAX_JOBS: '2', WORKER_HTTP_PORT: '0', LOG_DIR: logs.path, LOG_LEVEL: 'info',
+        REDIS_URL: s.redisUrl, S3_ENDPOINT: s.s3Endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
+        WORKER_ID: workerId, WORKER_POLL_INTERVAL: '50', WORKER_MAX_JOBS: '2', WORKER_HTTP_PORT: '0', LOG_DIR: s.logDir, LOG_LEVEL: 'info',
         // Frequent heartbeats and renewals, so that a stall of a couple of seconds shows in both.
         WORKER_HEARTBEAT_INTERVAL_MS: '250', WORKER_LEASE_MS: '3000',
         // The hostile scripts spin until their own CPU limit stops them.
@@ -65,7 +59,7 @@ describe('URL patterns never run on the worker\'s event loop', () => {
     });
     child.stdout!.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-20_000); });
     child.stderr!.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-20_000); });
-    const url = await waitFor(() => redis.hget(keys.workerInfo(workerId), 'httpUrl'), { timeoutMs: 60_000, what: 'the worker\'s HTTP URL in its registry entry' })
+    const url = await waitFor(() => s.redis.hget(keys.workerInfo(workerId), 'httpUrl'), { timeoutMs: 60_000, what: 'the worker\'s HTTP URL in its registry entry' })
       .catch((e: Error) => { throw new Error(`${e.message}; worker output: ${output.slice(-1000)}`); });
     healthz = `${url}/healthz`;
   });
@@ -76,14 +70,11 @@ describe('URL patterns never run on the worker\'s event loop', () => {
       child.kill('SIGKILL');
       await exited;
     }
-    redis?.disconnect();
-    store?.client.destroy();
-    await Promise.all([redisServer?.stop(), s3?.close(), portal?.close()]);
-    logs.remove();
+    await s?.stop();
   });
 
   const result = async (jobId: string) => {
-    const raw = await redis.get(keys.jobResult(jobId));
+    const raw = await s.redis.get(keys.jobResult(jobId));
     return raw ? ResultMessage.parse(JSON.parse(raw)) : undefined;
   };
 
@@ -94,12 +85,12 @@ describe('URL patterns never run on the worker\'s event loop', () => {
    */
   async function runWatched(script: string): Promise<{ r: ResultMessage | undefined; watch: Watch }> {
     const org = testOrg('patterns');
-    await setSession(redis, org, 'user-1', { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });
+    await setSession(s.redis, org, 'user-1', { cookies: [{ name: 'sid', value: s.portal.sessionId, url: s.portal.url }], connectedAt: Date.now() });
     const job = signedJob(org, `export default async function run({ page, payload, helpers }) {\n${script}\n}`, {
-      metadata: { base: portal.url, run: RUN }, allowedHosts: [`127.0.0.1:${portal.port}`],
+      metadata: { base: s.portal.url, run: RUN }, allowedHosts: [`127.0.0.1:${s.portal.port}`],
     });
     const watch: Watch = { probes: 0, slowestProbeMs: 0, failedProbes: [], oldestHeartbeatMs: 0, leaseLapsedMs: -Infinity };
-    await push(redis, org, job);
+    await push(s.redis, org, job);
     const deadline = Date.now() + 90_000;
     let r: ResultMessage | undefined;
     while (!(r = await result(job.jobId)) && !watch.failedProbes.length) {
@@ -114,10 +105,10 @@ describe('URL patterns never run on the worker\'s event loop', () => {
       }
       watch.slowestProbeMs = Math.max(watch.slowestProbeMs, performance.now() - t0);
       watch.probes++;
-      const beat = Number(await redis.get(keys.workerHeartbeat(workerId)));
+      const beat = Number(await s.redis.get(keys.workerHeartbeat(workerId)));
       if (beat) watch.oldestHeartbeatMs = Math.max(watch.oldestHeartbeatMs, Date.now() - beat);
       // One job at a time runs here: the leases' sorted set holds only its deadline (epoch ms).
-      const leases = await redis.zrange(keys.queueLeases, '0', '-1', 'WITHSCORES');
+      const leases = await s.redis.zrange(keys.queueLeases, '0', '-1', 'WITHSCORES');
       for (let i = 1; i < leases.length; i += 2) watch.leaseLapsedMs = Math.max(watch.leaseLapsedMs, Date.now() - Number(leases[i]));
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -134,9 +125,9 @@ describe('URL patterns never run on the worker\'s event loop', () => {
 
   async function normalJobSucceeds(): Promise<void> {
     const org = testOrg('after');
-    await setSession(redis, org, 'user-1', { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });
-    const job = signedJob(org, NORMAL_SCRIPT, { metadata: { base: portal.url }, allowedHosts: [`127.0.0.1:${portal.port}`] });
-    await push(redis, org, job);
+    await setSession(s.redis, org, 'user-1', { cookies: [{ name: 'sid', value: s.portal.sessionId, url: s.portal.url }], connectedAt: Date.now() });
+    const job = signedJob(org, NORMAL_SCRIPT, { metadata: { base: s.portal.url }, allowedHosts: [`127.0.0.1:${s.portal.port}`] });
+    await push(s.redis, org, job);
     const r = await waitFor(() => result(job.jobId), { timeoutMs: 30_000, what: 'the normal job after the attack' });
     assert.equal(r.status, 'done', JSON.stringify(r.error));
   }
@@ -183,7 +174,7 @@ describe('URL patterns never run on the worker\'s event loop', () => {
     assert.equal(r?.status, 'done', JSON.stringify(r));
     const loc = parseS3Uri(r.files.parsedData ?? '');
     assert.ok(loc);
-    assert.deepEqual(JSON.parse((await store.get(loc.bucket, loc.key))!.toString()), {
+    assert.deepEqual(JSON.parse((await s.store.get(loc.bucket, loc.key))!.toString()), {
       exact: true, glob: true, regexp: true, predicate: true, later: 2, sameDocument: true,
       timeout: 'TimeoutError: page.waitForURL: Timeout 300ms exceeded.',
       badGlob: 'Invalid glob pattern "{a,{b}}": nested \'{\' is not supported', frameByUrl: true, noFrame: null,
@@ -192,14 +183,14 @@ describe('URL patterns never run on the worker\'s event loop', () => {
 
   it('runs a compiled waitFor {url} and {urlPrefix} (a literal predicate, no pattern) on the sandbox', async () => {
     const { script } = compileSteps([
-      { type: 'navigate', url: `${portal.url}/invoices` },
-      { type: 'waitFor', url: `${portal.url}/invoices` },
-      { type: 'waitFor', urlPrefix: `${portal.url}/inv` },
-    ], { id: 'demo', allowedHosts: [`127.0.0.1:${portal.port}`] });
+      { type: 'navigate', url: `${s.portal.url}/invoices` },
+      { type: 'waitFor', url: `${s.portal.url}/invoices` },
+      { type: 'waitFor', urlPrefix: `${s.portal.url}/inv` },
+    ], { id: 'demo', allowedHosts: [`127.0.0.1:${s.portal.port}`] });
     const org = testOrg('compiled');
-    await setSession(redis, org, 'user-1', { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });
-    const job = signedJob(org, script, { allowedHosts: [`127.0.0.1:${portal.port}`] });
-    await push(redis, org, job);
+    await setSession(s.redis, org, 'user-1', { cookies: [{ name: 'sid', value: s.portal.sessionId, url: s.portal.url }], connectedAt: Date.now() });
+    const job = signedJob(org, script, { allowedHosts: [`127.0.0.1:${s.portal.port}`] });
+    await push(s.redis, org, job);
     const r = await waitFor(() => result(job.jobId), { timeoutMs: 30_000, what: 'the compiled flow\'s result' });
     assert.equal(r.status, 'done', JSON.stringify(r.error));
   });

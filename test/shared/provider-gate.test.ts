@@ -55,6 +55,7 @@ describe('maintenance windows on the provider\'s clock', () => {
     assert.equal(breakerOutcomeOf('dead', 'PORTAL_UNAVAILABLE'), 'failure');
     assert.equal(breakerOutcomeOf('done', undefined), 'success');
     assert.equal(breakerOutcomeOf('failed', 'SCRIPT_ERROR'), 'success');
+    assert.equal(breakerOutcomeOf('retrying', 'SESSION_LOGGED_OUT'), 'success', 'a login wall mid-flow: the portal answered');
     assert.equal(breakerOutcomeOf('cancelled', 'CANCELLED'), 'neutral');
     assert.equal(breakerOutcomeOf('retrying', 'UPLOAD_FAILED'), 'neutral');
   });

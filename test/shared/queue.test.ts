@@ -42,7 +42,7 @@ describe('the queue\'s Lua files', () => {
       assert.doesNotMatch(body.replace(/--[^\n]*/g, ''), /['"](sri|\{sri\}):/, `${s.file}: no key name in the code`);
       assert.doesNotMatch(s.lua, /\bK\.\w+/, `${s.file}: no generated key table`);
     }
-    assert.equal(commandName(QUEUE_SCRIPTS, 'takeJob'), 'sri_queue_v5_takeJob');
+    assert.equal(commandName(QUEUE_SCRIPTS, 'takeJob'), 'sri_queue_v6_takeJob');
   });
 
   it('every key a script touches is one of the KEYS of its call (MONITOR of a whole run on one Redis)', async () => {
@@ -304,6 +304,40 @@ for (const kind of REDIS_KINDS) describe(`JobQueue on a real Redis (${kind})`, (
     assert.equal(again.attempt, 2);
     assert.equal(await q.retry(t, 'x', due, { code: 'X', message: 'x' }), 'late', 'the old token cannot retry again');
     assert.equal(await q.complete(again, result(again)), 'recorded');
+  });
+
+  it('publishes a retried attempt\'s announcement (a blocker) only when the retry is recorded, and stores none', async () => {
+    const m = job('org-a');
+    await q.enqueue('org-a', m);
+    const t = (await q.take('w1'))!;
+    const sub = redis.duplicate();
+    const heard: string[] = [];
+    await sub.subscribe(keys.orgDone('org-a'));
+    sub.on('message', (_c, msg) => heard.push(msg));
+    try {
+      const error = { code: 'NAVIGATION_ERROR', message: 'x' };
+      const blocker = { kind: 'rate-limit' as const, url: 'http://127.0.0.1/blockers/rate-limit', evidence: 'HTTP status 429' };
+      const announce: ResultMessage = { ...result(t, 'retrying'), success: false, error, blocker };
+      const due = Date.now() + 60_000;
+      assert.equal(await q.retry(t, JSON.stringify({ ...m, attempt: 2 }), due, error, announce), 'recorded');
+      await waitFor(() => heard.length === 1, { what: 'the retrying result published' });
+      const got = JSON.parse(heard[0]!) as ResultMessage;
+      assert.equal(got.status, 'retrying');
+      assert.equal(got.attempt, 1);
+      assert.deepEqual(got.blocker, blocker);
+      assert.equal(await redis.exists(keys.jobResult(m.jobId)), 0, 'a retrying result is not stored for the reconciler');
+      // A retry the queue refuses (the token no longer holds the job) announces nothing.
+      assert.equal(await q.retry(t, 'x', due, error, announce), 'late');
+      // Without an announcement (no blocker) the retry publishes nothing either.
+      await q.promoteDue(due);
+      const again = (await q.take('w1'))!;
+      assert.equal(await q.retry(again, JSON.stringify({ ...m, attempt: 3 }), due, error), 'recorded');
+      await redis.publish(keys.orgDone('org-a'), 'end-of-run');
+      await waitFor(() => heard.includes('end-of-run'), { what: 'the marker published after the retries' });
+      assert.deepEqual(heard, [heard[0], 'end-of-run'], 'nothing published by the refused retry nor the one without announcement');
+    } finally {
+      sub.disconnect();
+    }
   });
 
   it('releases a job untouched to the front of its queue', async () => {

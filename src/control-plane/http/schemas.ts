@@ -249,7 +249,7 @@ export const JobDetail = Job.extend({
   }).nullable().describe('Why a queued job has not started; null when it only waits for its turn (or is not queued).'),
   result: z.unknown().describe('The parsed data the flow set (parsed-data.json); null until the job has some.'),
   artifacts: z.array(Artifact),
-  blocker: JobBlocker.nullable().describe('What stood between the last recorded attempt and its page (docs/scripts.md "Blockers"); null when it met none.'),
+  blocker: JobBlocker.nullable().describe('The last blocker an attempt of this run met — a login wall, CAPTCHA, rate limit, maintenance or access-denied page (docs/scripts.md "Blockers"); kept when a later attempt met none; null when no attempt met one.'),
 }).meta({ id: 'JobDetail' });
 // An intersection rather than Job.extend(): the list's items stay a Job (the component clients name) plus what the
 // list adds.

@@ -5,8 +5,8 @@
  * A result is recorded only for a job of the channel's organisation (RLS scopes the update); a final status is
  * never overwritten by a later message, a `retrying` message of an earlier attempt than the recorded one is
  * ignored, and a final result read back from Redis counts only while the status key agrees that the job is over.
- * Statuses: `retrying` (an attempt failed and the job waits for its next one) is recorded with its attempt and
- * error but is not final; `waiting_for_user` (a hand-off's announcement) sets the status only; `done`, `failed`,
+ * Statuses: `retrying` (an attempt failed and the job waits for its next one; published only for an attempt that met
+ * a blocker) is recorded with its attempt, error and blocker but is not final; `waiting_for_user` (a hand-off's announcement) sets the status only; `done`, `failed`,
  * `cancelled` and `dead` are final.
  */
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
@@ -32,8 +32,9 @@ export interface ResultsDeps {
   resultsBucket: string;
   logger: Logger;
   /**
-   * Told after a final status (done, failed, cancelled, dead) is recorded, once per job attempt, and when a job starts
-   * waiting for a person (`waiting_for_user`, a hand-off) — for webhooks.
+   * Told after a final status (done, failed, cancelled, dead) is recorded, once per job attempt, after a `retrying`
+   * result that names a blocker (job.blocked), and when a job starts waiting for a person (`waiting_for_user`, a
+   * hand-off) — for webhooks.
    */
   onJobFinal?: (orgId: string, result: ResultMessage) => void;
   /** Each recording is a `result.record` span, a child of the worker's `publish` span the result names. */
@@ -146,8 +147,9 @@ async function recordOnce(deps: ResultsDeps, orgId: string, msg: ResultMessage):
     if (!job) return 'unknown-job';
     return isFinalStatus(job.status) ? 'already-final' : 'stale';
   });
-  // After the commit, so nothing is announced for a result that was not recorded.
-  if (outcome === 'recorded' && final) deps.onJobFinal?.(orgId, msg);
+  // After the commit, so nothing is announced for a result that was not recorded. A `retrying` result is announced
+  // only when its attempt met a blocker (job.blocked; the worker publishes no other `retrying` result).
+  if (outcome === 'recorded' && (final || msg.blocker)) deps.onJobFinal?.(orgId, msg);
   return outcome;
 }
 

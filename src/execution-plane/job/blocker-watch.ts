@@ -13,7 +13,7 @@
 import type { BrowserContext, Page, Response } from 'playwright-core';
 import type { SessionCheck } from '../../shared/provider-catalogue.ts';
 import type { BlockerKind, ResultBlocker } from '../../shared/schemas.ts';
-import { lookAtPage, type PageLook } from './blocker.ts';
+import { lookAtPage, type Blocker, type PageLook } from './blocker.ts';
 import type { ExecutionLog } from './execution-log.ts';
 
 /** Longest a navigation's look waits for its document to be parsed. */
@@ -85,6 +85,10 @@ export class BlockerWatch {
     page.on('framenavigated', (frame) => {
       if (frame !== page.mainFrame()) return;
       state.seq++;
+      // The browser's own error page (a navigation that failed: refused by the egress policy, unreachable) is no
+      // portal's page: it has no response, so the previous document's status must not be read as its own (a 429
+      // before it would name the error page a rate limit), and nothing on it is a blocker — the error explains it.
+      if (isBrowserErrorPage(frame.url())) { state.status = 0; state.pendingStatus = undefined; return; }
       // A same-document navigation (history.pushState, #hash) has no response: the document's status stays.
       if (state.pendingStatus !== undefined) { state.status = state.pendingStatus; state.pendingStatus = undefined; }
       if (this.opts.automatic === false) return;
@@ -103,6 +107,7 @@ export class BlockerWatch {
     let state = this.pages.get(page);
     if (!state) { this.watch(page); state = this.pages.get(page)!; }
     if (state.look?.seq === state.seq) return state.look.promise;
+    if (isBrowserErrorPage(page.url())) return Promise.resolve(null);
     const promise = lookAtPage(page, { loggedOut: this.opts.loggedOut, passwordFieldIsLoginWall: false, status: state.status, timeoutMs: this.opts.lookMs ?? LOOK_MS })
       .catch(() => null)
       .then((found) => { if (found?.blocker) this.record(found.blocker); return found; });
@@ -113,10 +118,13 @@ export class BlockerWatch {
     return promise;
   }
 
-  /** At the job's failure: the page as it is then (its look, if its navigation had none yet). Bounded; never throws. */
-  async atFailure(page: Page): Promise<void> {
-    if (page.isClosed() || this.opts.automatic === false) return;
-    await this.look(page);
+  /**
+   * At the job's failure: the page as it is then (its look, if its navigation had none yet); returns the blocker on
+   * it, if any (a login wall there is the session lost mid-flow: stages/browser.ts). Bounded; never throws.
+   */
+  async atFailure(page: Page): Promise<Blocker | null> {
+    if (page.isClosed() || this.opts.automatic === false) return null;
+    return (await this.look(page))?.blocker ?? null;
   }
 
   /** Waits, bounded, for the looks under way (a navigation just before the script ended). */
@@ -140,6 +148,11 @@ export class BlockerWatch {
       try { this.opts.onBlocker?.(kept.kind); } catch { /* metrics never fail a job */ }
     }
   }
+}
+
+/** Chromium's page for a navigation that failed (`chrome-error://chromewebdata/`). */
+function isBrowserErrorPage(url: string): boolean {
+  return url.startsWith('chrome-error:');
 }
 
 /**

@@ -3,7 +3,7 @@
  * src/shared/queue/lua/, the metrics read in src/shared/metrics/lua/, the login lockout and the run limits of the
  * control plane), is a file `<verb><Noun>-<numKeys>.lua` in a folder of its own area, read once per process,
  * `--@include <file>` lines resolved from the folder's `include/`, and registered on each connection with ioredis
- * `defineCommand` under a versioned name (`sri_queue_v5_takeJob`) when its owner connects.
+ * `defineCommand` under a versioned name (`sri_queue_v6_takeJob`) when its owner connects.
  *
  * Every key a script touches arrives in KEYS, so the scripts run on Redis Cluster as on one Redis; `numKeys` in the
  * file name is how many. A script that takes more — one group of keys per organisation, say — says so in its header

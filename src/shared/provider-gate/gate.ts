@@ -38,7 +38,7 @@ export type BreakerOutcome = 'failure' | 'success' | 'neutral';
  */
 export const INFRASTRUCTURE_FAILURES: ReadonlySet<string> = new Set(['NAVIGATION_ERROR', 'PORTAL_UNAVAILABLE']);
 /** Codes of a job that reached the portal and got an answer: the portal works (its flow or session may not). */
-const PORTAL_ANSWERED: ReadonlySet<string> = new Set(['SCRIPT_ERROR', 'SESSION_EXPIRED', 'SCRIPT_RESOURCE_LIMIT']);
+const PORTAL_ANSWERED: ReadonlySet<string> = new Set(['SCRIPT_ERROR', 'SESSION_EXPIRED', 'SESSION_LOGGED_OUT', 'SCRIPT_RESOURCE_LIMIT']);
 
 /** A job's outcome for its provider's breaker; anything that says nothing of the portal is 'neutral'. */
 export function breakerOutcomeOf(status: string, errorCode: string | undefined): BreakerOutcome {

@@ -1,7 +1,7 @@
 /**
  * The reliable job queue both planes share (docs/queue.md). Producers keep `LPUSH sri:org:{orgId}:jobs <json>`;
  * everything after the push is one Lua transition per step (./lua/*.lua), registered once per connection by the
- * platform's one loader (src/shared/lua/scripts.ts) under versioned names (`sri_queue_v5_takeJob`). Reads that
+ * platform's one loader (src/shared/lua/scripts.ts) under versioned names (`sri_queue_v6_takeJob`). Reads that
  * change nothing (lists, stats) are plain commands.
  *
  * Every key a script touches is passed in its KEYS, built here from keys.ts, so the queue runs on Redis Cluster
@@ -31,7 +31,7 @@ import {
 export type { CancelOutcome, CompleteOutcome } from './codes.ts';
 
 /** The queue's scripts. Bump `version` when any script's behaviour changes; an older release keeps its own names. */
-export const QUEUE_SCRIPTS: ScriptArea = Object.freeze({ area: 'queue', version: 5, dir: new URL('./lua/', import.meta.url), prelude: luaPrelude });
+export const QUEUE_SCRIPTS: ScriptArea = Object.freeze({ area: 'queue', version: 6, dir: new URL('./lua/', import.meta.url), prelude: luaPrelude });
 
 export interface QueueOptions {
   /** How long a take stays leased without renewal; workers renew every leaseMs / 3. @default 30000 */
@@ -394,12 +394,17 @@ export class JobQueue {
     ];
   }
 
-  /** Ends the lease and schedules `nextRaw` (the next attempt's message) for `dueAtMs`; status 'retrying'. */
-  async retry(t: Taken, nextRaw: string, dueAtMs: number, error: { code: string; message: string }): Promise<CompleteOutcome> {
+  /**
+   * Ends the lease and schedules `nextRaw` (the next attempt's message) for `dueAtMs`; status 'retrying'. With
+   * `announce` (the attempt's `retrying` result, sent for an attempt that met a blocker) it is published on the
+   * organisation's result channel in the same step — only when the retry is recorded; it is not stored.
+   */
+  async retry(t: Taken, nextRaw: string, dueAtMs: number, error: { code: string; message: string }, announce?: ResultMessage): Promise<CompleteOutcome> {
     const jobId = t.jobId ?? '';
     const r = await this.call('retryJob',
       [...leaseKeys(t.token), keys.queueLateResults, keys.jobStatus(jobId), keys.queueDelayed, keys.queueDelayedJobs],
-      [t.token, jobId, nextRaw, Math.round(dueAtMs), JSON.stringify(error)], { tokens: [t.token], ending: true });
+      [t.token, jobId, nextRaw, Math.round(dueAtMs), JSON.stringify(error), announce ? JSON.stringify(announce) : '', keys.orgDone(t.orgId)],
+      { tokens: [t.token], ending: true });
     return toCompleteOutcome(r.code);
   }
 

@@ -21,8 +21,12 @@ export interface ServicesHarness<P extends { close(): Promise<unknown> } = TestP
   readonly redis: Redis;
   readonly store: BlobStore;
   readonly portal: P;
-  /** Every result published on sri:org:*:done so far, by job id. */
+  /**
+   * Every result published on sri:org:*:done so far, by job id — the last one of each job, but never a `retrying`
+   * result (a retried attempt that met a blocker announces one): those are in `retried`, in the order heard.
+   */
   readonly results: Map<string, ResultMessage>;
+  readonly retried: ResultMessage[];
   /** Where the workers of the file write their logs. */
   readonly logDir: string;
   /** Pushes a job and waits for its published result. @default timeoutMs 60000 (a loaded 2-core machine) */
@@ -56,6 +60,7 @@ export async function startServicesHarness<P extends { close(): Promise<unknown>
   const sub = createRedis(redisServer.url);
   const store = new BlobStore(createS3Client({ s3Endpoint: s3.endpoint, s3Region: 'us-east-1', s3AccessKey: 'minioadmin', s3SecretKey: 'minioadmin' }));
   const results = new Map<string, ResultMessage>();
+  const retried: ResultMessage[] = [];
   const current = { redisServer };
   const stop = async () => {
     sub.disconnect();
@@ -67,7 +72,8 @@ export async function startServicesHarness<P extends { close(): Promise<unknown>
   try {
     sub.on('pmessage', (_p: string, _ch: string, m: string) => {
       const r = ResultMessage.parse(JSON.parse(m));
-      results.set(r.jobId, r);
+      if (r.status === 'retrying') retried.push(r);
+      else results.set(r.jobId, r);
     });
     await sub.psubscribe(keys.orgDonePattern);
     // The catalogue entry the control plane would publish for `demo`: hand-pushed jobs without allowedHosts reach
@@ -78,7 +84,7 @@ export async function startServicesHarness<P extends { close(): Promise<unknown>
     throw e;
   }
   return {
-    redisUrl: redisServer.url, s3Endpoint: s3.endpoint, redis, store, portal, results, logDir: logs.path, stop,
+    redisUrl: redisServer.url, s3Endpoint: s3.endpoint, redis, store, portal, results, retried, logDir: logs.path, stop,
     get redisServer() { return current.redisServer; },
     set redisServer(r) { current.redisServer = r; },
     async run(orgId, message, timeoutMs = 60_000) {

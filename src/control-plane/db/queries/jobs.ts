@@ -32,7 +32,10 @@ export interface JobRow {
   files: ResultFiles | null;
   /** Every evidence file with size and SHA-256 (0006_result_artifacts.sql); null for results without the list. */
   artifacts: ResultArtifact[] | null;
-  /** The blocker the last recorded attempt met (0018_job_blocker.sql); null when none. */
+  /**
+   * The last blocker an attempt of this run met (0018_job_blocker.sql): a later attempt without one keeps it (a job
+   * retried past a rate limit still shows it); null when none, and again after a requested retry or requeue.
+   */
   blocker: ResultBlocker | null;
   metadata: Record<string, unknown> | null;
   trace_id: string | null;
@@ -115,7 +118,8 @@ export async function failJob(tx: Tx, id: string, code: string, message: string)
  * earlier attempt than the recorded one is ignored, so progress never goes backwards; a final message is recorded
  * whatever its attempt (outcomes the queue itself produces — a cancel before the job ran — may not know it), and
  * the recorded attempt never decreases. Stale final results of a previous attempt are the reader's concern
- * (syncJobFromRedis checks the status key). Returns false when nothing changed.
+ * (syncJobFromRedis checks the status key). `blocker` replaces the recorded one only when the result names one (the
+ * last blocker seen stays). Returns false when nothing changed.
  */
 export async function recordResult(tx: Tx, r: {
   id: string; status: string; attempt: number; workerId: string; durationMs: number; finishedAt: string | null;
@@ -123,7 +127,7 @@ export async function recordResult(tx: Tx, r: {
   blocker?: ResultBlocker;
 }): Promise<boolean> {
   const rows = await tx.query(`UPDATE jobs SET status = $2, attempt = GREATEST(attempt, $3), worker_id = $4, duration_ms = $5,
-      finished_at = $6::timestamptz, error_code = $7, error_message = $8, files = $9::jsonb, result = $10::jsonb, artifacts = $11::jsonb, blocker = $12::jsonb
+      finished_at = $6::timestamptz, error_code = $7, error_message = $8, files = $9::jsonb, result = $10::jsonb, artifacts = $11::jsonb, blocker = COALESCE($12::jsonb, blocker)
     WHERE id = $1 AND status NOT IN ${FINAL_SQL} AND ($2 IN ${FINAL_SQL} OR attempt <= $3) RETURNING id`,
   [r.id, r.status, r.attempt, r.workerId, Math.round(r.durationMs), r.finishedAt, r.errorCode, r.errorMessage,
     JSON.stringify(r.files), r.result === undefined || r.result === null ? null : JSON.stringify(r.result),

@@ -206,8 +206,16 @@ export async function runInBrowser(run: BrowserRun): Promise<void> {
     recordingOf(context)?.failed();
     // What a person needs to see why: the page as it was when the script failed. Not from a page that is gone
     // (crash, timeout, cancel: the context is closing) — the job's end must not wait on it.
-    if (!closing && !a.crashed) await blockers?.atFailure(reserved.page);
+    const atFailure = !closing && !a.crashed ? await blockers?.atFailure(reserved.page) : undefined;
     if (scriptRuns && !closing && !a.crashed && a.features.failureCapture) await captureFailure(reserved.page, artifacts, evidence.redact, exec);
+    // The flow failed on the provider's login wall: the portal ended the session while the script ran. The job goes
+    // the way of a session found expired at its start: retried, its next attempt's session check signs in again
+    // with the login flow, or ends SESSION_EXPIRED (docs/sessions.md "Logged out during the flow").
+    const health = sessions.health;
+    if (scriptRuns && atFailure?.kind === 'login-wall' && health && sessionToCheck(health, session) && lostToLoginWall(e)) {
+      exec.warn(`the portal logged the session out during the flow (${atFailure.evidence}); the job is retried and signs in again`);
+      throw new SriError('SESSION_LOGGED_OUT', `The portal logged the session out while the flow ran (${atFailure.evidence}; the flow then failed: ${evidence.redact(messageOf(e).split('\n')[0] ?? '').slice(0, 300)}): the job is retried and its next attempt signs in again.`, { cause: e });
+    }
     throw e;
   } finally {
     // Downloads still being stored (a script that did not await one) finish, or fail, before their files go away
@@ -224,6 +232,14 @@ export async function runInBrowser(run: BrowserRun): Promise<void> {
     }
     await reserved.recycle();
   }
+}
+
+/**
+ * Whether the flow's failure may be the login wall's doing: the script's own error or a navigation's (a step that
+ * waited for content the login page does not have), not the job's deadline, a cancel, a limit or a hand-off.
+ */
+function lostToLoginWall(e: unknown): boolean {
+  return !isSriError(e) || e.code === 'SCRIPT_ERROR' || e.code === 'NAVIGATION_ERROR' || e.code === 'PORTAL_UNAVAILABLE';
 }
 
 /** Longest the failure captures may take together: the job's failure is reported after them. */

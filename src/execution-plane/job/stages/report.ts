@@ -87,7 +87,15 @@ export async function reportOutcome(a: JobAttempt, r: AttemptReport): Promise<Jo
     const delayMs = retryDelayMs(attempt, retry?.backoffBaseMs ?? config.retryBaseMs, retry?.backoffMaxMs ?? config.retryMaxMs);
     // The next attempt is the message as pushed with only `attempt` changed (unknown fields kept).
     const next = { ...(JSON.parse(taken.raw) as Record<string, unknown>), attempt: attempt + 1 };
-    const outcome = await deps.queue.retry(taken, JSON.stringify(next), finishedAt + delayMs, error);
+    // An attempt that met a blocker is announced now (status 'retrying', published by the retry itself): the control
+    // plane records its blocker and sends job.blocked for it, once per blocked attempt (docs/webhooks.md).
+    const blocker = a.artifacts.blocker;
+    const announce: ResultMessage | undefined = blocker && {
+      jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId,
+      success: false, status: 'retrying', duration: durationMs, attempt, workerId: config.workerId,
+      finishedAt: new Date(finishedAt).toISOString(), error, files, artifacts: list, logs, blocker, ...trace.resultFields(),
+    };
+    const outcome = await deps.queue.retry(taken, JSON.stringify(next), finishedAt + delayMs, error, announce);
     await deps.queue.recordWorkerJob(config.workerId, false, durationMs, finishedAt);
     log.warn({ duration: durationMs, errorCode: error.code, error: error.message, attempt, maxAttempts, delayMs, outcome }, 'job failed transiently; retry scheduled');
     return { jobId: job.jobId, status: outcome === 'late' ? 'late' : 'retrying', durationMs, errorCode: error.code };

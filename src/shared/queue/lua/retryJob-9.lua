@@ -20,8 +20,11 @@
   ARGV[3]  next attempt's raw message
   ARGV[4]  due time, epoch ms
   ARGV[5]  error JSON {code, message} of the failed attempt (kept with the waiting job, for operators)
+  ARGV[6]  optional: the attempt's result message (status 'retrying'), published when recorded — sent for an attempt
+           that met a blocker, so the control plane records it and announces job.blocked; '' or absent: nothing
+  ARGV[7]  the organisation's result channel (sri:org:{orgId}:done), with ARGV[6]
 
-  Returns {Ok} (recorded) or {Late}.
+  Returns {Ok} (recorded) or {Late}. A Late retry publishes nothing.
 ]]
 --@include helpers.lua
 
@@ -41,4 +44,5 @@ redis.call('ZADD', KEYS[8], tonumber(ARGV[4]), token)
 redis.call('HSET', KEYS[9], token, cjson.encode({ o = orgId, j = jobId, e = ARGV[5] }))
 redis.call('SET', KEYS[7], 'retrying')
 end_lease(L, token, orgId, jobId, { keepMessage = true })
+if ARGV[6] and ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[6]) end
 return { CODE.Ok }
