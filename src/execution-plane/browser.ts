@@ -403,23 +403,28 @@ export class BrowserPool {
     }
     let prepared: PreparedContext | undefined;
     while ((prepared = this.takeWarm()) !== undefined && !(await this.alive(prepared))) void prepared.recycle();
-    prepared ??= await this.prepare();
+    if (!prepared) {
+      prepared = await this.prepare();
+      this.countBusy(prepared);
+    }
     prepared.to('reserved');
-    this.countBusy(prepared);
     this.refill();
     return prepared;
   }
 
   /**
    * The warm context to give a job: the one in the browser with the fewest contexts already given to jobs (the
-   * oldest among equals), so running jobs spread over the browsers and a crash of one fails as few as it can.
+   * oldest among equals), so running jobs spread over the browsers and a crash of one fails as few as it can. It
+   * counts as the job's at once (a second job reserving meanwhile sees it), and stops counting when it closes.
    */
   private takeWarm(): PreparedContext | undefined {
     let best = -1;
     this.warm.forEach((w, i) => {
       if (best < 0 || (this.busy.get(w.browser) ?? 0) < (this.busy.get(this.warm[best]!.browser) ?? 0)) best = i;
     });
-    return best < 0 ? undefined : this.warm.splice(best, 1)[0];
+    const taken = best < 0 ? undefined : this.warm.splice(best, 1)[0];
+    if (taken) this.countBusy(taken);
+    return taken;
   }
 
   /** Counts a context given to a job in its browser's `busy`, until it closes. */
