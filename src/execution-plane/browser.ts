@@ -192,6 +192,8 @@ class BrowserHost {
   private launchedAt = 0;
   /** Contexts still open per browser, so a retired browser is closed when its last job ends. */
   private readonly openContexts = new Map<Browser, number>();
+  /** Contexts asked of this host and not yet open (counted in `load` from the moment they are asked). */
+  private opening = 0;
   private readonly retired = new Set<Browser>();
   /** The browser takes no new context; it closes once its open ones have (now, when it has none). */
   private retiredLast = false;
@@ -208,13 +210,22 @@ class BrowserHost {
     return !this.closed && Date.now() >= this.backoffUntil;
   }
 
-  /** Contexts open in the current browser (the pool's measure of load). */
+  /**
+   * Contexts open in the current browser plus those being opened (the pool's measure of load). Counting the ones on
+   * their way matters: two jobs that open contexts at once (no warm one ready yet) would otherwise both see the same
+   * loads and land in the same browser, and a crash of it would fail both.
+   */
   load(): number {
-    return this.browser ? this.openContexts.get(this.browser) ?? 0 : 0;
+    return (this.browser ? this.openContexts.get(this.browser) ?? 0 : 0) + this.opening;
   }
 
   get retryAt(): number {
     return this.backoffUntil;
+  }
+
+  /** The launched browser new contexts open in, if any. */
+  current(): Browser | undefined {
+    return this.browser;
   }
 
   /** The connected browser, launching (once, however many callers wait) when there is none. */
@@ -232,6 +243,15 @@ class BrowserHost {
    * one relaunch is tried.
    */
   async newContext(options: Parameters<Browser['newContext']>[0]): Promise<{ browser: Browser; context: BrowserContext }> {
+    this.opening++;
+    try {
+      return await this.openContext(options);
+    } finally {
+      this.opening--;
+    }
+  }
+
+  private async openContext(options: Parameters<Browser['newContext']>[0]): Promise<{ browser: Browser; context: BrowserContext }> {
     for (let attempt = 0; ; attempt++) {
       const browser = await this.get();
       try {
@@ -334,6 +354,8 @@ export class BrowserPool {
   private preparing: Promise<void> | undefined;
   /** Where the search for the least loaded browser starts, so equal loads take turns. */
   private nextHost = 0;
+  /** Contexts handed to jobs and not yet closed, per browser: what spreads jobs (not warm contexts) over browsers. */
+  private readonly busy = new Map<Browser, number>();
 
   constructor(private readonly opts: BrowserPoolOptions) {
     const n = Math.max(1, opts.browsers ?? 1);
@@ -359,15 +381,17 @@ export class BrowserPool {
   }
 
   /**
-   * The browser a new context goes to: of those not waiting out a crash backoff, the one with the fewest open
-   * contexts (turns taken among equals); when every one is backing off, the first to be done with it.
+   * The browser a new context goes to: of those not waiting out a crash backoff, the one with the fewest contexts
+   * open or being opened; among equals the one with the fewest given to jobs (a warm context is no job), then
+   * turns; when every one is backing off, the first to be done with it.
    */
   private pick(): BrowserHost {
     const n = this.hosts.length;
+    const busyIn = (h: BrowserHost) => { const b = h.current(); return b ? this.busy.get(b) ?? 0 : 0; };
     let best: BrowserHost | undefined;
     for (let i = 0; i < n; i++) {
       const h = this.hosts[(this.nextHost + i) % n]!;
-      if (h.available() && (!best || h.load() < best.load())) best = h;
+      if (h.available() && (!best || h.load() < best.load() || (h.load() === best.load() && busyIn(h) < busyIn(best)))) best = h;
     }
     best ??= this.hosts.reduce((a, b) => (b.retryAt < a.retryAt ? b : a));
     this.nextHost = (this.hosts.indexOf(best) + 1) % n;
@@ -395,12 +419,14 @@ export class BrowserPool {
         throw e;
       }
       own.to('reserved');
+      this.countBusy(own);
       return own;
     }
     let prepared: PreparedContext | undefined;
-    while ((prepared = this.warm.shift()) !== undefined && !(await this.alive(prepared))) void prepared.recycle();
+    while ((prepared = this.takeWarm()) !== undefined && !(await this.alive(prepared))) void prepared.recycle();
     if (!prepared) {
       prepared = await this.prepare();
+      this.countBusy(prepared);
       try {
         await prepared.openPage();
       } catch (e) {
@@ -411,6 +437,32 @@ export class BrowserPool {
     prepared.to('reserved');
     this.refill();
     return prepared;
+  }
+
+  /**
+   * The warm context to give a job: the one in the browser with the fewest contexts already given to jobs (the
+   * oldest among equals), so running jobs spread over the browsers and a crash of one fails as few as it can. It
+   * counts as the job's at once (a second job reserving meanwhile sees it), and stops counting when it closes.
+   */
+  private takeWarm(): PreparedContext | undefined {
+    let best = -1;
+    this.warm.forEach((w, i) => {
+      if (best < 0 || (this.busy.get(w.browser) ?? 0) < (this.busy.get(this.warm[best]!.browser) ?? 0)) best = i;
+    });
+    const taken = best < 0 ? undefined : this.warm.splice(best, 1)[0];
+    if (taken) this.countBusy(taken);
+    return taken;
+  }
+
+  /** Counts a context given to a job in its browser's `busy`, until it closes. */
+  private countBusy(prepared: PreparedContext): void {
+    const b = prepared.browser;
+    this.busy.set(b, (this.busy.get(b) ?? 0) + 1);
+    prepared.context.once('close', () => {
+      const left = (this.busy.get(b) ?? 1) - 1;
+      if (left > 0) this.busy.set(b, left);
+      else this.busy.delete(b);
+    });
   }
 
   /**

@@ -92,6 +92,39 @@ describe('BrowserPool', () => {
       await pool.close();
     }
   });
+  it('spreads contexts asked at once over the browsers: one being opened counts as load', async () => {
+    const pool = new BrowserPool({ launchTimeoutMs: 60_000, logger, browsers: 2 });
+    try {
+      await pool.get();
+      // One context open (a warm one, say), then two jobs arriving together: neither of their contexts is open when
+      // the other is placed, and the emptier browser must not take both.
+      const first = await pool.newContext({});
+      const [a, b] = await Promise.all([pool.newContext({}), pool.newContext({})]);
+      assert.notEqual(a.browser, b.browser, 'two contexts asked at once go to two browsers');
+      const [c, d] = await Promise.all([pool.newContext({}), pool.newContext({})]);
+      assert.notEqual(c.browser, d.browser, 'and the next two as well');
+      await Promise.all([first, a, b, c, d].map((x) => x.context.close()));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('gives two jobs reserving at once warm contexts of two browsers, round after round', async () => {
+    const pool = new BrowserPool({ launchTimeoutMs: 60_000, logger, browsers: 2, prepareLease: () => egress.prepareLease(), warmContexts: 2 });
+    try {
+      await pool.get();
+      pool.refill();
+      for (let round = 0; round < 4; round++) {
+        // Whether the warm contexts are ready or still opening, the two jobs run in two browsers.
+        const [a, b] = await Promise.all([pool.reserve(), pool.reserve()]);
+        assert.notEqual(a.browser, b.browser, `round ${round}: two jobs at once are in two browsers`);
+        await Promise.all([a.recycle(), b.recycle()]);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('spreads contexts over WORKER_BROWSERS browsers; a crash of one leaves the other serving, and only it is relaunched', async () => {
     let restarts = 0;
     const pool = new BrowserPool({ launchTimeoutMs: 60_000, logger, browsers: 2, onRestart: () => { restarts++; } });

@@ -1,38 +1,24 @@
 /**
- * The worker as a process (`node --import tsx src/execution-plane/main.ts`): refusing a bad configuration, and
- * draining on SIGTERM.
+ * The worker as a process (`node --import tsx src/execution-plane/main.ts`, support/worker-harness.ts spawnWorkerOn on
+ * the file's services harness): refusing a bad configuration, and draining on SIGTERM.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createRedis, type Redis } from '../../src/shared/redis.ts';
+import type { Redis } from '../../src/shared/redis.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { ResultMessage } from '../../src/shared/schemas.ts';
-import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
-import { startTestPortal, type TestPortal } from './support/portal.ts';
+import { TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import type { TestPortal } from './support/portal.ts';
 import { NORMAL_SCRIPT, push, setSession, signedJob, testOrg } from './support/jobs.ts';
-import { boundToParent } from '../../src/embedded/bound-child.ts';
-import { publishDemoProvider } from '../support/providers.ts';
-
-const MAIN = 'src/execution-plane/main.ts';
-
-function spawnWorker(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(...boundToParent(process.execPath, ['--import', 'tsx', MAIN]), {
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NODE_NO_WARNINGS: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, output: () => out, exited };
-}
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
+import { spawnWorkerOn } from './support/worker-harness.ts';
+import { kill9, spawnWorker, waitForHeartbeat, type WorkerProcess } from '../faults/support/processes.ts';
 
 describe('worker process', () => {
   it('refuses to start with DATABASE_URL set: one line on stderr naming it, exit code 1', async () => {
-    const w = spawnWorker({ SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, DATABASE_URL: 'postgres://u:p@127.0.0.1/db' });
-    assert.equal(await w.exited, 1);
+    const w = spawnWorker({ SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, DATABASE_URL: 'postgres://u:p@127.0.0.1/db' }, 'refused-worker');
+    assert.equal((await w.exited).code, 1);
     const lines = w.output().trim().split('\n');
     assert.equal(lines.length, 1, w.output());
     assert.match(lines[0]!, /^sri worker: Invalid configuration: DATABASE_URL is set/);
@@ -40,39 +26,28 @@ describe('worker process', () => {
   });
 
   describe('running', () => {
-    let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
-    let s3: Awaited<ReturnType<typeof startTestS3>>;
+    let h: ServicesHarness;
     let portal: TestPortal;
     let redis: Redis;
-    let worker: ReturnType<typeof spawnWorker> | undefined;
-    const logs = tempDir('sri-worker-proc-');
+    let worker: WorkerProcess | undefined;
 
     before(async () => {
-      [redisServer, s3, portal] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal()]);
-      redis = createRedis(redisServer.url);
-      // The catalogue entry the control plane publishes for `demo` (test/support/providers.ts): jobs without
-      // allowedHosts reach its hosts; without it they would reach nothing (docs/security.md "Egress").
-      await publishDemoProvider(redis);
+      h = await startServicesHarness({ logPrefix: 'sri-worker-proc-' });
+      ({ portal, redis } = h);
     });
     after(async () => {
-      if (worker && worker.child.exitCode === null) {
-        worker.child.kill('SIGKILL');
-        await worker.exited;
-      }
-      redis?.disconnect();
-      await Promise.all([redisServer?.stop(), s3?.close(), portal?.close()]);
-      logs.remove();
+      if (worker) await kill9(worker);
+      await h?.stop();
     });
 
     it('survives a script\'s forgotten rejected promise, and on SIGTERM finishes the running job, takes no new one and exits 0', async () => {
       const org = testOrg('proc');
       const workerId = `proc-worker-${randomUUID().slice(0, 8)}`;
       await setSession(redis, org, 'user-1', { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });
-      worker = spawnWorker({
-        REDIS_URL: redisServer.url, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
-        WORKER_ID: workerId, WORKER_POLL_INTERVAL: '50', WORKER_MAX_JOBS: '1', LOG_DIR: logs.path, LOG_LEVEL: 'info',
-      });
+      worker = spawnWorkerOn(h, { workerId, env: { WORKER_MAX_JOBS: '1' } });
       const w = worker;
+      // Started (Chromium up) before the jobs' own bounds count: a loaded machine can take most of a minute for it.
+      await waitForHeartbeat(h.redisUrl, w);
       const status = (jobId: string) => redis.get(keys.jobStatus(jobId));
 
       // An unawaited failing call must not take the script's process (or the worker) down: the job's log says so.
@@ -82,7 +57,7 @@ describe('worker process', () => {
   await page.waitForTimeout(1000);
 }`, { metadata: { base: portal.url } });
       await push(redis, org, floating);
-      await waitFor(async () => (await status(floating.jobId)) === 'done', { timeoutMs: 30_000, what: `floating job done; output: ${w.output().slice(-500)}` });
+      await waitFor(async () => (await status(floating.jobId)) === 'done', { timeoutMs: 30_000, what: 'floating job done' }).catch((e: Error) => { throw new Error(`${e.message}; output: ${w.output().slice(-3000)}`); });
       const next = signedJob(org, NORMAL_SCRIPT, { metadata: { base: portal.url } });
       await push(redis, org, next);
       await waitFor(async () => (await status(next.jobId)) === 'done', { timeoutMs: 15_000, what: 'job after the floating one' });
@@ -97,7 +72,7 @@ describe('worker process', () => {
       await push(redis, org, queued);
       w.child.kill('SIGTERM');
 
-      assert.equal(await w.exited, 0, w.output().slice(-2000));
+      assert.equal((await w.exited).code, 0, w.output().slice(-2000));
       assert.equal(await status(slow.jobId), 'done');
       const result = ResultMessage.parse(JSON.parse((await redis.get(keys.jobResult(slow.jobId)))!));
       assert.equal(result.success, true);
@@ -114,12 +89,11 @@ describe('worker process', () => {
     it('keeps a job of 3× the lease on its live worker exactly once; a SIGKILLed worker\'s job runs again as attempt 2', async () => {
       const org = testOrg('lease');
       await setSession(redis, org, 'user-1', { cookies: [{ name: 'sid', value: portal.sessionId, url: portal.url }], connectedAt: Date.now() });
-      const env = (id: string) => ({
-        REDIS_URL: redisServer.url, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
-        WORKER_ID: id, WORKER_POLL_INTERVAL: '50', WORKER_MAX_JOBS: '1', LOG_DIR: logs.path, LOG_LEVEL: 'warn',
+      const env = {
+        WORKER_MAX_JOBS: '1', LOG_LEVEL: 'warn',
         // A lease long enough that a busy machine's pauses do not let it lapse on a live worker (renewed at a third).
         WORKER_LEASE_MS: '5000', WORKER_RECOVERY_INTERVAL_MS: '100',
-      });
+      };
       const status = (jobId: string) => redis.get(keys.jobStatus(jobId));
       const result = async (jobId: string) => {
         const raw = await redis.get(keys.jobResult(jobId));
@@ -133,10 +107,12 @@ describe('worker process', () => {
 
       // Two live workers; a job of 3× the lease: it keeps its lease and runs once.
       const idA = `lease-a-${randomUUID().slice(0, 6)}`;
-      const a = spawnWorker(env(idA));
-      const b = spawnWorker(env(`lease-b-${randomUUID().slice(0, 6)}`));
+      const a = spawnWorkerOn(h, { workerId: idA, env });
+      const b = spawnWorkerOn(h, { workerId: `lease-b-${randomUUID().slice(0, 6)}`, env });
       worker = a;
       try {
+        // Both up before the jobs: the survivor must be running when the victim is killed.
+        await Promise.all([waitForHeartbeat(h.redisUrl, a), waitForHeartbeat(h.redisUrl, b)]);
         const long = slowJob(15_000);
         const hitsBefore = slowHits();
         await push(redis, org, long);
@@ -157,19 +133,14 @@ describe('worker process', () => {
         await victim.exited;
         worker = survivor;
         const again = await waitFor(async () => (await redis.hget(keys.lease((await redis.hget(keys.queueJobLeases, doomed.jobId)) ?? 'none'), 'attempt')) === '2',
-          { timeoutMs: 90_000, what: `attempt 2 running; output: ${survivor.output().slice(-300)}` });
+          { timeoutMs: 90_000, what: 'attempt 2 running' }).catch((e: Error) => { throw new Error(`${e.message}; output: ${survivor.output().slice(-3000)}`); });
         assert.ok(again);
         // The take sets the lease; the job's `running` status follows in a second small script at the end of the
         // worker's event-loop turn (docs/queue.md), so it is waited for, not read at once.
         await waitFor(async () => (await status(doomed.jobId)) === 'running', { what: 'attempt 2 shown running' });
         assert.equal(await redis.exists(keys.lease(token)), 0, 'the dead worker\'s lease is gone');
       } finally {
-        for (const w of [a, b]) {
-          if (w.child.exitCode === null && w.child.signalCode === null) {
-            w.child.kill('SIGKILL');
-            await w.exited;
-          }
-        }
+        for (const w of [a, b]) await kill9(w);
       }
     });
   });

@@ -1,40 +1,39 @@
 /**
  * A worker process that loses Redis: a real redis-server (append-only file) killed with SIGKILL and started again
- * on the same port. The worker goes `reconnecting` (readyz 503, metrics, log) and back to `ready` when Redis
- * returns; when Redis stays away longer than WORKER_REDIS_MAX_OUTAGE_MS, it exits non-zero with WORKER_REDIS_LOST
- * so that its supervisor restarts it.
+ * on the same port (the services harness's killRedis and restartRedis; the worker from spawnWorkerOn). The worker
+ * goes `reconnecting` (readyz 503, metrics, log) and back to `ready` when Redis returns; when Redis stays away
+ * longer than WORKER_REDIS_MAX_OUTAGE_MS, it exits non-zero with WORKER_REDIS_LOST so that its supervisor restarts it.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePort } from '../../src/embedded/ports.ts';
-import { startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { waitFor } from '../support/services.ts';
 import { metricValue, scrape } from '../support/metrics.ts';
-import { spawnWorker, startCrashableRedis, stopWorker, waitForHeartbeat, type CrashableRedis, type WorkerProcess } from '../faults/support/processes.ts';
+import { stopWorker, waitForHeartbeat, type WorkerProcess } from '../faults/support/processes.ts';
+import { startServicesHarness, type ServicesHarness } from './support/services-harness.ts';
+import { spawnWorkerOn } from './support/worker-harness.ts';
 
 const MAX_OUTAGE_MS = 8000;
 
 describe('a worker process losing Redis', () => {
-  const dir = tempDir('sri-outage-');
-  let redis: CrashableRedis;
-  let s3: Awaited<ReturnType<typeof startTestS3>>;
+  let h: ServicesHarness;
   let worker: WorkerProcess;
   let base: string;
 
   before(async () => {
-    [redis, s3] = await Promise.all([freePort().then((p) => startCrashableRedis(`${dir.path}/redis`, p)), startTestS3()]);
+    h = await startServicesHarness({ logPrefix: 'sri-outage-' });
     const httpPort = await freePort();
     base = `http://127.0.0.1:${httpPort}`;
-    worker = spawnWorker({
-      REDIS_URL: redis.url, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, LOG_DIR: `${dir.path}/logs`,
-      WORKER_HTTP_PORT: String(httpPort), WORKER_REDIS_MAX_OUTAGE_MS: String(MAX_OUTAGE_MS), WORKER_HEARTBEAT_INTERVAL_MS: '500',
-    }, `outage-${httpPort}`);
-    await waitForHeartbeat(redis.url, worker);
+    worker = spawnWorkerOn(h, {
+      workerId: `outage-${httpPort}`,
+      env: { WORKER_HTTP_PORT: String(httpPort), WORKER_REDIS_MAX_OUTAGE_MS: String(MAX_OUTAGE_MS), WORKER_HEARTBEAT_INTERVAL_MS: '500' },
+    });
+    await waitForHeartbeat(h.redisUrl, worker);
   });
 
   after(async () => {
     if (worker) await stopWorker(worker);
-    await Promise.all([redis?.stop(), s3?.close()]);
-    dir.remove();
+    await h?.stop();
   });
 
   const readyz = async () => {
@@ -44,7 +43,7 @@ describe('a worker process losing Redis', () => {
 
   it('goes reconnecting while Redis is down, and ready again when it returns, saying so in the log and the metrics', async () => {
     await waitFor(async () => (await readyz()).status === 200, { what: 'ready' });
-    await redis.kill9();
+    await h.killRedis();
 
     // The first failing probe may see the lost connection before the worker does (a PING without answer): wait for
     // the worker's own state.
@@ -62,7 +61,7 @@ describe('a worker process losing Redis', () => {
     assert.ok(metricValue(during, 'sri_worker_redis_outage_seconds')! > 0);
     await waitFor(() => /Redis unreachable; worker reconnecting \(with backoff\)/.test(worker.output()), { what: 'the log line' });
 
-    await redis.restart();
+    await h.restartRedis();
     await waitFor(async () => (await readyz()).status === 200, { timeoutMs: 20_000, what: 'ready again' });
     const after = await scrape(`${base}/metrics`);
     assert.equal(metricValue(after, 'sri_worker_redis_state', { state: 'connected' }), 1);
@@ -74,7 +73,7 @@ describe('a worker process losing Redis', () => {
   });
 
   it('exits non-zero with WORKER_REDIS_LOST when Redis stays away longer than WORKER_REDIS_MAX_OUTAGE_MS', async () => {
-    await redis.kill9();
+    await h.killRedis();
     const killedAt = Date.now();
     const exit = await worker.exited;
     const elapsed = Date.now() - killedAt;
@@ -82,15 +81,12 @@ describe('a worker process losing Redis', () => {
     assert.ok(elapsed >= MAX_OUTAGE_MS - 500, `gave up after ${elapsed} ms, not before the limit`);
     assert.ok(elapsed < MAX_OUTAGE_MS + 15_000, `gave up after ${elapsed} ms`);
     assert.match(worker.output(), /error WORKER_REDIS_LOST: Redis was unreachable for \d+ s, longer than WORKER_REDIS_MAX_OUTAGE_MS \(8000 ms\)/);
-    await redis.restart();
+    await h.restartRedis();
   });
 
   it('gives up the same way when Redis is not there when it starts', async () => {
     const nobody = await freePort();
-    const w = spawnWorker({
-      REDIS_URL: `redis://127.0.0.1:${nobody}`, S3_ENDPOINT: s3.endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, LOG_DIR: `${dir.path}/logs`,
-      WORKER_REDIS_MAX_OUTAGE_MS: '1500',
-    }, `outage-start-${nobody}`);
+    const w = spawnWorkerOn(h, { workerId: `outage-start-${nobody}`, env: { REDIS_URL: `redis://127.0.0.1:${nobody}`, WORKER_REDIS_MAX_OUTAGE_MS: '1500' } });
     try {
       const exit = await w.exited;
       assert.equal(exit.code, 1, w.output().slice(-2000));

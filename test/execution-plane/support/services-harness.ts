@@ -2,6 +2,7 @@
  * The services every worker test runs on, started once per test file: redis-server, s3rver, a portal (the test
  * portal unless the file brings its own), a Redis client, a subscriber collecting every published result, the S3
  * client to read evidence, and a log directory. The `demo` provider is in the catalogue (test/support/providers.ts).
+ * Redis can be killed and restarted on the same port (`killRedis`, `restartRedis`).
  * A worker on them: worker-harness.ts. Everything started here is stopped by `stop()`, also when the start fails.
  */
 import assert from 'node:assert/strict';
@@ -9,6 +10,7 @@ import { createRedis, type Redis } from '../../../src/shared/redis.ts';
 import { keys } from '../../../src/shared/keys.ts';
 import { BlobStore, createS3Client, parseS3Uri } from '../../../src/shared/s3.ts';
 import { ResultMessage, type JobMessage } from '../../../src/shared/schemas.ts';
+import { startEmbeddedRedis } from '../../../src/embedded/redis-server.ts';
 import { startTestRedis, startTestS3, tempDir, waitFor } from '../../support/services.ts';
 import { startTestPortal, type TestPortal } from './portal.ts';
 import { push } from './jobs.ts';
@@ -35,6 +37,10 @@ export interface ServicesHarness<P extends { close(): Promise<unknown> } = TestP
   object(uri: string | undefined): Promise<Buffer>;
   /** The test's redis-server; a test that restarts it puts the new one here, for `stop` to stop. */
   redisServer: Awaited<ReturnType<typeof startTestRedis>>;
+  /** SIGKILLs the redis-server (a crash, an OOM kill); the clients here reconnect once `restartRedis` is done. */
+  killRedis(): Promise<void>;
+  /** Starts redis-server again on the same port and directory (it replays its append-only file). */
+  restartRedis(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -69,6 +75,9 @@ export async function startServicesHarness<P extends { close(): Promise<unknown>
     await Promise.all([current.redisServer.stop(), s3.close(), portal.close()]);
     logs.remove();
   };
+  // A test that kills redis-server (killRedis) makes both reconnect until it is back: expected, not worth a line each.
+  redis.on('error', () => {});
+  sub.on('error', () => {});
   try {
     sub.on('pmessage', (_p: string, _ch: string, m: string) => {
       const r = ResultMessage.parse(JSON.parse(m));
@@ -87,6 +96,15 @@ export async function startServicesHarness<P extends { close(): Promise<unknown>
     redisUrl: redisServer.url, s3Endpoint: s3.endpoint, redis, store, portal, results, retried, logDir: logs.path, stop,
     get redisServer() { return current.redisServer; },
     set redisServer(r) { current.redisServer = r; },
+    killRedis: () => current.redisServer.kill(),
+    async restartRedis() {
+      const { dir, port } = current.redisServer;
+      const removeDir = current.redisServer.stop;
+      // The port can linger for a moment after the kill: the start is retried until the deadline.
+      const restarted = await waitFor(async () => startEmbeddedRedis({ dir, port, startTimeoutMs: 15_000 }),
+        { timeoutMs: 30_000, intervalMs: 200, what: `redis-server restarting on port ${port}` });
+      current.redisServer = { ...restarted, dir, stop: async (g?: number) => { await restarted.stop(g); await removeDir(g); } };
+    },
     async run(orgId, message, timeoutMs = 60_000) {
       await push(redis, orgId, message);
       return waitFor(() => results.get(message.jobId), { timeoutMs, what: `result of ${message.jobId}` });

@@ -1,10 +1,11 @@
 /**
  * A worker on the services of a test file (services-harness.ts): `startWorkerOn` starts one (or several, one per
- * call) with the file's settings; `startWorkerHarness` is both in one, with helpers to push a hand-signed job and
+ * call) with the file's settings, in the test's process; `spawnWorkerOn` one as a process of its own (main.ts); `startWorkerHarness` is both in one, with helpers to push a hand-signed job and
  * wait for its published result, read evidence from S3 and check that the worker still serves a normal job.
  * Everything started here is stopped by `stop()`.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import type { Redis } from '../../../src/shared/redis.ts';
 import type { BlobStore } from '../../../src/shared/s3.ts';
 import { createLogger } from '../../../src/shared/logger.ts';
@@ -14,6 +15,8 @@ import type { WorkerConfig } from '../../../src/execution-plane/config.ts';
 import type { TestPortal } from './portal.ts';
 import { NORMAL_SCRIPT, signedJob, testWorkerConfig } from './jobs.ts';
 import { startServicesHarness, type ServicesHarness } from './services-harness.ts';
+import { TEST_SIGNING_SECRET } from '../../support/services.ts';
+import { spawnWorker, type WorkerProcess } from '../../faults/support/processes.ts';
 
 /** A worker on the test's services: its handle and configuration. */
 export interface TestWorker {
@@ -30,6 +33,19 @@ export async function startWorkerOn(services: Pick<ServicesHarness<{ close(): Pr
   const config = testWorkerConfig({ redisUrl: services.redisUrl, s3Endpoint: services.s3Endpoint, logDir: services.logDir, extra: opts.env ?? {} });
   const logger = createLogger({ name: opts.name ?? 'worker', level: opts.logLevel ?? 'info', logDir: services.logDir, stdout: false });
   return { worker: await startWorker(config, { logger, orgRefreshMs: 100, ...opts.deps }), config };
+}
+
+/**
+ * A worker process (`node --import tsx src/execution-plane/main.ts`) on `services`: their Redis, S3 and log
+ * directory, the test signing secret, a 50 ms poll, `env` on top (REDIS_URL too, to point it elsewhere). The caller
+ * stops it by its PID (stopWorker, kill9 in test/faults/support/processes.ts).
+ */
+export function spawnWorkerOn(services: Pick<ServicesHarness<{ close(): Promise<unknown> }>, 'redisUrl' | 's3Endpoint' | 'logDir'>,
+  opts: { env?: Record<string, string>; workerId?: string } = {}): WorkerProcess {
+  return spawnWorker({
+    REDIS_URL: services.redisUrl, S3_ENDPOINT: services.s3Endpoint, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET,
+    LOG_DIR: services.logDir, LOG_LEVEL: 'info', WORKER_POLL_INTERVAL: '50', ...opts.env,
+  }, opts.workerId ?? `proc-worker-${randomUUID().slice(0, 8)}`);
 }
 
 export interface WorkerHarness {
