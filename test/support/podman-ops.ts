@@ -254,8 +254,8 @@ services:
     // With a login: the first version is pulled with a docker config of the stack's own, so the ops worker's
     // (DOCKER_CONFIG) holds no credential until it logs in.
     const stackDocker = { ...first, DOCKER_CONFIG: join(p, 'docker-config-stack') };
+    mkdirSync(stackDocker.DOCKER_CONFIG, { recursive: true });
     if (auth) {
-      mkdirSync(stackDocker.DOCKER_CONFIG, { recursive: true });
       this.run('sh', ['-c', 'printf %s "$T" | docker login --username "$U" --password-stdin "$R"'], { ...stackDocker, T: auth.token, U: auth.user, R: registry });
     }
     this.run('docker-compose', ['-f', this.composeFile, '-p', this.project, 'pull'], stackDocker);
