@@ -10,6 +10,7 @@
  *   exit codes); a second update meanwhile is refused with 409 OPS_BUSY; the live log streams over SSE.
  * - system.update to 3 fails its health check and is rolled back to 2, healthy again.
  * - The ops worker killed with SIGKILL during an update: the task is reported interrupted, never run again.
+ * - `sri ops check | tasks | logs` against the same API.
  * - Without podman: the Redis ACL part still runs (a browser worker's user cannot push to sri:ops:jobs), the rest is
  *   skipped naming the missing package.
  * The engine, registry, images, compose project, API and ops worker come from test/support/podman-ops.ts (the
@@ -24,6 +25,7 @@ import { startEmbeddedRedis, type EmbeddedRedis } from '../../src/embedded/redis
 import { workerAclRules } from '../../src/shared/enrolment.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
+import { runSri } from '../support/cli.ts';
 import { OPS_USERS, PodmanOpsStack, podmanSkip } from '../support/podman-ops.ts';
 import { tempDir, waitFor } from '../support/services.ts';
 import { writeUsersAcl } from '../support/acl.ts';
@@ -200,5 +202,30 @@ describe('ops worker on podman: system.check, update, rollback, kill -9', { skip
     const t2 = await waitFinal(again.body.task.id);
     assert.equal(t2.status, 'done', JSON.stringify(t2, null, 2));
     assert.equal((await task(id)).status, 'interrupted', 'still interrupted: never re-run');
+  });
+
+  it('the CLI: sri ops check, tasks and logs through the API, with OPERATOR_TOKEN', async () => {
+    const env = { OPERATOR_TOKEN };
+    const api = ['--api', stack.api.url];
+    const check = await runSri(['ops', 'check', ...api], env);
+    assert.equal(check.code, 0, check.stderr + check.stdout);
+    assert.match(check.stdout, /system\.check [0-9a-f-]{36} done: running 2, newest 3 \(update available\)/);
+
+    const tasks = await runSri(['ops', 'tasks', ...api, '--json'], env);
+    assert.equal(tasks.code, 0, tasks.stderr);
+    const list = JSON.parse(tasks.stdout).tasks as any[];
+    const interrupted = list.find((t) => t.status === 'interrupted');
+    assert.ok(interrupted, 'the interrupted update is in the audit');
+    const table = await runSri(['ops', 'tasks', ...api], env);
+    assert.match(table.stdout, new RegExp(`${interrupted.id}\\s+system\\.update\\s+interrupted`));
+    assert.match(table.stdout, /OPS_INTERRUPTED/);
+
+    const logs = await runSri(['ops', 'logs', interrupted.id, ...api], env);
+    assert.equal(logs.code, 1, 'a task that did not end done exits 1');
+    assert.match(logs.stdout + logs.stderr, /step health/);
+    assert.match(logs.stdout, new RegExp(`system\\.update ${interrupted.id} interrupted: .* — OPS_INTERRUPTED`));
+
+    const refused = await runSri(['ops', 'check', ...api], { OPERATOR_TOKEN: 'not-the-token' });
+    assert.notEqual(refused.code, 0, 'a wrong operator token is refused');
   });
 });

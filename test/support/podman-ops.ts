@@ -59,6 +59,28 @@ export interface PodmanOpsOptions {
   apiEnv?: Env;
   /** Name of the API's logger. @default 'api-ops' */
   logName?: string;
+  /**
+   * The registry asks for a login (htpasswd, a bcrypt entry for `user` and `token`). Its address is then
+   * `localhost:<port>`: podman's Docker API checks a `docker login` over plain http only for `localhost:` addresses.
+   * The ops worker gets OPS_REGISTRY_USER and OPS_REGISTRY_TOKEN_FILE (`registryTokenFile`, holding `token` until
+   * `setRegistryToken`); pushes pass `--creds`, the first pull logs in with a docker config of its own.
+   */
+  registryAuth?: { user: string; token: string };
+  /**
+   * A second compose service, `api`: the same images without a health check, published on 127.0.0.1:`apiPort`;
+   * its versions serve /ready (the broken ones do not).
+   */
+  readyService?: boolean;
+}
+
+/** A bcrypt htpasswd entry's hash (docker-registry's htpasswd auth takes bcrypt only), by Python's crypt module. */
+export function bcryptHash(password: string): string {
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const r = spawnSync(python, ['-W', 'ignore', '-c', 'import crypt, sys; print(crypt.crypt(sys.stdin.read(), crypt.mksalt(crypt.METHOD_BLOWFISH)))'],
+    { input: password, encoding: 'utf8' });
+  const hash = r.stdout?.trim() ?? '';
+  if (r.status !== 0 || !hash.startsWith('$2')) throw new Error(`bcrypt of the registry token with ${python} failed (Python 3.12 or older with its crypt module is needed): ${r.stderr ?? r.error?.message}`);
+  return hash;
 }
 
 export class PodmanOpsStack {
@@ -67,6 +89,8 @@ export class PodmanOpsStack {
   dir!: ReturnType<typeof tempDir>;
   registry = '';
   composeFile = '';
+  /** Host port of the `api` service (readyService). */
+  apiPort = 0;
   redisServer!: EmbeddedRedis;
   s3!: Awaited<ReturnType<typeof startTestS3>>;
   db!: Database;
@@ -112,12 +136,29 @@ export class PodmanOpsStack {
       .trim().split('\n').filter(Boolean);
   }
 
+  /** The image of each compose service's running container, by service. */
+  serviceImages(): Record<string, string> {
+    const out = this.run('sh', ['-c', `for id in $(docker-compose -f "${this.composeFile}" -p ${this.project} ps -q); do docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}}' "$id"; done`], { SRI_VERSION: this.versions[0]! });
+    return Object.fromEntries(out.trim().split('\n').filter(Boolean).map((l) => l.split(' ') as [string, string]));
+  }
+
   private get versions(): readonly string[] {
     return this.opts.versions ?? ['1', '2', '3'];
   }
 
+  /** The file the ops worker reads its registry token from (registryAuth). */
+  get registryTokenFile(): string {
+    return join(this.dir.path, 'registry-token');
+  }
+
+  /** What the ops worker's next task reads as its registry token (it reads the file at each task). */
+  setRegistryToken(token: string): void {
+    writeFileSync(this.registryTokenFile, `${token}\n`, { mode: 0o600 });
+  }
+
   opsWorkerEnv(): Env {
     const p = this.dir.path;
+    const auth = this.opts.registryAuth;
     return {
       ...this.engineEnv,
       REDIS_URL: `redis://sri-ops:${this.passwords.ops}@127.0.0.1:${this.redisServer.port}`,
@@ -125,13 +166,19 @@ export class PodmanOpsStack {
       OPS_COMPOSE_COMMAND: 'docker-compose', OPS_REGISTRY: this.registry, OPS_REGISTRY_INSECURE: 'true', OPS_IMAGE_REPOSITORY: 'sri/platform',
       OPS_HEALTH_TIMEOUT_MS: '20000', OPS_LEASE_MS: '3000', OPS_POLL_INTERVAL_MS: '200', OPS_MIGRATE_SERVICE: 'web', OPS_MIGRATE_COMMAND: 'cat /www/version',
       LOG_DIR: join(p, 'logs'), LOG_LEVEL: 'info',
+      ...(auth ? { OPS_REGISTRY_USER: auth.user, OPS_REGISTRY_TOKEN_FILE: this.registryTokenFile } : {}),
     };
   }
 
   /** `sri ops-worker` as a process of its own (kept in `opsWorker`). */
-  startOpsWorker(): ChildProcess {
-    this.opsWorker = this.startChild(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'ops-worker'], this.opsWorkerEnv());
+  startOpsWorker(env: Env = {}): ChildProcess {
+    this.opsWorker = this.startChild(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'ops-worker'], { ...this.opsWorkerEnv(), ...env });
     return this.opsWorker;
+  }
+
+  /** What the ops worker process printed so far (its pino log). */
+  opsWorkerOutput(): string {
+    return (this.opsWorker as (ChildProcess & { output?: () => string }) | undefined)?.output?.() ?? '';
   }
 
   async start(): Promise<void> {
@@ -144,10 +191,20 @@ export class PodmanOpsStack {
     writeFileSync(join(p, 'containers.conf'), '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n');
     writeFileSync(join(p, 'storage.conf'), `[storage]\ndriver = "vfs"\ngraphroot = "${p}/graph"\nrunroot = "${p}/run"\n`);
     const registryPort = await freePort();
-    const registry = `127.0.0.1:${registryPort}`;
+    const auth = this.opts.registryAuth;
+    const registry = `${auth ? 'localhost' : '127.0.0.1'}:${registryPort}`;
     this.registry = registry;
+    // podman reads registries.conf once, at its start.
     writeFileSync(join(p, 'registries.conf'), `[[registry]]\nlocation = "${registry}"\ninsecure = true\n`);
-    writeFileSync(join(p, 'registry.yml'), `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${p}/registry-data\nhttp:\n  addr: ${registry}\n`);
+    // Quiet: its output is a pipe read by this process, which run()'s spawnSync blocks; a full pipe would stall it.
+    let registryYml = `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${p}/registry-data\nhttp:\n  addr: 127.0.0.1:${registryPort}\n`;
+    if (auth) {
+      writeFileSync(join(p, 'htpasswd'), `${auth.user}:${bcryptHash(auth.token)}\n`);
+      registryYml += `auth:\n  htpasswd:\n    realm: sri-ops-test\n    path: ${p}/htpasswd\n`;
+      this.setRegistryToken(auth.token);
+    }
+    writeFileSync(join(p, 'registry.yml'), registryYml);
+    const creds = auth ? ['--creds', `${auth.user}:${auth.token}`] : [];
     this.engineEnv = {
       PATH: `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: join(p, 'home'),
       CONTAINERS_CONF: join(p, 'containers.conf'), CONTAINERS_STORAGE_CONF: join(p, 'storage.conf'),
@@ -155,7 +212,7 @@ export class PodmanOpsStack {
     };
     this.startChild('docker-registry', ['serve', join(p, 'registry.yml')], this.engineEnv);
     this.startChild('podman', ['system', 'service', '--time=0', `unix://${p}/podman.sock`], this.engineEnv);
-    await waitFor(() => existsSync(join(p, 'podman.sock')) && fetch(`http://${registry}/v2/`).then((r) => r.ok, () => false), { timeoutMs: 60_000, what: 'podman socket and registry' });
+    await waitFor(() => existsSync(join(p, 'podman.sock')) && fetch(`http://127.0.0.1:${registryPort}/v2/`).then((r) => r.ok || (!!auth && r.status === 401), () => false), { timeoutMs: 60_000, what: 'podman socket and registry' });
 
     // A base image from busybox-static, then the versions of the service: a broken one has no /www/health.
     mkdirSync(join(p, 'rootfs/bin'), { recursive: true });
@@ -166,10 +223,13 @@ export class PodmanOpsStack {
       const ctx = join(p, `v${v}`);
       mkdirSync(join(ctx, 'www'), { recursive: true });
       writeFileSync(join(ctx, 'www/version'), `${v}\n`);
-      if (!broken.includes(v)) writeFileSync(join(ctx, 'www/health'), 'ok\n');
+      if (!broken.includes(v)) {
+        writeFileSync(join(ctx, 'www/health'), 'ok\n');
+        writeFileSync(join(ctx, 'www/ready'), 'ready\n');
+      }
       writeFileSync(join(ctx, 'Containerfile'), 'FROM localhost/sri-ops-test-busybox:base\nCOPY www /www\nCMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]\n');
       this.run('podman', ['build', '-q', '-t', `${registry}/sri/platform:${v}`, ctx]);
-      this.run('podman', ['push', '-q', '--tls-verify=false', `${registry}/sri/platform:${v}`]);
+      this.run('podman', ['push', '-q', '--tls-verify=false', ...creds, `${registry}/sri/platform:${v}`]);
       this.run('podman', ['rmi', `${registry}/sri/platform:${v}`]);
     }
     this.composeFile = join(p, 'compose.yml');
@@ -183,9 +243,23 @@ services:
       timeout: 2s
       retries: 2
 `);
+    if (this.opts.readyService) {
+      this.apiPort = await freePort();
+      writeFileSync(this.composeFile, `  api:
+    image: ${registry}/sri/platform:\${SRI_VERSION}
+    ports: ["127.0.0.1:${this.apiPort}:8080"]
+`, { flag: 'a' });
+    }
     const first = { SRI_VERSION: this.versions[0]! };
-    this.run('docker-compose', ['-f', this.composeFile, '-p', this.project, 'pull'], first);
-    this.run('docker-compose', ['-f', this.composeFile, '-p', this.project, 'up', '-d'], first);
+    // With a login: the first version is pulled with a docker config of the stack's own, so the ops worker's
+    // (DOCKER_CONFIG) holds no credential until it logs in.
+    const stackDocker = { ...first, DOCKER_CONFIG: join(p, 'docker-config-stack') };
+    mkdirSync(stackDocker.DOCKER_CONFIG, { recursive: true });
+    if (auth) {
+      this.run('sh', ['-c', 'printf %s "$T" | docker login --username "$U" --password-stdin "$R"'], { ...stackDocker, T: auth.token, U: auth.user, R: registry });
+    }
+    this.run('docker-compose', ['-f', this.composeFile, '-p', this.project, 'pull'], stackDocker);
+    this.run('docker-compose', ['-f', this.composeFile, '-p', this.project, 'up', '-d'], stackDocker);
     this.podmanReady = true;
 
     const aclFile = writeUsersAcl(p, this.passwords).path;

@@ -124,7 +124,7 @@ export async function systemUpdate(ctx: TaskContext, params: SystemUpdateParams)
       const o = await ctx.step({ name, command, body, env: env(target) });
       if (!o.ok) throw new StepFailed(name, o.outputTail, `compose ${name} of ${target} failed.`);
     }
-    await waitHealthy(ctx, 'health', env(target));
+    await waitHealthy(ctx, 'health', env(target), services);
     if (params.runMigrations) {
       const o = await ctx.step({
         name: 'migrate', command: `docker run --rm <${c.migrateService}'s new image, its environment and network> ${c.migrateCommand}`, body: MIGRATE_BODY,
@@ -142,7 +142,12 @@ export async function systemUpdate(ctx: TaskContext, params: SystemUpdateParams)
   }
 }
 
-async function waitHealthy(ctx: TaskContext, name: string, env: Record<string, string>, rollback = false): Promise<void> {
+/**
+ * The health step (containers), then each OPS_HEALTH_URLS entry of an updated service (`services` empty: all) polled
+ * until it answers 2xx — the way to see a service without a container health check (the API's /ready, a worker's
+ * /readyz) — each within OPS_HEALTH_TIMEOUT_MS.
+ */
+async function waitHealthy(ctx: TaskContext, name: string, env: Record<string, string>, services: readonly string[], rollback = false): Promise<void> {
   const c = ctx.config;
   const o = await ctx.step({
     rollback, name, command: 'docker inspect health of each container (or its own health check with docker exec), until healthy', body: HEALTH_BODY,
@@ -151,6 +156,7 @@ async function waitHealthy(ctx: TaskContext, name: string, env: Record<string, s
   if (!o.ok) throw new StepFailed(name, o.outputTail, 'The services did not become healthy in time (OPS_HEALTH_TIMEOUT_MS).');
   for (const entry of c.healthUrls) {
     const [service, url] = [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)];
+    if (services.length && !services.includes(service)) continue;
     const started = Date.now();
     const until = started + c.healthTimeoutMs;
     let last = '';
@@ -186,7 +192,7 @@ async function rollBack(ctx: TaskContext, running: readonly RunningService[], ve
   const up = retag.ok ? await ctx.step({ rollback: true, name: 'rollback-up', command: `compose up -d --no-build ${services.join(' ')} (${ctx.config.versionVariable}=${version})`, body: UP_BODY, env }) : retag;
   if (!up.ok) return { attempted: true, healthy: false };
   try {
-    await waitHealthy(ctx, 'rollback-health', env, true);
+    await waitHealthy(ctx, 'rollback-health', env, services, true);
     ctx.log(`rolled back to ${version}; every service is healthy`);
     return { attempted: true, healthy: true };
   } catch {
