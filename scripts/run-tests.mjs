@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Runs every test file under test/ with node's test runner, in two passes: the pure unit files (UNIT_FILES: no
-// Chromium, no server, no child process, no port, no timing) two at a time, then every other file one at a time
-// (Chromium and PGlite each want a core on a 2-core machine). Extra arguments filter files by substring:
+// Runs every test file under test/ with node's test runner, in three passes: the pure unit files (UNIT_FILES: no
+// Chromium, no server, no child process, no port, no timing) two at a time, the light integration files
+// (LIGHT_FILES: Redis, PGlite or HTTP only) two at a time, then every other file one at a time (Chromium and a
+// worker each want a core on a 2-core machine). Extra arguments filter files by substring:
 // `npm test -- worker`. At the end it prints each file's wall time, slowest first, and the totals (docs/testing.md).
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +50,15 @@ const UNIT_FILES = new Set([
   'test/sri/parse.test.ts',
 ]);
 
+/**
+ * Light integration files: real redis-server, PGlite or an HTTP server in the file's own process, no Chromium, no
+ * worker, no child process but redis-server, and no assertion on how long something takes. Two of them at a time
+ * do not starve each other into a failure; each was run two at a time with the others here before it was listed
+ * (docs/testing.md). Every other file runs alone.
+ */
+const LIGHT_FILES = new Set([
+]);
+
 const filters = process.argv.slice(2);
 const files = walk('test').map((f) => f.split('\\').join('/')).sort()
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
@@ -62,7 +72,8 @@ const passes = process.env.TEST_CONCURRENCY !== undefined
   ? [{ files, concurrency: Number(process.env.TEST_CONCURRENCY) }]
   : [
       { files: files.filter((f) => UNIT_FILES.has(f)), concurrency: 2 },
-      { files: files.filter((f) => !UNIT_FILES.has(f)), concurrency: 1 },
+      { files: files.filter((f) => LIGHT_FILES.has(f)), concurrency: 2 },
+      { files: files.filter((f) => !UNIT_FILES.has(f) && !LIGHT_FILES.has(f)), concurrency: 1 },
     ].filter((p) => p.files.length > 0);
 
 const reportDir = mkdtempSync(join(tmpdir(), 'sri-test-durations-'));
