@@ -57,6 +57,29 @@ const UNIT_FILES = new Set([
  * (docs/testing.md). Every other file runs alone.
  */
 const LIGHT_FILES = new Set([
+  'test/cli/dlq.test.ts',
+  'test/cli/enrol.test.ts',
+  'test/cli/logs.test.ts',
+  'test/cli/secrets.test.ts',
+  'test/control-plane/account-concurrency.test.ts',
+  'test/control-plane/api.test.ts',
+  'test/control-plane/documents.test.ts',
+  'test/control-plane/hardening.test.ts',
+  'test/control-plane/job-blocked.test.ts',
+  'test/control-plane/jobs-list.test.ts',
+  'test/control-plane/members-api.test.ts',
+  'test/control-plane/provider-catalogue.test.ts',
+  'test/control-plane/provider-health.test.ts',
+  'test/control-plane/recording-api.test.ts',
+  'test/control-plane/reliability-api.test.ts',
+  'test/control-plane/result-artifacts.test.ts',
+  'test/control-plane/secrets.test.ts',
+  'test/control-plane/tenant-isolation.test.ts',
+  'test/control-plane/webhooks.test.ts',
+  'test/execution-plane/queue.test.ts',
+  'test/execution-plane/session-store.test.ts',
+  'test/shared/queue-accounts.test.ts',
+  'test/shared/worker-registry.test.ts',
 ]);
 
 const filters = process.argv.slice(2);
