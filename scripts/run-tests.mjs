@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Runs every test file under test/ with node's test runner, in two passes: the pure unit files (UNIT_FILES: no
-// Chromium, no server, no child process, no port, no timing) two at a time, then every other file one at a time
-// (Chromium and PGlite each want a core on a 2-core machine). Extra arguments filter files by substring:
+// Runs every test file under test/ with node's test runner, in three passes: the pure unit files (UNIT_FILES: no
+// Chromium, no server, no child process, no port, no timing) two at a time, the light integration files
+// (LIGHT_FILES: Redis, PGlite or HTTP only) two at a time, then every other file one at a time (Chromium and a
+// worker each want a core on a 2-core machine). Extra arguments filter files by substring:
 // `npm test -- worker`. At the end it prints each file's wall time, slowest first, and the totals (docs/testing.md).
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +50,38 @@ const UNIT_FILES = new Set([
   'test/sri/parse.test.ts',
 ]);
 
+/**
+ * Light integration files: real redis-server, PGlite or an HTTP server in the file's own process, no Chromium, no
+ * worker, no child process but redis-server, and no assertion on how long something takes. Two of them at a time
+ * do not starve each other into a failure; each was run two at a time with the others here before it was listed
+ * (docs/testing.md). Every other file runs alone.
+ */
+const LIGHT_FILES = new Set([
+  'test/cli/dlq.test.ts',
+  'test/cli/enrol.test.ts',
+  'test/cli/logs.test.ts',
+  'test/cli/secrets.test.ts',
+  'test/control-plane/account-concurrency.test.ts',
+  'test/control-plane/api.test.ts',
+  'test/control-plane/documents.test.ts',
+  'test/control-plane/hardening.test.ts',
+  'test/control-plane/job-blocked.test.ts',
+  'test/control-plane/jobs-list.test.ts',
+  'test/control-plane/members-api.test.ts',
+  'test/control-plane/provider-catalogue.test.ts',
+  'test/control-plane/provider-health.test.ts',
+  'test/control-plane/recording-api.test.ts',
+  'test/control-plane/reliability-api.test.ts',
+  'test/control-plane/result-artifacts.test.ts',
+  'test/control-plane/secrets.test.ts',
+  'test/control-plane/tenant-isolation.test.ts',
+  'test/control-plane/webhooks.test.ts',
+  'test/execution-plane/queue.test.ts',
+  'test/execution-plane/session-store.test.ts',
+  'test/shared/queue-accounts.test.ts',
+  'test/shared/worker-registry.test.ts',
+]);
+
 const filters = process.argv.slice(2);
 const files = walk('test').map((f) => f.split('\\').join('/')).sort()
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
@@ -62,7 +95,8 @@ const passes = process.env.TEST_CONCURRENCY !== undefined
   ? [{ files, concurrency: Number(process.env.TEST_CONCURRENCY) }]
   : [
       { files: files.filter((f) => UNIT_FILES.has(f)), concurrency: 2 },
-      { files: files.filter((f) => !UNIT_FILES.has(f)), concurrency: 1 },
+      { files: files.filter((f) => LIGHT_FILES.has(f)), concurrency: 2 },
+      { files: files.filter((f) => !UNIT_FILES.has(f) && !LIGHT_FILES.has(f)), concurrency: 1 },
     ].filter((p) => p.files.length > 0);
 
 const reportDir = mkdtempSync(join(tmpdir(), 'sri-test-durations-'));
