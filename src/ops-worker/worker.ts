@@ -50,6 +50,16 @@ export interface OpsWorkerDeps {
   env?: Readonly<Record<string, string | undefined>>;
 }
 
+/** What an operator reads when a task hit its time limit: which step was cut, where the services are, what to do. */
+function timeoutMessage(limitMs: number, outcome: TaskOutcome): string {
+  const d = outcome.details ?? {};
+  const step = outcome.error?.step ? ` at step ${outcome.error.step}, whose process group was killed` : '';
+  const rollback = d.rolledBack === true
+    ? (d.rollbackHealthy ? ` The services were rolled back to ${String(d.runningVersion)} and are healthy.` : ` The services were rolled back to ${String(d.runningVersion)} but are not healthy: look at them now.`)
+    : d.rolledBack === false ? ' Nothing was rolled back: look at the services now.' : '';
+  return `The task ran longer than OPS_TASK_TIMEOUT_MS (${limitMs} ms) and was stopped${step}.${rollback} Read that step's output (error.outputTail) and see what runs (\`sri ops check\`); then start the task again, and raise OPS_TASK_TIMEOUT_MS if the step only needed longer.`;
+}
+
 export class OpsWorker {
   state: OpsWorkerState = 'starting';
   private readonly queue: OpsQueue;
@@ -149,7 +159,7 @@ export class OpsWorker {
         outcome = await systemUpdate(ctx, parsed.data.params);
       }
       if (abort.signal.aborted && outcome.status === 'failed' && !leaseLost && Date.now() >= deadline) {
-        outcome = { ...outcome, error: { ...(outcome.error ?? { message: '' }), code: 'OPS_TASK_TIMEOUT', message: `The task ran longer than OPS_TASK_TIMEOUT_MS (${config.taskTimeoutMs} ms). ${outcome.error?.message ?? ''}`.trim() } };
+        outcome = { ...outcome, error: { ...(outcome.error ?? { message: '' }), code: 'OPS_TASK_TIMEOUT', message: timeoutMessage(config.taskTimeoutMs, outcome) } };
       }
     } catch (err) {
       outcome = { status: 'failed', error: { code: 'INTERNAL', message: (err as Error).message } };
