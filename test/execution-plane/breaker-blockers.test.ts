@@ -13,10 +13,10 @@ import type { LiveConfig } from '../../src/shared/live-config.ts';
 import { readProviderHealth } from '../../src/shared/provider-gate/gate.ts';
 import type { ProviderPacing } from '../../src/shared/provider-pacing.ts';
 import { queueCatalogueEntry } from '../../src/shared/provider-catalogue.ts';
-import { metricValue, scrape } from '../support/metrics.ts';
 import { testDemoProvider } from '../support/providers.ts';
 import { waitFor } from '../support/services.ts';
 import { push, setSession, signedJob, testOrg } from './support/jobs.ts';
+import { applyLiveConfig } from './support/live-config.ts';
 import { startWorkerHarness, type WorkerHarness } from './support/worker-harness.ts';
 
 const RATE_LIMITED = `export default async function run({ page, payload, helpers }) {
@@ -45,13 +45,7 @@ describe('blocker kinds counted by the circuit breaker', () => {
     await portal?.close();
   });
 
-  async function apply(config: LiveConfig): Promise<void> {
-    version++;
-    await h.redis.set(keys.workerConfig, JSON.stringify({ version, config, updatedAt: new Date().toISOString(), updatedBy: 'test' }));
-    await h.redis.publish(keys.workerConfigChanged, JSON.stringify({ version }));
-    await waitFor(async () => metricValue(await scrape(`${h.worker.httpUrl}/metrics`), 'sri_worker_config_version') === version,
-      { timeoutMs: 60_000, what: `the worker applies version ${version}` });
-  }
+  const apply = (config: LiveConfig) => applyLiveConfig(h.redis, h.worker.httpUrl!, ++version, config);
   const rateLimited = () => signedJob(org, RATE_LIMITED, { metadata: { base: portal.url }, maxAttempts: 1 });
 
   it('does not count a blocker the configuration does not name: the job is the portal\'s success', async () => {

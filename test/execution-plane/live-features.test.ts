@@ -8,12 +8,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDemoPortal, type DemoPortal } from '../../src/embedded/demo-portal.ts';
-import { keys } from '../../src/shared/keys.ts';
 import type { LiveConfig } from '../../src/shared/live-config.ts';
 import type { ResultMessage } from '../../src/shared/schemas.ts';
-import { metricValue, scrape } from '../support/metrics.ts';
-import { waitFor } from '../support/services.ts';
 import { setSession, signedJob, testOrg } from './support/jobs.ts';
+import { applyLiveConfig } from './support/live-config.ts';
 import { startWorkerHarness, type WorkerHarness } from './support/worker-harness.ts';
 
 // A job that lands on a rate-limit page and then fails: what the flags govern all apply to it.
@@ -37,15 +35,7 @@ describe('live feature flags on a running worker', () => {
     await portal?.close();
   });
 
-  /** Writes the next version of the document and waits until the worker applies it (its metric). */
-  async function apply(config: LiveConfig): Promise<void> {
-    version++;
-    await h.redis.set(keys.workerConfig, JSON.stringify({ version, config, updatedAt: new Date().toISOString(), updatedBy: 'test' }));
-    await h.redis.publish(keys.workerConfigChanged, JSON.stringify({ version }));
-    await waitFor(async () => metricValue(await scrape(`${h.worker.httpUrl}/metrics`), 'sri_worker_config_version') === version,
-      { timeoutMs: 60_000, what: `the worker applies version ${version}` });
-  }
-
+  const apply = (config: LiveConfig) => applyLiveConfig(h.redis, h.worker.httpUrl!, ++version, config);
   const kinds = (r: ResultMessage) => (r.artifacts ?? []).map((a) => a.kind).sort();
 
   it('with blockerWatch, failureCapture and recordings off for the provider: no blocker, no capture, no recording, and the log says why', async () => {

@@ -21,7 +21,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { keys } from '../../src/shared/keys.ts';
 import { createRedis } from '../../src/shared/redis.ts';
-import { PodmanOpsStack, podmanSkip } from '../support/podman-ops.ts';
+import { PodmanOpsStack, podmanSkip, operatorApi } from '../support/podman-ops.ts';
 import { waitFor } from '../support/services.ts';
 
 const OPERATOR_TOKEN = randomBytes(24).toString('hex');
@@ -73,18 +73,7 @@ describe('ops worker on podman: registry login with a token, readiness URLs, no 
   let gateOpen = false;
   let gateHits = 0;
 
-  const http = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(stack.api.url + path, {
-      method, headers: { authorization: `Bearer ${OPERATOR_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: await res.json() as any };
-  };
-  const task = async (id: string) => (await http('GET', `/api/operator/system/tasks/${id}`)).body.task;
-  const waitFinal = (id: string, timeoutMs = 240_000) => waitFor(async () => {
-    const t = await task(id);
-    return ['done', 'failed', 'interrupted'].includes(t?.status) ? t : undefined;
-  }, { timeoutMs, intervalMs: 500, what: `ops task ${id} to finish` });
+  const { http, task, waitFinal } = operatorApi(() => stack, OPERATOR_TOKEN);
   const withAdmin = async <T>(fn: (admin: ReturnType<typeof createRedis>) => Promise<T>): Promise<T> => {
     const admin = createRedis(`redis://sri-admin:${stack.passwords.admin}@127.0.0.1:${stack.redisServer.port}`);
     try {

@@ -26,7 +26,7 @@ import { workerAclRules } from '../../src/shared/enrolment.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { runSri } from '../support/cli.ts';
-import { OPS_USERS, PodmanOpsStack, podmanSkip } from '../support/podman-ops.ts';
+import { OPS_USERS, PodmanOpsStack, podmanSkip, operatorApi } from '../support/podman-ops.ts';
 import { tempDir, waitFor } from '../support/services.ts';
 import { writeUsersAcl } from '../support/acl.ts';
 
@@ -89,18 +89,7 @@ describe('ops worker on podman: system.check, update, rollback, kill -9', { skip
   let stack: PodmanOpsStack;
   const runningImages = () => stack.runningImages();
 
-  const http = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(stack.api.url + path, {
-      method, headers: { authorization: `Bearer ${OPERATOR_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: await res.json() as any };
-  };
-  const task = async (id: string) => (await http('GET', `/api/operator/system/tasks/${id}`)).body.task;
-  const waitFinal = (id: string, timeoutMs = 240_000) => waitFor(async () => {
-    const t = await task(id);
-    return ['done', 'failed', 'interrupted'].includes(t?.status) ? t : undefined;
-  }, { timeoutMs, intervalMs: 500, what: `ops task ${id} to finish` });
+  const { http, task, waitFinal } = operatorApi(() => stack, OPERATOR_TOKEN);
 
   // Its own bound: building and pushing three images is minutes on a loaded machine (the file's 300 s per test was
   // exceeded with the load average above 60).

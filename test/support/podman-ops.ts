@@ -298,3 +298,23 @@ services:
     if (this.dirMade) this.dir.remove();
   }
 }
+
+/**
+ * The operator API of a stack, as the tests call it: `http` with the operator's bearer token, a task by id, and the
+ * wait for a task's final status (done, failed or interrupted).
+ */
+export function operatorApi(stack: () => PodmanOpsStack, token: string) {
+  const http = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(stack().api.url + path, {
+      method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() as any };
+  };
+  const task = async (id: string) => (await http('GET', `/api/operator/system/tasks/${id}`)).body.task;
+  const waitFinal = (id: string, timeoutMs = 240_000) => waitFor(async () => {
+    const t = await task(id);
+    return ['done', 'failed', 'interrupted'].includes(t?.status) ? t : undefined;
+  }, { timeoutMs, intervalMs: 500, what: `ops task ${id} to finish` });
+  return { http, task, waitFinal };
+}
