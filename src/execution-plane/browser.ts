@@ -411,13 +411,7 @@ export class BrowserPool {
   async reserve(extras?: JobContextExtras): Promise<PreparedContext> {
     if (extras) {
       // Options fixed at context creation (a video): a context of its own, opened now and prepared like the warm ones.
-      const own = await this.prepare(extras);
-      try {
-        await own.openPage();
-      } catch (e) {
-        void own.recycle();
-        throw e;
-      }
+      const own = await this.withPage(await this.prepare(extras));
       own.to('reserved');
       this.countBusy(own);
       return own;
@@ -427,16 +421,22 @@ export class BrowserPool {
     if (!prepared) {
       prepared = await this.prepare();
       this.countBusy(prepared);
-      try {
-        await prepared.openPage();
-      } catch (e) {
-        void prepared.recycle();
-        throw e;
-      }
+      await this.withPage(prepared);
     }
     prepared.to('reserved');
     this.refill();
     return prepared;
+  }
+
+  /** Opens the page of a context opened for the job now; a context whose page cannot open is closed. */
+  private async withPage(prepared: PreparedContext): Promise<PreparedContext> {
+    try {
+      await prepared.openPage();
+      return prepared;
+    } catch (e) {
+      void prepared.recycle();
+      throw e;
+    }
   }
 
   /**

@@ -147,9 +147,14 @@ export function effectiveMaxJobs(config: LiveConfig, env: LiveDefaults): number 
   return Math.min(config.global.maxJobs ?? env.maxJobs, env.maxJobs);
 }
 
+/** A provider's own overrides, if the document has them (an inherited property such as `constructor` is none). */
+function overrideOf(config: LiveConfig, providerName: string): z.infer<typeof LiveProviderOverride> | undefined {
+  return Object.hasOwn(config.providers, providerName) ? config.providers[providerName] : undefined;
+}
+
 /** The retry policy of a provider's jobs: the provider's setting, else the global one, else the environment's. */
 export function effectiveRetry(config: LiveConfig, providerName: string, env: LiveDefaults): RetryPolicy {
-  const p = Object.hasOwn(config.providers, providerName) ? config.providers[providerName]?.retry : undefined;
+  const p = overrideOf(config, providerName)?.retry;
   const g = config.global.retry;
   const maxAttempts = p?.maxAttempts ?? g?.maxAttempts ?? env.maxAttempts;
   const backoffBaseMs = p?.backoffBaseMs ?? g?.backoffBaseMs ?? env.backoffBaseMs;
@@ -160,7 +165,7 @@ export function effectiveRetry(config: LiveConfig, providerName: string, env: Li
 
 /** The feature flags of a provider's jobs: the provider's flag, else the global one, else on. */
 export function effectiveFeatures(config: LiveConfig, providerName: string): WorkerFeatures {
-  const p = Object.hasOwn(config.providers, providerName) ? config.providers[providerName]?.features : undefined;
+  const p = overrideOf(config, providerName)?.features;
   const g = config.global.features;
   return {
     blockerWatch: p?.blockerWatch ?? g?.blockerWatch ?? true,
@@ -171,13 +176,13 @@ export function effectiveFeatures(config: LiveConfig, providerName: string): Wor
 
 /** The blocker kinds the live document counts as breaker failures for a provider (the provider's list, else the global one). */
 export function breakerBlockerKindsFor(config: LiveConfig, providerName: string): readonly BlockerKind[] {
-  const p = Object.hasOwn(config.providers, providerName) ? config.providers[providerName]?.breaker : undefined;
+  const p = overrideOf(config, providerName)?.breaker;
   return p?.blockerKinds ?? config.global.breaker?.blockerKinds ?? [];
 }
 
 /** The breaker threshold the live document sets for a provider, if any. */
 export function breakerThresholdFor(config: LiveConfig, providerName: string): number | undefined {
-  const p = Object.hasOwn(config.providers, providerName) ? config.providers[providerName]?.breaker : undefined;
+  const p = overrideOf(config, providerName)?.breaker;
   return p?.failureThreshold ?? config.global.breaker?.failureThreshold;
 }
 

@@ -25,7 +25,7 @@ import { JobArtifacts } from './helpers.ts';
 import type { JobTrace } from './job-trace.ts';
 import { Redactor, SecretValues } from './redactor.ts';
 import type { PipelineDeps } from './pipeline.ts';
-import type { WorkerFeatures } from '../../shared/live-config.ts';
+import { effectiveFeatures, EMPTY_LIVE_CONFIG, type WorkerFeatures } from '../../shared/live-config.ts';
 
 /** The abort reason the worker uses when a job's lease was lost: the job is someone else's now. */
 export const LEASE_LOST = 'lease-lost';
@@ -78,7 +78,7 @@ export class JobAttempt {
     const { config } = deps;
     this.attempt = taken.attempt;
     this.timeoutMs = jobTimeoutMs(job, config);
-    this.features = deps.features?.(job) ?? { blockerWatch: true, failureCapture: true, recordings: true };
+    this.features = deps.features?.(job) ?? effectiveFeatures(EMPTY_LIVE_CONFIG, job.providerName);
     this.log = deps.logger.child({ jobId: job.jobId, orgId: job.orgId, userId: job.userId, providerId: job.providerId, ...trace.logFields() });
     this.redactor = new Redactor([config.scriptSigningSecret, config.s3SecretKey]);
     this.secretValues = new SecretValues([config.scriptSigningSecret, config.s3SecretKey]);
