@@ -18,6 +18,11 @@ import type { ResultMessage } from '../../src/shared/schemas.ts';
 
 const SYSTEM_FFMPEG = '/usr/bin/ffmpeg';
 const browsersDir = tempDir('sri-record-pw-');
+// The file's own temporary folder (os.tmpdir() reads TMPDIR at each call): the look for left-over sri-record-*
+// folders below then sees this file's worker's only, not those of a file running beside it (scripts/run-tests.mjs
+// runs it two at a time, PAIRED_FILES).
+const ownTmp = tempDir('sri-recording-test-');
+process.env['TMPDIR'] = ownTmp.path;
 const pw = JSON.parse(readFileSync(new URL('../../node_modules/playwright-core/browsers.json', import.meta.url), 'utf8')) as { browsers: { name: string; revision: string }[] };
 const ffmpegDir = `ffmpeg-${pw.browsers.find((b) => b.name === 'ffmpeg')!.revision}`;
 const preset = process.env['PLAYWRIGHT_BROWSERS_PATH'];
@@ -56,6 +61,7 @@ describe('recordings of a job\'s page', () => {
   after(async () => {
     await h?.stop();
     browsersDir.remove();
+    ownTmp.remove();
   });
 
   const recordingsOf = (r: ResultMessage) => (r.artifacts ?? []).filter((a) => a.kind === 'trace' || a.kind === 'video');
