@@ -2,6 +2,7 @@
  * The control plane's HTTP API: builds the Fastify app from its parts, and `startApi` wires the backing services
  * (opening what it is not given, and closing only what it opened) plus the results listener.
  */
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
@@ -223,6 +224,18 @@ export async function startApi(config: ApiConfig, deps: ApiDeps = {}): Promise<A
     owned.push(() => listener.stop());
 
     const app = await buildApp(ctx);
+    // Connections a client opened and has not sent a request on yet (an HTTP client's or a browser's spare
+    // connection) are not idle to Node's server.close(), which closes only idle keep-alive ones: each would hold the
+    // close until the client dropped it — about 70 s with Node's fetch (seen in test/e2e/handoff.test.ts). They carry
+    // nothing, so closing drops them, after the open live streams were ended (preClose hooks, registered earlier).
+    const connections = new Set<Socket>();
+    app.server.on('connection', (socket: Socket) => {
+      connections.add(socket);
+      socket.once('close', () => connections.delete(socket));
+    });
+    app.addHook('preClose', async () => {
+      for (const socket of connections) if (socket.bytesRead === 0) socket.destroy();
+    });
     owned.push(() => app.close());
     await app.listen({ port: config.port, host: config.host });
     if (config.schedulerEnabled) {

@@ -5,6 +5,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { recordResultMessage } from '../../src/control-plane/results/listener.ts';
 import { startApi } from '../../src/control-plane/server.ts';
 import { createJobLogBatcher, type LiveLogSettings } from '../../src/execution-plane/logs/redis-sink.ts';
@@ -260,6 +263,27 @@ describe('GET /api/jobs/{id}/logs', () => {
     assert.deepEqual(messagesOf(c), ['attempt 1', 'attempt 2', 'still attempt 2']);
     assert.deepEqual(c.events.filter((e) => e.event === 'end').map((e) => JSON.parse(e.data)), [summary]);
     assert.deepEqual(summary, { written: 2, droppedLines: 0, droppedBatches: 0 });
+  });
+
+  it('stops although a client opened a connection and has sent nothing on it (a spare connection of Node\'s fetch held it ~70 s)', async () => {
+    const redis = createRedis(t.redisUrl);
+    const other = await startApi(t.config, { db: t.db, redis, blobStore: t.blobStore, logger: createLogger({ name: 'api-3', level: 'silent' }) });
+    const spare = connect(Number(new URL(other.url).port), '127.0.0.1');
+    spare.on('error', () => {});
+    const bound = new AbortController();
+    try {
+      await once(spare, 'connect');
+      await waitFor(() => new Promise<boolean>((r) => other.app.server.getConnections((_e, n) => r(n >= 1))), { what: 'the API has the connection' });
+      // Generous: without the fix the close waits for this client, which never lets go.
+      const closed = await Promise.race([other.close().then(() => true), sleep(30_000, false, { signal: bound.signal }).catch(() => false)]);
+      assert.ok(closed, 'the API closed while a connection without a request was open');
+      if (!spare.destroyed) await once(spare, 'close');
+    } finally {
+      bound.abort();
+      spare.destroy();
+      await other.close();
+      redis.disconnect();
+    }
   });
 
   it('closes its open streams when the API stops; the client resumes on another instance with Last-Event-ID', async () => {

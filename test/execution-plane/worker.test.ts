@@ -442,22 +442,30 @@ describe('worker on real Redis, S3 and Chromium', () => {
   it('runs up to WORKER_MAX_JOBS jobs at once and reports busy meanwhile', async () => {
     const org = testOrg('parallel');
     await setSession(redis, org, 'user-1', session());
-    // Pages long enough that two jobs overlap even when starting a browser context takes seconds (a loaded machine),
-    // with navigation and job timeouts above the worker's (PLAYWRIGHT_TIMEOUT 5 s, EXECUTION_TIMEOUT 20 s here).
-    const slow = `export default async function run({ page, payload }) { await page.goto(payload.base + '/slow?ms=12000', { timeout: 120000 }); }`;
+    // Each job waits on the portal's /hold until the test releases it: two jobs overlap however long starting a
+    // browser context takes (a loaded machine), and no page answers on a timer. Navigation and job timeouts are above
+    // the worker's (PLAYWRIGHT_TIMEOUT 5 s, EXECUTION_TIMEOUT 20 s here).
+    const held = `export default async function run({ page, payload }) { await page.goto(payload.base + '/hold', { timeout: 120000 }); }`;
     // One portal account (user-1 on demo) whose provider allows three runs at once: WORKER_MAX_JOBS is the limit here.
-    const jobs = [1, 2, 3].map(() => signedJob(org, slow, { metadata: { base: portal.url }, timeoutMs: 150_000, maxConcurrentPerAccount: 3 }));
+    const jobs = [1, 2, 3].map(() => signedJob(org, held, { metadata: { base: portal.url }, timeoutMs: 150_000, maxConcurrentPerAccount: 3 }));
+    const holdsBefore = portal.requests.filter((x) => x.path === '/hold').length;
+    const holds = () => portal.requests.filter((x) => x.path === '/hold').length - holdsBefore;
     for (const j of jobs) await push(redis, org, j);
     const statuses = () => Promise.all(jobs.map((j) => redis.get(keys.jobStatus(j.jobId))));
     await waitFor(async () => (await statuses()).filter((s) => s === 'running').length === 2, { what: 'two jobs running at once' });
+    // Both are inside their page, held: the worker is full, and stays so while they are held.
+    await waitFor(() => holds() === 2, { what: 'two jobs waiting on /hold' });
     assert.equal(worker.state(), 'busy');
     assert.equal((await statuses()).filter((s) => s === 'running').length, 2, 'never a third');
+    assert.equal(holds(), 2, 'the third job has not reached its page');
     let seen: Array<string | null> = [];
-    await waitFor(async () => (seen = await statuses()).every((s) => s === 'done'), { timeoutMs: 180_000, what: 'all three done' })
+    // Release what waits, again as the third job reaches its page, until all three are done.
+    await waitFor(async () => { portal.releaseHolds(); return (seen = await statuses()).every((s) => s === 'done'); }, { timeoutMs: 180_000, what: 'all three done' })
       .catch((e: unknown) => {
         const outcomes = jobs.map((j) => { const r = results.get(j.jobId); return r ? `${r.status}@${r.attempt} ${r.error?.code ?? ''} ${r.error?.message ?? ''}` : 'no result'; });
         throw new Error(`${(e as Error).message}: statuses ${JSON.stringify(seen)}; results ${JSON.stringify(outcomes)}`, { cause: e });
       });
+    assert.equal(holds(), 3, 'the third job ran once a place was free');
     await waitFor(() => worker.state() === 'ready', { what: 'ready again' });
   });
 
