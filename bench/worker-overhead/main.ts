@@ -1,14 +1,14 @@
 /**
- * `npm run bench:worker-overhead [-- --jobs N] [-- --rounds R]`
+ * `npm run bench:worker-overhead [-- --jobs N] [--rounds R] [--raw-flags playwright|worker] [--max-jobs N] [--live-config JSON]`
  *
  * The platform's per-job overhead against raw Playwright, measured in ONE run on the same machine, Chromium and
  * demo portal (issue 14: platform time / raw time ≤ 1.10). The job shape is the issue's: a new browser context, the
  * session's cookies, a page, a navigation to the demo portal and a screenshot.
  *
  *   raw       N × (browser.newContext → addCookies → newPage → goto → screenshot → close) with playwright-core, one
- *             after another, in a browser launched with the worker's own flags (`--raw-flags worker`, the default:
- *             the platform's flags then count for neither side) or with playwright-core's defaults
- *             (`--raw-flags playwright`: raw Playwright as a user of it launches it, the issue's method);
+ *             after another, in a browser launched with playwright-core's defaults (`--raw-flags playwright`, the
+ *             default: raw Playwright as a user of it launches it, the issue's method) or with the worker's own flags
+ *             (`--raw-flags worker`: the worker's Chromium switches then count for neither side);
  *   platform  the same N jobs pushed at once to the queue and run by one embedded worker (WORKER_MAX_JOBS=1, the
  *             sandbox as configured: bubblewrap where it works), from the first push to the last published result.
  *
@@ -29,6 +29,7 @@ import { startDemoPortal } from '../../src/embedded/demo-portal.ts';
 import { chromiumArgs, resolveChromiumPath } from '../../src/execution-plane/browser.ts';
 import { startWorker } from '../../src/execution-plane/worker.ts';
 import { keys } from '../../src/shared/keys.ts';
+import { LiveConfig } from '../../src/shared/live-config.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import { createRedis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client, parseS3Uri } from '../../src/shared/s3.ts';
@@ -41,7 +42,10 @@ import { CpuMeter, cpuSpent, type CpuSnapshot } from './cpu.ts';
 
 const { values } = parseArgs({ options: {
   jobs: { type: 'string', default: '20' }, rounds: { type: 'string', default: '3' }, sandbox: { type: 'string', default: 'auto' },
-  'raw-flags': { type: 'string', default: 'worker' },
+  'raw-flags': { type: 'string', default: 'playwright' },
+  // A live configuration (JSON, as `sri config set` writes it) applied before the runs: what a feature costs, e.g.
+  // `--live-config '{"global":{"features":{"blockerWatch":false}}}'`.
+  'live-config': { type: 'string' },
   // The worker's job slots: 1 by default (one job at a time, like the raw side); `--max-jobs 2` is the worker's own
   // default (WORKER_MAX_JOBS), what the embedded platform runs with.
   'max-jobs': { type: 'string', default: '1' },
@@ -82,6 +86,12 @@ async function main(): Promise<void> {
   });
   await sub.psubscribe(keys.orgDonePattern);
   await publishDemoProvider(redis);
+  // Written before the worker starts, which reads it then (live-config.ts).
+  if (values['live-config']) {
+    const config = LiveConfig.parse(JSON.parse(values['live-config']));
+    await redis.set(keys.workerConfig, JSON.stringify({ version: 1, config, updatedAt: new Date().toISOString(), updatedBy: 'bench' }));
+    process.stdout.write(`live configuration: ${JSON.stringify(config)}\n`);
+  }
   const spans = new InMemorySpanExporter();
   const tracing = createTracing({ serviceName: 'sri-worker', exporters: [spans] });
   const config = testWorkerConfig({ redisUrl: redisServer.url, s3Endpoint: s3.endpoint, logDir: logs.path,
@@ -117,6 +127,8 @@ async function main(): Promise<void> {
       if (quiet) break;
     }
     const { total, parts } = cpuSpent(before, end);
+    // The platform side's parts each round: what moves between rounds.
+    if (side === 'platform') process.stdout.write(`  platform CPU per job by process: ${[...parts].filter(([, v]) => v / N >= 0.002).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k.replace(/ \(this process[^)]*\)/, '')} ${(v / N * 1000).toFixed(0)}`).join(', ')}\n`);
     for (const [k, v] of parts) cpuBySide[side].set(k, (cpuBySide[side].get(k) ?? 0) + v);
     for (const k of meter.pidsSeen) {
       if (seenBefore.has(k)) continue;

@@ -43,10 +43,13 @@ export const PLAYWRIGHT_DISABLED_FEATURES: readonly string[] = [
  * - AutofillServerCommunication: Chromium sends the signatures of the forms it sees to content-autofill.googleapis.com
  *   (the route guard and the proxy refused them, four a job on the demo portal's login page): nothing of a portal's
  *   forms is sent anywhere now.
- * SpareRendererForSitePerProcess stays on: turning it off saved no measurable time in the full bench, and with it off
- * the adversarial fork-bomb test (window.open in a loop) ran into its job timeout twice on a loaded machine.
+ * - SpareRendererForSitePerProcess: after a navigation Chromium starts a spare renderer for the next one, bound to
+ *   that browser context; a context serves one job and is closed with it, so the spare was started and thrown away
+ *   for nearly every job: 2.9 renderer processes a job with it, 2.0 without, and 5–7 % less Chromium CPU a job
+ *   (chromium-cpu.ts `raw,nospare`, three pairs). A popup or a cross-site navigation starts its renderer when it
+ *   needs it. The adversarial suite (window.open in a loop) passes without it, also at load 13.
  */
-export const WORKER_DISABLED_FEATURES: readonly string[] = ['AutofillServerCommunication'];
+export const WORKER_DISABLED_FEATURES: readonly string[] = ['AutofillServerCommunication', 'SpareRendererForSitePerProcess'];
 
 /**
  * Flags for a headless worker browser: no background traffic, no QUIC (so routing sees every request), and no
