@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobClock, withDeadline } from '../../src/execution-plane/job/deadline.ts';
-import { isSriError } from '../../src/shared/errors.ts';
+import { isSriError, SriError } from '../../src/shared/errors.ts';
 
 describe('JobClock', () => {
   it('moves the deadline by the length of each pause', () => {
@@ -37,6 +37,24 @@ describe('JobClock', () => {
     await assert.rejects(withDeadline(never, 20, new AbortController().signal, async () => { stopped = true; }, running),
       (e: unknown) => isSriError(e) && e.code === 'EXECUTION_TIMEOUT');
     assert.equal(stopped, true, 'the context was closed');
+  });
+
+  it('stops the work when the work itself times out first (the sandbox runner\'s timer), before the caller hears it', async () => {
+    // The sandbox runner arms its timer on the same clock before withDeadline does, so it reports EXECUTION_TIMEOUT
+    // first: the context must close then too, or the failure path captures a page still loading (stages/browser.ts).
+    let stopped = false;
+    const runnerTimedOut = Promise.reject(new SriError('EXECUTION_TIMEOUT', 'Execution timed out after 20 ms'));
+    await assert.rejects(withDeadline(runnerTimedOut, 60_000, new AbortController().signal, async () => { stopped = true; }, new JobClock(60_000)),
+      (e: unknown) => {
+        assert.equal(stopped, true, 'stop ran before the caller saw the rejection');
+        return isSriError(e) && e.code === 'EXECUTION_TIMEOUT';
+      });
+
+    // Any other failure of the work is the script's own: its page stays open for the failure capture.
+    let stoppedOther = false;
+    await assert.rejects(withDeadline(Promise.reject(new Error('boom')), 60_000, new AbortController().signal, async () => { stoppedOther = true; }),
+      /boom/);
+    assert.equal(stoppedOther, false);
   });
 
   it('fires a timer armed during a pause once the clock runs again and its time is up', async () => {

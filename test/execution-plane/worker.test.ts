@@ -333,6 +333,11 @@ describe('worker on real Redis, S3 and Chromium', () => {
     const log = (await object(r.files.log)).toString();
     assert.match(log, /before the slow page, attempt 2/);
     assert.doesNotMatch(log, /after the slow page/);
+    // At its limit the job's context is closed first, whichever timer saw the limit (job/deadline.ts withDeadline):
+    // no failure capture or blocker look waits on the page still loading (docs/scripts.md). Each used to wait out
+    // its bound (3 s + 5 s an attempt) before the attempt ended.
+    assert.doesNotMatch(log, /failure captured|the failed page could not be captured/);
+    assert.ok(!r.artifacts?.some((x) => x.kind === 'failure'), 'no failure capture of a timed-out page');
     assert.equal(await redis.get(keys.jobStatus(job.jobId)), 'dead');
     const [entry] = await queue.dlqList(org);
     assert.equal(entry?.jobId, job.jobId);

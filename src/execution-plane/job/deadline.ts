@@ -3,7 +3,9 @@ import { isSriError, SriError } from '../../shared/errors.ts';
 /**
  * Settles with `work`, unless `timeoutMs` passes (EXECUTION_TIMEOUT) or `signal` aborts (WORKER_SHUTDOWN) first;
  * then `stop` runs — for a job, closing its browser context, which makes every pending page call of the script
- * fail so the script cannot go on working after its job ended.
+ * fail so the script cannot go on working after its job ended. `stop` also runs when `work` itself rejects with
+ * EXECUTION_TIMEOUT (the runner's own timer at the same deadline), before the caller hears the rejection: a job over
+ * its time ends the same way whichever timer saw it first.
  */
 export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: AbortSignal, stop: () => Promise<unknown>, clock?: JobClock): Promise<T> {
   // The work may reject after we gave up on it (its context was closed): that is expected, not unhandled.
@@ -29,7 +31,13 @@ export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: Abo
       : new SriError('WORKER_SHUTDOWN', 'The worker stopped before the job could finish; run it again.'));
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
-    work.then((v) => finish(() => resolve(v)), (e: unknown) => finish(() => reject(e)));
+    // The work's own EXECUTION_TIMEOUT is the same end as ours: the sandbox runner keeps the same limit on the same
+    // clock, and its timer, armed first, fires first — so `stop` runs for it too. Without it the context stayed open
+    // and the failure path looked at and captured a page still loading, up to 8 s past the limit (docs/scripts.md).
+    work.then((v) => finish(() => resolve(v)), (e: unknown) => finish(() => {
+      reject(e);
+      if (isSriError(e) && e.code === 'EXECUTION_TIMEOUT') stop().catch(() => {});
+    }));
   });
 }
 
