@@ -1,15 +1,14 @@
 #!/usr/bin/env node
-// Runs every test file under test/ with node's test runner, in five passes: the pure unit files (UNIT_FILES: no
+// Runs every test file under test/ with node's test runner, in four passes: the pure unit files (UNIT_FILES: no
 // Chromium, no server, no child process, no port, no timing) two at a time, the light integration files
 // (LIGHT_FILES: Redis, PGlite or HTTP only) two at a time, the heavy files that mostly wait on conditions
-// (PAIRED_FILES: Chromium, a worker, an API) three at a time, the podman files one at a time beside the files that
-// load the machine on purpose (PODMAN_FILES, LANE_FILES), then every other file alone (tight time bounds). Extra
-// arguments filter files by substring: `npm test -- worker`. At the end it prints each file's wall time, slowest
-// first, and the totals (docs/testing.md).
+// (PAIRED_FILES: Chromium, a worker, an API) two at a time, then every other file one at a time (tight time bounds,
+// global state, or the machine's whole load). Extra arguments filter files by substring:
+// `npm test -- worker`. At the end it prints each file's wall time, slowest first, and the totals (docs/testing.md).
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -85,14 +84,13 @@ const LIGHT_FILES = new Set([
 ]);
 
 /**
- * Heavy files run three at a time (pass 3; TEST_SHARED_CONCURRENCY): they start their own services — an API on PGlite, redis-server, the S3
+ * Heavy files run two at a time (pass 3): they start their own services — an API on PGlite, redis-server, the S3
  * server, a portal, a worker with Chromium — on free ports and in their own temporary folders, and then mostly wait
- * on conditions, so three of them share the 2 cores without failing. A file qualifies when it asserts no tight time
+ * on conditions, so two of them share the 2 cores without failing. A file qualifies when it asserts no tight time
  * bound (bounds of several times what the behaviour takes are fine), kills or reads no process but its own (by PID,
  * never by name or by scanning every process), uses no fixed port or shared path, and does not load the machine on
  * purpose (fault, fuzz, build, podman). Each was run two at a time with the others here before it was listed
- * (docs/testing.md). A file in none of the lists runs alone, in the last pass; the ones kept out of this list and why
- * (the podman and machine-loading ones run in pass 4, one of each kind at a time: PODMAN_FILES, LANE_FILES):
+ * (docs/testing.md). A file in none of the lists runs alone, in the last pass; the ones kept alone and why:
  *   test/cli/cli.test.ts: its `sri up` case timed out after 60 s at load 20 even alone
  *   test/control-plane/job-logs.test.ts: asserts the API closed a follower in under 3 s, and a 2.5 s wait on a socket's state
  *   test/control-plane/schedules-replicas.test.ts: a schedule due every 2 s on two API processes ticking every 100 ms: exactly one job per due time
@@ -210,87 +208,42 @@ if (files.length === 0) {
   process.stderr.write(`error: no test file matches ${filters.join(', ')}\n`);
   process.exit(1);
 }
-/**
- * The podman files (podman, a registry, docker-compose; containers named by the tests, so one at a time among
- * themselves) run beside the files that load the machine with Chromium and workers (LANE_FILES), one file of each at
- * a time: the podman files mostly wait on the container engine, and neither kind has a tight time bound.
- */
-const PODMAN_FILES = new Set([
-  'test/ops-worker/podman-login-health.test.ts',
-  'test/ops-worker/podman.test.ts',
-  'test/web/system-page.test.ts',
-]);
-const LANE_FILES = new Set([
-  'test/deploy/dist.test.ts',
-  'test/execution-plane/adversarial.test.ts',
-  'test/faults/fault.test.ts',
-  'test/faults/fuzz.test.ts',
-  'test/faults/lost-reply.test.ts',
-]);
-
-// TEST_CONCURRENCY=n runs every file in one pass, n at a time (as before the passes). A pass is one or more lanes run
-// at the same time, each a `node --test` of its files, `concurrency` at a time.
-// TEST_SHARED_CONCURRENCY: the heavy files of PAIRED_FILES at a time (3 by default).
-const shared = Number(process.env.TEST_SHARED_CONCURRENCY ?? 3);
-const inNoList = (f) => !UNIT_FILES.has(f) && !LIGHT_FILES.has(f) && !PAIRED_FILES.has(f) && !PODMAN_FILES.has(f) && !LANE_FILES.has(f);
-const passes = (process.env.TEST_CONCURRENCY !== undefined
-  ? [[{ files, concurrency: Number(process.env.TEST_CONCURRENCY) }]]
+// TEST_CONCURRENCY=n runs every file in one pass, n at a time (as before the two passes).
+const passes = process.env.TEST_CONCURRENCY !== undefined
+  ? [{ files, concurrency: Number(process.env.TEST_CONCURRENCY) }]
   : [
-      [{ files: files.filter((f) => UNIT_FILES.has(f)), concurrency: 2 }],
-      [{ files: files.filter((f) => LIGHT_FILES.has(f)), concurrency: 2 }],
-      [{ files: files.filter((f) => PAIRED_FILES.has(f)), concurrency: shared }],
-      [{ files: files.filter((f) => PODMAN_FILES.has(f)), concurrency: 1 }, { files: files.filter((f) => LANE_FILES.has(f)), concurrency: 1 }],
-      [{ files: files.filter(inNoList), concurrency: 1 }],
-    ]).map((lanes) => lanes.filter((l) => l.files.length > 0)).filter((lanes) => lanes.length > 0)
-  .map((lanes) => ({ lanes, files: lanes.flatMap((l) => l.files) }));
+      { files: files.filter((f) => UNIT_FILES.has(f)), concurrency: 2 },
+      { files: files.filter((f) => LIGHT_FILES.has(f)), concurrency: 2 },
+      { files: files.filter((f) => PAIRED_FILES.has(f)), concurrency: 2 },
+      { files: files.filter((f) => !UNIT_FILES.has(f) && !LIGHT_FILES.has(f) && !PAIRED_FILES.has(f)), concurrency: 1 },
+    ].filter((p) => p.files.length > 0);
 
 const reportDir = mkdtempSync(join(tmpdir(), 'sri-test-durations-'));
 const started = Date.now();
 let failed = false;
 const timings = [];
-
-/** One lane: `node --test` on its files. The first lane of a pass writes to the terminal; the others to a file, shown once the pass is over (their lines would interleave). */
-function runLane(lane, id, toTerminal) {
-  const durationsFile = join(reportDir, `${id}.jsonl`);
-  const outputFile = join(reportDir, `${id}.out`);
-  const args = [
+for (const [i, pass] of passes.entries()) {
+  if (passes.length > 1) process.stdout.write(`\n── pass ${i + 1} of ${passes.length}: ${pass.files.length} file(s), ${pass.concurrency} at a time ──\n`);
+  const durationsFile = join(reportDir, `pass-${i + 1}.jsonl`);
+  const passStarted = Date.now();
+  const r = spawnSync(process.execPath, [
     '--import', 'tsx', '--test',
-    // The spec output as before; the second reporter writes each file's wall time for the summary.
-    '--test-reporter=spec', `--test-reporter-destination=${toTerminal ? 'stdout' : outputFile}`,
+    // The spec output on the terminal as before; the second reporter writes each file's wall time for the summary.
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
     '--test-reporter=./scripts/durations-reporter.mjs', `--test-reporter-destination=${durationsFile}`,
-    `--test-concurrency=${lane.concurrency}`,
+    `--test-concurrency=${pass.concurrency}`,
     // Every file stops what it starts (by PID, in its after hooks); a file whose tests all passed but whose process
     // then stayed up (seen once, test/deploy/least-privilege.test.ts, not reproduced) must not hold the run for the
     // 300 s file timeout and fail it: once its tests are done, the file's process exits.
     '--test-force-exit',
-    '--test-timeout=300000', ...lane.files,
-  ];
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { stdio: toTerminal ? 'inherit' : ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
-    child.on('close', (code) => {
-      if (code !== 0) failed = true;
-      let lines = [];
-      try { lines = readFileSync(durationsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)); } catch { /* no file finished */ }
-      timings.push(...lines);
-      const missing = lane.files.filter((f) => !lines.some((t) => t.file === f));
-      resolve(() => {
-        if (!toTerminal) {
-          process.stdout.write(`\n── the lane that ran beside it: ${lane.files.length} file(s), ${lane.concurrency} at a time ──\n`);
-          try { process.stdout.write(readFileSync(outputFile, 'utf8')); } catch { /* it wrote nothing */ }
-        }
-        if (missing.length) process.stdout.write(`no time reported for ${missing.join(', ')}\n`);
-      });
-    });
-  });
-}
-
-const describe = (pass) => pass.lanes.map((l) => `${l.files.length} file(s), ${l.concurrency} at a time`).join(' beside ');
-for (const [i, pass] of passes.entries()) {
-  if (passes.length > 1) process.stdout.write(`\n── pass ${i + 1} of ${passes.length}: ${describe(pass)} ──\n`);
-  const passStarted = Date.now();
-  // The first lane's output is on the terminal as it comes; the others' once all are done.
-  const reports = await Promise.all(pass.lanes.map((lane, j) => runLane(lane, `pass-${i + 1}-${j + 1}`, j === 0)));
-  for (const report of reports) report();
+    '--test-timeout=300000', ...pass.files,
+  ], { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+  if (r.status !== 0) failed = true;
+  let lines = [];
+  try { lines = readFileSync(durationsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)); } catch { /* no file finished */ }
+  timings.push(...lines);
+  const missing = pass.files.filter((f) => !lines.some((t) => t.file === f));
+  if (missing.length) process.stdout.write(`no time reported for ${missing.join(', ')}\n`);
   pass.ms = Date.now() - passStarted;
 }
 rmSync(reportDir, { recursive: true, force: true });
@@ -301,6 +254,6 @@ timings.sort((a, b) => b.ms - a.ms);
 process.stdout.write(`\n── slowest ${Math.min(SHOWN, timings.length)} of ${timings.length} test files (wall time of each file's process) ──\n`);
 for (const t of timings.slice(0, SHOWN)) process.stdout.write(`${s(t.ms).padStart(9)}  ${t.file}${t.passed ? '' : '  (failed)'}\n`);
 const sum = timings.reduce((a, t) => a + t.ms, 0);
-process.stdout.write(`files: ${s(sum)} in all; ${passes.map((p, i) => `pass ${i + 1} (${describe(p)}) ${s(p.ms)}`).join(', ')}; ` +
+process.stdout.write(`files: ${s(sum)} in all; ${passes.map((p, i) => `pass ${i + 1} (${p.files.length} files, ${p.concurrency} at a time) ${s(p.ms)}`).join(', ')}; ` +
   `run ${s(Date.now() - started)} wall\n`);
 process.exit(failed ? 1 : 0);
