@@ -34,10 +34,8 @@ export function withDeadline<T>(work: Promise<T>, timeoutMs: number, signal: Abo
     // The work's own EXECUTION_TIMEOUT is the same end as ours: the sandbox runner keeps the same limit on the same
     // clock, and its timer, armed first, fires first — so `stop` runs for it too. Without it the context stayed open
     // and the failure path looked at and captured a page still loading, up to 8 s past the limit (docs/scripts.md).
-    work.then((v) => finish(() => resolve(v)), (e: unknown) => finish(() => {
-      reject(e);
-      if (isSriError(e) && e.code === 'EXECUTION_TIMEOUT') stop().catch(() => {});
-    }));
+    work.then((v) => finish(() => resolve(v)),
+      (e: unknown) => (isSriError(e) && e.code === 'EXECUTION_TIMEOUT' ? giveUp(e) : finish(() => reject(e))));
   });
 }
 
