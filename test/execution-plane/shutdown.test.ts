@@ -105,9 +105,15 @@ describe('a worker stopping while its job waits on a stalled service', () => {
     // Grace (0.3 s) + the aborted jobs' 10 s to settle + closing (each Redis call bounded at 2 s): bounded, not hung.
     assert.ok(tookMs < 40_000, `the stop ended in ${tookMs} ms`);
     assert.equal(first.worker.state(), 'stopped');
-    // In its error log ({name}-error.log; the combined log has it too), with the code and the count.
-    const logged = readFileSync(join(h.logDir, 'stalled-redis-worker-error.log'), 'utf8').split('\n')
-      .filter((l) => l.includes('worker stopped with jobs unsettled')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    // In its error log ({name}-error.log; the combined log has it too), with the code and the count. The logger's
+    // file streams write asynchronously (pino.destination sync: false): the line is waited for, not read at once.
+    const unsettledLines = () => {
+      let text = '';
+      try { text = readFileSync(join(h.logDir, 'stalled-redis-worker-error.log'), 'utf8'); } catch { /* not written yet */ }
+      return text.split('\n').filter((l) => l.includes('worker stopped with jobs unsettled')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    };
+    await waitFor(() => (unsettledLines().length > 0 ? true : undefined), { timeoutMs: 30_000, what: 'the worker\'s error log line' });
+    const logged = unsettledLines();
     assert.equal(logged.length, 1, 'the worker logged why it stopped with an error');
     for (const l of logged) assert.deepEqual([l['code'], l['unsettled'], l['workerId']], ['WORKER_SHUTDOWN_TIMEOUT', 1, first.worker.workerId]);
     assert.equal(h.results.get(job.jobId), undefined, 'no outcome was published for the job');
