@@ -93,7 +93,12 @@ describe('a CAPTCHA on a job\'s page: solved by a 2captcha-compatible service, o
         const raw = await redis.get(keys.jobHandoff(job.jobId));
         return raw ? HandoffState.parse(JSON.parse(raw)) : undefined;
       }, { timeoutMs: 90_000, what: 'the job\'s automatic hand-off' });
-      const status = await redis.get(keys.jobStatus(job.jobId));
+      // The worker writes the hand-off's state first, then marks the job waiting_for_user and announces it (so the
+      // announcement finds the state): wait, bounded, for the status rather than read it in between.
+      const status = await waitFor(async () => {
+        const s = await redis.get(keys.jobStatus(job.jobId));
+        return s === 'waiting_for_user' ? s : undefined;
+      }, { timeoutMs: 30_000, what: 'the job\'s status waiting_for_user' }).catch(async () => redis.get(keys.jobStatus(job.jobId)));
       const key = keys.jobLiveInput(job.jobId);
       const events = [...answer(state), { type: 'answer', answer: 'done' } as const];
       await redis.multi().rpush(key, ...events.map((e) => JSON.stringify(e))).expire(key, LIVE_KEYS_TTL_SECONDS).exec();
