@@ -167,3 +167,15 @@ export function cpuSpent(before: CpuSnapshot, after: CpuSnapshot): { total: numb
   for (const [k, v] of before) if (!after.has(k)) parts.set(k, -v);
   return { total: [...parts.values()].reduce((a, b) => a + b, 0), parts };
 }
+
+/**
+ * The whole machine's busy CPU seconds so far (/proc/stat's first line: every state but idle and iowait), kernel
+ * threads included: what the tree above cannot see, e.g. the kernel tearing down a sandbox's namespaces in a kworker.
+ * It counts anything else running on the machine too, so it is only meaningful on a quiet one.
+ */
+export function machineBusySeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal guest guest_nice (guest time is already inside user and nice)
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+  return (user + nice + system + irq + softirq + steal) * TICK_S;
+}

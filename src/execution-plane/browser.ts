@@ -48,8 +48,15 @@ export const PLAYWRIGHT_DISABLED_FEATURES: readonly string[] = [
  *   for nearly every job: 2.9 renderer processes a job with it, 2.0 without, and 5–7 % less Chromium CPU a job
  *   (chromium-cpu.ts `raw,nospare`, three pairs). A popup or a cross-site navigation starts its renderer when it
  *   needs it. The adversarial suite (window.open in a loop) passes without it, also at load 13.
+ * - WebUIOmniboxPopup, WebUIOmniboxAimPopup: Chromium 156 opens its address bar's drop-down (chrome://omnibox-popup
+ *   .top-chrome/ and its `omnibox_popup_aim.html`) as WebUI pages for every window, and Playwright opens a window for
+ *   every context's first page: a second renderer process a job that a headless job never shows. Without them a
+ *   job's page is its context's only renderer (test/execution-plane/chromium-args.test.ts). Playwright disables
+ *   `AimEnabled`, which does not stop these. Unknown feature names are ignored, so an older Chromium is unaffected.
  */
-export const WORKER_DISABLED_FEATURES: readonly string[] = ['AutofillServerCommunication', 'SpareRendererForSitePerProcess'];
+export const WORKER_DISABLED_FEATURES: readonly string[] = [
+  'AutofillServerCommunication', 'SpareRendererForSitePerProcess', 'WebUIOmniboxPopup', 'WebUIOmniboxAimPopup',
+];
 
 /**
  * Flags for a headless worker browser: no background traffic, no QUIC (so routing sees every request), and no

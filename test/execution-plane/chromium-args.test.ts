@@ -60,4 +60,32 @@ describe('worker Chromium flags', () => {
       await browser.close();
     }
   });
+
+  it('give a job\'s context one target and one renderer process: its page, no browser UI (the omnibox popup\'s WebUI)', { timeout: 120_000 }, async () => {
+    const browser = await chromium.launch({ executablePath: resolveChromiumPath(undefined), args: chromiumArgs(), headless: true,
+      chromiumSandbox: !(typeof process.getuid === 'function' && process.getuid() === 0) });
+    const renderers = () => new Set(readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      // Chromium rewrites a zygote child's title: its cmdline is one string with spaces, not NUL-separated arguments.
+      try { return /(^|[\s\0])--type=renderer([\s\0]|$)/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8')); } catch { return false; }
+    }));
+    try {
+      for (let i = 0; i < 2; i++) {
+        const before = renderers();
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        const cdp = await browser.newBrowserCDPSession();
+        const { targetInfos } = await cdp.send('Target.getTargets', { filter: [{}] }); // every type: browser UI is left out by default
+        await cdp.detach();
+        // The page's own renderer is up once newPage returns; a browser-UI page of the window would be listed here.
+        const started = [...renderers()].filter((p) => !before.has(p));
+        const uiTargets = targetInfos.filter((t) => t.type !== 'page' && t.type !== 'tab' && t.type !== 'browser').map((t) => `${t.type} ${t.url}`);
+        assert.deepEqual(uiTargets, [], 'no browser-UI page is opened with the context\'s window');
+        assert.equal(started.length, 1, `renderer processes started by a context and its page: ${started.length}`);
+        assert.ok(!page.isClosed());
+        await context.close();
+      }
+    } finally {
+      await browser.close();
+    }
+  });
 });
