@@ -227,7 +227,10 @@ export class PodmanOpsStack {
         writeFileSync(join(ctx, 'www/health'), 'ok\n');
         writeFileSync(join(ctx, 'www/ready'), 'ready\n');
       }
-      writeFileSync(join(ctx, 'Containerfile'), 'FROM localhost/sri-ops-test-busybox:base\nCOPY www /www\nCMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]\n');
+      // httpd runs under a shell that exits on SIGTERM, as a real service stops when its container is stopped:
+      // as PID 1 without a handler, httpd would ignore SIGTERM and every `compose up` that replaces a container
+      // (each update and rollback) would wait out the engine's 10 s stop timeout before killing it.
+      writeFileSync(join(ctx, 'Containerfile'), 'FROM localhost/sri-ops-test-busybox:base\nCOPY www /www\nCMD ["/bin/sh", "-c", "trap \'exit 0\' TERM; /bin/httpd -f -p 8080 -h /www & wait"]\n');
       this.run('podman', ['build', '-q', '-t', `${registry}/sri/platform:${v}`, ctx]);
       this.run('podman', ['push', '-q', '--tls-verify=false', ...creds, `${registry}/sri/platform:${v}`]);
       this.run('podman', ['rmi', `${registry}/sri/platform:${v}`]);
