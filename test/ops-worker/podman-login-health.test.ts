@@ -87,11 +87,12 @@ describe('ops worker on podman: registry login with a token, readiness URLs, no 
   const readyUrl = () => `api=http://127.0.0.1:${stack.apiPort}/ready`;
 
   before(async () => {
-    stack = new PodmanOpsStack({ operatorToken: OPERATOR_TOKEN, registryAuth: { user: 'sri-deploy', token: REGISTRY_TOKEN }, readyService: true, logName: 'api-ops-login' });
-    await stack.start();
     // The first ops worker knows the api's readiness URL.
-    await stack.stopChild(stack.opsWorker);
-    stack.startOpsWorker({ OPS_HEALTH_URLS: readyUrl() });
+    stack = new PodmanOpsStack({
+      operatorToken: OPERATOR_TOKEN, registryAuth: { user: 'sri-deploy', token: REGISTRY_TOKEN }, readyService: true, logName: 'api-ops-login',
+      opsWorkerEnv: () => ({ OPS_HEALTH_URLS: readyUrl() }),
+    });
+    await stack.start();
   }, { timeout: 600_000 });
 
   after(async () => {

@@ -79,6 +79,8 @@ export interface PodmanOpsOptions {
    * its versions serve /ready (the broken ones do not).
    */
   readyService?: boolean;
+  /** Extra settings of the first ops worker (started by `start()`), read once the stack's ports are known. */
+  opsWorkerEnv?: (stack: PodmanOpsStack) => Env;
 }
 
 /** A bcrypt htpasswd entry's hash (docker-registry's htpasswd auth takes bcrypt only), by Python's crypt module. */
@@ -116,6 +118,24 @@ export class PodmanOpsStack {
     const r = spawnSync(cmd, args, { env: { ...this.engineEnv, ...env }, encoding: 'utf8', timeout: timeoutMs, cwd: this.dir.path });
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} → ${r.status}: ${r.stderr}${r.stdout}`);
     return r.stdout;
+  }
+
+  /** `run`, without blocking this process meanwhile (the stack's own services start beside it). */
+  runAsync(cmd: string, args: string[], env: Env = {}, timeoutMs = 180_000): Promise<string> {
+    return new Promise((resolvePromise, reject) => {
+      const c = spawn(cmd, args, { env: { ...this.engineEnv, ...env }, cwd: this.dir.path, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+      c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+      c.once('error', (e) => { clearTimeout(timer); reject(e); });
+      c.once('close', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) resolvePromise(stdout);
+        else reject(new Error(`${cmd} ${args.join(' ')} → ${code ?? signal}: ${stderr}${stdout}`));
+      });
+    });
   }
 
   private startChild(cmd: string, args: string[], env: Env): ChildProcess {
@@ -222,10 +242,45 @@ export class PodmanOpsStack {
     this.startChild('podman', ['system', 'service', '--time=0', `unix://${p}/podman.sock`], this.engineEnv);
     await waitFor(() => existsSync(join(p, 'podman.sock')) && fetch(`http://127.0.0.1:${registryPort}/v2/`).then((r) => r.ok || (!!auth && r.status === 401), () => false), { timeoutMs: 60_000, what: 'podman socket and registry' });
 
+    this.composeFile = join(p, 'compose.yml');
+    if (this.opts.readyService) this.apiPort = await freePort();
+
+    // Redis, S3, the database, the API and the ops worker start while podman builds and runs the images: the two
+    // are independent until the first task, and the migrations (PGlite) and podman's builds each take seconds of CPU.
+    const aclFile = writeUsersAcl(p, this.passwords).path;
+    const services = (async () => {
+      [this.redisServer, this.s3, this.db] = await Promise.all([
+        freePort().then((port) => startEmbeddedRedis({ dir: join(p, 'redis'), port, extraArgs: ['--aclfile', aclFile] })),
+        startTestS3(), openDatabase({}),
+      ]);
+      await migrate(this.db);
+      const config = loadApiConfig({
+        JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: `redis://sri-api:${this.passwords.api}@127.0.0.1:${this.redisServer.port}`,
+        S3_ENDPOINT: this.s3.endpoint, PORT: '0', LOG_LEVEL: 'silent', OPERATOR_TOKEN: this.opts.operatorToken, ...this.opts.apiEnv,
+      });
+      this.api = await startApi(config, { db: this.db, logger: createLogger({ name: this.opts.logName ?? 'api-ops', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' }) });
+      this.startOpsWorker(this.opts.opsWorkerEnv?.(this) ?? {});
+    })();
+    services.catch(() => { /* awaited below; handled here so a failure meanwhile is not an unhandled rejection */ });
+    try {
+      await this.startEngineSide(creds);
+    } catch (e) {
+      // What the other half made is kept in the fields, for stop().
+      await services.catch(() => {});
+      throw e;
+    }
+    await services;
+  }
+
+  /** The images of every version in the registry, and the first version running under compose. */
+  private async startEngineSide(creds: string[]): Promise<void> {
+    const p = this.dir.path;
+    const registry = this.registry;
+    const auth = this.opts.registryAuth;
     // A base image from busybox-static, then the versions of the service: a broken one has no /www/health.
     mkdirSync(join(p, 'rootfs/bin'), { recursive: true });
-    this.run('sh', ['-c', `cp /bin/busybox ${p}/rootfs/bin/ && cd ${p}/rootfs/bin && for a in sh httpd wget cat echo sleep; do ln -sf busybox $a; done && tar -C ${p}/rootfs -cf ${p}/busybox.tar .`]);
-    this.run('podman', ['import', join(p, 'busybox.tar'), 'localhost/sri-ops-test-busybox:base']);
+    await this.runAsync('sh', ['-c', `cp /bin/busybox ${p}/rootfs/bin/ && cd ${p}/rootfs/bin && for a in sh httpd wget cat echo sleep; do ln -sf busybox $a; done && tar -C ${p}/rootfs -cf ${p}/busybox.tar .`]);
+    await this.runAsync('podman', ['import', join(p, 'busybox.tar'), 'localhost/sri-ops-test-busybox:base']);
     const broken = this.opts.broken ?? ['3'];
     for (const v of this.versions) {
       const ctx = join(p, `v${v}`);
@@ -239,11 +294,10 @@ export class PodmanOpsStack {
       // as PID 1 without a handler, httpd would ignore SIGTERM and every `compose up` that replaces a container
       // (each update and rollback) would wait out the engine's 10 s stop timeout before killing it.
       writeFileSync(join(ctx, 'Containerfile'), 'FROM localhost/sri-ops-test-busybox:base\nCOPY www /www\nCMD ["/bin/sh", "-c", "trap \'exit 0\' TERM; /bin/httpd -f -p 8080 -h /www & wait"]\n');
-      this.run('podman', ['build', '-q', '-t', `${registry}/sri/platform:${v}`, ctx]);
-      this.run('podman', ['push', '-q', '--tls-verify=false', ...creds, `${registry}/sri/platform:${v}`]);
-      this.run('podman', ['rmi', `${registry}/sri/platform:${v}`]);
+      await this.runAsync('podman', ['build', '-q', '-t', `${registry}/sri/platform:${v}`, ctx]);
+      await this.runAsync('podman', ['push', '-q', '--tls-verify=false', ...creds, `${registry}/sri/platform:${v}`]);
+      await this.runAsync('podman', ['rmi', `${registry}/sri/platform:${v}`]);
     }
-    this.composeFile = join(p, 'compose.yml');
     writeFileSync(this.composeFile, `version: "3"
 services:
   web:
@@ -255,7 +309,6 @@ services:
       retries: 2
 `);
     if (this.opts.readyService) {
-      this.apiPort = await freePort();
       writeFileSync(this.composeFile, `  api:
     image: ${registry}/sri/platform:\${SRI_VERSION}
     ports: ["127.0.0.1:${this.apiPort}:8080"]
@@ -267,24 +320,12 @@ services:
     const stackDocker = { ...first, DOCKER_CONFIG: join(p, 'docker-config-stack') };
     mkdirSync(stackDocker.DOCKER_CONFIG, { recursive: true });
     if (auth) {
-      this.run('sh', ['-c', 'printf %s "$T" | docker login --username "$U" --password-stdin "$R"'], { ...stackDocker, T: auth.token, U: auth.user, R: registry });
+      await this.runAsync('sh', ['-c', 'printf %s "$T" | docker login --username "$U" --password-stdin "$R"'], { ...stackDocker, T: auth.token, U: auth.user, R: registry });
     }
-    this.run('docker-compose', ['-f', this.composeFile, '-p', this.project, 'pull'], stackDocker);
-    this.run('docker-compose', ['-f', this.composeFile, '-p', this.project, 'up', '-d'], stackDocker);
+    await this.runAsync('docker-compose', ['-f', this.composeFile, '-p', this.project, 'pull'], stackDocker);
+    // Marked before `up`: a failed or cut `up` may have made containers, which stop() then removes.
     this.podmanReady = true;
-
-    const aclFile = writeUsersAcl(p, this.passwords).path;
-    [this.redisServer, this.s3, this.db] = await Promise.all([
-      freePort().then((port) => startEmbeddedRedis({ dir: join(p, 'redis'), port, extraArgs: ['--aclfile', aclFile] })),
-      startTestS3(), openDatabase({}),
-    ]);
-    await migrate(this.db);
-    const config = loadApiConfig({
-      JWT_SECRET: TEST_JWT_SECRET, SCRIPT_SIGNING_SECRET: TEST_SIGNING_SECRET, REDIS_URL: `redis://sri-api:${this.passwords.api}@127.0.0.1:${this.redisServer.port}`,
-      S3_ENDPOINT: this.s3.endpoint, PORT: '0', LOG_LEVEL: 'silent', OPERATOR_TOKEN: this.opts.operatorToken, ...this.opts.apiEnv,
-    });
-    this.api = await startApi(config, { db: this.db, logger: createLogger({ name: this.opts.logName ?? 'api-ops', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' }) });
-    this.startOpsWorker();
+    await this.runAsync('docker-compose', ['-f', this.composeFile, '-p', this.project, 'up', '-d'], stackDocker);
   }
 
   async stop(): Promise<void> {
