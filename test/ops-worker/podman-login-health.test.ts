@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { keys } from '../../src/shared/keys.ts';
 import { createRedis } from '../../src/shared/redis.ts';
@@ -42,27 +42,141 @@ function filesContaining(dir: string, needle: string): string[] {
 }
 
 /**
- * Reads every process's command line and environment again and again until stopped: which ones held `needle`, and
- * whether a `docker login` was seen at all (so the scan saw the step it is about).
+ * Reads every process's command line and environment again and again until stopped (each round every process in
+ * /proc, then 5 ms of rest): which ones held `needle`, and whether a `docker login` was seen at all (so the scan saw
+ * the step it is about).
+ *
+ * A round reads each file through a descriptor kept open from round to round (`pread` from 0) where that reads what
+ * a fresh open would: opening /proc/<pid>/… was most of a round's CPU, and the scan runs beside podman on the same
+ * 2 cores.
+ *   - cmdline, always kept: each read looks up the process and its memory as they are now (after an exec too). Once
+ *     the process is gone the read fails (ESRCH), also when its pid was taken again: then the path is opened anew.
+ *   - environ, kept only for a process that has exec'd (no PF_FORKNOEXEC in /proc/<pid>/stat, read before the open,
+ *     and the same start time read after it): a kept descriptor reads the memory the process had when it was
+ *     opened, whose users drop to 0 when the process execs or exits, and the read then returns nothing — the path
+ *     is opened anew. A vfork child before its exec shares its parent's memory, which outlives the child's exec:
+ *     such a process (forked, not exec'd) is read by path every round. The descriptor is also opened anew whenever
+ *     the command line changed or its own descriptor was opened anew. Not covered, as no program here does it: a
+ *     process whose memory a live non-thread clone(CLONE_VM) child (not vfork) shares, that then execs the same
+ *     command line with another environment.
+ *   - A kernel thread (PF_KTHREAD) has no environment to read (the read fails) while its command line is empty: it
+ *     gets one only by exec'ing a usermode helper, whose command line is not empty.
+ *   - Anything not kept is read by path each round, as before.
  */
 function scanProcesses(needle: string) {
   const leaks = new Set<string>();
+  const token = Buffer.from(needle);
+  const LOGIN = Buffer.from('docker\0login\0');
+  const STDIN = Buffer.from('--password-stdin');
+  const PF_FORKNOEXEC = 0x40;
+  const PF_KTHREAD = 0x200000;
+  const MAX_HELD = 2000;
+  let buf = Buffer.alloc(256 * 1024);
   let sawLogin = false;
   let scans = 0;
   let running = true;
+  /** Per pid: its kept descriptors, its last command line, what its stat said, and rounds until it is read again. */
+  interface Proc { cmd?: number; env?: number; cmdline?: Buffer; kthread?: boolean; lookIn: number }
+  const procs = new Map<string, Proc>();
+  let kept = 0;
+  const close = (fd: number | undefined) => {
+    if (fd === undefined) return;
+    kept--;
+    try { closeSync(fd); } catch { /* closed */ }
+  };
+  const keep = (path: string) => {
+    const fd = openSync(path, 'r');
+    kept++;
+    return fd;
+  };
+  /** The whole file through `fd` from its start (procfs hands it to one read with room for it). */
+  const readFd = (fd: number): Buffer => {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, 0);
+      if (n < buf.length) return buf.subarray(0, n);
+      buf = Buffer.alloc(buf.length * 2);
+    }
+  };
+  const readPath = (path: string): Buffer => {
+    const fd = openSync(path, 'r');
+    try { return readFd(fd); } finally { closeSync(fd); }
+  };
+  /** Flags (field 9 of /proc/<pid>/stat) and start time (field 22). */
+  const statOf = (pid: string) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { flags: Number(f[6]), start: f[19] };
+  };
+  /** The command line through its kept descriptor; `reopened` when the process that descriptor named is gone. */
+  const cmdlineOf = (pid: string, p: Proc): { cmdline: Buffer; reopened: boolean } => {
+    if (p.cmd !== undefined) {
+      try {
+        return { cmdline: Buffer.from(readFd(p.cmd)), reopened: false };
+      } catch {
+        close(p.cmd);
+        p.cmd = undefined;
+      }
+    }
+    if (kept >= MAX_HELD) return { cmdline: Buffer.from(readPath(`/proc/${pid}/cmdline`)), reopened: true };
+    p.cmd = keep(`/proc/${pid}/cmdline`);
+    return { cmdline: Buffer.from(readFd(p.cmd)), reopened: true };
+  };
+  /** The environment (a view of `buf`), or undefined for a kernel thread that has none. */
+  const environOf = (pid: string, p: Proc, changed: boolean): Buffer | undefined => {
+    if (p.env !== undefined && !changed) {
+      try {
+        const env = readFd(p.env);
+        if (env.length > 0) return env;
+      } catch { /* opened anew below */ }
+    }
+    close(p.env);
+    p.env = undefined;
+    // Its stat is read when its command line changed, and every 50 rounds (only whether to keep a descriptor
+    // depends on it: a process that has exec'd since is read by path meanwhile).
+    if (changed || --p.lookIn <= 0) {
+      const before = statOf(pid);
+      p.kthread = (before.flags & PF_KTHREAD) !== 0;
+      p.lookIn = 50;
+      if ((before.flags & (PF_FORKNOEXEC | PF_KTHREAD)) === 0 && kept < MAX_HELD) {
+        const fd = keep(`/proc/${pid}/environ`);
+        let same = false;
+        try { same = statOf(pid).start === before.start; } catch { /* gone */ }
+        if (same) {
+          p.env = fd;
+          return readFd(fd);
+        }
+        close(fd);
+      }
+    }
+    if (p.kthread && p.cmdline?.length === 0) return undefined;
+    return readPath(`/proc/${pid}/environ`);
+  };
   const loop = (async () => {
     while (running) {
-      for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      const seen = new Set<string>();
+      for (const pid of readdirSync('/proc')) {
+        const c = pid.charCodeAt(0);
+        if (c < 48 || c > 57) continue;
+        seen.add(pid);
+        let p = procs.get(pid);
+        if (!p) procs.set(pid, p = { lookIn: 0 });
         try {
-          const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-          if (/docker\0login\0/.test(cmdline) && cmdline.includes('--password-stdin')) sawLogin = true;
-          if (cmdline.includes(needle)) leaks.add(`cmdline of ${pid}: ${cmdline.replaceAll('\0', ' ')}`);
-          if (readFileSync(`/proc/${pid}/environ`, 'utf8').includes(needle)) leaks.add(`environment of ${pid}: ${cmdline.replaceAll('\0', ' ')}`);
+          const { cmdline, reopened } = cmdlineOf(pid, p);
+          const changed = reopened || !p.cmdline?.equals(cmdline);
+          p.cmdline = cmdline;
+          const text = () => cmdline.toString('utf8').replaceAll('\0', ' ');
+          if (cmdline.includes(LOGIN) && cmdline.includes(STDIN)) sawLogin = true;
+          if (cmdline.includes(token)) leaks.add(`cmdline of ${pid}: ${text()}`);
+          if (environOf(pid, p, changed)?.includes(token)) leaks.add(`environment of ${pid}: ${text()}`);
         } catch { /* gone meanwhile */ }
+      }
+      for (const [pid, p] of procs) {
+        if (!seen.has(pid)) { close(p.cmd); close(p.env); procs.delete(pid); }
       }
       scans++;
       await new Promise((r) => setTimeout(r, 5));
     }
+    for (const p of procs.values()) { close(p.cmd); close(p.env); }
   })();
   return { stop: async () => { running = false; await loop; return { leaks: [...leaks], sawLogin, scans }; } };
 }
