@@ -11,11 +11,12 @@
  *
  * `start()` may fail half-way: `stop()` removes whatever was made, at any point (call it from the test's after()).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
 import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
@@ -25,6 +26,8 @@ import { createLogger } from '../../src/shared/logger.ts';
 import { writeUsersAcl } from './acl.ts';
 import { TEST_JWT_SECRET } from './api.ts';
 import { startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from './services.ts';
+
+const execFileAsync = promisify(execFile);
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const OPS_USERS = ['admin', 'api', 'worker', 'enrol', 'ops'] as const;
@@ -121,21 +124,16 @@ export class PodmanOpsStack {
   }
 
   /** `run`, without blocking this process meanwhile (the stack's own services start beside it). */
-  runAsync(cmd: string, args: string[], env: Env = {}, timeoutMs = 180_000): Promise<string> {
-    return new Promise((resolvePromise, reject) => {
-      const c = spawn(cmd, args, { env: { ...this.engineEnv, ...env }, cwd: this.dir.path, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-      c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-      const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
-      c.once('error', (e) => { clearTimeout(timer); reject(e); });
-      c.once('close', (code, signal) => {
-        clearTimeout(timer);
-        if (code === 0) resolvePromise(stdout);
-        else reject(new Error(`${cmd} ${args.join(' ')} → ${code ?? signal}: ${stderr}${stdout}`));
+  async runAsync(cmd: string, args: string[], env: Env = {}, timeoutMs = 180_000): Promise<string> {
+    try {
+      const { stdout } = await execFileAsync(cmd, args, {
+        env: { ...this.engineEnv, ...env }, cwd: this.dir.path, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'utf8',
       });
-    });
+      return stdout;
+    } catch (e) {
+      const { code, signal, stderr = '', stdout = '' } = e as { code?: number | string; signal?: string; stderr?: string; stdout?: string };
+      throw new Error(`${cmd} ${args.join(' ')} → ${code ?? signal}: ${stderr}${stdout}`);
+    }
   }
 
   private startChild(cmd: string, args: string[], env: Env): ChildProcess {
