@@ -58,17 +58,26 @@ async function aclLog(admin: Redis): Promise<AclLogEntry[]> {
 const describeEntry = (e: AclLogEntry) => `${e['username']} ${e['reason']} ${e['object']} (${e['context']})`;
 
 /**
- * A page that never answers its first `n` requests per key — the navigation times out: a transient
- * NAVIGATION_ERROR (a dropped connection would not do: the job's egress proxy turns it into a 502 page) — then
- * answers.
+ * A page whose first `n` requests per key fail the navigation at once — each is redirected into an endless loop of
+ * redirects, which Chromium ends with net::ERR_TOO_MANY_REDIRECTS: a transient NAVIGATION_ERROR (a dropped connection
+ * would not do: the job's egress proxy turns it into a 502 page; a request held unanswered would fail only when
+ * PLAYWRIGHT_TIMEOUT ran out, 5 s at each of the file's three failures) — then answers.
  */
 async function startFlakyServer(): Promise<{ url: string; close(): Promise<void> }> {
   const hits = new Map<string, number>();
   const server: Server = createServer((req, res) => {
+    const loop = /^\/loop\/(\d+)$/.exec(req.url ?? '');
+    if (loop) {
+      res.writeHead(302, { location: `/loop/${Number(loop[1]) + 1}` }).end();
+      return;
+    }
     const [, key = '', n = '0'] = /^\/flaky\/([^/]+)\/(\d+)/.exec(req.url ?? '') ?? [];
     const seen = (hits.get(key) ?? 0) + 1;
     hits.set(key, seen);
-    if (seen <= Number(n)) return; // held until the browser gives up (PLAYWRIGHT_TIMEOUT) or the server closes
+    if (seen <= Number(n)) {
+      res.writeHead(302, { location: '/loop/1' }).end();
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end(`<html><body><p id="ok">attempt ${seen}</p></body></html>`);
   });

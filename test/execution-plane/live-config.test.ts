@@ -26,9 +26,12 @@ import { startWorkerHarness, type WorkerHarness } from './support/worker-harness
 
 const OPERATOR_TOKEN = `op-${randomBytes(24).toString('hex')}`;
 // Fails on the portal's 500 page (PORTAL_UNAVAILABLE: an infrastructure failure for the breaker), done on its good one.
+// It waits for either page's content, then fails at once on the error page (a SCRIPT_ERROR on a 5xx page, as a wait
+// for #ok timing out there would be, without waiting out that timeout at each of the case's four failures).
 const GOTO_SCRIPT = `export default async function run({ page, payload }) {
   await page.goto(payload.url);
-  await page.locator('#ok').waitFor({ timeout: 5000 });
+  await page.locator('#ok, h1').first().waitFor({ timeout: 30000 });
+  if (await page.locator('#ok').count() === 0) throw new Error('no #ok: the portal answered its error page');
 }`;
 const HOLD_SCRIPT = `export default async function run({ page, payload }) { await page.goto(payload.base + '/hold', { timeout: 120000 }); }`;
 
