@@ -64,10 +64,25 @@ describe('worker Chromium flags', () => {
   it('give a job\'s context one target and one renderer process: its page, no browser UI (the omnibox popup\'s WebUI)', { timeout: 120_000 }, async () => {
     const browser = await chromium.launch({ executablePath: resolveChromiumPath(undefined), args: chromiumArgs(), headless: true,
       chromiumSandbox: !(typeof process.getuid === 'function' && process.getuid() === 0) });
-    const renderers = () => new Set(readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      // Chromium rewrites a zygote child's title: its cmdline is one string with spaces, not NUL-separated arguments.
-      try { return /(^|[\s\0])--type=renderer([\s\0]|$)/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8')); } catch { return false; }
-    }));
+    // Renderers of this file's own browser only (descendants of this process: another test file's Chromium may run
+    // beside it). Chromium rewrites a zygote child's title: its cmdline is one string with spaces, not NUL-separated.
+    const renderers = () => {
+      const parent = new Map<string, string>();
+      for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+        try {
+          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+          parent.set(p, stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!);
+        } catch { /* gone */ }
+      }
+      const mine = (p: string) => {
+        for (let q: string | undefined = parent.get(p), hops = 0; q && q !== '0' && hops < 64; q = parent.get(q), hops++) if (q === String(process.pid)) return true;
+        return false;
+      };
+      return new Set([...parent.keys()].filter((p) => {
+        if (!mine(p)) return false;
+        try { return /(^|[\s\0])--type=renderer([\s\0]|$)/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8')); } catch { return false; }
+      }));
+    };
     try {
       for (let i = 0; i < 2; i++) {
         const before = renderers();
