@@ -26,6 +26,34 @@ function playwrightDisabledFeatures(): string[] {
 
 const disableSwitches = (args: readonly string[]) => args.filter((a) => a.startsWith('--disable-features='));
 
+/** The worker's Chromium as a job gets it (as root without Chromium's own sandbox, which needs a non-root user). */
+const launchWorkerChromium = () => chromium.launch({ executablePath: resolveChromiumPath(undefined), args: chromiumArgs(), headless: true,
+  chromiumSandbox: !(typeof process.getuid === 'function' && process.getuid() === 0) });
+
+/**
+ * This process's descendants (another test file's processes may run beside it) with their command lines, as text:
+ * Chromium rewrites a zygote child's title, so its cmdline is one string with spaces, not NUL-separated arguments.
+ */
+function descendants(): Map<string, string> {
+  const parent = new Map<string, string>();
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      parent.set(p, stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!);
+    } catch { /* gone */ }
+  }
+  const mine = (p: string) => {
+    for (let q = parent.get(p), hops = 0; q && q !== '0' && hops < 64; q = parent.get(q), hops++) if (q === String(process.pid)) return true;
+    return false;
+  };
+  const out = new Map<string, string>();
+  for (const p of parent.keys()) {
+    if (!mine(p)) continue;
+    try { out.set(p, readFileSync(`/proc/${p}/cmdline`, 'utf8')); } catch { /* gone */ }
+  }
+  return out;
+}
+
 describe('worker Chromium flags', () => {
   it('repeat every feature playwright-core disables, plus the worker\'s, in one --disable-features switch', () => {
     const pw = playwrightDisabledFeatures();
@@ -39,20 +67,10 @@ describe('worker Chromium flags', () => {
   });
 
   it('reach the launched browser: its last --disable-features holds Playwright\'s and the worker\'s', { timeout: 120_000 }, async () => {
-    const browser = await chromium.launch({ executablePath: resolveChromiumPath(undefined), args: chromiumArgs(), headless: true,
-      chromiumSandbox: !(typeof process.getuid === 'function' && process.getuid() === 0) });
+    const browser = await launchWorkerChromium();
     try {
-      // The browser process: a child of this process whose command line has Playwright's debugging pipe.
-      const lines = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
-        try {
-          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-          if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== process.pid) return [];
-          const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-          return argv.includes('--remote-debugging-pipe') ? [argv] : [];
-        } catch {
-          return [];
-        }
-      });
+      // The browser process: a descendant of this process whose command line has Playwright's debugging pipe.
+      const lines = [...descendants().values()].map((c) => c.split('\0')).filter((argv) => argv.includes('--remote-debugging-pipe'));
       assert.equal(lines.length, 1, 'one browser process');
       const last = disableSwitches(lines[0]!).at(-1)!.slice('--disable-features='.length).split(',');
       for (const f of [...playwrightDisabledFeatures(), ...WORKER_DISABLED_FEATURES]) assert.ok(last.includes(f), f);
@@ -62,27 +80,9 @@ describe('worker Chromium flags', () => {
   });
 
   it('give a job\'s context one target and one renderer process: its page, no browser UI (the omnibox popup\'s WebUI)', { timeout: 120_000 }, async () => {
-    const browser = await chromium.launch({ executablePath: resolveChromiumPath(undefined), args: chromiumArgs(), headless: true,
-      chromiumSandbox: !(typeof process.getuid === 'function' && process.getuid() === 0) });
-    // Renderers of this file's own browser only (descendants of this process: another test file's Chromium may run
-    // beside it). Chromium rewrites a zygote child's title: its cmdline is one string with spaces, not NUL-separated.
-    const renderers = () => {
-      const parent = new Map<string, string>();
-      for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-        try {
-          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-          parent.set(p, stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!);
-        } catch { /* gone */ }
-      }
-      const mine = (p: string) => {
-        for (let q: string | undefined = parent.get(p), hops = 0; q && q !== '0' && hops < 64; q = parent.get(q), hops++) if (q === String(process.pid)) return true;
-        return false;
-      };
-      return new Set([...parent.keys()].filter((p) => {
-        if (!mine(p)) return false;
-        try { return /(^|[\s\0])--type=renderer([\s\0]|$)/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8')); } catch { return false; }
-      }));
-    };
+    const browser = await launchWorkerChromium();
+    // Renderers of this file's own browser only: another test file's Chromium may run beside it.
+    const renderers = () => new Set([...descendants()].filter(([, c]) => /(^|[\s\0])--type=renderer([\s\0]|$)/.test(c)).map(([p]) => p));
     try {
       for (let i = 0; i < 2; i++) {
         const before = renderers();
