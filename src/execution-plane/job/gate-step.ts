@@ -57,11 +57,16 @@ export async function gateJob(job: JobMessage, taken: Taken, deps: GateStepDeps)
   return { deferred: true, until, why: decision.why, outcome: r === 'late' ? 'late' : 'deferred' };
 }
 
-/** Tells the provider's breaker what the job said of the portal; a failure to do so is logged, never the job's. */
+/**
+ * Tells the provider's breaker what the attempt said of the portal (it ended done without `errorCode`, else with it),
+ * before the queue hears of the attempt; a failure to do so is logged, never the job's. An attempt released at
+ * shutdown said nothing and is not told.
+ */
 export async function recordGateOutcome(
-  job: JobMessage, status: string, errorCode: string | undefined, pacing: ProviderPacing, deps: GateStepDeps, blocker?: BlockerKind,
+  job: JobMessage, errorCode: string | undefined, pacing: ProviderPacing, deps: GateStepDeps, blocker?: BlockerKind,
 ): Promise<void> {
-  if (!pacing.breaker || status === 'late' || status === 'released') return;
+  if (!pacing.breaker) return;
+  const status = errorCode === undefined ? 'done' : 'failed';
   try {
     // A blocker of a kind the live configuration counts (a rate-limit or maintenance page, say) is the portal's failure,
     // however the job ended: enough of them in a row open the breaker, and the provider's jobs wait its cool-down.

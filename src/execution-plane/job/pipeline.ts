@@ -133,14 +133,11 @@ async function processLeased(taken: Taken, deps: PipelineDeps, signal: AbortSign
   const gated = deps.gate ? await gateJob(job, taken, deps.gate) : undefined;
   if (gated?.deferred) return { jobId: job.jobId, status: gated.outcome, durationMs: Date.now() - started };
   const attempt = new JobAttempt(job, taken, maxAttempts, deps, signal, trace, started);
-  let outcome: JobOutcome;
   try {
-    outcome = await runAttempt(attempt, gated?.pacing);
+    return await runAttempt(attempt, gated?.pacing);
   } finally {
     await attempt.dispose();
   }
-  if (gated && deps.gate) await recordGateOutcome(job, outcome.status, outcome.errorCode, gated.pacing, deps.gate, attempt.artifacts.blocker?.kind);
-  return outcome;
 }
 
 /** A valid job's attempt through its stages: prepare → browser → (release on shutdown) → evidence → report. */
@@ -185,6 +182,9 @@ async function runAttempt(a: JobAttempt, pacing: ProviderPacing | undefined): Pr
     }
     trace.fail('UPLOAD_FAILED', redactor.redact(uploadError.message));
   }
+  // The provider's breaker hears what the job said of the portal before the queue does (gate-step.ts): whoever sees
+  // the job's result, and the slot's next job that comes back with it, find the breaker as this job left it.
+  if (pacing && a.deps.gate) await recordGateOutcome(a.job, error?.code, pacing, a.deps.gate, a.artifacts.blocker?.kind);
   trace.enter('publish');
   return reportOutcome(a, { error, files, list, logs, egress: browserStage.egress, storedSession: prepared?.sessions.stored });
 }
