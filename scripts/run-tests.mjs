@@ -219,6 +219,9 @@ const passes = process.env.TEST_CONCURRENCY !== undefined
     ].filter((p) => p.files.length > 0);
 
 const reportDir = mkdtempSync(join(tmpdir(), 'sri-test-durations-'));
+// Made once per run and shared by every file: the migrated PGlite database the tests copy (test/support/database.ts).
+const cacheDir = process.env.SRI_TEST_CACHE_DIR ? undefined : mkdtempSync(join(tmpdir(), 'sri-test-cache-'));
+const cacheEnv = cacheDir ? { SRI_TEST_CACHE_DIR: cacheDir } : {};
 const started = Date.now();
 let failed = false;
 const timings = [];
@@ -237,7 +240,7 @@ for (const [i, pass] of passes.entries()) {
     // 300 s file timeout and fail it: once its tests are done, the file's process exits.
     '--test-force-exit',
     '--test-timeout=300000', ...pass.files,
-  ], { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+  ], { stdio: 'inherit', env: { ...process.env, ...cacheEnv, NODE_NO_WARNINGS: '1' } });
   if (r.status !== 0) failed = true;
   let lines = [];
   try { lines = readFileSync(durationsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)); } catch { /* no file finished */ }
@@ -247,6 +250,7 @@ for (const [i, pass] of passes.entries()) {
   pass.ms = Date.now() - passStarted;
 }
 rmSync(reportDir, { recursive: true, force: true });
+if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
 
 const s = (ms) => `${(ms / 1000).toFixed(1)} s`;
 const SHOWN = 25;

@@ -18,6 +18,7 @@ import { startStack, type StackHandle } from '../../src/embedded/stack.ts';
 import { typesOf } from '../../scripts/generate-api-types.ts';
 import { tempDir } from '../support/services.ts';
 import type { walkthrough as Walkthrough, WalkthroughOutcome } from './walkthrough-client.ts';
+import { seedStackDatabase } from '../support/database.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLIENT = join(ROOT, 'test', 'contract', 'walkthrough-client.ts');
@@ -56,6 +57,8 @@ describe('a client generated from the served OpenAPI document drives the README 
   let outcome: WalkthroughOutcome | undefined;
 
   before(async () => {
+    // A migrated PGlite in DATA_DIR (test/support/database.ts): the stack resumes it instead of running initdb.
+    await seedStackDatabase(join(dir.path, 'data'));
     stack = await startStack({
       env: {
         ...cleanEnv(),

@@ -20,6 +20,7 @@ import { freePort } from '../../src/embedded/ports.ts';
 import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const logger = createLogger({ name: 'api-test', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -471,7 +472,7 @@ describe('control plane API edges', () => {
   let db: Database;
   // One PGlite for the suite: it takes seconds to start.
   before(async () => {
-    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
+    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openTestDatabase()]);
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
     await seedDemoProvider(db);

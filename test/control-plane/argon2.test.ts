@@ -15,10 +15,11 @@ import { DEFAULT_ARGON2, decodeArgon2, hashArgon2, verifyArgon2 } from '../../sr
 import { hashPassword, verifyPassword } from '../../src/control-plane/http/auth.ts';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
 import { insertOrg, insertUser } from '../../src/control-plane/db/queries/accounts.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { startTestRedis, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from '../support/services.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const FIXTURES: ReadonlyArray<{ options: string; password: string; phc: string }> = [
   { options: '{ type: argon2id } (the platform\'s only call)', password: 'correct horse battery 1',
@@ -100,7 +101,7 @@ describe('login with a password hash stored by the argon2 package', () => {
   let api: ApiHandle;
 
   before(async () => {
-    [redisServer, db] = await Promise.all([startTestRedis(), openDatabase({})]);
+    [redisServer, db] = await Promise.all([startTestRedis(), openTestDatabase()]);
     await migrate(db);
     redis = createRedis(redisServer.url);
     const config = loadApiConfig({

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { AUTH_BODY_LIMIT_BYTES } from '../../src/control-plane/http/routes/auth.ts';
 import { SECURITY_HEADERS } from '../../src/control-plane/http/security-headers.ts';
 import { BODY_LIMIT_BYTES, startApi, type ApiHandle } from '../../src/control-plane/server.ts';
@@ -18,6 +18,7 @@ import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, TEST_JWT_SECRET } from '../support/services.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const KEY = new TextEncoder().encode(JWT_SECRET);
@@ -53,7 +54,7 @@ describe('API hardening', () => {
   }
 
   before(async () => {
-    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
+    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openTestDatabase()]);
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
     await seedDemoProvider(db);

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { createLogger } from '../../src/shared/logger.ts';
@@ -20,6 +20,7 @@ import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import type { ResultMessage } from '../../src/shared/schemas.ts';
 import { startTestRedis, startTestS3, TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const logger = createLogger({ name: 'job-blocked-test', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 
@@ -72,7 +73,7 @@ describe('job.blocked: the control plane records a result\'s blocker, shows it a
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
     receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
     [redisServer, s3Server] = await Promise.all([startTestRedis(), startTestS3()]);
-    db = await openDatabase({});
+    db = await openTestDatabase();
     await migrate(db);
     await seedDemoProvider(db);
     redis = createRedis(redisServer.url);

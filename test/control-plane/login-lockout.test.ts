@@ -10,12 +10,13 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
 import { accountOf } from '../../src/control-plane/auth/lockout.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { keys } from '../../src/shared/keys.ts';
 import type { Logger } from '../../src/shared/logger.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { startTestRedis, TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const PASSWORD = 'correct-horse-42';
 /**
@@ -45,7 +46,7 @@ describe('login lockout per account', () => {
   };
 
   before(async () => {
-    [redisServer, db] = await Promise.all([startTestRedis(), openDatabase({})]);
+    [redisServer, db] = await Promise.all([startTestRedis(), openTestDatabase()]);
     await migrate(db);
     redis = createRedis(redisServer.url);
     const config = loadApiConfig({

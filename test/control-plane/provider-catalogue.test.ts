@@ -21,6 +21,7 @@ import { verifyScript } from '../../src/shared/signing.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from '../support/services.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const logger = createLogger({ name: 'api-catalogue', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 
@@ -34,7 +35,7 @@ describe('provider catalogue of a deployment without the embedded stack', () => 
   let api: ApiHandle | undefined;
 
   before(async () => {
-    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
+    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openTestDatabase()]);
     await migrate(db);
     redis = createRedis(redisServer.url);
     config = loadApiConfig({

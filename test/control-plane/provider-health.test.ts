@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { registerProvider } from '../../src/control-plane/providers/catalogue.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { createLogger } from '../../src/shared/logger.ts';
@@ -18,6 +18,7 @@ import { ProviderGate } from '../../src/shared/provider-gate/gate.ts';
 import { createRedis, type Redis } from '../../src/shared/redis.ts';
 import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { startTestRedis, startTestS3, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from '../support/services.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const OPERATOR_TOKEN = `operator-${randomUUID()}${randomUUID()}`;
 const logger = createLogger({ name: 'api-provider-health', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -40,7 +41,7 @@ describe('provider pacing and health through the API', () => {
   };
 
   before(async () => {
-    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
+    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openTestDatabase()]);
     await migrate(db);
     redis = createRedis(redisServer.url);
     const config = loadApiConfig({

@@ -25,6 +25,7 @@ import { JobMessage, type ResultMessage } from '../../src/shared/schemas.ts';
 import { verifyScript } from '../../src/shared/signing.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const WORKER = 'reliability-test-worker';
@@ -75,7 +76,7 @@ describe('reliability control API (cancel, retry, dead letters, quotas, admin ro
 
   before(async () => {
     [redisServer, s3Server] = await Promise.all([startTestRedis(), startTestS3()]);
-    db = await openDatabase({});
+    db = await openTestDatabase();
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
     await seedDemoProvider(db);

@@ -11,7 +11,7 @@ import { Secret } from 'otpauth';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadApiConfig, type ApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { insertUser } from '../../src/control-plane/db/queries/accounts.ts';
 import { compileSteps, secretRefsOfScript } from '../../src/control-plane/flows/compile.ts';
 import { TokenService } from '../../src/control-plane/http/auth.ts';
@@ -27,6 +27,7 @@ import { verifyEnvelope } from '../../src/shared/signing.ts';
 import { decodeSession, openJobSecrets, transportKeyring } from '../../src/shared/transport-secrets.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const KEY_S1 = `s1:${randomBytes(32).toString('base64')}`;
@@ -72,7 +73,7 @@ describe('tenant secrets through the API', () => {
   }
 
   before(async () => {
-    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
+    [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openTestDatabase()]);
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
     await seedDemoProvider(db);

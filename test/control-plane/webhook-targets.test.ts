@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { loadApiConfig, type ApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { insertUser } from '../../src/control-plane/db/queries/accounts.ts';
 import { TokenService } from '../../src/control-plane/http/auth.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
@@ -26,6 +26,7 @@ import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import type { ResultMessage } from '../../src/shared/schemas.ts';
 import { seedDemoProvider } from '../support/providers.ts';
 import { startTestRedis, startTestS3, TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 interface Stack {
   api: ApiHandle;
@@ -56,7 +57,7 @@ const resolve: Resolve = async (host) => {
 };
 
 async function startStack(env: Record<string, string>): Promise<Stack> {
-  const [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openDatabase({})]);
+  const [redisServer, s3Server, db] = await Promise.all([startTestRedis(), startTestS3(), openTestDatabase()]);
   const redis = createRedis(redisServer.url);
   let api: ApiHandle | undefined;
   let blobStore: BlobStore | undefined;

@@ -25,6 +25,7 @@ import type { ResultMessage } from '../../src/shared/schemas.ts';
 import { startTestRedis, startTestS3, TEST_SIGNING_SECRET, waitFor, TEST_JWT_SECRET } from '../support/services.ts';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const JWT_SECRET = TEST_JWT_SECRET;
 const logger = createLogger({ name: 'webhooks-test', level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -116,7 +117,7 @@ function backendSuite(backend: 'pglite' | 'postgres') {
       [redisServer, s3Server, pgServer] = await Promise.all([
         startTestRedis(), startTestS3(), backend === 'postgres' ? startTestPostgres() : Promise.resolve(undefined),
       ]);
-      db = await openDatabase(pgServer ? { databaseUrl: await pgServer.createDatabase() } : {});
+      db = await (pgServer ? openDatabase({ databaseUrl: await pgServer.createDatabase() }) : openTestDatabase());
       await migrate(db);
       // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
       await seedDemoProvider(db);

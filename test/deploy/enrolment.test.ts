@@ -17,7 +17,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { redeemEnrolment } from '../../src/execution-plane/enrolment.ts';
 import { freePort } from '../../src/embedded/ports.ts';
@@ -33,6 +33,7 @@ import { startTestPortal, type TestPortal } from '../execution-plane/support/por
 import { boundToParent } from '../../src/embedded/bound-child.ts';
 import { seedDemoProvider } from '../support/providers.ts';
 import { writeUsersAcl } from '../support/acl.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const USERS = ['admin', 'api', 'worker', 'enrol'] as const;
@@ -117,7 +118,7 @@ describe('worker enrolment and revocation (Redis ACL of deploy/redis/users.acl)'
     const aclFile = writeUsersAcl(dir.path, passwords).path;
     [redisServer, s3, portal, db] = await Promise.all([
       freePort().then((port) => startEmbeddedRedis({ dir: join(dir.path, 'redis'), port, extraArgs: ['--aclfile', aclFile] })),
-      startTestS3(), startTestPortal(), openDatabase({}),
+      startTestS3(), startTestPortal(), openTestDatabase(),
     ]);
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.

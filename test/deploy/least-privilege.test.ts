@@ -21,7 +21,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
 import { freePort } from '../../src/embedded/ports.ts';
@@ -38,6 +38,7 @@ import { startTestPortal, type TestPortal } from '../execution-plane/support/por
 import { NORMAL_SCRIPT, signedJob, testWorkerConfig } from '../execution-plane/support/jobs.ts';
 import { seedDemoProvider } from '../support/providers.ts';
 import { writeUsersAcl } from '../support/acl.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OPERATOR_TOKEN = `op-${randomBytes(24).toString('hex')}`;
@@ -153,7 +154,7 @@ describe('Redis ACL (deploy/redis/users.acl): the API and a worker on their own 
     for (const u of USERS) assert.ok(!rendered.includes(passwords[u]), 'no password in clear in the rendered file');
     [redisServer, s3, portal, flaky, db] = await Promise.all([
       freePort().then((port) => startEmbeddedRedis({ dir: join(dir.path, 'redis'), port, extraArgs: ['--aclfile', aclFile] })),
-      startTestS3(), startTestPortal(), startFlakyServer(), openDatabase({}),
+      startTestS3(), startTestPortal(), startFlakyServer(), openTestDatabase(),
     ]);
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { startWorker, type WorkerHandle } from '../../src/execution-plane/worker.ts';
 import { keys } from '../../src/shared/keys.ts';
@@ -22,6 +22,7 @@ import { NORMAL_SCRIPT, setSession, signedJob, testWorkerConfig } from '../execu
 import { startTestRedisTarget, type TestRedisTarget } from '../support/redis-targets.ts';
 import { startTestS3, tempDir, TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 describe('the platform on Redis Cluster (REDIS_CLUSTER_NODES)', () => {
   let cluster: TestRedisTarget | undefined;
@@ -37,7 +38,7 @@ describe('the platform on Redis Cluster (REDIS_CLUSTER_NODES)', () => {
   const results = new Map<string, ResultMessage>();
 
   before(async () => {
-    [cluster, s3, portal, db] = await Promise.all([startTestRedisTarget('cluster'), startTestS3(), startTestPortal(), openDatabase({})]);
+    [cluster, s3, portal, db] = await Promise.all([startTestRedisTarget('cluster'), startTestS3(), startTestPortal(), openTestDatabase()]);
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); this test runs its flow against its own portal.
     await seedDemoProvider(db);

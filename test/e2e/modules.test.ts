@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import { moduleKeys } from '../../src/shared/modules/manifest.ts';
@@ -29,6 +29,7 @@ import { runSri } from '../support/cli.ts';
 import { publishDemoProvider, seedDemoProvider } from '../support/providers.ts';
 import { keys as redisKeys } from '../../src/shared/keys.ts';
 import { tempDir, TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const OPERATOR_TOKEN = `operator-${randomUUID()}-${randomUUID()}`;
 const NAME = `demo-invoices-${randomUUID().slice(0, 6)}`;
@@ -85,7 +86,7 @@ describe('module bundles on a running worker', { timeout: 240_000 }, () => {
 
   before(async () => {
     h = await startWorkerHarness();
-    db = await openDatabase({});
+    db = await openTestDatabase();
     await migrate(db);
     await seedDemoProvider(db);
     const config = loadApiConfig({

@@ -19,7 +19,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { findJob } from '../../src/control-plane/db/queries/jobs.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { JobTrace } from '../../src/execution-plane/job/job-trace.ts';
@@ -35,6 +35,7 @@ import { startTestPortal, type TestPortal } from '../execution-plane/support/por
 import { testWorkerConfig } from '../execution-plane/support/jobs.ts';
 import { startTestRedis, startTestS3, tempDir, TEST_JWT_SECRET, TEST_SIGNING_SECRET, waitFor } from '../support/services.ts';
 import { seedDemoProvider } from '../support/providers.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 type LogLine = Record<string, unknown> & { msg?: string };
 
@@ -64,7 +65,7 @@ describe('traces: one trace from POST /api/run to the recorded result', () => {
   let worker: WorkerHandle | undefined;
 
   before(async () => {
-    [redisServer, s3, portal, db] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal(), openDatabase({})]);
+    [redisServer, s3, portal, db] = await Promise.all([startTestRedis(), startTestS3(), startTestPortal(), openTestDatabase()]);
     await migrate(db);
     // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.
     await seedDemoProvider(db);

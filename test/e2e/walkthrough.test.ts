@@ -13,6 +13,7 @@ import { isSriError } from '../../src/shared/errors.ts';
 import { readCatalogueHosts } from '../../src/shared/provider-catalogue.ts';
 import { createRedis } from '../../src/shared/redis.ts';
 import { tempDir } from '../support/services.ts';
+import { seedStackDatabase } from '../support/database.ts';
 
 /** The caller's environment without anything that would point the stack at external services. */
 function cleanEnv(): Record<string, string | undefined> {
@@ -41,6 +42,8 @@ describe('the whole stack, end to end', () => {
   const printed: string[] = [];
 
   before(async () => {
+    // A migrated PGlite in DATA_DIR (test/support/database.ts): the stack resumes it instead of running initdb.
+    await seedStackDatabase(`${dir.path}/data`);
     stack = await startStack({
       env: {
         ...cleanEnv(),

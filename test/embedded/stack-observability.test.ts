@@ -8,6 +8,7 @@ import { describeStack, startStack, type StackHandle } from '../../src/embedded/
 import { freePort, portInUse } from '../../src/embedded/ports.ts';
 import { tempDir, waitFor } from '../support/services.ts';
 import { metricValue, scrape } from '../support/metrics.ts';
+import { seedStackDatabase } from '../support/database.ts';
 
 /** The caller's environment without anything that would point the stack at external services. */
 function cleanEnv(): Record<string, string | undefined> {
@@ -32,6 +33,8 @@ describe('sri up: where the metrics are', () => {
   let httpBase: number;
 
   before(async () => {
+    // A migrated PGlite in DATA_DIR (test/support/database.ts): the stack resumes it instead of running initdb.
+    await seedStackDatabase(`${dir.path}/data`);
     httpBase = await twoFreePorts();
     stack = await startStack({
       env: {
@@ -81,6 +84,7 @@ describe('sri up: says when its workers run scripts without namespaces', () => {
   });
 
   it('prints a warning while starting and names the sandbox in the summary', async () => {
+    await seedStackDatabase(`${dir.path}/data`);
     stack = await startStack({
       env: {
         ...cleanEnv(), DATA_DIR: `${dir.path}/data`, LOG_DIR: `${dir.path}/logs`, LOG_LEVEL: 'warn', WORKER_SANDBOX: 'process',

@@ -34,7 +34,7 @@ const launchWorkerChromium = () => chromium.launch({ executablePath: resolveChro
  * This process's descendants (another test file's processes may run beside it) with their command lines, as text:
  * Chromium rewrites a zygote child's title, so its cmdline is one string with spaces, not NUL-separated arguments.
  */
-function descendants(): Map<string, string> {
+function descendants(): Map<string, { readonly ppid: string; readonly cmdline: string }> {
   const parent = new Map<string, string>();
   for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
@@ -46,10 +46,10 @@ function descendants(): Map<string, string> {
     for (let q = parent.get(p), hops = 0; q && q !== '0' && hops < 64; q = parent.get(q), hops++) if (q === String(process.pid)) return true;
     return false;
   };
-  const out = new Map<string, string>();
-  for (const p of parent.keys()) {
+  const out = new Map<string, { ppid: string; cmdline: string }>();
+  for (const [p, ppid] of parent) {
     if (!mine(p)) continue;
-    try { out.set(p, readFileSync(`/proc/${p}/cmdline`, 'utf8')); } catch { /* gone */ }
+    try { out.set(p, { ppid, cmdline: readFileSync(`/proc/${p}/cmdline`, 'utf8') }); } catch { /* gone */ }
   }
   return out;
 }
@@ -69,8 +69,11 @@ describe('worker Chromium flags', () => {
   it('reach the launched browser: its last --disable-features holds Playwright\'s and the worker\'s', { timeout: 120_000 }, async () => {
     const browser = await launchWorkerChromium();
     try {
-      // The browser process: a descendant of this process whose command line has Playwright's debugging pipe.
-      const lines = [...descendants().values()].map((c) => c.split('\0')).filter((argv) => argv.includes('--remote-debugging-pipe'));
+      // The browser process: the child of this process (Playwright starts it) whose command line has Playwright's
+      // debugging pipe. Not any descendant: a process the browser has just forked (a zygote, before it renames
+      // itself or execs) shows the browser's command line for a moment, and was counted as a second browser once.
+      const lines = [...descendants().values()].filter((d) => d.ppid === String(process.pid))
+        .map((d) => d.cmdline.split('\0')).filter((argv) => argv.includes('--remote-debugging-pipe'));
       assert.equal(lines.length, 1, 'one browser process');
       const last = disableSwitches(lines[0]!).at(-1)!.slice('--disable-features='.length).split(',');
       for (const f of [...playwrightDisabledFeatures(), ...WORKER_DISABLED_FEATURES]) assert.ok(last.includes(f), f);
@@ -82,7 +85,7 @@ describe('worker Chromium flags', () => {
   it('give a job\'s context one target and one renderer process: its page, no browser UI (the omnibox popup\'s WebUI)', { timeout: 120_000 }, async () => {
     const browser = await launchWorkerChromium();
     // Renderers of this file's own browser only: another test file's Chromium may run beside it.
-    const renderers = () => new Set([...descendants()].filter(([, c]) => /(^|[\s\0])--type=renderer([\s\0]|$)/.test(c)).map(([p]) => p));
+    const renderers = () => new Set([...descendants()].filter(([, d]) => /(^|[\s\0])--type=renderer([\s\0]|$)/.test(d.cmdline)).map(([p]) => p));
     try {
       for (let i = 0; i < 2; i++) {
         const before = renderers();

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { keys } from '../../src/shared/keys.ts';
 import { queueCatalogueEntry } from '../../src/shared/provider-catalogue.ts';
@@ -23,6 +23,7 @@ import { publishDemoProvider, seedDemoProvider, testDemoProvider } from '../supp
 import { runSri } from '../support/cli.ts';
 import { push, setSession, signedJob, testOrg } from './support/jobs.ts';
 import { startWorkerHarness, type WorkerHarness } from './support/worker-harness.ts';
+import { openTestDatabase } from '../support/database.ts';
 
 const OPERATOR_TOKEN = `op-${randomBytes(24).toString('hex')}`;
 // Fails on the portal's 500 page (PORTAL_UNAVAILABLE: an infrastructure failure for the breaker), done on its good one.
@@ -54,7 +55,7 @@ describe('live worker configuration: written through the operator API, applied b
   before(async () => {
     // WORKER_MAX_JOBS 3 is the ceiling; a heartbeat every 500 ms makes the registry's maxJobs quick to observe.
     h = await startWorkerHarness({ WORKER_MAX_JOBS: '3', WORKER_HEARTBEAT_INTERVAL_MS: '500' });
-    db = await openDatabase({});
+    db = await openTestDatabase();
     await migrate(db);
     await seedDemoProvider(db);
     const config = loadApiConfig({

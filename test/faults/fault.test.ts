@@ -22,6 +22,7 @@ import { tempDir, waitFor } from '../support/services.ts';
 import {
   isAlive, kill9, spawnWorker, startCrashableRedis, stopWorker, waitForHeartbeat, type CrashableRedis, type WorkerProcess,
 } from './support/processes.ts';
+import { seedStackDatabase } from '../support/database.ts';
 
 /**
  * Every fault (five worker kills, one redis-server kill) happens while jobs run whatever the count: the kills are
@@ -101,6 +102,8 @@ describe(`fault test: kill -9 workers and redis-server while ${JOBS} jobs run`, 
   // runner's 300 s default for a hook.
   before(async () => {
     redisServer = await startCrashableRedis(`${dir.path}/redis`, await freePort());
+    // A migrated PGlite in DATA_DIR (test/support/database.ts): the stack resumes it instead of running initdb.
+    await seedStackDatabase(`${dir.path}/data`);
     stack = await startStack({
       env: {
         ...cleanEnv(),

@@ -14,6 +14,7 @@ import { BlobStore, createS3Client } from '../../src/shared/s3.ts';
 import { SseParser, type SseEvent } from '../../src/shared/sse.ts';
 import { startTestRedis, startTestS3, TEST_JWT_SECRET, TEST_SIGNING_SECRET } from './services.ts';
 import { seedDemoProvider } from './providers.ts';
+import { openTestDatabase } from './database.ts';
 
 export { TEST_JWT_SECRET };
 
@@ -40,7 +41,7 @@ export interface TestApi {
  */
 export async function startTestApi(env: Record<string, string> = {}, opts: { databaseUrl?: string; apiOwnsRedis?: boolean } = {}): Promise<TestApi> {
   const [redisServer, s3Server, db] = await Promise.all([
-    startTestRedis(), startTestS3(), openDatabase(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+    startTestRedis(), startTestS3(), opts.databaseUrl ? openDatabase({ databaseUrl: opts.databaseUrl }) : openTestDatabase(),
   ]);
   await migrate(db);
   // Only `sri up` registers demo (migration 0005); these tests run its flows against their own portals.

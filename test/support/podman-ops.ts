@@ -18,7 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { loadApiConfig } from '../../src/control-plane/config.ts';
-import { migrate, openDatabase, type Database } from '../../src/control-plane/db/index.ts';
+import { migrate, type Database } from '../../src/control-plane/db/index.ts';
 import { startApi, type ApiHandle } from '../../src/control-plane/server.ts';
 import { freePort } from '../../src/embedded/ports.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../../src/embedded/redis-server.ts';
@@ -26,6 +26,7 @@ import { createLogger } from '../../src/shared/logger.ts';
 import { writeUsersAcl } from './acl.ts';
 import { TEST_JWT_SECRET } from './api.ts';
 import { startTestS3, tempDir, TEST_SIGNING_SECRET, waitFor } from './services.ts';
+import { openTestDatabase } from './database.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -249,7 +250,7 @@ export class PodmanOpsStack {
     const services = (async () => {
       [this.redisServer, this.s3, this.db] = await Promise.all([
         freePort().then((port) => startEmbeddedRedis({ dir: join(p, 'redis'), port, extraArgs: ['--aclfile', aclFile] })),
-        startTestS3(), openDatabase({}),
+        startTestS3(), openTestDatabase(),
       ]);
       await migrate(this.db);
       const config = loadApiConfig({

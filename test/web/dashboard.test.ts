@@ -13,6 +13,7 @@ import { loginToDemoPortal } from '../../src/cli/demo.ts';
 import { startStack, type StackHandle } from '../../src/embedded/stack.ts';
 import { tempDir } from '../support/services.ts';
 import { assertNoProblems, checkAccessibility, cleanEnv, launchChromium, openPage, type WatchedPage } from './browser.ts';
+import { seedStackDatabase } from '../support/database.ts';
 
 const EMAIL = `ana-${Date.now()}@example.com`;
 const PASSWORD = 'caballo-correcto-bateria-42';
@@ -45,6 +46,8 @@ describe('the dashboard, in Chromium, against the whole stack', () => {
   }
 
   before(async () => {
+    // A migrated PGlite in DATA_DIR (test/support/database.ts): the stack resumes it instead of running initdb.
+    await seedStackDatabase(`${dir.path}/data`);
     stack = await startStack({
       env: {
         ...cleanEnv(),

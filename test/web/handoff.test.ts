@@ -13,6 +13,7 @@ import type { Browser, Page } from 'playwright-core';
 import { startStack, type StackHandle } from '../../src/embedded/stack.ts';
 import { tempDir, waitFor } from '../support/services.ts';
 import { assertNoProblems, checkAccessibility, cleanEnv, launchChromium, openPage, type WatchedPage } from './browser.ts';
+import { seedStackDatabase } from '../support/database.ts';
 
 const EMAIL = `rosa-${Date.now()}@example.com`;
 const PASSWORD = 'caballo-correcto-bateria-42';
@@ -38,6 +39,8 @@ describe('a hand-off answered in the dashboard\'s live view', () => {
   }
 
   before(async () => {
+    // A migrated PGlite in DATA_DIR (test/support/database.ts): the stack resumes it instead of running initdb.
+    await seedStackDatabase(`${dir.path}/data`);
     stack = await startStack({
       env: {
         ...cleanEnv(),

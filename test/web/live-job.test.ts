@@ -18,6 +18,7 @@ import { DEMO_LOCALE_COOKIE, DEMO_PASSWORD, DEMO_SESSION_COOKIE } from '../../sr
 import { startStack, type StackHandle } from '../../src/embedded/stack.ts';
 import { tempDir, waitFor } from '../support/services.ts';
 import { assertNoProblems, checkAccessibility, cleanEnv, launchChromium, openPage, type WatchedPage } from './browser.ts';
+import { seedStackDatabase } from '../support/database.ts';
 
 const EMAIL = `lucia-${Date.now()}@example.com`;
 const PASSWORD = 'caballo-correcto-bateria-42';
@@ -52,6 +53,8 @@ describe('a long job watched live in the dashboard, cancelled, and a finished jo
   }
 
   before(async () => {
+    // A migrated PGlite in DATA_DIR (test/support/database.ts): the stack resumes it instead of running initdb.
+    await seedStackDatabase(`${dir.path}/data`);
     stack = await startStack({
       env: {
         ...cleanEnv(),

@@ -12,8 +12,11 @@ export interface OpenDatabaseOptions {
   databaseUrl?: string;
   /** PGlite data directory; undefined = in memory. */
   dataDir?: string;
+  /** In memory only: start from this PGlite data directory dump (PGlite's dumpDataDir) instead of an empty database. */
+  pgliteTemplate?: Blob;
 }
 
 export function openDatabase(opts: OpenDatabaseOptions = {}): Promise<Database> {
-  return opts.databaseUrl ? openPostgres(opts.databaseUrl) : openPglite(opts.dataDir);
+  if (opts.dataDir && opts.pgliteTemplate) throw new Error('openDatabase: pgliteTemplate is for an in-memory database, not with dataDir');
+  return opts.databaseUrl ? openPostgres(opts.databaseUrl) : openPglite(opts.dataDir, opts.pgliteTemplate);
 }

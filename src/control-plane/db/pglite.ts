@@ -30,9 +30,13 @@ function wrap(tx: Transaction): Tx {
   };
 }
 
-export async function openPglite(dataDir?: string): Promise<Database> {
+/**
+ * `template`: a data directory as PGlite's `dumpDataDir` writes it, to start an in-memory database from instead of
+ * running initdb (seconds of CPU each time); the tests start from a migrated one (test/support/database.ts).
+ */
+export async function openPglite(dataDir?: string, template?: Blob): Promise<Database> {
   if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const pg = await PGlite.create(dataDir ? { dataDir } : {});
+  const pg = await PGlite.create({ ...(dataDir ? { dataDir } : {}), ...(template ? { loadDataDir: template } : {}) });
   const mutex = new Mutex();
   let closed = false;
 
