@@ -123,8 +123,10 @@ describe('blocker classification on a real worker', () => {
     assert.equal(first.blocker?.kind, 'rate-limit');
     assert.equal(first.blocker?.url, `${portal.url}/blockers/rate-limit`);
     assert.match(first.blocker?.evidence ?? '', /^HTTP status 429$/);
-    // The harness's `results` never takes a retrying result for the job's result.
-    assert.equal(h.services.results.get(job.jobId)?.status, 'done');
+    // The harness's `results` never takes a retrying result for the job's result. The final result is stored and
+    // published in one step, but the harness's subscriber hears it a moment after the read above found it stored.
+    const heard = await waitFor(() => h.services.results.get(job.jobId), { timeoutMs: 30_000, what: 'the final result heard by the subscriber' });
+    assert.equal(heard.status, 'done');
   });
 
   it('counts blockers per provider and kind in the worker\'s metrics', async () => {

@@ -182,8 +182,8 @@ async function runAttempt(a: JobAttempt, pacing: ProviderPacing | undefined): Pr
     }
     trace.fail('UPLOAD_FAILED', redactor.redact(uploadError.message));
   }
-  // The provider's breaker hears what the job said of the portal before the queue does (gate-step.ts): whoever sees
-  // the job's result, and the slot's next job that comes back with it, find the breaker as this job left it.
+  // The provider's breaker hears what the attempt said of the portal before the queue does (gate-step.ts): whoever
+  // sees its result (the API, a webhook, a person about to run it again) finds the breaker as this attempt left it.
   if (pacing && a.deps.gate) await recordGateOutcome(a.job, error?.code, pacing, a.deps.gate, a.artifacts.blocker?.kind);
   trace.enter('publish');
   return reportOutcome(a, { error, files, list, logs, egress: browserStage.egress, storedSession: prepared?.sessions.stored });
